@@ -1,0 +1,299 @@
+"""Exploration policies over action values: greedy, ε-greedy and Boltzmann (softmax).
+
+Every policy maps action values ``q`` to a distribution over actions and samples from it:
+
+* ``probs(q, step=, mask=)``: the distribution π(·|q) (rows sum to 1);
+* ``select(q, rng, step=, mask=)``: one action drawn *exactly* from ``probs`` with a
+  ``numpy.random.Generator``;
+* ``entropy(q, step=, mask=)``: H(π) = −Σ_a π(a) log π(a) in nats.
+
+``q`` is one row of shape ``(A,)`` (``select`` returns an ``int``) or a batch ``(n, A)``
+(returns an int array). ``mask`` is a bool array of the same shape, True where an action is
+allowed; disallowed actions get probability 0. The exploration parameter (ε or τ) is a number
+or any schedule ``step -> float`` (see :mod:`rlsoft.schedules`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from rlsoft import functional as F
+from rlsoft.schedules import ConstantSchedule, ScheduleLike, make_schedule
+
+__all__ = ["Boltzmann", "EpsilonGreedy", "Greedy", "Policy"]
+
+
+def _diverged_message() -> str:
+    return (
+        "Q-values contain NaN, so no action can be chosen; training has diverged "
+        "(lower the learning rate, clip rewards or gradients)"
+    )
+
+
+def _prepare(q: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate ``q`` (1-D or 2-D, no NaN) and ``mask``; return float q and bool mask."""
+    q = np.asarray(q, dtype=np.float64) if not isinstance(q, np.ndarray) else q
+    if q.dtype.kind != "f":
+        q = q.astype(np.float64)
+    if q.ndim not in (1, 2) or q.shape[-1] == 0:
+        raise ValueError(
+            f"action values must have shape (A,) or (n, A) with A >= 1, got {q.shape}"
+        )
+    if np.isnan(q).any():
+        raise ValueError(_diverged_message())
+    if mask is None:
+        return q, None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != q.shape:
+        raise ValueError(f"action mask has shape {mask.shape} but action values have {q.shape}")
+    if not mask.any(axis=-1).all():
+        raise ValueError("the action mask allows no action in some state; allow at least one")
+    return q, mask
+
+
+def _greedy_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Uniform over the tied maxima among allowed actions."""
+    if mask is not None:
+        q = np.where(mask, q, -np.inf)
+    ties = (q == q.max(axis=-1, keepdims=True)).astype(np.float64)
+    return ties / ties.sum(axis=-1, keepdims=True)
+
+
+def _uniform_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    allowed = np.ones(q.shape) if mask is None else mask.astype(np.float64)
+    return allowed / allowed.sum(axis=-1, keepdims=True)
+
+
+def _sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Inverse-CDF sampling, one action per row: a = min{a : u·C_A < C_a}, C the cumsum.
+
+    Zero-probability actions have zero-width intervals and are never drawn.
+    """
+    cdf = np.cumsum(probs, axis=-1)
+    u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+    actions = (cdf <= u).sum(axis=-1)
+    # u·C_A may round up to C_A itself; then take the last action with positive probability.
+    overflow = actions >= probs.shape[-1]
+    if overflow.any():
+        last_positive = probs.shape[-1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=-1)
+        actions = np.where(overflow, last_positive, actions)
+    return actions
+
+
+def _row_greedy(row: list[float], rng: np.random.Generator) -> int:
+    top = max(row)
+    if row.count(top) == 1:
+        return row.index(top)
+    ties = [i for i, v in enumerate(row) if v == top]
+    return ties[int(rng.integers(len(ties)))]
+
+
+def _row_list(q: Any) -> list[float] | None:
+    """A finite-or-masked 1-D row as a Python list (the fast path), None for anything else."""
+    if type(q) is not np.ndarray or q.ndim != 1 or q.size == 0:
+        return None
+    row = q.tolist()
+    total = sum(row)
+    if total != total:  # NaN, or +inf and -inf together: let the array path decide
+        if any(v != v for v in row):
+            raise ValueError(_diverged_message())
+        return None
+    return row
+
+
+class Policy(ABC):
+    """Base class: subclasses provide ``probs`` and may override ``select`` with a faster
+    exact sampler. ``parameter_name`` is "epsilon", "temperature" or None."""
+
+    parameter_name: str | None = None
+
+    def parameter(self, step: int = 0) -> float | None:
+        """The exploration parameter (ε or τ) at ``step``, or None for greedy."""
+        return None
+
+    @abstractmethod
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        """Action probabilities π(a|q), same shape as ``q``."""
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        """Sample an action (or one per row) exactly from :meth:`probs`."""
+        probs = self.probs(q, step=step, mask=mask)
+        if probs.ndim == 1:
+            return int(_sample_rows(probs[None], rng)[0])
+        return _sample_rows(probs, rng)
+
+    def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        """H(π) = −Σ_a π(a) log π(a), in nats (0·log 0 = 0)."""
+        p = self.probs(q, step=step, mask=mask)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * np.log(p), 0.0)
+        h = -terms.sum(axis=-1)
+        return float(h) if h.ndim == 0 else h
+
+    def describe(self) -> dict[str, Any]:
+        """A serialisable description (for hparams and run summaries)."""
+        return {"policy": type(self).__name__}
+
+
+class Greedy(Policy):
+    """π(a|q) = 1/|argmax q| on the maximisers, 0 elsewhere; ties are split (and broken
+    uniformly at random by ``select``)."""
+
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        q, mask = _prepare(q, mask)
+        return _greedy_probs(q, mask)
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        if mask is None:
+            row = _row_list(q)
+            if row is not None:
+                return _row_greedy(row, rng)
+        q, mask = _prepare(q, mask)
+        if mask is not None:
+            q = np.where(mask, q, -np.inf)
+        action = F.argmax(q, rng=rng)
+        return int(action) if q.ndim == 1 else action
+
+
+class _ParametrisedPolicy(Policy):
+    """Holds a number-or-schedule parameter; constants skip the schedule call per step."""
+
+    def __init__(self, value: ScheduleLike) -> None:
+        self._schedule = make_schedule(value)
+        self._constant = (
+            self._check(self._schedule.value) if isinstance(self._schedule, ConstantSchedule) else None
+        )
+
+    @staticmethod
+    @abstractmethod
+    def _check(value: float) -> float:
+        """Validate one parameter value, raising ValueError with a clear sentence."""
+
+    def parameter(self, step: int = 0) -> float:
+        if self._constant is not None:
+            return self._constant
+        return self._check(float(self._schedule(step)))
+
+    @property
+    def schedule(self) -> Any:
+        return self._schedule
+
+    def describe(self) -> dict[str, Any]:
+        from rlsoft.schedules import describe
+
+        return {"policy": type(self).__name__, self.parameter_name: describe(self._schedule)}
+
+
+class EpsilonGreedy(_ParametrisedPolicy):
+    """π = (1 − ε)·greedy + ε·uniform over the allowed actions."""
+
+    parameter_name = "epsilon"
+
+    def __init__(self, epsilon: ScheduleLike) -> None:
+        super().__init__(epsilon)
+
+    @staticmethod
+    def _check(value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {value!r}")
+        return value
+
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        eps = self.parameter(step)
+        q, mask = _prepare(q, mask)
+        return (1.0 - eps) * _greedy_probs(q, mask) + eps * _uniform_probs(q, mask)
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        eps = self.parameter(step)
+        if mask is None:
+            row = _row_list(q)
+            if row is not None:
+                if rng.random() < eps:
+                    return int(rng.integers(len(row)))
+                return _row_greedy(row, rng)
+        q, mask = _prepare(q, mask)
+        greedy = Greedy().select(q, rng, mask=mask)
+        explore = rng.random(q.shape[:-1]) < eps
+        if q.ndim == 1:
+            return int(_sample_rows(_uniform_probs(q, mask)[None], rng)[0]) if explore else greedy
+        if explore.any():
+            uniform = _sample_rows(_uniform_probs(q[explore], None if mask is None else mask[explore]), rng)
+            greedy = greedy.copy()
+            greedy[explore] = uniform
+        return greedy
+
+
+class Boltzmann(_ParametrisedPolicy):
+    """π(a|q) = softmax(q/τ)_a, through :func:`rlsoft.functional.softmax`.
+
+    ``select`` samples by inverse CDF, exactly; τ → 0 approaches greedy (ties split) and
+    τ → ∞ uniform.
+    """
+
+    parameter_name = "temperature"
+
+    def __init__(self, temperature: ScheduleLike) -> None:
+        super().__init__(temperature)
+
+    @staticmethod
+    def _check(value: float) -> float:
+        if not 0.0 < value < math.inf:
+            raise ValueError(
+                f"temperature must be a positive finite number, got {value!r}; use a small "
+                "value such as 1e-3 for near-greedy behaviour"
+            )
+        return value
+
+    def _masked(self, q: Any, mask: Any) -> np.ndarray:
+        q, mask = _prepare(q, mask)
+        return q if mask is None else np.where(mask, q, -np.inf)
+
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        return F.softmax(self._masked(q, mask), temperature=self.parameter(step))
+
+    def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        h = F.entropy(self._masked(q, mask), temperature=self.parameter(step))
+        return float(h) if np.ndim(h) == 0 else h
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        tau = self.parameter(step)
+        if mask is None:
+            row = _row_list(q)
+            if row is not None and -math.inf < max(row) < math.inf:
+                return _row_boltzmann(row, tau, rng.random())
+        return super().select(q, rng, step=step, mask=mask)
+
+
+def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
+    """Inverse CDF on one finite-max row: the first a with u·Σe < Σ_{b≤a} e_b,
+    e_b = exp((q_b − max q)/τ). The max entry has e = 1, so the total is ≥ 1."""
+    top = max(row)
+    inv = 1.0 / temperature
+    cumulative = []
+    acc = 0.0
+    for v in row:
+        acc += math.exp((v - top) * inv)
+        cumulative.append(acc)
+    target = u * acc
+    for action, c in enumerate(cumulative):
+        if target < c:
+            return action
+    # Rounding put u·Σe at Σe: take the last action with positive probability.
+    prev = cumulative[-1]
+    for action in range(len(cumulative) - 1, 0, -1):
+        if cumulative[action - 1] < prev:
+            return action
+        prev = cumulative[action - 1]
+    return 0
