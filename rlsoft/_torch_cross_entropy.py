@@ -55,9 +55,7 @@ class _IndexTargetCrossEntropy(torch.autograd.Function):
         grad = log_p.exp()
         if ctx.smoothing:
             grad.sub_(ctx.smoothing / log_p.shape[-1])
-        grad.scatter_add_(
-            -1, index, torch.full_like(index, ctx.smoothing - 1.0, dtype=grad.dtype)
-        )
+        grad.scatter_add_(-1, index, torch.full_like(index, ctx.smoothing - 1.0, dtype=grad.dtype))
         grad.mul_(_scale_for(grad_out, ctx.reduction, log_p.shape[0]))
         return grad, None, None, None
 

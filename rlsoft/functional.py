@@ -24,6 +24,7 @@ probability 0 and contribute nothing; a row that is entirely ``-inf`` has log-su
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from math import exp, log
@@ -122,17 +123,44 @@ def _small_row(x: Any, axis: int) -> list[float] | None:
 def _row_exp(row: list[float], temperature: float) -> tuple[list[float], float, float]:
     """``(e, Σe, m)`` with ``e_i = exp((x_i − m)/τ)`` for a finite-max Python row."""
     top = max(row)
-    inv = 1.0 / temperature
-    e = [exp((v - top) * inv) for v in row]
+    # Divide rather than multiply by 1/τ: 1/τ is inf for a subnormal τ, and 0·inf is NaN.
+    e = [exp((v - top) / temperature) for v in row]
     return e, sum(e), top
 
 
-def _scaled_shift(x: np.ndarray, axis: int, temperature: float) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``((x − m)/τ, m, degenerate)`` in one fresh buffer, every value ≤ 0 on finite rows."""
+@functools.cache
+def _normal_range(dtype: np.dtype) -> tuple[float, float]:
+    info = np.finfo(dtype)
+    return float(info.tiny), float(info.max)
+
+
+def _temperature_scalar(temperature: float, dtype: np.dtype) -> Any:
+    """τ as a scalar to divide or multiply arrays of ``dtype`` by.
+
+    A τ the dtype cannot hold as a normal number (1e-50 or 1e300 for float32) would round to
+    0 or inf and turn 0/τ or −inf·τ into NaN; then the arithmetic runs in float64 instead and
+    the result is rounded once into ``dtype``.
+    """
+    if dtype == np.float64:
+        return temperature
+    tiny, huge = _normal_range(dtype)
+    return temperature if tiny <= temperature <= huge else np.float64(temperature)
+
+
+def _scaled_shift(
+    x: np.ndarray, axis: int, temperature: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``((x − m)/τ, m, degenerate)`` in one fresh buffer, every value ≤ 0 on finite rows.
+
+    ``x − m`` (for entries spanning more than the float range, e.g. ±1e308) and ``(x − m)/τ``
+    (for a tiny τ) may overflow to −inf; that is the exact limit here (exp(−inf) = 0), so the
+    overflow warning is silenced.
+    """
     m, degenerate = _finite_max(x, axis)
-    z = np.subtract(x, m)
-    if temperature != 1.0:
-        np.multiply(z, 1.0 / temperature, out=z)
+    with np.errstate(over="ignore"):
+        z = np.subtract(x, m)
+        if temperature != 1.0:
+            np.divide(z, _temperature_scalar(temperature, z.dtype), out=z)
     return z, m, degenerate
 
 
@@ -142,7 +170,7 @@ def _scaled_shift(x: np.ndarray, axis: int, temperature: float) -> tuple[np.ndar
 
 
 def logsumexp(x: Any, axis: int = -1, *, temperature: float = 1.0, keepdims: bool = False) -> Any:
-    """Temperature-scaled log-sum-exp along ``axis``.
+    r"""Temperature-scaled log-sum-exp along ``axis``.
 
     .. math:: \operatorname{lse}_τ(x) = τ \log \sum_i e^{x_i/τ}
               = m + τ \log \sum_i e^{(x_i - m)/τ},\quad m = \max_i x_i
@@ -176,13 +204,13 @@ def logsumexp(x: Any, axis: int = -1, *, temperature: float = 1.0, keepdims: boo
     with np.errstate(divide="ignore") if degenerate else _NO_CONTEXT:
         np.log(s, out=s)  # log 0 = −inf is the right answer for a fully masked row
     if temperature != 1.0:
-        np.multiply(s, temperature, out=s)
+        np.multiply(s, _temperature_scalar(temperature, s.dtype), out=s)
     np.add(s, m, out=s)
     return s if keepdims else np.squeeze(s, axis=axis)
 
 
 def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
-    """Boltzmann distribution of ``x`` at temperature τ along ``axis``.
+    r"""Boltzmann distribution of ``x`` at temperature τ along ``axis``.
 
     .. math:: \operatorname{softmax}_τ(x)_i = \frac{e^{(x_i - m)/τ}}{\sum_j e^{(x_j - m)/τ}}
 
@@ -213,7 +241,7 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
 
 
 def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
-    """Logarithm of :func:`softmax`, computed without forming the probabilities.
+    r"""Logarithm of :func:`softmax`, computed without forming the probabilities.
 
     .. math:: \log \operatorname{softmax}_τ(x)_i = \frac{x_i - m}{τ}
               - \log \sum_j e^{(x_j - m)/τ}
@@ -233,10 +261,10 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
 
 
 def entropy(logits: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
-    """Shannon entropy, in nats, of ``softmax(logits / τ)`` along ``axis``.
+    r"""Shannon entropy, in nats, of ``softmax(logits / τ)`` along ``axis``.
 
-    .. math:: H = -\\sum_i p_i \\log p_i
-              = \\operatorname{lse}(z) - \\sum_i p_i z_i,\\quad z = x/τ
+    .. math:: H = -\sum_i p_i \log p_i
+              = \operatorname{lse}(z) - \sum_i p_i z_i,\quad z = x/τ
 
     Masked (``-inf``) entries contribute 0 (the limit of ``p log p`` as ``p → 0``); the uniform
     distribution over K allowed entries gives ``ln K``.
@@ -302,14 +330,14 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     return_grad: bool = False,
 ) -> Any:
-    """Cross-entropy between ``softmax(logits)`` and a target, class axis last.
+    r"""Cross-entropy between ``softmax(logits)`` and a target, class axis last.
 
     With target distribution y (a one-hot row for an index target) smoothed as
     ``y' = (1 − ε)·y + ε/K``:
 
-    .. math:: \\ell = -\\sum_k y'_k \\log \\operatorname{softmax}(z)_k
-              = \\Big(\\sum_k y'_k\\Big)\\operatorname{lse}(z) - \\sum_k y'_k z_k,
-              \\qquad \\frac{\\partial \\ell}{\\partial z} = p \\sum_k y'_k - y'
+    .. math:: \ell = -\sum_k y'_k \log \operatorname{softmax}(z)_k
+              = \Big(\sum_k y'_k\Big)\operatorname{lse}(z) - \sum_k y'_k z_k,
+              \qquad \frac{\partial \ell}{\partial z} = p \sum_k y'_k - y'
 
     which is the familiar ``p − y`` for targets that sum to 1. Computed from logits through
     log-sum-exp, never as ``log`` of a clamped probability.
@@ -418,6 +446,22 @@ def _reduce(loss: np.ndarray, reduction: Reduction) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def _torch_scale(x: torch.Tensor, temperature: float, *, divide: bool) -> torch.Tensor:
+    """``x / τ`` or ``x · τ``, in float64 when τ is outside ``x.dtype``'s normal range.
+
+    torch rounds a Python scalar to the tensor's dtype, so τ = 1e-50 would become 0 in
+    float32 (and 0/0 = NaN); see :func:`_temperature_scalar`.
+    """
+    import torch
+
+    if x.dtype != torch.float64:
+        info = torch.finfo(x.dtype)
+        if not info.tiny <= temperature <= info.max:
+            wide = x.double()
+            return (wide / temperature if divide else wide * temperature).to(x.dtype)
+    return x / temperature if divide else x * temperature
+
+
 def _torch_shift_scale(
     x: torch.Tensor, axis: int, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -430,7 +474,7 @@ def _torch_shift_scale(
 
     m = torch.amax(x.detach(), dim=axis, keepdim=True)
     m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    return (x - m) / temperature, m
+    return _torch_scale(x - m, temperature, divide=True), m
 
 
 def _torch_logsumexp(x: torch.Tensor, axis: int, temperature: float, keepdims: bool):
@@ -439,7 +483,7 @@ def _torch_logsumexp(x: torch.Tensor, axis: int, temperature: float, keepdims: b
     if temperature == 1.0:
         return torch.logsumexp(x, dim=axis, keepdim=keepdims)
     z, m = _torch_shift_scale(x, axis, temperature)
-    out = torch.logsumexp(z, dim=axis, keepdim=True) * temperature + m
+    out = _torch_scale(torch.logsumexp(z, dim=axis, keepdim=True), temperature, divide=False) + m
     return out if keepdims else out.squeeze(axis)
 
 

@@ -16,6 +16,7 @@ or any schedule ``step -> float`` (see :mod:`rlsoft.schedules`).
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -40,9 +41,7 @@ def _prepare(q: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
     if q.dtype.kind != "f":
         q = q.astype(np.float64)
     if q.ndim not in (1, 2) or q.shape[-1] == 0:
-        raise ValueError(
-            f"action values must have shape (A,) or (n, A) with A >= 1, got {q.shape}"
-        )
+        raise ValueError(f"action values must have shape (A,) or (n, A) with A >= 1, got {q.shape}")
     if np.isnan(q).any():
         raise ValueError(_diverged_message())
     if mask is None:
@@ -55,12 +54,33 @@ def _prepare(q: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return q, mask
 
 
+def _greedy_ties(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Bool array: the allowed actions whose value is the largest allowed value.
+
+    ``& mask`` matters when every allowed value is −inf: the −inf that stands in for a
+    disallowed action would tie with them otherwise.
+    """
+    if mask is None:
+        return q == q.max(axis=-1, keepdims=True)
+    q = np.where(mask, q, -np.inf)
+    return (q == q.max(axis=-1, keepdims=True)) & mask
+
+
 def _greedy_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Uniform over the tied maxima among allowed actions."""
-    if mask is not None:
-        q = np.where(mask, q, -np.inf)
-    ties = (q == q.max(axis=-1, keepdims=True)).astype(np.float64)
+    ties = _greedy_ties(q, mask).astype(np.float64)
     return ties / ties.sum(axis=-1, keepdims=True)
+
+
+def _pick_tie(ties: np.ndarray, rng: np.random.Generator) -> int | np.ndarray:
+    """One True position per row, uniformly at random (the rule of ``F.argmax(rng=)``)."""
+    if ties.ndim == 1:
+        candidates = np.flatnonzero(ties)
+        if candidates.size == 1:
+            return int(candidates[0])
+        return int(candidates[rng.integers(candidates.size)])
+    keys = np.where(ties, rng.random(ties.shape), -1.0)
+    return np.argmax(keys, axis=-1)
 
 
 def _uniform_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -93,10 +113,19 @@ def _row_greedy(row: list[float], rng: np.random.Generator) -> int:
 
 
 def _row_list(q: Any) -> list[float] | None:
-    """A finite-or-masked 1-D row as a Python list (the fast path), None for anything else."""
-    if type(q) is not np.ndarray or q.ndim != 1 or q.size == 0:
+    """One row as a Python list of floats (the fast path), None for anything else.
+
+    Accepts a 1-D numpy row or a non-empty list of Python floats (tabular agents may keep
+    their Q-table rows as lists, which avoids numpy's per-call overhead on a few actions).
+    """
+    if type(q) is list:
+        row = q
+        if not row or type(row[0]) is not float:
+            return None
+    elif type(q) is np.ndarray and q.ndim == 1 and q.size:
+        row = q.tolist()
+    else:
         return None
-    row = q.tolist()
     total = sum(row)
     if total != total:  # NaN, or +inf and -inf together: let the array path decide
         if any(v != v for v in row):
@@ -157,19 +186,20 @@ class Greedy(Policy):
             if row is not None:
                 return _row_greedy(row, rng)
         q, mask = _prepare(q, mask)
-        if mask is not None:
-            q = np.where(mask, q, -np.inf)
-        action = F.argmax(q, rng=rng)
-        return int(action) if q.ndim == 1 else action
+        return _pick_tie(_greedy_ties(q, mask), rng)
 
 
 class _ParametrisedPolicy(Policy):
     """Holds a number-or-schedule parameter; constants skip the schedule call per step."""
 
     def __init__(self, value: ScheduleLike) -> None:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            self._check(float(value))  # name the parameter (not "schedule value") in the error
         self._schedule = make_schedule(value)
         self._constant = (
-            self._check(self._schedule.value) if isinstance(self._schedule, ConstantSchedule) else None
+            self._check(self._schedule.value)
+            if isinstance(self._schedule, ConstantSchedule)
+            else None
         )
 
     @staticmethod
@@ -227,7 +257,9 @@ class EpsilonGreedy(_ParametrisedPolicy):
         if q.ndim == 1:
             return int(_sample_rows(_uniform_probs(q, mask)[None], rng)[0]) if explore else greedy
         if explore.any():
-            uniform = _sample_rows(_uniform_probs(q[explore], None if mask is None else mask[explore]), rng)
+            uniform = _sample_rows(
+                _uniform_probs(q[explore], None if mask is None else mask[explore]), rng
+            )
             greedy = greedy.copy()
             greedy[explore] = uniform
         return greedy
@@ -237,7 +269,8 @@ class Boltzmann(_ParametrisedPolicy):
     """π(a|q) = softmax(q/τ)_a, through :func:`rlsoft.functional.softmax`.
 
     ``select`` samples by inverse CDF, exactly; τ → 0 approaches greedy (ties split) and
-    τ → ∞ uniform.
+    τ → ∞ uniform. A row whose largest allowed value is infinite (a +inf entry, or every
+    allowed value −inf) gets the limit of softmax: uniform over its tied maxima, as greedy.
     """
 
     parameter_name = "temperature"
@@ -259,10 +292,21 @@ class Boltzmann(_ParametrisedPolicy):
         return q if mask is None else np.where(mask, q, -np.inf)
 
     def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
-        return F.softmax(self._masked(q, mask), temperature=self.parameter(step))
+        tau = self.parameter(step)
+        q, mask = _prepare(q, mask)
+        masked = q if mask is None else np.where(mask, q, -np.inf)
+        p = F.softmax(masked, temperature=tau)
+        infinite = np.isinf(masked.max(axis=-1))
+        if infinite.any():
+            # softmax is NaN there (inf/inf or 0/0); use its limit instead.
+            p = np.where(infinite[..., None], _greedy_probs(q, mask), p).astype(p.dtype)
+        return p
 
     def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
-        h = F.entropy(self._masked(q, mask), temperature=self.parameter(step))
+        masked = self._masked(q, mask)
+        if np.isinf(masked.max(axis=-1)).any():
+            return super().entropy(q, step=step, mask=mask)
+        h = F.entropy(masked, temperature=self.parameter(step))
         return float(h) if np.ndim(h) == 0 else h
 
     def select(
@@ -280,11 +324,10 @@ def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
     """Inverse CDF on one finite-max row: the first a with u·Σe < Σ_{b≤a} e_b,
     e_b = exp((q_b − max q)/τ). The max entry has e = 1, so the total is ≥ 1."""
     top = max(row)
-    inv = 1.0 / temperature
     cumulative = []
     acc = 0.0
     for v in row:
-        acc += math.exp((v - top) * inv)
+        acc += math.exp((v - top) / temperature)  # not * (1/τ): that is inf for a subnormal τ
         cumulative.append(acc)
     target = u * acc
     for action, c in enumerate(cumulative):

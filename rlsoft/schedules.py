@@ -8,12 +8,13 @@ serialise (``as_dict``) cleanly.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any
 
 Schedule = Callable[[int], float]
-ScheduleLike = Union[float, int, Schedule]
+ScheduleLike = float | int | Schedule
 
 
 def _finite(name: str, value: float) -> float:
@@ -54,10 +55,14 @@ class LinearSchedule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _finite("start", self.start))
         object.__setattr__(self, "end", _finite("end", self.end))
-        if self.duration <= 0:
-            raise ValueError(f"linear schedule duration must be > 0 steps, got {self.duration}")
-        if self.begin < 0:
-            raise ValueError(f"linear schedule begin must be >= 0, got {self.begin}")
+        # Written as `not (ok)` so that NaN is rejected too.
+        if not 0 < self.duration < math.inf:
+            raise ValueError(
+                "linear schedule duration must be a positive number of steps, "
+                f"got {self.duration!r}"
+            )
+        if not 0 <= self.begin < math.inf:
+            raise ValueError(f"linear schedule begin must be a step >= 0, got {self.begin!r}")
 
     def __call__(self, step: int) -> float:
         progress = (step - self.begin) / self.duration
@@ -113,7 +118,7 @@ def make_schedule(spec: ScheduleLike | Mapping[str, Any]) -> Schedule:
     """
     if isinstance(spec, bool):
         raise ValueError(f"a schedule must be a number or a schedule, got {spec!r}")
-    if isinstance(spec, (int, float)):
+    if isinstance(spec, numbers.Real):  # also numpy scalars such as np.float32(0.1)
         return ConstantSchedule(float(spec))
     if callable(spec):
         return spec

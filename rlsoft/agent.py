@@ -1,0 +1,137 @@
+"""The small interface between the training loop and an agent, and the agent registry.
+
+The loop in :mod:`rlsoft.training` owns the environments, the logger, evaluation and
+checkpoints; an agent only acts and learns. Agent families live in the top-level ``agents``
+package and register themselves here with :func:`register_agent`; ``rlsoft`` never imports
+them (only the CLI, the composition root, does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from pydantic import BaseModel
+
+from rlsoft.policies import Policy
+
+__all__ = [
+    "Agent",
+    "AgentSpec",
+    "BuildContext",
+    "agent_names",
+    "get_agent_spec",
+    "register_agent",
+]
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the training loop needs from a reinforcement-learning agent.
+
+    Observations and actions come one at a time for a single environment and as batches
+    (leading axis = environment) for vectorised ones. Transitions handed to :meth:`observe`
+    never cross an episode boundary: ``next_obs`` is the true successor (the final observation
+    of an episode that ended), and ``terminated`` / ``truncated`` follow Gymnasium (bootstrap
+    from ``next_obs`` on truncation, not on termination).
+    """
+
+    policy: Policy
+    """The exploration policy; the loop logs its parameter and entropy."""
+
+    checkpoint_suffix: str
+    """File suffix of :meth:`save` (``".npz"``, ``".pt"``)."""
+
+    def act(self, obs: Any, step: int) -> Any:
+        """Exploration action(s) for ``obs`` at global environment step ``step``."""
+
+    def act_greedy(self, obs: Any) -> Any:
+        """The greedy action for one observation (evaluation), ties broken at random."""
+
+    def observe(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+        step: int,
+    ) -> None:
+        """Learn from one transition (or one batch of them, one per environment)."""
+
+    def q_values(self, observations: np.ndarray) -> np.ndarray:
+        """Action values ``(n, A)`` for a batch of observations (for entropy logging)."""
+
+    def metrics(self) -> dict[str, float]:
+        """Training metrics (TensorBoard tag → value) averaged since the last call."""
+
+    def save(self, path: Path) -> None:
+        """Write the full learning state (tables or networks, optimiser, RNG) to ``path``."""
+
+    def load(self, path: Path) -> None:
+        """Restore what :meth:`save` wrote."""
+
+
+@dataclass
+class BuildContext:
+    """Everything an agent factory may use. ``rng`` and ``torch_seed`` derive from the run's
+    root seed, so an agent built twice from the same context behaves identically."""
+
+    config: BaseModel
+    observation_space: gym.Space | None
+    action_space: gym.Space | None
+    policy: Policy | None
+    rng: np.random.Generator
+    torch_seed: int
+    device: str = "cpu"
+    num_envs: int = 1
+    total_steps: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A registered agent family member.
+
+    :param name: the ``agent.type`` value in configs.
+    :param config_model: pydantic model (``extra="forbid"``) of the ``agent:`` section.
+    :param build: factory from a :class:`BuildContext` to an agent.
+    :param kind: ``"rl"`` agents are driven through an environment by the loop;
+        ``"supervised"`` ones train on a dataset.
+    """
+
+    name: str
+    config_model: type[BaseModel]
+    build: Callable[[BuildContext], Any]
+    kind: Literal["rl", "supervised"] = "rl"
+    description: str = ""
+
+
+_REGISTRY: dict[str, AgentSpec] = {}
+
+
+def register_agent(spec: AgentSpec) -> AgentSpec:
+    """Add ``spec`` to the registry (re-registering the same name replaces it)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_agent_spec(name: str) -> AgentSpec:
+    """Look up a registered agent; the error names the nearest registered one."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    from rlsoft.errors import ConfigError, nearest_hint
+
+    raise ConfigError(
+        f"unknown agent type {name!r}{nearest_hint(name, _REGISTRY)}; "
+        f"registered types: {', '.join(sorted(_REGISTRY)) or 'none'}"
+    )
+
+
+def agent_names() -> list[str]:
+    return sorted(_REGISTRY)

@@ -1,0 +1,183 @@
+"""The ``rlsoft`` command line: train, eval, compare, report.
+
+This is the composition root: the only module of ``rlsoft`` that imports ``agents`` (whose
+import registers every agent family). User mistakes end with one sentence on stderr and exit
+code 2; Ctrl-C ends with exit code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlsoft import __version__
+from rlsoft.errors import RlsoftError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an agent from a YAML config",
+        description="Train an agent from a YAML config and write a TensorBoard run dir "
+        "(<logdir>/<run-name>/ with event files, config.yaml, checkpoints and summary.json).",
+    )
+    p.add_argument("config", nargs="?", help="YAML experiment file, e.g. configs/taxi_qlearning_boltzmann.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable), e.g. --set train.total_steps=20000",
+    )
+    p.add_argument("--seed", type=int, help="root seed (overrides the config's seed)")
+    p.add_argument("--logdir", help="parent directory of the run dir (default: the config's, runs/)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from its newest checkpoint (with --set train.total_steps=N to extend it)",
+    )
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run's greedy policy",
+        description="Load the newest checkpoint of RUN_DIR and report the greedy policy's mean ± "
+        "std return over N episodes (accuracy for classifiers).",
+    )
+    p.add_argument("run_dir", help="a run dir made by rlsoft train")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the first episode's reset")
+    p.add_argument("--render", action="store_true", help="render episodes (text for toy-text envs)")
+    p.add_argument("--video", metavar="DIR", help="record every episode as MP4 into DIR (needs rlsoft[video])")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlsoft",
+        description="Q-learning with softmax exploration on one stable numerics core.",
+    )
+    parser.add_argument("--version", action="version", version=f"rlsoft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlsoft.config import apply_overrides, load_config
+    from rlsoft.experiment import resume_experiment, run_experiment
+
+    if args.resume:
+        if args.config:
+            raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
+        overrides = apply_overrides({}, args.overrides)
+        if args.seed is not None or args.logdir:
+            raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
+        result = resume_experiment(Path(args.resume), overrides)
+    else:
+        if not args.config:
+            raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
+        config = load_config(args.config, args.overrides, seed=args.seed)
+        result = run_experiment(config, logdir=args.logdir)
+    print(_summary_line(result))
+    return 0
+
+
+def _summary_line(result) -> str:
+    final = result.final_eval
+    sps = result.steps / max(result.seconds, 1e-9)
+    if "eval/mean_return" in final:
+        score = f"greedy eval return {final['eval/mean_return']:.2f} ± {final.get('eval/std_return', 0):.2f}"
+    elif "eval/accuracy" in final:
+        score = f"test accuracy {final['eval/accuracy']:.4f}"
+    else:
+        score = "no evaluation"
+    return (
+        f"done: {result.steps:,} steps in {result.seconds:.1f} s ({sps:,.0f}/s); {score}; "
+        f"run dir {result.run_dir} (tensorboard --logdir {result.run_dir.parent})"
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rlsoft.evaluation import evaluate_greedy
+    from rlsoft.experiment import load_trained
+    from rlsoft.rollout import EnvDriver
+
+    if args.episodes < 1:
+        raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
+    config, driver = load_trained(Path(args.run_dir))
+    try:
+        if not isinstance(driver, EnvDriver):
+            result = driver.evaluate(0)
+            print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
+            return 0
+        env = _eval_env(config, args)
+        returns, _ = evaluate_greedy(driver.agent, env, args.episodes, args.seed, render=args.render)
+        env.close()
+    finally:
+        driver.close()
+    print(
+        f"greedy policy of {args.run_dir}: mean return {np.mean(returns):.2f} ± "
+        f"{np.std(returns):.2f} over {args.episodes} episodes on {config.env.id}"
+    )
+    return 0
+
+
+def _eval_env(config, args: argparse.Namespace):
+    import gymnasium as gym
+
+    from rlsoft.envs import make_env
+
+    if args.video:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            raise RlsoftError(
+                "--video needs moviepy; install the video extra: pip install 'rlsoft[video]'"
+            ) from None
+        env = make_env(config.env, render_mode="rgb_array")
+        return gym.wrappers.RecordVideo(
+            env, args.video, episode_trigger=lambda _: True, disable_logger=True
+        )
+    if not args.render:
+        return make_env(config.env)
+    modes = gym.spec(config.env.id).kwargs.get("render_modes") or []
+    probe = make_env(config.env)
+    modes = probe.metadata.get("render_modes", modes)
+    probe.close()
+    return make_env(config.env, render_mode="ansi" if "ansi" in modes else "human")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        import agents  # noqa: F401 - registers every agent family
+
+        handler = COMMANDS[args.command]
+        return handler(args)
+    except RlsoftError as exc:
+        print(f"rlsoft: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rlsoft: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Creating Gymnasium environments from configs, with clear errors for bad ids and spaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from rlsoft.config import EnvConfig
+from rlsoft.errors import RlsoftError
+
+
+def _make_kwargs(config: EnvConfig, render_mode: str | None) -> dict[str, Any]:
+    kwargs = dict(config.kwargs)
+    if config.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = config.max_episode_steps
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    return kwargs
+
+
+def make_env(config: EnvConfig, render_mode: str | None = None) -> gym.Env:
+    """``gymnasium.make`` with the config's kwargs; failures become one-sentence errors."""
+    try:
+        return gym.make(config.id, **_make_kwargs(config, render_mode))
+    except gym.error.DependencyNotInstalled as exc:
+        raise RlsoftError(
+            f"environment {config.id!r} needs an optional dependency ({exc}); for Box2D "
+            "environments install it with: pip install 'rlsoft[box2d]'"
+        ) from None
+    except gym.error.DeprecatedEnv as exc:
+        raise RlsoftError(f"environment {config.id!r} is deprecated: {exc}") from None
+    except TypeError as exc:
+        raise RlsoftError(
+            f"environment {config.id!r} rejected its arguments {config.kwargs}: {exc}; "
+            "check env.kwargs in the config"
+        ) from None
+
+
+def make_vector_env(config: EnvConfig) -> gym.vector.VectorEnv:
+    """``num_envs`` copies, sync or async, with same-step autoreset.
+
+    Same-step autoreset returns the first observation of the next episode together with the
+    step that ended the last one, and puts that episode's final observation in
+    ``info["final_obs"]``: every returned transition is a real one, so none crosses an episode
+    boundary and no step is wasted on a reset.
+    """
+    make_env(config).close()  # surfaces bad ids and arguments as clear errors first
+    kwargs = _make_kwargs(config, None)
+    fns = [lambda: gym.make(config.id, **kwargs) for _ in range(config.num_envs)]
+    vector_cls = gym.vector.AsyncVectorEnv if config.vectorization == "async" else gym.vector.SyncVectorEnv
+    return vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)

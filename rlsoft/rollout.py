@@ -1,0 +1,185 @@
+"""Stepping Gymnasium environments for an RL agent: the driver the trainer uses for RL runs.
+
+Two inner loops share the bookkeeping: one over a single environment (tabular agents, where
+a vector wrapper would cost more than the environment step itself) and one over a Gymnasium
+vector environment with same-step autoreset (agents that act on batches, such as DQN).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlsoft.agent import Agent
+from rlsoft.config import ExperimentConfig
+from rlsoft.envs import make_env, make_vector_env
+from rlsoft.evaluation import evaluate_greedy
+from rlsoft.seeding import RunSeeds
+
+
+def _rng_state(generator: np.random.Generator) -> dict[str, Any]:
+    return generator.bit_generator.state
+
+
+def _set_rng_state(generator: np.random.Generator, state: dict[str, Any]) -> None:
+    generator.bit_generator.state = state
+
+
+class EnvDriver:
+    """Runs an RL agent in its environment(s) and collects episode statistics.
+
+    :param agent: an :class:`rlsoft.agent.Agent`; one with ``vectorized = True`` acts on
+        batches and gets a vector environment (also for ``num_envs: 1``).
+    """
+
+    unit = "steps"
+
+    def __init__(self, agent: Agent, config: ExperimentConfig, seeds: RunSeeds) -> None:
+        assert config.env is not None  # validated by the caller: RL agents need an env
+        self.agent = agent
+        self.config = config
+        self.seeds = seeds
+        self.agent_file = f"agent{agent.checkpoint_suffix}"
+        self.vectorized = bool(getattr(agent, "vectorized", False))
+        self.eval_env: gym.Env | None = None
+        self._returns: list[float] = []
+        self._lengths: list[int] = []
+        self._samples: list[Any] = []
+        self.episodes = 0
+        self._recent: list[float] = []
+        if self.vectorized:
+            self.env = make_vector_env(config.env)
+            self.num_envs = config.env.num_envs
+            self.obs, _ = self.env.reset(seed=seeds.env)
+            self._ep_return = np.zeros(self.num_envs)
+            self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        else:
+            self.env = make_env(config.env)
+            self.num_envs = 1
+            self.obs, _ = self.env.reset(seed=seeds.env)
+            self._ep_return = 0.0
+            self._ep_length = 0
+        self.env.action_space.seed(seeds.action_space)
+
+    # ------------------------------------------------------------------ stepping
+
+    def advance(self, budget: int, step: int) -> int:
+        if self.vectorized:
+            iterations = -(-budget // self.num_envs)
+            self._advance_vector(iterations, step)
+            return iterations * self.num_envs
+        self._advance_single(budget, step)
+        return budget
+
+    def _advance_single(self, n: int, step: int) -> None:
+        # Locals instead of attribute lookups: this loop runs once per environment step.
+        act, observe = self.agent.act, self.agent.observe
+        env_step, env_reset = self.env.step, self.env.reset
+        obs, ep_return, ep_length = self.obs, self._ep_return, self._ep_length
+        returns, lengths = self._returns, self._lengths
+        for step in range(step, step + n):  # noqa: B020 - the global step advances here
+            action = act(obs, step)
+            next_obs, reward, terminated, truncated, _ = env_step(action)
+            observe(obs, action, reward, next_obs, terminated, truncated, step)
+            ep_return += reward
+            ep_length += 1
+            if terminated or truncated:
+                returns.append(ep_return)
+                lengths.append(ep_length)
+                ep_return, ep_length = 0.0, 0
+                next_obs, _ = env_reset()
+            obs = next_obs
+        self.obs, self._ep_return, self._ep_length = obs, ep_return, ep_length
+
+    def _advance_vector(self, iterations: int, step: int) -> None:
+        act, observe, env_step = self.agent.act, self.agent.observe, self.env.step
+        obs = self.obs
+        for _ in range(iterations):
+            actions = act(obs, step)
+            next_obs, rewards, terminated, truncated, infos = env_step(actions)
+            done = terminated | truncated
+            real_next = next_obs
+            if done.any():
+                # Same-step autoreset: next_obs already starts the new episode for finished
+                # envs; the transition's successor is the final observation in the info.
+                real_next = next_obs.copy()
+                for i in np.flatnonzero(done):
+                    real_next[i] = infos["final_obs"][i]
+            observe(obs, actions, rewards, real_next, terminated, truncated, step)
+            self._ep_return += rewards
+            self._ep_length += 1
+            for i in np.flatnonzero(done):
+                self._returns.append(float(self._ep_return[i]))
+                self._lengths.append(int(self._ep_length[i]))
+                self._ep_return[i] = 0.0
+                self._ep_length[i] = 0
+            obs = next_obs
+            step += self.num_envs
+        self.obs = obs
+
+    # ------------------------------------------------------------------ metrics
+
+    def sample(self, step: int) -> None:
+        if self.vectorized:
+            self._samples.extend(np.asarray(self.obs))
+        else:
+            self._samples.append(self.obs)
+
+    def window_metrics(self, step: int) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self._returns:
+            metrics["charts/episodic_return"] = float(np.mean(self._returns))
+            metrics["charts/episodic_length"] = float(np.mean(self._lengths))
+            metrics["charts/episodes"] = float(self.episodes + len(self._returns))
+            self.episodes += len(self._returns)
+            self._recent = (self._recent + self._returns)[-100:]
+            self._returns, self._lengths = [], []
+        policy = self.agent.policy
+        if policy.parameter_name is not None:
+            metrics[f"exploration/{policy.parameter_name}"] = float(policy.parameter(step))
+        if self._samples:
+            q = self.agent.q_values(np.asarray(self._samples))
+            metrics["exploration/entropy"] = float(np.mean(policy.entropy(q, step=step)))
+            self._samples = []
+        metrics.update(self.agent.metrics())
+        return metrics
+
+    def status(self) -> str:
+        if not self._recent:
+            return ""
+        return f"return {np.mean(self._recent):.2f} (last {len(self._recent)} episodes)"
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        if self.eval_env is None:
+            self.eval_env = make_env(self.config.env)
+        returns, lengths = evaluate_greedy(
+            self.agent, self.eval_env, self.config.train.eval_episodes, self.seeds.evaluation
+        )
+        return {
+            "eval/mean_return": float(np.mean(returns)),
+            "eval/std_return": float(np.std(returns)),
+            "eval/mean_length": float(np.mean(lengths)),
+        }
+
+    # ------------------------------------------------------------------ state
+
+    def save_agent(self, path: Path) -> None:
+        self.agent.save(path)
+
+    def load_agent(self, path: Path) -> None:
+        self.agent.load(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "recent": self._recent}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.episodes = int(state.get("episodes", 0))
+        self._recent = list(state.get("recent", []))
+
+    def close(self) -> None:
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
