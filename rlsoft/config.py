@@ -31,7 +31,7 @@ from rlsoft.schedules import ExponentialSchedule, LinearSchedule, Schedule, make
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,12 +263,23 @@ def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+_UNION_TAGS = {"float", "int", "str", "bool", "dict", "list", "linear", "exponential"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The error location without pydantic's union-member tags (``float``, ``linear``…)."""
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))
+    )
+
+
 def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """One sentence for the first validation error, naming the field path."""
-    error = exc.errors()[0]
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in ("linear", "exponential")))
+    errors = exc.errors()
+    error = errors[0]
+    loc = _field_path(error["loc"])
     path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
-    more = len(exc.errors()) - 1
+    more = len({_field_path(e["loc"]) for e in errors}) - 1
     suffix = f" ({more} more problem{'s' * (more > 1)} in the config)" if more else ""
     if error["type"] == "extra_forbidden":
         key = loc[-1]
@@ -276,8 +287,7 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
         return f"unknown config key {path!r}{hint}{suffix}"
     if error["type"] == "missing":
         return f"config field {path!r} is required but missing{suffix}"
-    message = error["msg"]
-    message = message.removeprefix("Value error, ")
+    message = error["msg"].removeprefix("Value error, ")
     given = error.get("input")
     already_shown = "got" in message or isinstance(given, (dict, list)) or given is None
     shown = "" if already_shown else f" (got {given!r})"

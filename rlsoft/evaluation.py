@@ -8,6 +8,11 @@ import gymnasium as gym
 import numpy as np
 
 
+# An environment without a time limit (CliffWalking-v1) and a greedy policy that walks in a
+# circle would never end an episode; evaluation stops such an episode here.
+MAX_EVAL_EPISODE_STEPS = 100_000
+
+
 def evaluate_greedy(
     agent: Any, env: gym.Env, episodes: int, seed: int, render: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +31,7 @@ def evaluate_greedy(
             obs, reward, terminated, truncated, _ = env.step(agent.act_greedy(obs))
             returns[episode] += float(reward)
             lengths[episode] += 1
-            done = terminated or truncated
+            done = terminated or truncated or lengths[episode] >= MAX_EVAL_EPISODE_STEPS
             if render:
                 frame = env.render()
                 if isinstance(frame, str):  # text renderings (ansi) are printed
