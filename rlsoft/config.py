@@ -197,6 +197,12 @@ class TrainConfig(StrictModel):
     """How many of the newest checkpoints to keep."""
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: ``auto`` shows it on a terminal, not under CI or when piped."""
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     torch_threads: int = Field(1, ge=1)
     """torch intra-op threads; one is fastest for small networks on shared cores."""
 

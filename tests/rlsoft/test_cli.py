@@ -1,0 +1,146 @@
+"""End to end through the CLI: runs, run dirs, eval, determinism and one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlsoft.checkpoint import latest_checkpoint, list_checkpoints, write_checkpoint
+from rlsoft.cli import main
+
+CONFIG = """
+seed: 0
+env: {id: Taxi-v4}
+agent: {type: q_learning, learning_rate: 0.5}
+exploration: {policy: epsilon_greedy, epsilon: 0.1}
+train: {total_steps: 5000, eval_every: 2500, eval_episodes: 3, log_every: 500,
+        checkpoint_every: 2000, keep_checkpoints: 2, progress: "off"}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def _single_run(logdir: Path) -> Path:
+    (run_dir,) = logdir.iterdir()
+    return run_dir
+
+
+def test_train_writes_a_complete_run_dir(config: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(config), "--logdir", str(tmp_path / "runs")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("done: 5,000 steps") and "greedy eval return" in line
+    run_dir = _single_run(tmp_path / "runs")
+    assert run_dir.name.startswith("cli__s0__")
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["agent"] == {
+        "type": "q_learning", "learning_rate": 0.5, "gamma": 0.99, "initial_q": 0.0
+    }
+    assert resolved["train"]["total_steps"] == 5000
+    # checkpoints every 2000 steps and at the end, the newest two kept, each complete
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step_0000004000", "step_0000005000"]
+    with np.load(latest_checkpoint(run_dir) / "agent.npz", allow_pickle=False) as data:
+        assert data["table_q"].shape == (500, 6)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [step for step, _ in summary["eval_history"]] == [2500, 5000]
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"charts/episodic_return", "exploration/epsilon", "losses/td_loss"} <= tags
+    assert [e.step for e in events.Scalars("charts/sps")] == list(range(500, 5001, 500))
+
+
+def test_same_config_and_seed_give_identical_runs(config: Path, tmp_path: Path) -> None:
+    histories, tables = [], []
+    for name in ("a", "b"):
+        assert main(["train", str(config), "--logdir", str(tmp_path / name)]) == 0
+        run_dir = _single_run(tmp_path / name)
+        histories.append(json.loads((run_dir / "summary.json").read_text())["eval_history"])
+        with np.load(latest_checkpoint(run_dir) / "agent.npz", allow_pickle=False) as data:
+            tables.append(data["table_q"].copy())
+    assert histories[0] == histories[1]
+    np.testing.assert_array_equal(tables[0], tables[1])
+    assert main(["train", str(config), "--seed", "1", "--logdir", str(tmp_path / "c")]) == 0
+    with np.load(latest_checkpoint(_single_run(tmp_path / "c")) / "agent.npz") as data:
+        assert not np.array_equal(data["table_q"], tables[0])
+
+
+def test_eval_reports_mean_and_std(config: Path, tmp_path: Path, capsys) -> None:
+    main(["train", str(config), "--logdir", str(tmp_path / "runs")])
+    run_dir = _single_run(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "mean return" in out and "±" in out and "over 5 episodes on Taxi-v4" in out
+
+
+def test_eval_render_prints_text_frames(config: Path, tmp_path: Path, capsys) -> None:
+    main(["train", str(config), "--logdir", str(tmp_path / "runs")])
+    capsys.readouterr()
+    assert main(["eval", str(_single_run(tmp_path / "runs")), "--episodes", "1", "--render"]) == 0
+    assert "+---------+" in capsys.readouterr().out  # the Taxi grid
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "missing.yaml"], "does not exist"),
+        (["train", "{config}", "--set", "agent.lerning_rate=0.1"], "did you mean 'learning_rate'"),
+        (["train", "{config}", "--set", "exploration.epsilon=2"], "epsilon must be in [0, 1]"),
+        (["train", "{config}", "--set", "env.id=Pendulum-v1"], "Discrete action space"),
+        (["train", "{config}", "--set", "env.id=CartPole-v1"], "DQN"),
+        (["train"], "needs a CONFIG"),
+        (["eval", "{tmp}"], "not a run dir"),
+        (["train", "--resume", "{tmp}"], "not a run dir"),
+    ],
+)
+def test_user_mistakes_get_one_sentence_and_exit_2(
+    args: list[str], expected: str, config: Path, tmp_path: Path, capsys
+) -> None:
+    logdir = tmp_path / "runs"
+    args = [a.format(config=config, tmp=tmp_path) for a in args]
+    if args[0] == "train" and "--resume" not in args:
+        args += ["--logdir", str(logdir)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rlsoft: error: ") and expected in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not logdir.exists() or not any(logdir.iterdir())  # nothing half-made left behind
+
+
+def test_existing_run_dir_is_not_overwritten(config: Path, tmp_path: Path, capsys) -> None:
+    args = ["train", str(config), "--logdir", str(tmp_path), "--set", "run_name=fixed"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "already exists; resume it" in capsys.readouterr().err
+
+
+def test_crash_while_saving_leaves_no_checkpoint(tmp_path: Path) -> None:
+    def failing_save(path: Path) -> None:
+        path.write_bytes(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_checkpoint(tmp_path, 100, failing_save, "agent.npz", {"step": 100})
+    assert list_checkpoints(tmp_path) == []
+    assert latest_checkpoint(tmp_path) is None
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"]])
+def test_help(command: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rlsoft.cli", *command, "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "usage: rlsoft" in result.stdout
