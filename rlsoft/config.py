@@ -64,7 +64,7 @@ _SafeLoader.add_implicit_resolver(
 def parse_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML with the safe loader; a syntax error names the source and line."""
     try:
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -203,6 +203,7 @@ class TrainConfig(StrictModel):
     def _yaml_booleans(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare on/off as a boolean.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     torch_threads: int = Field(1, ge=1)
     """torch intra-op threads; one is fastest for small networks on shared cores."""
 
@@ -263,7 +264,9 @@ def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             return []
         annotation = fields[part].annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if current is None:
             return []
     return list(getattr(current, "model_fields", {}))
@@ -274,9 +277,7 @@ _UNION_TAGS = {"float", "int", "str", "bool", "dict", "list", "linear", "exponen
 
 def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """The error location without pydantic's union-member tags (``float``, ``linear``…)."""
-    return tuple(
-        p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))
-    )
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
 
 
 def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
@@ -333,7 +334,9 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
         )
     data = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must be a mapping of sections, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {str(path)!r} must be a mapping of sections, not {type(data).__name__}"
+        )
     data.setdefault("name", path.stem)
     return data
 

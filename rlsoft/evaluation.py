@@ -7,7 +7,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
 # An environment without a time limit (CliffWalking-v1) and a greedy policy that walks in a
 # circle would never end an episode; evaluation stops such an episode here.
 MAX_EVAL_EPISODE_STEPS = 100_000

@@ -48,6 +48,18 @@ Reduction = Literal["mean", "sum", "none"]
 _NO_CONTEXT = contextlib.nullcontext()
 
 
+def _degenerate_rows(degenerate: bool) -> Any:
+    """Silence the floating-point warnings of rows whose max is infinite (see _finite_max).
+
+    Such rows are shifted by 0: exp may overflow (a +inf entry, or finite entries beside it at
+    a small τ), log may see 0 (an all −inf row) and inf/inf or 0/0 give NaN. The results are
+    the documented ones (NaN, ±inf); finite rows, shifted to ≤ 0, never raise these.
+    """
+    if degenerate:
+        return np.errstate(over="ignore", divide="ignore", invalid="ignore")
+    return _NO_CONTEXT
+
+
 # --------------------------------------------------------------------------------------------
 # Input handling shared by all functions
 # --------------------------------------------------------------------------------------------
@@ -134,17 +146,18 @@ def _normal_range(dtype: np.dtype) -> tuple[float, float]:
     return float(info.tiny), float(info.max)
 
 
-def _temperature_scalar(temperature: float, dtype: np.dtype) -> Any:
-    """τ as a scalar to divide or multiply arrays of ``dtype`` by.
+def _temperature_loop(temperature: float, dtype: np.dtype) -> type[np.float64] | None:
+    """The ufunc ``dtype=`` for dividing or multiplying arrays of ``dtype`` by τ.
 
-    A τ the dtype cannot hold as a normal number (1e-50 or 1e300 for float32) would round to
-    0 or inf and turn 0/τ or −inf·τ into NaN; then the arithmetic runs in float64 instead and
-    the result is rounded once into ``dtype``.
+    A τ the dtype cannot hold as a normal number (1e-50 or 1e300 for float32, 1e-9 for
+    float16) would round to 0 or inf and turn 0/τ or −inf·τ into NaN; then the arithmetic
+    runs in float64 and the result is rounded once into ``dtype``. None (the default loop)
+    otherwise.
     """
     if dtype == np.float64:
-        return temperature
+        return None
     tiny, huge = _normal_range(dtype)
-    return temperature if tiny <= temperature <= huge else np.float64(temperature)
+    return None if tiny <= temperature <= huge else np.float64
 
 
 def _scaled_shift(
@@ -152,15 +165,18 @@ def _scaled_shift(
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """``((x − m)/τ, m, degenerate)`` in one fresh buffer, every value ≤ 0 on finite rows.
 
-    ``x − m`` (for entries spanning more than the float range, e.g. ±1e308) and ``(x − m)/τ``
-    (for a tiny τ) may overflow to −inf; that is the exact limit here (exp(−inf) = 0), so the
-    overflow warning is silenced.
+    ``(x − m)/τ`` may overflow to −inf for a tiny τ (1e300 at τ = 1e-9); that is the exact
+    limit here (exp(−inf) = 0), so the warning is silenced. At τ = 1 only a row spanning more
+    than the float range (entries beyond ±9e307) can overflow; the results are still right,
+    and numpy's overflow warning is left alone there rather than paying ~1-2 µs for an
+    ``errstate`` on every call.
     """
     m, degenerate = _finite_max(x, axis)
+    if temperature == 1.0:
+        return np.subtract(x, m), m, degenerate
     with np.errstate(over="ignore"):
         z = np.subtract(x, m)
-        if temperature != 1.0:
-            np.divide(z, _temperature_scalar(temperature, z.dtype), out=z)
+        np.divide(z, temperature, out=z, dtype=_temperature_loop(temperature, z.dtype))
     return z, m, degenerate
 
 
@@ -199,12 +215,12 @@ def logsumexp(x: Any, axis: int = -1, *, temperature: float = 1.0, keepdims: boo
     if _is_tensor(x):
         return _torch_logsumexp(x, axis, temperature, keepdims)
     s, m, degenerate = _scaled_shift(_as_float_array(x), axis, temperature)
-    np.exp(s, out=s)
-    s = np.add.reduce(s, axis=axis, keepdims=True)
-    with np.errstate(divide="ignore") if degenerate else _NO_CONTEXT:
+    with _degenerate_rows(degenerate):
+        np.exp(s, out=s)
+        s = np.add.reduce(s, axis=axis, keepdims=True)
         np.log(s, out=s)  # log 0 = −inf is the right answer for a fully masked row
     if temperature != 1.0:
-        np.multiply(s, _temperature_scalar(temperature, s.dtype), out=s)
+        np.multiply(s, temperature, out=s, dtype=_temperature_loop(temperature, s.dtype))
     np.add(s, m, out=s)
     return s if keepdims else np.squeeze(s, axis=axis)
 
@@ -233,9 +249,9 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
     if _is_tensor(x):
         return _torch_softmax(x, axis, temperature)
     e, _, degenerate = _scaled_shift(_as_float_array(x), axis, temperature)
-    np.exp(e, out=e)
-    s = np.add.reduce(e, axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore") if degenerate else _NO_CONTEXT:
+    with _degenerate_rows(degenerate):
+        np.exp(e, out=e)
+        s = np.add.reduce(e, axis=axis, keepdims=True)
         np.divide(e, s, out=e)  # 0/0 = NaN: a fully masked row has no distribution
     return e
 
@@ -253,7 +269,7 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
     if _is_tensor(x):
         return _torch_log_softmax(x, axis, temperature)
     z, _, degenerate = _scaled_shift(_as_float_array(x), axis, temperature)
-    with np.errstate(divide="ignore", invalid="ignore") if degenerate else _NO_CONTEXT:
+    with _degenerate_rows(degenerate):
         s = np.add.reduce(np.exp(z), axis=axis, keepdims=True)
         np.log(s, out=s)
         np.subtract(z, s, out=z)
@@ -450,7 +466,7 @@ def _torch_scale(x: torch.Tensor, temperature: float, *, divide: bool) -> torch.
     """``x / τ`` or ``x · τ``, in float64 when τ is outside ``x.dtype``'s normal range.
 
     torch rounds a Python scalar to the tensor's dtype, so τ = 1e-50 would become 0 in
-    float32 (and 0/0 = NaN); see :func:`_temperature_scalar`.
+    float32 (and 0/0 = NaN); see :func:`_temperature_loop`.
     """
     import torch
 

@@ -59,7 +59,7 @@ class RunLogger:
 
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
         experiment, session_start, session_end = hparams_summary(dict(hparams), finite)
-        file_writer = self.writer._get_file_writer()  # noqa: SLF001 - documented recipe
+        file_writer = self.writer._get_file_writer()  # the documented way to add raw summaries
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
 

@@ -134,6 +134,14 @@ def _row_list(q: Any) -> list[float] | None:
     return row
 
 
+def _finite_row(q: Any) -> list[float] | None:
+    """``q`` as a list when it is one row whose values are all finite (the exact fast path)."""
+    row = _row_list(q)
+    if row is None or not -math.inf < sum(row) < math.inf:
+        return None
+    return row
+
+
 class Policy(ABC):
     """Base class: subclasses provide ``probs`` and may override ``select`` with a faster
     exact sampler. ``parameter_name`` is "epsilon", "temperature" or None."""
@@ -157,6 +165,23 @@ class Policy(ABC):
             return int(_sample_rows(probs[None], rng)[0])
         return _sample_rows(probs, rng)
 
+    def expectation(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        """E_π[q] = Σ_a π(a|q)·q(a), the Expected SARSA target's bootstrap value.
+
+        Actions with probability 0 (masked ones) contribute nothing, even where q is −inf.
+        """
+        fast = self._row_expectation(q, step) if mask is None else None
+        if fast is not None:
+            return fast
+        p = self.probs(q, step=step, mask=mask)
+        q = np.asarray(q, dtype=p.dtype)
+        value = np.where(p > 0, p * np.where(p > 0, q, 0.0), 0.0).sum(axis=-1)
+        return float(value) if value.ndim == 0 else value
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        """Exact E_π[q] on one finite row in plain floats, or None to use the array path."""
+        return None
+
     def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
         """H(π) = −Σ_a π(a) log π(a), in nats (0·log 0 = 0)."""
         p = self.probs(q, step=step, mask=mask)
@@ -177,6 +202,10 @@ class Greedy(Policy):
     def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
         q, mask = _prepare(q, mask)
         return _greedy_probs(q, mask)
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        row = _finite_row(q)
+        return None if row is None else max(row)
 
     def select(
         self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
@@ -238,8 +267,22 @@ class EpsilonGreedy(_ParametrisedPolicy):
 
     def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
         eps = self.parameter(step)
+        row = _finite_row(q) if mask is None and type(q) is list else None
+        if row is not None:
+            top = max(row)
+            base = eps / len(row)
+            bonus = (1.0 - eps) / row.count(top)
+            return np.array([base + bonus if v == top else base for v in row])
         q, mask = _prepare(q, mask)
         return (1.0 - eps) * _greedy_probs(q, mask) + eps * _uniform_probs(q, mask)
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        # (1 − ε)·max q + ε·mean q: the tied maxima share (1 − ε) but all equal max q.
+        row = _finite_row(q)
+        if row is None:
+            return None
+        eps = self.parameter(step)
+        return (1.0 - eps) * max(row) + eps * sum(row) / len(row)
 
     def select(
         self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
@@ -287,24 +330,33 @@ class Boltzmann(_ParametrisedPolicy):
             )
         return value
 
-    def _masked(self, q: Any, mask: Any) -> np.ndarray:
-        q, mask = _prepare(q, mask)
-        return q if mask is None else np.where(mask, q, -np.inf)
-
     def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
         tau = self.parameter(step)
+        row = _finite_row(q) if mask is None and type(q) is list else None
+        if row is not None:
+            weights = _boltzmann_weights(row, tau)
+            total = sum(weights)
+            return np.array([w / total for w in weights])
         q, mask = _prepare(q, mask)
         masked = q if mask is None else np.where(mask, q, -np.inf)
         p = F.softmax(masked, temperature=tau)
-        infinite = np.isinf(masked.max(axis=-1))
-        if infinite.any():
+        infinite = _infinite_max_rows(q, masked)
+        if infinite is not None:
             # softmax is NaN there (inf/inf or 0/0); use its limit instead.
             p = np.where(infinite[..., None], _greedy_probs(q, mask), p).astype(p.dtype)
         return p
 
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        row = _finite_row(q)
+        if row is None:
+            return None
+        weights = _boltzmann_weights(row, self.parameter(step))
+        return sum(w * v for w, v in zip(weights, row, strict=True)) / sum(weights)
+
     def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
-        masked = self._masked(q, mask)
-        if np.isinf(masked.max(axis=-1)).any():
+        q, mask = _prepare(q, mask)
+        masked = q if mask is None else np.where(mask, q, -np.inf)
+        if _infinite_max_rows(q, masked) is not None:
             return super().entropy(q, step=step, mask=mask)
         h = F.entropy(masked, temperature=self.parameter(step))
         return float(h) if np.ndim(h) == 0 else h
@@ -318,6 +370,19 @@ class Boltzmann(_ParametrisedPolicy):
             if row is not None and -math.inf < max(row) < math.inf:
                 return _row_boltzmann(row, tau, rng.random())
         return super().select(q, rng, step=step, mask=mask)
+
+
+def _infinite_max_rows(q: np.ndarray, masked: np.ndarray) -> np.ndarray | None:
+    """Bool per row: is the largest allowed value ±inf? None when no row is (the usual case).
+
+    A row's allowed maximum can only be infinite when ``q`` holds an infinity (a +inf
+    entry, or −inf in every allowed entry), so one flat ``isinf`` pass settles the common
+    case; the per-row reduction (slow on short rows) runs only when it finds one.
+    """
+    if not np.isinf(q).any():
+        return None
+    infinite = np.isinf(masked.max(axis=-1))
+    return infinite if infinite.any() else None
 
 
 def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
@@ -340,3 +405,10 @@ def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
             return action
         prev = cumulative[action - 1]
     return 0
+
+
+def _boltzmann_weights(row: list[float], temperature: float) -> list[float]:
+    """Unnormalised softmax weights exp((q_a − max q)/τ) of one finite row, each in (0, 1]
+    (dividing by τ, not multiplying by 1/τ, which would overflow for a subnormal τ)."""
+    top = max(row)
+    return [math.exp((v - top) / temperature) for v in row]

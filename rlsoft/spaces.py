@@ -57,12 +57,14 @@ def discrete_state_encoder(
         sizes = [int(n) for n in space.nvec]
         starts = [int(s) for s in np.broadcast_to(space.start, space.nvec.shape)]
     else:
-        raise RlsoftError(f"{agent} cannot use the observation space {describe_space(space)}; {hint}")
+        raise RlsoftError(
+            f"{agent} cannot use the observation space {describe_space(space)}; {hint}"
+        )
     n_states = int(np.prod(sizes))
     strides = [int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
-    parts = list(zip(strides, starts))
+    parts = list(zip(strides, starts, strict=True))
 
     def encode(obs: Any) -> int:
-        return sum(stride * (int(o) - start) for (stride, start), o in zip(parts, obs))
+        return sum(stride * (int(o) - start) for (stride, start), o in zip(parts, obs, strict=True))
 
     return n_states, encode

@@ -45,7 +45,10 @@ def test_train_writes_a_complete_run_dir(config: Path, tmp_path: Path, capsys) -
     assert run_dir.name.startswith("cli__s0__")
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["agent"] == {
-        "type": "q_learning", "learning_rate": 0.5, "gamma": 0.99, "initial_q": 0.0
+        "type": "q_learning",
+        "learning_rate": 0.5,
+        "gamma": 0.99,
+        "initial_q": 0.0,
     }
     assert resolved["train"]["total_steps"] == 5000
     # checkpoints every 2000 steps and at the end, the newest two kept, each complete

@@ -76,14 +76,26 @@ def test_schedule_values_build_schedules(config_file: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("agent.lerning_rate=0.1", "unknown config key 'agent.lerning_rate' (did you mean 'learning_rate'?)"),
-        ("train.total_stepz=5", "unknown config key 'train.total_stepz' (did you mean 'total_steps'?)"),
-        ("explorations.policy=greedy", "unknown config key 'explorations' (did you mean 'exploration'?)"),
+        (
+            "agent.lerning_rate=0.1",
+            "unknown config key 'agent.lerning_rate' (did you mean 'learning_rate'?)",
+        ),
+        (
+            "train.total_stepz=5",
+            "unknown config key 'train.total_stepz' (did you mean 'total_steps'?)",
+        ),
+        (
+            "explorations.policy=greedy",
+            "unknown config key 'explorations' (did you mean 'exploration'?)",
+        ),
         ("train.total_steps=abc", "'train.total_steps'"),
         ("exploration.temperature=-1", "temperature must be a positive finite number"),
         ("exploration.temperature=0", "temperature must be a positive finite number"),
         ("exploration.epsilon=1.5", "epsilon must be in [0, 1]"),
-        ("exploration.epsilon={type: linear, start: 1.0, end: -0.1, duration: 10}", "epsilon must be in [0, 1]"),
+        (
+            "exploration.epsilon={type: linear, start: 1.0, end: -0.1, duration: 10}",
+            "epsilon must be in [0, 1]",
+        ),
         ("exploration.temperature=.nan", "'exploration.temperature'"),
         ("agent.gamma=1.5", "'agent.gamma'"),
         ("env.id=Taxi-v3", "unknown environment id 'Taxi-v3' (did you mean 'Taxi-v4'?)"),
@@ -108,7 +120,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_override_needs_key_and_value() -> None:
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="is a value, not a section"):
         apply_overrides({"seed": 1}, ["seed.x=2"])

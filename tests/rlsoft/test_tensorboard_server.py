@@ -61,8 +61,19 @@ def finished_run(tmp_path: Path) -> Path:
 def test_tensorboard_serves_the_run_scalars_and_hparams(finished_run: Path) -> None:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(finished_run.parent),
-         "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(finished_run.parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -74,7 +85,11 @@ def test_tensorboard_serves_the_run_scalars_and_hparams(finished_run: Path) -> N
             try:
                 runs = _get(f"{base}/data/runs")
                 tags = _get(f"{base}/data/plugin/scalars/tags")
-                if runs and finished_run.name in tags and "eval/mean_return" in tags[finished_run.name]:
+                if (
+                    runs
+                    and finished_run.name in tags
+                    and "eval/mean_return" in tags[finished_run.name]
+                ):
                     break
             except OSError:
                 pass
