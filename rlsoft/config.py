@@ -31,7 +31,12 @@ from rlsoft.schedules import ExponentialSchedule, LinearSchedule, Schedule, make
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------
