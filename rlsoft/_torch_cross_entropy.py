@@ -12,12 +12,19 @@ Backward, for an upstream gradient g per row:
     ∂ℓ/∂z = g · (p · Σ_k y'_k − y')             (= g·(p − y') when y' sums to 1)
     ∂ℓ/∂y = −g · (1 − ε) · log p                (soft targets only)
 
-Speed notes (this sits in every DQN / C51 update, often on small batches where fixed costs
-dominate): the backward writes one new (N, K) tensor, ``exp(log p)``, and updates it in place;
-the one-hot part is a scalar ``scatter_`` into it, never a full one-hot tensor; the upstream
-gradient of a reduced loss is applied as a Python number on CPU (one pass, no extra tensor op);
-class indices on CPU are bounds-checked by ``gather`` itself, so the common in-range case pays
-no extra reduction and no device-to-host read.
+Speed (this runs in every update of a classifier or a distributional agent, often on small
+batches where fixed costs dominate; ``scripts/bench_functional.py`` times it against
+``torch.nn.functional.cross_entropy``):
+
+* the index-target backward allocates one (N, K) tensor, ``exp(log p)``, and finishes it in
+  place: the one-hot part is a ``scatter_add_`` of an (N, 1) column (never a one-hot tensor),
+  and the upstream gradient of a reduced loss is one in-place multiply by a Python number on
+  CPU;
+* on CPU, ``gather`` bounds-checks the class indices itself, so valid targets cost no extra
+  reduction and no tensor-to-Python read; the min/max is only computed to word the error;
+* ``once_differentiable`` (which enters ``no_grad`` on every call) is only applied where it
+  matters, under ``create_graph=True``;
+* short rows on CPU take torch's leading-axis log-softmax kernel, see :func:`_log_softmax`.
 """
 
 from __future__ import annotations
@@ -25,18 +32,26 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-# torch's CPU log_softmax over the last axis spends ~80 ns per row when a row is shorter than
-# one SIMD vector (K < 16 here), e.g. 20 µs for (256, 6), while its kernel for a leading axis
-# vectorises across rows: 5 µs for the same values laid out as (6, 256).
+# torch's CPU log_softmax along the last axis costs ~80 ns per row when a row is shorter than a
+# SIMD vector or two (20 µs for (256, 6), against 4 µs for (256, 16)); its kernel for a leading
+# axis vectorises across rows instead (5 µs for the same (256, 6) values seen as (6, 256)).
+# Below a few hundred entries the last-axis kernel is the faster one.
 _SHORT_ROW = 16
 _MANY_ENTRIES = 256
 
 
-def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """``log_softmax(logits, -1)`` for (N, K) logits, picking torch's faster CPU kernel."""
+def _log_softmax(logits: torch.Tensor, *, contiguous: bool) -> torch.Tensor:
+    """``torch.log_softmax(logits, -1)`` for (N, K) logits, through the faster CPU kernel.
+
+    The two kernels compute the same max-shifted formula and agree to within an ulp. The
+    short-row route returns a transposed (column-major) view unless ``contiguous``; the
+    index-target path keeps it so, which is free for the elementwise backward and for a
+    ``Linear`` layer upstream (a leaf tensor's ``.grad`` is still made row-major by autograd).
+    """
     rows, classes = logits.shape
     if classes < _SHORT_ROW and rows * classes >= _MANY_ENTRIES and logits.device.type == "cpu":
-        return torch.log_softmax(logits.t(), dim=0).t().contiguous()
+        log_p = torch.log_softmax(logits.t(), dim=0).t()
+        return log_p.contiguous() if contiguous else log_p
     return torch.log_softmax(logits, dim=-1)
 
 
@@ -49,54 +64,76 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _scaled(grad: torch.Tensor, grad_out: torch.Tensor, reduction: str) -> torch.Tensor:
-    """``grad`` times the per-row upstream gradient, in place (one pass over ``grad``)."""
+    """``grad`` times the upstream gradient (per row, or divided by N for "mean"), in place."""
     if reduction == "none":
         return grad.mul_(grad_out.reshape(-1, 1))
     rows = max(grad.shape[0], 1)
     if grad_out.device.type == "cpu":
-        # A Python number: no tensor op for g/N, and no device sync is involved on CPU. The
-        # division is done in float64 and rounded once, which for float32 gives the same
-        # correctly rounded value as the tensor division would.
+        # A Python number saves a tensor op for g/N. float64 division rounded once to float32
+        # is the correctly rounded float32 quotient, the same value as the tensor division.
         scale = float(grad_out) / rows if reduction == "mean" else float(grad_out)
         return grad if scale == 1.0 else grad.mul_(scale)
     return grad.mul_(grad_out / rows if reduction == "mean" else grad_out)
 
 
+def _index_backward(ctx, grad_out):
+    log_p, index = ctx.saved_tensors
+    smoothing = ctx.smoothing
+    grad = log_p.exp()
+    if smoothing:
+        grad.sub_(smoothing / log_p.shape[-1])
+    # An (N, 1) column, not a one-hot tensor. scatter_add_ rather than the cheaper-looking
+    # scatter_(..., reduce="add"): same speed here, and no new deterministic-mode error on CUDA.
+    grad.scatter_add_(-1, index, torch.full_like(index, smoothing - 1.0, dtype=grad.dtype))
+    return _scaled(grad, grad_out, ctx.reduction), None, None, None
+
+
+def _probability_backward(ctx, grad_out):
+    log_p, smoothed = ctx.saved_tensors
+    grad_logits = grad_target = None
+    if ctx.needs_input_grad[0]:
+        grad_logits = log_p.exp().mul_(smoothed.sum(dim=-1, keepdim=True)).sub_(smoothed)
+        grad_logits = _scaled(grad_logits, grad_out, ctx.reduction)
+    if ctx.needs_input_grad[1]:
+        grad_target = _scaled(log_p * (ctx.smoothing - 1.0), grad_out, ctx.reduction)
+    return grad_logits, grad_target, None, None
+
+
+# Under create_graph=True the backward must not pretend to be differentiable.
+_index_backward_once = once_differentiable(_index_backward)
+_probability_backward_once = once_differentiable(_probability_backward)
+
+
 class _IndexTargetCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, smoothing, reduction):  # type: ignore[override]
-        log_p = _log_softmax(logits)
+        log_p = _log_softmax(logits, contiguous=False)
         index = target.unsqueeze(-1)
-        picked = log_p.gather(-1, index).squeeze_(-1)
+        picked = log_p.gather(-1, index)  # (N, 1); on CPU this raises for a bad index
         if smoothing:
-            loss = picked.mul_(smoothing - 1.0)
+            loss = picked.squeeze_(-1).mul_(smoothing - 1.0)
             loss.sub_(log_p.sum(dim=-1), alpha=smoothing / logits.shape[-1])
             loss = _reduce(loss, reduction)
         elif reduction == "none":
-            loss = picked.neg_()
+            loss = picked.squeeze_(-1).neg_()
         else:
-            # −Σ/N: negating the reduced value is exact, and saves a pass over the rows.
+            # −(Σ x)/N: negating after reducing is exact and saves a pass over the rows.
             loss = _reduce(picked, reduction).neg_()
         ctx.save_for_backward(log_p, index)
         ctx.smoothing, ctx.reduction = smoothing, reduction
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
-        log_p, index = ctx.saved_tensors
-        smoothing = ctx.smoothing
-        grad = log_p.exp()
-        if smoothing:
-            grad.sub_(smoothing / log_p.shape[-1])
-        grad.scatter_(-1, index, smoothing - 1.0, reduce="add")
-        return _scaled(grad, grad_out, ctx.reduction), None, None, None
+        if torch.is_grad_enabled():
+            return _index_backward_once(ctx, grad_out)
+        return _index_backward(ctx, grad_out)
 
 
 class _ProbabilityTargetCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, smoothing, reduction):  # type: ignore[override]
-        log_p = _log_softmax(logits)
+        log_p = _log_softmax(logits, contiguous=True)
         smoothed = target
         if smoothing:
             smoothed = target * (1.0 - smoothing) + smoothing / logits.shape[-1]
@@ -106,20 +143,14 @@ class _ProbabilityTargetCrossEntropy(torch.autograd.Function):
         return _reduce(loss, reduction)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
-        log_p, smoothed = ctx.saved_tensors
-        grad_logits = grad_target = None
-        if ctx.needs_input_grad[0]:
-            grad_logits = log_p.exp().mul_(smoothed.sum(dim=-1, keepdim=True)).sub_(smoothed)
-            grad_logits = _scaled(grad_logits, grad_out, ctx.reduction)
-        if ctx.needs_input_grad[1]:
-            grad_target = _scaled(log_p * (ctx.smoothing - 1.0), grad_out, ctx.reduction)
-        return grad_logits, grad_target, None, None
+        if torch.is_grad_enabled():
+            return _probability_backward_once(ctx, grad_out)
+        return _probability_backward(ctx, grad_out)
 
 
 def _index_error(flat_target: torch.Tensor, num_classes: int) -> ValueError | None:
-    """The ValueError for the first out-of-range class index, or None when all are valid."""
+    """The ValueError naming an out-of-range class index, or None when all are valid."""
     if not flat_target.numel():
         return None
     low, high = (int(v) for v in torch.aminmax(flat_target))
@@ -158,23 +189,24 @@ def torch_cross_entropy(
                 f"class-index target has shape {tuple(target.shape)} but logits "
                 f"{tuple(logits.shape)} need {tuple(lead_shape)} (one index per row)"
             )
-        flat_target = target.reshape(-1).long()
-        if flat_target.device.type != "cpu":
-            # On accelerators an out-of-range gather is an asynchronous device assert, not
-            # an exception: check first.
-            error = _index_error(flat_target, num_classes)
-            if error is not None:
-                raise error
-            loss = _IndexTargetCrossEntropy.apply(flat_logits, flat_target, smoothing, reduction)
-        else:
-            # On CPU ``gather`` bounds-checks the indices itself; only build the message then.
+        flat_target = target if target.dim() == 1 else target.reshape(-1)
+        if flat_target.dtype is not torch.int64:
+            flat_target = flat_target.long()
+        if flat_target.device.type == "cpu":
             try:
                 loss = _IndexTargetCrossEntropy.apply(
                     flat_logits, flat_target, smoothing, reduction
                 )
             except RuntimeError:
                 error = _index_error(flat_target, num_classes)
-                if error is not None:
-                    raise error from None
-                raise
+                if error is None:
+                    raise
+                raise error from None
+        else:
+            # An out-of-range gather on an accelerator is an asynchronous device assert, not
+            # an exception: check before launching it.
+            error = _index_error(flat_target, num_classes)
+            if error is not None:
+                raise error
+            loss = _IndexTargetCrossEntropy.apply(flat_logits, flat_target, smoothing, reduction)
     return loss.reshape(lead_shape) if reduction == "none" else loss

@@ -266,6 +266,12 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
     ``log_softmax([0, -1000]) == [0, -1000]`` where ``log(softmax(...))`` gives ``-inf``.
     """
     temperature = _check_temperature(temperature)
+    row = _small_row(x, axis)
+    if row is not None:
+        _, total, top = _row_exp(row, temperature)
+        shift = log(total)
+        out = np.array([(v - top) / temperature - shift for v in row], dtype=x.dtype)
+        return out if x.ndim == 1 else out.reshape(x.shape)
     if _is_tensor(x):
         return _torch_log_softmax(x, axis, temperature)
     z, _, degenerate = _scaled_shift(_as_float_array(x), axis, temperature)
