@@ -26,7 +26,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train an agent from a YAML config and write a TensorBoard run dir "
         "(<logdir>/<run-name>/ with event files, config.yaml, checkpoints and summary.json).",
     )
-    p.add_argument("config", nargs="?", help="YAML experiment file, e.g. configs/taxi_qlearning_boltzmann.yaml")
+    p.add_argument(
+        "config", nargs="?", help="YAML experiment file, e.g. configs/taxi_qlearning_boltzmann.yaml"
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -36,11 +38,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="override a config value (repeatable), e.g. --set train.total_steps=20000",
     )
     p.add_argument("--seed", type=int, help="root seed (overrides the config's seed)")
-    p.add_argument("--logdir", help="parent directory of the run dir (default: the config's, runs/)")
+    p.add_argument(
+        "--logdir", help="parent directory of the run dir (default: the config's, runs/)"
+    )
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue RUN_DIR from its newest checkpoint (with --set train.total_steps=N to extend it)",
+        help="continue RUN_DIR from its newest checkpoint "
+        "(with --set train.total_steps=N to extend it)",
     )
 
 
@@ -55,7 +60,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the first episode's reset")
     p.add_argument("--render", action="store_true", help="render episodes (text for toy-text envs)")
-    p.add_argument("--video", metavar="DIR", help="record every episode as MP4 into DIR (needs rlsoft[video])")
+    p.add_argument(
+        "--video", metavar="DIR", help="record every episode as MP4 into DIR (needs rlsoft[video])"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_eval(sub)
+    from rlsoft import compare_cli
+
+    compare_cli.add_commands(sub)
     return parser
 
 
@@ -97,7 +107,8 @@ def _summary_line(result) -> str:
     final = result.final_eval
     sps = result.steps / max(result.seconds, 1e-9)
     if "eval/mean_return" in final:
-        score = f"greedy eval return {final['eval/mean_return']:.2f} ± {final.get('eval/std_return', 0):.2f}"
+        spread = final.get("eval/std_return", 0.0)
+        score = f"greedy eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
     elif "eval/accuracy" in final:
         score = f"test accuracy {final['eval/accuracy']:.4f}"
     else:
@@ -124,7 +135,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
             return 0
         env = _eval_env(config, args)
-        returns, _ = evaluate_greedy(driver.agent, env, args.episodes, args.seed, render=args.render)
+        returns, _ = evaluate_greedy(
+            driver.agent, env, args.episodes, args.seed, render=args.render
+        )
         env.close()
     finally:
         driver.close()
@@ -169,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import agents  # noqa: F401 - registers every agent family
 
-        handler = COMMANDS[args.command]
+        handler = COMMANDS.get(args.command) or args.handler
         return handler(args)
     except RlsoftError as exc:
         print(f"rlsoft: error: {exc}", file=sys.stderr)

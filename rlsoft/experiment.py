@@ -29,7 +29,9 @@ def resolve_device(name: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     if name == "cuda":
-        raise RlsoftError("device 'cuda' was asked for but no CUDA GPU is visible; use device: auto or cpu")
+        raise RlsoftError(
+            "device 'cuda' was asked for but no CUDA GPU is visible; use device: auto or cpu"
+        )
     return "cpu"
 
 
@@ -99,22 +101,35 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
 def _configure_torch(config: ExperimentConfig, seed: int) -> None:
     import sys
 
-    if "torch" in sys.modules or get_agent_spec(config.agent_type).kind != "rl" or config.device != "cpu":
+    if (
+        "torch" in sys.modules
+        or get_agent_spec(config.agent_type).kind != "rl"
+        or config.device != "cpu"
+    ):
         import torch
 
         torch.set_num_threads(config.train.torch_threads)
         seed_torch(seed)
 
 
-def run_experiment(config: ExperimentConfig, *, logdir: str | None = None) -> RunResult:
-    """Train a new run from ``config``; a failure before the first step removes the run dir."""
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    logdir: str | None = None,
+    hparams_domain: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train a new run from ``config``; a failure before the first step removes the run dir.
+
+    :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
+        see :meth:`rlsoft.logger.RunLogger.hparams`.
+    """
     run_dir = create_run_dir(config, logdir)
     try:
         driver = build_driver(config)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return Trainer(driver, config, run_dir).run()
+    return Trainer(driver, config, run_dir, hparams_domain=hparams_domain).run()
 
 
 def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunResult:
@@ -122,8 +137,8 @@ def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) ->
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if overrides:
-        data = config.model_dump(mode="json")
-        data.update(overrides)
+        # Deep merge: --set train.total_steps=N must keep the rest of the train section.
+        data = _deep_merge(config.model_dump(mode="json"), overrides)
         config = validate_config(data, source=str(run_dir / CONFIG_FILE))
     checkpoint, state = resume_state(run_dir)
     driver = build_driver(config)
@@ -133,6 +148,17 @@ def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) ->
         (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
     trainer = Trainer(driver, config, run_dir, start_step=int(state["step"]), trainer_state=state)
     return trainer.run()
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied key by key into nested sections."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:

@@ -49,16 +49,32 @@ class RunLogger:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 
-    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    def hparams(
+        self,
+        hparams: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        domain: Mapping[str, Any] | None = None,
+    ) -> None:
         """Register this run in the HParams dashboard with its final metrics.
 
-        Metric values are written as scalars under their own tags so that the dashboard
-        (which reads the last value of each metric tag) shows them.
+        The dashboard reads metric values from the scalars logged under the metric tags.
+
+        :param domain: the experiment shared by a group of runs (``hparams``: one value per
+            name, ``discrete``: the values of string/bool ones, ``metrics``: metric tags).
+            TensorBoard shows the first experiment summary it finds, so the runs of one
+            comparison must all write the same one for every run's columns to appear.
         """
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
         experiment, session_start, session_end = hparams_summary(dict(hparams), finite)
+        if domain is not None:
+            shared_metrics = dict.fromkeys([*domain["metrics"], *finite], 0.0)
+            experiment, _, _ = hparams_summary(
+                dict(domain["hparams"]),
+                shared_metrics,
+                hparam_domain_discrete=dict(domain["discrete"]),
+            )
         file_writer = self.writer._get_file_writer()  # the documented way to add raw summaries
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)

@@ -40,6 +40,8 @@ class Driver(Protocol):
 
     unit: str
     """What a step is, for messages: ``"steps"`` or ``"epochs"``."""
+    # Optional: a driver may also expose ``finished: bool``; once it is True (e.g. early
+    # stopping) the trainer ends the run before the budget, with the usual final evaluation.
     agent_file: str
     """File name of the agent inside a checkpoint (e.g. ``agent.npz``)."""
 
@@ -81,7 +83,9 @@ class RunResult:
 
     @property
     def headline(self) -> float:
-        return self.final_eval.get("eval/mean_return", self.final_eval.get("eval/accuracy", math.nan))
+        return self.final_eval.get(
+            "eval/mean_return", self.final_eval.get("eval/accuracy", math.nan)
+        )
 
 
 def _next_multiple(step: int, every: int) -> int:
@@ -100,17 +104,23 @@ class Trainer:
         start_step: int = 0,
         trainer_state: dict[str, Any] | None = None,
         console: Any = None,
+        hparams_domain: dict[str, Any] | None = None,
     ) -> None:
         self.driver = driver
         self.config = config
         self.run_dir = run_dir
         self.step = start_step
         state = trainer_state or {}
-        self.eval_history: list[tuple[int, float]] = [tuple(x) for x in state.get("eval_history", [])]
+        self.eval_history: list[tuple[int, float]] = [
+            tuple(x) for x in state.get("eval_history", [])
+        ]
         self.last_eval: dict[str, float] = state.get("last_eval", {})
         self.elapsed = float(state.get("elapsed", 0.0))
         self.console = console
-        self.logger = RunLogger(run_dir, purge_step=start_step if start_step else None)
+        self.hparams_domain = hparams_domain
+        # Everything logged at the checkpoint's own step happened before that checkpoint was
+        # written (the loop checkpoints last), so only later events are stale on resume.
+        self.logger = RunLogger(run_dir, purge_step=start_step + 1 if start_step else None)
         train = config.train
         self.sample_every = max(1, train.log_every // 64)
 
@@ -128,7 +138,7 @@ class Trainer:
         window_start, window_time = self.step, time.perf_counter()
         started = time.perf_counter() - self.elapsed
         try:
-            while self.step < total:
+            while self.step < total and not getattr(self.driver, "finished", False):
                 target = min(next_log, next_sample, next_eval, next_ckpt, total)
                 self.step += self.driver.advance(target - self.step, self.step)
                 if self.step >= next_sample:
@@ -189,6 +199,9 @@ class Trainer:
         }
 
     def _checkpoint(self) -> None:
+        # Events up to this step reach the disk before the checkpoint that claims them exists,
+        # so a run killed right after a checkpoint resumes with no missing points.
+        self.logger.flush()
         write_checkpoint(
             self.run_dir,
             self.step,
@@ -197,13 +210,12 @@ class Trainer:
             self._trainer_state(),
             keep=self.config.train.keep_checkpoints,
         )
-        self.logger.flush()
 
     def _write_hparams(self) -> None:
         config = self.config.to_dict()
         hparams = flatten({k: v for k, v in config.items() if k not in ("logdir", "run_name")})
         metrics = {k: v for k, v in self.last_eval.items() if isinstance(v, (int, float))}
-        self.logger.hparams(hparams, metrics)
+        self.logger.hparams(hparams, metrics, domain=self.hparams_domain)
 
     def _write_summary(self, result: RunResult) -> None:
         summary = {

@@ -1,0 +1,396 @@
+"""rlsoft compare: config validation, the grid, the local backend, resume, failures,
+report reproduction and the TensorBoard dashboards (checked on a real TensorBoard server)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+import agents  # noqa: F401 - registers q_learning for plan validation
+from rlsoft.cli import main
+from rlsoft.compare import (
+    RAY_MISSING,
+    GridProgress,
+    RunOutcome,
+    load_comparison,
+    plan_comparison,
+    run_grid,
+    run_one,
+)
+from rlsoft.errors import ConfigError, RlsoftError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+BASE = {
+    "env": {"id": "Taxi-v4"},
+    "agent": {"type": "q_learning", "learning_rate": 0.5},
+    "train": {"total_steps": 3000, "eval_every": 1000, "eval_episodes": 3, "log_every": 500},
+}
+VARIANTS = {
+    "eps": {"exploration.policy": "epsilon_greedy", "exploration.epsilon": 0.2},
+    "boltzmann": {"exploration.policy": "boltzmann", "exploration.temperature": 1.0},
+}
+
+
+def plan(logdir, **changes):
+    data = {"name": "t", "base": BASE, "seeds": 2, "variants": VARIANTS, **changes}
+    return plan_comparison(data, source="t.yaml", logdir=logdir)
+
+
+def rlsoft(*args):
+    """Run the command line in this process, capturing its exit code and output (module
+    fixtures cannot use capsys; the workers are separate processes either way)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# Planning and validation (nothing runs)
+# --------------------------------------------------------------------------------------------
+
+
+def test_grid_has_one_ordinary_run_dir_per_env_variant_seed(tmp_path):
+    comparison = plan(logdir=tmp_path, seeds=[3, 5])
+    assert [(r.variant, r.seed) for r in comparison.runs] == [
+        ("eps", 3),
+        ("boltzmann", 3),
+        ("eps", 5),
+        ("boltzmann", 5),
+    ]
+    run = comparison.runs[1]
+    assert run.run_dir == tmp_path / "Taxi-v4" / "boltzmann" / "seed_3"
+    assert run.config["name"] == "boltzmann" and run.config["seed"] == 3
+    assert run.config["exploration"]["policy"] == "boltzmann"
+    assert run.config["train"]["progress"] == "off"
+    assert run.config["agent"]["learning_rate"] == 0.5
+
+
+def test_overrides_apply_base_then_common_then_variant_then_set(tmp_path):
+    data = {
+        "name": "t",
+        "base": BASE,
+        "seeds": 1,
+        "overrides": {"train.total_steps": 500, "exploration.epsilon": 0.3},
+        "variants": {"a": {"exploration.epsilon": 0.4}, "b": {}},
+        "envs": ["Taxi-v4", "FrozenLake-v1"],
+    }
+    comparison = plan_comparison(data, logdir=tmp_path, overrides=["train.eval_episodes=2"])
+    by_key = {(r.env, r.variant): r.config for r in comparison.runs}
+    assert by_key[("Taxi-v4", "a")]["exploration"]["epsilon"] == 0.4
+    assert by_key[("Taxi-v4", "b")]["exploration"]["epsilon"] == 0.3
+    assert by_key[("FrozenLake-v1", "b")]["env"]["id"] == "FrozenLake-v1"
+    assert all(c["train"]["total_steps"] == 500 for c in by_key.values())
+    assert all(c["train"]["eval_episodes"] == 2 for c in by_key.values())
+    assert comparison.envs == ["Taxi-v4", "FrozenLake-v1"]
+
+
+def test_variants_may_run_on_different_envs_without_an_envs_list(tmp_path):
+    comparison = plan(tmp_path, variants={"taxi": {}, "lake": {"env.id": "FrozenLake-v1"}})
+    cells = {(r.env, r.variant) for r in comparison.runs}
+    assert cells == {("Taxi-v4", "taxi"), ("FrozenLake-v1", "lake")}
+    assert comparison.envs == ["Taxi-v4", "FrozenLake-v1"]
+
+
+def test_shipped_taxi_comparison_is_valid(tmp_path):
+    comparison = load_comparison(CONFIGS / "compare_taxi_exploration.yaml", logdir=tmp_path)
+    assert comparison.variants == [
+        "eps_const",
+        "eps_decay",
+        "boltzmann_const",
+        "boltzmann_anneal",
+        "softq",
+    ]
+    assert comparison.seeds == list(range(10)) and len(comparison.runs) == 50
+    budgets = {r.config["train"]["total_steps"] for r in comparison.runs}
+    assert budgets == {60000}  # one budget for every variant, the file-based one included
+    softq = next(r for r in comparison.runs if r.variant == "softq")
+    assert softq.config["agent"]["type"] == "soft_q_learning"
+
+
+def test_shipped_cartpole_comparison_is_valid(tmp_path):
+    needed = ("cartpole_dqn_epsilon.yaml", "cartpole_dqn_boltzmann.yaml")
+    missing = [name for name in needed if not (CONFIGS / name).exists()]
+    if missing:
+        pytest.skip(f"needs the DQN configs {', '.join(missing)}")
+    comparison = load_comparison(CONFIGS / "compare_cartpole_exploration.yaml", logdir=tmp_path)
+    assert comparison.envs == ["CartPole-v1"] and len(comparison.runs) == 10
+    policies = {r.variant: r.config["exploration"]["policy"] for r in comparison.runs}
+    assert policies == {"epsilon_greedy": "epsilon_greedy", "boltzmann": "boltzmann"}
+
+
+def test_progress_shows_failures_with_or_without_a_terminal(capsys):
+    failed = RunOutcome("Taxi-v4", "v", 1, "/x", "failed", error="boom")
+    done = RunOutcome("Taxi-v4", "v", 0, "/y", "done", final_return=7.5)
+    quiet = GridProgress(3, 1, "t", enabled=False)
+    quiet.update(done)
+    quiet.update(failed)
+    quiet.close()
+    assert capsys.readouterr().err == "rlsoft: run Taxi-v4/v/seed_1 failed: boom\n"
+    shown = GridProgress(3, 1, "t", enabled=True)
+    shown.update(done)
+    shown.update(failed)
+    shown.close()
+    err = capsys.readouterr().err
+    assert "run Taxi-v4/v/seed_1 failed: boom" in err and "3/3" in err
+    assert (shown.done, shown.failures) == (3, 1)
+
+
+def test_base_and_variants_may_be_experiment_files(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    other = {**BASE, "exploration": {"policy": "boltzmann", "temperature": 2.0}}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    spec = {"base": "base.yaml", "seeds": 1, "variants": {"file": "other.yaml", "inline": {}}}
+    (tmp_path / "cmp.yaml").write_text(yaml.safe_dump(spec))
+    comparison = load_comparison(tmp_path / "cmp.yaml", logdir=tmp_path / "runs")
+    assert comparison.name == "cmp"
+    configs = {r.variant: r.config for r in comparison.runs}
+    assert configs["file"]["exploration"]["temperature"] == 2.0
+    assert configs["inline"]["exploration"]["policy"] == "epsilon_greedy"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"variantz": {}}, "unknown comparison key 'variantz' (did you mean 'variants'?)"),
+        ({"seeds": 0}, "seeds must be at least 1"),
+        ({"variants": {}}, "name at least one variant"),
+        ({"variants": {"a/b": {}}}, "variant name 'a/b'"),
+        (
+            {"variants": {"bad": {"exploration.polcy": "boltzmann"}}},
+            "variant 'bad': config field 'exploration': unknown config key 'exploration.polcy' "
+            "(did you mean 'policy'?)",
+        ),
+        ({"variants": {"bad": {"exploration.epsilon": 2}}}, "variant 'bad'"),
+        ({"variants": {"bad": {"agent.type": "q_lerning"}}}, "did you mean 'q_learning'?"),
+        ({"variants": {"bad": {"seed": 3}}}, "sets 'seed', which the comparison sets"),
+        ({"base": "missing.yaml"}, "base names 'missing.yaml'"),
+    ],
+)
+def test_bad_comparisons_fail_fast_with_one_sentence(tmp_path, changes, message):
+    with pytest.raises(ConfigError) as error:
+        plan(tmp_path, **changes)
+    text = str(error.value)
+    assert "\n" not in text
+    assert text.startswith("t.yaml")
+    if "exploration.polcy" in message:
+        assert "variant 'bad'" in text and "exploration.polcy" in text and "policy" in text
+    else:
+        assert message in text
+    assert not any(tmp_path.iterdir())  # nothing was created
+
+
+def test_command_line_errors_exit_2_with_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"base": BASE, "variants": {"x": {"exploration.epsilon": 7}}}))
+    assert main(["compare", str(cfg), "--logdir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "variant 'x'" in err and "epsilon" in err
+    assert main(["compare", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    cfg.write_text(yaml.safe_dump({"base": BASE, "variants": VARIANTS}))
+    assert main(["compare", str(cfg), "--address", "ray://x:1"]) == 2
+    assert "--backend ray" in capsys.readouterr().err
+
+
+def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(RlsoftError, match=r"pip install 'rlsoft\[ray\]'"):
+        run_grid(plan(logdir=tmp_path).runs, backend="ray")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"base": BASE, "variants": VARIANTS}))
+    assert main(["compare", str(cfg), "--backend", "ray", "--logdir", str(tmp_path / "r")]) == 2
+    assert RAY_MISSING in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_one_turns_a_failure_into_an_outcome(tmp_path):
+    comparison = plan(
+        logdir=tmp_path, variants={"broken": {"env.kwargs": {"no_such_option": 1}}}, seeds=1
+    )
+    outcome = run_one(comparison.runs[0].config)
+    assert outcome.status == "failed"
+    assert "no_such_option" in outcome.error and "\n" not in outcome.error
+    assert not (comparison.runs[0].run_dir / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# A real grid on the local backend: 3 variants (one broken) × 2 seeds, 2 workers
+# --------------------------------------------------------------------------------------------
+
+GRID = {
+    "name": "grid",
+    "base": BASE,
+    "seeds": 2,
+    "variants": {**VARIANTS, "broken": {"env.kwargs": {"no_such_option": 1}}},
+}
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    cfg = root / "grid.yaml"
+    cfg.write_text(yaml.safe_dump(GRID))
+    logdir = root / "runs"
+    started = time.perf_counter()
+    result = rlsoft("compare", cfg, "--workers", 2, "--logdir", logdir)
+    seconds = time.perf_counter() - started
+    snapshot = {
+        name: (logdir / name).read_text()
+        for name in ("summary.csv", "summary.md")
+        if (logdir / name).exists()
+    }
+    return {"cfg": cfg, "logdir": logdir, "result": result, "seconds": seconds, "files": snapshot}
+
+
+def finished_runs(logdir):
+    return sorted(
+        p.parent.relative_to(logdir).as_posix() for p in logdir.glob("*/*/*/summary.json")
+    )
+
+
+def test_compare_runs_the_grid_and_writes_tables_summaries_plots(grid):
+    result, logdir = grid["result"], grid["logdir"]
+    assert result.returncode == 1, result.stderr  # the broken variant failed
+    assert finished_runs(logdir) == [
+        "Taxi-v4/boltzmann/seed_0",
+        "Taxi-v4/boltzmann/seed_1",
+        "Taxi-v4/eps/seed_0",
+        "Taxi-v4/eps/seed_1",
+    ]
+    for name in (
+        "summary.csv",
+        "summary.md",
+        "learning_curves_Taxi-v4.png",
+        "final_scores_Taxi-v4.png",
+        "compare.yaml",
+    ):
+        assert (logdir / name).is_file(), name
+    assert "Taxi-v4: final greedy evaluation return" in result.stdout
+    assert "eps" in result.stdout and "boltzmann" in result.stdout
+    assert "P(X > Y)" in result.stdout
+    summary = json.loads((logdir / "Taxi-v4/eps/seed_0/summary.json").read_text())
+    assert summary["steps"] == 3000 and summary["name"] == "eps"
+
+
+def test_a_failing_run_is_reported_and_does_not_stop_the_others(grid):
+    err = grid["result"].stderr
+    assert "run Taxi-v4/broken/seed_0 failed: " in err and "no_such_option" in err
+    assert "run Taxi-v4/broken/seed_1 failed" in err
+    assert "2 of 6 runs failed" in err
+    assert "Traceback" not in err
+    assert not (grid["logdir"] / "Taxi-v4" / "broken" / "seed_0").exists()
+
+
+def test_report_reproduces_the_summaries_from_event_files(grid):
+    result = rlsoft("report", grid["logdir"])
+    assert result.returncode == 0, result.stderr
+    for name, text in grid["files"].items():
+        assert (grid["logdir"] / name).read_text() == text, name
+    assert "Taxi-v4: final greedy evaluation return" in result.stdout
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http(url, body=None, timeout=10):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_shows_hparams_and_custom_scalars(grid):
+    port = _free_port()
+    tensorboard = Path(sys.executable).with_name("tensorboard")
+    server = subprocess.Popen(
+        [tensorboard, "--logdir", grid["logdir"], "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                runs = _http(f"{base}/data/runs")
+                if len(runs) >= 5:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("TensorBoard did not serve the runs within 60 s")
+            time.sleep(0.5)
+        layout = _http(f"{base}/data/plugin/custom_scalars/layout")
+        charts = {c["title"]: c for c in layout["category"][0]["chart"]}
+        assert charts["greedy evaluation return (every variant and seed)"]["multiline"]["tag"] == [
+            "eval/mean_return"
+        ]
+        assert any("exploration/entropy" in c["multiline"]["tag"] for c in charts.values())
+        experiment = _http(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        infos = {h["name"]: h for h in experiment["hparamInfos"]}
+        assert sorted(infos["name"]["domainDiscrete"]) == ["boltzmann", "broken", "eps"]
+        assert {"exploration.policy", "exploration.temperature", "seed"} <= set(infos)
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert "eval/mean_return" in metrics
+        groups = _http(
+            f"{base}/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 100,
+            },
+        )
+        sessions = {g["name"]: g for g in groups["sessionGroups"]}
+        assert set(sessions) == {
+            "Taxi-v4/eps/seed_0",
+            "Taxi-v4/eps/seed_1",
+            "Taxi-v4/boltzmann/seed_0",
+            "Taxi-v4/boltzmann/seed_1",
+        }
+        session = sessions["Taxi-v4/boltzmann/seed_1"]
+        assert session["hparams"]["name"] == "boltzmann"
+        values = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
+        assert "eval/mean_return" in values
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_rerun_skips_finished_runs_and_redoes_unfinished_ones(grid):
+    logdir = grid["logdir"]
+    kept = logdir / "Taxi-v4/eps/seed_0/summary.json"
+    before = kept.stat().st_mtime_ns
+    unfinished = logdir / "Taxi-v4/boltzmann/seed_1"
+    (unfinished / "summary.json").unlink()  # as if the run had been killed before the end
+    result = rlsoft("compare", grid["cfg"], "--workers", 2, "--logdir", logdir)
+    assert result.returncode == 1  # the broken variant still fails
+    assert "3 already finished" in result.stderr
+    assert kept.stat().st_mtime_ns == before
+    assert (unfinished / "summary.json").is_file()
+    assert len(list(unfinished.glob("events.out.tfevents.*"))) == 1  # redone from scratch
+
+
+def test_a_changed_config_does_not_silently_reuse_finished_runs(grid):
+    result = rlsoft(
+        "compare", grid["cfg"], "--logdir", grid["logdir"], "--set", "train.eval_episodes=4"
+    )
+    assert result.returncode == 2
+    assert "was made with a different config (train.eval_episodes is 3 there and 4 now)" in (
+        result.stderr
+    )

@@ -1,0 +1,83 @@
+"""Ctrl-C during rlsoft compare: a clean stop (exit 130, one sentence), no run marked done
+that did not finish, and the same command afterwards finishes the grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+# Four runs of ~0.5–1 s each on two workers: long enough to interrupt in the middle.
+GRID = {
+    "name": "interrupt",
+    "base": {
+        "env": {"id": "Taxi-v4"},
+        "agent": {"type": "q_learning", "learning_rate": 0.5},
+        "train": {"total_steps": 30000, "eval_every": 10000, "eval_episodes": 3},
+    },
+    "seeds": 2,
+    "variants": {"eps": {}, "boltzmann": {"exploration.policy": "boltzmann"}},
+}
+
+
+def compare(cfg, logdir, **popen):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlsoft.cli",
+            "compare",
+            str(cfg),
+            "--workers",
+            "2",
+            "--logdir",
+            str(logdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CI": "1"},
+        **popen,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(yaml.safe_dump(GRID))
+    logdir = tmp_path / "runs"
+    # A terminal's Ctrl-C signals the whole foreground process group: the command and its
+    # workers. start_new_session gives the command its own group to signal the same way.
+    process = compare(cfg, logdir, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(logdir.glob("*/*/*/events.out.tfevents.*")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no run started within 60 s"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rlsoft: interrupted: ") and "run the same command again" in last
+    assert "Traceback" not in err
+
+    run_dirs = sorted(logdir.glob("*/*/seed_*"))
+    assert run_dirs, "the interrupted run dirs should still be there"
+    unfinished = [d for d in run_dirs if not (d / "summary.json").exists()]
+    assert unfinished, "the interrupt came while a run was training"
+    for run_dir in set(run_dirs) - set(unfinished):  # marked done: really finished
+        assert json.loads((run_dir / "summary.json").read_text())["steps"] == 30000
+
+    again = compare(cfg, logdir)
+    out, err = again.communicate(timeout=180)
+    assert again.returncode == 0, err
+    finished = len(run_dirs) - len(unfinished)
+    assert f"{finished} already finished" in err
+    assert len(list(logdir.glob("*/*/seed_*/summary.json"))) == 4
+    assert "Taxi-v4: final greedy evaluation return" in out

@@ -1,0 +1,225 @@
+"""rlsoft report: reading event files back, grouping runs, and the numbers it writes.
+
+The runs here are synthetic event files written with SummaryWriter (exactly representable
+values), so the expected statistics can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+
+from rlsoft.cli import main
+from rlsoft.errors import RlsoftError
+from rlsoft.report import (
+    describe_config,
+    discover_run_dirs,
+    load_runs,
+    report,
+)
+
+
+def write_run(run_dir, curve, *, config=None, finished=True, entropy=None, tag="eval/mean_return"):
+    """A run dir with ``curve = [(step, value), ...]`` under ``tag``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with SummaryWriter(str(run_dir)) as writer:
+        for step, value in curve:
+            writer.add_scalar(tag, value, step)
+        for step, value in entropy or []:
+            writer.add_scalar("exploration/entropy", value, step)
+    if config is not None:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        if finished:
+            (run_dir / "summary.json").write_text(json.dumps({"steps": curve[-1][0]}))
+    return run_dir
+
+
+def taxi_config(name, policy="epsilon_greedy", seed=0, **exploration):
+    return {
+        "name": name,
+        "seed": seed,
+        "env": {"id": "Taxi-v4"},
+        "agent": {"type": "q_learning"},
+        "exploration": {"policy": policy, **exploration},
+    }
+
+
+# Final returns per variant (4 seeds each) and the shared curve shape.
+FINALS = {"eps": [1.0, 2.0, 3.0, 10.0], "boltz": [4.0, 4.0, 5.0, 7.0]}
+
+
+@pytest.fixture
+def grid_logdir(tmp_path):
+    for variant, finals in FINALS.items():
+        policy = "epsilon_greedy" if variant == "eps" else "boltzmann"
+        for seed, final in enumerate(finals):
+            write_run(
+                tmp_path / "Taxi-v4" / variant / f"seed_{seed}",
+                [(0, -10.0), (100, final)],
+                config=taxi_config(variant, policy, seed),
+                entropy=[(50, 1.5), (100, 1.0)],
+            )
+    return tmp_path
+
+
+def rows_by_key(path):
+    with open(path, newline="") as handle:
+        return {
+            (r["env"], r["metric"], r["statistic"], r["variant"], r["versus"]): r
+            for r in csv.DictReader(handle)
+        }
+
+
+def test_report_numbers_match_hand_computations(grid_logdir):
+    analysis, written = report(grid_logdir, n_resamples=500)
+    rows = rows_by_key(grid_logdir / "summary.csv")
+    eps = rows[("Taxi-v4", "final_return", "iqm", "eps", "")]
+    assert float(eps["value"]) == pytest.approx(2.5)  # middle two of 1, 2, 3, 10
+    assert int(eps["runs"]) == 4
+    assert float(rows[("Taxi-v4", "final_return", "mean", "eps", "")]["value"]) == 4.0
+    assert float(rows[("Taxi-v4", "final_return", "median", "boltz", "")]["value"]) == 4.5
+    # P(boltz > eps): 4, 4, 5, 7 each beat 1, 2, 3 and lose to 10 → 12 wins of 16 pairs
+    poi = rows[("Taxi-v4", "final_return", "probability_of_improvement", "boltz", "eps")]
+    assert float(poi["value"]) == pytest.approx(12 / 16)
+    assert float(poi["ci_low"]) <= 0.75 <= float(poi["ci_high"])
+    # AUC: time average of the line from -10 to f = (f - 10) / 2; scores seen: -10 .. 10
+    auc = rows[("Taxi-v4", "auc", "mean", "eps", "")]
+    expected = np.mean([((f - 10) / 2 + 10) / 20 for f in FINALS["eps"]])
+    assert float(auc["value"]) == pytest.approx(expected)
+    names = {p.name for p in written}
+    assert {
+        "summary.csv",
+        "summary.md",
+        "learning_curves_Taxi-v4.png",
+        "final_scores_Taxi-v4.png",
+    } <= names
+    for png in (p for p in written if p.suffix == ".png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert analysis.variants == ["boltz", "eps"]  # no compare.yaml: sorted
+
+
+def test_markdown_explains_variants_and_method(grid_logdir):
+    report(grid_logdir, n_resamples=200)
+    text = (grid_logdir / "summary.md").read_text()
+    assert "**eps**: Q-learning, ε-greedy (ε=0.1)" in text
+    assert "Boltzmann (τ=1)" in text
+    assert "| variant | runs | mean | median | IQM |" in text
+    assert "P(X > Y)" in text and "stratified bootstrap" in text
+    assert "![learning_curves_Taxi-v4.png](learning_curves_Taxi-v4.png)" in text
+
+
+def test_report_is_reproducible(grid_logdir):
+    report(grid_logdir, n_resamples=300)
+    first = (grid_logdir / "summary.csv").read_text()
+    report(grid_logdir, n_resamples=300)
+    assert (grid_logdir / "summary.csv").read_text() == first
+
+
+def test_layout_gives_env_variant_seed_and_config_gives_env_id(tmp_path):
+    write_run(
+        tmp_path / "ALE_Pong-v5" / "v" / "seed_3", [(1, 1.0)], config=taxi_config("v", seed=3)
+    )
+    runs, skipped = load_runs(tmp_path)
+    assert not skipped
+    (run,) = runs
+    assert (run.env, run.variant, run.seed) == ("Taxi-v4", "v", 3)  # env id from config.yaml
+
+
+def test_unfinished_and_curveless_runs_are_skipped(tmp_path):
+    write_run(tmp_path / "E" / "a" / "seed_0", [(1, 1.0)], config=taxi_config("a"))
+    write_run(tmp_path / "E" / "a" / "seed_1", [(1, 1.0)], config=taxi_config("a"), finished=False)
+    write_run(tmp_path / "E" / "b" / "seed_0", [(1, 1.0)], tag="charts/sps")
+    runs, skipped = load_runs(tmp_path)
+    assert [r.run_dir.name for r in runs] == ["seed_0"]
+    reasons = {p.parent.name + "/" + p.name: why for p, why in skipped}
+    assert reasons == {
+        "a/seed_1": "unfinished (no summary.json)",
+        "b/seed_0": "no eval/mean_return scalars",
+    }
+
+
+def test_hand_made_runs_are_grouped_by_config_name_and_split_by_policy(tmp_path):
+    # as rlsoft train names them: <name>__s<seed>__<time>
+    for seed in range(2):
+        write_run(
+            tmp_path / f"taxi_eps__s{seed}__t",
+            [(1, 1.0 + seed)],
+            config=taxi_config("taxi_eps", seed=seed),
+        )
+    write_run(tmp_path / "mixed__s0__t", [(1, 0.0)], config=taxi_config("mixed"))
+    write_run(tmp_path / "mixed__s1__t", [(1, 0.0)], config=taxi_config("mixed", "boltzmann", 1))
+    runs, _ = load_runs(tmp_path)
+    groups = sorted({(r.variant, r.seed) for r in runs})
+    assert groups == [
+        ("mixed:q_learning:boltzmann", 1),
+        ("mixed:q_learning:epsilon_greedy", 0),
+        ("taxi_eps", 0),
+        ("taxi_eps", 1),
+    ]
+
+
+def test_several_envs_get_a_stratified_all_envs_block(tmp_path):
+    for env, scale in (("Taxi-v4", 1.0), ("FrozenLake-v1", 0.01)):
+        for variant, finals in FINALS.items():
+            for seed, final in enumerate(finals):
+                cfg = taxi_config(variant, seed=seed)
+                cfg["env"]["id"] = env
+                write_run(
+                    tmp_path / env / variant / f"seed_{seed}",
+                    [(0, 0.0), (10, final * scale)],
+                    config=cfg,
+                )
+    analysis, written = report(tmp_path, n_resamples=300)
+    assert analysis.blocks() == ["FrozenLake-v1", "Taxi-v4", "all envs"]
+    rows = rows_by_key(tmp_path / "summary.csv")
+    # normalised per env by its own range (0..10 here), pooled over both envs
+    pooled = rows[("all envs", "final_return", "mean", "eps", "")]
+    assert float(pooled["value"]) == pytest.approx(np.mean(FINALS["eps"]) / 10)
+    assert int(pooled["runs"]) == 8
+    assert "final_scores_all_envs.png" in {p.name for p in written}
+
+
+def test_describe_config_in_words():
+    assert describe_config(taxi_config("x", epsilon=0.1)) == "Q-learning, ε-greedy (ε=0.1)"
+    decayed = taxi_config(
+        "x", epsilon={"type": "linear", "start": 1.0, "end": 0.05, "duration": 30000}
+    )
+    assert describe_config(decayed) == "Q-learning, ε-greedy (ε 1→0.05 over 30,000 steps)"
+    soft = taxi_config(
+        "x",
+        "boltzmann",
+        temperature={"type": "exponential", "start": 5, "end": 0.1, "half_life": 1000},
+    )
+    soft["agent"] = {"type": "soft_q_learning", "temperature": 0.5}
+    assert describe_config(soft) == (
+        "soft Q-learning (target τ=0.5), Boltzmann (τ 5→0.1, half-life 1,000 steps)"
+    )
+
+
+def test_report_errors_are_one_sentence(tmp_path):
+    with pytest.raises(RlsoftError, match="does not exist"):
+        report(tmp_path / "missing")
+    with pytest.raises(RlsoftError, match="found no finished run"):
+        report(tmp_path)
+
+
+def test_rlsoft_report_command(grid_logdir, capsys):
+    assert main(["report", str(grid_logdir)]) == 0
+    out = capsys.readouterr().out
+    assert "Taxi-v4: final greedy evaluation return" in out
+    assert "probability of improvement" in out
+    assert "summary.csv" in out and "tensorboard --logdir" in out
+    assert main(["report", str(grid_logdir / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_discover_skips_the_root_and_checkpoints(tmp_path):
+    write_run(tmp_path, [(1, 1.0)])  # e.g. the comparison's own dashboard file in the root
+    write_run(tmp_path / "r", [(1, 1.0)])
+    write_run(tmp_path / "r" / "checkpoints" / "x", [(1, 1.0)])
+    assert discover_run_dirs(tmp_path) == [tmp_path / "r"]
