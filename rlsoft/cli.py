@@ -8,6 +8,7 @@ code 2; Ctrl-C ends with exit code 130.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,6 +132,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config, driver = load_trained(Path(args.run_dir))
     try:
         if not isinstance(driver, EnvDriver):
+            policy_eval = getattr(driver, "policy_eval", None)
+            if policy_eval is not None:  # a behaviour-cloned policy: run --episodes of it
+                driver.policy_eval = dataclasses.replace(
+                    policy_eval, episodes=args.episodes, seed=args.seed
+                )
             result = driver.evaluate(0)
             print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
             return 0

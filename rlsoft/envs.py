@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -38,16 +39,26 @@ def make_env(config: EnvConfig, render_mode: str | None = None) -> gym.Env:
         ) from None
 
 
-def make_vector_env(config: EnvConfig) -> gym.vector.VectorEnv:
+def make_vector_env(
+    config: EnvConfig, wrap: Callable[[gym.Env], gym.Env] | None = None
+) -> gym.vector.VectorEnv:
     """``num_envs`` copies, sync or async, with same-step autoreset.
 
     Same-step autoreset returns the first observation of the next episode together with the
     step that ended the last one, and puts that episode's final observation in
     ``info["final_obs"]``: every returned transition is a real one, so none crosses an episode
     boundary and no step is wasted on a reset.
+
+    :param wrap: applied to each sub-environment (e.g. an episode recorder for exact resume).
     """
     make_env(config).close()  # surfaces bad ids and arguments as clear errors first
     kwargs = _make_kwargs(config, None)
-    fns = [lambda: gym.make(config.id, **kwargs) for _ in range(config.num_envs)]
-    vector_cls = gym.vector.AsyncVectorEnv if config.vectorization == "async" else gym.vector.SyncVectorEnv
+    fns = [lambda: _wrapped(gym.make(config.id, **kwargs), wrap) for _ in range(config.num_envs)]
+    vector_cls = (
+        gym.vector.AsyncVectorEnv if config.vectorization == "async" else gym.vector.SyncVectorEnv
+    )
     return vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def _wrapped(env: gym.Env, wrap: Callable[[gym.Env], gym.Env] | None) -> gym.Env:
+    return env if wrap is None else wrap(env)

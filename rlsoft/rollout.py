@@ -7,6 +7,7 @@ vector environment with same-step autoreset (agents that act on batches, such as
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from rlsoft.agent import Agent
 from rlsoft.config import ExperimentConfig
 from rlsoft.envs import make_env, make_vector_env
+from rlsoft.envstate import EpisodeRecorder, restore_vector_env, snapshot_vector_env
 from rlsoft.evaluation import evaluate_greedy
 from rlsoft.seeding import RunSeeds
 
@@ -51,7 +53,8 @@ class EnvDriver:
         self.episodes = 0
         self._recent: list[float] = []
         if self.vectorized:
-            self.env = make_vector_env(config.env)
+            # The recorder lets a checkpoint capture each sub-environment's exact state.
+            self.env = make_vector_env(config.env, wrap=EpisodeRecorder)
             self.num_envs = config.env.num_envs
             self.obs, _ = self.env.reset(seed=seeds.env)
             self._ep_return = np.zeros(self.num_envs)
@@ -173,11 +176,65 @@ class EnvDriver:
         self.agent.load(path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"episodes": self.episodes, "recent": self._recent}
+        """JSON-safe loop state: episode counters, the unfinished logging window and, for
+        vector environments, everything needed to continue exactly (see
+        :mod:`rlsoft.envstate`): each sub-environment's episode record, the current
+        observations, the running episode returns and lengths, and the action space's RNG.
+
+        Floats survive JSON exactly (Python writes the shortest repr that reads back to the
+        same double, and float32 values are exact doubles).
+        """
+        samples = [np.asarray(s) for s in self._samples]
+        state: dict[str, Any] = {
+            "episodes": self.episodes,
+            "recent": self._recent,
+            "window": {
+                "returns": [float(r) for r in self._returns],
+                "lengths": [int(n) for n in self._lengths],
+                "samples": [s.tolist() for s in samples],
+                "samples_dtype": str(samples[0].dtype) if samples else None,
+            },
+        }
+        if self.vectorized:
+            state["env"] = {
+                "sub_envs": snapshot_vector_env(self.env),
+                "obs": np.asarray(self.obs).tolist(),
+                "obs_dtype": str(np.asarray(self.obs).dtype),
+                "episode_return": self._ep_return.tolist(),
+                "episode_length": self._ep_length.tolist(),
+                "action_space_rng": self.env.action_space.np_random.bit_generator.state,
+            }
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.episodes = int(state.get("episodes", 0))
         self._recent = list(state.get("recent", []))
+        window = state.get("window")
+        if window:
+            self._returns = [float(r) for r in window["returns"]]
+            self._lengths = [int(n) for n in window["lengths"]]
+            dtype = window.get("samples_dtype")
+            self._samples = [np.asarray(s, dtype=dtype) for s in window["samples"]]
+        if self.vectorized and state.get("env"):
+            self._restore_vector_env(state["env"])
+
+    def _restore_vector_env(self, saved: dict[str, Any]) -> None:
+        """Replay each sub-environment to its saved state and check the observations agree."""
+        observations = restore_vector_env(self.env, saved["sub_envs"])
+        replayed = np.stack([np.asarray(o) for o in observations])
+        expected = np.asarray(saved["obs"], dtype=saved["obs_dtype"])
+        if not np.array_equal(replayed, expected):
+            warnings.warn(
+                f"environment {self.config.env.id!r} did not replay to its saved state (it is "
+                "not deterministic given its seed), so the resumed run continues from a "
+                "slightly different state than the interrupted one",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.obs = replayed.astype(expected.dtype, copy=False)
+        self._ep_return = np.asarray(saved["episode_return"], dtype=np.float64)
+        self._ep_length = np.asarray(saved["episode_length"], dtype=np.int64)
+        self.env.action_space.np_random.bit_generator.state = saved["action_space_rng"]
 
     def close(self) -> None:
         self.env.close()

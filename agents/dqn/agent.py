@@ -1,0 +1,544 @@
+"""The DQN agent: acting on batches from vector environments, replay, and the update.
+
+One class covers the family (plain, Double, dueling, n-step, C51, soft, Munchausen): the
+options only change the network's head (:mod:`agents.dqn.networks`) and the bootstrap target
+(:mod:`agents.dqn.targets`). The training loop of rlsoft drives it through the agent
+interface; per vector step it calls :meth:`DQNAgent.act` then :meth:`DQNAgent.observe`, which
+stores the transitions and, on the configured cadence, updates the target network and runs a
+round of gradient steps.
+
+Where the time goes, and what is done about it (measured with pyinstrument on CartPole):
+
+* Acting runs one forward pass per vector step on a few observations. torch's fixed cost per
+  operator (a few µs each) dominates there, so acting uses :class:`NumpyForward`, the same
+  network in numpy on shared-memory views of the parameters (CPU only).
+* A training round of ``gradient_steps`` steps samples all its minibatches with one call to
+  the generator and gathers them with ``np.take`` into preallocated, torch-owned buffers, so a
+  round converts nothing and allocates nothing per step.
+* The target network only changes between rounds (it is updated on the environment-step
+  cadence), so without Double DQN the targets of a whole round are computed before its first
+  step, gradient-free, in blocks of 512 rows (large enough to amortise per-call costs, small
+  enough that the activations stay in the CPU cache).
+* Each network's parameters (and gradients) live in one flat buffer, so zeroing, clipping,
+  Adam and the target update are a few whole-buffer operations (:mod:`agents.dqn.optim`;
+  ``torch.optim.Adam.step`` alone cost ~110 µs of Python per step). Metrics stay on the
+  device as tensors and are read once per logging window (no ``.item()`` per step).
+* Subnormal floats are flushed to zero on the CPU during training rounds
+  (``torch.set_flush_denormal``): the Adam moments of dead ReLU units decay into them, and
+  x86 handles them slowly.
+* One torch thread (``train.torch_threads``): on two shared cores a second thread makes these
+  small kernels wait for the other core.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.dqn import targets
+from agents.dqn.config import DQNConfig
+from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
+from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
+from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
+from rlsoft import functional
+from rlsoft.agent import BuildContext
+from rlsoft.config import build_schedule
+from rlsoft.errors import RlsoftError
+from rlsoft.policies import Greedy, Policy
+from rlsoft.replay import ReplayBatch, ReplayBuffer
+from rlsoft.schedules import ConstantSchedule
+from rlsoft.spaces import describe_space, discrete_actions
+
+__all__ = ["DQNAgent"]
+
+CHECKPOINT_FORMAT = "rlsoft.dqn/1"
+_TARGET_BLOCK = 512
+_ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max")
+
+
+def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
+    """The shape of a Box observation space; anything else is a clear error."""
+    if isinstance(space, gym.spaces.Box):
+        return tuple(int(d) for d in space.shape)
+    discrete = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Tuple)
+    if isinstance(space, discrete):
+        hint = (
+            "a tabular agent (agent.type: q_learning, sarsa, expected_sarsa, double_q_learning "
+            "or soft_q_learning) learns on discrete observations"
+        )
+    else:
+        hint = "flatten it into a Box with gymnasium.wrappers.FlattenObservation"
+    raise RlsoftError(
+        f"{who} needs a Box (vector) observation space, but this environment's is "
+        f"{describe_space(space)}; {hint}"
+    )
+
+
+class DQNAgent:
+    """Deep Q-learning with an MLP, experience replay and a target network.
+
+    :param observation_space: a ``Box``; observations are flattened into the MLP's input.
+    :param action_space: ``Discrete`` starting at 0.
+    :param policy: the exploration policy; it sees the (expected) Q-values of each batch.
+    :param config: the validated hyperparameters (:class:`~agents.dqn.config.DQNConfig`).
+    :param rng: numpy generator for exploration and replay sampling.
+    :param torch_seed: seeds the network initialisation (without touching torch's global
+        generator).
+    :param num_envs: environments stepped together; ``observe`` gets one transition each.
+    :param device: ``cpu`` or ``cuda`` (the replay buffer stays in host memory).
+    """
+
+    name: ClassVar[str] = "dqn"
+    vectorized = True
+    checkpoint_suffix = ".pt"
+
+    def __init__(
+        self,
+        *,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        policy: Policy,
+        config: DQNConfig,
+        rng: np.random.Generator,
+        torch_seed: int = 0,
+        num_envs: int = 1,
+        device: str = "cpu",
+    ) -> None:
+        who = "the DQN agent"
+        self.n_actions = discrete_actions(
+            action_space,
+            who,
+            "DQN chooses among finitely many actions: discretise the actions with a wrapper, "
+            "or use an actor-critic method for continuous control",
+        )
+        self.obs_shape = check_observation_space(observation_space, who)
+        self.config = config
+        self.policy = policy
+        self.rng = rng
+        # Evaluation breaks ties from its own stream, so evaluating never shifts training.
+        self.eval_rng = np.random.default_rng(int(rng.integers(2**63)))
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.categorical = config.head == "c51"
+        obs_dim = int(np.prod(self.obs_shape))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            self.online = QNetwork(
+                obs_dim,
+                self.n_actions,
+                list(config.hidden_sizes),
+                config.activation,
+                dueling=config.dueling,
+                atoms=config.atoms if self.categorical else None,
+            )
+        self.online.to(self.device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        # Each network's parameters live in one flat buffer (see agents.dqn.optim).
+        self._flat, self._grads = flatten_parameters(self.online)
+        self._target_flat, _ = flatten_parameters(self.target, gradients=False)
+        self.support = (
+            torch.linspace(config.v_min, config.v_max, config.atoms, device=self.device)
+            if self.categorical
+            else None
+        )
+        self._support_np = None if self.support is None else self.support.cpu().numpy()
+        self._lr_schedule = build_schedule(config.lr)
+        self._lr = self._lr_schedule(0)
+        self._lr_constant = isinstance(self._lr_schedule, ConstantSchedule)
+        self.optimizer = FlatAdam(self._flat, self._grads, lr=self._lr, eps=config.adam_eps)
+        self.buffer = ReplayBuffer(
+            config.buffer_size,
+            self.obs_shape,
+            num_envs=self.num_envs,
+            n_step=config.n_step,
+            gamma=config.gamma,
+        )
+        self._numpy_forward = NumpyForward(self.online) if self.device.type == "cpu" else None
+        manual = not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
+        self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
+        self._select = policy.select
+        self._greedy = Greedy()
+        self._batch: tuple[int, ReplayBatch, dict[str, torch.Tensor]] | None = None
+        self.updates = 0
+        self.target_updates = 0
+        self._reset_metrics()
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_context(cls, ctx: BuildContext) -> DQNAgent:
+        """Build from the training loop's :class:`~rlsoft.agent.BuildContext`."""
+        if ctx.observation_space is None or ctx.action_space is None:
+            raise RlsoftError("the DQN agent needs an environment (an env: section in the config)")
+        if not isinstance(ctx.config, DQNConfig):
+            raise TypeError(f"expected a DQNConfig, got {type(ctx.config).__name__}")
+        return cls(
+            observation_space=ctx.observation_space,
+            action_space=ctx.action_space,
+            policy=ctx.policy or Greedy(),
+            config=ctx.config,
+            rng=ctx.rng,
+            torch_seed=ctx.torch_seed,
+            num_envs=ctx.num_envs,
+            device=ctx.device,
+        )
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def q_values(self, observations: Any) -> np.ndarray:
+        """Q-values ``(n, A)`` of the online network (expected values for C51)."""
+        obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
+        if self._numpy_forward is not None:
+            out = self._numpy_forward(obs)
+            return expected_q_numpy(out, self._support_np) if self.categorical else out
+        with torch.inference_mode():
+            out = self.online(torch.as_tensor(obs, device=self.device))
+            if self.categorical:
+                out = self._expected_q(out)
+            return out.cpu().numpy()
+
+    def act(self, obs: Any, step: int) -> np.ndarray:
+        """One exploration action per environment, from the policy on the batch's Q-values."""
+        q = self.q_values(obs)
+        if q.shape[0] == 1:  # the policy's fast path for a single row
+            return np.array([self._select(q[0], self.rng, step=step)], dtype=np.int64)
+        return np.asarray(self._select(q, self.rng, step=step), dtype=np.int64)
+
+    def act_greedy(self, obs: Any) -> int:
+        """argmax_a Q(obs, a) for one observation, ties broken at random."""
+        return int(self._greedy.select(self.q_values(obs)[0], self.eval_rng))
+
+    # -- learning --------------------------------------------------------------------------
+
+    def observe(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+        step: int,
+    ) -> None:
+        """Store one transition per environment; update the target and train on cadence.
+
+        ``step`` is the global environment step before this vector step, so the steps done
+        after it are ``step + num_envs``; an event due every ``k`` steps fires when that
+        count crosses a multiple of ``k``.
+        """
+        self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        cfg = self.config
+        before, after = step, step + self.num_envs
+        if after // cfg.target_update_interval != before // cfg.target_update_interval:
+            self.update_target()
+        if after > cfg.learning_starts:
+            rounds = after // cfg.train_freq - before // cfg.train_freq
+            if rounds:
+                self.train(rounds * cfg.gradient_steps, after)
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """θ′ ← τ·θ + (1 − τ)·θ′ (a hard copy for τ = 1)."""
+        if self.config.tau == 1.0:
+            self._target_flat.copy_(self._flat)
+        else:
+            self._target_flat.lerp_(self._flat, self.config.tau)
+        self.target_updates += 1
+
+    def train(self, gradient_steps: int, step: int) -> None:
+        """Run ``gradient_steps`` gradient steps on fresh minibatches from the replay buffer.
+
+        On the CPU, subnormal floats are flushed to zero during the round: Adam's moments of
+        rarely active units decay into them, and x86 CPUs process them ~100× slower (it
+        halved the optimiser's time). The flag is per thread and also governs Python's own
+        float arithmetic, so it is switched off again afterwards.
+        """
+        flush = self.device.type == "cpu" and torch.set_flush_denormal(True)
+        try:
+            self._train_round(gradient_steps, step)
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
+
+    def _train_round(self, gradient_steps: int, step: int) -> None:
+        if not self._lr_constant:
+            self._lr = float(self._lr_schedule(step))
+        batch_size = self.config.batch_size
+        batch = self._sample(gradient_steps * batch_size)
+        obs, actions = batch["obs"], batch["actions"]
+        returns, next_obs, discounts = batch["returns"], batch["next_obs"], batch["discounts"]
+        precomputed = None
+        if not self.config.double:  # the target network is fixed during a round
+            precomputed = self._round_targets(obs, actions, returns, next_obs, discounts)
+        losses, q_means, norms = self._terms
+        max_norm = self.config.max_grad_norm
+        manual = self._manual_gradient
+        for start in range(0, gradient_steps * batch_size, batch_size):
+            rows = slice(start, start + batch_size)
+            if precomputed is None:
+                with torch.no_grad():
+                    y = self._targets(
+                        obs[rows], actions[rows], returns[rows], next_obs[rows], discounts[rows]
+                    )
+            else:
+                y = precomputed[rows]
+            if manual is not None:  # the same gradients, without autograd's overhead
+                loss, q_mean = manual(obs[rows], actions[rows], y)
+            else:
+                loss, q_mean = self._loss(self.online(obs[rows]), actions[rows], y)
+                self.optimizer.zero_grad()
+                loss.backward()
+            scale = None
+            if max_norm is not None:
+                norm, scale = clip_scale(self._grads, max_norm)
+                norms.append(norm)
+            self.optimizer.step(self._lr, grad_scale=scale)
+            losses.append(loss.detach())
+            q_means.append(q_mean)
+        self.updates += gradient_steps
+        self._metric_count += gradient_steps
+        if len(losses) > 4096:  # bound the memory of a long logging window
+            self._fold_metrics()
+
+    @torch.no_grad()
+    def _round_targets(self, *batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`_targets` for a whole round, in blocks of about ``_TARGET_BLOCK`` rows: the
+        intermediate activations of one block stay in the CPU cache, which one pass over a
+        round's 8,192 rows would flush (measured: half the time of one big pass)."""
+        n = len(batch[0])
+        block = max(self.config.batch_size, _TARGET_BLOCK)
+        if n <= block:
+            return self._targets(*batch)
+        parts = [self._targets(*(t[i : i + block] for t in batch)) for i in range(0, n, block)]
+        return torch.cat(parts)
+
+    def _sample(self, n: int) -> dict[str, torch.Tensor]:
+        """``n`` transitions gathered into reusable torch-owned buffers (moved to the device)."""
+        if self._batch is None or self._batch[0] != n:
+            shapes = {
+                "obs": ((n, *self.obs_shape), torch.float32),
+                "actions": ((n,), torch.int64),
+                "returns": ((n,), torch.float32),
+                "next_obs": ((n, *self.obs_shape), torch.float32),
+                "discounts": ((n,), torch.float32),
+                "terminated": ((n,), torch.bool),
+                "steps": ((n,), torch.int64),
+            }
+            tensors = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in shapes.items()}
+            views = ReplayBatch(**{k: t.numpy() for k, t in tensors.items()})
+            self._batch = (n, views, tensors)
+        _, views, tensors = self._batch
+        self.buffer.gather(self.buffer.sample_indices(self.rng, n), out=views)
+        if self.device.type == "cpu":
+            return tensors
+        return {k: t.to(self.device, non_blocking=True) for k, t in tensors.items()}
+
+    # -- targets and losses ----------------------------------------------------------------
+
+    def _expected_q(self, logits: torch.Tensor) -> torch.Tensor:
+        return functional.softmax(logits, axis=-1) @ self.support
+
+    def _targets(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        returns: torch.Tensor,
+        next_obs: torch.Tensor,
+        discounts: torch.Tensor,
+    ) -> torch.Tensor:
+        """TD targets ``(B,)`` for the ``q`` head, projected target distributions ``(B, K)``
+        for ``c51`` (see :mod:`agents.dqn.targets`)."""
+        cfg = self.config
+        next_out = self.target.forward(next_obs)  # no hooks to run: skip Module.__call__
+        if cfg.target == "munchausen":
+            current = self.target(obs)
+            if self.categorical:
+                current = self._expected_q(current)
+            returns = returns + targets.munchausen_bonus(
+                current, actions, cfg.soft_temperature, cfg.munchausen_alpha, cfg.munchausen_clip
+            )
+        if not self.categorical:
+            if cfg.target != "standard":
+                values = targets.soft_values(next_out, cfg.soft_temperature)
+            elif cfg.double:
+                values = targets.double_values(next_out, self.online(next_obs))
+            else:
+                values = targets.max_values(next_out)
+            return torch.addcmul(returns, discounts, values)
+        return self._categorical_targets(returns, next_obs, discounts, next_out)
+
+    def _categorical_targets(
+        self,
+        returns: torch.Tensor,
+        next_obs: torch.Tensor,
+        discounts: torch.Tensor,
+        next_logits: torch.Tensor,
+    ) -> torch.Tensor:
+        cfg, z = self.config, self.support
+        next_probs = functional.softmax(next_logits, axis=-1)  # (B, A, K)
+        next_q = next_probs @ z  # (B, A)
+        if cfg.target == "standard":
+            chooser = self._expected_q(self.online(next_obs)) if cfg.double else next_q
+            best = chooser.argmax(dim=1)
+            probs = next_probs[torch.arange(len(best), device=best.device), best]  # (B, K)
+            values = returns[:, None] + discounts[:, None] * z
+        else:
+            # The π̄-mixture over next actions of z shifted by −τ·log π̄(a′|s′).
+            tau = cfg.soft_temperature
+            log_pi = functional.log_softmax(next_q, axis=1, temperature=tau)  # (B, A)
+            probs = (log_pi.exp()[:, :, None] * next_probs).flatten(1)
+            shifted = z[None, None, :] - tau * log_pi[:, :, None]
+            values = (returns[:, None, None] + discounts[:, None, None] * shifted).flatten(1)
+        return targets.project_onto_support(values, probs, cfg.v_min, cfg.v_max, cfg.atoms)
+
+    def _loss(
+        self, out: torch.Tensor, actions: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and the mean (expected) Q-value of the taken actions."""
+        if self.categorical:
+            logits = out[torch.arange(len(actions), device=actions.device), actions]  # (B, K)
+            loss = functional.cross_entropy(logits, y)
+            with torch.no_grad():
+                q_mean = self._expected_q(logits).mean()
+            return loss, q_mean
+        q_taken = out.gather(1, actions.view(-1, 1)).squeeze(1)
+        if self.config.loss == "huber":
+            loss = F.smooth_l1_loss(q_taken, y)
+        else:
+            loss = F.mse_loss(q_taken, y)
+        return loss, q_taken.detach().mean()
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def _reset_metrics(self) -> None:
+        # Per-step values (0-d tensors) are collected in lists and summed when read, so a
+        # gradient step adds no tensor operation for its metrics.
+        self._terms: tuple[list, list, list] = ([], [], [])
+        self._sums = torch.zeros(3, device=self.device)
+        self._metric_count = 0
+
+    def _fold_metrics(self) -> torch.Tensor:
+        """Add the collected per-step values into the running sums (loss, Q, grad norm)."""
+        for i, terms in enumerate(self._terms):
+            if terms:
+                self._sums[i] += torch.stack(terms).sum()
+                terms.clear()
+        return self._sums
+
+    def metrics(self) -> dict[str, float]:
+        """Averages over the gradient steps since the last call (read with one sync)."""
+        out: dict[str, float] = {
+            "losses/learning_rate": float(self._lr),
+            "charts/gradient_steps": float(self.updates),
+        }
+        if self._metric_count:
+            loss, q, norm = self._fold_metrics().tolist()
+            n = self._metric_count
+            out["losses/td_loss"] = loss / n
+            out["losses/q_mean"] = q / n
+            if self.config.max_grad_norm is not None:
+                out["losses/grad_norm"] = norm / n
+            self._reset_metrics()
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full learning state as tensors and plain containers (``weights_only``-safe)."""
+        replay = {
+            k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+            for k, v in self.buffer.state_dict().items()
+        }
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "agent": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "spaces": {"obs_shape": list(self.obs_shape), "n_actions": self.n_actions},
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "replay": replay,
+            "rng": {
+                "numpy": json.dumps(self.rng.bit_generator.state),
+                "eval": json.dumps(self.eval_rng.bit_generator.state),
+                "torch": torch.get_rng_state(),
+            },
+            "counters": {"updates": self.updates, "target_updates": self.target_updates},
+            "metrics": {
+                "count": self._metric_count,
+                "sums": self._fold_metrics().cpu().clone(),
+                "lr": self._lr,
+            },
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically (temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        """Restore what :meth:`save` wrote; training then continues exactly.
+
+        Read with ``torch.load(weights_only=True)``: only tensors and plain containers are
+        accepted, so a tampered file cannot run code.
+        """
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise RlsoftError(
+                f"refusing to load {str(path)!r}: it holds objects other than tensors and "
+                f"plain containers, which torch.load(weights_only=True) rejects ({reason})"
+            ) from None
+        except (OSError, RuntimeError, EOFError, ValueError) as exc:
+            raise RlsoftError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+        self.load_state_dict(state, source=str(path))
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise RlsoftError(f"{source!r} is not a DQN checkpoint of rlsoft")
+        saved, mine = state["config"], self.config.model_dump(mode="json")
+        changed = [k for k in _ARCHITECTURE if saved.get(k) != mine.get(k)]
+        spaces = {"obs_shape": list(self.obs_shape), "n_actions": self.n_actions}
+        if changed or state["spaces"] != spaces:
+            what = (
+                ", ".join(f"{k}={saved.get(k)!r}" for k in changed) or f"spaces {state['spaces']}"
+            )
+            raise RlsoftError(
+                f"checkpoint {source!r} was written by a different network ({what}) and cannot "
+                "be loaded into this agent"
+            )
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(
+            {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state["replay"].items()}
+        )
+        rng = state["rng"]
+        try:
+            self.rng.bit_generator.state = json.loads(rng["numpy"])
+            self.eval_rng.bit_generator.state = json.loads(rng["eval"])
+        except (ValueError, TypeError) as exc:
+            raise RlsoftError(
+                f"checkpoint {source!r} holds an unusable random state: {exc}"
+            ) from None
+        torch.set_rng_state(rng["torch"])
+        self.updates = int(state["counters"]["updates"])
+        self.target_updates = int(state["counters"]["target_updates"])
+        metrics = state["metrics"]
+        self._reset_metrics()
+        self._sums.copy_(metrics["sums"])
+        self._metric_count = int(metrics["count"])
+        self._lr = float(metrics["lr"])

@@ -1,0 +1,132 @@
+"""The ``agent:`` section of a DQN config: one validated, documented field per option."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from rlsoft.config import NumberOrSchedule, StrictModel
+
+__all__ = ["ACTIVATIONS", "DQNConfig"]
+
+ACTIVATIONS = ("relu", "tanh", "elu", "silu", "leaky_relu")
+
+
+def _endpoints(value: NumberOrSchedule) -> list[float]:
+    return [float(value)] if isinstance(value, (int, float)) else [value.start, value.end]
+
+
+class DQNConfig(StrictModel):
+    """Hyperparameters of the DQN family (``agent.type: dqn``). Every option combines with
+    every other one, except that Double DQN only applies to the standard (max) target.
+
+    Step counts (``train_freq``, ``learning_starts``, ``target_update_interval``) are
+    *environment* steps summed over all vectorised copies, so ``env.num_envs`` changes only
+    the speed of collection, not the schedule of learning.
+    """
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    # -- network -------------------------------------------------------------------------
+    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 256])
+    """Widths of the MLP's hidden layers, e.g. ``[256, 256]`` (``[]``: a linear model)."""
+    activation: Literal["relu", "tanh", "elu", "silu", "leaky_relu"] = "relu"
+    """Non-linearity after each hidden layer."""
+    head: Literal["q", "c51"] = "q"
+    """``q``: one value per action, trained by regression on the TD target. ``c51``: a
+    categorical distribution over ``atoms`` fixed returns per action (softmax over atoms),
+    trained with cross-entropy against the projected target distribution; it acts on the
+    expected value Σ_i p_i·z_i."""
+    dueling: bool = False
+    """Dueling head: Q(s,a) = V(s) + A(s,a) − mean_a′ A(s,a′) (per atom for ``c51``)."""
+    atoms: int = Field(51, ge=2)
+    """Number of support atoms z_i of the ``c51`` head."""
+    v_min: float = -10.0
+    """Smallest return on the ``c51`` support (returns below are clipped to it)."""
+    v_max: float = 10.0
+    """Largest return on the ``c51`` support; z_i = v_min + i·(v_max − v_min)/(atoms − 1)."""
+
+    # -- targets -------------------------------------------------------------------------
+    gamma: float = Field(0.99, ge=0.0, le=1.0)
+    """Discount factor γ."""
+    n_step: int = Field(1, ge=1)
+    """Length n of the bootstrapped return Σ_{k<n} γ^k r_{t+k} + γ^n·V(s_{t+n}); shorter at
+    the end of an episode, which it never crosses."""
+    target: Literal["standard", "soft", "munchausen"] = "standard"
+    """Next-state value: ``standard`` max_a′ Q_target(s′,a′); ``soft`` the log-sum-exp
+    τ·log Σ_a′ exp(Q_target(s′,a′)/τ); ``munchausen`` the soft value plus the bonus
+    α·clip(τ·log π(a|s), l0, 0) with π = softmax(Q_target(s)/τ) added to the reward."""
+    double: bool = False
+    """Double DQN: pick argmax_a′ with the online network, evaluate it with the target network
+    (``target: standard`` only)."""
+    soft_temperature: float = Field(0.03, gt=0.0)
+    """τ of the ``soft`` and ``munchausen`` targets (τ → 0 recovers the max)."""
+    munchausen_alpha: float = Field(0.9, ge=0.0, le=1.0)
+    """α, the scale of the Munchausen bonus (0 reduces it to the ``soft`` target)."""
+    munchausen_clip: float = Field(-1.0, lt=0.0)
+    """l0 < 0, the lower clip of τ·log π(a|s) (log π is unbounded below)."""
+
+    # -- optimisation --------------------------------------------------------------------
+    lr: NumberOrSchedule = 1e-3
+    """Adam learning rate: a number > 0 or a linear/exponential schedule over environment steps
+    (which may decay to 0; a decay towards the end keeps a solved policy from collapsing)."""
+    adam_eps: float = Field(1e-8, gt=0.0)
+    """Adam's ε (added to the denominator)."""
+    loss: Literal["huber", "mse"] = "huber"
+    """Regression loss of the ``q`` head (Huber with δ = 1, or squared error); the ``c51``
+    head always uses cross-entropy."""
+    max_grad_norm: float | None = Field(10.0, gt=0.0)
+    """Clip the gradient's global L2 norm to this value before each step (null: no clip)."""
+    batch_size: int = Field(64, ge=1)
+    """Transitions per gradient step."""
+    buffer_size: int = Field(100_000, ge=1)
+    """Replay capacity in transitions (the oldest are overwritten)."""
+    learning_starts: int = Field(1_000, ge=0)
+    """No gradient steps until more than this many environment steps were collected."""
+    train_freq: int = Field(4, ge=1)
+    """Run ``gradient_steps`` gradient steps every this many environment steps."""
+    gradient_steps: int = Field(1, ge=1)
+    """Gradient steps per training round."""
+    target_update_interval: int = Field(1_000, ge=1)
+    """Update the target network every this many environment steps."""
+    tau: float = Field(1.0, gt=0.0, le=1.0)
+    """Target update θ′ ← τ·θ + (1 − τ)·θ′: 1 is a hard copy, smaller values Polyak
+    averaging."""
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        for width in value:
+            if width < 1:
+                raise ValueError(f"hidden layer widths must be at least 1, got {value}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, value: NumberOrSchedule) -> NumberOrSchedule:
+        start, *rest = _endpoints(value)
+        if not 0.0 < start < math.inf:
+            raise ValueError(f"lr must be a positive finite number, got {start}")
+        for v in rest:  # a schedule may decay to 0 at its end
+            if not 0.0 <= v < math.inf:
+                raise ValueError(f"lr schedule end must be a finite number >= 0, got {v}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DQNConfig:
+        if not self.v_min < self.v_max:
+            raise ValueError(
+                f"v_min must be smaller than v_max, got v_min={self.v_min}, v_max={self.v_max}"
+            )
+        if self.double and self.target != "standard":
+            raise ValueError(
+                f"double applies to the standard max target only, not to target "
+                f"{self.target!r}: the {self.target} target averages over all actions"
+            )
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})"
+            )
+        return self

@@ -1,0 +1,145 @@
+"""Saving and restoring the exact state of running environments, for resumable runs.
+
+An environment's state is more than its observation: CartPole keeps its physical state and a
+step counter, the ``TimeLimit`` wrapper its elapsed steps, Box2D environments a whole physics
+world, and every environment a random generator. Rather than reach into each of these, rlsoft
+records *how the current episode came about* and replays it:
+
+* :class:`EpisodeRecorder` wraps each sub-environment and remembers how its current episode
+  started — the reset seed, or else the exact state of the environment's generator just before
+  the reset — and every action taken since.
+* :func:`snapshot_vector_env` collects those records (plain JSON-safe data: ints, lists and
+  the generator's state dict) from a vector environment, sync or async.
+* :func:`restore_vector_env` resets each sub-environment of a *fresh* vector environment the
+  same way and replays the actions, which brings it — physics, time limit, generator — to the
+  very state it had, for any environment that is deterministic given its generator (all of
+  Gymnasium's built-in ones). The caller checks the replayed observations against the saved
+  ones, so a nondeterministic environment is reported rather than silently diverging.
+
+The cost while training is one list append per sub-environment step; a record holds one
+action per step of the current episode only (episodes are bounded by their time limits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = [
+    "EpisodeRecorder",
+    "generator_from_state",
+    "restore_vector_env",
+    "snapshot_vector_env",
+]
+
+FORMAT = "rlsoft.episode/1"
+
+
+def generator_from_state(state: dict[str, Any]) -> np.random.Generator:
+    """A new ``numpy.random.Generator`` whose bit generator continues from ``state``."""
+    name = state.get("bit_generator")
+    bit_generator_cls = getattr(np.random, str(name), None)
+    if not (
+        isinstance(bit_generator_cls, type)
+        and issubclass(bit_generator_cls, np.random.BitGenerator)
+    ):
+        raise ValueError(f"unknown numpy bit generator {name!r} in a saved random state")
+    generator = np.random.Generator(bit_generator_cls())
+    generator.bit_generator.state = state
+    return generator
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Records how the current episode started and the actions since, to replay it later.
+
+    Transparent otherwise: observations, rewards and infos pass through unchanged.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._start: dict[str, Any] | None = None
+        self._actions: list[Any] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._start = {"seed": int(seed)}
+        else:
+            # The state the reset will draw from (created now if the env was never seeded).
+            self._start = {"rng": self.unwrapped.np_random.bit_generator.state}
+        if options is not None:
+            self._start["options"] = options
+        self._actions = []
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        self._actions.append(action)
+        return self.env.step(action)
+
+    # Called through VectorEnv.call, so they work in async sub-processes too.
+
+    def rlsoft_snapshot(self) -> dict[str, Any]:
+        """The record of the current episode, as JSON-safe data."""
+        if self._start is None:
+            raise RuntimeError("the environment has not been reset yet; nothing to snapshot")
+        return {
+            "format": FORMAT,
+            "start": _jsonable(self._start),
+            "actions": self.action_space.to_jsonable(self._actions),
+        }
+
+    def rlsoft_restore(self, snapshot: dict[str, Any]) -> Any:
+        """Reset as the recorded episode did and replay its actions; returns the observation."""
+        if snapshot.get("format") != FORMAT:
+            raise ValueError(f"not an episode record of rlsoft: format {snapshot.get('format')!r}")
+        start = snapshot["start"]
+        options = start.get("options")
+        if "seed" in start:
+            obs, _ = self.reset(seed=int(start["seed"]), options=options)
+        else:
+            self.unwrapped.np_random = generator_from_state(start["rng"])
+            obs, _ = self.reset(options=options)
+        for action in self.action_space.from_jsonable(snapshot["actions"]):
+            obs, _, terminated, truncated, _ = self.step(action)
+            if terminated or truncated:
+                raise ValueError(
+                    "a replayed episode ended early; the environment is not deterministic"
+                )
+        return obs
+
+    def rlsoft_restore_pending(self) -> Any:
+        """:meth:`rlsoft_restore` of the record put in ``rlsoft_pending`` by ``set_attr``."""
+        snapshot, self.rlsoft_pending = self.rlsoft_pending, None
+        return self.rlsoft_restore(snapshot)
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy scalars and arrays inside nested dicts and lists as plain Python values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def snapshot_vector_env(env: gym.vector.VectorEnv) -> list[dict[str, Any]]:
+    """One episode record per sub-environment (each must be wrapped in :class:`EpisodeRecorder`)."""
+    return list(env.call("rlsoft_snapshot"))
+
+
+def restore_vector_env(env: gym.vector.VectorEnv, snapshots: list[dict[str, Any]]) -> list[Any]:
+    """Bring every sub-environment of ``env`` to the state recorded in ``snapshots``.
+
+    :return: each sub-environment's current observation after the replay.
+    """
+    if len(snapshots) != env.num_envs:
+        raise ValueError(
+            f"saved state has {len(snapshots)} environments, but the vector env has {env.num_envs}"
+        )
+    env.set_attr("rlsoft_pending", list(snapshots))
+    return list(env.call("rlsoft_restore_pending"))

@@ -1,0 +1,345 @@
+"""Speed and sample efficiency of rlsoft's DQN against Stable-Baselines3, in one run.
+
+Both libraries train DQN on CartPole-v1 with identical hyperparameters, one after the other in
+this process (so they share the machine's conditions), for two settings:
+
+* ``zoo``: the rl-baselines3-zoo CartPole-v1 set — net [256, 256], lr 2.3e-3, batch 64,
+  buffer 100k, learning_starts 1000, γ 0.99, hard target update every 10 steps,
+  train_freq 256 with 128 gradient steps, ε 1 → 0.04 over the first 16 % of the steps;
+* ``defaults``: SB3's DQN defaults — net [64, 64], lr 1e-4, batch 32, buffer 1M,
+  learning_starts 100, target update every 10,000 steps, train_freq 4 with 1 gradient step,
+  ε 1 → 0.05 over the first 10 %.
+
+Both use the Huber loss, Adam (ε = 1e-8), gradient-norm clipping at 10, one environment and
+the CPU. Speed is environment steps per second of training, excluding the periodic greedy
+evaluations (timed and subtracted); it is reported on wall-clock time and on the training
+thread's CPU time (which moves less when other processes share the cores). Sample efficiency
+is measured the same way for both: a greedy evaluation of 10 episodes every ``--eval-every``
+steps (the same start states for both libraries) gives the first step whose mean reaches 475
+and the final mean return.
+
+SB3 runs with one torch thread by default (``--sb3-threads``): on two cores shared with
+other processes its default of two threads was more than ten times slower here, and comparing
+against that would flatter rlsoft. rlsoft's agent flushes subnormal floats to zero during
+its training rounds only; SB3 runs exactly as shipped.
+
+    python scripts/bench_dqn.py                    # 50k steps, seeds 0-4, both settings
+    python scripts/bench_dqn.py --steps 10000 --seeds 0 --settings zoo   # a quick look
+
+Needs the benchmark extra: ``pip install 'rlsoft[bench]'`` (stable-baselines3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # runnable as `python scripts/bench_dqn.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+SOLVED = 475.0
+ENV_ID = "CartPole-v1"
+EVAL_SEED = 10_000
+
+# Hyperparameters in SB3's names; rlsoft's equivalents are derived in rlsoft_config().
+SETTINGS: dict[str, dict[str, Any]] = {
+    "zoo": {
+        "net_arch": [256, 256],
+        "learning_rate": 2.3e-3,
+        "batch_size": 64,
+        "buffer_size": 100_000,
+        "learning_starts": 1_000,
+        "gamma": 0.99,
+        "target_update_interval": 10,
+        "train_freq": 256,
+        "gradient_steps": 128,
+        "exploration_fraction": 0.16,
+        "exploration_initial_eps": 1.0,
+        "exploration_final_eps": 0.04,
+        "max_grad_norm": 10.0,
+        "tau": 1.0,
+    },
+    "defaults": {
+        "net_arch": [64, 64],
+        "learning_rate": 1e-4,
+        "batch_size": 32,
+        "buffer_size": 1_000_000,
+        "learning_starts": 100,
+        "gamma": 0.99,
+        "target_update_interval": 10_000,
+        "train_freq": 4,
+        "gradient_steps": 1,
+        "exploration_fraction": 0.1,
+        "exploration_initial_eps": 1.0,
+        "exploration_final_eps": 0.05,
+        "max_grad_norm": 10.0,
+        "tau": 1.0,
+    },
+}
+
+
+def evaluate(act: Callable[[np.ndarray], int], episodes: int) -> float:
+    """Mean greedy return over ``episodes`` episodes with fixed start states."""
+    env = gym.make(ENV_ID)
+    total = 0.0
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + episode)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+    env.close()
+    return total / episodes
+
+
+class EvalClock:
+    """Runs the periodic evaluations and keeps their time apart from training time."""
+
+    def __init__(self, episodes: int) -> None:
+        self.episodes = episodes
+        self.history: list[tuple[int, float]] = []
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __call__(self, step: int, act: Callable[[np.ndarray], int]) -> float:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        value = evaluate(act, self.episodes)
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.thread_time() - cpu
+        self.history.append((step, value))
+        return value
+
+
+def run_sb3(setting: dict[str, Any], steps: int, seed: int, args: argparse.Namespace) -> dict:
+    import torch
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    torch.set_flush_denormal(False)  # as shipped
+    if args.sb3_threads != "default":
+        torch.set_num_threads(int(args.sb3_threads))
+    threads = torch.get_num_threads()
+    clock = EvalClock(args.eval_episodes)
+    params = {k: v for k, v in setting.items() if k != "net_arch"}
+    model = DQN(
+        "MlpPolicy",
+        gym.make(ENV_ID),
+        policy_kwargs={"net_arch": setting["net_arch"]},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        **params,
+    )
+
+    def act(obs: np.ndarray) -> int:
+        return int(model.predict(obs, deterministic=True)[0])
+
+    class PeriodicEvaluation(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % args.eval_every == 0 and self.num_timesteps < steps:
+                clock(self.num_timesteps, act)
+            return True
+
+    wall, cpu = time.perf_counter(), time.thread_time()
+    model.learn(total_timesteps=steps, callback=PeriodicEvaluation())
+    wall, cpu = time.perf_counter() - wall - clock.wall, time.thread_time() - cpu - clock.cpu
+    clock(model.num_timesteps, act)  # the final evaluation, outside the timed window
+    return _result(model.num_timesteps, wall, cpu, clock, model._n_updates, threads)
+
+
+def rlsoft_config(setting: dict[str, Any], steps: int, seed: int, args: argparse.Namespace) -> Any:
+    from rlsoft.config import validate_config
+
+    return validate_config(
+        {
+            "name": "bench_dqn",
+            "seed": seed,
+            "device": "cpu",
+            "env": {"id": ENV_ID, "num_envs": 1},
+            "agent": {
+                "type": "dqn",
+                "hidden_sizes": setting["net_arch"],
+                "activation": "relu",
+                "lr": setting["learning_rate"],
+                "adam_eps": 1e-8,
+                "batch_size": setting["batch_size"],
+                "buffer_size": setting["buffer_size"],
+                "learning_starts": setting["learning_starts"],
+                "gamma": setting["gamma"],
+                "target_update_interval": setting["target_update_interval"],
+                "tau": setting["tau"],
+                "train_freq": setting["train_freq"],
+                "gradient_steps": setting["gradient_steps"],
+                "loss": "huber",
+                "max_grad_norm": setting["max_grad_norm"],
+            },
+            "exploration": {
+                "policy": "epsilon_greedy",
+                "epsilon": {
+                    "type": "linear",
+                    "start": setting["exploration_initial_eps"],
+                    "end": setting["exploration_final_eps"],
+                    "duration": max(1, round(setting["exploration_fraction"] * steps)),
+                },
+            },
+            "train": {
+                "total_steps": steps,
+                "eval_every": args.eval_every,
+                "eval_episodes": args.eval_episodes,
+                "log_every": 1000,
+                "checkpoint_every": 0,
+                "progress": "off",
+                "torch_threads": 1,
+            },
+        }
+    )
+
+
+def run_rlsoft(setting: dict[str, Any], steps: int, seed: int, args: argparse.Namespace) -> dict:
+    """A normal rlsoft run (TensorBoard logging and the final checkpoint included in the
+    time), with the trainer's evaluations replaced by the shared, timed one."""
+    import torch
+
+    from rlsoft.experiment import build_driver, create_run_dir
+    from rlsoft.training import Trainer
+
+    config = rlsoft_config(setting, steps, seed, args)
+    with tempfile.TemporaryDirectory() as logdir:
+        run_dir = create_run_dir(config, logdir)
+        driver = build_driver(config)
+        clock = EvalClock(args.eval_episodes)
+
+        def timed_evaluate(step: int) -> dict[str, float]:
+            return {"eval/mean_return": clock(step, driver.agent.act_greedy)}
+
+        driver.evaluate = timed_evaluate
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = Trainer(driver, config, run_dir).run()
+        wall, cpu = time.perf_counter() - wall - clock.wall, time.thread_time() - cpu - clock.cpu
+        return _result(
+            result.steps, wall, cpu, clock, driver.agent.updates, torch.get_num_threads()
+        )
+
+
+def _result(
+    steps: int, wall: float, cpu: float, clock: EvalClock, updates: int, threads: int
+) -> dict:
+    first = next((step for step, value in clock.history if value >= SOLVED), None)
+    return {
+        "steps": steps,
+        "train_seconds": round(wall, 3),
+        "train_cpu_seconds": round(cpu, 3),
+        "steps_per_s": steps / wall,
+        "steps_per_cpu_s": steps / cpu,
+        "gradient_steps": updates,
+        "first_solved_step": first,
+        "final_return": clock.history[-1][1],
+        "eval_history": clock.history,
+        "torch_threads": threads,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=50_000, help="environment steps per run")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
+    parser.add_argument("--settings", default="zoo,defaults", help="zoo, defaults or both")
+    parser.add_argument("--eval-every", type=int, default=5_000, help="steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument(
+        "--sb3-threads",
+        default="1",
+        help="torch threads for SB3: a number, or 'default' for torch's own choice",
+    )
+    parser.add_argument("--skip-sb3", action="store_true", help="time rlsoft only")
+    parser.add_argument("--out", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    settings = [s.strip() for s in args.settings.split(",")]
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown setting(s) {unknown}; choose from {sorted(SETTINGS)}")
+    if not args.skip_sb3:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            print(
+                "bench_dqn: stable-baselines3 is not installed; install the benchmark extra "
+                "(pip install 'rlsoft[bench]') or pass --skip-sb3",
+                file=sys.stderr,
+            )
+            return 2
+    import agents  # noqa: F401 - registers rlsoft's agents
+
+    libraries = ["rlsoft"] if args.skip_sb3 else ["sb3", "rlsoft"]
+    results: dict[str, dict[str, list[dict]]] = {
+        s: {lib: [] for lib in libraries} for s in settings
+    }
+    started = time.perf_counter()
+    for setting in settings:
+        for i, seed in enumerate(seeds):
+            # Alternate the order so that a drift in machine load does not favour one side.
+            for library in libraries if i % 2 == 0 else libraries[::-1]:
+                run = run_sb3 if library == "sb3" else run_rlsoft
+                r = run(SETTINGS[setting], args.steps, seed, args)
+                results[setting][library].append({"seed": seed, **r})
+                print(
+                    f"{setting:9s} seed {seed} {library:6s} {r['steps_per_s']:7.0f} steps/s "
+                    f"({r['steps_per_cpu_s']:6.0f}/cpu-s, {r['torch_threads']} thread(s), "
+                    f"{r['gradient_steps']} updates)  first ≥ {SOLVED:.0f}: "
+                    f"{r['first_solved_step']}  final {r['final_return']:.1f}",
+                    flush=True,
+                )
+    print(
+        f"\nDQN on {ENV_ID}, {args.steps:,} steps, seeds {seeds} "
+        f"({time.perf_counter() - started:.0f} s in all)"
+    )
+    columns = ("setting", "library", "steps/s", "steps/cpu-s", "solved", "first ≥475", "final")
+    print("{:9s} {:7s} {:>8s} {:>11s} {:>7s} {:>11s} {:>7s}".format(*columns))
+    for setting in settings:
+        for library in libraries:
+            rs = results[setting][library]
+            firsts = [r["first_solved_step"] for r in rs if r["first_solved_step"] is not None]
+            print(
+                f"{setting:9s} {library:7s} {_median([r['steps_per_s'] for r in rs]):8.0f} "
+                f"{_median([r['steps_per_cpu_s'] for r in rs]):11.0f} "
+                f"{len(firsts)}/{len(rs):<5d} {_median(firsts):11.0f} "
+                f"{_median([r['final_return'] for r in rs]):7.1f}"
+            )
+    if not args.skip_sb3:
+        print()
+        for setting in settings:
+            ours, theirs = results[setting]["rlsoft"], results[setting]["sb3"]
+            wall = _median([r["steps_per_s"] for r in ours]) / _median(
+                [r["steps_per_s"] for r in theirs]
+            )
+            cpu = _median([r["steps_per_cpu_s"] for r in ours]) / _median(
+                [r["steps_per_cpu_s"] for r in theirs]
+            )
+            print(f"ratio rlsoft/SB3 [{setting}]: {wall:.2f}x steps/s ({cpu:.2f}x per CPU second)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
