@@ -113,7 +113,8 @@ def _allocate(counts: np.ndarray, fraction: float) -> np.ndarray:
     quota ``count · fraction`` (largest-remainder rounding; ties go to the lower class)."""
     exact = counts * fraction
     share = np.floor(exact).astype(np.int64)
-    missing = round(float(exact.sum())) - int(share.sum())
+    # round(n·f) itself, not round(Σ count·f): the float sum can fall on the other side of .5.
+    missing = round(int(counts.sum()) * fraction) - int(share.sum())
     if missing > 0:
         share[np.argsort(-(exact - share), kind="stable")[:missing]] += 1
     return share
