@@ -181,3 +181,35 @@ def test_no_stored_transition_crosses_an_episode_boundary_under_vector_autoreset
             i, j = row * n_envs + e, (row + 1) * n_envs + e
             if not buf.done[i]:
                 np.testing.assert_array_equal(buf.obs[j], buf.next_obs[i])
+
+
+def test_the_training_loop_stores_only_real_transitions():
+    """The same check on what rlsoft's own driver stores: three vectorised CartPoles with a
+    short time limit, so that terminations, truncations and autoresets happen often."""
+    import agents  # noqa: F401 - registers the DQN agent
+    from rlsoft.config import validate_config
+    from rlsoft.experiment import build_driver
+
+    config = validate_config(
+        {
+            "env": {"id": "CartPole-v1", "num_envs": 3, "max_episode_steps": 25},
+            "agent": {"type": "dqn", "hidden_sizes": [8], "learning_starts": 10**6},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 1.0},
+        }
+    )
+    driver = build_driver(config)
+    driver.advance(1500, 0)
+    buf = driver.agent.buffer
+    n = len(buf)
+    assert n == 1500 and buf.terminated[:n].any() and (buf.done & ~buf.terminated)[:n].any()
+    env = gym.make("CartPole-v1").unwrapped
+    env.reset(seed=0)
+    for i in range(n):
+        env.state, env.steps_beyond_terminated = buf.obs[i].astype(np.float64), None
+        expected, reward, terminated, *_ = env.step(int(buf.actions[i]))
+        np.testing.assert_allclose(buf.next_obs[i], expected, rtol=1e-5, atol=1e-6)
+        assert terminated == buf.terminated[i] and reward == buf.rewards[i]
+    for i in range(n - 3):  # row-major: the same env's next transition is 3 further on
+        if not buf.done[i]:
+            np.testing.assert_array_equal(buf.obs[i + 3], buf.next_obs[i])
+    driver.close()
