@@ -359,17 +359,9 @@ def load_comparison(
 ) -> Comparison:
     """Read a comparison file and plan it (see :func:`plan_comparison`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"comparison file {str(path)!r} does not exist; pass a YAML file such as "
-            "configs/compare_taxi_exploration.yaml"
-        )
-    data = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"comparison file {str(path)!r} must be a mapping, not {type(data).__name__}"
-        )
-    data.setdefault("name", path.stem)
+    data = load_config_dict(
+        path, kind="comparison file", example="configs/compare_taxi_exploration.yaml"
+    )
     return plan_comparison(
         data,
         source=str(path),

@@ -330,17 +330,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config_dict(path: str | Path) -> dict[str, Any]:
+def load_config_dict(
+    path: str | Path,
+    *,
+    kind: str = "config file",
+    example: str = "configs/taxi_qlearning_boltzmann.yaml",
+) -> dict[str, Any]:
+    """A YAML mapping from ``path`` with ``name`` defaulting to the file's stem; a missing
+    file or a non-mapping is one sentence naming the file (``kind``) and an ``example``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
-            f"config file {str(path)!r} does not exist; pass a YAML file such as "
-            "configs/taxi_qlearning_boltzmann.yaml"
+            f"{kind} {str(path)!r} does not exist; pass a YAML file such as {example}"
         )
     data = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
     if not isinstance(data, dict):
         raise ConfigError(
-            f"config file {str(path)!r} must be a mapping of sections, not {type(data).__name__}"
+            f"{kind} {str(path)!r} must be a mapping of sections, not {type(data).__name__}"
         )
     data.setdefault("name", path.stem)
     return data
