@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from math import exp, log
 from pathlib import Path
@@ -191,7 +192,7 @@ def _rng_from_json(rng: np.random.Generator, text: np.ndarray, path: Path) -> No
 # --------------------------------------------------------------------------------------------
 
 
-class TabularAgent:
+class TabularAgent(ABC):
     """State, acting, metrics and checkpoints shared by the tabular agents.
 
     Subclasses set ``name`` and implement :meth:`observe` (their update rule).
@@ -310,6 +311,7 @@ class TabularAgent:
 
     # -- learning ------------------------------------------------------------------------
 
+    @abstractmethod
     def observe(
         self,
         obs: Any,
@@ -320,8 +322,7 @@ class TabularAgent:
         truncated: bool,
         step: int,
     ) -> None:
-        """Update Q(obs, action) from one transition (the subclass's rule)."""
-        raise NotImplementedError
+        """Update Q(obs, action) from one transition (each subclass's rule)."""
 
     def learning_rate(self, step: int) -> float:
         """α at ``step``."""
@@ -365,7 +366,8 @@ class TabularAgent:
         return {}
 
     def _load_extra_state(self, data: Mapping[str, np.ndarray]) -> None:
-        """Restore what :meth:`_extra_state` wrote."""
+        """Restore what :meth:`_extra_state` wrote (an optional hook: nothing by default)."""
+        del data
 
     def save(self, path: str | Path) -> None:
         """Write tables, random states and counters to ``path`` (an ``.npz`` archive).
