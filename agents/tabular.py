@@ -18,12 +18,16 @@ Following Gymnasium, a *terminated* transition has no future (``y = r``) while a
 one (a time limit) still bootstraps from s′.
 
 Speed: the training loop calls :meth:`~TabularAgent.act` and :meth:`~TabularAgent.observe`
-once per environment step, and a tabular environment step costs about 10 µs, so these two
+once per environment step, and a tabular environment step costs about 7 µs, so these two
 calls are the budget. The tables are therefore lists of lists of Python floats (reading one
-numpy scalar costs 100–200 ns, a list item a few ns), rows go to the policy as lists (its fast
-path), a constant learning rate skips the schedule call, and each agent's update is written
-out in one method rather than through helper layers. numpy arrays appear only at the edges
-(:meth:`~TabularAgent.q_values`, checkpoints).
+numpy scalar costs 100–200 ns, a list item a few ns); acting goes through the policy's
+``row_sampler`` (a closure with a constant ε or τ bound in) fed by a
+:class:`~rlsoft.uniform_stream.UniformStream` (30 ns a uniform instead of 300 ns for
+``rng.random()``); a constant learning rate skips the schedule call; and each agent's update
+is written out in one method rather than through helper layers. numpy arrays appear only at
+the edges (:meth:`~TabularAgent.q_values`, checkpoints). Rows are not validated per step:
+a NaN or infinite value (a reward of inf, say) shows up in the running sum that
+:meth:`~TabularAgent.metrics` reports at every log window and is raised there.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from rlsoft.errors import RlsoftError
 from rlsoft.policies import Greedy, Policy
 from rlsoft.schedules import ConstantSchedule, ScheduleLike, make_schedule
 from rlsoft.spaces import discrete_actions, discrete_state_encoder
+from rlsoft.uniform_stream import UniformStream
 
 __all__ = [
     "DoubleQLearning",
@@ -63,7 +68,7 @@ __all__ = [
     "soft_max_row",
 ]
 
-CHECKPOINT_FORMAT = "rlsoft.tabular/1"
+CHECKPOINT_FORMAT = "rlsoft.tabular/2"  # 2: the buffered uniform stream's state
 _NO_STATE = -1  # "no pending action" marker for SARSA (state indices are >= 0)
 
 
@@ -164,27 +169,21 @@ def soft_max_row(row: list[float], temperature: float) -> float:
     return top + temperature * math.log(sum([math.exp((v - top) / temperature) for v in row]))
 
 
-def _random_tie(row: list[float], top: float, rng: np.random.Generator) -> int:
-    """A uniformly random index among the entries equal to ``top`` (a zero table ties
-    everywhere, and always taking the first would bias the target towards action 0)."""
-    ties = [i for i, v in enumerate(row) if v == top]
-    return ties[int(rng.integers(len(ties)))]
-
-
-def _rng_to_json(rng: np.random.Generator) -> np.ndarray:
+def _json_array(state: dict[str, Any]) -> np.ndarray:
     # A 0-d unicode array: readable with allow_pickle=False, unlike an object array.
-    return np.array(json.dumps(rng.bit_generator.state))
+    return np.array(json.dumps(state))
 
 
-def _rng_from_json(rng: np.random.Generator, text: np.ndarray, path: Path) -> None:
-    state = json.loads(str(text))
+def _check_generator_state(
+    rng: np.random.Generator, state: dict[str, Any], path: Path
+) -> dict[str, Any]:
     expected = type(rng.bit_generator).__name__
     if state.get("bit_generator") != expected:
         raise RlsoftError(
             f"checkpoint {str(path)!r} holds a {state.get('bit_generator')} random state, "
             f"but this agent uses {expected}"
         )
-    rng.bit_generator.state = state
+    return state
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +242,11 @@ class TabularAgent(ABC):
         self._alpha, self._alpha_schedule = _split_schedule(
             learning_rate, "learning_rate", lambda v: 0.0 < v <= 1.0, "in (0, 1]"
         )
-        self._select = policy.select  # bound once: one attribute lookup less per step
+        # Exploration, SARSA's next action and Double Q's coin draw from one buffered stream
+        # of the agent's Generator (a scalar rng.random() call costs as much as the update).
+        self.stream = UniformStream(rng)
+        self._uniform = self.stream.uniform
+        self._sample = policy.row_sampler(self._uniform)
         self._greedy = Greedy()
         self.initial_q = float(initial_q)
         self._q = self._new_table(self.initial_q)
@@ -295,7 +298,7 @@ class TabularAgent(ABC):
 
     def act(self, obs: Any, step: int) -> int:
         """An action drawn from the exploration policy at ``step`` over the row Q(obs, ·)."""
-        return self._select(self._q[self._encode(obs)], self.rng, step=step)
+        return self._sample(self._q[self._encode(obs)], step)
 
     def act_greedy(self, obs: Any) -> int:
         """argmax_a Q(obs, a), ties broken uniformly at random (with :attr:`eval_rng`)."""
@@ -329,15 +332,28 @@ class TabularAgent(ABC):
         return self._alpha if self._alpha_schedule is None else float(self._alpha_schedule(step))
 
     def metrics(self) -> dict[str, float]:
-        """Mean squared TD error and mean updated Q(s, a) since the last call ({} if none)."""
+        """Mean squared TD error and mean updated Q(s, a) since the last call ({} if none).
+
+        Also where divergence is caught: a NaN or infinite Q(s, a) makes the running sum of
+        updated values non-finite, which costs nothing per step to notice here.
+        """
         count = self.updates - self._metric_start
         if count == 0:
             return {}
+        if not math.isfinite(self._q_sum):
+            raise RlsoftError(self._diverged_message())
         out = {"losses/td_loss": self._td_sq_sum / count, "losses/q_mean": self._q_sum / count}
         self._metric_start = self.updates
         self._td_sq_sum = 0.0
         self._q_sum = 0.0
         return out
+
+    def _diverged_message(self) -> str:
+        return (
+            f"the tabular agent {self.name!r} produced a NaN or infinite Q-value, so training "
+            "has diverged; check the environment's rewards for NaN or inf values, or scale "
+            "them down"
+        )
 
     # -- tables and checkpoints ----------------------------------------------------------
 
@@ -375,12 +391,15 @@ class TabularAgent(ABC):
         Written through an open file so that ``path`` is used exactly as given (``np.savez``
         appends ``.npz`` to a bare name, which would break the caller's write-then-rename).
         """
+        tables = self.get_tables()
+        if not all(np.isfinite(table).all() for table in tables.values()):
+            raise RlsoftError(self._diverged_message())
         arrays = {
             "format": np.array(CHECKPOINT_FORMAT),
             "agent": np.array(self.name),
-            **{f"table_{k}": v for k, v in self.get_tables().items()},
-            "rng_state": _rng_to_json(self.rng),
-            "eval_rng_state": _rng_to_json(self.eval_rng),
+            **{f"table_{k}": v for k, v in tables.items()},
+            "stream_state": _json_array(self.stream.state_dict()),
+            "eval_rng_state": _json_array(self.eval_rng.bit_generator.state),
             "updates": np.array(self.updates, dtype=np.int64),
             "metric_start": np.array(self._metric_start, dtype=np.int64),
             "metric_sums": np.array([self._td_sq_sum, self._q_sum], dtype=np.float64),
@@ -401,8 +420,11 @@ class TabularAgent(ABC):
         self.set_tables(
             {k.removeprefix("table_"): v for k, v in data.items() if k.startswith("table_")}
         )
-        _rng_from_json(self.rng, data["rng_state"], path)
-        _rng_from_json(self.eval_rng, data["eval_rng_state"], path)
+        stream_state = json.loads(str(data["stream_state"]))
+        _check_generator_state(self.rng, stream_state["generator"], path)
+        self.stream.load_state_dict(stream_state)
+        eval_state = json.loads(str(data["eval_rng_state"]))
+        self.eval_rng.bit_generator.state = _check_generator_state(self.eval_rng, eval_state, path)
         self.updates = int(data["updates"])
         self._metric_start = int(data["metric_start"])
         self._td_sq_sum, self._q_sum = (float(v) for v in data["metric_sums"])
@@ -480,7 +502,7 @@ class Sarsa(TabularAgent):
         if state == self._next_state:
             self._next_state = _NO_STATE
             return self._next_action
-        return self._select(self._q[state], self.rng, step=step)
+        return self._sample(self._q[state], step)
 
     def observe(
         self,
@@ -501,7 +523,7 @@ class Sarsa(TabularAgent):
         else:
             state = self._encode(next_obs)
             next_row = q[state]
-            next_action = self._select(next_row, self.rng, step=step + 1)
+            next_action = self._sample(next_row, step + 1)
             target = float(reward) + self.gamma * next_row[next_action]
             self._next_state = _NO_STATE if truncated else state
             self._next_action = next_action
@@ -576,19 +598,11 @@ class DoubleQLearning(TabularAgent):
 
     name = "double_q_learning"
 
-    _COINS_PER_DRAW = 64
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._qa = self._new_table(self.initial_q)
         self._qb = self._new_table(self.initial_q)
-        # Fair coins drawn 64 at a time: one generator call per step would cost about as much
-        # as the rest of the update. The unused ones are checkpointed with the tables.
-        self._coins: list[int] = []
-
-    def _draw_coins(self) -> list[int]:
-        self._coins = self.rng.integers(0, 2, self._COINS_PER_DRAW).tolist()
-        return self._coins
+        self._argmax = self._greedy.row_sampler(self._uniform)  # ties broken at random
 
     def observe(
         self,
@@ -600,7 +614,7 @@ class DoubleQLearning(TabularAgent):
         truncated: bool,
         step: int,
     ) -> None:
-        if (self._coins or self._draw_coins()).pop():
+        if self._uniform() < 0.5:
             update, other = self._qa, self._qb
         else:
             update, other = self._qb, self._qa
@@ -611,13 +625,7 @@ class DoubleQLearning(TabularAgent):
             target = float(reward)
         else:
             next_state = self._encode(next_obs)
-            next_row = update[next_state]
-            top = max(next_row)
-            # argmax with random tie-breaking; the common single-maximum case inline
-            if next_row.count(top) == 1:
-                best = next_row.index(top)
-            else:
-                best = _random_tie(next_row, top, self.rng)
+            best = self._argmax(update[next_state], step)
             target = float(reward) + self.gamma * other[next_state][best]
         td = target - old
         alpha = self._alpha if self._alpha_schedule is None else float(self._alpha_schedule(step))
@@ -626,12 +634,6 @@ class DoubleQLearning(TabularAgent):
         self.updates += 1
         self._td_sq_sum += td * td
         self._q_sum += mean
-
-    def _extra_state(self) -> dict[str, np.ndarray]:
-        return {"coins": np.array(self._coins, dtype=np.int8)}
-
-    def _load_extra_state(self, data: Mapping[str, np.ndarray]) -> None:
-        self._coins = [int(c) for c in data["coins"]]
 
     def get_tables(self) -> dict[str, np.ndarray]:
         """``q_a`` and ``q_b``; the acting table is their mean."""

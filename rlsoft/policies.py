@@ -5,7 +5,9 @@ Every policy maps action values ``q`` to a distribution over actions and samples
 * ``probs(q, step=, mask=)``: the distribution π(·|q) (rows sum to 1);
 * ``select(q, rng, step=, mask=)``: one action drawn *exactly* from ``probs`` with a
   ``numpy.random.Generator``;
-* ``entropy(q, step=, mask=)``: H(π) = −Σ_a π(a) log π(a) in nats.
+* ``entropy(q, step=, mask=)``: H(π) = −Σ_a π(a) log π(a) in nats;
+* ``row_sampler(uniform)``: ``select`` for one trusted row of Python floats, as a closure
+  ``(row, step) -> action`` fed by a uniform source (the tabular agents' per-step path).
 
 ``q`` is one row of shape ``(A,)`` (``select`` returns an ``int``) or a batch ``(n, A)``
 (returns an int array). ``mask`` is a bool array of the same shape, True where an action is
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +28,10 @@ import numpy as np
 from rlsoft import functional as F
 from rlsoft.schedules import ConstantSchedule, ScheduleLike, make_schedule
 
-__all__ = ["Boltzmann", "EpsilonGreedy", "Greedy", "Policy"]
+__all__ = ["Boltzmann", "EpsilonGreedy", "Greedy", "Policy", "RowSampler"]
+
+RowSampler = Callable[[list[float], int], int]
+"""``sample(row, step) -> action`` over one row of Python floats (see ``Policy.row_sampler``)."""
 
 
 def _diverged_message() -> str:
@@ -89,12 +95,17 @@ def _uniform_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Inverse-CDF sampling, one action per row: a = min{a : u·C_A < C_a}, C the cumsum.
+    """Inverse-CDF sampling, one action per row (see :func:`_inverse_cdf`)."""
+    return _inverse_cdf(probs, rng.random((probs.shape[0], 1)))
+
+
+def _inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """a = min{a : u·C_A < C_a} per row, C the cumsum and u ∈ [0, 1) of shape ``(n, 1)``.
 
     Zero-probability actions have zero-width intervals and are never drawn.
     """
     cdf = np.cumsum(probs, axis=-1)
-    u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+    u = uniforms * cdf[:, -1:]
     actions = (cdf <= u).sum(axis=-1)
     # u·C_A may round up to C_A itself; then take the last action with positive probability.
     overflow = actions >= probs.shape[-1]
@@ -104,12 +115,21 @@ def _sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return actions
 
 
-def _row_greedy(row: list[float], rng: np.random.Generator) -> int:
+def _row_greedy(row: list[float], uniform: Callable[[], float]) -> int:
+    """argmax of one row, ties broken uniformly: the k tied indices get ⌊u·k⌋ (see
+    :class:`rlsoft.uniform_stream.UniformStream` for why that index is always < k)."""
     top = max(row)
     if row.count(top) == 1:
         return row.index(top)
     ties = [i for i, v in enumerate(row) if v == top]
-    return ties[int(rng.integers(len(ties)))]
+    return ties[int(uniform() * len(ties))]
+
+
+def _row_epsilon_greedy(row: list[float], epsilon: float, uniform: Callable[[], float]) -> int:
+    """With probability ε a uniform action ⌊u′·A⌋, else the greedy one (ties uniform)."""
+    if uniform() < epsilon:
+        return int(uniform() * len(row))
+    return _row_greedy(row, uniform)
 
 
 def _row_list(q: Any) -> list[float] | None:
@@ -165,6 +185,22 @@ class Policy(ABC):
             return int(_sample_rows(probs[None], rng)[0])
         return _sample_rows(probs, rng)
 
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        """``sample(row, step) -> action``: :meth:`select` for the per-step path of tabular
+        agents, drawing u ∈ [0, 1) from ``uniform()`` instead of a Generator.
+
+        ``row`` must be a non-empty list of Python floats with a finite maximum (the agent
+        guarantees it, so nothing is validated per call). The distribution is that of
+        :meth:`probs`; this default samples it by inverse CDF, and the built-in policies
+        return specialised closures (constant ε or τ skip the schedule call).
+        """
+
+        def sample(row: list[float], step: int) -> int:
+            probs = self.probs(row, step=step)[None]
+            return int(_inverse_cdf(probs, np.array([[uniform()]]))[0])
+
+        return sample
+
     def expectation(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
         """E_π[q] = Σ_a π(a|q)·q(a), the Expected SARSA target's bootstrap value.
 
@@ -213,9 +249,12 @@ class Greedy(Policy):
         if mask is None:
             row = _row_list(q)
             if row is not None:
-                return _row_greedy(row, rng)
+                return _row_greedy(row, rng.random)
         q, mask = _prepare(q, mask)
         return _pick_tie(_greedy_ties(q, mask), rng)
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        return lambda row, step: _row_greedy(row, uniform)
 
 
 class _ParametrisedPolicy(Policy):
@@ -291,9 +330,7 @@ class EpsilonGreedy(_ParametrisedPolicy):
         if mask is None:
             row = _row_list(q)
             if row is not None:
-                if rng.random() < eps:
-                    return int(rng.integers(len(row)))
-                return _row_greedy(row, rng)
+                return _row_epsilon_greedy(row, eps, rng.random)
         q, mask = _prepare(q, mask)
         greedy = Greedy().select(q, rng, mask=mask)
         explore = rng.random(q.shape[:-1]) < eps
@@ -306,6 +343,13 @@ class EpsilonGreedy(_ParametrisedPolicy):
             greedy = greedy.copy()
             greedy[explore] = uniform
         return greedy
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        eps = self._constant
+        if eps is not None:
+            return lambda row, step: _row_epsilon_greedy(row, eps, uniform)
+        parameter = self.parameter
+        return lambda row, step: _row_epsilon_greedy(row, parameter(step), uniform)
 
 
 class Boltzmann(_ParametrisedPolicy):
@@ -370,6 +414,13 @@ class Boltzmann(_ParametrisedPolicy):
             if row is not None and -math.inf < max(row) < math.inf:
                 return _row_boltzmann(row, tau, rng.random())
         return super().select(q, rng, step=step, mask=mask)
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        tau = self._constant
+        if tau is not None:
+            return lambda row, step: _row_boltzmann(row, tau, uniform())
+        parameter = self.parameter
+        return lambda row, step: _row_boltzmann(row, parameter(step), uniform())
 
 
 def _infinite_max_rows(q: np.ndarray, masked: np.ndarray) -> np.ndarray | None:

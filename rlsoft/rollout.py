@@ -140,6 +140,8 @@ class EnvDriver:
             self.episodes += len(self._returns)
             self._recent = (self._recent + self._returns)[-100:]
             self._returns, self._lengths = [], []
+        # The agent's own metrics first: they are where a diverged agent reports itself.
+        metrics.update(self.agent.metrics())
         policy = self.agent.policy
         if policy.parameter_name is not None:
             metrics[f"exploration/{policy.parameter_name}"] = float(policy.parameter(step))
@@ -147,7 +149,6 @@ class EnvDriver:
             q = self.agent.q_values(np.asarray(self._samples))
             metrics["exploration/entropy"] = float(np.mean(policy.entropy(q, step=step)))
             self._samples = []
-        metrics.update(self.agent.metrics())
         return metrics
 
     def status(self) -> str:

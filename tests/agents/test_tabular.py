@@ -117,11 +117,11 @@ def test_sarsa_draws_its_next_action_at_the_next_step():
 def test_sarsa_pending_action_is_used_once():
     agent = make(Sarsa, actions=3, policy=EpsilonGreedy(1.0))
     agent.observe(0, 0, 0.0, 1, False, False, 0)
-    before = agent.rng.bit_generator.state
+    before = agent.stream.state_dict()
     agent.act(1, 1)
-    assert agent.rng.bit_generator.state == before  # the pending a′, no new draw
+    assert agent.stream.state_dict() == before  # the pending a′, no new draw
     agent.act(1, 2)
-    assert agent.rng.bit_generator.state != before  # a fresh sample
+    assert agent.stream.state_dict() != before  # a fresh sample
 
 
 @pytest.mark.parametrize("ended", ["terminated", "truncated"])
@@ -129,9 +129,9 @@ def test_sarsa_samples_afresh_after_an_episode_ends(ended):
     agent = make(Sarsa, actions=3, policy=EpsilonGreedy(1.0))
     agent.observe(0, 0, 0.0, 1, ended == "terminated", ended == "truncated", 0)
     # The loop resets; even if the reset state equals s′, act() must draw a new action.
-    before = agent.rng.bit_generator.state
+    before = agent.stream.state_dict()
     agent.act(1, 1)
-    assert agent.rng.bit_generator.state != before
+    assert agent.stream.state_dict() != before
 
 
 def test_expected_sarsa_with_epsilon_greedy():
@@ -391,7 +391,7 @@ def test_checkpoint_has_no_pickled_objects_and_loads_without_pickle(tmp_path, mo
     with np.load(path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
     assert all(a.dtype != object for a in arrays.values())
-    assert arrays["rng_state"].dtype.kind == "U" and arrays["rng_state"].ndim == 0
+    assert arrays["stream_state"].dtype.kind == "U" and arrays["stream_state"].ndim == 0
 
     calls = []
     real_load = np.load
@@ -581,3 +581,58 @@ def test_policy_greedy_is_accepted():
     agent = make(Sarsa, policy=Greedy())
     agent.observe(0, 0, 1.0, 1, False, False, 0)
     assert agent.act(1, 1) in (0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Divergence: a NaN or infinite Q-value is one clear error, never a checkpoint
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [QLearning, Sarsa, ExpectedSarsa, DoubleQLearning, SoftQLearning])
+@pytest.mark.parametrize("reward", [math.inf, math.nan])
+def test_non_finite_q_values_are_reported_and_never_saved(cls, reward, tmp_path):
+    agent = make(cls)
+    agent.observe(0, 0, 1.0, 1, False, False, 0)
+    assert set(agent.metrics()) == {"losses/td_loss", "losses/q_mean"}
+    agent.observe(0, 0, reward, 1, True, False, 1)
+    path = tmp_path / "agent.npz"
+    with pytest.raises(RlsoftError, match=r"NaN or infinite Q-value.*diverged.*rewards"):
+        agent.save(path)
+    assert not path.exists()
+    with pytest.raises(RlsoftError, match=r"NaN or infinite Q-value.*diverged"):
+        agent.metrics()
+
+
+class _InfiniteRewardEnv(gym.Env):
+    """Two states; the first step pays +inf (a broken reward function)."""
+
+    observation_space = Discrete(2)
+    action_space = Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return 0, {}
+
+    def step(self, action):
+        return 1, math.inf, True, False, {}
+
+
+@pytest.mark.filterwarnings("ignore:.*The reward is an inf value")
+def test_training_on_infinite_rewards_stops_with_one_sentence(tmp_path, capsys):
+    from rlsoft.cli import main
+
+    gym.register(id="RlsoftInfiniteReward-v0", entry_point=_InfiniteRewardEnv)
+    try:
+        config = tmp_path / "inf.yaml"
+        config.write_text(
+            "env: {id: RlsoftInfiniteReward-v0}\nagent: {type: q_learning}\n"
+            "exploration: {policy: epsilon_greedy, epsilon: 0.1}\n"
+            "train: {total_steps: 200, log_every: 100, progress: 'off'}\n"
+        )
+        assert main(["train", str(config), "--logdir", str(tmp_path / "runs")]) == 2
+    finally:
+        gym.registry.pop("RlsoftInfiniteReward-v0")
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diverged" in err and "rewards" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not list(run_dir.glob("checkpoints/step_*")) and not (run_dir / "summary.json").exists()

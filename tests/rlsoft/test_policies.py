@@ -17,6 +17,7 @@ from scipy.stats import entropy as scipy_entropy
 
 from rlsoft.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
 from rlsoft.schedules import ConstantSchedule, ExponentialSchedule, LinearSchedule
+from rlsoft.uniform_stream import UniformStream
 
 INF = math.inf
 ALPHA = 1e-3
@@ -539,3 +540,75 @@ def test_expectation_ignores_masked_minus_infinity() -> None:
     p = sps.softmax(np.array([1.0, 3.0]))
     assert Boltzmann(1.0).expectation(row, mask=mask) == pytest.approx(p @ [1.0, 3.0])
     assert EpsilonGreedy(0.5).expectation(row, mask=mask) == pytest.approx(0.75 * 3.0 + 0.25 * 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# row_sampler: the tabular agents' per-step path
+# --------------------------------------------------------------------------------------------
+
+
+class _HalfLinear(Policy):
+    """A user-defined policy with only ``probs``: π ∝ (1, 2, …, A), to exercise the default
+    inverse-CDF ``row_sampler``."""
+
+    def probs(self, q, *, step=0, mask=None):
+        weights = np.arange(1.0, np.shape(q)[-1] + 1.0)
+        return weights / weights.sum()
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_row_sampler_samples_exactly(name):
+    policy, ref = POLICIES[name]
+    stream = UniformStream(np.random.default_rng(SEEDS[name] + 1))
+    sample = policy.row_sampler(stream.uniform)
+    for q in ROWS:
+        row = q.tolist()
+        actions = [sample(row, 0) for _ in range(3000)]
+        assert all(type(a) is int for a in actions)
+        assert_follows(actions, ref(q))
+
+
+def test_row_sampler_follows_schedules_at_the_step():
+    stream = UniformStream(np.random.default_rng(5))
+    q = ROWS[1]
+    row = q.tolist()
+    eps = EpsilonGreedy(LinearSchedule(start=1.0, end=0.0, duration=100)).row_sampler(
+        stream.uniform
+    )
+    assert_follows([eps(row, 50) for _ in range(3000)], ref_epsilon_greedy(q, 0.5))
+    assert {eps(row, 100) for _ in range(200)} == {2}
+    boltz = Boltzmann(ExponentialSchedule(start=10.0, end=0.1, half_life=10))
+    sample = boltz.row_sampler(stream.uniform)
+    t20 = 0.1 + 9.9 / 4
+    assert_follows([sample(row, 20) for _ in range(3000)], ref_boltzmann(q, t20))
+
+
+def test_default_row_sampler_uses_probs_by_inverse_cdf():
+    stream = UniformStream(np.random.default_rng(6))
+    sample = _HalfLinear().row_sampler(stream.uniform)
+    actions = [sample([0.0, 0.0, 0.0, 0.0], 0) for _ in range(4000)]
+    assert_follows(actions, np.arange(1.0, 5.0) / 10.0)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_row_sampler_at_the_largest_uniform_stays_in_range(name):
+    # u = 1 − 2⁻⁵³ for every draw: ⌊u·k⌋ must still be a valid index, and the inverse CDF
+    # must not run past the last action.
+    policy, _ = POLICIES[name]
+    sample = policy.row_sampler(lambda: 1.0 - 2.0**-53)
+    for q in ROWS:
+        action = sample(q.tolist(), 0)
+        assert 0 <= action < len(q)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_row_sampler_matches_select_given_the_same_uniforms(name):
+    # select() on a Generator and row_sampler() on a stream of the same Generator's values
+    # take the same actions: one sampler, two ways of feeding it uniforms.
+    policy, _ = POLICIES[name]
+    rng = np.random.default_rng(SEEDS[name] + 2)
+    stream = UniformStream(np.random.default_rng(SEEDS[name] + 2))
+    sample = policy.row_sampler(stream.uniform)
+    for q in ROWS:
+        row = q.tolist()
+        assert [policy.select(row, rng) for _ in range(200)] == [sample(row, 0) for _ in range(200)]
