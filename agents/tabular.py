@@ -46,7 +46,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from rlsoft.agent import AgentSpec, BuildContext, register_agent
 from rlsoft.config import NumberOrSchedule, StrictModel, build_schedule
-from rlsoft.errors import RlsoftError
+from rlsoft.errors import DivergedError, RlsoftError
 from rlsoft.policies import Greedy, Policy
 from rlsoft.schedules import ConstantSchedule, ScheduleLike, make_schedule
 from rlsoft.spaces import discrete_actions, discrete_state_encoder
@@ -341,7 +341,7 @@ class TabularAgent(ABC):
         if count == 0:
             return {}
         if not math.isfinite(self._q_sum):
-            raise RlsoftError(self._diverged_message())
+            raise DivergedError(self._diverged_message())
         out = {"losses/td_loss": self._td_sq_sum / count, "losses/q_mean": self._q_sum / count}
         self._metric_start = self.updates
         self._td_sq_sum = 0.0
@@ -393,7 +393,7 @@ class TabularAgent(ABC):
         """
         tables = self.get_tables()
         if not all(np.isfinite(table).all() for table in tables.values()):
-            raise RlsoftError(self._diverged_message())
+            raise DivergedError(self._diverged_message())
         arrays = {
             "format": np.array(CHECKPOINT_FORMAT),
             "agent": np.array(self.name),

@@ -14,6 +14,10 @@ class ConfigError(RlsoftError, ValueError):
     """A config file, a ``--set`` override or a config value is wrong."""
 
 
+class DivergedError(RlsoftError, ValueError):
+    """Training produced NaN (or infinite) values; the message names the likely fix."""
+
+
 def nearest_hint(name: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
     match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)

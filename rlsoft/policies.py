@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from rlsoft import functional as F
+from rlsoft.errors import DivergedError
 from rlsoft.schedules import ConstantSchedule, ScheduleLike, make_schedule
 
 __all__ = ["Boltzmann", "EpsilonGreedy", "Greedy", "Policy", "RowSampler"]
@@ -49,7 +50,7 @@ def _prepare(q: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
     if q.ndim not in (1, 2) or q.shape[-1] == 0:
         raise ValueError(f"action values must have shape (A,) or (n, A) with A >= 1, got {q.shape}")
     if np.isnan(q).any():
-        raise ValueError(_diverged_message())
+        raise DivergedError(_diverged_message())
     if mask is None:
         return q, None
     mask = np.asarray(mask, dtype=bool)
@@ -149,7 +150,7 @@ def _row_list(q: Any) -> list[float] | None:
     total = sum(row)
     if total != total:  # NaN, or +inf and -inf together: let the array path decide
         if any(v != v for v in row):
-            raise ValueError(_diverged_message())
+            raise DivergedError(_diverged_message())
         return None
     return row
 

@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.stats import chisquare
 from scipy.stats import entropy as scipy_entropy
 
+from rlsoft.errors import DivergedError, RlsoftError
 from rlsoft.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
 from rlsoft.schedules import ConstantSchedule, ExponentialSchedule, LinearSchedule
 from rlsoft.uniform_stream import UniformStream
@@ -398,7 +399,8 @@ def test_nan_q_values_say_training_diverged(name):
             lambda q=q, mask=mask: policy.entropy(q, mask=mask),
         )
         for call in calls:
-            with pytest.raises(ValueError, match=r"NaN.*diverged"):
+            # a ValueError, and an RlsoftError so that the CLI shows it as one sentence
+            with pytest.raises(DivergedError, match=r"NaN.*diverged"):
                 call()
 
 
@@ -416,6 +418,10 @@ def test_mask_and_shape_errors(name):
         policy.probs(np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match=r"shape \(A,\) or \(n, A\)"):
         policy.select(np.zeros(0), rng)
+
+
+def test_diverged_error_is_both_a_value_error_and_a_user_facing_error():
+    assert issubclass(DivergedError, ValueError) and issubclass(DivergedError, RlsoftError)
 
 
 def test_describe_and_interface():
