@@ -431,7 +431,14 @@ class TabularAgent(ABC):
         self._load_extra_state(data)
 
     def _check_header(self, data: Mapping[str, np.ndarray], path: Path) -> None:
-        if "format" not in data or str(data["format"]) != CHECKPOINT_FORMAT:
+        written = str(data["format"]) if "format" in data else ""
+        if written.startswith("rlsoft.tabular/") and written != CHECKPOINT_FORMAT:
+            raise RlsoftError(
+                f"checkpoint {str(path)!r} has format {written!r}, but this rlsoft reads "
+                f"{CHECKPOINT_FORMAT!r}; load it with the rlsoft version that wrote it, or "
+                "train the run again"
+            )
+        if written != CHECKPOINT_FORMAT:
             raise RlsoftError(f"{str(path)!r} is not a tabular-agent checkpoint of rlsoft")
         saved = str(data["agent"])
         if saved != self.name:

@@ -415,6 +415,14 @@ def test_load_rejects_another_agents_or_environments_checkpoint(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(RlsoftError, match="cannot read checkpoint"):
         make(QLearning).load(tmp_path / "junk.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    np.savez(tmp_path / "old.npz", **{**arrays, "format": np.array("rlsoft.tabular/1")})
+    with pytest.raises(RlsoftError, match=r"format 'rlsoft.tabular/1'.*train the run again"):
+        make(QLearning).load(tmp_path / "old.npz")
+    np.savez(tmp_path / "other.npz", **{**arrays, "format": np.array("something else")})
+    with pytest.raises(RlsoftError, match="not a tabular-agent checkpoint"):
+        make(QLearning).load(tmp_path / "other.npz")
 
 
 # --------------------------------------------------------------------------------------------
