@@ -618,3 +618,16 @@ def test_row_sampler_matches_select_given_the_same_uniforms(name):
     for q in ROWS:
         row = q.tolist()
         assert [policy.select(row, rng) for _ in range(200)] == [sample(row, 0) for _ in range(200)]
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_select_accepts_a_uniform_stream_for_batches_and_masks(name):
+    # UniformStream offers the subset of Generator that select's array paths use.
+    policy, ref = POLICIES[name]
+    stream = UniformStream(np.random.default_rng(SEEDS[name] + 3))
+    for q, mask in zip(ROWS, MASKS, strict=True):
+        batch = policy.select(
+            np.repeat(q[None], 3000, 0), stream, mask=np.repeat(mask[None], 3000, 0)
+        )
+        assert_follows(batch, ref(q, mask))
+        assert_follows([policy.select(q, stream, mask=mask) for _ in range(2000)], ref(q, mask))
