@@ -340,13 +340,17 @@ class TabularAgent(ABC):
         count = self.updates - self._metric_start
         if count == 0:
             return {}
-        if not math.isfinite(self._q_sum):
+        # The sum of finite values can itself overflow: then the tables decide.
+        if not math.isfinite(self._q_sum) and not self._tables_finite():
             raise DivergedError(self._diverged_message())
         out = {"losses/td_loss": self._td_sq_sum / count, "losses/q_mean": self._q_sum / count}
         self._metric_start = self.updates
         self._td_sq_sum = 0.0
         self._q_sum = 0.0
         return out
+
+    def _tables_finite(self) -> bool:
+        return all(np.isfinite(table).all() for table in self.get_tables().values())
 
     def _diverged_message(self) -> str:
         return (

@@ -182,6 +182,7 @@ class Trainer:
     def _evaluate(self) -> None:
         if self.eval_history and self.eval_history[-1][0] == self.step:
             return  # already evaluated at this step (a resumed run that had finished)
+        self.logger.hand_off()  # an evaluation can take a while: show the curves so far
         result = self.driver.evaluate(self.step)
         self.last_eval = result
         headline = result.get("eval/mean_return", result.get("eval/accuracy"))

@@ -79,7 +79,9 @@ class UniformStream:
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe: the generator's state, and the current block's start state and how many
         of its values have been used (the block is redrawn on load)."""
-        remaining = operator.length_hint(self._block)
+        # Right after a load, the restored block waits in _pending and _block is spent.
+        current = self._pending if self._pending is not None else self._block
+        remaining = operator.length_hint(current)
         return {
             "generator": self.rng.bit_generator.state,
             "block_state": self._block_state if remaining else None,

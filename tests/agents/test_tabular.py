@@ -371,10 +371,17 @@ def test_save_load_continues_identically(cls, policy, tmp_path: Path):
 
     restored, _ = taxi_agent(cls, policy, seed=99)  # a different stream until load
     restored.load(path)
+    # Saved again before acting (a finished run resumed with no new budget), then loaded.
+    restored.save(tmp_path / "again.tmp")
+    again, _ = taxi_agent(cls, policy, seed=98)
+    again.load(tmp_path / "again.tmp")
+    env_again = copy.deepcopy(env)
     _, actions = run(agent, env, obs, 1500, 500)
     _, restored_actions = run(restored, env_copy, obs, 1500, 500)
+    _, again_actions = run(again, env_again, obs, 1500, 500)
 
     assert restored_actions == actions
+    assert again_actions == actions
     for name, table in agent.get_tables().items():
         np.testing.assert_array_equal(restored.get_tables()[name], table)
     assert restored.metrics() == agent.metrics()
@@ -609,6 +616,14 @@ def test_non_finite_q_values_are_reported_and_never_saved(cls, reward, tmp_path)
     assert not path.exists()
     with pytest.raises(RlsoftError, match=r"NaN or infinite Q-value.*diverged"):
         agent.metrics()
+
+
+def test_an_overflowing_sum_of_finite_q_values_is_not_divergence():
+    agent = make(QLearning, learning_rate=1.0, gamma=0.0)
+    agent.observe(0, 0, 1e308, 1, False, False, 0)
+    agent.observe(1, 0, 1e308, 2, False, False, 1)  # 2e308: the sum overflows, no entry does
+    assert agent.metrics()["losses/q_mean"] == math.inf  # the logger skips it
+    assert np.isfinite(q_table(agent)).all()
 
 
 class _InfiniteRewardEnv(gym.Env):

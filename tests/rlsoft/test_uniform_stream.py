@@ -48,6 +48,23 @@ def test_state_round_trip_continues_exactly(used):
     assert [restored.uniform() for _ in range(50)] == expected
 
 
+@pytest.mark.parametrize("used", [0, 5, 8, 13])
+def test_state_taken_right_after_a_load_is_the_loaded_state(used):
+    # A resumed run that checkpoints again before drawing (a finished run resumed with no
+    # new budget) must save the block it was given, not drop it.
+    stream = UniformStream(np.random.default_rng(13), block_size=8)
+    for _ in range(used):
+        stream.uniform()
+    state = stream.state_dict()
+    expected = [stream.uniform() for _ in range(20)]
+    first = UniformStream(np.random.default_rng(0), block_size=8)
+    first.load_state_dict(state)
+    assert first.state_dict() == state
+    second = UniformStream(np.random.default_rng(1), block_size=8)
+    second.load_state_dict(first.state_dict())
+    assert [second.uniform() for _ in range(20)] == expected
+
+
 def test_bound_uniform_stays_valid_after_load():
     stream = UniformStream(np.random.default_rng(10), block_size=8)
     uniform = stream.uniform  # agents bind this once, at construction
