@@ -169,6 +169,10 @@ def soft_max_row(row: list[float], temperature: float) -> float:
     return top + temperature * math.log(sum([math.exp((v - top) / temperature) for v in row]))
 
 
+def _all_finite(tables: Mapping[str, np.ndarray]) -> bool:
+    return all(np.isfinite(table).all() for table in tables.values())
+
+
 def _json_array(state: dict[str, Any]) -> np.ndarray:
     # A 0-d unicode array: readable with allow_pickle=False, unlike an object array.
     return np.array(json.dumps(state))
@@ -341,16 +345,13 @@ class TabularAgent(ABC):
         if count == 0:
             return {}
         # The sum of finite values can itself overflow: then the tables decide.
-        if not math.isfinite(self._q_sum) and not self._tables_finite():
+        if not math.isfinite(self._q_sum) and not _all_finite(self.get_tables()):
             raise DivergedError(self._diverged_message())
         out = {"losses/td_loss": self._td_sq_sum / count, "losses/q_mean": self._q_sum / count}
         self._metric_start = self.updates
         self._td_sq_sum = 0.0
         self._q_sum = 0.0
         return out
-
-    def _tables_finite(self) -> bool:
-        return all(np.isfinite(table).all() for table in self.get_tables().values())
 
     def _diverged_message(self) -> str:
         return (
@@ -396,7 +397,7 @@ class TabularAgent(ABC):
         appends ``.npz`` to a bare name, which would break the caller's write-then-rename).
         """
         tables = self.get_tables()
-        if not all(np.isfinite(table).all() for table in tables.values()):
+        if not _all_finite(tables):
             raise DivergedError(self._diverged_message())
         arrays = {
             "format": np.array(CHECKPOINT_FORMAT),

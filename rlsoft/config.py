@@ -194,6 +194,7 @@ class TrainConfig(StrictModel):
     eval_every: int = Field(10_000, ge=0)
     """Greedy evaluation every this many steps (0: only at the end)."""
     eval_episodes: int = Field(20, ge=1)
+    """Greedy episodes per evaluation (RL agents)."""
     log_every: int = Field(1_000, ge=1)
     """Scalars are written every this many steps (averaged over the window)."""
     checkpoint_every: int = Field(0, ge=0)
