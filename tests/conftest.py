@@ -3,7 +3,7 @@
 ``default`` keeps the property tests quick on a 2-core machine; ``ci`` (chosen when the ``CI``
 environment variable is true, as on GitHub Actions) runs fewer, derandomised examples so CI
 time stays flat and failures reproduce. ``HYPOTHESIS_PROFILE=name`` picks one explicitly, e.g.
-``HYPOTHESIS_PROFILE=thorough pytest tests/rlsoft`` for a longer local search.
+``HYPOTHESIS_PROFILE=thorough pytest tests/unit`` for a longer local search.
 """
 
 from __future__ import annotations

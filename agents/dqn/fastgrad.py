@@ -4,7 +4,7 @@ For the small MLPs of value-based RL, autograd's bookkeeping costs more than the
 on CartPole's [64, 64] network with batch 32 the forward, loss and backward took 164 µs with
 autograd and 68 µs written out (measured; 464 vs 296 µs for [256, 256] and batch 64). The
 gradients are the same numbers (bit for bit for the plain head in that measurement), and
-``tests/agents/test_dqn.py`` checks them against autograd for every supported combination.
+``tests/unit/test_dqn.py`` checks them against autograd for every supported combination.
 
 Covered: the ``q`` head, plain or dueling, Huber or squared loss, activations whose
 derivative follows from their output (relu, tanh, elu, leaky_relu). Everything else — the
