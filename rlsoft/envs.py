@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+import rlsoft.rl.envs  # noqa: F401  (registers the rlsoft/... environment ids)
 from rlsoft.config import EnvConfig
 from rlsoft.errors import RlsoftError
 

@@ -1,0 +1,1 @@
+"""Reinforcement-learning plumbing shared by every agent: environments rlsoft ships."""
