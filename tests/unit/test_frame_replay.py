@@ -217,6 +217,25 @@ def test_one_step_episodes_grow_the_final_frame_table():
     assert buf.done.all() and len(buf.final_frames) >= 60
 
 
+def test_the_final_frame_table_grows_while_its_oldest_entries_are_being_freed():
+    """Long episodes first (few live episode ends, while the ring wraps and frees them), then
+    one-step episodes: the side table must grow with its live entries wrapped around."""
+    streams = StackedStreams(4, 1, 3, (2, 2), "reset", 4, np.uint8)
+    buf = FrameReplayBuffer(24, (3, 2, 2), frame_stack=3, n_step=2, gamma=0.9)
+    naive = NaiveBuffer(24, 1, 2, 0.9)
+    grown = False
+    for t in range(120):
+        if t == 80:
+            streams.max_len = 1
+        transition = streams.step()
+        size, head = len(buf.final_frames), buf._final_head
+        buf.add(*transition)
+        naive.add(*transition)
+        grown |= len(buf.final_frames) > size and head != 0
+        assert_batch_matches(buf.gather(np.arange(len(buf))), naive, range(len(buf)))
+    assert grown and buf.done.all()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     num_envs=st.integers(1, 3),
