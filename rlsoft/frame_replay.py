@@ -318,7 +318,7 @@ class FrameReplayBuffer:
         age = (self.pos - 1 - idx // self.num_envs) % self.rows
         step = self.added - 1 - age
         position = self.episode_step[idx].astype(np.int64)
-        out.obs[...] = self._stack(step, env, position).reshape(out.obs.shape)
+        self._fill(out.obs, step, env, position)
         np.take(self.actions, idx, out=out.actions)
         if self.n_step == 1:
             last = idx
@@ -333,25 +333,41 @@ class FrameReplayBuffer:
         # s′ of the window's last transition: the stack one step later in the same episode,
         # whose newest frame is the next row's frame, or the final frame if the episode ended.
         span = out.steps if self.n_step > 1 else 1
-        next_obs = self._stack(step + span, env, position + span)
         ended = np.flatnonzero(self.done[last])
-        if len(ended):
-            newest = next_obs[:, -1]  # a view: writes land in next_obs
-            newest[ended] = self.final_frames[self.final_ref[last[ended]]]
-        out.next_obs[...] = next_obs.reshape(out.next_obs.shape)
+        finals = self.final_frames[self.final_ref[last[ended]]]
+        self._fill(out.next_obs, step + span, env, position + span, ended, finals)
         np.take(self.terminated, last, out=out.terminated)
         out.discounts[out.terminated] = 0.0  # no future after a termination
         return out
 
-    def _stack(self, step: np.ndarray, env: np.ndarray, position: np.ndarray) -> np.ndarray:
-        """The ``(len, k, *frame_shape)`` stacks whose newest frame is global step ``step`` of
-        stream ``env``, at ``position`` in its episode, padded as the environment pads."""
+    def _fill(
+        self,
+        target: np.ndarray,
+        step: np.ndarray,
+        env: np.ndarray,
+        position: np.ndarray,
+        ended: np.ndarray | None = None,
+        finals: np.ndarray | None = None,
+    ) -> None:
+        """Write into ``target`` the stacks whose newest frame is global step ``step`` of
+        stream ``env``, at ``position`` in its episode, padded as the environment pads; rows
+        ``ended`` get ``finals`` as their newest frame instead.
+
+        One ``np.take`` over a ``(batch, k)`` index array, straight into ``target`` when it has
+        the frames' dtype (a float32 ``target`` costs one more pass, the conversion)."""
         back = np.minimum(self._back, position[:, None])  # never reach before the episode start
-        rows = (step[:, None] - back) % self.frame_rows
-        stacks = self.frames[rows * self.num_envs + env[:, None]]
+        index = ((step[:, None] - back) % self.frame_rows) * self.num_envs + env[:, None]
+        shape = (len(index), self.frame_stack, *self.frame_shape)
+        direct = target.dtype == self.obs_dtype and target.flags.c_contiguous
+        stacks = target.reshape(shape) if direct else np.empty(shape, self.obs_dtype)
+        # mode="clip" spares numpy's buffered copy for mode="raise"; every index is in range.
+        np.take(self.frames, index, axis=0, out=stacks, mode="clip")
         if self.padding == "zero" and self.frame_stack > 1:
             stacks[self._back > position[:, None]] = 0
-        return stacks
+        if ended is not None and len(ended):
+            stacks[ended, -1] = finals
+        if not direct:
+            target[...] = stacks.reshape(target.shape)
 
     def _n_step(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each start index: the index of the window's last transition, the discounted
