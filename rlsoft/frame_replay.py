@@ -191,6 +191,12 @@ class FrameReplayBuffer:
         obs, next_obs = np.asarray(obs), np.asarray(next_obs)
         self._check(obs, next_obs)
         envs, start = self.num_envs, self.pos * self.num_envs
+        # Shapes are checked before anything is written, so a bad call leaves no trace.
+        actions, rewards, terminated, truncated = (
+            np.broadcast_to(np.asarray(x), (envs,))
+            for x in (actions, rewards, terminated, truncated)
+        )
+        done = np.logical_or(terminated, truncated)
         slots = slice(start, start + envs)
         if self.full:
             # The row about to be overwritten holds the oldest transitions, so its episode ends
@@ -206,7 +212,6 @@ class FrameReplayBuffer:
         # The successor frame: the next row's newest frame if the episode continues (the next
         # add writes the same frame there again), otherwise overwritten by the reset frame.
         self.frames[after : after + envs] = self._newest(next_obs)
-        done = np.logical_or(terminated, truncated)
         ended = np.flatnonzero(done)
         if len(ended):
             self._reserve(len(ended))

@@ -350,6 +350,8 @@ def test_inconsistent_streams_are_refused_without_storing_anything():
         buf.add(obs, actions, rewards, shifted, term, trunc)
     with pytest.raises(ValueError, match="shape"):
         buf.add(obs[:1], actions[:1], rewards[:1], nxt[:1], term[:1], trunc[:1])
+    with pytest.raises(ValueError, match="broadcast"):
+        buf.add(obs, actions[:1].repeat(3), rewards, nxt, term, trunc)
     after = buf.state_dict()
     for key, value in before.items():
         np.testing.assert_array_equal(after[key], value)
@@ -400,6 +402,41 @@ def test_state_dict_round_trip_gives_identical_samples_and_continues_identically
         b = copy.sample(np.random.default_rng(1), 32)
         for field in vars(a):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    num_envs=st.integers(1, 3),
+    frame_stack=st.integers(1, 4),
+    capacity=st.integers(1, 12),
+    before=st.integers(0, 30),
+    max_len=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_property_a_reloaded_buffer_is_indistinguishable(
+    num_envs, frame_stack, capacity, before, max_len, seed
+):
+    shape = (frame_stack, 2, 3) if frame_stack > 1 else (2, 3)
+
+    def fresh():
+        return FrameReplayBuffer(
+            capacity, shape, frame_stack=frame_stack, num_envs=num_envs, n_step=2
+        )
+
+    streams = StackedStreams(seed, num_envs, frame_stack, (2, 3), "reset", max_len, np.uint8)
+    buf = fresh()
+    for _ in range(before):
+        buf.add(*streams.step())
+    copy = fresh()
+    copy.load_state_dict(buf.state_dict())
+    for _ in range(15):
+        if len(buf):
+            a, b = (x.gather(np.arange(len(x))) for x in (buf, copy))
+            for field in vars(a):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+        transition = streams.step()
+        buf.add(*transition)
+        copy.add(*transition)  # accepted: the copy knows where each episode stands
 
 
 def test_loading_into_a_different_buffer_is_refused():
