@@ -2,7 +2,8 @@
 
 This is the composition root: the only module of ``rlsoft`` that imports ``agents`` (whose
 import registers every agent family). User mistakes end with one sentence on stderr and exit
-code 2; Ctrl-C ends with exit code 130.
+code 2; Ctrl-C ends with exit code 130 (while training: after a checkpoint, with the command
+that resumes the run).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue RUN_DIR from its newest checkpoint "
-        "(with --set train.total_steps=N to extend it)",
+        help="continue RUN_DIR from its newest checkpoint; --set may change only the budget "
+        "and the cadence of logging, evaluation and checkpoints (e.g. train.total_steps=N)",
     )
 
 
@@ -193,8 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlsoftError as exc:
         print(f"rlsoft: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("rlsoft: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A training run stopped gracefully (rlsoft.training.RunInterrupted) says where it
+        # stopped and how to resume; recognised by its attribute, so that importing the CLI
+        # (and --help) does not import the trainer.
+        stopped = getattr(exc, "resume_command", None)
+        print(f"rlsoft: interrupted: {exc}" if stopped else "rlsoft: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
