@@ -1,14 +1,18 @@
-"""Exact resume: a run split in two (or killed and resumed) equals one continuous run.
+"""Exact resume: a run split in two (or killed, or stopped by Ctrl-C, and resumed) equals one
+continuous run.
 
 The DQN run below exercises every piece of state a resume must restore: networks, target,
 optimiser moments, the replay buffer and its write position, the agent's and the action
 space's generators, two vectorised CartPoles mid-episode (physics, time limits, their
-generators), the running episode statistics and the logging window.
+generators), the running episode statistics and the logging window. The parametrised test
+further down splits a run of every agent kind at several steps (mid-episode included) and
+compares the result with a continuous run of the same config, bit for bit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -58,7 +62,7 @@ BASE = {
     },
 }
 # Scalars that depend on wall-clock time, not on the run's trajectory.
-TIMING_TAGS = {"charts/sps"}
+TIMING_TAGS = {"charts/sps", "charts/eval_seconds"}
 
 
 def make_config(root: Path, name: str, **train) -> dict:
@@ -99,15 +103,23 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def assert_same_curves(resumed: Path, continuous: Path, extra_eval: int | None = None) -> None:
+def _is_eval_tag(tag: str) -> bool:
+    """Tags logged by an evaluation (the classifier's calibration included)."""
+    return tag.startswith(("eval/", "calibration/")) or tag == "charts/eval_seconds"
+
+
+def assert_same_curves(
+    resumed: Path, continuous: Path, extra_eval: int | tuple[int, ...] | None = None
+) -> None:
     """Same steps (none duplicated or missing) and, for trajectory-dependent tags, the same
-    values. ``extra_eval``: a step where the resumed run had finished once and evaluated."""
+    values. ``extra_eval``: steps where the resumed run had finished once and evaluated."""
+    extra = {extra_eval} if isinstance(extra_eval, int) else set(extra_eval or ())
     got, want = scalars(resumed), scalars(continuous)
     assert set(got) == set(want)
     for tag, points in want.items():
         steps = [s for s, _ in got[tag]]
         assert steps == sorted(set(steps)), f"{tag}: duplicated or unordered steps {steps}"
-        mine = [(s, v) for s, v in got[tag] if not (tag.startswith("eval/") and s == extra_eval)]
+        mine = [(s, v) for s, v in got[tag] if not (_is_eval_tag(tag) and s in extra)]
         assert [s for s, _ in mine] == [s for s, _ in points], f"{tag}: steps differ"
         if tag not in TIMING_TAGS:
             assert mine == points, f"{tag}: values differ"
@@ -254,3 +266,246 @@ def test_replayed_environments_continue_exactly(env_id):
             np.testing.assert_array_equal(x, y)
     original.close()
     restored.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Every agent kind: a run split at several steps equals the continuous run, bit for bit
+# --------------------------------------------------------------------------------------------
+
+TABULAR_TRAIN = {
+    "total_steps": 3000,
+    "eval_every": 1000,
+    "eval_episodes": 3,
+    "log_every": 250,
+    "checkpoint_every": 0,
+    "progress": "off",
+}
+DQN_AGENT = {
+    "type": "dqn",
+    "hidden_sizes": [16],
+    "batch_size": 16,
+    "buffer_size": 1000,
+    "learning_starts": 100,
+    "train_freq": 2,
+    "target_update_interval": 50,
+}
+DQN_TRAIN = {
+    "total_steps": 600,
+    "eval_every": 200,
+    "eval_episodes": 2,
+    "log_every": 100,
+    "checkpoint_every": 0,
+    "progress": "off",
+}
+CLASSIFIER_TRAIN = {
+    "total_steps": 12,
+    "eval_every": 4,
+    "log_every": 2,
+    "checkpoint_every": 0,
+    "progress": "off",
+}
+DIGITS = {"name": "digits", "validation_fraction": 0.1, "test_fraction": 0.2}
+
+
+def _dqn(env: dict, exploration: dict, **agent) -> dict:
+    return {
+        "env": {"id": "CartPole-v1", **env},
+        "agent": {**DQN_AGENT, **agent},
+        "exploration": exploration,
+        "train": DQN_TRAIN,
+    }
+
+
+EPSILON = {
+    "policy": "epsilon_greedy",
+    "epsilon": {"type": "linear", "start": 1.0, "end": 0.05, "duration": 400},
+}
+BOLTZMANN = {"policy": "boltzmann", "temperature": 1.0}
+
+# (config, split steps). Vector runs split at multiples of num_envs (a vector step is
+# num_envs environment steps); every other split is off the logging and evaluation grid.
+KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
+    "q_learning": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "q_learning", "learning_rate": 0.5},
+            "exploration": BOLTZMANN,
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "sarsa": (
+        {
+            "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
+            "agent": {"type": "sarsa", "learning_rate": 0.5, "gamma": 1.0},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 0.1},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "expected_sarsa": (
+        {
+            "env": {"id": "FrozenLake-v1", "kwargs": {"is_slippery": True}},
+            "agent": {
+                "type": "expected_sarsa",
+                "learning_rate": {"type": "linear", "start": 0.5, "end": 0.05, "duration": 3000},
+            },
+            "exploration": {
+                "policy": "epsilon_greedy",
+                "epsilon": {"type": "linear", "start": 1.0, "end": 0.1, "duration": 2000},
+            },
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "double_q_learning": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "double_q_learning", "learning_rate": 0.5},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 0.2},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "soft_q_learning": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "soft_q_learning", "learning_rate": 0.5, "temperature": 0.1},
+            "exploration": BOLTZMANN,
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "dqn": (_dqn({"num_envs": 2}, EPSILON), (246, 402)),
+    "dqn_double_dueling": (_dqn({"num_envs": 2}, EPSILON, double=True, dueling=True), (246, 402)),
+    "dqn_n_step_3_envs": (_dqn({"num_envs": 3}, EPSILON, n_step=3), (246, 402)),
+    "dqn_c51": (
+        _dqn({"num_envs": 2}, EPSILON, head="c51", atoms=11, v_min=0.0, v_max=50.0),
+        (246, 402),
+    ),
+    "dqn_soft_q": (_dqn({"num_envs": 2}, BOLTZMANN, target="soft", loss="mse"), (246, 402)),
+    "dqn_munchausen": (_dqn({"num_envs": 2}, BOLTZMANN, target="munchausen"), (246, 402)),
+    "dqn_single_env": (_dqn({"num_envs": 1}, EPSILON, n_step=2, tau=0.5), (247, 401)),
+    "classifier_mlp_adam": (
+        {
+            "env": None,
+            "agent": {
+                "type": "classifier",
+                "model": "mlp",
+                "hidden_sizes": [16],
+                "batch_size": 128,
+                "label_smoothing": 0.1,
+                "patience": 50,
+                "dataset": DIGITS,
+            },
+            "train": CLASSIFIER_TRAIN,
+        },
+        (5, 8),
+    ),
+    "classifier_lbfgs": (
+        {
+            "env": None,
+            "agent": {
+                "type": "classifier",
+                "optimizer": "lbfgs",
+                "weight_decay": 1e-3,
+                "patience": None,
+                "dataset": DIGITS,
+            },
+            "train": CLASSIFIER_TRAIN,
+        },
+        (5, 8),
+    ),
+}
+
+
+def _kind_config(root: Path, kind: str, name: str, total: int | None = None) -> dict:
+    data = json.loads(json.dumps(KINDS[kind][0]))
+    data.update(seed=5, device="cpu", logdir=str(root), run_name=name)
+    if total is not None:
+        data["train"]["total_steps"] = total
+    return data
+
+
+def _next_second() -> None:
+    """Event files are named by the second: the next writer's file must sort after this one."""
+    time.sleep(1.02 - time.time() % 1.0)
+
+
+def _agent_contents(run_dir: Path) -> dict:
+    path = agent_file(latest_checkpoint(run_dir))
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    return torch.load(path, weights_only=True)
+
+
+def assert_identical(a, b, where: str = "agent") -> None:
+    """Exact equality of nested checkpoint contents (tensors, arrays, numbers, containers)."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{where}: tensors differ"
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype, f"{where}: dtypes {a.dtype} != {b.dtype}"
+        np.testing.assert_array_equal(a, b, err_msg=where, strict=True)
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _trainer_state(run_dir: Path) -> dict:
+    return json.loads((latest_checkpoint(run_dir) / "trainer.json").read_text())
+
+
+def assert_same_run(split: Path, continuous: Path, split_steps: tuple[int, ...]) -> None:
+    """Agent file, loop state (environments, generators, logging window), evaluation
+    history and TensorBoard curves of ``split`` equal those of ``continuous``."""
+    assert_identical(_agent_contents(split), _agent_contents(continuous))
+    got, want = _trainer_state(split), _trainer_state(continuous)
+    assert_identical(got["driver"], want["driver"], "trainer.driver")
+    assert got["step"] == want["step"]
+    assert got["last_eval"] == want["last_eval"]
+    # A segment that ended at its budget evaluated there too (off the evaluation grid); every
+    # shared evaluation agrees.
+    extra = tuple(set(split_steps) - {step for step, _ in want["eval_history"]})
+    assert [e for e in got["eval_history"] if e[0] not in extra] == want["eval_history"]
+    summary = json.loads((continuous / "summary.json").read_text())
+    resumed = json.loads((split / "summary.json").read_text())
+    assert resumed["final_eval"] == summary["final_eval"]
+    assert_same_curves(split, continuous, extra_eval=extra)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_path, kind):
+    """Train to the first split step, resume (``--set train.total_steps``) to the next, and
+    on to the end: the result is bit-identical to one uninterrupted run of the same config,
+    tabular agents mid-episode included (the single-environment path replays its episode)."""
+    config, splits = KINDS[kind]
+    total = config["train"]["total_steps"]
+    run_experiment(validate_config(_kind_config(tmp_path, kind, "continuous")))
+    run_experiment(validate_config(_kind_config(tmp_path, kind, "split", total=splits[0])))
+    split = tmp_path / "split"
+    mid_episode = []
+    for step in (*splits[1:], total):
+        env_state = _trainer_state(split)["driver"].get("env")
+        if env_state is not None:
+            mid_episode.append(any(n > 0 for n in np.ravel(env_state["episode_length"])))
+        _next_second()
+        resume_experiment(split, {"train": {"total_steps": step}})
+    assert_same_run(split, tmp_path / "continuous", splits)
+    if config["env"] is not None:
+        assert any(mid_episode), "no split fell inside an episode: choose other split steps"
+    history = json.loads((split / "resume_history.json").read_text())
+    assert [entry["step"] for entry in history] == list(splits)
+    assert history[-1]["changed"] == {
+        "train.total_steps": {"from": splits[-1], "to": total}
+    }
