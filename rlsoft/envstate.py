@@ -63,14 +63,15 @@ class EpisodeRecorder(gym.Wrapper):
 
     Transparent otherwise: observations, rewards and infos pass through unchanged.
 
-    :param max_actions: an episode longer than this is no longer recorded (its record is
-        dropped and :meth:`rlsoft_snapshot` reports it as ``"actions": None``), so an
-        environment without a time limit cannot grow the record without bound.
+    :param max_actions: an episode longer than this (default :data:`MAX_RECORDED_ACTIONS`) is
+        no longer recorded (its record is dropped and :meth:`rlsoft_snapshot` reports it as
+        ``"actions": None``), so an environment without a time limit cannot grow the record
+        without bound.
     """
 
-    def __init__(self, env: gym.Env, max_actions: int = MAX_RECORDED_ACTIONS) -> None:
+    def __init__(self, env: gym.Env, max_actions: int | None = None) -> None:
         super().__init__(env)
-        self.max_actions = int(max_actions)
+        self.max_actions = int(MAX_RECORDED_ACTIONS if max_actions is None else max_actions)
         self._start: dict[str, Any] | None = None
         self._actions: list[Any] | None = []
 

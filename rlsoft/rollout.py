@@ -14,15 +14,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlsoft import envstate
 from rlsoft.agent import Agent
 from rlsoft.config import ExperimentConfig
 from rlsoft.envs import make_env, make_vector_env
-from rlsoft.envstate import (
-    MAX_RECORDED_ACTIONS,
-    EpisodeRecorder,
-    restore_vector_env,
-    snapshot_vector_env,
-)
+from rlsoft.envstate import EpisodeRecorder, restore_vector_env, snapshot_vector_env
 from rlsoft.evaluation import evaluate_greedy
 from rlsoft.seeding import RunSeeds
 
@@ -217,15 +213,18 @@ class EnvDriver:
                 "samples_dtype": str(samples[0].dtype) if samples else None,
             },
         }
-        snapshots = (
-            snapshot_vector_env(self.env) if self.vectorized else [self.env.rlsoft_snapshot()]
-        )
+        if self.vectorized:
+            snapshots = snapshot_vector_env(self.env)
+            obs = np.asarray(self.obs)
+        else:  # stored as a vector of one, so that both paths share the format and checks
+            snapshots = [self.env.rlsoft_snapshot()]
+            obs = np.asarray(self.obs)[None]
         state["env"] = {
             "sub_envs": snapshots,
-            "obs": np.asarray(self.obs).tolist(),
-            "obs_dtype": str(np.asarray(self.obs).dtype),
-            "episode_return": np.asarray(self._ep_return, dtype=np.float64).tolist(),
-            "episode_length": np.asarray(self._ep_length, dtype=np.int64).tolist(),
+            "obs": obs.tolist(),
+            "obs_dtype": str(obs.dtype),
+            "episode_return": np.asarray(self._ep_return, dtype=np.float64).reshape(-1).tolist(),
+            "episode_length": np.asarray(self._ep_length, dtype=np.int64).reshape(-1).tolist(),
             "action_space_rng": self.env.action_space.np_random.bit_generator.state,
         }
         return state
@@ -243,22 +242,18 @@ class EnvDriver:
             self._restore_env(state["env"])
 
     def _restore_env(self, saved: dict[str, Any]) -> None:
-        """Replay each environment to its saved state and check the observations agree.
-
-        The single-environment state is stored like a vector of one (observation, return and
-        length as one-element lists) so both paths share the checks.
-        """
+        """Replay each environment to its saved state and check the observations agree
+        (a single environment is stored as a vector of one)."""
         snapshots = saved["sub_envs"]
         if self.vectorized:
             observations = restore_vector_env(self.env, snapshots)
-            replayed = np.stack([np.asarray(o) for o in observations])
         else:
             if len(snapshots) != 1:
                 raise ValueError(
                     f"saved state has {len(snapshots)} environments, but this run has one"
                 )
-            raw_obs = self.env.rlsoft_restore(snapshots[0])
-            replayed = np.asarray(raw_obs)
+            observations = [self.env.rlsoft_restore(snapshots[0])]
+        replayed = np.stack([np.asarray(o) for o in observations])
         expected = np.asarray(saved["obs"], dtype=saved["obs_dtype"])
         ep_return = np.asarray(saved["episode_return"], dtype=np.float64)
         ep_length = np.asarray(saved["episode_length"], dtype=np.int64)
@@ -266,33 +261,32 @@ class EnvDriver:
         if restarted:
             # Episodes too long to have been recorded start over: their running statistics
             # start over with them.
-            ep_return.reshape(-1)[restarted] = 0.0
-            ep_length.reshape(-1)[restarted] = 0
+            ep_return[restarted] = 0.0
+            ep_length[restarted] = 0
             warnings.warn(
                 f"environment {self.config.env.id!r} was in an episode longer than "
-                f"{MAX_RECORDED_ACTIONS:,} steps when the checkpoint was written, too long to "
-                "replay, so the resumed run starts that episode over; set env.max_episode_steps "
-                "for an exact resume",
+                f"{envstate.MAX_RECORDED_ACTIONS:,} steps when the checkpoint was written, too "
+                "long to replay, so the resumed run starts that episode over; set "
+                "env.max_episode_steps for an exact resume",
                 RuntimeWarning,
                 stacklevel=2,
             )
-        else:
-            if not np.array_equal(replayed, expected):
-                warnings.warn(
-                    f"environment {self.config.env.id!r} did not replay to its saved state (it "
-                    "is not deterministic given its seed), so the resumed run continues from a "
-                    "slightly different state than the interrupted one",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        elif not np.array_equal(replayed, expected):
+            warnings.warn(
+                f"environment {self.config.env.id!r} did not replay to its saved state (it is "
+                "not deterministic given its seed), so the resumed run continues from a "
+                "slightly different state than the interrupted one",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if self.vectorized:
             self.obs = replayed.astype(expected.dtype, copy=False)
             self._ep_return, self._ep_length = ep_return, ep_length
         else:
             # The single-env loop keeps the observation as the env gives it and Python scalars.
-            self.obs = raw_obs
-            self._ep_return = float(ep_return.reshape(-1)[0])
-            self._ep_length = int(ep_length.reshape(-1)[0])
+            self.obs = observations[0]
+            self._ep_return = float(ep_return[0])
+            self._ep_length = int(ep_length[0])
         self.env.action_space.np_random.bit_generator.state = saved["action_space_rng"]
 
     def close(self) -> None:
