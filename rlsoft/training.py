@@ -165,6 +165,7 @@ class Trainer:
         self.sample_every = max(1, train.log_every // 64)
         self.stop_event = stop_event or threading.Event()
         self._signals_seen = 0
+        self._stop_signal: int | None = None
 
     def request_stop(self) -> None:
         """Stop after the steps in progress (at most :data:`MAX_CHUNK`), write a checkpoint
@@ -179,6 +180,7 @@ class Trainer:
         self._signals_seen += 1
         if self._signals_seen > 1:
             raise KeyboardInterrupt
+        self._stop_signal = signum
         self.request_stop()
         name = signal.Signals(signum).name
         print(
@@ -192,7 +194,8 @@ class Trainer:
         """Handle SIGINT and SIGTERM while running, in the main thread only (Python delivers
         signals there). A signal the process ignores stays ignored: a ``rlsoft compare``
         worker ignores SIGINT (the parent handles Ctrl-C and then terminates it, which the
-        SIGTERM handler turns into a graceful stop with a checkpoint)."""
+        SIGTERM handler turns into a graceful stop with a checkpoint; see :meth:`run` for
+        what happens next)."""
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous: dict[int, Any] = {}
@@ -213,11 +216,24 @@ class Trainer:
     def run(self) -> RunResult:
         """Train to ``train.total_steps`` (or until the driver finishes early).
 
+        A stop caused by a signal ends the way that signal would have ended the process
+        had the trainer not caught it, only after the checkpoint: where its handler before
+        the run was the default action (SIGTERM in a plain process, such as a ``rlsoft
+        compare`` worker) the signal is raised again and terminates the process; otherwise
+        (Python's SIGINT handler, the CLI's handlers) :class:`RunInterrupted` is raised.
+
         :raises RunInterrupted: after a stop request, once the checkpoint is written.
         """
         previous = self._install_signal_handlers()
         try:
             return self._run()
+        except RunInterrupted:
+            signum = self._stop_signal
+            if signum is not None and previous.get(signum) in (signal.SIG_DFL, None):
+                self._restore_signal_handlers(previous)
+                sys.stderr.flush()
+                signal.raise_signal(signum)  # the default action: terminate
+            raise
         finally:
             self._restore_signal_handlers(previous)
 

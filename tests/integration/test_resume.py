@@ -608,19 +608,53 @@ def test_ctrl_c_at_a_random_moment_then_resume_equals_the_continuous_run(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_stops_a_run_that_ignores_sigint_with_a_checkpoint(tmp_path):
+def test_sigterm_stops_a_cli_run_like_ctrl_c(tmp_path):
+    proc, run_dir = _start_cli_run(tmp_path, "terminated")
+    proc.send_signal(signal.SIGTERM)
+    _assert_stopped_with_checkpoint(proc, run_dir)
+
+
+WORKER = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as rlsoft compare's workers do
+import yaml
+import agents
+from rlsoft.config import validate_config
+from rlsoft.experiment import run_experiment
+run_experiment(validate_config(yaml.safe_load(open(sys.argv[1]))))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_terminated_compare_worker_leaves_a_checkpoint_and_exits(tmp_path):
     """A ``rlsoft compare`` worker ignores SIGINT (its parent handles Ctrl-C) and is then
-    terminated: the ignored SIGINT stays ignored and the SIGTERM leaves a checkpoint."""
-    proc, run_dir = _start_cli_run(
-        tmp_path,
-        "terminated",
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    terminated: the ignored SIGINT stays ignored, and the SIGTERM writes a checkpoint and then
+    ends the process as SIGTERM does (so the worker does not go on to its next run)."""
+    import yaml
+
+    config = tmp_path / "worker.yaml"
+    config.write_text(yaml.safe_dump(_signal_config(tmp_path, "worker")))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(config)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    run_dir = tmp_path / "worker"
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     assert proc.poll() is None, "an ignored SIGINT stopped the run"
     proc.send_signal(signal.SIGTERM)
-    _assert_stopped_with_checkpoint(proc, run_dir)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, err
+    step = int(latest_checkpoint(run_dir).name.removeprefix("step_"))
+    assert 0 < step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
+    assert _trainer_state(run_dir)["step"] == step
 
 
 def test_a_stop_requested_from_another_thread_checkpoints_and_raises(tmp_path):
