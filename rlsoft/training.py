@@ -217,25 +217,32 @@ class Trainer:
         """Train to ``train.total_steps`` (or until the driver finishes early).
 
         A stop caused by a signal ends the way that signal would have ended the process
-        had the trainer not caught it, only after the checkpoint: where its handler before
-        the run was the default action (SIGTERM in a plain process, such as a ``rlsoft
-        compare`` worker) the signal is raised again and terminates the process; otherwise
-        (Python's SIGINT handler, the CLI's handlers) :class:`RunInterrupted` is raised.
+        had the trainer not caught it, only once the run is safe on disk: where its handler
+        before the run was the default action (SIGTERM in a plain process, such as a
+        ``rlsoft compare`` worker) the signal is raised again and terminates the process;
+        otherwise (Python's SIGINT handler, the CLI's handlers) :class:`RunInterrupted` is
+        raised. A signal that arrives during the final evaluation lets the run finish first.
 
         :raises RunInterrupted: after a stop request, once the checkpoint is written.
         """
         previous = self._install_signal_handlers()
         try:
-            return self._run()
+            result = self._run()
         except RunInterrupted:
-            signum = self._stop_signal
-            if signum is not None and previous.get(signum) in (signal.SIG_DFL, None):
-                self._restore_signal_handlers(previous)
-                sys.stderr.flush()
-                signal.raise_signal(signum)  # the default action: terminate
+            self._pass_on_signal(previous)
             raise
         finally:
             self._restore_signal_handlers(previous)
+        self._pass_on_signal(previous)
+        return result
+
+    def _pass_on_signal(self, previous: dict[int, Any]) -> None:
+        """Raise the stop signal again if its handler before the run was the default one."""
+        signum = self._stop_signal
+        if signum is not None and previous.get(signum, False) in (signal.SIG_DFL, None):
+            self._restore_signal_handlers(previous)
+            sys.stderr.flush()
+            signal.raise_signal(signum)  # the default action: terminate
 
     def _run(self) -> RunResult:
         train = self.config.train
