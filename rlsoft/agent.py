@@ -42,6 +42,10 @@ class Agent(Protocol):
 
     policy: Policy
     """The exploration policy; the loop logs its parameter and entropy."""
+    # Optional: an agent whose act_greedy breaks ties at random keeps that generator in
+    # ``eval_rng: numpy.random.Generator``; the driver reseeds it before every evaluation
+    # (rlsoft.rollout.reseed_evaluation), so an evaluation depends on the step only, and
+    # how often a run was evaluated (or stopped and resumed) changes nothing that follows.
 
     checkpoint_suffix: str
     """File suffix of :meth:`save` (``".npz"``, ``".pt"``)."""

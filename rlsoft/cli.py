@@ -2,15 +2,19 @@
 
 This is the composition root: the only module of ``rlsoft`` that imports ``agents`` (whose
 import registers every agent family). User mistakes end with one sentence on stderr and exit
-code 2; Ctrl-C ends with exit code 130.
+code 2; Ctrl-C ends with exit code 130 (while training: after a checkpoint, with the command
+that resumes the run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rlsoft import __version__
@@ -45,8 +49,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue RUN_DIR from its newest checkpoint "
-        "(with --set train.total_steps=N to extend it)",
+        help="continue RUN_DIR from its newest checkpoint; --set may change only the budget "
+        "and the cadence of logging, evaluation and checkpoints (e.g. train.total_steps=N)",
     )
 
 
@@ -182,19 +186,46 @@ def _eval_env(config, args: argparse.Namespace):
 COMMANDS = {"train": cmd_train, "eval": cmd_eval}
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. from a job scheduler) ends a command as Ctrl-C does: a training run
+    stops after a checkpoint and says how to resume, a comparison stops its workers. Only in
+    the main thread, only where SIGTERM has its default action, and only for the command."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        import agents  # noqa: F401 - registers every agent family
+        with _sigterm_as_interrupt():
+            import agents  # noqa: F401 - registers every agent family
 
-        handler = COMMANDS.get(args.command) or args.handler
-        return handler(args)
+            handler = COMMANDS.get(args.command) or args.handler
+            return handler(args)
     except RlsoftError as exc:
         print(f"rlsoft: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("rlsoft: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A training run stopped gracefully (rlsoft.training.RunInterrupted) says where it
+        # stopped and how to resume; recognised by its attribute, so that importing the CLI
+        # (and --help) does not import the trainer.
+        stopped = getattr(exc, "resume_command", None)
+        print(f"rlsoft: interrupted: {exc}" if stopped else "rlsoft: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -374,3 +374,66 @@ def load_config(
     if seed is not None:
         data["seed"] = seed
     return validate_config(data, source=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# What a resumed run may change
+# --------------------------------------------------------------------------------------------
+
+RESUME_CHANGEABLE = frozenset(
+    {
+        "train.total_steps",
+        "train.eval_every",
+        "train.eval_episodes",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.progress",
+    }
+)
+"""Config fields ``rlsoft train --resume RUN --set`` may change: the budget and the cadence of
+logging, evaluation and checkpoints. None of them changes what the agent learns (an
+evaluation's tie-breaks are seeded by its step, not by the evaluations before it). Every other
+field defines the learning problem (agent, env, exploration, seed, device, shapes such as
+``n_step``, ``num_envs`` or ``buffer_size``, ``torch_threads`` whose reductions round
+differently) and is fixed for the life of a run."""
+
+
+def _flat_fields(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of nested dicts (lists are leaves)."""
+    if not isinstance(data, dict) or (prefix and not data):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flat_fields(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def resume_changes(
+    saved: ExperimentConfig, resumed: ExperimentConfig, step: int
+) -> dict[str, list[Any]]:
+    """The fields ``resumed`` changes relative to ``saved`` as ``{field: [old, new]}``.
+
+    :param step: the step of the checkpoint being resumed.
+    :raises ConfigError: a change outside :data:`RESUME_CHANGEABLE` (it would make the run
+        something other than what its ``config.yaml`` says), or a budget below ``step``.
+    """
+    old, new = _flat_fields(saved.to_dict()), _flat_fields(resumed.to_dict())
+    changes = {
+        key: [old.get(key), new.get(key)]
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+    for key, (before, after) in changes.items():
+        if key not in RESUME_CHANGEABLE:
+            raise ConfigError(
+                f"a resumed run cannot change {key} ({before!r} → {after!r}) because it changes "
+                "what the run learns; start a new run with rlsoft train CONFIG --set "
+                f"{key}={after}"
+            )
+    if resumed.train.total_steps < step:
+        raise ConfigError(
+            f"train.total_steps={resumed.train.total_steps:,} is below the step of the newest "
+            f"checkpoint ({step:,}); a run cannot be shortened, give at least {step}"
+        )
+    return changes

@@ -16,8 +16,12 @@ records *how the current episode came about* and replays it:
   Gymnasium's built-in ones). The caller checks the replayed observations against the saved
   ones, so a nondeterministic environment is reported rather than silently diverging.
 
-The cost while training is one list append per sub-environment step; a record holds one
-action per step of the current episode only (episodes are bounded by their time limits).
+The cost while training is one list append per environment step; a record holds one action
+per step of the current episode only. Episodes are bounded by their time limits; for an
+environment without one (CliffWalking-v1, or a custom environment) a record stops growing at
+:data:`MAX_RECORDED_ACTIONS` actions, and a run checkpointed during such a long episode
+resumes by starting that episode over (with a warning): give such environments an
+``env.max_episode_steps`` when exact resume matters.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
+    "MAX_RECORDED_ACTIONS",
     "EpisodeRecorder",
     "generator_from_state",
     "restore_vector_env",
@@ -35,6 +40,8 @@ __all__ = [
 ]
 
 FORMAT = "rlsoft.episode/1"
+MAX_RECORDED_ACTIONS = 100_000
+"""The longest episode a record replays (memory and replay time are linear in it)."""
 
 
 def generator_from_state(state: dict[str, Any]) -> np.random.Generator:
@@ -55,12 +62,18 @@ class EpisodeRecorder(gym.Wrapper):
     """Records how the current episode started and the actions since, to replay it later.
 
     Transparent otherwise: observations, rewards and infos pass through unchanged.
+
+    :param max_actions: an episode longer than this (default :data:`MAX_RECORDED_ACTIONS`) is
+        no longer recorded (its record is dropped and :meth:`rlsoft_snapshot` reports it as
+        ``"actions": None``), so an environment without a time limit cannot grow the record
+        without bound.
     """
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, max_actions: int | None = None) -> None:
         super().__init__(env)
+        self.max_actions = int(MAX_RECORDED_ACTIONS if max_actions is None else max_actions)
         self._start: dict[str, Any] | None = None
-        self._actions: list[Any] = []
+        self._actions: list[Any] | None = []
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
@@ -74,7 +87,11 @@ class EpisodeRecorder(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any):
-        self._actions.append(action)
+        actions = self._actions
+        if actions is not None:
+            actions.append(action)
+            if len(actions) > self.max_actions:
+                self._actions = None  # too long to replay: stop recording this episode
         return self.env.step(action)
 
     # Called through VectorEnv.call, so they work in async sub-processes too.
@@ -83,14 +100,19 @@ class EpisodeRecorder(gym.Wrapper):
         """The record of the current episode, as JSON-safe data."""
         if self._start is None:
             raise RuntimeError("the environment has not been reset yet; nothing to snapshot")
+        actions = self._actions
         return {
             "format": FORMAT,
             "start": _jsonable(self._start),
-            "actions": self.action_space.to_jsonable(self._actions),
+            "actions": None if actions is None else self.action_space.to_jsonable(actions),
         }
 
     def rlsoft_restore(self, snapshot: dict[str, Any]) -> Any:
-        """Reset as the recorded episode did and replay its actions; returns the observation."""
+        """Reset as the recorded episode did and replay its actions; returns the observation.
+
+        A record without actions (an episode longer than ``max_actions``) only resets as the
+        episode did, so the environment starts that episode again from its beginning.
+        """
         if snapshot.get("format") != FORMAT:
             raise ValueError(f"not an episode record of rlsoft: format {snapshot.get('format')!r}")
         start = snapshot["start"]
@@ -100,6 +122,8 @@ class EpisodeRecorder(gym.Wrapper):
         else:
             self.unwrapped.np_random = generator_from_state(start["rng"])
             obs, _ = self.reset(options=options)
+        if snapshot["actions"] is None:
+            return obs
         for action in self.action_space.from_jsonable(snapshot["actions"]):
             obs, _, terminated, truncated, _ = self.step(action)
             if terminated or truncated:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +14,13 @@ import yaml
 
 from rlsoft.agent import BuildContext, get_agent_spec
 from rlsoft.checkpoint import agent_file, atomic_write_text
-from rlsoft.config import ExperimentConfig, parse_yaml, validate_config
+from rlsoft.config import ExperimentConfig, parse_yaml, resume_changes, validate_config
 from rlsoft.errors import RlsoftError
 from rlsoft.rollout import EnvDriver
 from rlsoft.seeding import derive_seeds, seed_torch
 from rlsoft.training import CONFIG_FILE, SUMMARY_FILE, Driver, RunResult, Trainer, resume_state
+
+RESUME_HISTORY_FILE = "resume_history.json"
 
 
 def resolve_device(name: str) -> str:
@@ -51,8 +56,12 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = config.to_dict()
     data["logdir"], data["run_name"] = str(root), run_dir.name
-    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+    _write_run_config(run_dir, data)
     return run_dir
+
+
+def _write_run_config(run_dir: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
 
 
 def read_run_config(run_dir: Path) -> ExperimentConfig:
@@ -117,37 +126,94 @@ def run_experiment(
     *,
     logdir: str | None = None,
     hparams_domain: dict[str, Any] | None = None,
+    stop_event: threading.Event | None = None,
 ) -> RunResult:
     """Train a new run from ``config``; a failure before the first step removes the run dir.
 
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.logger.RunLogger.hparams`.
+    :param stop_event: set it (from any thread) for a graceful stop: the run writes a
+        checkpoint and raises :class:`~rlsoft.training.RunInterrupted`. SIGINT and SIGTERM do
+        the same when the run is in the main thread.
     """
     run_dir = create_run_dir(config, logdir)
+    driver = None
     try:
         driver = build_driver(config)
+        trainer = Trainer(
+            driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
+        )
     except BaseException:
+        if driver is not None:
+            driver.close()
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return Trainer(driver, config, run_dir, hparams_domain=hparams_domain).run()
+    return trainer.run()
 
 
-def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunResult:
-    """Continue ``run_dir`` from its newest checkpoint (a longer budget may be given)."""
+def resume_experiment(
+    run_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+) -> RunResult:
+    """Continue ``run_dir`` from its newest checkpoint.
+
+    ``overrides`` may change only the fields in :data:`rlsoft.config.RESUME_CHANGEABLE` (a
+    longer budget, another logging cadence); a change is written to the run's
+    ``config.yaml`` and every resume is listed in ``resume_history.json`` (step, time, the
+    changed fields with their old and new values).
+
+    :raises ConfigError: an override that would change what the run learns.
+    """
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
+    saved = read_run_config(run_dir)
+    config = saved
     if overrides:
         # Deep merge: --set train.total_steps=N must keep the rest of the train section.
-        data = _deep_merge(config.model_dump(mode="json"), overrides)
+        data = _deep_merge(saved.to_dict(), overrides)
         config = validate_config(data, source=str(run_dir / CONFIG_FILE))
     checkpoint, state = resume_state(run_dir)
+    step = int(state["step"])
+    changes = resume_changes(saved, config, step)
     driver = build_driver(config)
-    driver.load_agent(agent_file(checkpoint))
-    driver.load_state_dict(state.get("driver", {}))
-    if (run_dir / SUMMARY_FILE).exists() and state["step"] < config.train.total_steps:
+    try:
+        # Anything failing from here on closes the environments (and async workers).
+        driver.load_agent(agent_file(checkpoint))
+        driver.load_state_dict(state.get("driver", {}))
+        trainer = Trainer(
+            driver, config, run_dir, start_step=step, trainer_state=state, stop_event=stop_event
+        )
+    except BaseException:
+        driver.close()
+        raise
+    if changes:
+        _write_run_config(run_dir, config.to_dict())
+    _append_resume_history(run_dir, step, changes)
+    if (run_dir / SUMMARY_FILE).exists() and step < config.train.total_steps:
         (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
-    trainer = Trainer(driver, config, run_dir, start_step=int(state["step"]), trainer_state=state)
     return trainer.run()
+
+
+def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any]]) -> None:
+    """Add ``{step, time, changed}`` to the run's ``resume_history.json`` (a JSON list)."""
+    path = run_dir / RESUME_HISTORY_FILE
+    history: list[Any] = []
+    if path.is_file():
+        try:
+            history = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            history = []  # unreadable: start the list again rather than refuse to resume
+        if not isinstance(history, list):
+            history = []
+    history.append(
+        {
+            "step": step,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "changed": {key: {"from": old, "to": new} for key, (old, new) in changes.items()},
+        }
+    )
+    atomic_write_text(path, json.dumps(history, indent=2) + "\n")
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

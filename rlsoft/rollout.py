@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlsoft import envstate
 from rlsoft.agent import Agent
 from rlsoft.config import ExperimentConfig
 from rlsoft.envs import make_env, make_vector_env
@@ -28,6 +29,20 @@ def _rng_state(generator: np.random.Generator) -> dict[str, Any]:
 
 def _set_rng_state(generator: np.random.Generator, state: dict[str, Any]) -> None:
     generator.bit_generator.state = state
+
+
+def reseed_evaluation(agent: Any, seed: int, step: int) -> None:
+    """Restart the agent's evaluation generator (``agent.eval_rng``, its greedy tie-breaks)
+    from ``SeedSequence([seed, step])``.
+
+    The evaluation at a step then depends only on the run's seed, the step and the learned
+    values, not on how many evaluations came before: a run that stopped (and evaluated) at
+    step k and was resumed evaluates later exactly as a run that went on without stopping.
+    """
+    generator = getattr(agent, "eval_rng", None)
+    if isinstance(generator, np.random.Generator):
+        fresh = type(generator.bit_generator)(np.random.SeedSequence([seed, step]))
+        generator.bit_generator.state = fresh.state
 
 
 class EnvDriver:
@@ -52,15 +67,15 @@ class EnvDriver:
         self._samples: list[Any] = []
         self.episodes = 0
         self._recent: list[float] = []
+        # The recorder lets a checkpoint capture each environment's exact state.
         if self.vectorized:
-            # The recorder lets a checkpoint capture each sub-environment's exact state.
             self.env = make_vector_env(config.env, wrap=EpisodeRecorder)
             self.num_envs = config.env.num_envs
             self.obs, _ = self.env.reset(seed=seeds.env)
             self._ep_return = np.zeros(self.num_envs)
             self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
         else:
-            self.env = make_env(config.env)
+            self.env = EpisodeRecorder(make_env(config.env))
             self.num_envs = 1
             self.obs, _ = self.env.reset(seed=seeds.env)
             self._ep_return = 0.0
@@ -159,6 +174,7 @@ class EnvDriver:
     def evaluate(self, step: int) -> dict[str, float]:
         if self.eval_env is None:
             self.eval_env = make_env(self.config.env)
+        reseed_evaluation(self.agent, self.seeds.evaluation, step)
         returns, lengths = evaluate_greedy(
             self.agent, self.eval_env, self.config.train.eval_episodes, self.seeds.evaluation
         )
@@ -177,10 +193,11 @@ class EnvDriver:
         self.agent.load(path)
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-safe loop state: episode counters, the unfinished logging window and, for
-        vector environments, everything needed to continue exactly (see
-        :mod:`rlsoft.envstate`): each sub-environment's episode record, the current
+        """JSON-safe loop state: episode counters, the unfinished logging window and
+        everything needed to continue the environment(s) exactly, mid-episode included (see
+        :mod:`rlsoft.envstate`): each environment's episode record, the current
         observations, the running episode returns and lengths, and the action space's RNG.
+        A single environment is stored as a vector of one.
 
         Floats survive JSON exactly (Python writes the shortest repr that reads back to the
         same double, and float32 values are exact doubles).
@@ -197,14 +214,19 @@ class EnvDriver:
             },
         }
         if self.vectorized:
-            state["env"] = {
-                "sub_envs": snapshot_vector_env(self.env),
-                "obs": np.asarray(self.obs).tolist(),
-                "obs_dtype": str(np.asarray(self.obs).dtype),
-                "episode_return": self._ep_return.tolist(),
-                "episode_length": self._ep_length.tolist(),
-                "action_space_rng": self.env.action_space.np_random.bit_generator.state,
-            }
+            snapshots = snapshot_vector_env(self.env)
+            obs = np.asarray(self.obs)
+        else:  # stored as a vector of one, so that both paths share the format and checks
+            snapshots = [self.env.rlsoft_snapshot()]
+            obs = np.asarray(self.obs)[None]
+        state["env"] = {
+            "sub_envs": snapshots,
+            "obs": obs.tolist(),
+            "obs_dtype": str(obs.dtype),
+            "episode_return": np.asarray(self._ep_return, dtype=np.float64).reshape(-1).tolist(),
+            "episode_length": np.asarray(self._ep_length, dtype=np.int64).reshape(-1).tolist(),
+            "action_space_rng": self.env.action_space.np_random.bit_generator.state,
+        }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -216,15 +238,40 @@ class EnvDriver:
             self._lengths = [int(n) for n in window["lengths"]]
             dtype = window.get("samples_dtype")
             self._samples = [np.asarray(s, dtype=dtype) for s in window["samples"]]
-        if self.vectorized and state.get("env"):
-            self._restore_vector_env(state["env"])
+        if state.get("env"):
+            self._restore_env(state["env"])
 
-    def _restore_vector_env(self, saved: dict[str, Any]) -> None:
-        """Replay each sub-environment to its saved state and check the observations agree."""
-        observations = restore_vector_env(self.env, saved["sub_envs"])
+    def _restore_env(self, saved: dict[str, Any]) -> None:
+        """Replay each environment to its saved state and check the observations agree
+        (a single environment is stored as a vector of one)."""
+        snapshots = saved["sub_envs"]
+        if self.vectorized:
+            observations = restore_vector_env(self.env, snapshots)
+        else:
+            if len(snapshots) != 1:
+                raise ValueError(
+                    f"saved state has {len(snapshots)} environments, but this run has one"
+                )
+            observations = [self.env.rlsoft_restore(snapshots[0])]
         replayed = np.stack([np.asarray(o) for o in observations])
         expected = np.asarray(saved["obs"], dtype=saved["obs_dtype"])
-        if not np.array_equal(replayed, expected):
+        ep_return = np.asarray(saved["episode_return"], dtype=np.float64)
+        ep_length = np.asarray(saved["episode_length"], dtype=np.int64)
+        restarted = [i for i, snap in enumerate(snapshots) if snap["actions"] is None]
+        if restarted:
+            # Episodes too long to have been recorded start over: their running statistics
+            # start over with them.
+            ep_return[restarted] = 0.0
+            ep_length[restarted] = 0
+            warnings.warn(
+                f"environment {self.config.env.id!r} was in an episode longer than "
+                f"{envstate.MAX_RECORDED_ACTIONS:,} steps when the checkpoint was written, too "
+                "long to replay, so the resumed run starts that episode over; set "
+                "env.max_episode_steps for an exact resume",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif not np.array_equal(replayed, expected):
             warnings.warn(
                 f"environment {self.config.env.id!r} did not replay to its saved state (it is "
                 "not deterministic given its seed), so the resumed run continues from a "
@@ -232,9 +279,14 @@ class EnvDriver:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self.obs = replayed.astype(expected.dtype, copy=False)
-        self._ep_return = np.asarray(saved["episode_return"], dtype=np.float64)
-        self._ep_length = np.asarray(saved["episode_length"], dtype=np.int64)
+        if self.vectorized:
+            self.obs = replayed.astype(expected.dtype, copy=False)
+            self._ep_return, self._ep_length = ep_return, ep_length
+        else:
+            # The single-env loop keeps the observation as the env gives it and Python scalars.
+            self.obs = observations[0]
+            self._ep_return = float(ep_return[0])
+            self._ep_length = int(ep_length[0])
         self.env.action_space.np_random.bit_generator.state = saved["action_space_rng"]
 
     def close(self) -> None:

@@ -617,6 +617,10 @@ class SupervisedDriver:
             "epochs_since_best": self.epochs_since_best,
             "stop_reason": self.stop_reason,
             "initial_loss": self.initial_loss,
+            # The unfinished logging window, so a run split between two logs writes the same
+            # scalars as one that was not.
+            "window_losses": list(self._window_losses),
+            "window_initial": self._window_initial,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -627,6 +631,8 @@ class SupervisedDriver:
         self.epochs_since_best = int(state.get("epochs_since_best", 0))
         self.stop_reason = state.get("stop_reason")
         self.initial_loss = state.get("initial_loss")
+        self._window_losses = [float(x) for x in state.get("window_losses", [])]
+        self._window_initial = state.get("window_initial")
 
     def close(self) -> None:
         if self._env is not None:

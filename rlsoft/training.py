@@ -9,13 +9,23 @@ inside a chunk is a tight loop with no bookkeeping. A driver does the work of on
 * supervised agents (the classification baseline) provide their own driver over a dataset.
 
 Everything else — TensorBoard scalars, the HParams entry, the progress bar, evaluation,
-atomic checkpoints, resume and the final summary — lives here once for every agent.
+atomic checkpoints, resume, a graceful stop on Ctrl-C and the final summary — lives here once
+for every agent.
+
+Exact resume: everything that decides what happens next is in the checkpoint (the agent's
+file and the driver's loop state), the trainer's own events are computed from the step alone,
+and a driver's ``advance(n)`` followed by ``advance(m)`` does what ``advance(n + m)`` does.
+So a run stopped at any step (at the end of its budget, by Ctrl-C, or killed after a
+checkpoint) and resumed ends bit-identical to a run that never stopped.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +43,33 @@ from rlsoft.progress import RunProgress, progress_enabled
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
+MAX_CHUNK = 256
+"""The most steps between two checks for a stop request (so Ctrl-C is answered quickly)."""
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A stop was requested (Ctrl-C, SIGTERM or :meth:`Trainer.request_stop`); the trainer
+    finished the step in progress and wrote a checkpoint at ``step`` before raising this.
+
+    A ``KeyboardInterrupt``, so code that already handles Ctrl-C handles it too.
+    """
+
+    def __init__(self, run_dir: Path, step: int, total: int) -> None:
+        super().__init__(run_dir, step, total)
+        self.run_dir = Path(run_dir)
+        self.step = int(step)
+        self.total = int(total)
+
+    @property
+    def resume_command(self) -> str:
+        return f"rlsoft train --resume {self.run_dir}"
+
+    def __str__(self) -> str:
+        return (
+            f"stopped at step {self.step:,} of {self.total:,} with a checkpoint; continue with: "
+            f"{self.resume_command}"
+        )
 
 
 class Driver(Protocol):
@@ -105,7 +142,10 @@ class Trainer:
         trainer_state: dict[str, Any] | None = None,
         console: Any = None,
         hparams_domain: dict[str, Any] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
+        """:param stop_event: setting it (from any thread) stops the run gracefully, as
+        :meth:`request_stop` does; by default the trainer makes its own."""
         self.driver = driver
         self.config = config
         self.run_dir = run_dir
@@ -123,10 +163,88 @@ class Trainer:
         self.logger = RunLogger(run_dir, purge_step=start_step + 1 if start_step else None)
         train = config.train
         self.sample_every = max(1, train.log_every // 64)
+        self.stop_event = stop_event or threading.Event()
+        self._signals_seen = 0
+        self._stop_signal: int | None = None
+
+    def request_stop(self) -> None:
+        """Stop after the steps in progress (at most :data:`MAX_CHUNK`), write a checkpoint
+        and raise :class:`RunInterrupted` from :meth:`run`. Safe from any thread."""
+        self.stop_event.set()
+
+    # ---------------------------------------------------------------------------- signals
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """First SIGINT/SIGTERM: a graceful stop. Second: abort at once."""
+        del frame
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        self.request_stop()
+        name = signal.Signals(signum).name
+        print(
+            f"rlsoft: {name} received: finishing the current step and writing a checkpoint "
+            "(press Ctrl-C again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Handle SIGINT and SIGTERM while running, in the main thread only (Python delivers
+        signals there). A signal the process ignores stays ignored: a ``rlsoft compare``
+        worker ignores SIGINT (the parent handles Ctrl-C and then terminates it, which the
+        SIGTERM handler turns into a graceful stop with a checkpoint; see :meth:`run` for
+        what happens next)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for name in STOP_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+                continue
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
     # ----------------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Train to ``train.total_steps`` (or until the driver finishes early).
+
+        A stop caused by a signal ends the way that signal would have ended the process
+        had the trainer not caught it, only once the run is safe on disk: where its handler
+        before the run was the default action (SIGTERM in a plain process, such as a
+        ``rlsoft compare`` worker) the signal is raised again and terminates the process;
+        otherwise (Python's SIGINT handler, the CLI's handlers) :class:`RunInterrupted` is
+        raised. A signal that arrives during the final evaluation lets the run finish first.
+
+        :raises RunInterrupted: after a stop request, once the checkpoint is written.
+        """
+        previous = self._install_signal_handlers()
+        try:
+            result = self._run()
+        except RunInterrupted:
+            self._pass_on_signal(previous)
+            raise
+        finally:
+            self._restore_signal_handlers(previous)
+        self._pass_on_signal(previous)
+        return result
+
+    def _pass_on_signal(self, previous: dict[int, Any]) -> None:
+        """Raise the stop signal again if its handler before the run was the default one."""
+        signum = self._stop_signal
+        if signum is not None and previous.get(signum, False) in (signal.SIG_DFL, None):
+            self._restore_signal_handlers(previous)
+            sys.stderr.flush()
+            signal.raise_signal(signum)  # the default action: terminate
+
+    def _run(self) -> RunResult:
         train = self.config.train
         total = train.total_steps
         progress = RunProgress(total, self.run_dir.name, progress_enabled(train.progress))
@@ -135,20 +253,29 @@ class Trainer:
         next_sample = _next_multiple(self.step, self.sample_every)
         next_eval = _next_multiple(self.step, train.eval_every)
         next_ckpt = _next_multiple(self.step, train.checkpoint_every)
-        window_start, window_time = self.step, time.perf_counter()
+        # charts/sps counts the time spent in the driver's steps only, not evaluations,
+        # checkpoints or logging between them.
+        window_start, window_seconds = self.step, 0.0
         started = time.perf_counter() - self.elapsed
+        stop = self.stop_event
         try:
             while self.step < total and not getattr(self.driver, "finished", False):
+                if stop.is_set():
+                    self.elapsed = time.perf_counter() - started
+                    self._checkpoint()
+                    raise RunInterrupted(self.run_dir, self.step, total)
                 target = min(next_log, next_sample, next_eval, next_ckpt, total)
+                target = min(target, self.step + MAX_CHUNK)
+                tick = time.perf_counter()
                 self.step += self.driver.advance(target - self.step, self.step)
+                window_seconds += time.perf_counter() - tick
                 if self.step >= next_sample:
                     self.driver.sample(self.step)
                     next_sample = _next_multiple(self.step, self.sample_every)
                 if self.step >= next_log:
-                    now = time.perf_counter()
-                    sps = (self.step - window_start) / max(now - window_time, 1e-9)
+                    sps = (self.step - window_start) / max(window_seconds, 1e-9)
                     self._log_window(sps)
-                    window_start, window_time = self.step, now
+                    window_start, window_seconds = self.step, 0.0
                     next_log = _next_multiple(self.step, train.log_every)
                     progress.update(self.step, f"{sps:,.0f} sps  {self.driver.status()}")
                 if self.step >= next_eval and self.step < total:
@@ -183,12 +310,14 @@ class Trainer:
         if self.eval_history and self.eval_history[-1][0] == self.step:
             return  # already evaluated at this step (a resumed run that had finished)
         self.logger.hand_off()  # an evaluation can take a while: show the curves so far
+        tick = time.perf_counter()
         result = self.driver.evaluate(self.step)
+        seconds = time.perf_counter() - tick
         self.last_eval = result
         headline = result.get("eval/mean_return", result.get("eval/accuracy"))
         if headline is not None:
             self.eval_history.append((self.step, float(headline)))
-        self.logger.scalars(result, self.step)
+        self.logger.scalars({**result, "charts/eval_seconds": seconds}, self.step)
 
     def _trainer_state(self) -> dict[str, Any]:
         return {

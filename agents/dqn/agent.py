@@ -473,9 +473,15 @@ class DQNAgent:
                 "torch": torch.get_rng_state(),
             },
             "counters": {"updates": self.updates, "target_updates": self.target_updates},
+            # The window's per-step values are saved unsummed: folding them into the sums
+            # here would round differently from the uninterrupted run, which folds them when
+            # the window is logged.
             "metrics": {
                 "count": self._metric_count,
-                "sums": self._fold_metrics().cpu().clone(),
+                "sums": self._sums.cpu().clone(),
+                "terms": [
+                    torch.stack(terms).cpu() if terms else torch.zeros(0) for terms in self._terms
+                ],
                 "lr": self._lr,
             },
         }
@@ -540,5 +546,7 @@ class DQNAgent:
         metrics = state["metrics"]
         self._reset_metrics()
         self._sums.copy_(metrics["sums"])
+        for terms, saved_terms in zip(self._terms, metrics.get("terms", ()), strict=False):
+            terms.extend(saved_terms.to(self.device).unbind())
         self._metric_count = int(metrics["count"])
         self._lr = float(metrics["lr"])

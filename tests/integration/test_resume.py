@@ -1,14 +1,18 @@
-"""Exact resume: a run split in two (or killed and resumed) equals one continuous run.
+"""Exact resume: a run split in two (or killed, or stopped by Ctrl-C, and resumed) equals one
+continuous run.
 
 The DQN run below exercises every piece of state a resume must restore: networks, target,
 optimiser moments, the replay buffer and its write position, the agent's and the action
 space's generators, two vectorised CartPoles mid-episode (physics, time limits, their
-generators), the running episode statistics and the logging window.
+generators), the running episode statistics and the logging window. The parametrised test
+further down splits a run of every agent kind at several steps (mid-episode included) and
+compares the result with a continuous run of the same config, bit for bit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -58,7 +62,7 @@ BASE = {
     },
 }
 # Scalars that depend on wall-clock time, not on the run's trajectory.
-TIMING_TAGS = {"charts/sps"}
+TIMING_TAGS = {"charts/sps", "charts/eval_seconds"}
 
 
 def make_config(root: Path, name: str, **train) -> dict:
@@ -99,15 +103,23 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def assert_same_curves(resumed: Path, continuous: Path, extra_eval: int | None = None) -> None:
+def _is_eval_tag(tag: str) -> bool:
+    """Tags logged by an evaluation (the classifier's calibration included)."""
+    return tag.startswith(("eval/", "calibration/")) or tag == "charts/eval_seconds"
+
+
+def assert_same_curves(
+    resumed: Path, continuous: Path, extra_eval: int | tuple[int, ...] | None = None
+) -> None:
     """Same steps (none duplicated or missing) and, for trajectory-dependent tags, the same
-    values. ``extra_eval``: a step where the resumed run had finished once and evaluated."""
+    values. ``extra_eval``: steps where the resumed run had finished once and evaluated."""
+    extra = {extra_eval} if isinstance(extra_eval, int) else set(extra_eval or ())
     got, want = scalars(resumed), scalars(continuous)
     assert set(got) == set(want)
     for tag, points in want.items():
         steps = [s for s, _ in got[tag]]
         assert steps == sorted(set(steps)), f"{tag}: duplicated or unordered steps {steps}"
-        mine = [(s, v) for s, v in got[tag] if not (tag.startswith("eval/") and s == extra_eval)]
+        mine = [(s, v) for s, v in got[tag] if not (_is_eval_tag(tag) and s in extra)]
         assert [s for s, _ in mine] == [s for s, _ in points], f"{tag}: steps differ"
         if tag not in TIMING_TAGS:
             assert mine == points, f"{tag}: values differ"
@@ -254,3 +266,631 @@ def test_replayed_environments_continue_exactly(env_id):
             np.testing.assert_array_equal(x, y)
     original.close()
     restored.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Every agent kind: a run split at several steps equals the continuous run, bit for bit
+# --------------------------------------------------------------------------------------------
+
+TABULAR_TRAIN = {
+    "total_steps": 3000,
+    "eval_every": 1000,
+    "eval_episodes": 3,
+    "log_every": 250,
+    "checkpoint_every": 0,
+    "progress": "off",
+}
+DQN_AGENT = {
+    "type": "dqn",
+    "hidden_sizes": [16],
+    "batch_size": 16,
+    "buffer_size": 1000,
+    "learning_starts": 100,
+    "train_freq": 2,
+    "target_update_interval": 50,
+}
+DQN_TRAIN = {
+    "total_steps": 600,
+    "eval_every": 200,
+    "eval_episodes": 2,
+    "log_every": 100,
+    "checkpoint_every": 0,
+    "progress": "off",
+}
+CLASSIFIER_TRAIN = {
+    "total_steps": 12,
+    "eval_every": 4,
+    "log_every": 2,
+    "checkpoint_every": 0,
+    "progress": "off",
+}
+DIGITS = {"name": "digits", "validation_fraction": 0.1, "test_fraction": 0.2}
+
+
+def _dqn(env: dict, exploration: dict, **agent) -> dict:
+    return {
+        "env": {"id": "CartPole-v1", **env},
+        "agent": {**DQN_AGENT, **agent},
+        "exploration": exploration,
+        "train": DQN_TRAIN,
+    }
+
+
+EPSILON = {
+    "policy": "epsilon_greedy",
+    "epsilon": {"type": "linear", "start": 1.0, "end": 0.05, "duration": 400},
+}
+BOLTZMANN = {"policy": "boltzmann", "temperature": 1.0}
+
+# (config, split steps). Vector runs split at multiples of num_envs (a vector step is
+# num_envs environment steps); every other split is off the logging and evaluation grid.
+KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
+    "q_learning": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "q_learning", "learning_rate": 0.5},
+            "exploration": BOLTZMANN,
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "sarsa": (
+        {
+            "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
+            "agent": {"type": "sarsa", "learning_rate": 0.5, "gamma": 1.0},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 0.1},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "expected_sarsa": (
+        {
+            "env": {"id": "FrozenLake-v1", "kwargs": {"is_slippery": True}},
+            "agent": {
+                "type": "expected_sarsa",
+                "learning_rate": {"type": "linear", "start": 0.5, "end": 0.05, "duration": 3000},
+            },
+            "exploration": {
+                "policy": "epsilon_greedy",
+                "epsilon": {"type": "linear", "start": 1.0, "end": 0.1, "duration": 2000},
+            },
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "double_q_learning": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "double_q_learning", "learning_rate": 0.5},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 0.2},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "soft_q_learning": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "soft_q_learning", "learning_rate": 0.5, "temperature": 0.1},
+            "exploration": BOLTZMANN,
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "dqn": (_dqn({"num_envs": 2}, EPSILON), (246, 402)),
+    "dqn_double_dueling": (_dqn({"num_envs": 2}, EPSILON, double=True, dueling=True), (246, 402)),
+    "dqn_n_step_3_envs": (_dqn({"num_envs": 3}, EPSILON, n_step=3), (246, 402)),
+    "dqn_c51": (
+        _dqn({"num_envs": 2}, EPSILON, head="c51", atoms=11, v_min=0.0, v_max=50.0),
+        (246, 402),
+    ),
+    "dqn_soft_q": (_dqn({"num_envs": 2}, BOLTZMANN, target="soft", loss="mse"), (246, 402)),
+    "dqn_munchausen": (_dqn({"num_envs": 2}, BOLTZMANN, target="munchausen"), (246, 402)),
+    "dqn_single_env": (_dqn({"num_envs": 1}, EPSILON, n_step=2, tau=0.5), (247, 401)),
+    "classifier_mlp_adam": (
+        {
+            "env": None,
+            "agent": {
+                "type": "classifier",
+                "model": "mlp",
+                "hidden_sizes": [16],
+                "batch_size": 128,
+                "label_smoothing": 0.1,
+                "patience": 50,
+                "dataset": DIGITS,
+            },
+            "train": CLASSIFIER_TRAIN,
+        },
+        (5, 8),
+    ),
+    "classifier_lbfgs": (
+        {
+            "env": None,
+            "agent": {
+                "type": "classifier",
+                "optimizer": "lbfgs",
+                "weight_decay": 1e-3,
+                "patience": None,
+                "dataset": DIGITS,
+            },
+            "train": CLASSIFIER_TRAIN,
+        },
+        (5, 8),
+    ),
+}
+
+
+def _kind_config(root: Path, kind: str, name: str, total: int | None = None) -> dict:
+    data = json.loads(json.dumps(KINDS[kind][0]))
+    data.update(seed=5, device="cpu", logdir=str(root), run_name=name)
+    if total is not None:
+        data["train"]["total_steps"] = total
+    return data
+
+
+def _next_second() -> None:
+    """Event files are named by the second: the next writer's file must sort after this one."""
+    time.sleep(1.02 - time.time() % 1.0)
+
+
+def _agent_contents(run_dir: Path) -> dict:
+    path = agent_file(latest_checkpoint(run_dir))
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    return torch.load(path, weights_only=True)
+
+
+def assert_identical(a, b, where: str = "agent") -> None:
+    """Exact equality of nested checkpoint contents (tensors, arrays, numbers, containers)."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{where}: tensors differ"
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype, f"{where}: dtypes {a.dtype} != {b.dtype}"
+        np.testing.assert_array_equal(a, b, err_msg=where, strict=True)
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _trainer_state(run_dir: Path) -> dict:
+    return json.loads((latest_checkpoint(run_dir) / "trainer.json").read_text())
+
+
+def assert_same_run(split: Path, continuous: Path, split_steps: tuple[int, ...]) -> None:
+    """Agent file, loop state (environments, generators, logging window), evaluation
+    history and TensorBoard curves of ``split`` equal those of ``continuous``."""
+    assert_identical(_agent_contents(split), _agent_contents(continuous))
+    got, want = _trainer_state(split), _trainer_state(continuous)
+    assert_identical(got["driver"], want["driver"], "trainer.driver")
+    assert got["step"] == want["step"]
+    assert got["last_eval"] == want["last_eval"]
+    # A segment that ended at its budget evaluated there too (off the evaluation grid); every
+    # shared evaluation agrees.
+    extra = tuple(set(split_steps) - {step for step, _ in want["eval_history"]})
+    assert [e for e in got["eval_history"] if e[0] not in extra] == want["eval_history"]
+    summary = json.loads((continuous / "summary.json").read_text())
+    resumed = json.loads((split / "summary.json").read_text())
+    assert resumed["final_eval"] == summary["final_eval"]
+    assert_same_curves(split, continuous, extra_eval=extra)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_path, kind):
+    """Train to the first split step, resume (``--set train.total_steps``) to the next, and
+    on to the end: the result is bit-identical to one uninterrupted run of the same config,
+    tabular agents mid-episode included (the single-environment path replays its episode)."""
+    config, splits = KINDS[kind]
+    total = config["train"]["total_steps"]
+    run_experiment(validate_config(_kind_config(tmp_path, kind, "continuous")))
+    run_experiment(validate_config(_kind_config(tmp_path, kind, "split", total=splits[0])))
+    split = tmp_path / "split"
+    mid_episode = []
+    for step in (*splits[1:], total):
+        env_state = _trainer_state(split)["driver"].get("env")
+        if env_state is not None:
+            mid_episode.append(any(n > 0 for n in np.ravel(env_state["episode_length"])))
+        _next_second()
+        resume_experiment(split, {"train": {"total_steps": step}})
+    assert_same_run(split, tmp_path / "continuous", splits)
+    if config["env"] is not None:
+        assert any(mid_episode), "no split fell inside an episode: choose other split steps"
+    history = json.loads((split / "resume_history.json").read_text())
+    assert [entry["step"] for entry in history] == list(splits)
+    assert history[-1]["changed"] == {"train.total_steps": {"from": splits[-1], "to": total}}
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: finish the step, checkpoint, print the resume command, exit 130
+# --------------------------------------------------------------------------------------------
+
+SIGNAL_TOTAL = 150_000
+SIGNAL_CONFIG = {
+    "seed": 11,
+    "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
+    "agent": {"type": "sarsa", "learning_rate": 0.5, "gamma": 1.0},
+    "exploration": {"policy": "epsilon_greedy", "epsilon": 0.1},
+    "train": {
+        "total_steps": SIGNAL_TOTAL,
+        "eval_every": 50_000,
+        "eval_episodes": 3,
+        "log_every": 1000,
+        "checkpoint_every": 0,  # what compare runs use: only the stop writes a checkpoint
+        "progress": "off",
+    },
+}
+
+
+def _signal_config(root: Path, name: str) -> dict:
+    return {**json.loads(json.dumps(SIGNAL_CONFIG)), "logdir": str(root), "run_name": name}
+
+
+@pytest.fixture(scope="module")
+def continuous_sarsa(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("continuous_sarsa")
+    run_experiment(validate_config(_signal_config(root, "continuous")))
+    return root / "continuous"
+
+
+def _start_cli_run(tmp_path: Path, name: str, **popen) -> tuple[subprocess.Popen, Path]:
+    import yaml
+
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(_signal_config(tmp_path, name)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlsoft.cli", "train", str(config)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+    run_dir = tmp_path / name
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")):  # training has started
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run did not start within 120 s"
+        time.sleep(0.01)
+    return proc, run_dir
+
+
+def _assert_stopped_with_checkpoint(proc: subprocess.Popen, run_dir: Path) -> int:
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rlsoft: interrupted: stopped at step ")
+    assert last.endswith(f"continue with: rlsoft train --resume {run_dir}"), last
+    step = int(latest_checkpoint(run_dir).name.removeprefix("step_"))
+    assert 0 < step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
+    assert f"stopped at step {step:,} of {SIGNAL_TOTAL:,}" in last
+    return step
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_at_a_random_moment_then_resume_equals_the_continuous_run(
+    tmp_path, continuous_sarsa
+):
+    """SIGINT a CLI run at a random moment: it stops after the current step with a checkpoint
+    (although checkpoint_every is 0), prints the resume command and exits 130; running that
+    command ends bit-identical to the continuous run."""
+    delay = float(np.random.default_rng().uniform(0.0, 0.5))
+    proc, run_dir = _start_cli_run(tmp_path, "interrupted")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    step = _assert_stopped_with_checkpoint(proc, run_dir)
+    _next_second()
+    done = subprocess.run(
+        [sys.executable, "-m", "rlsoft.cli", "train", "--resume", str(run_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{SIGNAL_TOTAL:,} steps" in done.stdout
+    assert_same_run(run_dir, continuous_sarsa, split_steps=(step,))
+    history = json.loads((run_dir / "resume_history.json").read_text())
+    assert [(entry["step"], entry["changed"]) for entry in history] == [(step, {})], (
+        f"SIGINT after {delay:.3f} s"
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_stops_a_cli_run_like_ctrl_c(tmp_path):
+    proc, run_dir = _start_cli_run(tmp_path, "terminated")
+    proc.send_signal(signal.SIGTERM)
+    _assert_stopped_with_checkpoint(proc, run_dir)
+
+
+WORKER = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as rlsoft compare's workers do
+import yaml
+import agents
+from rlsoft.config import validate_config
+from rlsoft.experiment import run_experiment
+run_experiment(validate_config(yaml.safe_load(open(sys.argv[1]))))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_terminated_compare_worker_leaves_a_checkpoint_and_exits(tmp_path):
+    """A ``rlsoft compare`` worker ignores SIGINT (its parent handles Ctrl-C) and is then
+    terminated: the ignored SIGINT stays ignored, and the SIGTERM writes a checkpoint and then
+    ends the process as SIGTERM does (so the worker does not go on to its next run)."""
+    import yaml
+
+    config = tmp_path / "worker.yaml"
+    config.write_text(yaml.safe_dump(_signal_config(tmp_path, "worker")))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(config)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = tmp_path / "worker"
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    assert proc.poll() is None, "an ignored SIGINT stopped the run"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, err
+    step = int(latest_checkpoint(run_dir).name.removeprefix("step_"))
+    assert 0 < step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
+    assert _trainer_state(run_dir)["step"] == step
+
+
+def test_a_stop_requested_from_another_thread_checkpoints_and_raises(tmp_path):
+    """``stop_event`` (the API for runs outside the main thread): the run stops, writes a
+    checkpoint at the step it reached and raises RunInterrupted naming the resume command."""
+    import threading
+
+    from rlsoft.training import RunInterrupted
+
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    with pytest.raises(RunInterrupted) as caught:
+        run_experiment(validate_config(_signal_config(tmp_path, "stopped")), stop_event=stop)
+    timer.cancel()
+    run_dir = tmp_path / "stopped"
+    assert caught.value.run_dir == run_dir
+    assert caught.value.resume_command == f"rlsoft train --resume {run_dir}"
+    assert latest_checkpoint(run_dir).name == f"step_{caught.value.step:010d}"
+    assert _trainer_state(run_dir)["step"] == caught.value.step < SIGNAL_TOTAL
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_second_ctrl_c_aborts_at_once_and_handlers_are_restored(tmp_path, monkeypatch):
+    """Two SIGINTs in a row: the second one raises KeyboardInterrupt without waiting for the
+    checkpoint; after the run, SIGINT and SIGTERM are handled as before it."""
+    from rlsoft.rollout import EnvDriver
+    from rlsoft.training import RunInterrupted
+
+    original = EnvDriver.advance
+    calls = []
+
+    def advance(self, budget, step):
+        calls.append(step)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, budget, step)
+
+    monkeypatch.setattr(EnvDriver, "advance", advance)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_experiment(validate_config(_signal_config(tmp_path, "aborted")))
+    assert not isinstance(caught.value, RunInterrupted)
+    assert latest_checkpoint(tmp_path / "aborted") is None
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+# --------------------------------------------------------------------------------------------
+# What --resume --set may change
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_dqn_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("small_dqn")
+    data = _kind_config(root, "dqn", "small", total=200)
+    data["agent"]["n_step"] = 2
+    run_experiment(validate_config(data))
+    return root / "small"
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("agent.gamma=0.5", "agent.gamma"),
+        ("agent.n_step=3", "agent.n_step"),
+        ("agent.buffer_size=500", "agent.buffer_size"),
+        ("env.num_envs=4", "env.num_envs"),
+        ("env.id=Acrobot-v1", "env.id"),
+        ("exploration.policy=boltzmann", "exploration.policy"),
+        ("seed=4", "seed"),
+        ("train.torch_threads=2", "train.torch_threads"),
+    ],
+)
+def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override, field, capsys):
+    from rlsoft.cli import main
+
+    files = {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()}
+    code = main(["train", "--resume", str(small_dqn_run), "--set", override])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(
+        f"rlsoft: error: a resumed run cannot change {field} ("
+    ), err
+    assert "start a new run" in err
+    assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
+
+
+def test_resume_refuses_to_shorten_a_run(small_dqn_run, capsys):
+    from rlsoft.cli import main
+
+    code = main(["train", "--resume", str(small_dqn_run), "--set", "train.total_steps=100"])
+    assert code == 2
+    assert "a run cannot be shortened" in capsys.readouterr().err
+
+
+def test_resume_records_a_longer_budget_in_config_and_history(tmp_path, capsys):
+    import yaml
+
+    from rlsoft.cli import main
+
+    data = _kind_config(tmp_path, "q_learning", "extended", total=500)
+    run_experiment(validate_config(data))
+    run_dir = tmp_path / "extended"
+    args = ["train", "--resume", str(run_dir), "--set", "train.total_steps=800"]
+    assert main([*args, "--set", "train.eval_every=400"]) == 0
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["train"]["total_steps"] == 800 and config["train"]["eval_every"] == 400
+    (entry,) = json.loads((run_dir / "resume_history.json").read_text())
+    assert entry["step"] == 500 and "T" in entry["time"]
+    assert entry["changed"] == {
+        "train.eval_every": {"from": 1000, "to": 400},
+        "train.total_steps": {"from": 500, "to": 800},
+    }
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 800
+
+
+def test_a_failed_load_on_resume_closes_the_environments(tmp_path, monkeypatch):
+    from rlsoft.errors import RlsoftError
+    from rlsoft.rollout import EnvDriver
+
+    run_experiment(validate_config(_kind_config(tmp_path, "dqn", "broken", total=100)))
+    agent_file(latest_checkpoint(tmp_path / "broken")).write_bytes(b"not a checkpoint")
+    closed = []
+    original = EnvDriver.close
+    monkeypatch.setattr(EnvDriver, "close", lambda self: closed.append(original(self)))
+    with pytest.raises(RlsoftError, match=r"agent\.pt"):
+        resume_experiment(tmp_path / "broken", {"train": {"total_steps": 200}})
+    assert len(closed) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Timing and environments without a time limit
+# --------------------------------------------------------------------------------------------
+
+
+class _SlowEvalDriver:
+    """A driver whose steps take 1 ms each and whose evaluations take 0.2 s."""
+
+    unit = "steps"
+    agent_file = "agent.json"
+
+    def advance(self, budget: int, step: int) -> int:
+        time.sleep(0.001 * budget)
+        return budget
+
+    def sample(self, step: int) -> None:
+        pass
+
+    def window_metrics(self, step: int) -> dict[str, float]:
+        return {}
+
+    def status(self) -> str:
+        return ""
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        time.sleep(0.2)
+        return {"eval/mean_return": 0.0}
+
+    def save_agent(self, path: Path) -> None:
+        path.write_text("{}")
+
+    def load_agent(self, path: Path) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_sps_counts_training_steps_only_and_evaluations_are_timed_apart(tmp_path):
+    from rlsoft.training import Trainer
+
+    config = validate_config(
+        {
+            "env": None,
+            "agent": {"type": "classifier", "dataset": DIGITS},
+            "train": {"total_steps": 100, "log_every": 20, "eval_every": 20, "progress": "off"},
+        }
+    )
+    Trainer(_SlowEvalDriver(), config, tmp_path).run()
+    curves = scalars(tmp_path)
+    sps = [v for _, v in curves["charts/sps"]]
+    # 1,000 steps a second while stepping; with the 0.2 s evaluations counted it would be
+    # at most 20 / 0.22 ≈ 91.
+    assert len(sps) == 5 and min(sps) > 300, sps
+    assert [s for s, _ in curves["charts/eval_seconds"]] == [20, 40, 60, 80, 100]
+    assert all(v >= 0.2 for _, v in curves["charts/eval_seconds"])
+
+
+def test_an_episode_too_long_to_record_starts_over_with_a_warning(tmp_path, monkeypatch):
+    """CliffWalking-v1 has no time limit: the episode record stops at the cap (so it cannot
+    grow without bound), and a resume in such an episode says so and starts it over."""
+    from rlsoft import envstate
+
+    monkeypatch.setattr(envstate, "MAX_RECORDED_ACTIONS", 50)
+    data = {
+        "seed": 0,
+        "env": {"id": "CliffWalking-v1"},
+        "agent": {"type": "q_learning", "learning_rate": 0.5},
+        "exploration": {"policy": "epsilon_greedy", "epsilon": 1.0},  # a random walk
+        # The greedy evaluation may walk in circles (up to 100,000 steps): one episode only.
+        "train": {
+            "total_steps": 300,
+            "eval_every": 0,
+            "eval_episodes": 1,
+            "log_every": 100,
+            "progress": "off",
+        },
+        "logdir": str(tmp_path),
+        "run_name": "long",
+    }
+    assert gym.spec("CliffWalking-v1").max_episode_steps is None
+    run_experiment(validate_config(data))
+    saved = _trainer_state(tmp_path / "long")["driver"]["env"]
+    assert saved["episode_length"][0] > 50 and saved["sub_envs"][0]["actions"] is None
+    with pytest.warns(RuntimeWarning, match="set env.max_episode_steps for an exact resume"):
+        resume_experiment(tmp_path / "long", {"train": {"total_steps": 400}})
+    assert json.loads((tmp_path / "long" / "summary.json").read_text())["steps"] == 400
+
+
+def test_the_episode_record_is_capped():
+    recorder = EpisodeRecorder(gym.make("CliffWalking-v1"), max_actions=5)
+    first, _ = recorder.reset(seed=3)
+    for _ in range(5):
+        recorder.step(0)
+    assert recorder.rlsoft_snapshot()["actions"] == [0] * 5
+    recorder.step(0)
+    snapshot = json.loads(json.dumps(recorder.rlsoft_snapshot()))
+    assert snapshot["actions"] is None
+    fresh = EpisodeRecorder(gym.make("CliffWalking-v1"), max_actions=5)
+    fresh.reset(seed=99)
+    assert fresh.rlsoft_restore(snapshot) == first  # the episode starts over
