@@ -12,6 +12,14 @@ Backward, for an upstream gradient g per row:
     ∂ℓ/∂z = g · (p · Σ_k y'_k − y')             (= g·(p − y') when y' sums to 1)
     ∂ℓ/∂y = −g · (1 − ε) · log p                (soft targets only)
 
+Masked classes (logit −inf, see :func:`rlsoft.functional.cross_entropy`): the smoothing mass
+ε is spread over the K_a allowed classes of a row instead of all K, and ``y'_k log p_k`` is 0
+where ``y'_k = 0``, so the loss is that of the allowed columns alone and ∂ℓ/∂z is 0 on the
+masked ones (p_k = y'_k = 0 there). ∂ℓ/∂y on a masked column is the exact −(1 − ε)·log 0 = +inf.
+On CPU the guarded formulas run only when the plain ones meet a −inf log-probability (read
+from the (N,) row sums, never a K-wide scan); on an accelerator they always run, since
+deciding would synchronise with the device.
+
 Speed (this runs in every update of a classifier or a distributional agent, often on small
 batches where fixed costs dominate; ``scripts/bench_functional.py`` times it against
 ``torch.nn.functional.cross_entropy``):
@@ -76,11 +84,37 @@ def _scaled(grad: torch.Tensor, grad_out: torch.Tensor, reduction: str) -> torch
     return grad.mul_(grad_out / rows if reduction == "mean" else grad_out)
 
 
+def _plain_is_exact(row_values: torch.Tensor | None) -> bool:
+    """Whether the plain formulas' per-row results stand, or the masked-class ones must run.
+
+    Only on CPU, and only when every row came out finite: a −inf log-probability (a masked
+    class) makes a row −inf, +inf or NaN, and for any other cause of a non-finite row the
+    guarded formulas give the same value. ``None`` (an accelerator, where the plain formulas
+    are skipped rather than checked at the cost of a device synchronisation) is False.
+    """
+    return row_values is not None and bool(torch.isfinite(row_values).all())
+
+
+def _smoothing_mass(logits: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """ε·u, the smoothing part of the target: ε/K_a on the K_a allowed (finite-logit) classes
+    of each row, 0 on masked ones (NaN on a row with none, whose loss is NaN anyway)."""
+    allowed = (~torch.isneginf(logits)).to(logits.dtype)
+    return allowed.mul_(smoothing / allowed.sum(dim=-1, keepdim=True))
+
+
+def _weighted_log_p(weights: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``Σ_k w_k log p_k`` per row with ``0·log 0`` read as 0 (a masked class)."""
+    terms = weights * log_p
+    return torch.where(weights != 0, terms, torch.zeros_like(terms)).sum(dim=-1)
+
+
 def _index_backward(ctx, grad_out):
-    log_p, index = ctx.saved_tensors
+    log_p, index, mass = ctx.saved_tensors
     smoothing = ctx.smoothing
     grad = log_p.exp()
-    if smoothing:
+    if mass is not None:
+        grad.sub_(mass)
+    elif smoothing:
         grad.sub_(smoothing / log_p.shape[-1])
     # An (N, 1) column, not a one-hot tensor. scatter_add_ rather than the cheaper-looking
     # scatter_(..., reduce="add"): same speed here, and no new deterministic-mode error on CUDA.
@@ -110,16 +144,24 @@ class _IndexTargetCrossEntropy(torch.autograd.Function):
         log_p = _log_softmax(logits, contiguous=False)
         index = target.unsqueeze(-1)
         picked = log_p.gather(-1, index)  # (N, 1); on CPU this raises for a bad index
+        mass = None
         if smoothing:
-            loss = picked.squeeze_(-1).mul_(smoothing - 1.0)
-            loss.sub_(log_p.sum(dim=-1), alpha=smoothing / logits.shape[-1])
+            spread = None
+            if logits.device.type == "cpu":
+                spread = log_p.sum(dim=-1).mul_(smoothing / logits.shape[-1])
+            if not _plain_is_exact(spread):
+                mass = _smoothing_mass(logits, smoothing)
+                spread = _weighted_log_p(mass, log_p)
+            loss = spread.neg_()
+            if smoothing < 1.0:  # at ε = 1 the label's term is absent, not 0·(−inf)
+                loss.add_(picked.squeeze_(-1), alpha=smoothing - 1.0)
             loss = _reduce(loss, reduction)
         elif reduction == "none":
             loss = picked.squeeze_(-1).neg_()
         else:
             # −(Σ x)/N: negating after reducing is exact and saves a pass over the rows.
             loss = _reduce(picked, reduction).neg_()
-        ctx.save_for_backward(log_p, index)
+        ctx.save_for_backward(log_p, index, mass)
         ctx.smoothing, ctx.reduction = smoothing, reduction
         return loss
 
@@ -134,10 +176,15 @@ class _ProbabilityTargetCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, smoothing, reduction):  # type: ignore[override]
         log_p = _log_softmax(logits, contiguous=True)
-        smoothed = target
-        if smoothing:
-            smoothed = target * (1.0 - smoothing) + smoothing / logits.shape[-1]
-        loss = -(smoothed * log_p).sum(dim=-1)
+        smoothed, loss = target, None
+        if logits.device.type == "cpu":
+            if smoothing:
+                smoothed = target * (1.0 - smoothing) + smoothing / logits.shape[-1]
+            loss = -(smoothed * log_p).sum(dim=-1)
+        if not _plain_is_exact(loss):
+            if smoothing:
+                smoothed = target * (1.0 - smoothing) + _smoothing_mass(logits, smoothing)
+            loss = _weighted_log_p(smoothed, log_p).neg_()
         ctx.save_for_backward(log_p, smoothed)
         ctx.smoothing, ctx.reduction = smoothing, reduction
         return _reduce(loss, reduction)
