@@ -104,8 +104,7 @@ def _smoothing_mass(logits: torch.Tensor, smoothing: float) -> torch.Tensor:
 
 def _weighted_log_p(weights: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
     """``Σ_k w_k log p_k`` per row with ``0·log 0`` read as 0 (a masked class)."""
-    terms = weights * log_p
-    return torch.where(weights != 0, terms, torch.zeros_like(terms)).sum(dim=-1)
+    return (weights * log_p).masked_fill_(weights == 0, 0.0).sum(dim=-1)
 
 
 def _index_backward(ctx, grad_out):
