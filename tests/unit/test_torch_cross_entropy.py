@@ -313,7 +313,7 @@ def test_masked_logits_equal_the_loss_on_allowed_columns(
     if guarded_path == "accelerator":
         # What an accelerator runs: the guarded formulas unconditionally (no synchronisation
         # to decide), here checked on CPU.
-        monkeypatch.setattr("rlsoft._torch_cross_entropy._plain_is_exact", lambda row_values: False)
+        monkeypatch.setattr("rlsoft._torch_cross_entropy._always_guarded", lambda logits: True)
     logits, index, soft, allowed = _masked_case(dtype=dtype)
     target = index if kind == "index" else soft
     want, want_grad = _reference_on_allowed(logits, target, allowed, reduction, smoothing)
@@ -331,7 +331,7 @@ def test_masked_logits_equal_the_loss_on_allowed_columns(
 @pytest.mark.parametrize("guarded_path", ["cpu", "accelerator"])
 def test_guarded_formulas_on_unmasked_logits_match_torch(guarded_path, monkeypatch):
     if guarded_path == "accelerator":
-        monkeypatch.setattr("rlsoft._torch_cross_entropy._plain_is_exact", lambda row_values: False)
+        monkeypatch.setattr("rlsoft._torch_cross_entropy._always_guarded", lambda logits: True)
     logits, index, soft = _case(n=300, k=5, seed=12)
     for target in (index, soft):
         for smoothing in (0.0, 0.1):
