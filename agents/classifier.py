@@ -190,7 +190,7 @@ def build_classifier(ctx: BuildContext) -> SupervisedDriver:
     import torch
 
     from rlsoft.seeding import derive_seeds
-    from rlsoft.supervised import SupervisedDriver
+    from rlsoft.supervised import SupervisedDriver, supervised_seeds
 
     config: ClassifierConfig = ctx.config  # type: ignore[assignment]
     experiment = ctx.extras.get("experiment")
@@ -211,15 +211,18 @@ def build_classifier(ctx: BuildContext) -> SupervisedDriver:
         policy = None
     else:
         splits, policy = _behavior_cloning(ctx, dataset, seeds, split_rng, experiment)
+    # Weight initialisation and minibatch shuffling each get their own stream (see
+    # supervised_seeds), both derived from the run's root seed.
+    streams = supervised_seeds(ctx.torch_seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctx.torch_seed)
+        torch.manual_seed(streams.init)
         network = make_network(config, splits.num_features, splits.num_classes)
     return SupervisedDriver(
         network,
         splits,
         options=config.training_options(),
         total_epochs=ctx.total_steps,
-        seed=ctx.torch_seed,
+        seed=streams.shuffle,
         device=ctx.device,
         policy=policy,
         eval_only=bool(ctx.extras.get("eval_only", False)),

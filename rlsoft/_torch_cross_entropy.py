@@ -12,6 +12,14 @@ Backward, for an upstream gradient g per row:
     ∂ℓ/∂z = g · (p · Σ_k y'_k − y')             (= g·(p − y') when y' sums to 1)
     ∂ℓ/∂y = −g · (1 − ε) · log p                (soft targets only)
 
+Masked classes (logit −inf, see :func:`rlsoft.functional.cross_entropy`): the smoothing mass
+ε is spread over the K_a allowed classes of a row instead of all K, and ``y'_k log p_k`` is 0
+where ``y'_k = 0``, so the loss is that of the allowed columns alone and ∂ℓ/∂z is 0 on the
+masked ones (p_k = y'_k = 0 there). ∂ℓ/∂y on a masked column is the exact −(1 − ε)·log 0 = +inf.
+On CPU the guarded formulas run only when the plain ones give a non-finite loss (one read of
+the reduced scalar, never a K-wide scan for −inf); on an accelerator they always run, since
+deciding would synchronise with the device.
+
 Speed (this runs in every update of a classifier or a distributional agent, often on small
 batches where fixed costs dominate; ``scripts/bench_functional.py`` times it against
 ``torch.nn.functional.cross_entropy``):
@@ -28,6 +36,8 @@ batches where fixed costs dominate; ``scripts/bench_functional.py`` times it aga
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -76,11 +86,76 @@ def _scaled(grad: torch.Tensor, grad_out: torch.Tensor, reduction: str) -> torch
     return grad.mul_(grad_out / rows if reduction == "mean" else grad_out)
 
 
+def _always_guarded(logits: torch.Tensor) -> bool:
+    """Whether the masked-class formulas run unconditionally: on an accelerator, where first
+    trying the plain ones and checking their result would synchronise with the device."""
+    return logits.device.type != "cpu"
+
+
+def _finite(loss: torch.Tensor) -> bool:
+    """Whether a (reduced) loss is finite: one read of the scalar for "mean" and "sum".
+
+    A −inf log-probability (a masked class) makes the plain formulas' rows −inf, +inf or NaN,
+    and so the reduced loss; for any other cause of a non-finite loss the guarded formulas
+    give the same value, so rerunning them then is only wasted work, never a change.
+    """
+    if loss.dim() == 0:
+        return math.isfinite(loss.item())
+    return bool(torch.isfinite(loss).all())
+
+
+def _smoothing_mass(logits: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """ε·u, the smoothing part of the target: ε/K_a on the K_a allowed (finite-logit) classes
+    of each row, 0 on masked ones (NaN on a row with none, whose loss is NaN anyway)."""
+    allowed = (~torch.isneginf(logits)).to(logits.dtype)
+    return allowed.mul_(smoothing / allowed.sum(dim=-1, keepdim=True))
+
+
+def _weighted_log_p(weights: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``Σ_k w_k log p_k`` per row with ``0·log 0`` read as 0 (a masked class)."""
+    return (weights * log_p).masked_fill_(weights == 0, 0.0).sum(dim=-1)
+
+
+def _smoothed_index_rows(
+    log_p: torch.Tensor, picked: torch.Tensor, smoothing: float, mass: torch.Tensor | None
+) -> torch.Tensor:
+    """Per row ``−(1 − ε)·log p_y − Σ_k ε·u_k log p_k``, with u = 1/K (``mass`` None, the
+    plain formula) or ``mass`` = ε·u over the allowed classes (the guarded one)."""
+    if mass is None:
+        loss = log_p.sum(dim=-1).mul_(-smoothing / log_p.shape[-1])
+    else:
+        loss = _weighted_log_p(mass, log_p).neg_()
+    if smoothing < 1.0:  # at ε = 1 the label's term is absent, not 0·(−inf) for a masked label
+        loss.add_(picked.squeeze(-1), alpha=smoothing - 1.0)
+    return loss
+
+
+def _probability_rows(
+    logits: torch.Tensor,
+    log_p: torch.Tensor,
+    target: torch.Tensor,
+    smoothing: float,
+    guarded: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(−Σ_k y'_k log p_k per row, y')``, plain or with the masked-class guards."""
+    if not smoothing:
+        smoothed = target
+    elif guarded:
+        smoothed = target * (1.0 - smoothing) + _smoothing_mass(logits, smoothing)
+    else:
+        smoothed = target * (1.0 - smoothing) + smoothing / log_p.shape[-1]
+    if guarded:
+        return _weighted_log_p(smoothed, log_p).neg_(), smoothed
+    return -(smoothed * log_p).sum(dim=-1), smoothed
+
+
 def _index_backward(ctx, grad_out):
-    log_p, index = ctx.saved_tensors
+    log_p, index, mass = ctx.saved_tensors
     smoothing = ctx.smoothing
     grad = log_p.exp()
-    if smoothing:
+    if mass is not None:
+        grad.sub_(mass)
+    elif smoothing:
         grad.sub_(smoothing / log_p.shape[-1])
     # An (N, 1) column, not a one-hot tensor. scatter_add_ rather than the cheaper-looking
     # scatter_(..., reduce="add"): same speed here, and no new deterministic-mode error on CUDA.
@@ -110,16 +185,20 @@ class _IndexTargetCrossEntropy(torch.autograd.Function):
         log_p = _log_softmax(logits, contiguous=False)
         index = target.unsqueeze(-1)
         picked = log_p.gather(-1, index)  # (N, 1); on CPU this raises for a bad index
+        mass = None
         if smoothing:
-            loss = picked.squeeze_(-1).mul_(smoothing - 1.0)
-            loss.sub_(log_p.sum(dim=-1), alpha=smoothing / logits.shape[-1])
-            loss = _reduce(loss, reduction)
+            if _always_guarded(logits):
+                mass = _smoothing_mass(logits, smoothing)
+            loss = _reduce(_smoothed_index_rows(log_p, picked, smoothing, mass), reduction)
+            if mass is None and not _finite(loss):
+                mass = _smoothing_mass(logits, smoothing)
+                loss = _reduce(_smoothed_index_rows(log_p, picked, smoothing, mass), reduction)
         elif reduction == "none":
             loss = picked.squeeze_(-1).neg_()
         else:
             # −(Σ x)/N: negating after reducing is exact and saves a pass over the rows.
             loss = _reduce(picked, reduction).neg_()
-        ctx.save_for_backward(log_p, index)
+        ctx.save_for_backward(log_p, index, mass)
         ctx.smoothing, ctx.reduction = smoothing, reduction
         return loss
 
@@ -134,13 +213,15 @@ class _ProbabilityTargetCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, smoothing, reduction):  # type: ignore[override]
         log_p = _log_softmax(logits, contiguous=True)
-        smoothed = target
-        if smoothing:
-            smoothed = target * (1.0 - smoothing) + smoothing / logits.shape[-1]
-        loss = -(smoothed * log_p).sum(dim=-1)
+        guarded = _always_guarded(logits)
+        rows, smoothed = _probability_rows(logits, log_p, target, smoothing, guarded)
+        loss = _reduce(rows, reduction)
+        if not guarded and not _finite(loss):
+            rows, smoothed = _probability_rows(logits, log_p, target, smoothing, True)
+            loss = _reduce(rows, reduction)
         ctx.save_for_backward(log_p, smoothed)
         ctx.smoothing, ctx.reduction = smoothing, reduction
-        return _reduce(loss, reduction)
+        return loss
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]

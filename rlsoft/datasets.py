@@ -4,9 +4,10 @@
   64 pixel features with values 0–16, 10 classes; no download), split per class so every split
   keeps the class proportions.
 * :func:`collect_behavior_cloning` — the states a trained rlsoft agent visits when it acts
-  greedily, each labelled with that agent's greedy action ``argmax_a Q(s, a)``: a classifier
-  trained on them is itself a policy for the same environment. Split by whole episodes, so the
-  test split holds trajectories the classifier never saw.
+  greedily, each labelled with the greedy action it took there (``argmax_a Q(s, a)``, ties
+  broken as the agent broke them): a classifier trained on them is itself a policy for the
+  same environment. Split by whole episodes, so the test split holds trajectories the
+  classifier never saw.
 
 Features are returned unscaled; the classifier standardises them with the mean and standard
 deviation of the training split only (:meth:`DatasetSplits.standardization`), so validation
@@ -23,8 +24,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlsoft import evaluation
 from rlsoft.errors import RlsoftError
-from rlsoft.functional import argmax
 
 __all__ = [
     "BehaviorCloningData",
@@ -33,6 +34,7 @@ __all__ = [
     "ensure_teacher_run",
     "load_digits_splits",
     "observation_encoder",
+    "record_teacher_episode",
     "split_counts",
     "stratified_split",
 ]
@@ -289,12 +291,16 @@ def collect_behavior_cloning(
 ) -> BehaviorCloningData:
     """Roll out the teacher of ``teacher_run`` greedily and label every visited state.
 
-    Episode i starts from ``env.reset(seed=seed + i)``. With probability ``epsilon`` the
-    executed action is a uniformly random one instead of the teacher's (the label stays the
-    teacher's greedy action): the data then also shows how to get back on track after a
-    mistake. Labels are ``argmax(teacher.q_values(states))``. ``split_rng`` (default ``rng``)
-    assigns whole episodes to the splits. ``eval_episodes`` greedy teacher episodes from
-    ``eval_seed`` give the returns a cloned policy is compared against.
+    Episode i starts from ``env.reset(seed=seed + i)`` and, like an evaluation episode, ends
+    after at most :data:`rlsoft.evaluation.MAX_EVAL_EPISODE_STEPS` steps (an environment
+    without a time limit and a teacher walking in circles would never end it). Each state is
+    labelled with the action ``teacher.act_greedy`` chose there, so ties between equal
+    Q-values are labelled the way the teacher broke them when it acted, never by a second
+    rule such as "first maximum". With probability ``epsilon`` the executed action is a
+    uniformly random one instead (the label stays the teacher's): the data then also shows how
+    to get back on track after a mistake. ``split_rng`` (default ``rng``) assigns whole
+    episodes to the splits. ``eval_episodes`` greedy teacher episodes from ``eval_seed`` give
+    the returns a cloned policy is compared against.
     """
     from rlsoft.envs import make_env
     from rlsoft.evaluation import evaluate_greedy
@@ -307,11 +313,11 @@ def collect_behavior_cloning(
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
     config, driver = load_trained(Path(teacher_run))
     teacher = getattr(driver, "agent", None)
-    if teacher is None or not hasattr(teacher, "q_values"):
+    if teacher is None or not hasattr(teacher, "act_greedy"):
         driver.close()
         raise RlsoftError(
-            f"{str(teacher_run)!r} is not a run of a Q-learning agent (no q_values to label "
-            "states with); behaviour cloning needs an RL teacher"
+            f"{str(teacher_run)!r} is not a run of a Q-learning agent (no greedy policy to "
+            "label states with); behaviour cloning needs an RL teacher"
         )
     env = make_env(config.env)
     try:
@@ -321,10 +327,11 @@ def collect_behavior_cloning(
         _, encode = observation_encoder(env.observation_space)
         features, labels = [], []
         for episode in range(episodes):
-            states = _greedy_states(env, teacher, seed + episode, epsilon, n_actions, rng)
-            q = np.asarray(teacher.q_values(np.asarray(states)), dtype=np.float64)
+            states, actions = record_teacher_episode(
+                env, teacher, seed=seed + episode, epsilon=epsilon, n_actions=n_actions, rng=rng
+            )
             features.append(encode(states))
-            labels.append(np.asarray(argmax(q), dtype=np.int64).reshape(len(states)))
+            labels.append(np.asarray(actions, dtype=np.int64))
         teacher_returns = np.zeros(0)
         if eval_episodes:
             teacher_returns, _ = evaluate_greedy(teacher, env, eval_episodes, eval_seed)
@@ -352,22 +359,33 @@ def collect_behavior_cloning(
     return BehaviorCloningData(splits, config.env, observation_space, teacher_returns)
 
 
-def _greedy_states(
+def record_teacher_episode(
     env: gym.Env,
     teacher: Any,
+    *,
     seed: int,
     epsilon: float,
     n_actions: int,
     rng: np.random.Generator,
-) -> list[Any]:
-    """The observations of one episode of the teacher's greedy (ε-perturbed) policy."""
+) -> tuple[list[Any], list[int]]:
+    """``(states, labels)`` of one episode of the teacher's greedy (ε-perturbed) policy.
+
+    ``labels[t]`` is the action ``teacher.act_greedy(states[t])`` returned, the one executed
+    unless the ε draw replaced it; ties in the teacher's Q-values are thus labelled as its
+    acting path broke them. The episode is cut after
+    :data:`rlsoft.evaluation.MAX_EVAL_EPISODE_STEPS` steps, the cap evaluation uses.
+    """
+    cap = evaluation.MAX_EVAL_EPISODE_STEPS  # read per call, so the two can never disagree
     obs, _ = env.reset(seed=seed)
-    states, done = [], False
+    states: list[Any] = []
+    labels: list[int] = []
+    done = False
     while not done:
         states.append(obs)
-        action = teacher.act_greedy(obs)
+        action = int(teacher.act_greedy(obs))
+        labels.append(action)
         if epsilon and rng.random() < epsilon:
             action = int(rng.integers(n_actions))
         obs, _, terminated, truncated, _ = env.step(action)
-        done = terminated or truncated
-    return states
+        done = terminated or truncated or len(states) >= cap
+    return states, labels

@@ -198,8 +198,9 @@ def logsumexp(x: Any, axis: int = -1, *, temperature: float = 1.0, keepdims: boo
     :param axis: the axis to reduce.
     :param temperature: τ > 0, finite.
     :param keepdims: keep the reduced axis with length 1.
-    :return: same kind as ``x``. An all ``-inf`` row gives ``-inf``; a ``+inf`` entry gives
-        ``+inf``; NaN propagates.
+    :return: same kind as ``x``. Reducing 1-D numpy input gives a numpy scalar of the input's
+        float dtype (as ``np.sum`` does), whatever the length; ``keepdims`` gives an array. An
+        all ``-inf`` row gives ``-inf``; a ``+inf`` entry gives ``+inf``; NaN propagates.
 
     >>> float(logsumexp([1000.0, 1000.0]))  # exp(1000) would overflow; the shift avoids it
     1000.6931471805599
@@ -222,7 +223,11 @@ def logsumexp(x: Any, axis: int = -1, *, temperature: float = 1.0, keepdims: boo
     if temperature != 1.0:
         np.multiply(s, temperature, out=s, dtype=_temperature_loop(temperature, s.dtype))
     np.add(s, m, out=s)
-    return s if keepdims else np.squeeze(s, axis=axis)
+    if keepdims:
+        return s
+    s = np.squeeze(s, axis=axis)
+    # A 0-d array from 1-D input becomes the numpy scalar the short-row path returns.
+    return s[()] if s.ndim == 0 else s
 
 
 def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
@@ -355,7 +360,7 @@ def cross_entropy(
     r"""Cross-entropy between ``softmax(logits)`` and a target, class axis last.
 
     With target distribution y (a one-hot row for an index target) smoothed as
-    ``y' = (1 − ε)·y + ε/K``:
+    ``y' = (1 − ε)·y + ε·u``, u uniform over the row's allowed classes (below):
 
     .. math:: \ell = -\sum_k y'_k \log \operatorname{softmax}(z)_k
               = \Big(\sum_k y'_k\Big)\operatorname{lse}(z) - \sum_k y'_k z_k,
@@ -363,6 +368,18 @@ def cross_entropy(
 
     which is the familiar ``p − y`` for targets that sum to 1. Computed from logits through
     log-sum-exp, never as ``log`` of a clamped probability.
+
+    **Masked classes.** A logit of ``-inf`` masks its class out (an action that is not allowed):
+    p_k = 0 there, and the terms ``y'_k log p_k`` with ``y'_k = 0`` count as 0 (the limit of
+    ``y log p`` as y → 0), so the loss equals the cross-entropy computed on the allowed columns
+    alone and its gradient is exactly 0 on the masked ones. Label smoothing spreads ε over the
+    K_a allowed classes of each row (u_k = 1/K_a there, 0 on masked classes); without masks
+    K_a = K, torch's definition. Smoothing onto a class of probability 0 would make every loss
+    +inf, which is no useful definition. A target that itself puts mass on a masked class
+    (class index or probability) gets the exact value ``−log 0 = +inf`` (as in
+    ``torch.nn.functional.cross_entropy``), not an error: checking for it would cost a
+    device synchronisation on every call. Its gradient stays the finite ``p·Σy′ − y′``. A row
+    whose every logit is ``-inf`` has no distribution, and its loss is NaN.
 
     :param logits: shape ``(..., K)``.
     :param target: integer class indices of shape ``(...)``, or probability rows of shape
@@ -408,6 +425,26 @@ def _check_index_target(target: np.ndarray, logits_shape: tuple[int, ...]) -> No
             )
 
 
+def _smoothing_mass(smoothing: float, num_classes: int, allowed: np.ndarray | None) -> Any:
+    """ε·u_k, the smoothing part of the target: ε/K everywhere without masks, else ε/K_a on
+    the K_a allowed classes of each row and 0 on masked ones (NaN on a row with none)."""
+    if allowed is None:
+        return smoothing / num_classes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return smoothing * allowed / allowed.sum(axis=-1, keepdims=True)
+
+
+def _weighted_log_p(weights: Any, log_p: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    """``Σ_k w_k log p_k`` per row, with ``0·log 0`` read as 0 when classes are masked."""
+    if allowed is None:
+        if np.ndim(weights) == 0:
+            return weights * log_p.sum(axis=-1)
+        return np.einsum("...k,...k->...", weights, log_p)
+    terms = np.zeros(np.broadcast_shapes(np.shape(weights), log_p.shape))
+    np.multiply(weights, log_p, out=terms, where=np.asarray(weights) != 0)
+    return terms.sum(axis=-1)
+
+
 def _numpy_cross_entropy(
     logits: Any, target: Any, reduction: Reduction, smoothing: float, return_grad: bool
 ) -> Any:
@@ -417,13 +454,18 @@ def _numpy_cross_entropy(
     y = np.asarray(target)
     num_classes = z.shape[-1]
     log_p = log_softmax(z)
+    # log p_k = −inf only for a masked class (z_k = −inf) or beyond the float range; then the
+    # guarded formulas run (0·(−inf) = NaN otherwise). Unmasked input keeps the plain ones.
+    allowed = ~np.isneginf(z) if np.isneginf(log_p).any() else None
+    mass = _smoothing_mass(smoothing, num_classes, allowed) if smoothing else 0.0
     if y.dtype.kind in "iub":
         _check_index_target(y, z.shape)
         idx = y.astype(np.intp)[..., None]
         picked = np.take_along_axis(log_p, idx, axis=-1)[..., 0]
-        loss = -(1.0 - smoothing) * picked
+        # At ε = 1 the label's own term is absent (not 0·(−inf) for a masked label).
+        loss = -(1.0 - smoothing) * picked if smoothing < 1.0 else np.zeros_like(picked)
         if smoothing:
-            loss -= smoothing / num_classes * log_p.sum(axis=-1)
+            loss -= _weighted_log_p(mass, log_p, allowed)
         weight_sum = None  # smoothed one-hot rows sum to 1
     else:
         if y.shape != z.shape:
@@ -433,8 +475,8 @@ def _numpy_cross_entropy(
             )
         y = y.astype(z.dtype, copy=False)
         if smoothing:
-            y = (1.0 - smoothing) * y + smoothing / num_classes
-        loss = -np.einsum("...k,...k->...", y, log_p)
+            y = (1.0 - smoothing) * y + mass
+        loss = -_weighted_log_p(y, log_p, allowed)
         weight_sum = y.sum(axis=-1, keepdims=True)
         idx = None
     loss = loss.astype(z.dtype, copy=False)
@@ -447,7 +489,7 @@ def _numpy_cross_entropy(
         grad = grad * weight_sum - y
     else:
         if smoothing:
-            grad -= smoothing / num_classes
+            grad -= mass
         np.put_along_axis(
             grad, idx, np.take_along_axis(grad, idx, axis=-1) - (1.0 - smoothing), axis=-1
         )

@@ -11,8 +11,10 @@ Every policy maps action values ``q`` to a distribution over actions and samples
 
 ``q`` is one row of shape ``(A,)`` (``select`` returns an ``int``) or a batch ``(n, A)``
 (returns an int array). ``mask`` is a bool array of the same shape, True where an action is
-allowed; disallowed actions get probability 0. The exploration parameter (ε or τ) is a number
-or any schedule ``step -> float`` (see :mod:`rlsoft.schedules`).
+allowed; disallowed actions get probability 0. NaN Q-values raise
+:class:`rlsoft.errors.DivergedError`, except at disallowed actions, whose values are never
+read. The exploration parameter (ε or τ) is a number or any schedule ``step -> float`` (see
+:mod:`rlsoft.schedules`).
 """
 
 from __future__ import annotations
@@ -43,21 +45,33 @@ def _diverged_message() -> str:
 
 
 def _prepare(q: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate ``q`` (1-D or 2-D, no NaN) and ``mask``; return float q and bool mask."""
+    """Validate ``q`` (1-D or 2-D) and ``mask``; return float q and bool mask.
+
+    NaN at an allowed action is divergence (:class:`DivergedError`). NaN at a disallowed
+    action is ignored: that action is never chosen and its value never read, so such entries
+    are replaced by 0 in a copy (the caller's array is left alone). The common case, no NaN
+    at all, costs the one ``isnan`` scan it always did.
+    """
     q = np.asarray(q, dtype=np.float64) if not isinstance(q, np.ndarray) else q
     if q.dtype.kind != "f":
         q = q.astype(np.float64)
     if q.ndim not in (1, 2) or q.shape[-1] == 0:
         raise ValueError(f"action values must have shape (A,) or (n, A) with A >= 1, got {q.shape}")
-    if np.isnan(q).any():
-        raise DivergedError(_diverged_message())
+    nan = np.isnan(q)
+    has_nan = nan.any()
     if mask is None:
+        if has_nan:
+            raise DivergedError(_diverged_message())
         return q, None
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != q.shape:
         raise ValueError(f"action mask has shape {mask.shape} but action values have {q.shape}")
     if not mask.any(axis=-1).all():
         raise ValueError("the action mask allows no action in some state; allow at least one")
+    if has_nan:
+        if (nan & mask).any():
+            raise DivergedError(_diverged_message())
+        q = np.where(nan, 0.0, q).astype(q.dtype, copy=False)
     return q, mask
 
 

@@ -47,8 +47,10 @@ __all__ = [
     "PolicyEvaluation",
     "Standardize",
     "SupervisedDriver",
+    "SupervisedSeeds",
     "TrainingOptions",
     "initial_loss_problem",
+    "supervised_seeds",
 ]
 
 CHECKPOINT_FORMAT = "rlsoft.supervised/1"
@@ -65,6 +67,34 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class SupervisedSeeds:
+    """The classifier's two random streams: weight initialisation and minibatch shuffling."""
+
+    init: int
+    """Seeds torch's generator while the network is built (its initial weights)."""
+    shuffle: int
+    """Seeds :attr:`SupervisedDriver.generator`, which draws each epoch's minibatch order."""
+
+
+def supervised_seeds(torch_seed: int) -> SupervisedSeeds:
+    """Two independent 32-bit seeds spawned from the run's torch seed (itself a child of the
+    root seed, :func:`rlsoft.seeding.derive_seeds`) with ``numpy.random.SeedSequence``.
+
+    Seeding both from the same number would make the first epoch's minibatch order a function
+    of the very random numbers that drew the initial weights (``torch.manual_seed(s)`` and
+    ``torch.Generator().manual_seed(s)`` produce the same stream); spawned children are
+    statistically independent, as the RL streams of :class:`rlsoft.seeding.RunSeeds` are.
+    """
+    if torch_seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {torch_seed}")
+    init, shuffle = np.random.SeedSequence(torch_seed).spawn(2)
+    return SupervisedSeeds(
+        init=int(init.generate_state(1, dtype=np.uint32)[0]),
+        shuffle=int(shuffle.generate_state(1, dtype=np.uint32)[0]),
+    )
 
 
 def initial_loss_problem(loss: float, num_classes: int) -> str | None:
@@ -199,7 +229,8 @@ class SupervisedDriver:
     :param options: optimiser, regularisation and early stopping.
     :param total_epochs: the run's budget (``train.total_steps``); the evaluation at the end of
         it prints the calibration report.
-    :param seed: seeds the minibatch shuffling.
+    :param seed: seeds the minibatch shuffling (:attr:`SupervisedSeeds.shuffle`; a stream of
+        its own, never the seed that initialised the network's weights).
     :param policy: run the classifier as a greedy policy when evaluating (behaviour cloning).
     :param eval_only: built to evaluate a checkpoint (``rlsoft eval``): every evaluation prints
         its report.

@@ -214,6 +214,60 @@ def test_same_config_and_seed_give_identical_runs(tmp_path: Path, capsys) -> Non
     assert finals[0] == finals[1]
 
 
+def _built_classifier(seed: int):
+    config = load_config(CONFIGS / "digits_mlp.yaml", ["agent.hidden_sizes=[16]"], seed=seed)
+    return config, build_driver(config)
+
+
+def test_weight_init_and_minibatch_shuffling_have_their_own_streams(monkeypatch) -> None:
+    import torch
+
+    from agents.classifier import make_network
+    from rlsoft.seeding import derive_seeds
+    from rlsoft.supervised import SupervisedSeeds, supervised_seeds
+
+    config, driver = _built_classifier(seed=5)
+    streams = supervised_seeds(derive_seeds(5).torch)
+    # Built independently: the initial weights come from the init seed alone …
+    torch.manual_seed(streams.init)
+    fresh = make_network(config.agent_config(), driver.splits.num_features, 10)
+    for a, b in zip(fresh.state_dict().values(), driver.network.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # … and the minibatch order from the shuffle seed, a different stream: the first epoch's
+    # order is not drawn from the numbers that initialised the weights.
+    shuffle_state = torch.Generator().manual_seed(streams.shuffle).get_state()
+    init_state = torch.Generator().manual_seed(streams.init).get_state()
+    assert torch.equal(driver.generator.get_state(), shuffle_state)
+    assert not torch.equal(shuffle_state, init_state)
+    n = len(driver.splits.y_train)
+    assert not torch.equal(
+        torch.randperm(n, generator=torch.Generator().manual_seed(streams.shuffle)),
+        torch.randperm(n, generator=torch.Generator().manual_seed(streams.init)),
+    )
+
+    # Another shuffle stream leaves the initial weights alone (and vice versa).
+    other = SupervisedSeeds(init=streams.init, shuffle=streams.shuffle + 1)
+    monkeypatch.setattr("rlsoft.supervised.supervised_seeds", lambda seed: other)
+    _, reshuffled = _built_classifier(seed=5)
+    for a, b in zip(weights_of(driver), weights_of(reshuffled), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(reshuffled.generator.get_state(), driver.generator.get_state())
+    monkeypatch.setattr(
+        "rlsoft.supervised.supervised_seeds",
+        lambda seed: SupervisedSeeds(init=streams.init + 1, shuffle=streams.shuffle),
+    )
+    _, reinitialised = _built_classifier(seed=5)
+    assert torch.equal(reinitialised.generator.get_state(), driver.generator.get_state())
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(weights_of(driver), weights_of(reinitialised), strict=True)
+    )
+
+
+def weights_of(driver) -> list:
+    return [p.detach().clone() for p in driver.network.state_dict().values()]
+
+
 def test_an_env_section_for_digits_is_a_clear_error(tmp_path: Path, capsys) -> None:
     rc, _, err = train(
         [

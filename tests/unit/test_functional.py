@@ -701,6 +701,32 @@ def test_single_row_fast_path_matches_batched_path(dtype):
             )
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("f", ALL_FOUR, ids=lambda f: f.__name__)
+def test_result_type_does_not_depend_on_row_length(f, dtype):
+    # Short rows take a pure-float path, long ones the array path; the caller must not see
+    # which: 1-D reductions are numpy scalars of the input dtype (as np.sum gives), keepdims
+    # and elementwise results arrays, at every length.
+    rng = np.random.default_rng(3)
+    seen = {}
+    for n in range(1, 101):
+        x = rng.standard_normal(n).astype(dtype)
+        for layout, arr in (("1d", x), ("row", x[None]), ("list", x.tolist())):
+            out = f(arr)
+            seen.setdefault(layout, set()).add((type(out), np.asarray(out).dtype, np.ndim(out)))
+            assert np.ndim(out) == (np.ndim(arr) - (f in REDUCERS))
+        if f is F.logsumexp:
+            kept = F.logsumexp(x, keepdims=True)
+            seen.setdefault("keepdims", set()).add((type(kept), kept.dtype, kept.shape))
+            np.testing.assert_allclose(kept[0], sps.logsumexp(x.astype(np.float64)), rtol=3e-3)
+    assert all(len(kinds) == 1 for kinds in seen.values()), seen
+    (scalar,) = seen["1d"]
+    if f in REDUCERS:
+        assert scalar == (np.dtype(dtype).type, np.dtype(dtype), 0)
+    else:
+        assert scalar[0] is np.ndarray and scalar[1] == dtype
+
+
 def test_inputs_are_not_modified():
     x = _batch(3)
     x32 = x.astype(np.float32)
@@ -896,6 +922,94 @@ def test_numpy_cross_entropy_with_masked_logits():
     )
     np.testing.assert_allclose(loss, want.numpy(), rtol=1e-14)
     assert np.isfinite(grad).all() and grad[0, 1] == 0 and grad[1, 2] == 0
+
+
+def _masked_ce_case(n=8, k=6, seed=21):
+    """−inf at random classes (each row keeps one or more; row 0 exactly one, row 1 none
+    masked), an allowed class index per row and a probability target that is 0 where masked."""
+    rng = np.random.default_rng(seed)
+    allowed = rng.random((n, k)) < 0.6
+    allowed[np.arange(n), rng.integers(0, k, n)] = True
+    allowed[0] = False
+    allowed[0, 3] = True
+    allowed[1] = True
+    logits = np.where(allowed, rng.standard_normal((n, k)) * 3, -INF)
+    index = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
+    raw = rng.random((n, k)) * allowed
+    return logits, index, raw / raw.sum(-1, keepdims=True), allowed
+
+
+def _ce_on_allowed_columns(logits, target, allowed, reduction, smoothing):
+    """Reference: scipy's log_softmax on each row's allowed columns only, smoothing spread over
+    those K_a columns; returns the reduced loss and its gradient (of the sum) by the
+    textbook p − y′ on the same columns (0 elsewhere)."""
+    losses, grad = [], np.zeros_like(logits)
+    for i, row in enumerate(allowed):
+        cols = np.flatnonzero(row)
+        z = logits[i, cols]
+        y = target[i, cols] if target.ndim == 2 else (cols == target[i]).astype(float)
+        y = (1 - smoothing) * y + smoothing / len(cols)
+        losses.append(-(y * sps.log_softmax(z)).sum())
+        grad[i, cols] = sps.softmax(z) * y.sum() - y
+    losses = np.array(losses)
+    if reduction == "none":
+        return losses, grad
+    if reduction == "mean":
+        return losses.mean(), grad / len(losses)
+    return losses.sum(), grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind", ["index", "soft"])
+def test_numpy_cross_entropy_on_masked_logits_equals_allowed_columns(
+    kind, reduction, smoothing, dtype
+):
+    logits, index, soft, allowed = _masked_ce_case()
+    target = index if kind == "index" else soft
+    want, want_grad = _ce_on_allowed_columns(logits, target, allowed, reduction, smoothing)
+    z = logits.astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0·inf or 0/0 RuntimeWarning on the way
+        loss, grad = F.cross_entropy(
+            z, target, reduction=reduction, label_smoothing=smoothing, return_grad=True
+        )
+    tol = {"rtol": 2e-5, "atol": 2e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-15}
+    assert np.asarray(loss).dtype == dtype and grad.dtype == dtype
+    assert np.isfinite(loss).all() and np.isfinite(grad).all()
+    assert (grad[~allowed] == 0).all()
+    np.testing.assert_allclose(loss, want, **tol)
+    np.testing.assert_allclose(grad, want_grad, **tol)
+    np.testing.assert_allclose(
+        F.cross_entropy(z, target, reduction=reduction, label_smoothing=smoothing), loss
+    )
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2, 1.0])
+def test_numpy_target_mass_on_a_masked_class_is_infinite_loss(smoothing):
+    logits = np.array([[0.5, -INF, 1.0], [2.0, 0.0, 1.0]])
+    for target in (np.array([1, 0]), np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])):
+        loss, grad = F.cross_entropy(
+            logits, target, reduction="none", label_smoothing=smoothing, return_grad=True
+        )
+        if smoothing < 1.0:
+            assert loss[0] == INF  # −log 0, the exact value (torch gives the same)
+        else:  # nothing of the label is left: uniform over the two allowed classes
+            assert loss[0] == pytest.approx(-np.mean(sps.log_softmax([0.5, 1.0])), rel=1e-14)
+        assert np.isfinite(loss[1]) and np.isfinite(grad).all()
+        y = np.eye(3)[target] if target.ndim == 1 else target
+        y0 = (1 - smoothing) * y[0] + smoothing * np.array([0.5, 0.0, 0.5])
+        np.testing.assert_allclose(grad[0], sps.softmax(logits[0]) * y0.sum() - y0, atol=1e-15)
+
+
+def test_numpy_all_masked_row_has_nan_loss_and_other_rows_stay_exact():
+    logits = np.array([[-INF, -INF], [0.0, -INF]])
+    for smoothing in (0.0, 0.1):
+        loss = F.cross_entropy(
+            logits, np.array([0, 0]), reduction="none", label_smoothing=smoothing
+        )
+        assert np.isnan(loss[0]) and loss[1] == 0.0
 
 
 @pytest.mark.parametrize("bad", [3, 7, -1, -4])

@@ -397,11 +397,69 @@ def test_nan_q_values_say_training_diverged(name):
             lambda q=q, mask=mask: policy.select(q, rng, mask=mask),
             lambda q=q, mask=mask: policy.probs(q, mask=mask),
             lambda q=q, mask=mask: policy.entropy(q, mask=mask),
+            lambda q=q, mask=mask: policy.expectation(q, mask=mask),
         )
         for call in calls:
             # a ValueError, and an RlsoftError so that the CLI shows it as one sentence
             with pytest.raises(DivergedError, match=r"NaN.*diverged"):
                 call()
+
+
+# One row's NaN is at a disallowed action (never chosen, so never read); the batch mixes it
+# with a row whose masked NaN sits beside a tie and a row without NaN.
+MASKED_NAN_Q = np.array(
+    [[0.5, math.nan, 2.0, -1.0], [3.0, 3.0, math.nan, math.nan], [1.0, 0.0, 2.0, 0.5]]
+)
+MASKED_NAN_MASK = np.array(
+    [[True, False, True, True], [True, True, False, False], [False, True, True, True]]
+)
+
+
+@pytest.mark.parametrize("layout", ["row", "list", "batch"])
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_nan_at_a_masked_action_is_ignored(name, layout):
+    policy, ref = POLICIES[name]
+    if layout == "batch":
+        q, mask = MASKED_NAN_Q, MASKED_NAN_MASK
+    else:
+        q, mask = MASKED_NAN_Q[0], MASKED_NAN_MASK[0]
+    given_q = q.tolist() if layout == "list" else q.copy()
+    want = ref(q, mask)  # the references never read a disallowed value
+    np.testing.assert_allclose(policy.probs(given_q, mask=mask), want, rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(
+        policy.entropy(given_q, mask=mask), scipy_entropy(want, axis=-1), rtol=1e-12, atol=1e-15
+    )
+    values = np.where(want > 0, want * np.where(mask, q, 0.0), 0.0).sum(axis=-1)
+    np.testing.assert_allclose(policy.expectation(given_q, mask=mask), values, rtol=1e-13)
+    # select: the exact distribution (chi-square), never a disallowed action
+    rng = np.random.default_rng(SEEDS[name])
+    if layout == "batch":
+        draws = np.stack([policy.select(given_q, rng, mask=mask) for _ in range(3000)])
+        for r in range(len(q)):
+            assert_follows(draws[:, r], want[r])
+    else:
+        draws = [policy.select(given_q, rng, mask=mask) for _ in range(3000)]
+        assert all(type(a) is int for a in draws)
+        assert_follows(draws, want)
+    if layout != "list":
+        assert np.isnan(given_q).sum() == np.isnan(q).sum()  # the caller's array is untouched
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_nan_at_an_allowed_action_beside_a_masked_nan_still_raises(name):
+    policy, _ = POLICIES[name]
+    q = MASKED_NAN_Q.copy()
+    q[2, 0] = math.nan  # masked out in row 2: fine on its own
+    q[2, 3] = math.nan  # allowed: divergence
+    for given_q, mask in ((q, MASKED_NAN_MASK), (q[2], MASKED_NAN_MASK[2])):
+        with pytest.raises(DivergedError, match=r"NaN.*diverged"):
+            policy.select(given_q, np.random.default_rng(0), mask=mask)
+        with pytest.raises(DivergedError, match=r"NaN.*diverged"):
+            policy.probs(given_q, mask=mask)
+        with pytest.raises(DivergedError, match=r"NaN.*diverged"):
+            policy.entropy(given_q, mask=mask)
+        with pytest.raises(DivergedError, match=r"NaN.*diverged"):
+            policy.expectation(given_q, mask=mask)
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

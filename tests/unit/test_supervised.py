@@ -23,6 +23,7 @@ from rlsoft.supervised import (
     SupervisedDriver,
     TrainingOptions,
     initial_loss_problem,
+    supervised_seeds,
 )
 
 D, K = 5, 3
@@ -184,6 +185,24 @@ def test_the_final_evaluation_prints_the_calibration_report() -> None:
 # --------------------------------------------------------------------------------------------
 # Determinism and checkpoints
 # --------------------------------------------------------------------------------------------
+
+
+def test_supervised_seeds_are_independent_children_of_the_torch_seed() -> None:
+    seen = set()
+    for torch_seed in (0, 1, 2, 2**32 - 1, 12345678901):
+        streams = supervised_seeds(torch_seed)
+        assert streams == supervised_seeds(torch_seed)  # reproducible
+        # SeedSequence(root).spawn(2), the children's first 32-bit words (numpy's documented
+        # way to get independent streams, as rlsoft.seeding.derive_seeds does for RL)
+        children = np.random.SeedSequence(torch_seed).spawn(2)
+        want = [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
+        assert [streams.init, streams.shuffle] == want
+        assert streams.init != streams.shuffle
+        assert 0 <= streams.init < 2**32 and 0 <= streams.shuffle < 2**32
+        seen.update((streams.init, streams.shuffle))
+    assert len(seen) == 10
+    with pytest.raises(ValueError, match="non-negative"):
+        supervised_seeds(-1)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])

@@ -249,3 +249,147 @@ def test_numpy_and_torch_backends_agree():
                 logits.numpy(), target.numpy(), reduction=reduction, label_smoothing=0.1
             )
             np.testing.assert_allclose(t.numpy(), n, rtol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------
+# Masked classes (−inf logits): the loss of the allowed columns alone, gradient 0 elsewhere.
+# The reference slices each row's allowed columns and hands them to torch's own kernel.
+# --------------------------------------------------------------------------------------------
+
+
+def _masked_case(n=7, k=6, seed=11, dtype=torch.float64):
+    """Logits with −inf at random classes (every row keeps at least one, one row keeps one),
+    an allowed class index per row and a probability target that is 0 on masked classes."""
+    g = torch.Generator().manual_seed(seed)
+    allowed = torch.rand(n, k, generator=g) < 0.6
+    allowed[torch.arange(n), torch.randint(0, k, (n,), generator=g)] = True
+    allowed[0] = False
+    allowed[0, 2] = True  # a row with a single allowed class
+    allowed[1] = True  # and an unmasked one
+    finite = torch.randn(n, k, generator=g, dtype=torch.float64) * 3
+    logits = torch.where(allowed, finite, torch.tensor(-math.inf, dtype=torch.float64))
+    index = torch.multinomial(allowed.double(), 1, generator=g).squeeze(1)
+    raw = torch.rand(n, k, generator=g, dtype=torch.float64) * allowed
+    soft = raw / raw.sum(-1, keepdim=True)
+    return logits.to(dtype), index, soft.to(dtype), allowed
+
+
+def _reference_on_allowed(logits, target, allowed, reduction, smoothing):
+    """Per row: torch.nn.functional.cross_entropy on the allowed columns only (smoothing then
+    spreads over those K_a columns); returns the reduced loss and d(sum of it)/d(logits)."""
+    leaves, rows = [], []
+    for i in range(logits.shape[0]):
+        cols = allowed[i].nonzero().squeeze(1)
+        leaf = logits[i, cols].detach().clone().requires_grad_(True)
+        if target.is_floating_point():
+            row_target = target[i, cols][None]
+        else:
+            row_target = (cols == target[i]).nonzero().reshape(1)
+        rows.append(TF.cross_entropy(leaf[None], row_target, label_smoothing=smoothing))
+        leaves.append((cols, leaf))
+    per_row = torch.stack(rows)
+    loss = {"none": per_row, "sum": per_row.sum(), "mean": per_row.mean()}[reduction]
+    loss.sum().backward()
+    grad = torch.zeros_like(logits)
+    for i, (cols, leaf) in enumerate(leaves):
+        grad[i, cols] = leaf.grad
+    return loss.detach(), grad
+
+
+def _masked_grid():
+    for dtype in (torch.float32, torch.float64):
+        for kind in ("index", "soft"):
+            for reduction in REDUCTIONS:
+                for smoothing in SMOOTHINGS:
+                    name = f"{str(dtype)[6:]}-{kind}-{reduction}-{smoothing}"
+                    yield pytest.param(dtype, kind, reduction, smoothing, id=name)
+
+
+@pytest.mark.parametrize("guarded_path", ["cpu", "accelerator"])
+@pytest.mark.parametrize(("dtype", "kind", "reduction", "smoothing"), list(_masked_grid()))
+def test_masked_logits_equal_the_loss_on_allowed_columns(
+    dtype, kind, reduction, smoothing, guarded_path, monkeypatch
+):
+    if guarded_path == "accelerator":
+        # What an accelerator runs: the guarded formulas unconditionally (no synchronisation
+        # to decide), here checked on CPU.
+        monkeypatch.setattr("rlsoft._torch_cross_entropy._always_guarded", lambda logits: True)
+    logits, index, soft, allowed = _masked_case(dtype=dtype)
+    target = index if kind == "index" else soft
+    want, want_grad = _reference_on_allowed(logits, target, allowed, reduction, smoothing)
+    z = logits.clone().requires_grad_(True)
+    ours = cross_entropy(z, target, reduction=reduction, label_smoothing=smoothing)
+    ours.sum().backward()
+    tol = {"rtol": 2e-5, "atol": 2e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-15}
+    assert ours.dtype == dtype and torch.isfinite(ours).all()
+    torch.testing.assert_close(ours.detach(), want, **tol)
+    assert torch.isfinite(z.grad).all()
+    assert (z.grad[~allowed] == 0).all()
+    torch.testing.assert_close(z.grad, want_grad, **tol)
+
+
+@pytest.mark.parametrize("guarded_path", ["cpu", "accelerator"])
+def test_guarded_formulas_on_unmasked_logits_match_torch(guarded_path, monkeypatch):
+    if guarded_path == "accelerator":
+        monkeypatch.setattr("rlsoft._torch_cross_entropy._always_guarded", lambda logits: True)
+    logits, index, soft = _case(n=300, k=5, seed=12)
+    for target in (index, soft):
+        for smoothing in (0.0, 0.1):
+            z = logits.clone().requires_grad_(True)
+            r = logits.clone().requires_grad_(True)
+            ours = cross_entropy(z, target, label_smoothing=smoothing)
+            ref = TF.cross_entropy(r, target, label_smoothing=smoothing)
+            torch.testing.assert_close(ours, ref, rtol=1e-13, atol=0)
+            ours.backward()
+            ref.backward()
+            torch.testing.assert_close(z.grad, r.grad, rtol=1e-12, atol=1e-17)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("kind", ["index", "soft"])
+def test_masked_gradcheck_on_the_allowed_entries(kind, smoothing):
+    logits, index, soft, allowed = _masked_case(n=5, k=4, seed=13)
+    target = index if kind == "index" else soft
+    finite = logits[allowed].clone().requires_grad_(True)
+
+    def f(values):
+        full = torch.full(logits.shape, -math.inf, dtype=torch.float64)
+        full = full.masked_scatter(allowed, values)
+        return cross_entropy(full, target, reduction="sum", label_smoothing=smoothing)
+
+    assert torch.autograd.gradcheck(f, (finite,))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2, 1.0])
+def test_target_mass_on_a_masked_class_is_infinite_loss(smoothing):
+    logits = torch.tensor([[0.5, -math.inf, 1.0], [2.0, 0.0, 1.0]], dtype=torch.float64)
+    p = torch.softmax(logits, -1)
+    for target in (torch.tensor([1, 0]), torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])):
+        z = logits.clone().requires_grad_(True)
+        loss = cross_entropy(z, target, reduction="none", label_smoothing=smoothing)
+        loss.sum().backward()
+        y = target if target.is_floating_point() else TF.one_hot(target, 3).double()
+        allowed = torch.isfinite(logits).double()
+        y_smooth = (1 - smoothing) * y + smoothing * allowed / allowed.sum(-1, keepdim=True)
+        if smoothing < 1.0:
+            # −log p_1 with p_1 = 0: the exact value, as torch.nn.functional.cross_entropy
+            assert loss[0] == math.inf
+        else:
+            # ε = 1 leaves nothing of the label; the uniform target over allowed classes is finite
+            want = -(y_smooth[0, [0, 2]] * torch.log_softmax(logits[0, [0, 2]], -1)).sum()
+            torch.testing.assert_close(loss[0].detach(), want, rtol=1e-13, atol=0)
+        assert torch.isfinite(loss[1])
+        # the fused gradient stays finite: p·Σy′ − y′ (−(1 − ε)·y on the masked class)
+        torch.testing.assert_close(z.grad, p * y_smooth.sum(-1, keepdim=True) - y_smooth)
+    assert (
+        float(TF.cross_entropy(logits, torch.tensor([1, 0]), reduction="none")[0]) == math.inf
+    )  # torch agrees on the value
+
+
+def test_all_masked_row_has_nan_loss_and_other_rows_stay_exact():
+    logits = torch.tensor([[-math.inf, -math.inf], [0.0, -math.inf]], dtype=torch.float64)
+    for smoothing in (0.0, 0.1):
+        loss = cross_entropy(
+            logits, torch.tensor([0, 0]), reduction="none", label_smoothing=smoothing
+        )
+        assert math.isnan(float(loss[0])) and float(loss[1]) == 0.0
