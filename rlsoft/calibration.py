@@ -37,6 +37,7 @@ __all__ = [
     "classification_metrics",
     "expected_calibration_error",
     "fit_temperature",
+    "is_perfectly_separated",
     "negative_log_likelihood",
 ]
 
@@ -140,6 +141,8 @@ class CalibrationReport:
     after: ClassificationMetrics
     n_fit: int
     n_bins: int = DEFAULT_BINS
+    separated: bool = False
+    """The validation split had no mistakes, so τ was left at 1 (there is nothing to fit)."""
 
     def scalars(self) -> dict[str, float]:
         """TensorBoard tags: ``eval/*`` before calibration, ``eval/*_calibrated`` after."""
@@ -160,9 +163,15 @@ class CalibrationReport:
             ("NLL", self.before.nll, self.after.nll),
             (f"ECE ({self.n_bins} bins)", self.before.ece, self.after.ece),
         ]
+        fitted = (
+            f"kept at 1: all {self.n_fit} validation samples are classified with a margin, "
+            "so temperature scaling has no minimum"
+            if self.separated
+            else f"fitted on {self.n_fit} validation samples"
+        )
         out = [
             f"calibration on the test split ({self.before.n} samples): temperature "
-            f"τ = {self.temperature:.4f} fitted on {self.n_fit} validation samples",
+            f"τ = {self.temperature:.4f} {fitted}",
             f"  {'':<16}{'before (τ=1)':>14}{'after':>10}",
         ]
         out += [f"  {name:<16}{b:>14.4f}{a:>10.4f}" for name, b, a in rows]
@@ -177,8 +186,17 @@ def calibration_report(
     *,
     n_bins: int = DEFAULT_BINS,
 ) -> CalibrationReport:
-    """Fit τ on the validation split and measure the test split before and after."""
-    temperature = fit_temperature(val_logits, val_labels)
+    """Fit τ on the validation split and measure the test split before and after.
+
+    When every validation sample's label has the strictly largest logit, the validation NLL
+    falls monotonically as τ → 0 and has no minimiser: the "fit" would only find the search's
+    lower bound and turn every later mistake into a confident one (digits MLP, seed 3: test
+    NLL 0.19 → 2.27 at τ = 0.01). Such a split carries no evidence about calibration, so τ
+    stays 1 and the report says why (``separated``).
+    """
+    z = np.asarray(val_logits, dtype=np.float64)
+    separated = is_perfectly_separated(z, val_labels)
+    temperature = 1.0 if separated else fit_temperature(z, val_labels)
     return CalibrationReport(
         temperature=temperature,
         before=classification_metrics(test_logits, test_labels, n_bins=n_bins),
@@ -187,4 +205,20 @@ def calibration_report(
         ),
         n_fit=int(np.asarray(val_labels).shape[0]),
         n_bins=n_bins,
+        separated=separated,
     )
+
+
+def is_perfectly_separated(logits: Any, labels: Any) -> bool:
+    """True when each row's label logit is strictly above every other logit of its row.
+
+    Then ``NLL(τ) = (1/n) Σ_i log(1 + Σ_{k≠y_i} exp((z_ik − z_iy_i)/τ))`` decreases strictly
+    to 0 as τ → 0: temperature scaling has no minimiser.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = _labels(labels, z.shape[0])
+    rows = np.arange(len(z))
+    label_logit = z[rows, y]
+    others = z.copy()
+    others[rows, y] = -np.inf
+    return bool(np.all(label_logit > others.max(axis=1))) if z.shape[1] > 1 else False

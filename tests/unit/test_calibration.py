@@ -175,3 +175,27 @@ def test_classification_metrics_use_argmax_and_softmax_with_temperature() -> Non
     assert m.nll == pytest.approx(nll_scipy(logits, labels, 2.0))
     p = np.exp(scipy_log_softmax(logits / 2.0, axis=1))
     assert m.ece == pytest.approx(ece_by_hand(p, labels, 15))
+
+
+def test_a_separated_validation_split_keeps_the_temperature_at_one() -> None:
+    # Validation: every label has the largest logit, so its NLL has no minimiser (it falls to
+    # 0 as τ → 0) and the bare fit runs to the bound; test: one confident mistake.
+    val_logits = np.array([[4.0, 0.0, 1.0], [0.0, 3.0, 2.0], [1.0, 0.0, 2.5]])
+    val_labels = np.array([0, 1, 2])
+    assert fit_temperature(val_logits, val_labels) < 0.05  # the flat, underflowed end
+    test_logits = np.array([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    test_labels = np.array([0, 0])
+    report = calibration_report(val_logits, val_labels, test_logits, test_labels)
+    assert report.separated and report.temperature == 1.0
+    assert report.after.nll == pytest.approx(nll_scipy(test_logits, test_labels, 1.0))
+    assert "no minimum" in report.lines()[0]
+
+
+def test_one_validation_mistake_is_enough_to_fit() -> None:
+    val_logits = np.array([[4.0, 0.0], [0.0, 3.0], [2.0, 0.0]])
+    val_labels = np.array([0, 1, 1])
+    grid = np.exp(np.linspace(math.log(1e-2), math.log(1e2), 4001))
+    best = grid[np.argmin([nll_scipy(val_logits, val_labels, t) for t in grid])]
+    report = calibration_report(val_logits, val_labels, val_logits, val_labels)
+    assert not report.separated
+    assert report.temperature == pytest.approx(best, rel=5e-3)
