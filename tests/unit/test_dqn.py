@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.dqn import DQNAgent, DQNConfig
+from agents.dqn.agent import denormals_flushed
 from agents.dqn.networks import NumpyForward, QNetwork
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
 from agents.dqn.targets import project_onto_support
@@ -346,6 +347,67 @@ def test_hard_and_polyak_target_updates():
     assert soft.target_updates == 1
 
 
+def test_k_polyak_updates_at_once_equal_k_in_a_row():
+    """update_target(k) uses the closed form θ′ ← θ + (1 − τ)^k·(θ′ − θ)."""
+    one, many = make_agent(tau=0.3), make_agent(tau=0.3)
+    for agent in (one, many):
+        _perturb(agent.online, 0)
+    for _ in range(5):
+        one.update_target()
+    many.update_target(5)
+    torch.testing.assert_close(many._target_flat, one._target_flat, rtol=1e-6, atol=1e-7)
+    assert many.target_updates == one.target_updates == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        many.update_target(0)
+
+
+@pytest.mark.parametrize("num_envs", [1, 4, 16])
+def test_polyak_target_after_a_fixed_number_of_steps_does_not_depend_on_num_envs(num_envs):
+    """With the online network held fixed (no training yet), 48 environment steps with an
+    update every 2 are 24 updates θ′ ← τθ + (1 − τ)θ′, however the steps are vectorised: a
+    vector step of 16 environments crosses 8 intervals."""
+    agent = make_agent(num_envs=num_envs, tau=0.1, target_update_interval=2, learning_starts=10**6)
+    _perturb(agent.online, 0)
+    theta, expected = _np(agent._flat), _np(agent._target_flat)
+    assert np.abs(theta - expected).max() > 0.1
+    for env_step in range(1, 49):  # brute force, one environment step at a time
+        if env_step % 2 == 0:
+            expected = 0.1 * theta + 0.9 * expected
+    feed(agent, 48 // num_envs)
+    assert agent.updates == 0 and agent.target_updates == 24
+    np.testing.assert_allclose(_np(agent._target_flat), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_envs", [1, 4, 16])
+def test_polyak_updates_while_training_match_a_step_by_step_simulation(num_envs):
+    """Training moves the online network between vector steps. Each environment step that
+    completes an interval applies one update with the online parameters of its vector step
+    (taken before that step's gradient rounds, which run after the target update)."""
+    agent = make_agent(
+        num_envs=num_envs,
+        tau=0.2,
+        target_update_interval=3,
+        learning_starts=8,
+        train_freq=4,
+        gradient_steps=1,
+        lr=0.01,
+    )
+    _perturb(agent.online, 0)
+    expected = _np(agent._target_flat)
+    rng = np.random.default_rng(0)
+    for t in range(0, 96, num_envs):
+        theta = _np(agent._flat)
+        for env_step in range(t + 1, t + num_envs + 1):
+            if env_step % 3 == 0:
+                expected = 0.2 * theta + 0.8 * expected
+        obs, next_obs = (rng.uniform(-1, 1, (num_envs, 4)).astype(np.float32) for _ in "ab")
+        ends = np.zeros(num_envs, dtype=bool)
+        agent.observe(obs, rng.integers(0, 3, num_envs), rng.normal(size=num_envs), next_obs,
+                      ends, ends, t)  # fmt: skip
+    assert agent.updates > 0 and agent.target_updates == 32
+    np.testing.assert_allclose(_np(agent._target_flat), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_target_updates_and_training_follow_the_environment_step_cadence():
     agent = make_agent(num_envs=2, learning_starts=16, train_freq=4, gradient_steps=2)
     feed(agent, 20)  # 40 env steps: trains at 20, 24, ..., 40 → 6 rounds of 2 steps
@@ -353,14 +415,27 @@ def test_target_updates_and_training_follow_the_environment_step_cadence():
     assert agent.target_updates == 2  # every 20 env steps: at 20 and 40
 
 
-def test_training_leaves_subnormal_arithmetic_alone():
-    """Training rounds flush subnormals to zero for speed, but switch that off again: the
-    flag would otherwise also change every later float operation of the thread."""
+def test_training_restores_the_callers_subnormal_mode():
+    """Training rounds flush subnormals to zero for speed, then restore the caller's mode:
+    the flag also governs every later float operation of the thread."""
+    tiny = np.nextafter(0.0, 1.0)  # 5e-324, a subnormal
     agent = make_agent()
     feed(agent, 20)
     assert agent.updates > 0
-    tiny = np.nextafter(0.0, 1.0)  # 5e-324, a subnormal
-    assert tiny + tiny > 0.0 and float(np.float64(tiny) * 2.0) > 0.0
+    assert tiny + tiny > 0.0 and float(np.float64(tiny) * 2.0) > 0.0  # still exact
+    assert not denormals_flushed()
+    # A caller that flushes subnormals itself keeps doing so after a training round.
+    assert torch.set_flush_denormal(True), "this CPU cannot flush subnormals"
+    try:
+        assert denormals_flushed()
+        updates = agent.updates
+        feed(agent, 20, start=20)
+        assert agent.updates > updates
+        assert denormals_flushed()
+        assert float(np.float64(tiny) * 2.0) == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert not denormals_flushed() and tiny + tiny > 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,7 +466,7 @@ OPTIONS = [
     if not (double and target != "standard")
 ]
 for i, options in enumerate(OPTIONS):
-    options["n_step"] = 1 + 2 * (i % 2)
+    options["n_step"] = 1 + 2 * (i % 2) if options["target"] == "standard" else 1
     options["loss"] = "mse" if i % 4 >= 2 else "huber"
 
 
@@ -409,6 +484,10 @@ def test_every_option_combination_trains(options):
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="double applies to the standard"):
         DQNConfig(double=True, target="soft")
+    for target in ("soft", "munchausen"):
+        with pytest.raises(ValueError, match=f"n_step must be 1 with target '{target}'"):
+            DQNConfig(n_step=3, target=target)
+        assert DQNConfig(n_step=1, target=target).n_step == 1
     with pytest.raises(ValueError, match="v_min must be smaller"):
         DQNConfig(v_min=1.0, v_max=1.0)
     with pytest.raises(ValueError, match="batch_size"):
@@ -480,6 +559,23 @@ def test_save_load_round_trip_continues_identically(tmp_path, options):
     torch.testing.assert_close(a._target_flat, b._target_flat, rtol=0, atol=0)
     assert a.act_greedy(np.zeros(4, np.float32)) == b.act_greedy(np.zeros(4, np.float32))
     assert not list(tmp_path.glob(".agent.pt.tmp*"))  # written through a temporary file
+
+
+def test_loading_leaves_torchs_global_random_state_alone(tmp_path):
+    """The agent draws nothing from torch's global generator, so a load must not reset the
+    caller's (rlsoft.load in a notebook, an evaluation script seeding its own runs)."""
+    torch.manual_seed(1)
+    a = make_agent()
+    feed(a, 20)
+    a.save(tmp_path / "agent.pt")
+    torch.manual_seed(2)
+    torch.rand(3)
+    before = torch.get_rng_state()
+    b = make_agent(seed=5)
+    b.load(tmp_path / "agent.pt")
+    torch.testing.assert_close(torch.get_rng_state(), before, rtol=0, atol=0)
+    feed(b, 20, start=20)  # neither does training
+    torch.testing.assert_close(torch.get_rng_state(), before, rtol=0, atol=0)
 
 
 def test_loading_into_a_different_network_is_refused(tmp_path):
