@@ -20,8 +20,8 @@ Where the time goes, and what is done about it (measured with pyinstrument on Ca
   step, gradient-free, in blocks of 512 rows (large enough to amortise per-call costs, small
   enough that the activations stay in the CPU cache).
 * Each network's parameters (and gradients) live in one flat buffer, so zeroing, clipping,
-  Adam and the target update are a few whole-buffer operations (:mod:`agents.dqn.optim`;
-  ``torch.optim.Adam.step`` alone cost ~110 µs of Python per step). Metrics stay on the
+  Adam and the target update are a few whole-buffer operations (:mod:`agents.dqn.optim`:
+  ``torch.optim.Adam.step`` spends most of its time in per-call Python). Metrics stay on the
   device as tensors and are read once per logging window (no ``.item()`` per step).
 * Subnormal floats are flushed to zero on the CPU during training rounds
   (``torch.set_flush_denormal``): the Adam moments of dead ReLU units decay into them, and
@@ -287,10 +287,11 @@ class DQNAgent:
         """Run ``gradient_steps`` gradient steps on fresh minibatches from the replay buffer.
 
         On the CPU, subnormal floats are flushed to zero during the round: Adam's moments of
-        rarely active units decay into them, and x86 CPUs process them ~100× slower (it
-        halved the optimiser's time). The flag is per thread and also governs Python's own
-        float arithmetic, so the caller's setting is restored afterwards: a caller that
-        flushes keeps flushing, one that does not gets exact subnormals back.
+        rarely active units decay into them, and x86 CPUs handle them in slow microcode
+        assists (how much that costs depends on the CPU, so no number is quoted here). The
+        flag is per thread and also governs Python's own float arithmetic, so the caller's
+        setting is restored afterwards: a caller that flushes keeps flushing, one that does
+        not gets exact subnormals back.
         """
         flush = (
             self.device.type == "cpu" and not denormals_flushed() and torch.set_flush_denormal(True)
@@ -345,7 +346,7 @@ class DQNAgent:
     def _round_targets(self, *batch: torch.Tensor) -> torch.Tensor:
         """:meth:`_targets` for a whole round, in blocks of about ``_TARGET_BLOCK`` rows: the
         intermediate activations of one block stay in the CPU cache, which one pass over a
-        round's 8,192 rows would flush (measured: half the time of one big pass)."""
+        round's 8,192 rows would flush."""
         n = len(batch[0])
         block = max(self.config.batch_size, _TARGET_BLOCK)
         if n <= block:
