@@ -401,9 +401,9 @@ def test_polyak_updates_while_training_match_a_step_by_step_simulation(num_envs)
             if env_step % 3 == 0:
                 expected = 0.2 * theta + 0.8 * expected
         obs, next_obs = (rng.uniform(-1, 1, (num_envs, 4)).astype(np.float32) for _ in "ab")
+        actions, rewards = rng.integers(0, 3, num_envs), rng.normal(size=num_envs)
         ends = np.zeros(num_envs, dtype=bool)
-        agent.observe(obs, rng.integers(0, 3, num_envs), rng.normal(size=num_envs), next_obs,
-                      ends, ends, t)  # fmt: skip
+        agent.observe(obs, actions, rewards, next_obs, ends, ends, t)
     assert agent.updates > 0 and agent.target_updates == 32
     np.testing.assert_allclose(_np(agent._target_flat), expected, rtol=1e-5, atol=1e-6)
 
@@ -829,8 +829,8 @@ class TargetRecorder:
             idx = sample_indices(rng, n)
             with torch.no_grad():
                 table = _np(agent.target(self._states))
-            self.rounds.append({"idx": idx.copy(), "stored": agent.buffer.pos, "target": table})
-            self.rounds[-1]["steps"] = []
+            stored = agent.buffer.pos  # rows written so far (the test's buffer never wraps)
+            self.rounds.append({"idx": idx.copy(), "stored": stored, "target": table, "steps": []})
             return idx
 
         agent.buffer.sample_indices = recording_sample
@@ -995,6 +995,7 @@ def test_the_loss_trains_toward_the_brute_force_target(kind, head, n_step, num_e
     recorder = TargetRecorder(agent)
     driver.advance(150, 0)
     logs = [env.unwrapped.log for env in driver.env.envs]
+    driver.env.close()
     counts = collections.Counter()
     checked = 0
     for round_ in recorder.rounds:
