@@ -25,6 +25,7 @@ its training rounds only; SB3 runs exactly as shipped.
 
     python scripts/bench_dqn.py                    # 50k steps, seeds 0-4, both settings
     python scripts/bench_dqn.py --steps 10000 --seeds 0 --settings zoo   # a quick look
+    python scripts/bench_dqn.py --gradients        # autograd vs agents/dqn/fastgrad.py only
 
 Needs the benchmark extra: ``pip install 'rlsoft[bench]'`` (stable-baselines3).
 """
@@ -258,6 +259,55 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _gradient_timers(hidden: list[int], batch: int) -> dict[str, Callable[[], None]]:
+    """One minibatch's forward, Huber loss and backward of a ``q`` head, two ways."""
+    import torch
+    import torch.nn.functional as F
+
+    from agents.dqn.fastgrad import ManualGradient
+    from agents.dqn.networks import QNetwork
+    from agents.dqn.optim import flatten_parameters
+
+    generator = torch.Generator().manual_seed(0)
+    net = QNetwork(4, 2, hidden)
+    _, grads = flatten_parameters(net)
+    obs = torch.randn(batch, 4, generator=generator)
+    actions = torch.randint(0, 2, (batch,), generator=generator)
+    y = torch.randn(batch, generator=generator)
+    manual = ManualGradient(net, "huber")
+
+    def autograd() -> None:
+        grads.zero_()
+        q = net(obs).gather(1, actions.view(-1, 1)).squeeze(1)
+        F.smooth_l1_loss(q, y).backward()
+
+    def written_out() -> None:
+        manual(obs, actions, y)
+
+    return {"autograd": autograd, "written out": written_out}
+
+
+def time_gradients(repeats: int = 7, number: int = 200) -> None:
+    """Forward, Huber loss and backward of the ``q`` head per minibatch: autograd against the
+    hand-written pass of ``agents/dqn/fastgrad.py``, one torch thread, best of ``repeats``
+    (the two are interleaved, so a change in machine load hits both alike)."""
+    import timeit
+
+    import torch
+
+    torch.set_num_threads(1)
+    for hidden, batch in (([64, 64], 32), ([256, 256], 64)):
+        timers = _gradient_timers(hidden, batch)
+        best = dict.fromkeys(timers, float("inf"))
+        for _ in range(repeats):
+            for name, fn in timers.items():
+                best[name] = min(best[name], timeit.timeit(fn, number=number) / number)
+        print(
+            f"{hidden} batch {batch}: autograd {best['autograd'] * 1e6:.0f} µs, written out "
+            f"{best['written out'] * 1e6:.0f} µs per forward + loss + backward"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50_000, help="environment steps per run")
@@ -272,7 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-sb3", action="store_true", help="time rlsoft only")
     parser.add_argument("--out", help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--gradients",
+        action="store_true",
+        help="only time one gradient computation, autograd vs agents/dqn/fastgrad.py",
+    )
     args = parser.parse_args(argv)
+    if args.gradients:
+        time_gradients()
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [s.strip() for s in args.settings.split(",")]
     unknown = [s for s in settings if s not in SETTINGS]

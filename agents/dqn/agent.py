@@ -20,8 +20,8 @@ Where the time goes, and what is done about it (measured with pyinstrument on Ca
   step, gradient-free, in blocks of 512 rows (large enough to amortise per-call costs, small
   enough that the activations stay in the CPU cache).
 * Each network's parameters (and gradients) live in one flat buffer, so zeroing, clipping,
-  Adam and the target update are a few whole-buffer operations (:mod:`agents.dqn.optim`;
-  ``torch.optim.Adam.step`` alone cost ~110 µs of Python per step). Metrics stay on the
+  Adam and the target update are a few whole-buffer operations (:mod:`agents.dqn.optim`:
+  ``torch.optim.Adam.step`` spends most of its time in per-call Python). Metrics stay on the
   device as tensors and are read once per logging window (no ``.item()`` per step).
 * Subnormal floats are flushed to zero on the CPU during training rounds
   (``torch.set_flush_denormal``): the Adam moments of dead ReLU units decay into them, and
@@ -58,11 +58,28 @@ from rlsoft.replay import ReplayBatch, ReplayBuffer
 from rlsoft.schedules import ConstantSchedule
 from rlsoft.spaces import describe_space, discrete_actions
 
-__all__ = ["DQNAgent"]
+__all__ = ["DQNAgent", "denormals_flushed"]
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
 _ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max")
+
+
+# The smallest positive subnormal double and the smallest normal one. Module globals, not
+# literals, so that no expression of them is folded when the module is compiled.
+_SUBNORMAL = float.fromhex("0x0.0000000000001p-1022")
+_NORMAL = float.fromhex("0x1p-1022")
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread flushes subnormal floats to zero (``torch.set_flush_denormal``).
+
+    torch has a setter for the flag but no getter. It sets the CPU's floating-point mode
+    (DAZ and FTZ on x86, FZ on ARM), which Python's own float arithmetic runs under too, so
+    the mode shows in two operations: a subnormal operand read as zero (DAZ, FZ), and an
+    inexact subnormal result written as zero (FTZ). Either means the flag is on.
+    """
+    return _SUBNORMAL * 1.0 == 0.0 or _NORMAL / 3.0 == 0.0
 
 
 def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
@@ -232,37 +249,53 @@ class DQNAgent:
         """Store one transition per environment; update the target and train on cadence.
 
         ``step`` is the global environment step before this vector step, so the steps done
-        after it are ``step + num_envs``; an event due every ``k`` steps fires when that
-        count crosses a multiple of ``k``.
+        after it are ``step + num_envs``; an event due every ``k`` steps fires once for each
+        multiple of ``k`` that count crosses (several when ``num_envs > k``), so the schedule
+        of learning does not depend on ``num_envs``.
         """
         self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
         cfg = self.config
         before, after = step, step + self.num_envs
-        if after // cfg.target_update_interval != before // cfg.target_update_interval:
-            self.update_target()
+        crossed = after // cfg.target_update_interval - before // cfg.target_update_interval
+        if crossed:
+            self.update_target(crossed)
         if after > cfg.learning_starts:
             rounds = after // cfg.train_freq - before // cfg.train_freq
             if rounds:
                 self.train(rounds * cfg.gradient_steps, after)
 
     @torch.no_grad()
-    def update_target(self) -> None:
-        """θ′ ← τ·θ + (1 − τ)·θ′ (a hard copy for τ = 1)."""
-        if self.config.tau == 1.0:
+    def update_target(self, times: int = 1) -> None:
+        """``times`` target updates θ′ ← τ·θ + (1 − τ)·θ′ at once (a hard copy for τ = 1).
+
+        The online parameters θ do not change between them (the vector step's gradient
+        rounds run afterwards), so ``k`` updates in a row are exactly one with the weight
+        τ_k = 1 − (1 − τ)^k: θ′ ← θ + (1 − τ)^k·(θ′ − θ). Without this a vector step that
+        crosses several update intervals (``num_envs > target_update_interval``) would apply
+        one update only and shrink the effective τ as ``num_envs`` grows.
+        """
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        tau = self.config.tau
+        if tau == 1.0:
             self._target_flat.copy_(self._flat)
         else:
-            self._target_flat.lerp_(self._flat, self.config.tau)
-        self.target_updates += 1
+            self._target_flat.lerp_(self._flat, 1.0 - (1.0 - tau) ** times)
+        self.target_updates += times
 
     def train(self, gradient_steps: int, step: int) -> None:
         """Run ``gradient_steps`` gradient steps on fresh minibatches from the replay buffer.
 
         On the CPU, subnormal floats are flushed to zero during the round: Adam's moments of
-        rarely active units decay into them, and x86 CPUs process them ~100× slower (it
-        halved the optimiser's time). The flag is per thread and also governs Python's own
-        float arithmetic, so it is switched off again afterwards.
+        rarely active units decay into them, and x86 CPUs handle them in slow microcode
+        assists (how much that costs depends on the CPU, so no number is quoted here). The
+        flag is per thread and also governs Python's own float arithmetic, so the caller's
+        setting is restored afterwards: a caller that flushes keeps flushing, one that does
+        not gets exact subnormals back.
         """
-        flush = self.device.type == "cpu" and torch.set_flush_denormal(True)
+        flush = (
+            self.device.type == "cpu" and not denormals_flushed() and torch.set_flush_denormal(True)
+        )
         try:
             self._train_round(gradient_steps, step)
         finally:
@@ -313,7 +346,7 @@ class DQNAgent:
     def _round_targets(self, *batch: torch.Tensor) -> torch.Tensor:
         """:meth:`_targets` for a whole round, in blocks of about ``_TARGET_BLOCK`` rows: the
         intermediate activations of one block stay in the CPU cache, which one pass over a
-        round's 8,192 rows would flush (measured: half the time of one big pass)."""
+        round's 8,192 rows would flush."""
         n = len(batch[0])
         block = max(self.config.batch_size, _TARGET_BLOCK)
         if n <= block:
@@ -453,7 +486,13 @@ class DQNAgent:
     # -- checkpoints -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The full learning state as tensors and plain containers (``weights_only``-safe)."""
+        """The full learning state as tensors and plain containers (``weights_only``-safe).
+
+        The agent draws no numbers from torch's global generator (the network is initialised
+        from a forked one; exploration and replay sampling use numpy generators), so none is
+        saved and :meth:`load` leaves the caller's torch random state as it was. (Checkpoints
+        written before held it under ``rng.torch``; it is ignored.)
+        """
         replay = {
             k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
             for k, v in self.buffer.state_dict().items()
@@ -470,7 +509,6 @@ class DQNAgent:
             "rng": {
                 "numpy": json.dumps(self.rng.bit_generator.state),
                 "eval": json.dumps(self.eval_rng.bit_generator.state),
-                "torch": torch.get_rng_state(),
             },
             "counters": {"updates": self.updates, "target_updates": self.target_updates},
             # The window's per-step values are saved unsummed: folding them into the sums
@@ -540,7 +578,6 @@ class DQNAgent:
             raise RlsoftError(
                 f"checkpoint {source!r} holds an unusable random state: {exc}"
             ) from None
-        torch.set_rng_state(rng["torch"])
         self.updates = int(state["counters"]["updates"])
         self.target_updates = int(state["counters"]["target_updates"])
         metrics = state["metrics"]

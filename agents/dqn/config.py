@@ -20,7 +20,8 @@ def _endpoints(value: NumberOrSchedule) -> list[float]:
 
 class DQNConfig(StrictModel):
     """Hyperparameters of the DQN family (``agent.type: dqn``). Every option combines with
-    every other one, except that Double DQN only applies to the standard (max) target.
+    every other one, except that Double DQN and ``n_step > 1`` apply to the standard (max)
+    target only (see ``n_step`` for why the soft and Munchausen targets are one-step).
 
     Step counts (``train_freq``, ``learning_starts``, ``target_update_interval``) are
     *environment* steps summed over all vectorised copies, so ``env.num_envs`` changes only
@@ -53,7 +54,12 @@ class DQNConfig(StrictModel):
     """Discount factor γ."""
     n_step: int = Field(1, ge=1)
     """Length n of the bootstrapped return Σ_{k<n} γ^k r_{t+k} + γ^n·V(s_{t+n}); shorter at
-    the end of an episode, which it never crosses."""
+    the end of an episode, which it never crosses. ``target: standard`` only: the soft and
+    Munchausen targets are defined for one-step transitions (Haarnoja et al., 2017, train
+    soft Q-learning on r_t + γ·V_soft(s_{t+1}); Vieillard et al., 2020, add the Munchausen
+    term to the immediate reward and use no n-step returns, nor does their reference
+    code), and an n-step soft return would need the policy's entropy at every intermediate
+    state, which the replay buffer does not keep."""
     target: Literal["standard", "soft", "munchausen"] = "standard"
     """Next-state value: ``standard`` max_a′ Q_target(s′,a′); ``soft`` the log-sum-exp
     τ·log Σ_a′ exp(Q_target(s′,a′)/τ); ``munchausen`` the soft value plus the bonus
@@ -124,6 +130,12 @@ class DQNConfig(StrictModel):
             raise ValueError(
                 f"double applies to the standard max target only, not to target "
                 f"{self.target!r}: the {self.target} target averages over all actions"
+            )
+        if self.n_step > 1 and self.target != "standard":
+            raise ValueError(
+                f"n_step must be 1 with target {self.target!r} (got {self.n_step}): the "
+                f"{self.target} target is defined for one-step transitions only, so use "
+                "n_step: 1 or target: standard"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

@@ -6,9 +6,16 @@ target network's values there.
 
 * standard:   y = G + d · max_a′ Q̄(s′, a′)
 * double:     y = G + d · Q̄(s′, argmax_a′ Q(s′, a′))          (online net picks, target evaluates)
-* soft:       y = G + d · τ·log Σ_a′ exp(Q̄(s′, a′)/τ)
-* munchausen: y = G + α·clip(τ·log π̄(a|s), l0, 0) + d · τ·log Σ_a′ exp(Q̄(s′, a′)/τ),
+* soft:       y = r + d · τ·log Σ_a′ exp(Q̄(s′, a′)/τ)
+* munchausen: y = r + α·clip(τ·log π̄(a|s), l0, 0) + d · τ·log Σ_a′ exp(Q̄(s′, a′)/τ),
   π̄ = softmax(Q̄(s)/τ)
+
+The soft and Munchausen targets are one-step (G = r, d = γ or 0), as their papers define
+them: soft Q-learning regresses on r_t + γ·V_soft(s_{t+1}) (Haarnoja et al., 2017), and
+Munchausen DQN adds the scaled log-policy to the immediate reward of a one-step target
+(Vieillard et al., 2020, whose reference implementation runs with ``update_horizon = 1``).
+An n-step version would need the policy's entropy at every intermediate state, so the
+config refuses ``n_step > 1`` with them (:class:`~agents.dqn.config.DQNConfig`).
 
 The soft value equals Σ_a′ π̄(a′|s′)·(Q̄(s′,a′) − τ·log π̄(a′|s′)), the entropy-regularised
 value of Munchausen DQN (Vieillard et al., 2020). ``τ·log π̄`` comes from

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import pickle
 
 import gymnasium as gym
+import mpmath
 import numpy as np
 import pytest
 import scipy.special
@@ -15,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.dqn import DQNAgent, DQNConfig
+from agents.dqn.agent import denormals_flushed
 from agents.dqn.networks import NumpyForward, QNetwork
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
 from agents.dqn.targets import project_onto_support
@@ -344,6 +347,67 @@ def test_hard_and_polyak_target_updates():
     assert soft.target_updates == 1
 
 
+def test_k_polyak_updates_at_once_equal_k_in_a_row():
+    """update_target(k) uses the closed form θ′ ← θ + (1 − τ)^k·(θ′ − θ)."""
+    one, many = make_agent(tau=0.3), make_agent(tau=0.3)
+    for agent in (one, many):
+        _perturb(agent.online, 0)
+    for _ in range(5):
+        one.update_target()
+    many.update_target(5)
+    torch.testing.assert_close(many._target_flat, one._target_flat, rtol=1e-6, atol=1e-7)
+    assert many.target_updates == one.target_updates == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        many.update_target(0)
+
+
+@pytest.mark.parametrize("num_envs", [1, 4, 16])
+def test_polyak_target_after_a_fixed_number_of_steps_does_not_depend_on_num_envs(num_envs):
+    """With the online network held fixed (no training yet), 48 environment steps with an
+    update every 2 are 24 updates θ′ ← τθ + (1 − τ)θ′, however the steps are vectorised: a
+    vector step of 16 environments crosses 8 intervals."""
+    agent = make_agent(num_envs=num_envs, tau=0.1, target_update_interval=2, learning_starts=10**6)
+    _perturb(agent.online, 0)
+    theta, expected = _np(agent._flat), _np(agent._target_flat)
+    assert np.abs(theta - expected).max() > 0.1
+    for env_step in range(1, 49):  # brute force, one environment step at a time
+        if env_step % 2 == 0:
+            expected = 0.1 * theta + 0.9 * expected
+    feed(agent, 48 // num_envs)
+    assert agent.updates == 0 and agent.target_updates == 24
+    np.testing.assert_allclose(_np(agent._target_flat), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_envs", [1, 4, 16])
+def test_polyak_updates_while_training_match_a_step_by_step_simulation(num_envs):
+    """Training moves the online network between vector steps. Each environment step that
+    completes an interval applies one update with the online parameters of its vector step
+    (taken before that step's gradient rounds, which run after the target update)."""
+    agent = make_agent(
+        num_envs=num_envs,
+        tau=0.2,
+        target_update_interval=3,
+        learning_starts=8,
+        train_freq=4,
+        gradient_steps=1,
+        lr=0.01,
+    )
+    _perturb(agent.online, 0)
+    expected = _np(agent._target_flat)
+    rng = np.random.default_rng(0)
+    for t in range(0, 96, num_envs):
+        theta = _np(agent._flat)
+        for env_step in range(t + 1, t + num_envs + 1):
+            if env_step % 3 == 0:
+                expected = 0.2 * theta + 0.8 * expected
+        obs, next_obs = (rng.uniform(-1, 1, (num_envs, 4)).astype(np.float32) for _ in "ab")
+        actions, rewards = rng.integers(0, 3, num_envs), rng.normal(size=num_envs)
+        ends = np.zeros(num_envs, dtype=bool)
+        agent.observe(obs, actions, rewards, next_obs, ends, ends, t)
+    assert agent.updates > 0 and agent.target_updates == 32
+    np.testing.assert_allclose(_np(agent._target_flat), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_target_updates_and_training_follow_the_environment_step_cadence():
     agent = make_agent(num_envs=2, learning_starts=16, train_freq=4, gradient_steps=2)
     feed(agent, 20)  # 40 env steps: trains at 20, 24, ..., 40 → 6 rounds of 2 steps
@@ -351,14 +415,27 @@ def test_target_updates_and_training_follow_the_environment_step_cadence():
     assert agent.target_updates == 2  # every 20 env steps: at 20 and 40
 
 
-def test_training_leaves_subnormal_arithmetic_alone():
-    """Training rounds flush subnormals to zero for speed, but switch that off again: the
-    flag would otherwise also change every later float operation of the thread."""
+def test_training_restores_the_callers_subnormal_mode():
+    """Training rounds flush subnormals to zero for speed, then restore the caller's mode:
+    the flag also governs every later float operation of the thread."""
+    tiny = np.nextafter(0.0, 1.0)  # 5e-324, a subnormal
     agent = make_agent()
     feed(agent, 20)
     assert agent.updates > 0
-    tiny = np.nextafter(0.0, 1.0)  # 5e-324, a subnormal
-    assert tiny + tiny > 0.0 and float(np.float64(tiny) * 2.0) > 0.0
+    assert tiny + tiny > 0.0 and float(np.float64(tiny) * 2.0) > 0.0  # still exact
+    assert not denormals_flushed()
+    # A caller that flushes subnormals itself keeps doing so after a training round.
+    assert torch.set_flush_denormal(True), "this CPU cannot flush subnormals"
+    try:
+        assert denormals_flushed()
+        updates = agent.updates
+        feed(agent, 20, start=20)
+        assert agent.updates > updates
+        assert denormals_flushed()
+        assert float(np.float64(tiny) * 2.0) == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert not denormals_flushed() and tiny + tiny > 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +466,7 @@ OPTIONS = [
     if not (double and target != "standard")
 ]
 for i, options in enumerate(OPTIONS):
-    options["n_step"] = 1 + 2 * (i % 2)
+    options["n_step"] = 1 + 2 * (i % 2) if options["target"] == "standard" else 1
     options["loss"] = "mse" if i % 4 >= 2 else "huber"
 
 
@@ -407,6 +484,10 @@ def test_every_option_combination_trains(options):
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="double applies to the standard"):
         DQNConfig(double=True, target="soft")
+    for target in ("soft", "munchausen"):
+        with pytest.raises(ValueError, match=f"n_step must be 1 with target '{target}'"):
+            DQNConfig(n_step=3, target=target)
+        assert DQNConfig(n_step=1, target=target).n_step == 1
     with pytest.raises(ValueError, match="v_min must be smaller"):
         DQNConfig(v_min=1.0, v_max=1.0)
     with pytest.raises(ValueError, match="batch_size"):
@@ -478,6 +559,23 @@ def test_save_load_round_trip_continues_identically(tmp_path, options):
     torch.testing.assert_close(a._target_flat, b._target_flat, rtol=0, atol=0)
     assert a.act_greedy(np.zeros(4, np.float32)) == b.act_greedy(np.zeros(4, np.float32))
     assert not list(tmp_path.glob(".agent.pt.tmp*"))  # written through a temporary file
+
+
+def test_loading_leaves_torchs_global_random_state_alone(tmp_path):
+    """The agent draws nothing from torch's global generator, so a load must not reset the
+    caller's (rlsoft.load in a notebook, an evaluation script seeding its own runs)."""
+    torch.manual_seed(1)
+    a = make_agent()
+    feed(a, 20)
+    a.save(tmp_path / "agent.pt")
+    torch.manual_seed(2)
+    torch.rand(3)
+    before = torch.get_rng_state()
+    b = make_agent(seed=5)
+    b.load(tmp_path / "agent.pt")
+    torch.testing.assert_close(torch.get_rng_state(), before, rtol=0, atol=0)
+    feed(b, 20, start=20)  # neither does training
+    torch.testing.assert_close(torch.get_rng_state(), before, rtol=0, atol=0)
 
 
 def test_loading_into_a_different_network_is_refused(tmp_path):
@@ -667,3 +765,260 @@ def test_update_rule_matches_stable_baselines3():
     ours.train(steps, 0)
     for name, value in renamed(model.q_net.q_net.state_dict()).items():
         torch.testing.assert_close(ours.online.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# What the loss trains toward, on a tiny MDP run through the real vector-env driver, against
+# targets computed by brute force from the environments' own record of what happened
+# --------------------------------------------------------------------------------------------
+
+TINY_ID = "rlsoft-test/TinyMDP-v0"
+TINY_STATES, TINY_TERMINAL = 5, 4
+
+
+class TinyMDP(gym.Env):
+    """Five one-hot states (4 is terminal), three actions, random successors, episodes cut
+    off (truncated) after ``limit`` steps. Every step is logged as
+    ``(s, a, r, s′, terminated, truncated)``: the ground truth the brute force walks."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (TINY_STATES,), np.float32)
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self.log: list[tuple[int, int, float, int, bool, bool]] = []
+        self.state, self.t = 0, 0
+
+    def _obs(self, state: int) -> np.ndarray:
+        return np.eye(TINY_STATES, dtype=np.float32)[state]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state, self.t = int(self.np_random.integers(0, TINY_TERMINAL)), 0
+        return self._obs(self.state), {}
+
+    def step(self, action):
+        s, a = self.state, int(action)
+        coin = int(self.np_random.random() < 0.5)
+        nxt = (s + a + coin) % TINY_STATES
+        reward = float(np.float32(np.sin(3.0 * s + a) + 0.25 * coin))  # as the replay stores it
+        self.t += 1
+        terminated = nxt == TINY_TERMINAL
+        truncated = not terminated and self.t >= self.limit
+        self.log.append((s, a, reward, nxt, terminated, truncated))
+        self.state = nxt
+        return self._obs(nxt), reward, terminated, truncated, {}
+
+
+if TINY_ID not in gym.envs.registry:
+    gym.register(id=TINY_ID, entry_point=TinyMDP)
+
+
+class TargetRecorder:
+    """Wraps a DQN agent to record what each gradient step trains toward: the replay indices
+    of a round's rows, the target network's outputs on every state at the start of the round
+    (it is fixed during a round), and per step the target ``y`` the loss received, the
+    actions, and the online network's outputs on every state at that moment (Double DQN)."""
+
+    def __init__(self, agent: DQNAgent) -> None:
+        self.rounds: list[dict] = []
+        self._states = torch.eye(TINY_STATES)
+        sample_indices = agent.buffer.sample_indices
+
+        def recording_sample(rng, n):
+            idx = sample_indices(rng, n)
+            with torch.no_grad():
+                table = _np(agent.target(self._states))
+            stored = agent.buffer.pos  # rows written so far (the test's buffer never wraps)
+            self.rounds.append({"idx": idx.copy(), "stored": stored, "target": table, "steps": []})
+            return idx
+
+        agent.buffer.sample_indices = recording_sample
+        manual, loss = agent._manual_gradient, agent._loss
+
+        def record(actions, y):
+            with torch.no_grad():
+                online = _np(agent.online(self._states))
+            self.rounds[-1]["steps"].append((_np(actions).astype(int), _np(y), online))
+
+        if manual is not None:
+
+            def recording_manual(obs, actions, y):
+                record(actions, y)
+                return manual(obs, actions, y)
+
+            agent._manual_gradient = recording_manual
+
+        def recording_loss(out, actions, y):
+            record(actions, y)
+            return loss(out, actions, y)
+
+        agent._loss = recording_loss
+
+
+def brute_force_return(stream, start, stored, n, gamma):
+    """Walk one environment's log from ``start``: (G, bootstrap discount, s′, why it ended),
+    stopping at a termination (discount 0), a truncation, n rewards or the newest stored
+    transition."""
+    total, k, j = 0.0, 0, start
+    while True:
+        _, _, reward, nxt, terminated, truncated = stream[j]
+        total += gamma**k * reward
+        k += 1
+        if terminated:
+            return total, 0.0, nxt, "terminated"
+        if truncated:
+            return total, gamma**k, nxt, "truncated"
+        if k == n:
+            return total, gamma**k, nxt, "n rewards"
+        if j + 1 >= stored:
+            return total, gamma**k, nxt, "newest"
+        j += 1
+
+
+def soft_value(q_row, tau):
+    """τ·log Σ_a exp(q_a/τ) in 50-digit arithmetic."""
+    mpmath.mp.dps = 50
+    return float(tau * mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(q) / tau) for q in q_row)))
+
+
+def brute_force_softmax(row):
+    """softmax over a 1-d sequence in 50-digit arithmetic."""
+    mpmath.mp.dps = 50
+    weights = [mpmath.exp(mpmath.mpf(float(v))) for v in row]
+    total = mpmath.fsum(weights)
+    return [float(w / total) for w in weights]
+
+
+def brute_force_target(kind, head, tables, s, a, ret, disc, nxt, cfg, counts):
+    """The target of one transition, by the formulas of the papers, with explicit loops."""
+    target, online = tables
+    tau, alpha, l0 = cfg["soft_temperature"], cfg["munchausen_alpha"], cfg["munchausen_clip"]
+    actions = range(target.shape[1])
+    if head == "c51":
+        z = np.linspace(cfg["v_min"], cfg["v_max"], cfg["atoms"])
+        p_next = [brute_force_softmax(target[nxt, b]) for b in actions]
+        q_next = [sum(p * zi for p, zi in zip(p_next[b], z, strict=True)) for b in actions]
+        q_now = [
+            sum(p * zi for p, zi in zip(brute_force_softmax(target[s, b]), z, strict=True))
+            for b in actions
+        ]
+    else:
+        q_next, q_now = list(target[nxt]), list(target[s])
+    if kind == "munchausen":
+        scaled_log_pi = q_now[a] - soft_value(q_now, tau)  # τ·log π̄(a|s)
+        counts["clipped" if scaled_log_pi < l0 else "unclipped"] += 1
+        ret = ret + alpha * min(max(scaled_log_pi, l0), 0.0)
+    if head == "q":
+        if kind == "standard":
+            return ret + disc * max(q_next)
+        if kind == "double":
+            best = max(actions, key=lambda b: online[nxt, b])
+            return ret + disc * q_next[best]
+        return ret + disc * soft_value(q_next, tau)
+    points, masses = [], []
+    if kind in ("standard", "double"):
+        chooser = q_next
+        if kind == "double":
+            p_online = [brute_force_softmax(online[nxt, b]) for b in actions]
+            chooser = [sum(p * zi for p, zi in zip(p_online[b], z, strict=True)) for b in actions]
+        best = max(actions, key=lambda b: chooser[b])
+        for i, zi in enumerate(z):
+            points.append(ret + disc * zi)
+            masses.append(p_next[best][i])
+    else:  # the π̄-mixture of z − τ·log π̄(b|s′) over next actions b
+        value = soft_value(q_next, tau)
+        for b in actions:
+            log_pi = (q_next[b] - value) / tau
+            for i, zi in enumerate(z):
+                points.append(ret + disc * (zi - tau * log_pi))
+                masses.append(np.exp(log_pi) * p_next[b][i])
+    return brute_force_projection([points], [masses], cfg["v_min"], cfg["v_max"], cfg["atoms"])[0]
+
+
+TARGET_CASES = [
+    ("standard", "q", 1, 1),
+    ("standard", "q", 3, 3),
+    ("double", "q", 3, 2),
+    ("soft", "q", 1, 3),
+    ("munchausen", "q", 1, 3),
+    ("standard", "c51", 3, 3),
+    ("double", "c51", 2, 2),
+    ("soft", "c51", 1, 2),
+    ("munchausen", "c51", 1, 2),
+]
+
+
+@pytest.mark.parametrize(("kind", "head", "n_step", "num_envs"), TARGET_CASES, ids=lambda v: str(v))
+def test_the_loss_trains_toward_the_brute_force_target(kind, head, n_step, num_envs):
+    """Every target the agent supports, as the loss receives it during real training on
+    vector environments with same-step autoreset, against a brute-force computation from
+    the environments' own logs: n-step returns that stop at terminations (no bootstrap),
+    truncations (bootstrap from the final observation, not the next episode's first) and
+    the newest stored transition."""
+    from rlsoft.config import validate_config
+    from rlsoft.experiment import build_driver
+
+    agent_cfg = {
+        "hidden_sizes": [8],
+        "head": head,
+        "atoms": 7,
+        "v_min": -2.0,
+        "v_max": 2.0,
+        "gamma": 0.9,
+        "n_step": n_step,
+        "target": "standard" if kind == "double" else kind,
+        "double": kind == "double",
+        "soft_temperature": 0.3,
+        "munchausen_alpha": 0.9,
+        "munchausen_clip": -0.5,
+        "lr": 0.01,
+        "batch_size": 16,
+        "buffer_size": 1024,
+        "learning_starts": 24,
+        "train_freq": 6,
+        "gradient_steps": 2,
+        "target_update_interval": 10**6,  # the target stays the perturbed network below
+    }
+    config = validate_config(
+        {
+            "env": {"id": TINY_ID, "num_envs": num_envs},
+            "agent": {"type": "dqn", **agent_cfg},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 0.5},
+            "device": "cpu",
+        }
+    )
+    driver = build_driver(config)
+    agent = driver.agent
+    _perturb(agent.target, 11)  # target ≠ online, and Q-values spread enough to clip
+    _perturb(agent.online, 12)
+    recorder = TargetRecorder(agent)
+    driver.advance(150, 0)
+    logs = [env.unwrapped.log for env in driver.env.envs]
+    driver.env.close()
+    counts = collections.Counter()
+    checked = 0
+    for round_ in recorder.rounds:
+        idx, stored = round_["idx"], round_["stored"]
+        assert round_["steps"], "every sampled round reaches the loss"
+        for step, (actions, y, online) in enumerate(round_["steps"]):
+            rows = idx[step * 16 : (step + 1) * 16]
+            for i, flat in enumerate(rows):
+                stream = logs[flat % num_envs]
+                start = flat // num_envs
+                s, a = stream[start][:2]
+                assert actions[i] == a  # the recorded indices are the rows the loss saw
+                ret, disc, nxt, why = brute_force_return(stream, start, stored, n_step, 0.9)
+                counts[why] += 1
+                expected = brute_force_target(
+                    kind, head, (round_["target"], online), s, a, ret, disc, nxt, agent_cfg, counts
+                )
+                np.testing.assert_allclose(y[i], expected, rtol=1e-5, atol=2e-5)
+                checked += 1
+    assert checked >= 300
+    # Every way a return can end occurred (so each was checked).
+    assert counts["terminated"] and counts["truncated"]
+    if n_step > 1:
+        assert counts["n rewards"] and counts["newest"]
+    if kind == "munchausen":
+        assert counts["clipped"] and counts["unclipped"]
