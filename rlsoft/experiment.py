@@ -132,8 +132,16 @@ def run_experiment(
     return Trainer(driver, config, run_dir, hparams_domain=hparams_domain).run()
 
 
-def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunResult:
-    """Continue ``run_dir`` from its newest checkpoint (a longer budget may be given)."""
+def resume_experiment(
+    run_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    hparams_domain: dict[str, Any] | None = None,
+) -> RunResult:
+    """Continue ``run_dir`` from its newest checkpoint (a longer budget may be given).
+
+    :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
+    """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if overrides:
@@ -146,7 +154,14 @@ def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) ->
     driver.load_state_dict(state.get("driver", {}))
     if (run_dir / SUMMARY_FILE).exists() and state["step"] < config.train.total_steps:
         (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
-    trainer = Trainer(driver, config, run_dir, start_step=int(state["step"]), trainer_state=state)
+    trainer = Trainer(
+        driver,
+        config,
+        run_dir,
+        start_step=int(state["step"]),
+        trainer_state=state,
+        hparams_domain=hparams_domain,
+    )
     return trainer.run()
 
 
