@@ -767,7 +767,7 @@ def _local_worker(conn: connection.Connection, modules: Sequence[str]) -> None:
         conn.send(run_one(*task))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     """One local worker process, the pipe to it, and the run it holds (with its deaths)."""
 
@@ -799,14 +799,19 @@ class _LocalPool:
         theirs.close()  # only the child holds its end: its death is EOF on ours
         return _Worker(process, ours)
 
-    def replace(self, worker: _Worker) -> int | None:
-        """Reap a dead worker, start its replacement; return the dead one's exit code."""
+    def replace(self, worker: _Worker, *, restart: bool = True) -> int | None:
+        """Reap a dead worker and start its replacement (unless nothing is left to run);
+        return the dead one's exit code."""
         worker.process.join(timeout=10)
         if worker.process.is_alive():  # its pipe broke but it lives on: make sure it ends
             worker.process.kill()
             worker.process.join()
         worker.conn.close()
-        self.workers[self.workers.index(worker)] = self._start()
+        index = next(i for i, w in enumerate(self.workers) if w is worker)
+        if restart:
+            self.workers[index] = self._start()
+        else:
+            del self.workers[index]
         return worker.process.exitcode
 
     def close(self) -> None:
@@ -865,6 +870,8 @@ def _run_local(
                         worker.task = None
                         pool.replace(worker)
             busy = [w for w in pool.workers if w.task is not None]
+            if not busy:  # every send found a dead worker: their replacements take it next
+                continue
             ready = set(
                 connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
             )
@@ -878,8 +885,9 @@ def _run_local(
                     finish(outcome)
                     continue
                 worker.task = None
-                cause = death_cause(pool.replace(worker))
-                if deaths < retries:
+                retry = deaths < retries
+                cause = death_cause(pool.replace(worker, restart=retry or bool(queue)))
+                if retry:
                     on_retry(spec, cause, deaths + 2)
                     queue.appendleft((spec, deaths + 1))
                 else:
