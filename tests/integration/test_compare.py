@@ -324,6 +324,7 @@ def test_a_failing_run_is_reported_and_does_not_stop_the_others(grid):
 def test_report_reproduces_the_summaries_from_event_files(grid):
     result = rlsoft("report", grid["logdir"])
     assert result.returncode == 0, result.stderr
+    assert "rlsoft: warning: fewer than 3 finished runs for " in result.stderr
     for name, text in grid["files"].items():
         assert (grid["logdir"] / name).read_text() == text, name
     assert "Taxi-v4: final greedy evaluation return" in result.stdout
