@@ -1,13 +1,28 @@
-"""Atomic checkpoints: a checkpoint is a directory that appears whole or not at all.
+"""Atomic, durable checkpoints: a checkpoint is a directory that appears whole or not at all.
 
 ``<run>/checkpoints/step_0000050000/`` holds the agent's own file (``agent.npz`` or
 ``agent.pt``) and ``trainer.json`` (step counters and loop state). Both are written into a
-hidden temporary directory that is then renamed with ``os.replace``, so a crash mid-write never
-leaves a half checkpoint that could be resumed from.
+hidden temporary directory, flushed to the disk (``fsync`` of every file and of the
+directory), renamed into place with ``os.replace``, and the rename itself is made durable by an
+``fsync`` of the parent directory (POSIX only persists a rename once its directory is synced).
+
+The invariant, after a crash or a failed write at any point: the newest complete checkpoint
+that existed before the write still exists (or the new one does). Rewriting the *same* step
+(a resumed run that ends where it stopped) never deletes the old directory first: the old one
+is renamed aside to ``.replaced_step_…``, the new one renamed into place, and only then is the
+aside deleted; a crash between the two renames leaves the aside, which
+:func:`list_checkpoints` treats as that step's checkpoint and the next write puts back.
+Pruning renames an old checkpoint aside (``.trash_…``) before deleting it, so a crash halfway
+through a deletion never leaves a half checkpoint under a ``step_`` name.
+
+A write that fails (the disk is full, the quota is exhausted, a permission) removes its
+temporary directory and raises :class:`CheckpointWriteError`, one sentence saying how to go on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -15,18 +30,61 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rlsoft.errors import RlsoftError
+
 CHECKPOINT_DIR = "checkpoints"
 _PREFIX = "step_"
+_TMP = ".tmp_"
+_ASIDE = ".replaced_"
+_TRASH = ".trash_"
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+class CheckpointWriteError(RlsoftError, OSError):
+    """A checkpoint could not be written; the previous checkpoint is intact.
+
+    An :class:`OSError` (it is one: the disk refused the write) and an
+    :class:`~rlsoft.errors.RlsoftError` (the CLI shows its one sentence and exits with 2).
+    """
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (creations, renames) durable.
+
+    A no-op where directories cannot be opened (Windows), which has no such requirement.
+    """
+    if not hasattr(os, "O_DIRECTORY"):  # pragma: no cover - Windows
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` through a temporary file, ``os.replace`` and a directory
+    ``fsync``: after a crash ``path`` holds the old text or the new, never a mix."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -41,29 +99,84 @@ def write_checkpoint(
     trainer_state: dict[str, Any],
     keep: int = 3,
 ) -> Path:
-    """Write a checkpoint for ``step`` atomically and keep only the newest ``keep``."""
+    """Write a checkpoint for ``step`` atomically and durably; keep only the newest ``keep``.
+
+    :raises CheckpointWriteError: the write failed (e.g. ``ENOSPC``); the temporary directory
+        is removed and every earlier checkpoint is left as it was.
+    """
     root = run_dir / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
+    _restore_asides(root)
     final = checkpoint_path(run_dir, step)
-    tmp = root / f".tmp_{final.name}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_agent(tmp / agent_file)
-    (tmp / "trainer.json").write_text(json.dumps(trainer_state), encoding="utf-8")
-    if final.exists():  # the same step written again (a resumed run that ended there)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    tmp = root / f"{_TMP}{final.name}_{os.getpid()}"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        save_agent(tmp / agent_file)
+        with open(tmp / "trainer.json", "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(trainer_state))
+            handle.flush()
+            os.fsync(handle.fileno())
+        for written in tmp.iterdir():  # the agent's own file(s), whatever wrote them
+            _fsync_file(written)
+        fsync_dir(tmp)
+        _swap_into_place(tmp, final, root)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(exc, run_dir, final) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _prune(root, keep)
     return final
 
 
+def _swap_into_place(tmp: Path, final: Path, root: Path) -> None:
+    """``tmp`` becomes ``final``; an existing ``final`` (the same step written again) is moved
+    aside first and deleted only once the new one is in place and that rename is durable."""
+    aside = None
+    if final.exists():
+        aside = root / f"{_ASIDE}{final.name}"
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(final, aside)
+    os.replace(tmp, final)
+    fsync_dir(root)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_error(exc: OSError, run_dir: Path, final: Path) -> CheckpointWriteError:
+    if exc.errno in _NO_SPACE:
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        fix = "free space"
+    else:
+        reason = exc.strerror or str(exc)
+        fix = "fix that"
+    error = CheckpointWriteError(
+        f"cannot write checkpoint {final.name} of {str(run_dir)!r}: {reason} (the previous "
+        f"checkpoint is intact); {fix} and resume with rlsoft train --resume {run_dir}"
+    )
+    error.errno = exc.errno
+    return error
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary directories are ignored)."""
+    """Complete checkpoints, oldest first (temporary directories are ignored).
+
+    A step whose ``step_`` directory is missing but whose ``.replaced_step_`` aside exists (a
+    same-step rewrite interrupted between its two renames) is represented by the aside.
+    """
     root = run_dir / CHECKPOINT_DIR
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX))
+    found = {p.name: p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX)}
+    for aside in root.glob(f"{_ASIDE}{_PREFIX}*"):
+        name = aside.name.removeprefix(_ASIDE)
+        if aside.is_dir() and name not in found:
+            found[name] = aside
+    return [found[name] for name in sorted(found)]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -83,9 +196,29 @@ def agent_file(checkpoint: Path) -> Path:
     return files[0]
 
 
+def _restore_asides(root: Path) -> None:
+    """Finish what an interrupted same-step rewrite left: an aside whose step exists again is
+    garbage; one whose step is missing is the step's only copy and goes back into place."""
+    for aside in root.glob(f"{_ASIDE}{_PREFIX}*"):
+        final = root / aside.name.removeprefix(_ASIDE)
+        if final.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(aside, final)
+            fsync_dir(root)
+
+
 def _prune(root: Path, keep: int) -> None:
     for old in sorted(p for p in root.iterdir() if p.name.startswith(_PREFIX))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp_*"):  # left by a crashed writer
+        # Renamed out of the step_ namespace first: a crash mid-deletion leaves only trash.
+        trash = root / f"{_TRASH}{old.name}_{os.getpid()}"
+        try:
+            os.replace(old, trash)
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+    for stale in root.glob(f"{_TMP}*"):  # left by a crashed writer
         if not stale.name.endswith(f"_{os.getpid()}"):
             shutil.rmtree(stale, ignore_errors=True)
+    for trash in root.glob(f"{_TRASH}*"):  # a deletion cut short
+        shutil.rmtree(trash, ignore_errors=True)

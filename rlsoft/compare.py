@@ -17,7 +17,12 @@ is *done* when its ``summary.json`` exists — the trainer writes it atomically 
 act — so re-running a comparison skips done runs and redoes the others from scratch.
 
 Runs execute on local worker processes (``spawn``: torch and ``fork`` do not mix) or as Ray
-tasks. rlsoft knows no concrete agent: the caller names the modules whose import registers the
+tasks. A worker process that dies (killed, out of memory) fails nothing but its own run, and
+that run is retried up to :data:`MAX_RETRIES` times from its newest checkpoint: every run
+checkpoints ``checkpoints_per_run`` times over its budget, so a death costs at most that
+fraction of one run. Only then is the run reported as failed, with the cause.
+
+rlsoft knows no concrete agent: the caller names the modules whose import registers the
 agents (the CLI passes ``agents``), and every worker imports them before its first run.
 """
 
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import math
 import multiprocessing
 import os
 import re
@@ -33,9 +40,10 @@ import signal
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing import connection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +64,7 @@ from rlsoft.logger import flatten
 from rlsoft.training import CONFIG_FILE, SUMMARY_FILE
 
 __all__ = [
+    "MAX_RETRIES",
     "CompareConfig",
     "CompareRun",
     "Comparison",
@@ -63,6 +72,7 @@ __all__ = [
     "RunOutcome",
     "RunSpec",
     "check_finished",
+    "death_cause",
     "default_workers",
     "env_dirname",
     "hparams_domain",
@@ -79,6 +89,11 @@ RAY_MISSING = "the ray backend needs Ray: pip install 'rlsoft[ray]'"
 _MANAGED_KEYS = ("name", "seed", "logdir", "run_name")
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 EVAL_METRICS = ("eval/mean_return", "eval/std_return", "eval/mean_length")
+MAX_RETRIES = 2
+"""How many times a run whose worker process died is started again (from its newest
+checkpoint) before it is reported as failed."""
+_CADENCE_KEYS = ("train.checkpoint_every", "train.keep_checkpoints")
+"""Config keys that change when checkpoints are written, never what a run learns."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +120,11 @@ class CompareConfig(StrictModel):
     """Dotted-key overrides applied to every variant before its own."""
     logdir: str | None = None
     """Where the run dirs go (default ``runs/<name>``)."""
+    checkpoints_per_run: int = Field(10, ge=0)
+    """Periodic checkpoints of every run: one every ``⌈train.total_steps / N⌉`` steps (or more
+    often where the run's own ``train.checkpoint_every`` says so). A run whose worker dies is
+    retried from its newest checkpoint, so it loses at most ``1/N`` of its budget. 0: only the
+    final checkpoint (a retried run starts over)."""
 
     @field_validator("variants")
     @classmethod
@@ -264,8 +284,9 @@ def plan_comparison(
         for (env_id, variant), experiment in resolved.items():
             data_run = {**copy.deepcopy(experiment), "seed": seed, "run_name": f"seed_{seed}"}
             where = f"{source}: variant {variant!r}" + (f" on {env_id}" if several_envs else "")
-            validated = validate_config(data_run, source=where)
-            runs.append(RunSpec(env_id, variant, seed, validated.to_dict()))
+            validated = validate_config(data_run, source=where).to_dict()
+            _set_cadence(validated, config.checkpoints_per_run)
+            runs.append(RunSpec(env_id, variant, seed, validated))
     definition = {**config.model_dump(mode="json"), "name": name}
     return Comparison(
         name=name,
@@ -333,6 +354,17 @@ def _placed(
     return data
 
 
+def _set_cadence(config: dict[str, Any], per_run: int) -> None:
+    """``train.checkpoint_every`` of a validated run config: ``⌈total_steps / per_run⌉``,
+    unless the run already checkpoints at least that often."""
+    if per_run <= 0:
+        return
+    train = config["train"]
+    every = max(1, math.ceil(train["total_steps"] / per_run))
+    if not 0 < train["checkpoint_every"] <= every:
+        train["checkpoint_every"] = every
+
+
 def _experiment_base(base: str | dict[str, Any] | None, base_dir: Path, source: str) -> dict | None:
     if base is None:
         return None
@@ -393,14 +425,26 @@ def check_finished(spec: RunSpec) -> None:
             f"finished run dir {str(spec.run_dir)!r} has no valid {CONFIG_FILE} ({exc}); use "
             "another logdir (--logdir) or delete that run dir"
         ) from None
-    old_flat, new_flat = _comparable(old.to_dict()), _comparable(spec.config)
+    difference = _config_difference(old.to_dict(), spec.config)
+    if difference is not None:
+        key, then, now = difference
+        raise RlsoftError(
+            f"finished run dir {str(spec.run_dir)!r} was made with a different config "
+            f"({key} is {then!r} there and {now!r} now); use "
+            "another logdir (--logdir) or delete that run dir"
+        )
+
+
+def _config_difference(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[str, Any, Any] | None:
+    """The first key (with both values) where two run configs differ in what the run learns;
+    the checkpoint cadence does not count (it only decides what a crash costs)."""
+    old_flat, new_flat = _comparable(old), _comparable(new)
     for key in sorted(set(old_flat) | set(new_flat)):
-        if old_flat.get(key) != new_flat.get(key):
-            raise RlsoftError(
-                f"finished run dir {str(spec.run_dir)!r} was made with a different config "
-                f"({key} is {old_flat.get(key)!r} there and {new_flat.get(key)!r} now); use "
-                "another logdir (--logdir) or delete that run dir"
-            )
+        if key not in _CADENCE_KEYS and old_flat.get(key) != new_flat.get(key):
+            return key, old_flat.get(key), new_flat.get(key)
+    return None
 
 
 def write_dashboards(comparison: Comparison) -> Path:
@@ -548,16 +592,21 @@ def run_one(
     config: dict[str, Any],
     modules: Sequence[str] = (),
     hparams: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> RunOutcome:
     """Train one run of a grid from its config dict; never raises for a failing run.
 
-    An unfinished run dir left by an earlier attempt is removed first. Exceptions become a
-    ``failed`` outcome with the error text; ``KeyboardInterrupt`` and other non-``Exception``
-    errors propagate.
+    An unfinished run dir left by an earlier attempt is removed first — unless ``resume`` is
+    set and it holds a checkpoint of the same config: then the run continues from its newest
+    checkpoint through the normal resume path (``rlsoft train --resume``), and a run that had
+    already finished (its worker died after ``summary.json``) is reported from its summary.
+    Exceptions become a ``failed`` outcome with the error text; ``KeyboardInterrupt`` and other
+    non-``Exception`` errors propagate.
 
     :param modules: imported first (they register the agents).
     :param hparams: the grid's shared HParams experiment (:func:`hparams_domain`); the run
         writes it instead of one built from its own hyperparameters only.
+    :param resume: this is a retry: continue what an earlier attempt left.
     """
     started = time.perf_counter()
     run_dir = Path(config["logdir"]) / config["run_name"]
@@ -571,9 +620,18 @@ def run_one(
     try:
         _import_modules(modules)
         experiment = validate_config(copy.deepcopy(config), source=str(run_dir))
-        if run_dir.exists() and not (run_dir / SUMMARY_FILE).is_file():
-            shutil.rmtree(run_dir)
-        result = _train(experiment, hparams)
+        domain = None if hparams is None else dict(hparams)
+        if resume and _resumable(run_dir, config):
+            if (run_dir / SUMMARY_FILE).is_file():
+                seconds, final = _finished_summary(run_dir)
+            else:
+                result = _resume(run_dir, domain)
+                seconds, final = result.seconds, result.final_eval
+        else:
+            if run_dir.exists() and not (run_dir / SUMMARY_FILE).is_file():
+                shutil.rmtree(run_dir)
+            result = _train(experiment, domain)
+            seconds, final = result.seconds, result.final_eval
     except Exception as exc:
         return RunOutcome(
             **common,
@@ -584,17 +642,43 @@ def run_one(
     return RunOutcome(
         **common,
         status="done",
-        train_seconds=result.seconds,
+        train_seconds=seconds,
         wall_seconds=time.perf_counter() - started,
-        final_return=result.final_eval.get("eval/mean_return"),
+        final_return=final.get("eval/mean_return"),
     )
 
 
-def _train(config: Any, hparams: Mapping[str, Any] | None) -> Any:
+def _resumable(run_dir: Path, config: Mapping[str, Any]) -> bool:
+    """``run_dir`` was made by an earlier attempt at this very run and holds a checkpoint."""
+    from rlsoft.checkpoint import latest_checkpoint
+
+    path = run_dir / CONFIG_FILE
+    if not path.is_file() or latest_checkpoint(run_dir) is None:
+        return False
+    try:
+        old = validate_config(parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
+    except (OSError, RlsoftError):
+        return False
+    return _config_difference(old.to_dict(), config) is None
+
+
+def _finished_summary(run_dir: Path) -> tuple[float, dict[str, float]]:
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return float(summary.get("seconds", 0.0)), dict(summary.get("final_eval") or {})
+
+
+def _train(config: Any, hparams: dict[str, Any] | None) -> Any:
     """:func:`rlsoft.experiment.run_experiment`, with the grid's shared HParams experiment."""
     from rlsoft.experiment import run_experiment
 
-    return run_experiment(config, hparams_domain=None if hparams is None else dict(hparams))
+    return run_experiment(config, hparams_domain=hparams)
+
+
+def _resume(run_dir: Path, hparams: dict[str, Any] | None) -> Any:
+    """:func:`rlsoft.experiment.resume_experiment`, with the grid's shared HParams experiment."""
+    from rlsoft.experiment import resume_experiment
+
+    return resume_experiment(run_dir, hparams_domain=hparams)
 
 
 def _init_worker(modules: Sequence[str]) -> None:
@@ -637,61 +721,180 @@ def _failed(spec: RunSpec, error: str) -> RunOutcome:
     return RunOutcome(spec.env, spec.variant, spec.seed, str(spec.run_dir), "failed", error=error)
 
 
+def death_cause(exitcode: int | None) -> str:
+    """Why a worker process ended, from its exit code (negative: the signal that killed it)."""
+    if exitcode is None:
+        return "worker process died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        # SIGKILL is what the kernel's OOM killer sends (and what most schedulers send last).
+        hint = ", possibly out of memory" if -exitcode == signal.SIGKILL else ""
+        return f"worker process died ({name}{hint})"
+    return f"worker process died (exit code {exitcode})"
+
+
+def _local_worker(conn: connection.Connection, modules: Sequence[str]) -> None:
+    """A local worker: runs the tasks it receives, one at a time, and sends back outcomes.
+
+    If start-up fails (an agent module that does not import), every task it is given fails
+    with that error, rather than the process dying and being retried in vain.
+    """
+    try:
+        _init_worker(modules)
+        broken = None
+    except Exception as exc:
+        broken = f"worker start-up failed: {_error_text(exc)}"
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent went away
+            return
+        if task is None:
+            return
+        if broken is not None:
+            config = task[0]
+            spec = RunSpec(
+                str((config.get("env") or {}).get("id", "")),
+                str(config.get("name")),
+                int(config["seed"]),
+                config,
+            )
+            conn.send(_failed(spec, broken))
+            continue
+        conn.send(run_one(*task))
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One local worker process, the pipe to it, and the run it holds (with its deaths)."""
+
+    process: Any
+    conn: connection.Connection
+    task: tuple[RunSpec, int] | None = None
+
+
+class _LocalPool:
+    """Long-lived worker processes, each holding one run at a time.
+
+    Unlike :class:`concurrent.futures.ProcessPoolExecutor`, whose pool breaks as a whole when
+    one worker dies (failing every pending run), each worker here has its own pipe and its
+    process sentinel is watched: a death is attributed to the one run that worker held, the
+    worker is replaced, and the other workers never notice.
+    """
+
+    def __init__(self, size: int, modules: Sequence[str]) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._modules = tuple(modules)
+        self.workers = [self._start() for _ in range(size)]
+
+    def _start(self) -> _Worker:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=_local_worker, args=(theirs, self._modules), name="rlsoft-compare-worker"
+        )
+        process.start()
+        theirs.close()  # only the child holds its end: its death is EOF on ours
+        return _Worker(process, ours)
+
+    def replace(self, worker: _Worker, *, restart: bool = True) -> int | None:
+        """Reap a dead worker and start its replacement (unless nothing is left to run);
+        return the dead one's exit code."""
+        worker.process.join(timeout=10)
+        if worker.process.is_alive():  # its pipe broke but it lives on: make sure it ends
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
+        index = next(i for i, w in enumerate(self.workers) if w is worker)
+        if restart:
+            self.workers[index] = self._start()
+        else:
+            del self.workers[index]
+        return worker.process.exitcode
+
+    def close(self) -> None:
+        """Ask idle workers to exit, then stop whatever is left (busy ones are terminated:
+        their runs stay without ``summary.json`` and are redone next time)."""
+        for worker in self.workers:
+            if worker.task is None:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(None)
+            elif worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+
+
+def _receive(worker: _Worker) -> RunOutcome | None:
+    """The worker's outcome if it sent one (it may have died right after), else ``None``."""
+    try:
+        if worker.conn.poll():
+            return worker.conn.recv()
+    except (EOFError, OSError):
+        pass
+    return None
+
+
 def _run_local(
     specs: Sequence[RunSpec],
     hparams: Mapping[str, Any] | None,
     workers: int,
     modules: Sequence[str],
     on_result: Callable[[RunOutcome], None],
+    on_retry: Callable[[RunSpec, str, int], None],
+    retries: int,
 ) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=max(1, min(workers, len(specs))),
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(tuple(modules),),
-    )
-    futures = {}
+    queue: deque[tuple[RunSpec, int]] = deque((spec, 0) for spec in specs)
+    pool = _LocalPool(max(1, min(workers, len(specs))), modules)
+
+    def finish(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        on_result(outcome)
+
     try:
-        futures = {
-            pool.submit(run_one, spec.config, tuple(modules), hparams): spec for spec in specs
-        }
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # the worker process died (e.g. killed, out of memory)
-                    outcome = _failed(futures[future], f"worker process failed: {_error_text(exc)}")
-                outcomes.append(outcome)
-                on_result(outcome)
-    except BaseException:
-        _stop_pool(pool, futures)
-        raise
-    pool.shutdown(wait=True)
+        while queue or any(w.task is not None for w in pool.workers):
+            for worker in list(pool.workers):
+                if worker.task is None and queue:
+                    spec, deaths = worker.task = queue.popleft()
+                    try:
+                        worker.conn.send((spec.config, tuple(modules), hparams, deaths > 0))
+                    except OSError:  # it died while idle: not this run's fault
+                        queue.appendleft(worker.task)
+                        worker.task = None
+                        pool.replace(worker)
+            busy = [w for w in pool.workers if w.task is not None]
+            if not busy:  # every send found a dead worker: their replacements take it next
+                continue
+            ready = set(
+                connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            )
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                spec, deaths = worker.task
+                outcome = _receive(worker)
+                if outcome is not None:
+                    worker.task = None
+                    finish(outcome)
+                    continue
+                worker.task = None
+                retry = deaths < retries
+                cause = death_cause(pool.replace(worker, restart=retry or bool(queue)))
+                if retry:
+                    on_retry(spec, cause, deaths + 2)
+                    queue.appendleft((spec, deaths + 1))
+                else:
+                    finish(_failed(spec, f"{cause}; gave up after {deaths + 1} attempts"))
+    finally:
+        pool.close()
     return outcomes
-
-
-def _stop_pool(pool: ProcessPoolExecutor, futures: Mapping[Any, Any]) -> None:
-    """Cancel what has not started and terminate the workers (their current runs stay
-    without ``summary.json``, so they are redone next time)."""
-    for future in futures:
-        future.cancel()
-    terminate = getattr(pool, "terminate_workers", None)  # Python ≥ 3.14
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    if terminate is not None:
-        terminate()
-    else:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
 
 
 def _import_ray():
@@ -709,6 +912,7 @@ def _run_ray(
     address: str | None,
     modules: Sequence[str],
     on_result: Callable[[RunOutcome], None],
+    retries: int,
 ) -> list[RunOutcome]:
     ray = _import_ray()
     started_here = not ray.is_initialized()
@@ -723,18 +927,22 @@ def _run_ray(
             where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
             raise RlsoftError(f"could not start or reach {where}: {_error_text(exc)}") from None
     outcomes: list[RunOutcome] = []
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    # Ray re-runs a task whose worker process died (max_retries; system failures only:
+    # run_one turns a run's own exceptions into outcomes, and retrying those would not help).
+    # Every attempt is told to resume, so a retry continues from the newest checkpoint the
+    # killed attempt left (run_comparison removed stale run dirs before the first attempt).
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(run_one)
     refs = {}
     try:
-        refs = {remote.remote(spec.config, tuple(modules), hparams): spec for spec in specs}
+        refs = {remote.remote(spec.config, tuple(modules), hparams, True): spec for spec in specs}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 try:
                     outcome = ray.get(ref)
-                except Exception as exc:  # the task's worker died, or Ray failed it
-                    outcome = _failed(refs[ref], f"Ray task failed: {_error_text(exc)}")
+                except Exception as exc:  # its worker died on every attempt, or Ray failed it
+                    outcome = _failed(refs[ref], _ray_failure(ray, exc, retries))
                 outcomes.append(outcome)
                 on_result(outcome)
     except BaseException:
@@ -748,6 +956,15 @@ def _run_ray(
     return outcomes
 
 
+def _ray_failure(ray: Any, exc: Exception, retries: int) -> str:
+    attempts = f"gave up after {retries + 1} attempts"
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        return f"Ray's memory monitor killed the worker (out of memory); {attempts}"
+    if isinstance(exc, ray.exceptions.WorkerCrashedError):
+        return f"Ray worker process died (possibly out of memory); {attempts}"
+    return f"Ray task failed: {_error_text(exc)}"
+
+
 def run_grid(
     specs: Sequence[RunSpec],
     *,
@@ -757,8 +974,14 @@ def run_grid(
     modules: Sequence[str] = (),
     hparams: Mapping[str, Any] | None = None,
     on_result: Callable[[RunOutcome], None] = lambda outcome: None,
+    on_retry: Callable[[RunSpec, str, int], None] = lambda spec, cause, attempt: None,
+    retries: int = MAX_RETRIES,
 ) -> list[RunOutcome]:
     """Run ``specs`` in parallel and return their outcomes (in completion order).
+
+    A run whose worker process dies is started again, from its newest checkpoint, up to
+    ``retries`` times; only that run is affected. Then its outcome is ``failed`` with the cause
+    (e.g. ``worker process died (SIGKILL, possibly out of memory)``).
 
     :param backend: ``local`` worker processes or ``ray`` tasks (one CPU each).
     :param workers: local processes, or the CPUs of a local Ray instance (default: cores).
@@ -767,6 +990,9 @@ def run_grid(
     :param modules: imported by every worker before its first run (e.g. ``agents``).
     :param hparams: the HParams experiment every run writes (see :func:`hparams_domain`).
     :param on_result: called in this process as each run finishes.
+    :param on_retry: called with the run, the cause and the number of the attempt about to
+        start when a local worker died (Ray retries without telling).
+    :param retries: attempts after the first for a run whose worker died.
     """
     if backend not in ("local", "ray"):
         raise RlsoftError(f"unknown backend {backend!r}; choose local or ray")
@@ -775,13 +1001,15 @@ def run_grid(
     workers = workers or default_workers()
     if workers < 1:
         raise RlsoftError(f"--workers must be at least 1, got {workers}")
+    if retries < 0:
+        raise RlsoftError(f"retries must be at least 0, got {retries}")
     if backend == "ray":
         _import_ray()  # fail before anything else if Ray is missing
     if not specs:
         return []
     if backend == "ray":
-        return _run_ray(specs, hparams, workers, address, modules, on_result)
-    return _run_local(specs, hparams, workers, modules, on_result)
+        return _run_ray(specs, hparams, workers, address, modules, on_result, retries)
+    return _run_local(specs, hparams, workers, modules, on_result, on_retry, retries)
 
 
 # --------------------------------------------------------------------------------------------
@@ -853,6 +1081,13 @@ class GridProgress:
             )
             self._progress.update(self._task, completed=self.done, failures=failures, last=last)
 
+    def retry(self, spec: RunSpec, cause: str, attempt: int, attempts: int) -> None:
+        """A run's worker died; the run starts again (from its newest checkpoint)."""
+        self._print(
+            f"run {spec.label}: {cause}; retrying from its newest checkpoint "
+            f"(attempt {attempt} of {attempts})"
+        )
+
     def _print(self, text: str) -> None:
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
@@ -873,8 +1108,11 @@ def run_comparison(
     address: str | None = None,
     modules: Sequence[str] = (),
     progress: bool = False,
+    retries: int = MAX_RETRIES,
 ) -> CompareRun:
     """Prepare the logdir, skip finished runs, redo unfinished ones and run the rest.
+
+    A run whose worker dies is retried from its newest checkpoint (see :func:`run_grid`).
 
     :raises GridInterrupted: on Ctrl-C, after stopping the workers.
     """
@@ -903,6 +1141,8 @@ def run_comparison(
             modules=modules,
             hparams=hparams_domain(comparison.runs),
             on_result=display.update,
+            on_retry=lambda spec, cause, attempt: display.retry(spec, cause, attempt, retries + 1),
+            retries=retries,
         )
     except KeyboardInterrupt:
         display.close()

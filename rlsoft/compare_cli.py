@@ -23,9 +23,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="run a grid of variants × seeds and compare them with honest statistics",
         description="Run every (variant, seed[, env]) of a comparison config as an ordinary run "
         "dir <logdir>/<env>/<variant>/seed_<k>, in parallel; finished runs are skipped and "
-        "unfinished ones redone when the same command runs again. Then print per-variant "
-        "mean, median and IQM with 95% stratified bootstrap CIs and the probability of "
-        "improvement of every pair, and write summary.csv, summary.md, plots and TensorBoard "
+        "unfinished ones redone when the same command runs again; a run whose worker process "
+        "dies (killed, out of memory) is retried from its newest checkpoint, twice at most. "
+        "Then print per-variant mean, median and IQM with 95% stratified bootstrap CIs and the "
+        "probability of improvement of every pair (marked † where a variant has fewer than 3 "
+        "finished runs), and write summary.csv, summary.md, plots and TensorBoard "
         "dashboards (HParams, Custom Scalars) into the logdir.",
     )
     p.add_argument("config", help="comparison YAML, e.g. configs/compare_taxi_exploration.yaml")
@@ -122,6 +124,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         analysis, written = report(comparison.logdir, run_dirs=finished)
         print_tables(analysis)
         _print_written(written, comparison.logdir)
+        _warn_few_runs(analysis)
     if result.failed:
         print(
             f"rlsoft: {len(result.failed)} of {total} runs failed (errors above); the others "
@@ -141,7 +144,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"rlsoft: skipped {path}: {reason}", file=sys.stderr)
     print_tables(analysis)
     _print_written(written, logdir)
+    _warn_few_runs(analysis)
     return 0
+
+
+def _warn_few_runs(analysis) -> None:
+    warning = analysis.few_runs_warning()
+    if warning:
+        print(f"rlsoft: {warning}", file=sys.stderr)
 
 
 def _print_written(written: list[Path], logdir: Path) -> None:

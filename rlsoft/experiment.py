@@ -156,6 +156,7 @@ def resume_experiment(
     overrides: dict[str, Any] | None = None,
     *,
     stop_event: threading.Event | None = None,
+    hparams_domain: dict[str, Any] | None = None,
 ) -> RunResult:
     """Continue ``run_dir`` from its newest checkpoint.
 
@@ -164,6 +165,7 @@ def resume_experiment(
     ``config.yaml`` and every resume is listed in ``resume_history.json`` (step, time, the
     changed fields with their old and new values).
 
+    :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
     :raises ConfigError: an override that would change what the run learns.
     """
     run_dir = Path(run_dir)
@@ -182,7 +184,13 @@ def resume_experiment(
         driver.load_agent(agent_file(checkpoint))
         driver.load_state_dict(state.get("driver", {}))
         trainer = Trainer(
-            driver, config, run_dir, start_step=step, trainer_state=state, stop_event=stop_event
+            driver,
+            config,
+            run_dir,
+            start_step=step,
+            trainer_state=state,
+            stop_event=stop_event,
+            hparams_domain=hparams_domain,
         )
     except BaseException:
         driver.close()

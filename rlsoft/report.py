@@ -47,6 +47,10 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
+FEW_RUNS_MARK = "†"
+"""Appended to every number computed from fewer than :data:`rlsoft.stats.MIN_RUNS` runs."""
+FEW_RUNS_FLAG = f"n<{stats.MIN_RUNS}"
+"""The ``flag`` column of ``summary.csv`` for such rows (the values stay plain numbers)."""
 
 METRICS = {
     "final_return": "final greedy evaluation return",
@@ -282,6 +286,14 @@ class VariantResult:
     runs: int
     metrics: dict[str, dict[str, stats.Interval]]
     """``metric → statistic (mean, median, iqm) → interval``."""
+    fewest: int | None = None
+    """The fewest runs of this variant in any one environment of the block (``runs`` unless
+    the block pools several environments)."""
+
+    @property
+    def few_runs(self) -> bool:
+        """Fewer than :data:`rlsoft.stats.MIN_RUNS` runs (in some environment): flagged."""
+        return stats.too_few_runs(self.runs if self.fewest is None else self.fewest)
 
 
 @dataclass
@@ -292,6 +304,8 @@ class PairResult:
     y: str
     poi: stats.Interval
     """``P(X > Y)`` with its CI."""
+    few_runs: bool = False
+    """X or Y has fewer than :data:`rlsoft.stats.MIN_RUNS` runs (in some environment)."""
 
 
 @dataclass
@@ -324,6 +338,30 @@ class Analysis:
     def blocks(self) -> list[str]:
         """Environments, then ``all envs`` when there are several."""
         return [*self.envs, ALL_ENVS] if len(self.envs) > 1 else list(self.envs)
+
+    def few_runs(self) -> list[VariantResult]:
+        """Per-environment results with fewer than :data:`rlsoft.stats.MIN_RUNS` runs."""
+        return [r for r in self.results if r.env != ALL_ENVS and r.few_runs]
+
+    def few_runs_warning(self) -> str | None:
+        """One line naming every variant with too few finished runs, or ``None``."""
+        few = self.few_runs()
+        if not few:
+            return None
+        several = len(self.envs) > 1
+        names = ", ".join(
+            f"{r.variant}" + (f" on {r.env}" if several else "") + f" ({_runs(r.runs)})"
+            for r in few
+        )
+        return (
+            f"warning: fewer than {stats.MIN_RUNS} finished runs for {names}: their numbers and "
+            f"every P(X > Y) involving them are marked {FEW_RUNS_MARK} and are not reliable; "
+            "run more seeds"
+        )
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _align(runs: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
@@ -396,6 +434,7 @@ def analyse(
             results.append(VariantResult(env, variant, len(by_key[(env, variant)]), metrics))
         for x, y in itertools.combinations(variants, 2):
             if (env, x) in per_env and (env, y) in per_env:
+                few = any(stats.too_few_runs(len(by_key[(env, v)])) for v in (x, y))
                 for m in METRICS:
                     poi = stats.probability_of_improvement_interval(
                         [per_env[(env, x)][m]],
@@ -403,7 +442,7 @@ def analyse(
                         seed=stats.stable_seed(env, x, y, m),
                         **kw,
                     )
-                    pairs.append(PairResult(env, m, x, y, poi))
+                    pairs.append(PairResult(env, m, x, y, poi, few_runs=few))
     if len(envs) > 1:
         results_all, pairs_all = _all_envs(envs, variants, per_env, score_range, kw)
         results += results_all
@@ -454,14 +493,18 @@ def _all_envs(envs, variants, per_env, score_range, kw):
             )
             for m in METRICS
         }
-        runs = sum(len(per_env[(e, variant)]["final_return"]) for e in envs)
-        results.append(VariantResult(ALL_ENVS, variant, runs, metrics))
+        counts = [len(per_env[(e, variant)]["final_return"]) for e in envs]
+        results.append(VariantResult(ALL_ENVS, variant, sum(counts), metrics, min(counts)))
+
+    def few(variant: str) -> bool:
+        return any(stats.too_few_runs(len(per_env[(e, variant)]["final_return"])) for e in envs)
+
     for x, y in itertools.combinations(complete, 2):
         for m in METRICS:
             poi = stats.probability_of_improvement_interval(
                 strata(x, m), strata(y, m), seed=stats.stable_seed(ALL_ENVS, x, y, m), **kw
             )
-            pairs.append(PairResult(ALL_ENVS, m, x, y, poi))
+            pairs.append(PairResult(ALL_ENVS, m, x, y, poi, few_runs=few(x) or few(y)))
     return results, pairs
 
 
@@ -474,8 +517,9 @@ def _metric_names(block: str) -> dict[str, str]:
     return METRICS_ALL_ENVS if block == ALL_ENVS else METRICS
 
 
-def _fmt(interval: stats.Interval) -> str:
-    return interval.format(2)
+def _fmt(interval: stats.Interval, few_runs: bool = False) -> str:
+    text = interval.format(2)
+    return f"{text} {FEW_RUNS_MARK}" if few_runs else text
 
 
 def _table_rows(analysis: Analysis, block: str, metric: str) -> list[list[str]]:
@@ -484,8 +528,9 @@ def _table_rows(analysis: Analysis, block: str, metric: str) -> list[list[str]]:
         result = analysis.result(block, variant)
         if result is None:
             continue
-        m = result.metrics[metric]
-        rows.append([variant, str(result.runs), _fmt(m["mean"]), _fmt(m["median"]), _fmt(m["iqm"])])
+        m, few = result.metrics[metric], result.few_runs
+        runs = f"{result.runs} {FEW_RUNS_MARK}" if few else str(result.runs)
+        rows.append([variant, runs, *(_fmt(m[name], few) for name in ("mean", "median", "iqm"))])
     return rows
 
 
@@ -494,8 +539,20 @@ def _pair_rows(analysis: Analysis, block: str) -> list[list[str]]:
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for p in analysis.pairs:
         if p.env == block:
-            cells.setdefault((p.x, p.y), {})[p.metric] = _fmt(p.poi)
+            cells.setdefault((p.x, p.y), {})[p.metric] = _fmt(p.poi, p.few_runs)
     return [[x, y, *(row.get(m, "") for m in METRICS)] for (x, y), row in cells.items()]
+
+
+def _block_has_few_runs(analysis: Analysis, block: str) -> bool:
+    return any(r.env == block and r.few_runs for r in analysis.results)
+
+
+def _few_runs_note(per_env: bool) -> str:
+    where = " in some environment" if per_env else ""
+    return (
+        f"{FEW_RUNS_MARK} fewer than {stats.MIN_RUNS} finished runs{where}: too few for these "
+        "numbers (and for P(X > Y) against them) to mean much; run more seeds."
+    )
 
 
 def _pair_header(block: str) -> list[str]:
@@ -518,7 +575,13 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
     ci = _ci_label(analysis)
     for block in analysis.blocks():
         for metric, label in _metric_names(block).items():
-            table = Table(title=f"{block}: {label}  (value [{ci}])", title_justify="left")
+            few = _block_has_few_runs(analysis, block)
+            table = Table(
+                title=f"{block}: {label}  (value [{ci}])",
+                title_justify="left",
+                caption=_few_runs_note(block == ALL_ENVS) if few else None,
+                caption_justify="left",
+            )
             for column in ("variant", "runs", "mean", "median", "IQM"):
                 table.add_column(column, justify="left" if column == "variant" else "right")
             for row in _table_rows(analysis, block, metric):
@@ -526,9 +589,12 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
             console.print(table)
         pair_rows = _pair_rows(analysis, block)
         if pair_rows:
+            few = any(p.env == block and p.few_runs for p in analysis.pairs)
             table = Table(
                 title=f"{block}: probability of improvement, P(X > Y) [{ci}]",
                 title_justify="left",
+                caption=_few_runs_note(block == ALL_ENVS) if few else None,
+                caption_justify="left",
             )
             for column in _pair_header(block):
                 table.add_column(column, justify="right" if column.startswith("P") else "left")
@@ -548,24 +614,28 @@ def _csv_number(x: float) -> str:
 
 
 def summary_csv(analysis: Analysis) -> str:
-    """One row per (env, metric, statistic, variant[, versus]) with value and CI bounds."""
+    """One row per (env, metric, statistic, variant[, versus]) with value and CI bounds; the
+    ``flag`` column says ``n<3`` where the numbers come from too few runs."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
-        ["env", "metric", "statistic", "variant", "versus", "runs", "value", "ci_low", "ci_high"]
-    )
+        ["env", "metric", "statistic", "variant", "versus", "runs", "value", "ci_low", "ci_high",
+         "flag"]
+    )  # fmt: skip
     for result in analysis.results:
+        flag = FEW_RUNS_FLAG if result.few_runs else ""
         for metric, by_stat in result.metrics.items():
             for statistic, iv in by_stat.items():
                 writer.writerow(
                     [result.env, metric, statistic, result.variant, "", result.runs,
-                     _csv_number(iv.value), _csv_number(iv.low), _csv_number(iv.high)]
+                     _csv_number(iv.value), _csv_number(iv.low), _csv_number(iv.high), flag]
                 )  # fmt: skip
     for pair in analysis.pairs:
         iv = pair.poi
         writer.writerow(
             [pair.env, pair.metric, "probability_of_improvement", pair.x, pair.y, "",
-             _csv_number(iv.value), _csv_number(iv.low), _csv_number(iv.high)]
+             _csv_number(iv.value), _csv_number(iv.low), _csv_number(iv.high),
+             FEW_RUNS_FLAG if pair.few_runs else ""]
         )  # fmt: skip
     return out.getvalue()
 
@@ -600,6 +670,8 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
                 f"run of Y [{ci}]:\n"
             )
             parts.append(_md_table(_pair_header(block), rows) + "\n")
+        if _block_has_few_runs(analysis, block):
+            parts.append(_few_runs_note(block == ALL_ENVS) + "\n")
     if plots:
         parts.append("## Plots\n")
         parts += [f"![{p}]({p})" for p in plots]

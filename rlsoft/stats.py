@@ -33,6 +33,7 @@ from scipy import stats as sps
 
 __all__ = [
     "AGGREGATES",
+    "MIN_RUNS",
     "Interval",
     "aggregate_intervals",
     "curve_iqm_band",
@@ -43,10 +44,21 @@ __all__ = [
     "probability_of_improvement_interval",
     "stable_seed",
     "stratified_bootstrap",
+    "too_few_runs",
 ]
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
+MIN_RUNS = 3
+"""Fewest finished runs per variant (and environment) whose numbers are shown unmarked.
+
+Below it the numbers mean little and reports flag them: one run has no spread at all (no
+bootstrap interval; its "median" and "IQM" are that run), and with ``n`` and ``m`` runs
+``P(X > Y)`` can only be a multiple of ``1/(2·n·m)`` — with one run each, 0, 0.5 or 1, so a
+bare "1.00" says only that one seed beat one other seed. Agarwal et al. (2021) argue that
+even 3–5 runs call for interval estimates; 3 is the least for which a percentile bootstrap
+has any resamples that differ in more than one run.
+"""
 
 Statistic = Callable[..., np.ndarray]
 
@@ -64,6 +76,11 @@ class Interval:
         if math.isnan(self.low):
             return f"{self.value:.{digits}f}"
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def too_few_runs(runs: int) -> bool:
+    """Whether ``runs`` finished runs are fewer than :data:`MIN_RUNS` (numbers get flagged)."""
+    return runs < MIN_RUNS
 
 
 # --------------------------------------------------------------------------------------------

@@ -116,6 +116,27 @@ def test_shipped_taxi_comparison_is_valid(tmp_path):
     assert budgets == {60000}  # one budget for every variant, the file-based one included
     softq = next(r for r in comparison.runs if r.variant == "softq")
     assert softq.config["agent"]["type"] == "soft_q_learning"
+    # Ten periodic checkpoints per run: a killed worker costs at most 6,000 steps of a run.
+    assert {r.config["train"]["checkpoint_every"] for r in comparison.runs} == {6000}
+
+
+@pytest.mark.parametrize(
+    "per_run, own, expected",
+    [
+        (None, 0, 300),  # default: 10 per run, ⌈3000 / 10⌉
+        (7, 0, 429),  # ⌈3000 / 7⌉
+        (10, 100, 100),  # the run already checkpoints more often: kept
+        (10, 1000, 300),  # less often: the comparison's cadence wins
+        (0, 0, 0),  # periodic checkpoints off: only the final one
+        (0, 500, 500),
+        (5000, 0, 1),  # never below one step
+    ],
+)
+def test_runs_checkpoint_periodically(tmp_path, per_run, own, expected):
+    base = {**BASE, "train": {**BASE["train"], "checkpoint_every": own}}
+    extra = {} if per_run is None else {"checkpoints_per_run": per_run}
+    comparison = plan(logdir=tmp_path, base=base, **extra)
+    assert {r.config["train"]["checkpoint_every"] for r in comparison.runs} == {expected}
 
 
 def test_shipped_cartpole_comparison_is_valid(tmp_path):
@@ -279,6 +300,14 @@ def test_compare_runs_the_grid_and_writes_tables_summaries_plots(grid):
     assert "Taxi-v4: final greedy evaluation return" in result.stdout
     assert "eps" in result.stdout and "boltzmann" in result.stdout
     assert "P(X > Y)" in result.stdout
+    # Two seeds per variant: every number is marked, and one line says why.
+    assert "2 †" in result.stdout and "fewer than 3 finished runs" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "rlsoft: warning: fewer than 3 finished runs for boltzmann (2 runs), eps (2 runs): "
+        "their numbers and every P(X > Y) involving them are marked † and are not reliable; "
+        "run more seeds"
+    ]
     summary = json.loads((logdir / "Taxi-v4/eps/seed_0/summary.json").read_text())
     assert summary["steps"] == 3000 and summary["name"] == "eps"
 
@@ -295,6 +324,7 @@ def test_a_failing_run_is_reported_and_does_not_stop_the_others(grid):
 def test_report_reproduces_the_summaries_from_event_files(grid):
     result = rlsoft("report", grid["logdir"])
     assert result.returncode == 0, result.stderr
+    assert "rlsoft: warning: fewer than 3 finished runs for " in result.stderr
     for name, text in grid["files"].items():
         assert (grid["logdir"] / name).read_text() == text, name
     assert "Taxi-v4: final greedy evaluation return" in result.stdout
@@ -386,6 +416,15 @@ def test_rerun_skips_finished_runs_and_redoes_unfinished_ones(grid):
     assert len(list(unfinished.glob("events.out.tfevents.*"))) == 1  # redone from scratch
 
 
+def test_a_changed_checkpoint_cadence_still_reuses_finished_runs(grid):
+    """When checkpoints are written changes nothing a run learns."""
+    result = rlsoft(
+        "compare", grid["cfg"], "--logdir", grid["logdir"], "--set", "train.checkpoint_every=7"
+    )
+    assert result.returncode == 1, result.stderr  # only the broken variant, as before
+    assert "4 already finished" in result.stderr
+
+
 def test_a_changed_config_does_not_silently_reuse_finished_runs(grid):
     result = rlsoft(
         "compare", grid["cfg"], "--logdir", grid["logdir"], "--set", "train.eval_episodes=4"
@@ -393,4 +432,62 @@ def test_a_changed_config_does_not_silently_reuse_finished_runs(grid):
     assert result.returncode == 2
     assert "was made with a different config (train.eval_episodes is 3 there and 4 now)" in (
         result.stderr
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Too few runs: flagged wherever their numbers appear
+# --------------------------------------------------------------------------------------------
+
+
+def test_variants_with_fewer_than_three_runs_are_marked_everywhere(tmp_path):
+    """A variant with one finished run (the rest killed) must not show a bare "1.00"."""
+    import csv
+
+    import numpy as np
+    from rich.console import Console
+
+    from rlsoft.report import RunRecord, analyse, print_tables, summary_csv, summary_markdown
+
+    def run(variant, seed, final):
+        steps, returns = np.array([0, 100]), np.array([-10.0, final])
+        return RunRecord(tmp_path / variant / f"seed_{seed}", "Taxi-v4", variant, seed, "",
+                         steps, returns)  # fmt: skip
+
+    runs = [run("one", 0, 9.0)]
+    runs += [run("three", s, f) for s, f in enumerate([1.0, 2.0, 3.0])]
+    runs += [run("four", s, f) for s, f in enumerate([4.0, 5.0, 6.0, 7.0])]
+    analysis = analyse(runs, variant_order=["one", "three", "four"], n_resamples=100)
+
+    text = io.StringIO()
+    print_tables(analysis, Console(file=text, width=200))
+    lines = text.getvalue().splitlines()
+    one = [line for line in lines if "│ one " in line and "│ three" not in line]
+    assert [line.count("†") for line in one[:2]] == [4, 4]  # runs, mean, median, IQM
+    assert "1 †" in one[0] and "9.00 †" in one[0]
+    assert all("†" not in line for line in lines if "│ four " in line and "one" not in line)
+    assert any("fewer than 3 finished runs" in line for line in lines)
+    pair_lines = [
+        line for line in lines if "│ one " in line and ("three" in line or "four" in line)
+    ]
+    assert pair_lines and all("†" in line for line in pair_lines)
+    (three_four,) = [line for line in lines if "│ three" in line and "│ four" in line]
+    assert "†" not in three_four
+
+    rows = list(csv.DictReader(io.StringIO(summary_csv(analysis))))
+    for row in rows:
+        involves_one = "one" in (row["variant"], row["versus"])
+        assert row["flag"] == ("n<3" if involves_one else ""), row
+        float(row["value"])  # values stay plain numbers
+    assert any(r["variant"] == "one" and r["value"] == "9.0" for r in rows)
+
+    markdown = summary_markdown(analysis)
+    assert "| one | 1 † | 9.00 † | 9.00 † | 9.00 † |" in markdown
+    assert "| four | 4 |" in markdown
+    assert "† fewer than 3 finished runs" in markdown
+    assert "| one | three | 1.00 [1.00, 1.00] † |" in markdown
+
+    assert analysis.few_runs_warning() == (
+        "warning: fewer than 3 finished runs for one (1 run): their numbers and every "
+        "P(X > Y) involving them are marked † and are not reliable; run more seeds"
     )

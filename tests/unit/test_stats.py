@@ -175,3 +175,22 @@ def test_curve_band_matches_brute_force_joint_resampling_of_curves():
     one = stats.curve_iqm_band(curves[:1])
     np.testing.assert_allclose(one[0], curves[0])
     assert np.isnan(one[1]).all() and np.isnan(one[2]).all()
+
+
+def test_fewer_than_three_runs_are_too_few():
+    assert [stats.too_few_runs(n) for n in range(5)] == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (1, 2), (2, 2)])
+def test_with_few_runs_probability_of_improvement_is_coarse(n, m):
+    """Why few runs are flagged: every P(X > Y) is a multiple of 1/(2·n·m) (all tie patterns
+    enumerated on scores 0..2), so one run each can only give 0, 1/2 or 1."""
+    import itertools
+
+    seen = set()
+    for scores in itertools.product(range(3), repeat=n + m):
+        x, y = np.array(scores[:n], float), np.array(scores[n:], float)
+        seen.add(round(stats.probability_of_improvement([x], [y]) * 2 * n * m, 9))
+    assert all(float(v).is_integer() for v in seen)
+    if (n, m) == (1, 1):
+        assert seen == {0.0, 1.0, 2.0}  # P in {0, 1/2, 1}
