@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rlsoft.agent import BuildContext, get_agent_spec
-from rlsoft.checkpoint import agent_file, atomic_write_text
-from rlsoft.config import ExperimentConfig, parse_yaml, validate_config
-from rlsoft.errors import RlsoftError
+from rlsoft.checkpoint import agent_file, atomic_write_text, latest_checkpoint, list_checkpoints
+from rlsoft.config import (
+    ExperimentConfig,
+    check_path_name,
+    parse_yaml,
+    read_text_file,
+    validate_config,
+)
+from rlsoft.errors import RlsoftError, shorten
 from rlsoft.rollout import EnvDriver
 from rlsoft.seeding import derive_seeds, seed_torch
 from rlsoft.training import CONFIG_FILE, SUMMARY_FILE, Driver, RunResult, Trainer, resume_state
@@ -39,20 +48,71 @@ def default_run_name(config: ExperimentConfig) -> str:
     return f"{config.name or 'run'}__s{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
-    """``<logdir>/<run_name>``, created empty, with the resolved ``config.yaml`` inside."""
+def plan_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
+    """``<logdir>/<run_name>``, checked before anything is written: the logdir is a directory
+    (or does not exist yet), the run dir resolves to a direct child of it (a name never
+    escapes the logdir, whatever it or a symlink holds), and no earlier run is in the way."""
     root = Path(logdir or config.logdir)
-    run_dir = root / (config.run_name or default_run_name(config))
-    if run_dir.exists() and any(run_dir.iterdir()):
+    name = config.run_name or default_run_name(config)
+    try:
+        check_path_name(name, "run name")
+    except ValueError as exc:
+        raise RlsoftError(f"{exc}; choose another with --set run_name=NAME") from None
+    if root.exists() and not root.is_dir():
+        raise RlsoftError(
+            f"logdir {str(root)!r} is a file, not a directory; pass a --logdir that is a "
+            "directory or does not exist yet"
+        )
+    run_dir = root / name
+    if run_dir.resolve().parent != root.resolve():
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} resolves outside the logdir {str(root)!r} (through a "
+            "symbolic link); choose another name with --set run_name=NAME"
+        )
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise RlsoftError(
             f"run dir {str(run_dir)!r} already exists; resume it with rlsoft train --resume "
             f"{run_dir}, or choose another name with --set run_name=NAME"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = config.to_dict()
-    data["logdir"], data["run_name"] = str(root), run_dir.name
-    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
     return run_dir
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost ancestor of ``path`` (or ``path`` itself) that does not exist yet."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
+    """``<logdir>/<run_name>``, created empty, with the resolved ``config.yaml`` inside.
+
+    A directory that cannot be made or written (a file in the way, no permission, a full
+    disk) is one sentence, and whatever this call created is removed again.
+    """
+    run_dir = plan_run_dir(config, logdir)
+    created = _first_missing(run_dir)
+    data = config.to_dict()
+    data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+    except OSError as exc:
+        _remove_created(run_dir, created)
+        reason = exc.strerror or type(exc).__name__
+        raise RlsoftError(
+            f"cannot write the run dir {str(run_dir)!r} ({reason}); pass a --logdir you can "
+            "write to"
+        ) from None
+    return run_dir
+
+
+def _remove_created(run_dir: Path, created: Path | None) -> None:
+    """Remove ``run_dir`` and the parents made for it (``created``: the outermost one)."""
+    shutil.rmtree(created or run_dir, ignore_errors=True)
 
 
 def read_run_config(run_dir: Path) -> ExperimentConfig:
@@ -62,7 +122,8 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
             f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "
             "rlsoft train, e.g. runs/<run-name>"
         )
-    return validate_config(parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
+    text = read_text_file(path, "run config")
+    return validate_config(parse_yaml(text, str(path)), str(path))
 
 
 def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver:
@@ -123,11 +184,12 @@ def run_experiment(
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.logger.RunLogger.hparams`.
     """
+    created = _first_missing(plan_run_dir(config, logdir))
     run_dir = create_run_dir(config, logdir)
     try:
         driver = build_driver(config)
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_created(run_dir, created)
         raise
     return Trainer(driver, config, run_dir, hparams_domain=hparams_domain).run()
 
@@ -140,10 +202,15 @@ def resume_experiment(run_dir: Path, overrides: dict[str, Any] | None = None) ->
         # Deep merge: --set train.total_steps=N must keep the rest of the train section.
         data = _deep_merge(config.model_dump(mode="json"), overrides)
         config = validate_config(data, source=str(run_dir / CONFIG_FILE))
-    checkpoint, state = resume_state(run_dir)
+    checkpoint, state = _read_checkpoint(run_dir, "resume")
     driver = build_driver(config)
-    driver.load_agent(agent_file(checkpoint))
-    driver.load_state_dict(state.get("driver", {}))
+    try:
+        with _damaged_checkpoint(run_dir, checkpoint):
+            driver.load_agent(agent_file(checkpoint))
+            driver.load_state_dict(state.get("driver", {}))
+    except BaseException:
+        driver.close()
+        raise
     if (run_dir / SUMMARY_FILE).exists() and state["step"] < config.train.total_steps:
         (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
     trainer = Trainer(driver, config, run_dir, start_step=int(state["step"]), trainer_state=state)
@@ -165,7 +232,55 @@ def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    checkpoint, _ = resume_state(run_dir)
+    checkpoint, _ = _read_checkpoint(run_dir, "evaluate")
     driver = build_driver(config, eval_only=True)
-    driver.load_agent(agent_file(checkpoint))
+    try:
+        with _damaged_checkpoint(run_dir, checkpoint):
+            driver.load_agent(agent_file(checkpoint))
+    except BaseException:
+        driver.close()
+        raise
     return config, driver
+
+
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
+"""What reading a truncated or edited checkpoint raises (a JSON or UTF-8 decoding error is a
+``ValueError``; a missing array is a ``KeyError``)."""
+
+
+def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of ``run_dir`` and its trainer state (``purpose``: ``resume`` or
+    ``evaluate``, for the message when there is none)."""
+    if latest_checkpoint(run_dir) is None and purpose != "resume":
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} has no checkpoint to {purpose} yet (a run writes one when "
+            "it ends and every train.checkpoint_every steps); let its training finish first"
+        )
+    checkpoint = latest_checkpoint(run_dir)
+    with _damaged_checkpoint(run_dir, checkpoint):
+        checkpoint, state = resume_state(run_dir)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("trainer.json holds no step counter")
+    return checkpoint, state
+
+
+@contextlib.contextmanager
+def _damaged_checkpoint(run_dir: Path, checkpoint: Path | None) -> Iterator[None]:
+    """Turn the errors of reading a damaged checkpoint into one sentence that says which
+    checkpoint is damaged and what to do about it."""
+    try:
+        yield
+    except RlsoftError:
+        raise  # already one sentence (some are ValueErrors too)
+    except _DAMAGE as exc:
+        older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
+        fix = (
+            f"delete it to use the previous checkpoint {older[-1].name}"
+            if older
+            else "train the run again"
+        )
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RlsoftError(
+            f"checkpoint {str(checkpoint)!r} is damaged and cannot be read "
+            f"({type(exc).__name__}: {shorten(reason)}); {fix}"
+        ) from None
