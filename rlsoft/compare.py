@@ -46,6 +46,7 @@ from rlsoft.config import (
     StrictModel,
     _describe_error,
     apply_overrides,
+    check_path_name,
     load_config_dict,
     parse_override,
     parse_yaml,
@@ -105,6 +106,12 @@ class CompareConfig(StrictModel):
     """Dotted-key overrides applied to every variant before its own."""
     logdir: str | None = None
     """Where the run dirs go (default ``runs/<name>``)."""
+
+    @field_validator("name")
+    @classmethod
+    def _directory_name(cls, value: str | None) -> str | None:
+        # the default logdir is runs/<name>: the name must not lead out of runs/
+        return None if value is None else check_path_name(value, "comparison name")
 
     @field_validator("variants")
     @classmethod

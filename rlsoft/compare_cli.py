@@ -82,6 +82,7 @@ def _cores() -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rlsoft.compare import RAY_MISSING, GridInterrupted, load_comparison, run_comparison
     from rlsoft.errors import RlsoftError
+    from rlsoft.experiment import prepare_logdir
     from rlsoft.progress import progress_enabled
     from rlsoft.report import print_tables, report
 
@@ -97,6 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = load_comparison(
         args.config, overrides=args.overrides, seeds=args.seeds, logdir=args.logdir
     )
+    prepare_logdir(comparison.logdir)
     total = len(comparison.runs)
     already = sum(spec.is_done() for spec in comparison.runs)
     where = (

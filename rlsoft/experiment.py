@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 import zipfile
@@ -108,6 +109,30 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
             "write to"
         ) from None
     return run_dir
+
+
+def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
+    """Create the directory ``root`` (and its parents) and check that files can be written
+    in it; otherwise one sentence naming ``flag``, with whatever this call made removed."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RlsoftError(
+            f"logdir {str(root)!r} is a file, not a directory; pass a {flag} that is a "
+            "directory or does not exist yet"
+        )
+    created = _first_missing(root)
+    probe = root / f".rlsoft-write-test-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise RlsoftError(
+            f"cannot write into the logdir {str(root)!r} ({exc.strerror or type(exc).__name__}); "
+            f"pass a {flag} you can write to"
+        ) from None
 
 
 def _remove_created(run_dir: Path, created: Path | None) -> None:

@@ -687,7 +687,14 @@ def report(
         n_resamples=n_resamples,
         skipped=[(_relative(path, logdir), reason) for path, reason in skipped],
     )
-    return analysis, write_outputs(analysis, logdir)
+    try:
+        written = write_outputs(analysis, logdir)
+    except OSError as exc:
+        raise RlsoftError(
+            f"cannot write the report into {str(logdir)!r} ({exc.strerror or type(exc).__name__}"
+            "); make the directory writable, or copy it somewhere you can write and report there"
+        ) from None
+    return analysis, written
 
 
 def _relative(path: Path, root: Path) -> Path:

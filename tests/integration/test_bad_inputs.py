@@ -135,6 +135,13 @@ def _unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rlsoft.experiment.atomic_write_text", refuse)
 
 
+def _report_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(analysis: object, logdir: Path) -> list[Path]:
+        raise PermissionError(13, "Permission denied", str(logdir))
+
+    monkeypatch.setattr("rlsoft.report.write_outputs", refuse)
+
+
 def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     def patch(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
@@ -604,9 +611,34 @@ CASES = [
         "duplicate key 'seeds' at lines 5 and 6",
         files=_files(**{"cmp.yaml": COMPARISON + "seeds: 2\n"}),
     ),
+    C(
+        "compare-name-escapes",
+        "compare {tmp}/cmp.yaml",
+        "comparison name '../../escaped'",
+        files=_files(**{"cmp.yaml": COMPARISON.replace("name: cmp", "name: ../../escaped")}),
+    ),
+    C(
+        "compare-logdir-is-file",
+        "compare {tmp}/cmp.yaml --logdir {tmp}/c.yaml",
+        "logdir '{tmp}/c.yaml' is a file, not a directory",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-logdir-under-file",
+        "compare {tmp}/cmp.yaml --logdir {tmp}/c.yaml/sub",
+        "cannot write into the logdir",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
     # ---- report ----
     C("report-missing", "report {tmp}/nope", "does not exist"),
     C("report-file", "report {tmp}/c.yaml", "is a file, not a directory"),
+    C(
+        "report-not-writable",
+        "report {tmp}",
+        "cannot write the report into '{tmp}' (Permission denied)",
+        run="tabular",
+        patch=_report_unwritable,
+    ),
     C(
         "report-empty",
         "report {tmp}/empty",
@@ -676,14 +708,14 @@ def _snapshot(root: Path) -> dict[str, tuple]:
     return out
 
 
-def _check_error(stderr: str, case: Case) -> str:
+def _check_error(stderr: str, case: Case, tmp: Path) -> str:
     assert "Traceback" not in stderr, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
     line = lines[0]
     assert line.startswith("rlsoft: error: "), line
     assert len(line) <= MAX_LINE, f"{len(line)} characters: {line[:200]}…"
-    assert case.expected in line, line
+    assert case.expected.replace("{tmp}", str(tmp)) in line, line
     for text in case.forbidden:
         assert text not in line, line
     return line
@@ -720,7 +752,7 @@ def test_bad_input_is_one_sentence_exit_2_and_leaves_nothing(
         code = exc.code
     captured = capsys.readouterr()
     assert code == 2, captured.err
-    _check_error(captured.err, case)
+    _check_error(captured.err, case, tmp_path)
     assert _snapshot(tmp_path) == before
 
 
@@ -741,5 +773,5 @@ def test_bad_input_through_a_real_process(
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    _check_error(result.stderr, case)
+    _check_error(result.stderr, case, tmp_path)
     assert _snapshot(tmp_path) == before
