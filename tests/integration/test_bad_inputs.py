@@ -323,6 +323,28 @@ CASES = [
         "--seed must be a non-negative integer",
         forbidden=("c.yaml",),
     ),
+    C(
+        "env-kwargs-unknown",
+        f"{TRAIN} --set env.kwargs.bogus=1",
+        "rejected its arguments {'bogus': 1} (TypeError",
+    ),
+    C(
+        "env-kwargs-bad-value",
+        f"{TRAIN} --set env.id=FrozenLake-v1 --set env.kwargs.map_name=9x9",
+        "rejected its arguments {'map_name': '9x9'} (KeyError",
+    ),
+    C("env-kwargs-not-mapping", f"{TRAIN} --set env.kwargs=5", "config field 'env.kwargs'"),
+    C(
+        "max-episode-steps-zero",
+        f"{TRAIN} --set env.max_episode_steps=0",
+        "'env.max_episode_steps'",
+    ),
+    C("torch-threads-zero", f"{TRAIN} --set train.torch_threads=0", "'train.torch_threads'"),
+    C(
+        "keep-checkpoints-zero",
+        f"{TRAIN} --set train.keep_checkpoints=0",
+        "'train.keep_checkpoints'",
+    ),
     # ---- agent and environment that do not fit together ----
     C("tabular-on-box", f"{TRAIN} --set env.id=CartPole-v1", "use the DQN agent"),
     C("tabular-continuous-actions", f"{TRAIN} --set env.id=Pendulum-v1", "Discrete action space"),
