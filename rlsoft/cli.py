@@ -114,9 +114,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
         config = load_config(args.config, args.overrides, seed=args.seed)
+        _warn_uneven_budget(config)
         result = run_experiment(config, logdir=args.logdir)
     print(_summary_line(result))
     return 0
+
+
+def _warn_uneven_budget(config) -> None:
+    """One line on stderr when vector steps cannot end exactly at ``train.total_steps``."""
+    if config.env is None:
+        return
+    total, n = config.train.total_steps, config.env.num_envs
+    if total % n:
+        steps = -(-total // n) * n
+        print(
+            f"rlsoft: warning: train.total_steps ({total:,}) is not a multiple of env.num_envs "
+            f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}",
+            file=sys.stderr,
+        )
 
 
 def _summary_line(result) -> str:

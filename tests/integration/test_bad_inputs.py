@@ -797,3 +797,18 @@ def test_bad_input_through_a_real_process(
     assert result.returncode == 2, result.stderr
     _check_error(result.stderr, case, tmp_path)
     assert _snapshot(tmp_path) == before
+
+
+def test_an_uneven_vector_budget_is_one_warning_and_the_steps_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "dqn.yaml"
+    config.write_text(DQN, encoding="utf-8")
+    argv = ["train", str(config), "--logdir", str(tmp_path), "--set", "env.num_envs=3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "rlsoft: warning: train.total_steps (200) is not a multiple of env.num_envs (3); every "
+        "vector step takes 3 steps, so the run ends after 201"
+    ]
+    assert captured.out.splitlines()[-1].startswith("done: 201 steps")  # 67 vector steps of 3
