@@ -94,7 +94,12 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
     A directory that cannot be made or written (a file in the way, no permission, a full
     disk) is one sentence, and whatever this call created is removed again.
     """
-    run_dir = plan_run_dir(config, logdir)
+    return _create_run_dir(config, logdir)[0]
+
+
+def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path, Path | None]:
+    """:func:`create_run_dir`, also returning the outermost directory it created."""
+    run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
     created = _first_missing(run_dir)
     data = config.to_dict()
     data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
@@ -108,7 +113,7 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
             f"cannot write the run dir {str(run_dir)!r} ({reason}); pass a --logdir you can "
             "write to"
         ) from None
-    return run_dir
+    return run_dir, created
 
 
 def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
@@ -136,8 +141,16 @@ def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
 
 
 def _remove_created(run_dir: Path, created: Path | None) -> None:
-    """Remove ``run_dir`` and the parents made for it (``created``: the outermost one)."""
-    shutil.rmtree(created or run_dir, ignore_errors=True)
+    """Remove ``run_dir`` and the parents made for it (``created``: the outermost one); a
+    run dir that already existed (empty) is emptied again but kept."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for child in run_dir.iterdir() if run_dir.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def read_run_config(run_dir: Path) -> ExperimentConfig:
@@ -209,8 +222,7 @@ def run_experiment(
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.logger.RunLogger.hparams`.
     """
-    created = _first_missing(plan_run_dir(config, logdir))
-    run_dir = create_run_dir(config, logdir)
+    run_dir, created = _create_run_dir(config, logdir)
     try:
         driver = build_driver(config)
     except BaseException:

@@ -403,6 +403,12 @@ CASES = [
         files=_files(**{"runs/fixed/config.yaml": "seed: 0\n"}),
     ),
     C(
+        "empty-run-dir-is-kept-empty",
+        f"{TRAIN} --set run_name=ready --set env=null",
+        "add an env section",
+        files=_files(**{"runs/ready/": None}),
+    ),
+    C(
         "logdir-is-file",
         "train {tmp}/c.yaml --logdir {tmp}/c.yaml",
         "is a file, not a directory",
