@@ -147,8 +147,8 @@ def _check_expanded_size(root: yaml.Node) -> None:
             total += size(child)
             if total > MAX_YAML_NODES:
                 raise _YAMLRefused(
-                    f"its aliases expand to more than {MAX_YAML_NODES:,} values, far more than "
-                    "any config needs; write the values out instead of nesting aliases"
+                    f"it expands to more than {MAX_YAML_NODES:,} values (each use of an alias "
+                    "counted), far more than any config needs; remove the nested aliases"
                 )
         in_progress.discard(key)
         sizes[key] = total

@@ -236,7 +236,7 @@ CASES = [
     C(
         "config-alias-bomb",
         "train {tmp}/bomb.yaml",
-        "expand to more than",
+        "expands to more than",
         files=_files(**{"bomb.yaml": ALIAS_BOMB}),
         subprocess=True,
     ),
