@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -140,6 +141,18 @@ def _report_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
         raise PermissionError(13, "Permission denied", str(logdir))
 
     monkeypatch.setattr("rlsoft.report.write_outputs", refuse)
+
+
+class _HugeGrid(gym.Env):
+    """10^12 discrete states: no table fits."""
+
+    observation_space = gym.spaces.MultiDiscrete([1000] * 4)
+    action_space = gym.spaces.Discrete(4)
+
+
+def _huge_grid_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = gym.envs.registration.EnvSpec("HugeGridTest-v0", entry_point=_HugeGrid)
+    monkeypatch.setitem(gym.envs.registry, spec.id, spec)
 
 
 def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
@@ -377,6 +390,13 @@ CASES = [
         # (4+1)·200000 + (200000+1)·200000 + (200000+1)·2 parameters, 6 float32 copies each
         "needs about 894 GiB of memory (replay buffer < 0.01 GiB, networks 894 GiB) but only "
         "16 GiB are available; lower agent.buffer_size or agent.hidden_sizes",
+    ),
+    C(
+        "tabular-table-too-big",
+        f"{TRAIN} --set env.id=HugeGridTest-v0",
+        # one learned table: 56 + 8·S + S·(56 + 32·A) bytes; the float64 copy 8·S·A bytes
+        "(Q-tables 178,814 GiB, checkpoint copy 29,802 GiB) but only 16 GiB are available",
+        patch=_huge_grid_registered,
     ),
     C("cuda-without-gpu", f"{TRAIN} --set device=cuda", "no CUDA GPU is visible", marks=(no_cuda,)),
     # ---- where the run goes ----

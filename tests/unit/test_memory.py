@@ -3,6 +3,7 @@ torch actually allocate."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -12,6 +13,7 @@ import pytest
 from agents.dqn.config import DQNConfig
 from agents.dqn.memory import check_dqn_memory, network_bytes, parameter_count, replay_bytes
 from agents.dqn.networks import QNetwork
+from agents.tabular_memory import state_count, table_bytes
 from rlsoft import memory
 from rlsoft.agent import BuildContext
 from rlsoft.errors import RlsoftError
@@ -119,3 +121,66 @@ def test_dqn_check_leaves_wrong_spaces_to_the_agent(monkeypatch: pytest.MonkeyPa
     ctx = _context(DQNConfig())
     ctx.observation_space = gym.spaces.Discrete(5)
     check_dqn_memory(ctx)  # the agent's own error names the space
+
+
+# -- tabular agents ---------------------------------------------------------------------------
+
+
+def _measured_table_bytes(table: list[list[float]]) -> int:
+    """What CPython holds for a learned table: the lists and one float object per entry."""
+    return sys.getsizeof(table) + sum(
+        sys.getsizeof(row) + sum(sys.getsizeof(x) for x in row) for row in table
+    )
+
+
+def _tabular_context(observation_space: gym.Space, config: object) -> BuildContext:
+    from rlsoft.policies import Greedy
+
+    return BuildContext(
+        config=config,
+        observation_space=observation_space,
+        action_space=gym.spaces.Discrete(4),
+        policy=Greedy(),
+        rng=np.random.default_rng(0),
+        torch_seed=0,
+    )
+
+
+def test_table_bytes_match_a_learned_table() -> None:
+    from agents.tabular import QLearning, QLearningConfig
+
+    space = gym.spaces.MultiDiscrete([30, 20])
+    agent = QLearning.from_context(_tabular_context(space, QLearningConfig()))
+    table = agent._q
+    for s, row in enumerate(table):  # learned: every entry its own float object
+        for a in range(len(row)):
+            row[a] = s * 4 + a + 0.5
+    measured = _measured_table_bytes(table)
+    estimate = table_bytes(state_count(space), 4)
+    assert state_count(space) == 600
+    # a list built by a comprehension is over-allocated by about n/8 + 6 pointers (CPython's
+    # growth rule); the rows, built by [value] * n, are exact
+    assert estimate <= measured <= estimate + 8 * (600 // 8 + 8)
+
+
+def test_state_count_does_not_overflow() -> None:
+    assert state_count(gym.spaces.MultiDiscrete([10**6] * 4)) == 10**24
+    assert state_count(gym.spaces.Tuple([gym.spaces.Discrete(3), gym.spaces.Discrete(5)])) == 15
+    assert state_count(gym.spaces.Box(0, 1, (2,))) is None
+
+
+def test_huge_tables_are_refused_before_they_are_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.tabular import SPECS
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 16 * GIB)
+    space = gym.spaces.MultiDiscrete([1000] * 4)  # 10^12 states
+    by_name = {spec.name: spec for spec in SPECS}
+    for name in ("q_learning", "double_q_learning"):
+        spec = by_name[name]
+        ctx = _tabular_context(space, spec.config_model())
+        with pytest.raises(
+            RlsoftError, match=r"of memory \(Q-tables .* but only 16 GiB are available"
+        ):
+            spec.build(ctx)
+    small = _tabular_context(gym.spaces.Discrete(500), by_name["q_learning"].config_model())
+    assert by_name["q_learning"].build(small).n_states == 500
