@@ -16,8 +16,10 @@ import yaml
 from rlsoft.agent import BuildContext, get_agent_spec
 from rlsoft.checkpoint import agent_file, atomic_write_text, latest_checkpoint, list_checkpoints
 from rlsoft.config import (
+    PATH_NAME,
     ExperimentConfig,
     check_path_name,
+    default_name,
     parse_yaml,
     read_text_file,
     validate_config,
@@ -161,7 +163,14 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
             "rlsoft train, e.g. runs/<run-name>"
         )
     text = read_text_file(path, "run config")
-    return validate_config(parse_yaml(text, str(path)), str(path))
+    data = parse_yaml(text, str(path))
+    if isinstance(data, dict):
+        # Runs made before names had to be directory-safe (a file stem with a space) stay
+        # usable: the run already exists, so its names make no new path.
+        for key in ("name", "run_name"):
+            if isinstance(data.get(key), str) and not PATH_NAME.match(data[key]):
+                data[key] = default_name(data[key])
+    return validate_config(data, str(path))
 
 
 def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver:

@@ -838,3 +838,17 @@ def test_an_uneven_vector_budget_is_one_warning_and_the_steps_it_names(
         "vector step takes 3 steps, so the run ends after 201"
     ]
     assert captured.out.splitlines()[-1].startswith("done: 201 steps")  # 67 vector steps of 3
+
+
+def test_a_run_made_before_names_were_checked_can_still_be_evaluated(
+    tmp_path: Path, trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "old run"
+    shutil.copytree(trained["tabular"], run)
+    text = (run / "config.yaml").read_text(encoding="utf-8")
+    text = text.replace("run_name: tabular", "run_name: my old run")
+    text = text.replace("name: tabular", "name: my old")
+    assert text.startswith("name: my old\n") and "\nrun_name: my old run\n" in text
+    (run / "config.yaml").write_text(text, "utf-8")
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert "mean return" in capsys.readouterr().out
