@@ -747,12 +747,26 @@ _FAMILY: tuple[tuple[type[TabularAgent], type[TabularConfig], str], ...] = (
     ),
 )
 
+
+def _checked_build(agent: type[TabularAgent]) -> Callable[[BuildContext], TabularAgent]:
+    """``agent.from_context`` after checking that its tables fit in memory."""
+    from agents.tabular_memory import check_tabular_memory
+
+    tables = 3 if issubclass(agent, DoubleQLearning) else 1  # the mean, Q_A and Q_B
+
+    def build(ctx: BuildContext) -> TabularAgent:
+        check_tabular_memory(ctx, tables)
+        return agent.from_context(ctx)
+
+    return build
+
+
 SPECS: tuple[AgentSpec, ...] = tuple(
     register_agent(
         AgentSpec(
             name=agent.name,
             config_model=config,
-            build=agent.from_context,
+            build=_checked_build(agent),
             kind="rl",
             description=description,
         )

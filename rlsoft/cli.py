@@ -11,17 +11,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rlsoft import __version__
 from rlsoft.errors import RlsoftError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+MESSAGE_LIMIT = 500
+"""Longest error sentence printed; values echoed inside it are already cut to 80 characters,
+so this only guards against a message that quotes something unexpectedly long."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with rlsoft's error style: one line ``rlsoft: error: …`` naming the
+    subcommand's ``--help`` instead of the usage block, and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"rlsoft: error: {message}; see {self.prog} --help\n")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +84,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlsoft",
         description="Q-learning with softmax exploration on one stable numerics core.",
     )
@@ -92,6 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlsoft.config import apply_overrides, load_config
     from rlsoft.experiment import resume_experiment, run_experiment
 
+    if args.seed is not None and args.seed < 0:
+        raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.resume:
         if args.config:
             raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
@@ -103,9 +118,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
         config = load_config(args.config, args.overrides, seed=args.seed)
+        _warn_uneven_budget(config)
         result = run_experiment(config, logdir=args.logdir)
     print(_summary_line(result))
     return 0
+
+
+def _warn_uneven_budget(config) -> None:
+    """One line on stderr when vector steps cannot end exactly at ``train.total_steps``."""
+    if config.env is None:
+        return
+    total, n = config.train.total_steps, config.env.num_envs
+    if total % n:
+        steps = -(-total // n) * n
+        print(
+            f"rlsoft: warning: train.total_steps ({total:,}) is not a multiple of env.num_envs "
+            f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}",
+            file=sys.stderr,
+        )
 
 
 def _summary_line(result) -> str:
@@ -133,6 +163,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.seed < 0:
+        raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     config, driver = load_trained(Path(args.run_dir))
     try:
         if not isinstance(driver, EnvDriver):
@@ -176,11 +208,17 @@ def _eval_env(config, args: argparse.Namespace):
         )
     if not args.render:
         return make_env(config.env)
-    modes = gym.spec(config.env.id).kwargs.get("render_modes") or []
     probe = make_env(config.env)
-    modes = probe.metadata.get("render_modes", modes)
+    modes = probe.metadata.get("render_modes") or []
     probe.close()
-    return make_env(config.env, render_mode="ansi" if "ansi" in modes else "human")
+    if "ansi" in modes:
+        return make_env(config.env, render_mode="ansi")
+    if importlib.util.find_spec("pygame") is None:  # imported only at the first frame
+        raise RlsoftError(
+            f"--render shows {config.env.id} in a window, which needs pygame; install the video "
+            "extra: pip install 'rlsoft[video]'"
+        )
+    return make_env(config.env, render_mode="human")
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval}
@@ -208,6 +246,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` on one line and at most ``limit`` characters (cut with ``…``)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -218,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = COMMANDS.get(args.command) or args.handler
             return handler(args)
     except RlsoftError as exc:
-        print(f"rlsoft: error: {exc}", file=sys.stderr)
+        print(f"rlsoft: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         # A training run stopped gracefully (rlsoft.training.RunInterrupted) says where it

@@ -54,6 +54,7 @@ from rlsoft.config import (
     StrictModel,
     _describe_error,
     apply_overrides,
+    check_path_name,
     load_config_dict,
     parse_override,
     parse_yaml,
@@ -125,6 +126,12 @@ class CompareConfig(StrictModel):
     often where the run's own ``train.checkpoint_every`` says so). A run whose worker dies is
     retried from its newest checkpoint, so it loses at most ``1/N`` of its budget. 0: only the
     final checkpoint (a retried run starts over)."""
+
+    @field_validator("name")
+    @classmethod
+    def _directory_name(cls, value: str | None) -> str | None:
+        # the default logdir is runs/<name>: the name must not lead out of runs/
+        return None if value is None else check_path_name(value, "comparison name")
 
     @field_validator("variants")
     @classmethod

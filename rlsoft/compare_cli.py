@@ -7,6 +7,7 @@ Part of the command line (the composition root): ``compare`` tells the workers t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -81,13 +82,25 @@ def _cores() -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rlsoft.compare import GridInterrupted, load_comparison, run_comparison
+    from rlsoft.compare import RAY_MISSING, GridInterrupted, load_comparison, run_comparison
+    from rlsoft.errors import RlsoftError
+    from rlsoft.experiment import prepare_logdir
     from rlsoft.progress import progress_enabled
     from rlsoft.report import print_tables, report
 
+    # Checked before the plan is printed, so a mistake is the only line on stderr.
+    if args.workers is not None and args.workers < 1:
+        raise RlsoftError(
+            f"--workers must be at least 1, got {args.workers}; leave it out to use every core"
+        )
+    if args.address and args.backend != "ray":
+        raise RlsoftError("--address names a Ray cluster; use it with --backend ray")
+    if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise RlsoftError(RAY_MISSING)
     comparison = load_comparison(
         args.config, overrides=args.overrides, seeds=args.seeds, logdir=args.logdir
     )
+    prepare_logdir(comparison.logdir)
     total = len(comparison.runs)
     already = sum(spec.is_done() for spec in comparison.runs)
     where = (

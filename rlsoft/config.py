@@ -20,12 +20,41 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rlsoft.agent import get_agent_spec
-from rlsoft.errors import ConfigError, nearest_hint
+from rlsoft.errors import ConfigError, nearest_hint, shorten
 from rlsoft.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
 from rlsoft.schedules import ExponentialSchedule, LinearSchedule, Schedule, make_schedule
+
+PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+"""Names that become one directory name (run and experiment names; comparison variant names
+follow the same rule in :mod:`rlsoft.compare`): a letter or digit, then letters, digits and
+``_ . + -``. No separator, no ``..``, not hidden."""
+
+
+def check_path_name(value: str, what: str) -> str:
+    """``value`` if it is a safe single directory name (:data:`PATH_NAME`), else a
+    ``ValueError`` naming ``what`` and the rule."""
+    if not PATH_NAME.match(value):
+        raise ValueError(
+            f"{what} {shorten(value)} must start with a letter or digit and contain only "
+            "letters, digits and _ . + - (it names a directory inside the logdir)"
+        )
+    return value
+
+
+def default_name(stem: str) -> str:
+    """An experiment name from a file stem: characters a directory name may not have become
+    ``_`` (``my config`` → ``my_config``)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", stem).lstrip("_.+-") or "run"
 
 
 class StrictModel(BaseModel):
@@ -44,12 +73,88 @@ class StrictModel(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 
+MAX_YAML_NODES = 20_000
+"""Most YAML nodes a config may expand to, aliases counted at every use. Real configs have a
+few hundred; the limit stops an alias bomb (a few hundred bytes that expand to billions of
+values) before anything walks the expanded value."""
+
+
+class _YAMLRefused(yaml.YAMLError):
+    """A YAML document that parses but that rlsoft refuses (a duplicate key, an alias bomb)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no arbitrary objects) that also reads ``1e-3`` as a float.
+    """``yaml.SafeLoader`` (no arbitrary objects) that also reads ``1e-3`` as a float, refuses
+    duplicate keys and refuses documents that expand beyond :data:`MAX_YAML_NODES` nodes.
 
     YAML 1.1, which PyYAML implements, only treats exponent notation with a dot (``1.0e-3``)
-    as a float; people write ``1e-3`` and mean a number.
+    as a float; people write ``1e-3`` and mean a number. A duplicate key silently keeps the
+    last value in PyYAML; in a config it is almost always a mistake (the first value is the
+    one the user is looking at). Merge keys (``<<: *base``) may still be overridden.
     """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded_size(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_duplicate_keys(node: yaml.MappingNode) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key_node.start_mark.line + 1
+        key = (key_node.tag, key_node.value)
+        if key in seen:
+            first = seen[key]
+            where = f"line {line}" if first == line else f"lines {first} and {line}"
+            raise _YAMLRefused(
+                f"duplicate key {shorten(key_node.value)} at {where}; keep only one of them"
+            )
+        seen[key] = line
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes of ``root`` as if every alias were copied out, without copying: an
+    alias is the same node object as its anchor, so sizes are memoised per node."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _YAMLRefused("an alias refers to a node that contains it (a recursive value)")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                raise _YAMLRefused(
+                    f"it expands to more than {MAX_YAML_NODES:,} values (each use of an alias "
+                    "counted), far more than any config needs; remove the nested aliases"
+                )
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 _SafeLoader.add_implicit_resolver(
@@ -67,9 +172,19 @@ _SafeLoader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML with the safe loader; a syntax error names the source and line."""
+    """Parse YAML with the one safe loader of rlsoft (configs, comparisons, run dirs).
+
+    A syntax error names the source and line; a duplicate key names the key and both lines;
+    a document whose aliases expand beyond :data:`MAX_YAML_NODES` nodes is refused.
+    """
     try:
         return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no arbitrary objects
+    except _YAMLRefused as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source} nests its values too deeply to be a config; flatten it"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -181,7 +296,7 @@ class EnvConfig(StrictModel):
 
         if value not in gym.envs.registry:
             raise ValueError(
-                f"unknown environment id {value!r}{nearest_hint(value, gym.envs.registry)}"
+                f"unknown environment id {shorten(value)}{nearest_hint(value, gym.envs.registry)}"
             )
         return value
 
@@ -230,6 +345,23 @@ class ExperimentConfig(StrictModel):
     """``type`` names a registered agent; the other keys are validated by its model."""
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name", "run_name")
+    @classmethod
+    def _directory_names(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else check_path_name(value, f"{info.field_name}")
+
+    @model_validator(mode="after")
+    def _budget_covers_one_vector_step(self) -> ExperimentConfig:
+        # A vector step takes one step in every copy, so the loop cannot stop before
+        # num_envs steps; a budget below that would silently be exceeded.
+        if self.env is not None and self.env.num_envs > self.train.total_steps:
+            raise ValueError(
+                f"env.num_envs ({self.env.num_envs}) exceeds train.total_steps "
+                f"({self.train.total_steps}), and every vector step takes one step in each "
+                "environment; lower env.num_envs or raise train.total_steps"
+            )
+        return self
 
     @property
     def agent_type(self) -> str:
@@ -286,33 +418,109 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
 
 
+_SCALAR_TYPE_ERRORS = {
+    "float_type",
+    "float_parsing",
+    "int_type",
+    "int_parsing",
+    "string_type",
+    "bool_type",
+    "bool_parsing",
+}
+
+
+def _related(loc: tuple[Any, ...], field: tuple[Any, ...]) -> bool:
+    return loc[: len(field)] == field
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """The most telling error of the first field that failed.
+
+    A value that fails a union (``epsilon: number | schedule``) yields one error per member;
+    for a mapping the "not a valid number" of the number member says nothing, so the
+    union's tag error, or the mapping member's own error, is preferred.
+    """
+    first = errors[0]
+    field = _field_path(first["loc"])
+    related = [e for e in errors if _related(_field_path(e["loc"]), field)]
+    for error in related:
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            return error
+    if first["type"] in _SCALAR_TYPE_ERRORS and isinstance(first.get("input"), dict):
+        return next((e for e in related if e["type"] not in _SCALAR_TYPE_ERRORS), first)
+    return first
+
+
 def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """One sentence for the first validation error, naming the field path."""
     errors = exc.errors()
-    error = errors[0]
+    error = _first_error(errors)
     loc = _field_path(error["loc"])
     path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
-    more = len({_field_path(e["loc"]) for e in errors}) - 1
+    first_field = _field_path(errors[0]["loc"])
+    more = len({_field_path(e["loc"]) for e in errors} - {first_field})
+    more -= sum(  # the other members of the same union are not more problems
+        1
+        for p in {_field_path(e["loc"]) for e in errors}
+        if p != first_field and _related(p, first_field)
+    )
     suffix = f" ({more} more problem{'s' * (more > 1)} in the config)" if more else ""
     if error["type"] == "extra_forbidden":
         key = loc[-1]
         hint = nearest_hint(str(key), _field_names(model, loc[:-1]))
-        return f"unknown config key {path!r}{hint}{suffix}"
+        return f"unknown config key {shorten(path)}{hint}{suffix}"
     if error["type"] == "missing":
         return f"config field {path!r} is required but missing{suffix}"
+    ctx = error.get("ctx") or {}
+    if error["type"] == "union_tag_invalid":
+        key = str(ctx.get("discriminator", "'type'")).strip("'")
+        kind = "schedule " if any("Schedule" in str(p) for p in error["loc"]) else ""
+        number = any(
+            e["type"] in ("float_type", "float_parsing", "int_type")
+            and _field_path(e["loc"]) == loc
+            for e in errors
+        )
+        return (
+            f"config field {path!r}: unknown {kind}{key} {shorten(ctx.get('tag'))}; valid "
+            f"{kind}{key}s are {ctx.get('expected_tags')}"
+            f"{' (or give a plain number)' if number else ''}{suffix}"
+        )
+    if error["type"] == "union_tag_not_found":
+        key = str(ctx.get("discriminator", "'type'")).strip("'")
+        if any("Schedule" in str(p) for p in error["loc"]):
+            return (
+                f"config field {path!r}: a schedule needs a {key!r} key, linear or "
+                f"exponential{suffix}"
+            )
+        return f"config field {path!r}: a mapping here needs a {key!r} key{suffix}"
     message = error["msg"].removeprefix("Value error, ")
     given = error.get("input")
-    already_shown = "got" in message or isinstance(given, (dict, list)) or given is None
-    shown = "" if already_shown else f" (got {given!r})"
-    return f"config field {path!r}: {message}{shown}{suffix}"
+    already_shown = (
+        "got" in message
+        or isinstance(given, (dict, list))
+        or given is None
+        or repr(given) in message
+        or shorten(given) in message
+    )
+    shown = "" if already_shown else f" (got {shorten(given)})"
+    field_name = f"config field {path!r}: " if path else ""  # a check across several fields
+    return f"{field_name}{message}{shown}{suffix}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b.c=value"`` → ``(["a", "b", "c"], parsed value)``; the value is read as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects key.path=value, got {text!r}")
-    return key.strip().split("."), parse_yaml(raw, source=f"--set {key}")
+        raise ConfigError(
+            f"--set expects key.path=value, e.g. --set train.total_steps=20000, got {shorten(text)}"
+        )
+    path = key.strip().split(".")
+    if not all(part.strip() for part in path):
+        raise ConfigError(
+            f"--set {shorten(key)}: the key path has an empty part; write it like "
+            "exploration.temperature"
+        )
+    return [part.strip() for part in path], parse_yaml(raw, source=f"--set {shorten(key)}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -325,10 +533,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: {part!r} is a value, not a section")
+                raise ConfigError(f"--set {shorten(text)}: {part!r} is a value, not a section")
             node = child
         node[path[-1]] = value
     return data
+
+
+def read_text_file(path: Path, kind: str = "config file") -> str:
+    """The UTF-8 text of ``path``; a file in another encoding, or one that cannot be read, is
+    one sentence naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{kind} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); save it with the UTF-8 encoding"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {kind} {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def load_config_dict(
@@ -340,16 +562,23 @@ def load_config_dict(
     """A YAML mapping from ``path`` with ``name`` defaulting to the file's stem; a missing
     file or a non-mapping is one sentence naming the file (``kind``) and an ``example``."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{kind} {str(path)!r} is a directory; pass a YAML file such as {example}"
+        )
     if not path.is_file():
         raise ConfigError(
             f"{kind} {str(path)!r} does not exist; pass a YAML file such as {example}"
         )
-    data = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
+    data = parse_yaml(read_text_file(path, kind), source=str(path))
+    if data is None:
+        raise ConfigError(f"{kind} {str(path)!r} is empty; write a config such as {example}")
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{kind} {str(path)!r} must be a mapping of sections, not {type(data).__name__}"
+            f"{kind} {str(path)!r} must be a mapping of sections (key: value lines), not a "
+            f"{type(data).__name__}"
         )
-    data.setdefault("name", path.stem)
+    data.setdefault("name", default_name(path.stem))
     return data
 
 

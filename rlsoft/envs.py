@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode
 
 import rlsoft.rl.envs  # noqa: F401  (registers the rlsoft/... environment ids)
 from rlsoft.config import EnvConfig
-from rlsoft.errors import RlsoftError
+from rlsoft.errors import RlsoftError, shorten
 
 
 def _make_kwargs(config: EnvConfig, render_mode: str | None) -> dict[str, Any]:
@@ -33,10 +33,13 @@ def make_env(config: EnvConfig, render_mode: str | None = None) -> gym.Env:
         ) from None
     except gym.error.DeprecatedEnv as exc:
         raise RlsoftError(f"environment {config.id!r} is deprecated: {exc}") from None
-    except TypeError as exc:
+    except (TypeError, KeyError, ValueError, gym.error.Error) as exc:
+        # The environment's constructor refused a keyword or a value in env.kwargs
+        # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError).
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise RlsoftError(
-            f"environment {config.id!r} rejected its arguments {config.kwargs}: {exc}; "
-            "check env.kwargs in the config"
+            f"environment {config.id!r} rejected its arguments {shorten(config.kwargs)} "
+            f"({type(exc).__name__}: {shorten(reason, 160)}); check env.kwargs in the config"
         ) from None
 
 

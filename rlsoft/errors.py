@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
+
+ECHO_LIMIT = 80
+"""Longest ``repr`` of a user's value that an error message quotes (longer ones end in …)."""
 
 
 class RlsoftError(Exception):
@@ -22,3 +26,20 @@ def nearest_hint(name: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
     match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def shorten(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters (ending in ``…``) and kept on one line, so
+    that echoing a user's value in an error stays one short sentence however big the value is.
+
+    ``repr`` of a huge nested value is itself huge, so containers are cut while they are
+    written (:func:`reprlib.repr` with generous per-level limits) before the final cut.
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 4, limit, limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 12
+    text = short.repr(value) if isinstance(value, (list, tuple, dict, set)) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import threading
 import time
+import zipfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,9 +17,18 @@ from typing import Any
 import yaml
 
 from rlsoft.agent import BuildContext, get_agent_spec
-from rlsoft.checkpoint import agent_file, atomic_write_text
-from rlsoft.config import ExperimentConfig, parse_yaml, resume_changes, validate_config
-from rlsoft.errors import RlsoftError
+from rlsoft.checkpoint import agent_file, atomic_write_text, latest_checkpoint, list_checkpoints
+from rlsoft.config import (
+    PATH_NAME,
+    ExperimentConfig,
+    check_path_name,
+    default_name,
+    parse_yaml,
+    read_text_file,
+    resume_changes,
+    validate_config,
+)
+from rlsoft.errors import RlsoftError, shorten
 from rlsoft.rollout import EnvDriver
 from rlsoft.seeding import derive_seeds, seed_torch
 from rlsoft.training import CONFIG_FILE, SUMMARY_FILE, Driver, RunResult, Trainer, resume_state
@@ -44,20 +57,108 @@ def default_run_name(config: ExperimentConfig) -> str:
     return f"{config.name or 'run'}__s{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
-    """``<logdir>/<run_name>``, created empty, with the resolved ``config.yaml`` inside."""
+def plan_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
+    """``<logdir>/<run_name>``, checked before anything is written: the logdir is a directory
+    (or does not exist yet), the run dir resolves to a direct child of it (a name never
+    escapes the logdir, whatever it or a symlink holds), and no earlier run is in the way."""
     root = Path(logdir or config.logdir)
-    run_dir = root / (config.run_name or default_run_name(config))
-    if run_dir.exists() and any(run_dir.iterdir()):
+    name = config.run_name or default_run_name(config)
+    try:
+        check_path_name(name, "run name")
+    except ValueError as exc:
+        raise RlsoftError(f"{exc}; choose another with --set run_name=NAME") from None
+    if root.exists() and not root.is_dir():
+        raise RlsoftError(
+            f"logdir {str(root)!r} is a file, not a directory; pass a --logdir that is a "
+            "directory or does not exist yet"
+        )
+    run_dir = root / name
+    if run_dir.resolve().parent != root.resolve():
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} resolves outside the logdir {str(root)!r} (through a "
+            "symbolic link); choose another name with --set run_name=NAME"
+        )
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise RlsoftError(
             f"run dir {str(run_dir)!r} already exists; resume it with rlsoft train --resume "
             f"{run_dir}, or choose another name with --set run_name=NAME"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = config.to_dict()
-    data["logdir"], data["run_name"] = str(root), run_dir.name
-    _write_run_config(run_dir, data)
     return run_dir
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost ancestor of ``path`` (or ``path`` itself) that does not exist yet."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
+    """``<logdir>/<run_name>``, created empty, with the resolved ``config.yaml`` inside.
+
+    A directory that cannot be made or written (a file in the way, no permission, a full
+    disk) is one sentence, and whatever this call created is removed again.
+    """
+    return _create_run_dir(config, logdir)[0]
+
+
+def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path, Path | None]:
+    """:func:`create_run_dir`, also returning the outermost directory it created."""
+    run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
+    created = _first_missing(run_dir)
+    data = config.to_dict()
+    data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+    except OSError as exc:
+        _remove_created(run_dir, created)
+        reason = exc.strerror or type(exc).__name__
+        raise RlsoftError(
+            f"cannot write the run dir {str(run_dir)!r} ({reason}); pass a --logdir you can "
+            "write to"
+        ) from None
+    return run_dir, created
+
+
+def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
+    """Create the directory ``root`` (and its parents) and check that files can be written
+    in it; otherwise one sentence naming ``flag``, with whatever this call made removed."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RlsoftError(
+            f"logdir {str(root)!r} is a file, not a directory; pass a {flag} that is a "
+            "directory or does not exist yet"
+        )
+    created = _first_missing(root)
+    probe = root / f".rlsoft-write-test-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise RlsoftError(
+            f"cannot write into the logdir {str(root)!r} ({exc.strerror or type(exc).__name__}); "
+            f"pass a {flag} you can write to"
+        ) from None
+
+
+def _remove_created(run_dir: Path, created: Path | None) -> None:
+    """Remove ``run_dir`` and the parents made for it (``created``: the outermost one); a
+    run dir that already existed (empty) is emptied again but kept."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for child in run_dir.iterdir() if run_dir.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _write_run_config(run_dir: Path, data: dict[str, Any]) -> None:
@@ -71,7 +172,15 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
             f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "
             "rlsoft train, e.g. runs/<run-name>"
         )
-    return validate_config(parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
+    text = read_text_file(path, "run config")
+    data = parse_yaml(text, str(path))
+    if isinstance(data, dict):
+        # Runs made before names had to be directory-safe (a file stem with a space) stay
+        # usable: the run already exists, so its names make no new path.
+        for key in ("name", "run_name"):
+            if isinstance(data.get(key), str) and not PATH_NAME.match(data[key]):
+                data[key] = default_name(data[key])
+    return validate_config(data, str(path))
 
 
 def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver:
@@ -136,7 +245,7 @@ def run_experiment(
         checkpoint and raises :class:`~rlsoft.training.RunInterrupted`. SIGINT and SIGTERM do
         the same when the run is in the main thread.
     """
-    run_dir = create_run_dir(config, logdir)
+    run_dir, created = _create_run_dir(config, logdir)
     driver = None
     try:
         driver = build_driver(config)
@@ -146,7 +255,7 @@ def run_experiment(
     except BaseException:
         if driver is not None:
             driver.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_created(run_dir, created)
         raise
     return trainer.run()
 
@@ -175,14 +284,15 @@ def resume_experiment(
         # Deep merge: --set train.total_steps=N must keep the rest of the train section.
         data = _deep_merge(saved.to_dict(), overrides)
         config = validate_config(data, source=str(run_dir / CONFIG_FILE))
-    checkpoint, state = resume_state(run_dir)
+    checkpoint, state = _read_checkpoint(run_dir, "resume")
     step = int(state["step"])
     changes = resume_changes(saved, config, step)
     driver = build_driver(config)
     try:
         # Anything failing from here on closes the environments (and async workers).
-        driver.load_agent(agent_file(checkpoint))
-        driver.load_state_dict(state.get("driver", {}))
+        with _damaged_checkpoint(run_dir, checkpoint):
+            driver.load_agent(agent_file(checkpoint))
+            driver.load_state_dict(state.get("driver", {}))
         trainer = Trainer(
             driver,
             config,
@@ -239,7 +349,55 @@ def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    checkpoint, _ = resume_state(run_dir)
+    checkpoint, _ = _read_checkpoint(run_dir, "evaluate")
     driver = build_driver(config, eval_only=True)
-    driver.load_agent(agent_file(checkpoint))
+    try:
+        with _damaged_checkpoint(run_dir, checkpoint):
+            driver.load_agent(agent_file(checkpoint))
+    except BaseException:
+        driver.close()
+        raise
     return config, driver
+
+
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
+"""What reading a truncated or edited checkpoint raises (a JSON or UTF-8 decoding error is a
+``ValueError``; a missing array is a ``KeyError``)."""
+
+
+def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of ``run_dir`` and its trainer state (``purpose``: ``resume`` or
+    ``evaluate``, for the message when there is none)."""
+    if latest_checkpoint(run_dir) is None and purpose != "resume":
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} has no checkpoint to {purpose} yet (a run writes one when "
+            "it ends and every train.checkpoint_every steps); let its training finish first"
+        )
+    checkpoint = latest_checkpoint(run_dir)
+    with _damaged_checkpoint(run_dir, checkpoint):
+        checkpoint, state = resume_state(run_dir)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("trainer.json holds no step counter")
+    return checkpoint, state
+
+
+@contextlib.contextmanager
+def _damaged_checkpoint(run_dir: Path, checkpoint: Path | None) -> Iterator[None]:
+    """Turn the errors of reading a damaged checkpoint into one sentence that says which
+    checkpoint is damaged and what to do about it."""
+    try:
+        yield
+    except RlsoftError:
+        raise  # already one sentence (some are ValueErrors too)
+    except _DAMAGE as exc:
+        older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
+        fix = (
+            f"delete it to use the previous checkpoint {older[-1].name}"
+            if older
+            else "train the run again"
+        )
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RlsoftError(
+            f"checkpoint {str(checkpoint)!r} is damaged and cannot be read "
+            f"({type(exc).__name__}: {shorten(reason)}); {fix}"
+        ) from None

@@ -165,7 +165,8 @@ def final_scores_figure(analysis: Analysis, block: str):
 
 def write_plots(analysis: Analysis, logdir: Path) -> list[Path]:
     """``learning_curves_<env>.png`` per environment and ``final_scores_<env>.png`` per
-    environment (plus ``final_scores_all_envs.png`` with several); returns the paths."""
+    environment (plus ``final_scores_all_envs.png`` when some variant ran in every
+    environment and so is pooled over them); returns the paths."""
     from rlsoft.report import ALL_ENVS
 
     written = []

@@ -142,13 +142,13 @@ def read_scalars(run_dir: Path, tags: Iterable[str]) -> dict[str, tuple[np.ndarr
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
-    from rlsoft.config import parse_yaml
+    from rlsoft.config import parse_yaml, read_text_file
 
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         return None
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = parse_yaml(read_text_file(path, "run config"), str(path))
     except RlsoftError:
         return None
     return data if isinstance(data, dict) else None
@@ -336,8 +336,13 @@ class Analysis:
         return next((r for r in self.results if r.env == env and r.variant == variant), None)
 
     def blocks(self) -> list[str]:
-        """Environments, then ``all envs`` when there are several."""
-        return [*self.envs, ALL_ENVS] if len(self.envs) > 1 else list(self.envs)
+        """Environments, then ``all envs`` when there are several and at least one variant
+        ran in every one of them (only those are pooled)."""
+        return [*self.envs, ALL_ENVS] if self.pooled() else list(self.envs)
+
+    def pooled(self) -> bool:
+        """Whether an ``all envs`` block exists (several envs, a variant that ran in all)."""
+        return len(self.envs) > 1 and any(r.env == ALL_ENVS for r in self.results)
 
     def few_runs(self) -> list[VariantResult]:
         """Per-environment results with fewer than :data:`rlsoft.stats.MIN_RUNS` runs."""
@@ -654,6 +659,11 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
         description = analysis.descriptions.get(variant, "")
         parts.append(f"- **{variant}**" + (f": {description}" if description else ""))
     parts.append("")
+    if len(analysis.envs) > 1 and not analysis.pooled():
+        parts.append(
+            "No variant ran in every environment, so each environment is reported on its own "
+            "and none are pooled.\n"
+        )
     for block in analysis.blocks():
         parts.append(f"## {block}\n")
         if block != ALL_ENVS:
@@ -711,12 +721,12 @@ def write_outputs(analysis: Analysis, logdir: Path) -> list[Path]:
 
 def read_compare_file(logdir: Path) -> dict[str, Any]:
     """The resolved comparison ``rlsoft compare`` left in the logdir (empty if none)."""
-    from rlsoft.config import parse_yaml
+    from rlsoft.config import parse_yaml, read_text_file
 
     path = Path(logdir) / COMPARE_FILE
     if not path.is_file():
         return {}
-    data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    data = parse_yaml(read_text_file(path, "comparison record"), str(path))
     return data if isinstance(data, dict) else {}
 
 
@@ -730,6 +740,11 @@ def report(
     """Read the runs under ``logdir`` (or only ``run_dirs``), analyse them and write
     ``summary.csv``, ``summary.md`` and the plots into ``logdir``."""
     logdir = Path(logdir)
+    if logdir.exists() and not logdir.is_dir():
+        raise RlsoftError(
+            f"logdir {str(logdir)!r} is a file, not a directory; pass a directory of run dirs, "
+            "e.g. runs/"
+        )
     if not logdir.is_dir():
         raise RlsoftError(
             f"logdir {str(logdir)!r} does not exist; pass a directory of run dirs, e.g. runs/"
@@ -744,7 +759,14 @@ def report(
         n_resamples=n_resamples,
         skipped=[(_relative(path, logdir), reason) for path, reason in skipped],
     )
-    return analysis, write_outputs(analysis, logdir)
+    try:
+        written = write_outputs(analysis, logdir)
+    except OSError as exc:
+        raise RlsoftError(
+            f"cannot write the report into {str(logdir)!r} ({exc.strerror or type(exc).__name__}"
+            "); make the directory writable, or copy it somewhere you can write and report there"
+        ) from None
+    return analysis, written
 
 
 def _relative(path: Path, root: Path) -> Path:

@@ -36,6 +36,7 @@ import copy
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -541,13 +542,21 @@ class DQNAgent:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            reason = str(exc).strip().splitlines()[0]
+            # Name the offending object only: torch's own text suggests switching the
+            # protection off, which would run the file's code.
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            what = f" (it names {found.group(1)})" if found else ""
             raise RlsoftError(
                 f"refusing to load {str(path)!r}: it holds objects other than tensors and "
-                f"plain containers, which torch.load(weights_only=True) rejects ({reason})"
+                f"plain containers{what}, which could run code when loaded; use a checkpoint "
+                "written by rlsoft train"
             ) from None
         except (OSError, RuntimeError, EOFError, ValueError) as exc:
-            raise RlsoftError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+            reason = " ".join(str(exc).split())[:80] or type(exc).__name__
+            raise RlsoftError(
+                f"cannot read checkpoint {str(path)!r}, which is damaged ({reason}); train the "
+                "run again, or delete its checkpoint directory to use an older one"
+            ) from None
         self.load_state_dict(state, source=str(path))
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:

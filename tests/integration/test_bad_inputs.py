@@ -1,0 +1,863 @@
+"""Every bad input a user may give the command line, in one table.
+
+Each case runs the real CLI (``rlsoft.cli.main``; a few also in a subprocess) and must end
+with exactly one line ``rlsoft: error: <sentence>`` on stderr, exit code 2, no traceback, a
+bounded length, and the working directory exactly as it was: no new run dir, no half file, no
+changed checkpoint. Add a row for every new mistake found; the table can only grow.
+
+Placeholders in ``argv``: ``{tmp}`` the case's directory (also the working directory),
+``{logdir}`` ``{tmp}/runs``, ``{run}`` a copy of a finished run (``run="tabular"`` or
+``"dqn"``). ``files`` are written into ``{tmp}`` first (a name ending in ``/`` is a
+directory). Available memory is fixed at 16 GiB so the memory checks do not depend on the
+machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rlsoft
+import rlsoft.memory
+from rlsoft.checkpoint import latest_checkpoint
+from rlsoft.cli import main
+
+MAX_LINE = 500
+FAKE_AVAILABLE = 16 * rlsoft.memory.GIB
+
+TABULAR = """\
+seed: 0
+env: {id: Taxi-v4}
+agent: {type: q_learning, learning_rate: 0.5}
+exploration: {policy: epsilon_greedy, epsilon: 0.1}
+train: {total_steps: 2000, eval_every: 1000, eval_episodes: 2, log_every: 500, progress: "off"}
+"""
+
+DQN = """\
+seed: 0
+env: {id: CartPole-v1}
+agent: {type: dqn, hidden_sizes: [16], buffer_size: 1000, batch_size: 16, learning_starts: 50}
+exploration: {policy: epsilon_greedy, epsilon: 0.1}
+train: {total_steps: 200, eval_every: 0, eval_episodes: 1, log_every: 100, progress: "off"}
+"""
+
+COMPARISON = """\
+name: cmp
+base: c.yaml
+variants:
+  eps: {exploration.epsilon: 0.2}
+seeds: 1
+"""
+
+# 600 bytes that expand to 9^9 ≈ 387 million strings (the "billion laughs").
+ALIAS_BOMB = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]"
+        for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+)
+
+
+def _files(**overrides: str | bytes | None) -> dict[str, str | bytes | None]:
+    return {"c.yaml": TABULAR, "dqn.yaml": DQN, **overrides}
+
+
+# -- damage done to a copied run --------------------------------------------------------------
+
+
+def _truncate_agent(run: Path) -> None:
+    path = next((latest_checkpoint(run)).glob("agent.*"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_trainer_json(run: Path) -> None:
+    (latest_checkpoint(run) / "trainer.json").write_text('{"step": 20', encoding="utf-8")
+
+
+def _trainer_json_not_a_mapping(run: Path) -> None:
+    (latest_checkpoint(run) / "trainer.json").write_text("[1, 2]", encoding="utf-8")
+
+
+def _foreign_npz(run: Path) -> None:
+    np.savez(latest_checkpoint(run) / "agent.npz", weights=np.zeros(3))
+
+
+def _no_checkpoints(run: Path) -> None:
+    shutil.rmtree(run / "checkpoints")
+
+
+def _bad_yaml_run_config(run: Path) -> None:
+    (run / "config.yaml").write_text("seed: [0\n", encoding="utf-8")
+
+
+def _latin1_run_config(run: Path) -> None:
+    (run / "config.yaml").write_bytes(b"name: caf\xe9\n")
+
+
+class _RunsCode:
+    """Pickles as a call to print: torch.load(weights_only=True) must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def _malicious_pt(run: Path) -> None:
+    import torch
+
+    torch.save({"format": "rlsoft.dqn/1", "x": _RunsCode()}, latest_checkpoint(run) / "agent.pt")
+
+
+# -- setups and patches ---------------------------------------------------------------------
+
+
+def _symlinked_run_dir(tmp: Path) -> None:
+    (tmp / "elsewhere").mkdir()
+    (tmp / "runs").mkdir()
+    (tmp / "runs" / "link").symlink_to(tmp / "elsewhere", target_is_directory=True)
+
+
+def _unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a read-only logdir does (root ignores permission bits, so it is faked)."""
+
+    def refuse(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("rlsoft.experiment.atomic_write_text", refuse)
+
+
+def _report_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(analysis: object, logdir: Path) -> list[Path]:
+        raise PermissionError(13, "Permission denied", str(logdir))
+
+    monkeypatch.setattr("rlsoft.report.write_outputs", refuse)
+
+
+class _HugeGrid(gym.Env):
+    """10^12 discrete states: no table fits."""
+
+    observation_space = gym.spaces.MultiDiscrete([1000] * 4)
+    action_space = gym.spaces.Discrete(4)
+
+
+def _huge_grid_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = gym.envs.registration.EnvSpec("HugeGridTest-v0", entry_point=_HugeGrid)
+    monkeypatch.setitem(gym.envs.registry, spec.id, spec)
+
+
+def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+
+    return patch
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]
+    expected: str
+    """A substring of the one-line error."""
+    files: Mapping[str, str | bytes | None] = field(default_factory=_files)
+    run: str | None = None
+    damage: Callable[[Path], None] | None = None
+    setup: Callable[[Path], None] | None = None
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None
+    forbidden: tuple[str, ...] = ()
+    """Substrings the error must not contain (misleading wording)."""
+    subprocess: bool = False
+    """Also run it as ``python -m rlsoft.cli`` (it needs no patch)."""
+    marks: tuple = ()
+
+
+def C(id: str, argv: str | list[str], expected: str, **kw) -> Case:
+    args = tuple(argv.split()) if isinstance(argv, str) else tuple(argv)
+    return Case(id, args, expected, **kw)
+
+
+TRAIN = "train {tmp}/c.yaml --logdir {logdir}"
+DQN_TRAIN = "train {tmp}/dqn.yaml --logdir {logdir}"
+no_cuda = pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="needs a machine without a GPU"
+)
+
+CASES = [
+    # ---- the command line itself (argparse) ----
+    C("no-command", [], "the following arguments are required: COMMAND", subprocess=True),
+    C("unknown-command", "trian", "invalid choice: 'trian'"),
+    C("unknown-option", f"{TRAIN} --bogus", "unrecognized arguments: --bogus"),
+    C("seed-not-int", f"{TRAIN} --seed abc", "invalid int value: 'abc'", subprocess=True),
+    C("eval-no-run-dir", "eval", "the following arguments are required: run_dir"),
+    C("episodes-not-int", "eval {tmp} --episodes many", "invalid int value: 'many'"),
+    C("workers-not-int", "compare {tmp}/cmp.yaml --workers x", "invalid int value: 'x'"),
+    C("compare-no-config", "compare", "the following arguments are required: config"),
+    # ---- the config file ----
+    C("train-no-config", "train", "needs a CONFIG"),
+    C("config-missing", "train missing.yaml", "'missing.yaml' does not exist", subprocess=True),
+    C("config-is-directory", "train {tmp}/adir", "is a directory", files=_files(**{"adir/": None})),
+    C(
+        "config-not-utf8",
+        "train {tmp}/latin1.yaml",
+        "is not UTF-8 text (byte 0xe9",
+        files=_files(**{"latin1.yaml": b"seed: 0\nname: caf\xe9\n"}),
+        subprocess=True,
+    ),
+    C("config-empty", "train {tmp}/e.yaml", "is empty", files=_files(**{"e.yaml": ""})),
+    C(
+        "config-only-comments",
+        "train {tmp}/e.yaml",
+        "is empty",
+        files=_files(**{"e.yaml": "# nothing yet\n"}),
+        forbidden=("NoneType",),
+    ),
+    C(
+        "config-is-a-list",
+        "train {tmp}/l.yaml",
+        "must be a mapping of sections",
+        files=_files(**{"l.yaml": "- seed: 0\n"}),
+    ),
+    C(
+        "config-bad-yaml",
+        "train {tmp}/b.yaml",
+        "is not valid YAML at line",
+        files=_files(**{"b.yaml": "seed: [0\nagent: {type: q_learning}\n"}),
+    ),
+    C(
+        "config-duplicate-key",
+        "train {tmp}/d.yaml",
+        "duplicate key 'seed' at lines 1 and 4",
+        files=_files(
+            **{"d.yaml": "seed: 0\nenv: {id: Taxi-v4}\nagent: {type: q_learning}\nseed: 1\n"}
+        ),
+    ),
+    C(
+        "config-duplicate-key-same-line",
+        "train {tmp}/d.yaml",
+        "duplicate key 'type' at line 1",
+        files=_files(**{"d.yaml": "agent: {type: q_learning, type: sarsa}\n"}),
+    ),
+    C(
+        "config-alias-bomb",
+        "train {tmp}/bomb.yaml",
+        "expands to more than",
+        files=_files(**{"bomb.yaml": ALIAS_BOMB}),
+        subprocess=True,
+    ),
+    C(
+        "config-recursive-alias",
+        "train {tmp}/r.yaml",
+        "refers to a node that contains it",
+        files=_files(**{"r.yaml": "agent: &a {type: q_learning, again: *a}\n"}),
+    ),
+    C(
+        "config-typo-top-level",
+        "train {tmp}/t.yaml",
+        "did you mean 'seed'",
+        files=_files(**{"t.yaml": "sed: 0\nagent: {type: q_learning}\n"}),
+    ),
+    C(
+        "config-no-agent",
+        "train {tmp}/n.yaml",
+        "'agent' is required but missing",
+        files=_files(**{"n.yaml": "seed: 0\n"}),
+    ),
+    C(
+        "config-agent-without-type",
+        "train {tmp}/n.yaml",
+        "needs a 'type'",
+        files=_files(**{"n.yaml": "agent: {learning_rate: 0.5}\n"}),
+    ),
+    # ---- --set ----
+    C("set-empty", [*TRAIN.split(), "--set", ""], "--set expects key.path=value"),
+    C("set-no-equals", f"{TRAIN} --set train.total_steps", "--set expects key.path=value"),
+    C("set-no-key", f"{TRAIN} --set =5", "--set expects key.path=value"),
+    C("set-empty-part", f"{TRAIN} --set train..total_steps=5", "has an empty part"),
+    C("set-value-not-section", f"{TRAIN} --set seed.x=1", "'seed' is a value, not a section"),
+    C("set-bad-yaml", f"{TRAIN} --set agent.learning_rate=[0.1", "is not valid YAML"),
+    C("set-typo", f"{TRAIN} --set agent.lerning_rate=0.1", "did you mean 'learning_rate'"),
+    C("set-not-a-number", f"{TRAIN} --set agent.learning_rate=abc", "valid number"),
+    C("set-fraction-for-int", f"{TRAIN} --set train.total_steps=1.5", "valid integer"),
+    C("set-negative-steps", f"{TRAIN} --set train.total_steps=-5", "greater than or equal to 1"),
+    C("set-zero-steps", f"{TRAIN} --set train.total_steps=0", "greater than or equal to 1"),
+    C("set-negative-seed", f"{TRAIN} --set seed=-1", "config field 'seed'"),
+    C("epsilon-out-of-range", f"{TRAIN} --set exploration.epsilon=2", "epsilon must be in [0, 1]"),
+    C("temperature-zero", f"{TRAIN} --set exploration.temperature=0", "temperature must be"),
+    C("unknown-policy", f"{TRAIN} --set exploration.policy=softmax", "'boltzmann'"),
+    C(
+        "unknown-schedule-type",
+        [*TRAIN.split(), "--set", "exploration.epsilon={type: cosine, start: 1, end: 0}"],
+        "unknown schedule type 'cosine'; valid schedule types are 'linear', 'exponential'",
+        forbidden=("valid number",),
+    ),
+    C(
+        "schedule-without-type",
+        [*TRAIN.split(), "--set", "exploration.epsilon={start: 1, end: 0}"],
+        "a schedule needs a 'type' key",
+    ),
+    C(
+        "schedule-missing-duration",
+        [*TRAIN.split(), "--set", "exploration.epsilon={type: linear, start: 1.0, end: 0.1}"],
+        "'exploration.epsilon.duration' is required but missing",
+    ),
+    C("epsilon-nan", f"{TRAIN} --set exploration.epsilon=.nan", "finite number (got nan)"),
+    C("learning-rate-inf", f"{TRAIN} --set agent.learning_rate=.inf", "finite number (got inf)"),
+    C("steps-overflow", f"{TRAIN} --set train.total_steps=1e400", "'train.total_steps'"),
+    C(
+        "config-tab-indent",
+        "train {tmp}/tab.yaml",
+        "is not valid YAML at line 2: found character '\\t'",
+        files=_files(**{"tab.yaml": "seed: 0\n\tagent: {type: q_learning}\n"}),
+    ),
+    C("unknown-device", f"{TRAIN} --set device=gpu", "'cuda'"),
+    C("unknown-progress", f"{TRAIN} --set train.progress=maybe", "'auto'"),
+    C("agent-not-mapping", f"{TRAIN} --set agent=5", "config field 'agent'"),
+    C("unknown-agent-type", f"{TRAIN} --set agent.type=q_lerning", "unknown agent type"),
+    C(
+        "unknown-env-id",
+        f"{TRAIN} --set env.id=Taxi-v9",
+        "unknown environment id 'Taxi-v9' (did you mean 'Taxi-v4'?)",
+        forbidden=("(got",),
+    ),
+    C(
+        "long-value-is-cut",
+        [*TRAIN.split(), "--set", "env.id=" + "A" * 5000],
+        "unknown environment id 'AAAA",
+        forbidden=("A" * 100,),
+    ),
+    C(
+        "huge-list-is-cut",
+        [*TRAIN.split(), "--set", "agent.learning_rate=[" + ",".join(["1"] * 5000) + "]"],
+        "config field 'agent.learning_rate'",
+    ),
+    C(
+        "seed-negative-cli",
+        f"{TRAIN} --seed -1",
+        "--seed must be a non-negative integer",
+        forbidden=("c.yaml",),
+    ),
+    C(
+        "env-kwargs-unknown",
+        f"{TRAIN} --set env.kwargs.bogus=1",
+        "rejected its arguments {'bogus': 1} (TypeError",
+    ),
+    C(
+        "env-kwargs-bad-value",
+        f"{TRAIN} --set env.id=FrozenLake-v1 --set env.kwargs.map_name=9x9",
+        "rejected its arguments {'map_name': '9x9'} (KeyError",
+    ),
+    C("env-kwargs-not-mapping", f"{TRAIN} --set env.kwargs=5", "config field 'env.kwargs'"),
+    C(
+        "max-episode-steps-zero",
+        f"{TRAIN} --set env.max_episode_steps=0",
+        "'env.max_episode_steps'",
+    ),
+    C("torch-threads-zero", f"{TRAIN} --set train.torch_threads=0", "'train.torch_threads'"),
+    C(
+        "keep-checkpoints-zero",
+        f"{TRAIN} --set train.keep_checkpoints=0",
+        "'train.keep_checkpoints'",
+    ),
+    # ---- agent and environment that do not fit together ----
+    C("tabular-on-box", f"{TRAIN} --set env.id=CartPole-v1", "use the DQN agent"),
+    C("tabular-continuous-actions", f"{TRAIN} --set env.id=Pendulum-v1", "Discrete action space"),
+    C("tabular-no-env", f"{TRAIN} --set env=null", "add an env section"),
+    C("dqn-on-discrete-obs", f"{DQN_TRAIN} --set env.id=Taxi-v4", "needs a Box"),
+    C(
+        "dqn-batch-above-buffer",
+        f"{DQN_TRAIN} --set agent.batch_size=5000",
+        "cannot exceed buffer_size",
+    ),
+    C(
+        "dqn-double-soft",
+        f"{DQN_TRAIN} --set agent.double=true --set agent.target=soft",
+        "double applies",
+    ),
+    C(
+        "num-envs-above-budget",
+        f"{DQN_TRAIN} --set env.num_envs=8 --set train.total_steps=4",
+        "env.num_envs (8) exceeds train.total_steps (4)",
+    ),
+    C(
+        "dqn-buffer-too-big",
+        f"{DQN_TRAIN} --set agent.buffer_size=1e12",
+        "needs about 42,841 GiB of memory (replay buffer 42,841 GiB, networks < 0.01 GiB)",
+        subprocess=False,
+    ),
+    C(
+        "dqn-network-too-big",
+        [*DQN_TRAIN.split(), "--set", "agent.hidden_sizes=[200000, 200000]"],
+        # (4+1)·200000 + (200000+1)·200000 + (200000+1)·2 parameters, 6 float32 copies each
+        "needs about 894 GiB of memory (replay buffer < 0.01 GiB, networks 894 GiB) but only "
+        "16 GiB are available; lower agent.buffer_size or agent.hidden_sizes",
+    ),
+    C(
+        "tabular-table-too-big",
+        f"{TRAIN} --set env.id=HugeGridTest-v0",
+        # one learned table: 56 + 8·S + S·(56 + 32·A) bytes; the float64 copy 8·S·A bytes
+        "(Q-tables 178,814 GiB, checkpoint copy 29,802 GiB) but only 16 GiB are available",
+        patch=_huge_grid_registered,
+    ),
+    C("cuda-without-gpu", f"{TRAIN} --set device=cuda", "no CUDA GPU is visible", marks=(no_cuda,)),
+    # ---- where the run goes ----
+    C(
+        "run-name-escapes",
+        f"{TRAIN} --set run_name=../../escaped_run",
+        "run_name '../../escaped_run' must start with a letter or digit",
+        subprocess=True,
+    ),
+    C("name-escapes", f"{TRAIN} --set name=../../escaped_name", "name '../../escaped_name'"),
+    C("run-name-separator", f"{TRAIN} --set run_name=a/b", "run_name 'a/b'"),
+    C("run-name-hidden", f"{TRAIN} --set run_name=.hidden", "run_name '.hidden'"),
+    C("run-name-dotdot", f"{TRAIN} --set run_name=..", "run_name '..'"),
+    C(
+        "run-name-symlink-out",
+        f"{TRAIN} --set run_name=link",
+        "resolves outside the logdir",
+        setup=_symlinked_run_dir,
+    ),
+    C(
+        "run-dir-exists",
+        f"{TRAIN} --set run_name=fixed",
+        "already exists; resume it",
+        files=_files(**{"runs/fixed/config.yaml": "seed: 0\n"}),
+    ),
+    C(
+        "empty-run-dir-is-kept-empty",
+        f"{TRAIN} --set run_name=ready --set env=null",
+        "add an env section",
+        files=_files(**{"runs/ready/": None}),
+    ),
+    C(
+        "logdir-is-file",
+        "train {tmp}/c.yaml --logdir {tmp}/c.yaml",
+        "is a file, not a directory",
+        subprocess=True,
+    ),
+    C(
+        "logdir-under-file",
+        "train {tmp}/c.yaml --logdir {tmp}/c.yaml/sub",
+        "cannot write the run dir",
+    ),
+    C(
+        "logdir-not-writable",
+        TRAIN,
+        "(Permission denied); pass a --logdir you can write to",
+        patch=_unwritable,
+    ),
+    # ---- eval ----
+    C("eval-missing-dir", "eval {tmp}/nope", "is not a run dir"),
+    C("eval-not-a-run", "eval {tmp}", "is not a run dir"),
+    C(
+        "eval-episodes-zero",
+        "eval {run} --episodes 0",
+        "--episodes must be at least 1",
+        run="tabular",
+    ),
+    C(
+        "eval-seed-negative",
+        "eval {run} --seed -1",
+        "--seed must be a non-negative integer",
+        run="tabular",
+    ),
+    C(
+        "eval-no-checkpoint",
+        "eval {run}",
+        "has no checkpoint to evaluate yet",
+        run="tabular",
+        damage=_no_checkpoints,
+        forbidden=("resum",),
+    ),
+    C(
+        "eval-truncated-npz",
+        "eval {run}",
+        "is damaged and cannot be read (BadZipFile",
+        run="tabular",
+        damage=_truncate_agent,
+        subprocess=True,
+    ),
+    C(
+        "eval-corrupt-trainer-json",
+        "eval {run}",
+        "is damaged and cannot be read (JSONDecodeError",
+        run="tabular",
+        damage=_corrupt_trainer_json,
+    ),
+    C(
+        "eval-foreign-npz",
+        "eval {run}",
+        "is not a tabular-agent checkpoint",
+        run="tabular",
+        damage=_foreign_npz,
+    ),
+    C(
+        "eval-bad-run-config",
+        "eval {run}",
+        "is not valid YAML",
+        run="tabular",
+        damage=_bad_yaml_run_config,
+    ),
+    C(
+        "eval-latin1-run-config",
+        "eval {run}",
+        "is not UTF-8 text",
+        run="tabular",
+        damage=_latin1_run_config,
+    ),
+    C(
+        "eval-truncated-pt",
+        "eval {run}",
+        "which is damaged",
+        run="dqn",
+        damage=_truncate_agent,
+    ),
+    C(
+        "eval-malicious-pickle",
+        "eval {run}",
+        "refusing to load",
+        run="dqn",
+        damage=_malicious_pt,
+        forbidden=("weights_only=False", "will likely succeed"),
+    ),
+    C(
+        "eval-render-without-pygame",
+        "eval {run} --render --episodes 1",
+        "pip install 'rlsoft[video]'",
+        run="dqn",
+        patch=_without("pygame"),
+    ),
+    C(
+        "eval-video-without-moviepy",
+        "eval {run} --video {tmp}/v --episodes 1",
+        "pip install 'rlsoft[video]'",
+        run="tabular",
+        patch=_without("moviepy"),
+    ),
+    # ---- resume ----
+    C("resume-missing-dir", "train --resume {tmp}/nope", "is not a run dir"),
+    C("resume-with-config", "train {tmp}/c.yaml --resume {run}", "not both", run="tabular"),
+    C(
+        "resume-with-seed",
+        "train --resume {run} --seed 3",
+        "cannot change a resumed run",
+        run="tabular",
+    ),
+    C(
+        "resume-no-checkpoint",
+        "train --resume {run}",
+        "no complete checkpoint to resume from",
+        run="tabular",
+        damage=_no_checkpoints,
+    ),
+    C(
+        "resume-truncated-npz",
+        "train --resume {run} --set train.total_steps=4000",
+        "is damaged and cannot be read (BadZipFile",
+        run="tabular",
+        damage=_truncate_agent,
+    ),
+    C(
+        "resume-corrupt-trainer-json",
+        "train --resume {run} --set train.total_steps=4000",
+        "is damaged and cannot be read (JSONDecodeError",
+        run="tabular",
+        damage=_corrupt_trainer_json,
+    ),
+    C(
+        "resume-trainer-json-not-mapping",
+        "train --resume {run}",
+        "holds no step counter",
+        run="tabular",
+        damage=_trainer_json_not_a_mapping,
+    ),
+    C(
+        "resume-bad-budget",
+        "train --resume {run} --set train.total_steps=abc",
+        "valid integer",
+        run="tabular",
+    ),
+    C(
+        "resume-typo",
+        "train --resume {run} --set agent.lerning_rate=0.1",
+        "did you mean 'learning_rate'",
+        run="tabular",
+    ),
+    C(
+        "resume-escaping-name",
+        "train --resume {run} --set run_name=../x",
+        "run_name '../x'",
+        run="tabular",
+    ),
+    # ---- compare ----
+    C("compare-missing", "compare nope.yaml", "comparison file 'nope.yaml' does not exist"),
+    C(
+        "compare-workers-zero",
+        "compare {tmp}/cmp.yaml --workers 0",
+        "--workers must be at least 1, got 0",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+        subprocess=True,
+    ),
+    C(
+        "compare-workers-negative",
+        "compare {tmp}/cmp.yaml --workers -2",
+        "--workers must be at least 1",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-seeds-zero",
+        "compare {tmp}/cmp.yaml --seeds 0",
+        "--seeds must be at least 1",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-address-without-ray",
+        "compare {tmp}/cmp.yaml --address ray://x:1",
+        "use it with --backend ray",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-set-managed",
+        "compare {tmp}/cmp.yaml --set run_name=x",
+        "which the comparison sets",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-variant-escapes",
+        "compare {tmp}/cmp.yaml",
+        "variant name '../x'",
+        files=_files(**{"cmp.yaml": COMPARISON.replace("  eps:", "  ../x:")}),
+    ),
+    C(
+        "compare-no-variants",
+        "compare {tmp}/cmp.yaml",
+        "name at least one variant",
+        files=_files(**{"cmp.yaml": "base: c.yaml\nvariants: {}\n"}),
+    ),
+    C(
+        "compare-variant-sets-seed",
+        "compare {tmp}/cmp.yaml",
+        "which the comparison sets",
+        files=_files(**{"cmp.yaml": COMPARISON.replace("exploration.epsilon: 0.2", "seed: 3")}),
+    ),
+    C(
+        "compare-variant-typo",
+        "compare {tmp}/cmp.yaml",
+        "did you mean 'learning_rate'",
+        files=_files(
+            **{"cmp.yaml": COMPARISON.replace("exploration.epsilon", "agent.lerning_rate")}
+        ),
+    ),
+    C(
+        "compare-base-missing",
+        "compare {tmp}/cmp.yaml",
+        "neither a file",
+        files=_files(**{"cmp.yaml": COMPARISON.replace("base: c.yaml", "base: gone.yaml")}),
+    ),
+    C(
+        "compare-duplicate-key",
+        "compare {tmp}/cmp.yaml",
+        "duplicate key 'seeds' at lines 5 and 6",
+        files=_files(**{"cmp.yaml": COMPARISON + "seeds: 2\n"}),
+    ),
+    C(
+        "compare-name-escapes",
+        "compare {tmp}/cmp.yaml",
+        "comparison name '../../escaped'",
+        files=_files(**{"cmp.yaml": COMPARISON.replace("name: cmp", "name: ../../escaped")}),
+    ),
+    C(
+        "compare-logdir-is-file",
+        "compare {tmp}/cmp.yaml --logdir {tmp}/c.yaml",
+        "logdir '{tmp}/c.yaml' is a file, not a directory",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-logdir-under-file",
+        "compare {tmp}/cmp.yaml --logdir {tmp}/c.yaml/sub",
+        "cannot write into the logdir",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    # ---- report ----
+    C("report-missing", "report {tmp}/nope", "does not exist"),
+    C("report-file", "report {tmp}/c.yaml", "is a file, not a directory"),
+    C(
+        "report-not-writable",
+        "report {tmp}",
+        "cannot write the report into '{tmp}' (Permission denied)",
+        run="tabular",
+        patch=_report_unwritable,
+    ),
+    C(
+        "report-empty",
+        "report {tmp}/empty",
+        "found no finished run",
+        files=_files(**{"empty/": None}),
+    ),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The harness
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One finished tabular run and one finished DQN run, copied into the cases that need
+    them (the copies are damaged, never these)."""
+    root = tmp_path_factory.mktemp("trained")
+    runs = {}
+    for kind, text in (("tabular", TABULAR), ("dqn", DQN)):
+        config = root / f"{kind}.yaml"
+        config.write_text(text, encoding="utf-8")
+        code = main(["train", str(config), "--logdir", str(root), "--set", f"run_name={kind}"])
+        assert code == 0
+        runs[kind] = root / kind
+    return runs
+
+
+def _prepare(case: Case, tmp: Path, trained: dict[str, Path]) -> list[str]:
+    for name, content in case.files.items():
+        path = tmp / name
+        if name.endswith("/"):
+            path.mkdir(parents=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content or "", encoding="utf-8")
+    if case.setup:
+        case.setup(tmp)
+    run = tmp / "run"
+    if case.run:
+        shutil.copytree(trained[case.run], run, symlinks=True)
+        if case.damage:
+            case.damage(run)
+    values = {"{tmp}": str(tmp), "{logdir}": str(tmp / "runs"), "{run}": str(run)}
+    out = []
+    for arg in case.argv:
+        for key, value in values.items():
+            arg = arg.replace(key, value)
+        out.append(arg)
+    return out
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with, for files, size and modification time."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        out[str(path.relative_to(root))] = (
+            ("dir",)
+            if path.is_dir() and not path.is_symlink()
+            else (stat.st_size, stat.st_mtime_ns)
+        )
+    return out
+
+
+def _check_error(stderr: str, case: Case, tmp: Path) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    line = lines[0]
+    assert line.startswith("rlsoft: error: "), line
+    assert len(line) <= MAX_LINE, f"{len(line)} characters: {line[:200]}…"
+    assert case.expected.replace("{tmp}", str(tmp)) in line, line
+    for text in case.forbidden:
+        assert text not in line, line
+    return line
+
+
+def _params(cases: list[Case]) -> list:
+    return [pytest.param(c, id=c.id, marks=c.marks) for c in cases]
+
+
+def test_the_table_has_unique_ids() -> None:
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+    assert len(CASES) >= 50
+
+
+@pytest.mark.parametrize("case", _params(CASES))
+def test_bad_input_is_one_sentence_exit_2_and_leaves_nothing(
+    case: Case,
+    tmp_path: Path,
+    trained: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rlsoft.memory, "available_memory", lambda: FAKE_AVAILABLE)
+    argv = _prepare(case, tmp_path, trained)
+    if case.patch:
+        case.patch(monkeypatch)
+    before = _snapshot(tmp_path)
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    _check_error(captured.err, case, tmp_path)
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", _params([c for c in CASES if c.subprocess]))
+def test_bad_input_through_a_real_process(
+    case: Case, tmp_path: Path, trained: dict[str, Path]
+) -> None:
+    argv = _prepare(case, tmp_path, trained)
+    before = _snapshot(tmp_path)
+    repo = str(Path(rlsoft.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "rlsoft.cli", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    _check_error(result.stderr, case, tmp_path)
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_uneven_vector_budget_is_one_warning_and_the_steps_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "dqn.yaml"
+    config.write_text(DQN, encoding="utf-8")
+    argv = ["train", str(config), "--logdir", str(tmp_path), "--set", "env.num_envs=3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "rlsoft: warning: train.total_steps (200) is not a multiple of env.num_envs (3); every "
+        "vector step takes 3 steps, so the run ends after 201"
+    ]
+    assert captured.out.splitlines()[-1].startswith("done: 201 steps")  # 67 vector steps of 3
+
+
+def test_a_run_made_before_names_were_checked_can_still_be_evaluated(
+    tmp_path: Path, trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "old run"
+    shutil.copytree(trained["tabular"], run)
+    text = (run / "config.yaml").read_text(encoding="utf-8")
+    text = text.replace("run_name: tabular", "run_name: my old run")
+    text = text.replace("name: tabular", "name: my old")
+    assert text.startswith("name: my old\n") and "\nrun_name: my old run\n" in text
+    (run / "config.yaml").write_text(text, "utf-8")
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert "mean return" in capsys.readouterr().out
