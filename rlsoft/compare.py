@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import multiprocessing
 import os
 import re
@@ -63,7 +64,10 @@ __all__ = [
     "GridInterrupted",
     "RunOutcome",
     "RunSpec",
+    "add_finished_run",
     "check_finished",
+    "dashboard_layout",
+    "dashboard_metrics",
     "default_workers",
     "env_dirname",
     "hparam_values",
@@ -433,7 +437,7 @@ def dashboard_prefix(comparison: Comparison) -> str:
     return comparison.logdir.name
 
 
-def write_dashboards(comparison: Comparison) -> Path:
+def write_dashboards(comparison: Comparison, metrics: Sequence[str] = ()) -> Path:
     """TensorBoard files of the comparison (rewritten on every call); returns their run dir.
 
     In the named run :data:`DASHBOARD_RUN`:
@@ -451,7 +455,17 @@ def write_dashboards(comparison: Comparison) -> Path:
       writes its own session (its values for every column and a short trial ID).
 
     The mirrored curves of runs finished earlier are rewritten too.
+
+    :param metrics: the experiment's metric tags (default: :func:`dashboard_metrics`).
     """
+    run_dir = _write_dashboard_run(comparison, metrics or dashboard_metrics(comparison))
+    for spec in comparison.runs:
+        if spec.is_done():
+            mirror_curves(spec.run_dir, dashboard_prefix(comparison))
+    return run_dir
+
+
+def _write_dashboard_run(comparison: Comparison, metrics: Sequence[str]) -> Path:
     from torch.utils.tensorboard.summary import custom_scalars
     from torch.utils.tensorboard.writer import FileWriter
 
@@ -468,13 +482,41 @@ def write_dashboards(comparison: Comparison) -> Path:
     writer = FileWriter(str(run_dir), filename_suffix=DASHBOARD_SUFFIX)
     try:
         writer.add_summary(custom_scalars(dashboard_layout(dashboard_prefix(comparison))))
-        writer.add_summary(experiment_summary(domain["columns"], domain["metrics"]))
+        writer.add_summary(experiment_summary(domain["columns"], metrics))
     finally:
         writer.close()
+    return run_dir
+
+
+def dashboard_metrics(comparison: Comparison) -> list[str]:
+    """The HParams metrics: the evaluation tags every RL run logs, then any other final
+    evaluation metric of a finished run (a classifier's ``eval/accuracy``, say)."""
+    metrics = list(EVAL_METRICS)
     for spec in comparison.runs:
         if spec.is_done():
-            mirror_curves(spec.run_dir, dashboard_prefix(comparison))
-    return run_dir
+            metrics += [m for m in _final_metrics(spec.run_dir) if m not in metrics]
+    return metrics
+
+
+def add_finished_run(comparison: Comparison, run_dir: Path, metrics: Sequence[str]) -> list[str]:
+    """Bring a run that just finished into the dashboards: copy its charted curves
+    (:func:`mirror_curves`), and when it has final metrics the HParams experiment lacks,
+    rewrite the experiment with them. Returns the experiment's metrics."""
+    mirror_curves(run_dir, dashboard_prefix(comparison))
+    new = [m for m in _final_metrics(run_dir) if m not in metrics]
+    if new:
+        _write_dashboard_run(comparison, [*metrics, *new])
+    return [*metrics, *new]
+
+
+def _final_metrics(run_dir: Path) -> list[str]:
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    final = summary.get("final_eval") or {}
+    return sorted(k for k, v in final.items() if _is_number(v))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def dashboard_layout(prefix: str) -> dict[str, dict[str, list[Any]]]:
@@ -534,9 +576,9 @@ def hparams_domain(specs: Sequence[RunSpec], label: str = "") -> dict[str, Any]:
     holding both: trials of one ID are merged into one row.
 
     :param label: appended to the trial IDs, e.g. the comparison's folder name.
-    :returns: ``columns`` (see :func:`rlsoft.logger.experiment_summary`), ``metrics`` (the
-        evaluation tags) and ``trials``: run dir (:func:`rlsoft.logger.trial_key`) →
-        ``{"group": trial ID, "hparams": {column: value}}``.
+    :returns: ``columns`` (see :func:`rlsoft.logger.experiment_summary`) and ``trials``:
+        run dir (:func:`rlsoft.logger.trial_key`) → ``{"group": trial ID, "hparams":
+        {column: value}}``.
     """
     from rlsoft.logger import trial_key
 
@@ -585,7 +627,6 @@ def hparams_domain(specs: Sequence[RunSpec], label: str = "") -> dict[str, Any]:
     }
     return {
         "columns": [{k: v for k, v in c.items() if k != "varies"} for c in columns.values()],
-        "metrics": list(EVAL_METRICS),
         "trials": trials,
     }
 
@@ -1059,16 +1100,18 @@ def run_comparison(
     todo = [spec for spec in comparison.runs if not spec.is_done()]
     comparison.logdir.mkdir(parents=True, exist_ok=True)
     _write_compare_file(comparison)
-    write_dashboards(comparison)
+    metrics = dashboard_metrics(comparison)
+    write_dashboards(comparison, metrics)
     for spec in todo:  # unfinished attempts: no summary.json, so start them again
         if spec.run_dir.exists():
             shutil.rmtree(spec.run_dir)
     display = GridProgress(len(comparison.runs), len(done), comparison.name, progress)
 
     def on_result(outcome: RunOutcome) -> None:
+        nonlocal metrics
         display.update(outcome)
-        if outcome.status == "done":  # its curves join the comparison's Custom Scalars charts
-            mirror_curves(Path(outcome.run_dir), dashboard_prefix(comparison))
+        if outcome.status == "done":  # its curves join the comparison's dashboards
+            metrics = add_finished_run(comparison, Path(outcome.run_dir), metrics)
 
     try:
         outcomes = run_grid(

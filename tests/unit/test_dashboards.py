@@ -4,6 +4,7 @@ tests/integration/test_tensorboard_browser.py checks what a person sees)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,13 +15,16 @@ from torch.utils.tensorboard import SummaryWriter
 
 import agents  # noqa: F401 - registers the agents for plan validation
 from rlsoft.compare import (
+    EVAL_METRICS,
     MIRRORED_TAGS,
+    add_finished_run,
     dashboard_layout,
     hparam_values,
     hparams_domain,
     load_comparison,
     mirror_curves,
     plan_comparison,
+    write_dashboards,
 )
 from rlsoft.logger import RunLogger, experiment_summary, trial_key
 
@@ -191,7 +195,6 @@ def test_a_grid_run_writes_its_trial_and_not_the_experiment(tmp_path):
     run_dir = tmp_path / "Taxi-v4" / "a" / "seed_0"
     domain = {
         "columns": [],
-        "metrics": ["eval/mean_return"],
         "trials": {trial_key(run_dir): {"group": "s0·a", "hparams": {"name": "a", "x": "n/a"}}},
     }
     logger = RunLogger(run_dir)
@@ -249,3 +252,35 @@ def test_mirror_copies_the_charted_curves_with_steps_and_wall_times(tmp_path):
     ]
     (tmp_path / "no_charted_tags").mkdir()
     assert mirror_curves(tmp_path / "no_charted_tags", "cmp") is None
+
+
+def test_a_finished_run_with_a_new_final_metric_extends_the_experiment(tmp_path):
+    comparison = plan_comparison(
+        {
+            "name": "m",
+            "base": {"env": {"id": "Taxi-v4"}, "agent": {"type": "q_learning"}},
+            "seeds": 1,
+            "variants": {"a": {}},
+        },
+        logdir=tmp_path / "m",
+    )
+    assert write_dashboards(comparison) == tmp_path / "m" / "_comparison"
+    (spec,) = comparison.runs
+    writer = SummaryWriter(str(spec.run_dir))
+    writer.add_scalar("eval/mean_return", 5.0, 100)
+    writer.close()
+    final = {"eval/mean_return": 5.0, "eval/teacher_mean_return": 8.0, "eval/note": "text"}
+    (spec.run_dir / "summary.json").write_text(json.dumps({"final_eval": final}))
+
+    def experiment_metrics() -> list[str]:
+        accumulator = EventAccumulator(str(tmp_path / "m" / "_comparison"))
+        accumulator.Reload()
+        content = accumulator.PluginTagToContent("hparams")[metadata.EXPERIMENT_TAG]
+        return [m.name.tag for m in metadata.parse_experiment_plugin_data(content).metric_infos]
+
+    assert experiment_metrics() == list(EVAL_METRICS)
+    metrics = add_finished_run(comparison, spec.run_dir, list(EVAL_METRICS))
+    assert metrics == [*EVAL_METRICS, "eval/teacher_mean_return"]
+    assert experiment_metrics() == metrics
+    assert (spec.run_dir / "summary.json").is_file()
+    assert len(list(spec.run_dir.glob("*.rlsoft-compare"))) == 1  # its charted curves' copy
