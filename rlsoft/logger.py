@@ -7,12 +7,15 @@ Uses ``torch.utils.tensorboard.SummaryWriter``. Tags follow DESIGN.md (``charts/
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 HPARAM_SCALAR_TYPES = (bool, int, float, str)
+HPARAM_TYPES = ("string", "bool", "number")
+"""Column types of an HParams experiment (:func:`experiment_summary`)."""
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -57,6 +60,7 @@ class RunLogger:
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(
             log_dir=str(run_dir), purge_step=purge_step, flush_secs=flush_secs
         )
@@ -111,25 +115,30 @@ class RunLogger:
 
         The dashboard reads metric values from the scalars logged under the metric tags.
 
-        :param domain: the experiment shared by a group of runs (``hparams``: one value per
-            name, ``discrete``: the values of string/bool ones, ``metrics``: metric tags).
-            TensorBoard shows the first experiment summary it finds, so the runs of one
-            comparison must all write the same one for every run's columns to appear.
+        :param domain: the HParams experiment of a group of runs (a comparison, see
+            :func:`rlsoft.compare.hparams_domain`): its ``trials`` map each run dir
+            (:func:`trial_key`) to the trial's ``group`` (its trial ID) and ``hparams`` (one
+            value for every column of the experiment, so every trial has the same set). The
+            group writes that experiment once, in a run of its own; a run of the group writes
+            only its session, so no stale copy of the experiment can shadow the group's.
         """
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
-        experiment, session_start, session_end = hparams_summary(dict(hparams), finite)
-        if domain is not None:
-            shared_metrics = dict.fromkeys([*domain["metrics"], *finite], 0.0)
-            experiment, _, _ = hparams_summary(
-                dict(domain["hparams"]),
-                shared_metrics,
-                hparam_domain_discrete=dict(domain["discrete"]),
-            )
+        if domain is None:
+            summaries = hparams_summary(dict(hparams), finite)
+        else:
+            trial = domain.get("trials", {}).get(trial_key(self.run_dir))
+            if trial is None:  # a run outside the group's plan: its own values, no trial ID
+                summaries = (session_start_summary(dict(hparams)), session_end_summary())
+            else:
+                summaries = (
+                    session_start_summary(trial["hparams"], trial["group"]),
+                    session_end_summary(),
+                )
         self.hand_off()
         file_writer = self.writer._get_file_writer()
-        for summary in (experiment, session_start, session_end):
+        for summary in summaries:
             file_writer.add_summary(summary)
 
     def flush(self) -> None:
@@ -140,3 +149,95 @@ class RunLogger:
     def close(self) -> None:
         self.hand_off()
         self.writer.close()
+
+
+# --------------------------------------------------------------------------------------------
+# HParams protos (the HParams plugin's public protos and metadata)
+# --------------------------------------------------------------------------------------------
+
+
+def trial_key(run_dir: str | os.PathLike[str]) -> str:
+    """The key of a run dir in an HParams domain's ``trials``: its normalised absolute path."""
+    return os.path.normpath(os.path.abspath(run_dir))
+
+
+def _plugin_summary(tag: str, data: Any) -> Any:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata
+
+    return Summary(
+        value=[
+            Summary.Value(
+                tag=tag,
+                metadata=metadata.create_summary_metadata(data),
+                tensor=metadata.NULL_TENSOR,
+            )
+        ]
+    )
+
+
+def experiment_summary(columns: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> Any:
+    """The HParams *experiment*: its hyperparameter columns and metric tags, as a summary.
+
+    Each column is ``{"name", "type"}`` (``string``, ``bool`` or ``number``) with ``values``
+    (the discrete values of a string or bool column) or ``min``/``max`` (a number column), and
+    ``default``: whether the table shows it without the user ticking it. TensorBoard's HParams
+    dashboard lists the columns whose ``differs`` flag is set first and shows the first five
+    of its list by default (and the first five metrics), so ``differs`` is set exactly on the
+    ``default`` columns.
+    """
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    types = {
+        "string": api_pb2.DATA_TYPE_STRING,
+        "bool": api_pb2.DATA_TYPE_BOOL,
+        "number": api_pb2.DATA_TYPE_FLOAT64,
+    }
+    infos = []
+    for column in columns:
+        if column["type"] not in types:
+            raise ValueError(f"hparam column type must be one of {HPARAM_TYPES}: {column!r}")
+        info = api_pb2.HParamInfo(
+            name=column["name"],
+            type=types[column["type"]],
+            differs=bool(column.get("default", False)),
+            description=str(column.get("description", "")),
+        )
+        if column["type"] == "number":
+            info.domain_interval.min_value = float(column["min"])
+            info.domain_interval.max_value = float(column["max"])
+        else:
+            info.domain_discrete.extend(column["values"])
+        infos.append(info)
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos,
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
+    )
+    data = plugin_data_pb2.HParamsPluginData(experiment=experiment)
+    return _plugin_summary(metadata.EXPERIMENT_TAG, data)
+
+
+def session_start_summary(hparams: Mapping[str, Any], group: str = "") -> Any:
+    """A trial's hyperparameter values; ``group`` is its trial ID in the dashboard (empty:
+    the run's path, relative to the logdir TensorBoard was opened on)."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=time.time())
+    for name, value in hparams.items():
+        if isinstance(value, bool):
+            start.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[name].number_value = float(value)
+        else:
+            start.hparams[name].string_value = str(value)
+    data = plugin_data_pb2.HParamsPluginData(session_start_info=start)
+    return _plugin_summary(metadata.SESSION_START_INFO_TAG, data)
+
+
+def session_end_summary() -> Any:
+    """The end of a trial that finished (its status in the dashboard: success)."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+    data = plugin_data_pb2.HParamsPluginData(session_end_info=end)
+    return _plugin_summary(metadata.SESSION_END_INFO_TAG, data)

@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import agents  # noqa: F401 - registers q_learning for plan validation
 from rlsoft.cli import main
@@ -364,16 +366,50 @@ def test_tensorboard_shows_hparams_and_custom_scalars(grid):
             if time.monotonic() > deadline:
                 pytest.fail("TensorBoard did not serve the runs within 60 s")
             time.sleep(0.5)
+        assert "_comparison" in runs and "." not in runs  # the layout's run has a name
         layout = _http(f"{base}/data/plugin/custom_scalars/layout")
-        charts = {c["title"]: c for c in layout["category"][0]["chart"]}
+        (category,) = layout["category"]
+        assert category["title"] == "compare: runs"
+        charts = {c["title"]: c for c in category["chart"]}
+        # Custom Scalars matches tags, not runs: the charts show tags only this comparison's
+        # runs have, copies of their curves under the comparison folder's name.
         assert charts["greedy evaluation return (every variant and seed)"]["multiline"]["tag"] == [
-            "eval/mean_return"
+            "^runs/eval/mean_return$"
         ]
-        assert any("exploration/entropy" in c["multiline"]["tag"] for c in charts.values())
+        assert charts["exploration parameter ε or τ"]["multiline"]["tag"] == [
+            "^runs/exploration/epsilon$",
+            "^runs/exploration/temperature$",
+        ]
+        run = "Taxi-v4/boltzmann/seed_1"
+        query = urllib.parse.urlencode({"run": run, "tag": "^runs/eval/mean_return$"})
+        served = _http(f"{base}/data/plugin/custom_scalars/scalars?{query}")
+        assert served["regex_valid"]
+        (points,) = served["tag_to_events"].values()
+        on_disk = EventAccumulator(str(grid["logdir"] / run))
+        on_disk.Reload()
+        expected = [(e.step, e.value) for e in on_disk.Scalars("eval/mean_return")]
+        assert [(step, value) for _, step, value in points] == expected  # the same float32s
+        assert [step for step, _ in expected] == [1000, 2000, 3000]
+
         experiment = _http(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         infos = {h["name"]: h for h in experiment["hparamInfos"]}
         assert sorted(infos["name"]["domainDiscrete"]) == ["boltzmann", "broken", "eps"]
         assert {"exploration.policy", "exploration.temperature", "seed"} <= set(infos)
+        # the dashboard shows the flagged columns first, five of them: name, the fields that
+        # differ (the broken variant's env.kwargs too), env.id and seed
+        shown = [name for name, info in infos.items() if info.get("differs")]
+        assert sorted(shown) == sorted(
+            [
+                "name",
+                "exploration.policy",
+                "exploration.epsilon",
+                "exploration.temperature",
+                "env.kwargs.no_such_option",
+            ]
+        )
+        # the broken variant keeps the base's ε-greedy policy with its default ε = 0.1
+        assert infos["exploration.epsilon"]["domainDiscrete"] == ["0.1", "0.2", "n/a"]
+        assert infos["exploration.temperature"]["domainDiscrete"] == ["1", "n/a"]
         metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
         assert "eval/mean_return" in metrics
         groups = _http(
@@ -388,15 +424,19 @@ def test_tensorboard_shows_hparams_and_custom_scalars(grid):
         )
         sessions = {g["name"]: g for g in groups["sessionGroups"]}
         assert set(sessions) == {
-            "Taxi-v4/eps/seed_0",
-            "Taxi-v4/eps/seed_1",
-            "Taxi-v4/boltzmann/seed_0",
-            "Taxi-v4/boltzmann/seed_1",
+            "s0·eps (runs)",
+            "s1·eps (runs)",
+            "s0·boltzmann (runs)",
+            "s1·boltzmann (runs)",
         }
-        session = sessions["Taxi-v4/boltzmann/seed_1"]
+        session = sessions["s1·boltzmann (runs)"]
         assert session["hparams"]["name"] == "boltzmann"
+        assert session["hparams"]["exploration.epsilon"] == "n/a"  # Boltzmann reads no ε
+        assert session["hparams"]["exploration.temperature"] == "1"
+        assert session["hparams"]["env.kwargs.no_such_option"] == "n/a"
+        assert set(session["hparams"]) == set(infos)  # every trial has every column
         values = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
-        assert "eval/mean_return" in values
+        assert values["eval/mean_return"] == pytest.approx(expected[-1][1])
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -413,7 +453,9 @@ def test_rerun_skips_finished_runs_and_redoes_unfinished_ones(grid):
     assert "3 already finished" in result.stderr
     assert kept.stat().st_mtime_ns == before
     assert (unfinished / "summary.json").is_file()
-    assert len(list(unfinished.glob("events.out.tfevents.*"))) == 1  # redone from scratch
+    events = sorted(p.name for p in unfinished.glob("events.out.tfevents.*"))
+    assert len(events) == 2, events  # redone from scratch: its own, and the charts' copies
+    assert events[1].endswith(".rlsoft-compare") != events[0].endswith(".rlsoft-compare")
 
 
 def test_a_changed_checkpoint_cadence_still_reuses_finished_runs(grid):
