@@ -414,40 +414,38 @@ def write_dashboards(comparison: Comparison) -> Path:
       variant): TensorBoard shows whichever experiment summary it finds first, so they must
       all agree.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
+    from rlsoft.logger import RunLogger
     from rlsoft.report import DASHBOARD_SUFFIX
 
     root = comparison.logdir
     root.mkdir(parents=True, exist_ok=True)
     for old in root.glob(f"events.out.tfevents.*{DASHBOARD_SUFFIX}"):  # only our own files
         old.unlink()
-    writer = SummaryWriter(log_dir=str(root), filename_suffix=DASHBOARD_SUFFIX)
+    logger = RunLogger(root, filename_suffix=DASHBOARD_SUFFIX)
     try:
         title = f"compare: {comparison.name}"
-        writer.add_custom_scalars(
+        logger.custom_scalars(
             {
                 title: {
-                    "greedy evaluation return (every variant and seed)": [
+                    "greedy evaluation return (every variant and seed)": (
                         "Multiline",
                         ["eval/mean_return"],
-                    ],
-                    "exploration entropy, nats (every variant and seed)": [
+                    ),
+                    "exploration entropy, nats (every variant and seed)": (
                         "Multiline",
                         ["exploration/entropy"],
-                    ],
-                    "exploration parameter ε or τ": [
+                    ),
+                    "exploration parameter ε or τ": (
                         "Multiline",
                         ["exploration/epsilon", "exploration/temperature"],
-                    ],
-                    "training episodic return": ["Multiline", ["charts/episodic_return"]],
+                    ),
+                    "training episodic return": ("Multiline", ["charts/episodic_return"]),
                 }
             }
         )
-        experiment = _experiment_summary(hparams_domain(comparison.runs))
-        writer._get_file_writer().add_summary(experiment)
+        logger.experiment(hparams_domain(comparison.runs))
     finally:
-        writer.close()
+        logger.close()
     return root
 
 
@@ -470,16 +468,6 @@ def hparams_domain(specs: Sequence[RunSpec]) -> dict[str, Any]:
         "discrete": discrete,
         "metrics": list(EVAL_METRICS),
     }
-
-
-def _experiment_summary(domain: Mapping[str, Any], extra_metrics: Sequence[str] = ()):
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    metrics = dict.fromkeys([*domain["metrics"], *extra_metrics], 0.0)
-    experiment, _, _ = hparams_summary(
-        dict(domain["hparams"]), metrics, hparam_domain_discrete=dict(domain["discrete"])
-    )
-    return experiment
 
 
 def _write_compare_file(comparison: Comparison) -> None:
@@ -598,16 +586,16 @@ def _train(config: Any, hparams: Mapping[str, Any] | None) -> Any:
 
 
 def _init_worker(modules: Sequence[str]) -> None:
-    """Local worker start-up: Ctrl-C is the parent's to handle; one torch thread; agents and
-    the heavy imports (torch, TensorBoard writer) loaded once per worker, not once per run."""
+    """Local worker start-up: Ctrl-C is the parent's to handle; one torch thread; the
+    trainer, the TensorBoard writer and ``modules`` loaded once per worker, not once per run.
+    torch is not preloaded: a grid of tabular runs never needs it (1-2 s per worker), and a
+    DQN run imports it when its agent is built, with its own ``train.torch_threads``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401 - preload
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
 
     import rlsoft.experiment  # noqa: F401 - preload
 
-    torch.set_num_threads(1)
     _import_modules(modules)
 
 
@@ -807,62 +795,37 @@ class CompareRun:
 
 
 class GridProgress:
-    """One progress display for the whole grid (runs done / total, failures), shown on a
-    terminal; without one (CI, pipes) only failures are printed, one line each."""
+    """One progress line for the whole grid (runs done / total, failures, the last result),
+    drawn by :class:`rlsoft.progress.RunProgress` like a run's, on a terminal; without one
+    (CI, pipes) only failures are printed, one line each."""
 
     def __init__(self, total: int, already: int, title: str, enabled: bool) -> None:
-        self.total, self.done, self.failures = total, already, 0
-        self._progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+        from rlsoft.progress import RunProgress
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("runs  {task.fields[failures]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[last]}"),
-                console=Console(stderr=True),
-            )
-            self._task = self._progress.add_task(
-                title, total=total, completed=already, failures="", last=""
-            )
-            self._progress.start()
+        self.total, self.done, self.failures = total, already, 0
+        self._already, self._started = already, time.perf_counter()
+        self._display = RunProgress(total, title, enabled, completed=already)
+        self._enabled = enabled
 
     def update(self, outcome: RunOutcome) -> None:
         self.done += 1
         if outcome.status == "failed":
             self.failures += 1
             self._print(f"run {outcome.label} failed: {outcome.error}")
-        if self._progress is not None:
-            failures = f"[red]{self.failures} failed[/red]" if self.failures else ""
-            last = (
-                f"last: {outcome.label} → {outcome.final_return:.2f}"
-                if outcome.final_return is not None
-                else ""
-            )
-            self._progress.update(self._task, completed=self.done, failures=failures, last=last)
+        parts = [f"{self.failures} failed"] if self.failures else []
+        if outcome.final_return is not None:
+            parts.append(f"last {outcome.label} → {outcome.final_return:.2f}")
+        rate = (self.done - self._already) / max(time.perf_counter() - self._started, 1e-9)
+        self._display.update(self.done, "  ".join(parts), rate=rate)
 
     def _print(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+        if self._enabled:
+            self._display.print(text)
         else:
             print(f"rlsoft: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self._display.close()
 
 
 def run_comparison(
