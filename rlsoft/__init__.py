@@ -32,7 +32,15 @@ _EXPORTS = {
 }
 """Public name → the module that defines it."""
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "argmax",
+    "cross_entropy",
+    "entropy",
+    "log_softmax",
+    "logsumexp",
+    "softmax",
+]
 
 
 def __getattr__(name: str) -> Any:
