@@ -586,10 +586,11 @@ def _train(config: Any, hparams: Mapping[str, Any] | None) -> Any:
 
 
 def _init_worker(modules: Sequence[str]) -> None:
-    """Local worker start-up: Ctrl-C is the parent's to handle; one torch thread; the
-    trainer, the TensorBoard writer and ``modules`` loaded once per worker, not once per run.
-    torch is not preloaded: a grid of tabular runs never needs it (1-2 s per worker), and a
-    DQN run imports it when its agent is built, with its own ``train.torch_threads``."""
+    """Local worker start-up: Ctrl-C is the parent's to handle; one OpenMP thread unless
+    the environment says otherwise; the trainer, the TensorBoard writer and ``modules``
+    loaded once per worker, not once per run. torch is not preloaded: a grid of tabular runs
+    never needs it (1-2 s per worker), and a DQN run imports it when its agent is built and
+    sets its threads from ``train.torch_threads`` (default 1)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
