@@ -1,10 +1,41 @@
 """Agent families built on rlsoft.
 
-Importing this package registers every agent with :func:`rlsoft.agent.register_agent`, so a
-config's ``agent.type`` can name it. The CLI (the composition root) is the only part of rlsoft
-that imports it.
+Importing this package registers every agent type with
+:func:`rlsoft.agent.register_agent_modules`: the table below names the module of each type,
+and that module is imported (and calls :func:`rlsoft.agent.register_agent`) the first time a
+config asks for its type. So importing :mod:`agents` is cheap, and a tabular run never loads
+the DQN family or torch. The CLI (the composition root) is the only part of rlsoft that
+imports this package. A new family adds its types here (``tests/unit/test_registry.py``
+checks that each module registers exactly the types listed for it).
 """
 
-from agents import classifier, dqn, tabular
+from __future__ import annotations
 
-__all__ = ["classifier", "dqn", "tabular"]
+import importlib
+from types import ModuleType
+
+from rlsoft.agent import register_agent_modules
+
+__all__ = ["AGENT_MODULES", "classifier", "dqn", "tabular"]
+
+AGENT_MODULES: dict[str, str] = {
+    "q_learning": "agents.tabular",
+    "sarsa": "agents.tabular",
+    "expected_sarsa": "agents.tabular",
+    "double_q_learning": "agents.tabular",
+    "soft_q_learning": "agents.tabular",
+    "dqn": "agents.dqn",
+    "classifier": "agents.classifier",
+}
+"""Agent type → the module that registers it."""
+
+register_agent_modules(AGENT_MODULES)
+
+_SUBMODULES = ("classifier", "dqn", "tabular")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``agents.tabular`` and friends, imported on first use (PEP 562)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"agents.{name}")
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

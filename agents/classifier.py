@@ -300,5 +300,6 @@ register_agent(
         kind="supervised",
         description="softmax regression or MLP classifier trained with rlsoft's cross_entropy "
         "(digits, or behaviour cloning of a trained agent)",
+        uses_torch=True,
     )
 )

@@ -4,20 +4,27 @@ The loop in :mod:`rlsoft.training` owns the environments, the logger, evaluation
 checkpoints; an agent only acts and learns. Agent families live in the top-level ``agents``
 package and register themselves here with :func:`register_agent`; ``rlsoft`` never imports
 them (only the CLI, the composition root, does).
+
+Registration is lazy: the ``agents`` package only names the module of each agent type
+(:func:`register_agent_modules`), and :func:`get_agent_spec` imports that module the first
+time its type is asked for. A Taxi run so never imports the DQN family (nor torch), and a
+config error is reported before any agent module is loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import gymnasium as gym
-import numpy as np
-from pydantic import BaseModel
+if TYPE_CHECKING:  # annotations only: importing this module stays cheap (see the docstring)
+    import gymnasium as gym
+    import numpy as np
+    from pydantic import BaseModel
 
-from rlsoft.policies import Policy
+    from rlsoft.policies import Policy
 
 __all__ = [
     "Agent",
@@ -26,6 +33,7 @@ __all__ = [
     "agent_names",
     "get_agent_spec",
     "register_agent",
+    "register_agent_modules",
 ]
 
 
@@ -107,6 +115,8 @@ class AgentSpec:
     :param build: factory from a :class:`BuildContext` to an agent.
     :param kind: ``"rl"`` agents are driven through an environment by the loop;
         ``"supervised"`` ones train on a dataset.
+    :param uses_torch: the agent computes with torch, so the run resolves ``device`` and
+        seeds torch before building it; runs of the other agents never import torch.
     """
 
     name: str
@@ -114,9 +124,12 @@ class AgentSpec:
     build: Callable[[BuildContext], Any]
     kind: Literal["rl", "supervised"] = "rl"
     description: str = ""
+    uses_torch: bool = False
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
+_MODULES: dict[str, str] = {}
+"""Agent type → the module whose import registers it (for types not imported yet)."""
 
 
 def register_agent(spec: AgentSpec) -> AgentSpec:
@@ -125,17 +138,33 @@ def register_agent(spec: AgentSpec) -> AgentSpec:
     return spec
 
 
+def register_agent_modules(modules: Mapping[str, str]) -> None:
+    """Name, for each agent type, the module whose import calls :func:`register_agent` for
+    it; the module is imported the first time :func:`get_agent_spec` asks for that type.
+
+    :param modules: ``{"q_learning": "agents.tabular", "dqn": "agents.dqn", ...}``.
+    """
+    _MODULES.update(modules)
+
+
 def get_agent_spec(name: str) -> AgentSpec:
-    """Look up a registered agent; the error names the nearest registered one."""
+    """Look up a registered agent, importing its module if it is registered lazily; the
+    error names the nearest registered one."""
+    if name not in _REGISTRY and name in _MODULES:
+        importlib.import_module(_MODULES[name])
+        if name not in _REGISTRY:  # a wrong entry in the table, not a user mistake
+            raise LookupError(f"importing {_MODULES[name]} did not register agent type {name!r}")
     if name in _REGISTRY:
         return _REGISTRY[name]
     from rlsoft.errors import ConfigError, nearest_hint
 
+    names = agent_names()
     raise ConfigError(
-        f"unknown agent type {name!r}{nearest_hint(name, _REGISTRY)}; "
-        f"registered types: {', '.join(sorted(_REGISTRY)) or 'none'}"
+        f"unknown agent type {name!r}{nearest_hint(name, names)}; "
+        f"registered types: {', '.join(names) or 'none'}"
     )
 
 
 def agent_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every agent type, imported or registered lazily."""
+    return sorted({*_REGISTRY, *_MODULES})

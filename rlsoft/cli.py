@@ -103,7 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlsoft.config import apply_overrides, load_config
-    from rlsoft.experiment import resume_experiment, run_experiment
 
     if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
@@ -113,12 +112,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = apply_overrides({}, args.overrides)
         if args.seed is not None or args.logdir:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
+        from rlsoft.experiment import resume_experiment
+
         result = resume_experiment(Path(args.resume), overrides)
     else:
         if not args.config:
             raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
         config = load_config(args.config, args.overrides, seed=args.seed)
         _warn_uneven_budget(config)
+        from rlsoft.experiment import run_experiment  # after the config: errors come first
+
         result = run_experiment(config, logdir=args.logdir)
     print(_summary_line(result))
     return 0

@@ -516,10 +516,7 @@ def write_dashboards(comparison: Comparison, metrics: Sequence[str] = ()) -> Pat
 
 
 def _write_dashboard_run(comparison: Comparison, metrics: Sequence[str]) -> Path:
-    from torch.utils.tensorboard.summary import custom_scalars
-    from torch.utils.tensorboard.writer import FileWriter
-
-    from rlsoft.logger import experiment_summary
+    from rlsoft.logger import RunLogger
     from rlsoft.report import DASHBOARD_SUFFIX
 
     run_dir = comparison.logdir / DASHBOARD_RUN
@@ -529,12 +526,12 @@ def _write_dashboard_run(comparison: Comparison, metrics: Sequence[str]) -> Path
         for old in folder.glob(f"events.out.tfevents.*{DASHBOARD_SUFFIX}"):
             old.unlink()
     domain = hparams_domain(comparison.runs, dashboard_prefix(comparison))
-    writer = FileWriter(str(run_dir), filename_suffix=DASHBOARD_SUFFIX)
+    logger = RunLogger(run_dir, filename_suffix=DASHBOARD_SUFFIX)
     try:
-        writer.add_summary(custom_scalars(dashboard_layout(dashboard_prefix(comparison))))
-        writer.add_summary(experiment_summary(domain["columns"], metrics))
+        logger.custom_scalars(dashboard_layout(dashboard_prefix(comparison)))
+        logger.experiment(domain["columns"], metrics)
     finally:
-        writer.close()
+        logger.close()
     return run_dir
 
 
@@ -586,9 +583,8 @@ def mirror_curves(run_dir: Path, prefix: str) -> Path | None:
     copy), with their steps and wall times; returns it, or None when the run has none of
     those tags. TensorBoard's Scalars dashboard shows the copies as one more section."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from torch.utils.tensorboard.summary import scalar
-    from torch.utils.tensorboard.writer import FileWriter
 
+    from rlsoft.logger import RunLogger
     from rlsoft.report import DASHBOARD_SUFFIX
 
     for old in run_dir.glob(f"events.out.tfevents.*{DASHBOARD_SUFFIX}"):
@@ -599,16 +595,19 @@ def mirror_curves(run_dir: Path, prefix: str) -> Path | None:
     tags = [tag for tag in MIRRORED_TAGS if tag in available]
     if not tags:
         return None
-    writer = FileWriter(str(run_dir), filename_suffix=DASHBOARD_SUFFIX)
+    points = []
+    for tag in tags:
+        by_step = {event.step: event for event in accumulator.Scalars(tag)}  # last wins
+        points += [
+            (f"{prefix}/{tag}", step, by_step[step].value, by_step[step].wall_time)
+            for step in sorted(by_step)
+        ]
+    logger = RunLogger(run_dir, filename_suffix=DASHBOARD_SUFFIX)
     try:
-        for tag in tags:
-            by_step = {event.step: event for event in accumulator.Scalars(tag)}  # last wins
-            for step in sorted(by_step):
-                event = by_step[step]
-                writer.add_summary(scalar(f"{prefix}/{tag}", event.value), step, event.wall_time)
+        logger.replay_scalars(points)
     finally:
-        writer.close()
-    return Path(writer.get_logdir())
+        logger.close()
+    return Path(logger.writer.get_logdir())
 
 
 def hparams_domain(specs: Sequence[RunSpec], label: str = "") -> dict[str, Any]:
@@ -899,16 +898,17 @@ def _resume(run_dir: Path, hparams: dict[str, Any] | None) -> Any:
 
 
 def _init_worker(modules: Sequence[str]) -> None:
-    """Local worker start-up: Ctrl-C is the parent's to handle; one torch thread; agents and
-    the heavy imports (torch, TensorBoard writer) loaded once per worker, not once per run."""
+    """Local worker start-up: Ctrl-C is the parent's to handle; one OpenMP thread unless
+    the environment says otherwise; the trainer, the TensorBoard writer and ``modules``
+    loaded once per worker, not once per run. torch is not preloaded: a grid of tabular runs
+    never needs it (1-2 s per worker), and a DQN run imports it when its agent is built and
+    sets its threads from ``train.torch_threads`` (default 1)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401 - preload
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
 
     import rlsoft.experiment  # noqa: F401 - preload
 
-    torch.set_num_threads(1)
     _import_modules(modules)
 
 
@@ -1252,51 +1252,28 @@ class CompareRun:
 
 
 class GridProgress:
-    """One progress display for the whole grid (runs done / total, failures), shown on a
-    terminal; without one (CI, pipes) only failures are printed, one line each."""
+    """One progress line for the whole grid (runs done / total, failures, the last result),
+    drawn by :class:`rlsoft.progress.RunProgress` like a run's, on a terminal; without one
+    (CI, pipes) only failures are printed, one line each."""
 
     def __init__(self, total: int, already: int, title: str, enabled: bool) -> None:
-        self.total, self.done, self.failures = total, already, 0
-        self._progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+        from rlsoft.progress import RunProgress
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("runs  {task.fields[failures]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[last]}"),
-                console=Console(stderr=True),
-            )
-            self._task = self._progress.add_task(
-                title, total=total, completed=already, failures="", last=""
-            )
-            self._progress.start()
+        self.total, self.done, self.failures = total, already, 0
+        self._already, self._started = already, time.perf_counter()
+        self._display = RunProgress(total, title, enabled, completed=already)
+        self._enabled = enabled
 
     def update(self, outcome: RunOutcome) -> None:
         self.done += 1
         if outcome.status == "failed":
             self.failures += 1
             self._print(f"run {outcome.label} failed: {outcome.error}")
-        if self._progress is not None:
-            failures = f"[red]{self.failures} failed[/red]" if self.failures else ""
-            last = (
-                f"last: {outcome.label} → {outcome.final_return:.2f}"
-                if outcome.final_return is not None
-                else ""
-            )
-            self._progress.update(self._task, completed=self.done, failures=failures, last=last)
+        parts = [f"{self.failures} failed"] if self.failures else []
+        if outcome.final_return is not None:
+            parts.append(f"last {outcome.label} → {outcome.final_return:.2f}")
+        rate = (self.done - self._already) / max(time.perf_counter() - self._started, 1e-9)
+        self._display.update(self.done, "  ".join(parts), rate=rate)
 
     def retry(self, spec: RunSpec, cause: str, attempt: int, attempts: int) -> None:
         """A run's worker died; the run starts again (from its newest checkpoint)."""
@@ -1306,15 +1283,13 @@ class GridProgress:
         )
 
     def _print(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+        if self._enabled:
+            self._display.print(text)
         else:
             print(f"rlsoft: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self._display.close()
 
 
 def run_comparison(

@@ -187,10 +187,13 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
     """The agent (through the registry) and the driver that runs it."""
     spec = get_agent_spec(config.agent_type)
     seeds = derive_seeds(config.seed)
-    device = resolve_device(config.device)
+    # Only torch agents have a device: resolving "auto" imports torch, which a tabular run
+    # never needs (1-2 s of start-up).
+    device = resolve_device(config.device) if spec.uses_torch else "cpu"
     if spec.kind == "rl" and config.env is None:
         raise RlsoftError(f"agent {spec.name!r} learns from an environment; add an env section")
-    _configure_torch(config, seeds.torch)
+    if spec.uses_torch:
+        _configure_torch(config, seeds.torch)
     observation_space = action_space = None
     if spec.kind == "rl":
         from rlsoft.envs import make_env
@@ -217,17 +220,11 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
 
 
 def _configure_torch(config: ExperimentConfig, seed: int) -> None:
-    import sys
+    """Threads and seed of torch, for an agent that computes with it."""
+    import torch
 
-    if (
-        "torch" in sys.modules
-        or get_agent_spec(config.agent_type).kind != "rl"
-        or config.device != "cpu"
-    ):
-        import torch
-
-        torch.set_num_threads(config.train.torch_threads)
-        seed_torch(seed)
+    torch.set_num_threads(config.train.torch_threads)
+    seed_torch(seed)
 
 
 def run_experiment(

@@ -1,7 +1,12 @@
-"""TensorBoard logging for a run: scalars and the HParams entry.
+"""TensorBoard logging for a run: scalars, text, the HParams entry and Custom Scalars layouts.
 
-Uses ``torch.utils.tensorboard.SummaryWriter``. Tags follow DESIGN.md (``charts/…``,
-``exploration/…``, ``losses/…``, ``eval/…``); the x axis is environment steps for RL runs.
+Events go through TensorBoard's own event file writer
+(``tensorboard.summary.writer.event_file_writer.EventFileWriter``) as ``Event`` protocol
+buffers built from TensorBoard's public protos; the HParams and Custom Scalars summaries follow
+the plugins' documented data formats (``plugin_data.proto``, ``layout.proto``). None of it
+imports torch, so a tabular run never loads torch (1-2 s of start-up) only to log.
+Tags follow DESIGN.md (``charts/…``, ``exploration/…``, ``losses/…``, ``eval/…``); the x axis
+is environment steps for RL runs.
 """
 
 from __future__ import annotations
@@ -11,11 +16,19 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tensorboard.compat.proto.summary_pb2 import Summary
 
 HPARAM_SCALAR_TYPES = (bool, int, float, str)
 HPARAM_TYPES = ("string", "bool", "number")
 """Column types of an HParams experiment (:func:`experiment_summary`)."""
+
+CustomScalarsLayout = Mapping[str, Mapping[str, tuple[str, Sequence[str]] | list[Any]]]
+"""``{category: {chart title: ("Multiline" | "Margin", [tags or tag regexes])}}`` (the format
+of ``torch.utils.tensorboard.SummaryWriter.add_custom_scalars``); a ``Margin`` chart names
+three tags: the value, its lower and its upper bound."""
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,9 +47,10 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class RunLogger:
-    """Writes one run's event files.
+    """Writes the event file of one run (or, with ``filename_suffix``, a comparison's
+    dashboards in its logdir).
 
-    Scalars are buffered and handed to the ``SummaryWriter`` when ``hand_off_seconds`` have
+    Scalars are buffered and handed to the event writer when ``hand_off_seconds`` have
     passed since the last hand-off (checked at each :meth:`scalars` call), and by
     :meth:`hand_off`, :meth:`flush` and :meth:`close`; each event keeps its own wall time.
     Every event the writer receives wakes its background thread, and on a fast loop (a
@@ -47,7 +61,11 @@ class RunLogger:
     seconds later than it would unbuffered.
 
     :param purge_step: when resuming, events at or after this step left by the interrupted
-        run are hidden by TensorBoard, so curves continue with no duplicated steps.
+        run are hidden by TensorBoard, so curves continue with no duplicated steps. As
+        ``SummaryWriter(purge_step=…)`` does, the new file starts with a ``SessionLog.START``
+        event at that step: TensorBoard's reader drops every earlier-read event whose step is
+        at or after a restart's (``EventAccumulator`` with ``purge_orphaned_data``).
+    :param filename_suffix: appended to the event file's name.
     """
 
     def __init__(
@@ -57,36 +75,43 @@ class RunLogger:
         *,
         flush_secs: float = 5.0,
         hand_off_seconds: float = 2.0,
+        filename_suffix: str = "",
     ) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(
-            log_dir=str(run_dir), purge_step=purge_step, flush_secs=flush_secs
+        self._event = Event
+        self.writer = EventFileWriter(
+            str(run_dir), max_queue_size=10, flush_secs=flush_secs, filename_suffix=filename_suffix
         )
+        self._closed = False
+        if purge_step is not None:
+            self.writer.add_event(Event(step=purge_step, file_version="brain.Event:2"))
+            self.writer.add_event(
+                Event(step=purge_step, session_log=SessionLog(status=SessionLog.START))
+            )
         self.hand_off_seconds = hand_off_seconds
-        self._pending: list[tuple[Any, int, float]] = []  # (summary, step, wall time)
+        self._pending: list[tuple[Summary, int, float]] = []  # (summary, step, wall time)
         self._last_hand_off = -math.inf  # the first scalars go out at once
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         """Log the finite ``values`` at ``step`` as one event.
 
-        One event holding every tag's value rather than one ``add_scalar`` event per tag:
-        TensorBoard reads each value of an event's summary as its own tag, and each event
-        costs a serialisation, a checksum and a queue hand-off (about 60 µs).
+        One event holding every tag's value rather than one event per tag: TensorBoard reads
+        each value of an event's summary as its own tag, and each event costs a
+        serialisation, a checksum and a queue hand-off (about 60 µs).
         """
         from tensorboard.compat.proto.summary_pb2 import Summary
-        from torch.utils.tensorboard.summary import scalar
 
         parts = [
-            scalar(tag, float(value))
+            Summary.Value(tag=tag, simple_value=float(value))
             for tag, value in values.items()
             if value is not None and math.isfinite(float(value))
         ]
         if not parts:
             return
-        merged = Summary(value=[v for part in parts for v in part.value])
-        self._pending.append((merged, step, time.time()))
+        self._pending.append((Summary(value=parts), step, time.time()))
         if time.monotonic() - self._last_hand_off >= self.hand_off_seconds:
             self.hand_off()
 
@@ -94,16 +119,29 @@ class RunLogger:
         """Pass the buffered scalars to the writer now (the trainer calls it before anything
         that may take long, such as an evaluation, so that TensorBoard is not kept waiting)."""
         if not self._pending:
-            return  # also keeps a closed writer closed (a file writer is made on demand)
-        file_writer = self.writer._get_file_writer()  # the documented way to add raw summaries
+            return
         for summary, step, wall_time in self._pending:
-            file_writer.add_summary(summary, step, wall_time)
+            self._write(summary, step, wall_time)
         self._pending = []
         self._last_hand_off = time.monotonic()
 
+    def _write(self, summary: Summary, step: int = 0, wall_time: float | None = None) -> None:
+        if self._closed:
+            raise RuntimeError("this RunLogger is closed; make a new one to write more events")
+        self.writer.add_event(
+            self._event(
+                summary=summary,
+                step=step,
+                wall_time=time.time() if wall_time is None else wall_time,
+            )
+        )
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
+        """A Markdown note in TensorBoard's Text dashboard (under ``tag``)."""
+        from tensorboard.plugins.text.summary_v2 import text_pb
+
         self.hand_off()
-        self.writer.add_text(tag, text, step)
+        self._write(text_pb(tag, text), step)
 
     def hparams(
         self,
@@ -122,11 +160,13 @@ class RunLogger:
             group writes that experiment once, in a run of its own; a run of the group writes
             only its session, so no stale copy of the experiment can shadow the group's.
         """
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        finite = [k for k, v in metrics.items() if v is not None and math.isfinite(v)]
         if domain is None:
-            summaries = hparams_summary(dict(hparams), finite)
+            summaries = (
+                experiment_summary(_columns_of(hparams), finite),
+                session_start_summary(dict(hparams)),
+                session_end_summary(),
+            )
         else:
             trial = domain.get("trials", {}).get(trial_key(self.run_dir))
             if trial is None:  # a run outside the group's plan: its own values, no trial ID
@@ -137,23 +177,96 @@ class RunLogger:
                     session_end_summary(),
                 )
         self.hand_off()
-        file_writer = self.writer._get_file_writer()
         for summary in summaries:
-            file_writer.add_summary(summary)
+            self._write(summary)
+
+    def experiment(self, columns: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> None:
+        """Write only an HParams experiment (see :func:`experiment_summary`): a comparison
+        writes it once in its own run, next to the runs that write their sessions."""
+        self.hand_off()
+        self._write(experiment_summary(columns, metrics))
+
+    def replay_scalars(self, points: Sequence[tuple[str, int, float, float]]) -> None:
+        """Write ``(tag, step, value, wall_time)`` points as they were first logged (a copy
+        of existing curves under new tags keeps their steps and times)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        self.hand_off()
+        for tag, step, value, wall_time in points:
+            summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
+            self._write(summary, step, wall_time)
+
+    def custom_scalars(self, layout: CustomScalarsLayout) -> None:
+        """Write a Custom Scalars dashboard layout (see :data:`CustomScalarsLayout`)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.types_pb2 import DT_STRING
+        from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+        categories = []
+        for title, charts in layout.items():
+            built = []
+            for chart_title, (kind, tags) in charts.items():
+                if kind == "Multiline":
+                    content = {"multiline": layout_pb2.MultilineChartContent(tag=list(tags))}
+                elif kind == "Margin":
+                    value, lower, upper = tags
+                    series = layout_pb2.MarginChartContent.Series(
+                        value=value, lower=lower, upper=upper
+                    )
+                    content = {"margin": layout_pb2.MarginChartContent(series=[series])}
+                else:
+                    raise ValueError(f"chart kind must be 'Multiline' or 'Margin', got {kind!r}")
+                built.append(layout_pb2.Chart(title=chart_title, **content))
+            categories.append(layout_pb2.Category(title=title, chart=built))
+        # The plugin's data format: the serialised Layout as a scalar string tensor under
+        # its config tag (what tensorboard.plugins.custom_scalar.summary.pb writes, without
+        # the TensorFlow that function imports).
+        tensor = TensorProto(
+            dtype=DT_STRING,
+            string_val=[layout_pb2.Layout(category=categories).SerializeToString()],
+        )
+        value = Summary.Value(
+            tag=metadata.CONFIG_SUMMARY_TAG,
+            metadata=metadata.create_summary_metadata(),
+            tensor=tensor,
+        )
+        self.hand_off()
+        self._write(Summary(value=[value]))
 
     def flush(self) -> None:
         """Write everything logged so far to disk."""
         self.hand_off()
-        self.writer.flush()
+        if not self._closed:
+            self.writer.flush()
 
     def close(self) -> None:
+        """Write everything and close the file; closing again does nothing."""
+        if self._closed:
+            return
         self.hand_off()
         self.writer.close()
+        self._closed = True
 
 
 # --------------------------------------------------------------------------------------------
 # HParams protos (the HParams plugin's public protos and metadata)
 # --------------------------------------------------------------------------------------------
+
+
+def _columns_of(hparams: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Experiment columns for one run's own values (a run outside any comparison): each
+    column typed by its value, its only value as its domain."""
+    columns = []
+    for name, value in hparams.items():
+        if isinstance(value, bool):
+            columns.append({"name": name, "type": "bool", "values": [value]})
+        elif isinstance(value, (int, float)):
+            number = float(value)
+            columns.append({"name": name, "type": "number", "min": number, "max": number})
+        else:
+            columns.append({"name": name, "type": "string", "values": [str(value)]})
+    return columns
 
 
 def trial_key(run_dir: str | os.PathLike[str]) -> str:

@@ -167,9 +167,11 @@ class EnvDriver:
         return metrics
 
     def status(self) -> str:
+        """The mean training return of the last (up to) 100 episodes, short enough for an
+        80-column progress line."""
         if not self._recent:
             return ""
-        return f"return {np.mean(self._recent):.2f} (last {len(self._recent)} episodes)"
+        return f"return {np.mean(self._recent):.2f}"
 
     def evaluate(self, step: int) -> dict[str, float]:
         if self.eval_env is None:

@@ -277,7 +277,7 @@ class Trainer:
                     self._log_window(sps)
                     window_start, window_seconds = self.step, 0.0
                     next_log = _next_multiple(self.step, train.log_every)
-                    progress.update(self.step, f"{sps:,.0f} sps  {self.driver.status()}")
+                    progress.update(self.step, self.driver.status(), rate=sps)
                 if self.step >= next_eval and self.step < total:
                     self._evaluate()
                     next_eval = _next_multiple(self.step, train.eval_every)

@@ -10,28 +10,49 @@ Polyak target updates, a categorical C51 head, and soft or Munchausen targets. M
 * :mod:`agents.dqn.targets`  — bootstrap targets and the C51 projection, as pure functions;
 * :mod:`agents.dqn.agent`    — acting, replay, the update and checkpoints;
 * :mod:`agents.dqn.memory`   — the memory a configuration will need, checked before building.
+
+Registering needs only the config model: :mod:`agents.dqn.agent` (and with it torch) is
+imported when an agent is built, so validating a DQN config takes no torch import.
 """
 
-from agents.dqn.agent import DQNAgent
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from agents.dqn.config import DQNConfig
 from agents.dqn.memory import check_dqn_memory
 from rlsoft.agent import AgentSpec, BuildContext, register_agent
 
+if TYPE_CHECKING:
+    from agents.dqn.agent import DQNAgent
+
 __all__ = ["SPEC", "DQNAgent", "DQNConfig"]
 
 
-def build(ctx: BuildContext) -> DQNAgent:
+def _build(context: BuildContext) -> DQNAgent:
     """Check that the replay buffer and networks fit in memory, then build the agent."""
-    check_dqn_memory(ctx)
-    return DQNAgent.from_context(ctx)
+    from agents.dqn.agent import DQNAgent
+
+    check_dqn_memory(context)
+    return DQNAgent.from_context(context)
 
 
 SPEC = register_agent(
     AgentSpec(
-        name=DQNAgent.name,
+        name="dqn",
         config_model=DQNConfig,
-        build=build,
+        build=_build,
         kind="rl",
         description="DQN family: Double, dueling, n-step, C51, soft and Munchausen targets",
+        uses_torch=True,
     )
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``agents.dqn.DQNAgent``, imported on first use (PEP 562): it imports torch."""
+    if name == "DQNAgent":
+        from agents.dqn.agent import DQNAgent
+
+        return DQNAgent
+    raise AttributeError(f"module 'agents.dqn' has no attribute {name!r}")

@@ -140,3 +140,103 @@ def test_hparams_and_text_come_after_the_buffered_scalars(tmp_path):
     tags = [v.tag for e in events for v in e.summary.value]
     assert tags[:2] == ["charts/sps", "eval/mean_return"]
     assert "_hparams_/experiment" in tags
+
+
+def test_purge_step_hides_the_interrupted_runs_later_events(tmp_path):
+    first = RunLogger(tmp_path, hand_off_seconds=0.0)
+    for step in range(1, 6):
+        first.scalars({"x": float(step)}, step)
+    first.close()
+    time.sleep(1.1)  # event files are named by the second they were made in, and read in order
+    resumed = RunLogger(tmp_path, purge_step=3, hand_off_seconds=0.0)
+    resumed.scalars({"x": 30.0}, 3)
+    resumed.scalars({"x": 40.0}, 4)
+    resumed.close()
+    # Steps 3, 4 and 5 of the first file are stale: TensorBoard shows the resumed ones only.
+    assert _scalars(tmp_path) == {"x": [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]}
+
+
+def test_writing_after_close_is_an_error_not_a_new_file(tmp_path):
+    logger = RunLogger(tmp_path, hand_off_seconds=3600.0)
+    logger.scalars({"x": 1.0}, 1)
+    logger.close()
+    logger.scalars({"x": 2.0}, 2)  # buffered only
+    with pytest.raises(RuntimeError, match="closed"):
+        logger.hand_off()
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def _plugin_values(run_dir: Path, plugin: str) -> dict[str, object]:
+    return {
+        value.tag: value
+        for event in _events(run_dir)
+        for value in event.summary.value
+        if value.metadata.plugin_data.plugin_name == plugin
+    }
+
+
+def test_hparams_are_typed_with_their_discrete_values_and_the_session_values(tmp_path):
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    logger = RunLogger(tmp_path)
+    run = {"lr": 0.5, "policy": "boltzmann", "double": True, "steps": 100}
+    domain = {
+        "hparams": run,
+        "discrete": {"policy": ["boltzmann", "eps"], "double": [False, True]},
+        "metrics": ["eval/mean_return"],
+    }
+    logger.hparams(run, {"eval/mean_return": 3.0, "eval/std_return": math.nan}, domain=domain)
+    logger.close()
+    values = _plugin_values(tmp_path, metadata.PLUGIN_NAME)
+    experiment = metadata.parse_experiment_plugin_data(
+        values[metadata.EXPERIMENT_TAG].metadata.plugin_data.content
+    )
+    infos = {info.name: info for info in experiment.hparam_infos}
+    assert {name: info.type for name, info in infos.items()} == {
+        "lr": api_pb2.DATA_TYPE_FLOAT64,
+        "policy": api_pb2.DATA_TYPE_STRING,
+        "double": api_pb2.DATA_TYPE_BOOL,
+        "steps": api_pb2.DATA_TYPE_FLOAT64,
+    }
+    assert [v.string_value for v in infos["policy"].domain_discrete.values] == ["boltzmann", "eps"]
+    assert [v.bool_value for v in infos["double"].domain_discrete.values] == [False, True]
+    assert [m.name.tag for m in experiment.metric_infos] == ["eval/mean_return"]  # NaN skipped
+    start = metadata.parse_session_start_info_plugin_data(
+        values[metadata.SESSION_START_INFO_TAG].metadata.plugin_data.content
+    )
+    assert start.hparams["lr"].number_value == 0.5
+    assert start.hparams["policy"].string_value == "boltzmann"
+    assert start.hparams["double"].bool_value is True
+    end = metadata.parse_session_end_info_plugin_data(
+        values[metadata.SESSION_END_INFO_TAG].metadata.plugin_data.content
+    )
+    assert end.status == api_pb2.STATUS_SUCCESS
+
+
+def test_custom_scalars_layout_round_trips(tmp_path):
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    logger = RunLogger(tmp_path, filename_suffix=".dash")
+    logger.custom_scalars(
+        {
+            "cmp": {
+                "returns": ("Multiline", ["eval/mean_return"]),
+                "band": ("Margin", ["v", "lo", "hi"]),
+            }
+        }
+    )
+    logger.close()
+    (path,) = tmp_path.iterdir()
+    assert path.name.endswith(".dash")
+    value = _plugin_values(tmp_path, metadata.PLUGIN_NAME)[metadata.CONFIG_SUMMARY_TAG]
+    layout = layout_pb2.Layout.FromString(value.tensor.string_val[0])
+    (category,) = layout.category
+    assert category.title == "cmp"
+    multiline, margin = category.chart
+    assert (multiline.title, list(multiline.multiline.tag)) == ("returns", ["eval/mean_return"])
+    (series,) = margin.margin.series
+    assert (margin.title, series.value, series.lower, series.upper) == ("band", "v", "lo", "hi")
+    other = RunLogger(tmp_path / "other")
+    with pytest.raises(ValueError, match="Multiline"):
+        other.custom_scalars({"c": {"t": ("Pie", ["x"])}})
+    other.close()
