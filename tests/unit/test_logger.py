@@ -175,17 +175,14 @@ def _plugin_values(run_dir: Path, plugin: str) -> dict[str, object]:
     }
 
 
-def test_hparams_are_typed_with_their_discrete_values_and_the_session_values(tmp_path):
+def test_hparams_of_a_lone_run_are_typed_by_value_with_the_session_values(tmp_path):
+    # A run outside a comparison writes its own experiment: one column per value, typed by
+    # it, its value the column's domain (a comparison's domain: tests/unit/test_dashboards.py).
     from tensorboard.plugins.hparams import api_pb2, metadata
 
     logger = RunLogger(tmp_path)
     run = {"lr": 0.5, "policy": "boltzmann", "double": True, "steps": 100}
-    domain = {
-        "hparams": run,
-        "discrete": {"policy": ["boltzmann", "eps"], "double": [False, True]},
-        "metrics": ["eval/mean_return"],
-    }
-    logger.hparams(run, {"eval/mean_return": 3.0, "eval/std_return": math.nan}, domain=domain)
+    logger.hparams(run, {"eval/mean_return": 3.0, "eval/std_return": math.nan})
     logger.close()
     values = _plugin_values(tmp_path, metadata.PLUGIN_NAME)
     experiment = metadata.parse_experiment_plugin_data(
@@ -198,8 +195,9 @@ def test_hparams_are_typed_with_their_discrete_values_and_the_session_values(tmp
         "double": api_pb2.DATA_TYPE_BOOL,
         "steps": api_pb2.DATA_TYPE_FLOAT64,
     }
-    assert [v.string_value for v in infos["policy"].domain_discrete.values] == ["boltzmann", "eps"]
-    assert [v.bool_value for v in infos["double"].domain_discrete.values] == [False, True]
+    assert [v.string_value for v in infos["policy"].domain_discrete.values] == ["boltzmann"]
+    assert [v.bool_value for v in infos["double"].domain_discrete.values] == [True]
+    assert infos["lr"].domain_interval.min_value == infos["lr"].domain_interval.max_value == 0.5
     assert [m.name.tag for m in experiment.metric_infos] == ["eval/mean_return"]  # NaN skipped
     start = metadata.parse_session_start_info_plugin_data(
         values[metadata.SESSION_START_INFO_TAG].metadata.plugin_data.content
