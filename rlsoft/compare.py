@@ -822,7 +822,8 @@ def run_one(
     :param modules: imported first (they register the agents).
     :param hparams: the grid's shared HParams experiment (:func:`hparams_domain`); the run
         writes it instead of one built from its own hyperparameters only.
-    :param resume: this is a retry: continue what an earlier attempt left.
+    :param resume: continue what an earlier attempt left (a retry, or a re-run of the
+        comparison after it was interrupted).
     """
     started = time.perf_counter()
     run_dir = Path(config["logdir"]) / config["run_name"]
@@ -1081,7 +1082,9 @@ def _run_local(
                 if worker.task is None and queue:
                     spec, deaths = worker.task = queue.popleft()
                     try:
-                        worker.conn.send((spec.config, tuple(modules), hparams, deaths > 0))
+                        # resume=True: an earlier attempt's checkpoint (a dead worker's, or
+                        # an interrupted invocation's) is continued, anything else restarted.
+                        worker.conn.send((spec.config, tuple(modules), hparams, True))
                     except OSError:  # it died while idle: not this run's fault
                         queue.appendleft(worker.task)
                         worker.task = None
@@ -1147,7 +1150,7 @@ def _run_ray(
     # Ray re-runs a task whose worker process died (max_retries; system failures only:
     # run_one turns a run's own exceptions into outcomes, and retrying those would not help).
     # Every attempt is told to resume, so a retry continues from the newest checkpoint the
-    # killed attempt left (run_comparison removed stale run dirs before the first attempt).
+    # killed attempt left (run_comparison removed run dirs it cannot resume before the first).
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(run_one)
     refs = {}
     try:
@@ -1321,8 +1324,8 @@ def run_comparison(
     _write_compare_file(comparison)
     metrics = dashboard_metrics(comparison)
     write_dashboards(comparison, metrics)
-    for spec in todo:  # unfinished attempts: no summary.json, so start them again
-        if spec.run_dir.exists():
+    for spec in todo:  # unfinished attempts continue from their checkpoint, if they have one
+        if spec.run_dir.exists() and not _resumable(spec.run_dir, spec.config):
             shutil.rmtree(spec.run_dir)
     display = GridProgress(len(comparison.runs), len(done), comparison.name, progress)
 

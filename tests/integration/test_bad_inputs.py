@@ -407,7 +407,12 @@ CASES = [
         "(Q-tables 178,814 GiB, checkpoint copy 29,802 GiB) but only 16 GiB are available",
         patch=_huge_grid_registered,
     ),
-    C("cuda-without-gpu", f"{TRAIN} --set device=cuda", "no CUDA GPU is visible", marks=(no_cuda,)),
+    C(
+        "cuda-without-gpu",
+        f"{DQN_TRAIN} --set device=cuda",
+        "no CUDA GPU is visible",
+        marks=(no_cuda,),
+    ),
     # ---- where the run goes ----
     C(
         "run-name-escapes",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -442,20 +443,43 @@ def test_tensorboard_shows_hparams_and_custom_scalars(grid):
         server.wait(timeout=10)
 
 
-def test_rerun_skips_finished_runs_and_redoes_unfinished_ones(grid):
+def test_rerun_skips_finished_runs_and_resumes_unfinished_ones(grid):
     logdir = grid["logdir"]
     kept = logdir / "Taxi-v4/eps/seed_0/summary.json"
     before = kept.stat().st_mtime_ns
     unfinished = logdir / "Taxi-v4/boltzmann/seed_1"
-    (unfinished / "summary.json").unlink()  # as if the run had been killed before the end
+    finished = json.loads((unfinished / "summary.json").read_text())
+    # As if the run had been interrupted at step 2700: no summary, no final checkpoint.
+    (unfinished / "summary.json").unlink()
+    checkpoints = sorted((unfinished / "checkpoints").iterdir())
+    assert [p.name for p in checkpoints][-2:] == ["step_0000002700", "step_0000003000"]
+    shutil.rmtree(checkpoints[-1])
     result = rlsoft("compare", grid["cfg"], "--workers", 2, "--logdir", logdir)
     assert result.returncode == 1  # the broken variant still fails
     assert "3 already finished" in result.stderr
     assert kept.stat().st_mtime_ns == before
-    assert (unfinished / "summary.json").is_file()
+    resumed = json.loads((unfinished / "summary.json").read_text())
+    assert resumed["final_eval"] == finished["final_eval"]
+    assert resumed["eval_history"] == finished["eval_history"]
+    history = json.loads((unfinished / "resume_history.json").read_text())
+    assert [entry["step"] for entry in history] == [2700]
+
+
+def test_rerun_restarts_an_unfinished_run_without_a_checkpoint(grid):
+    logdir = grid["logdir"]
+    unfinished = logdir / "Taxi-v4/eps/seed_1"
+    finished = json.loads((unfinished / "summary.json").read_text())
+    (unfinished / "summary.json").unlink()
+    shutil.rmtree(unfinished / "checkpoints")
+    result = rlsoft("compare", grid["cfg"], "--workers", 2, "--logdir", logdir)
+    assert result.returncode == 1
+    assert (
+        json.loads((unfinished / "summary.json").read_text())["final_eval"]
+        == (finished["final_eval"])
+    )
+    assert not (unfinished / "resume_history.json").exists()
     events = sorted(p.name for p in unfinished.glob("events.out.tfevents.*"))
     assert len(events) == 2, events  # redone from scratch: its own, and the charts' copies
-    assert events[1].endswith(".rlsoft-compare") != events[0].endswith(".rlsoft-compare")
 
 
 def test_a_changed_checkpoint_cadence_still_reuses_finished_runs(grid):
