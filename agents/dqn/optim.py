@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.adam import adam
 
 __all__ = ["FlatAdam", "clip_scale", "flatten_parameters"]
 
@@ -65,11 +66,18 @@ def clip_scale(grads: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, torc
     return norm, torch.clamp((norm + 1e-6) / max_norm, min=1.0)
 
 
+def _has_fused_adam(device: torch.device) -> bool:
+    """Whether torch's fused Adam kernel runs on ``device``: on CPU and CUDA in every torch
+    rlsoft supports (≥ 2.4, the first with the CPU kernel)."""
+    return device.type in ("cpu", "cuda")
+
+
 class FlatAdam:
     """Adam over a flat parameter tensor with a flat gradient tensor.
 
-    Uses torch's fused Adam kernel (one pass over parameters, gradients and both moments)
-    when this torch build has it, and otherwise the same update operation by operation.
+    Uses torch's fused Adam kernel (one pass over parameters, gradients and both moments,
+    through the public functional ``torch.optim.adam.adam(..., fused=True)``) on devices that
+    have it, and otherwise the same update operation by operation.
 
     :param params: the parameter buffer (updated in place).
     :param grads: the gradient buffer, same shape.
@@ -95,7 +103,7 @@ class FlatAdam:
         self.lr = float(lr)
         self.beta1, self.beta2 = (float(b) for b in betas)
         self.eps = float(eps)
-        self.fused = hasattr(torch, "_fused_adam_") if fused is None else bool(fused)
+        self.fused = _has_fused_adam(params.device) if fused is None else bool(fused)
         self.steps = 0
         self._step_tensor = torch.zeros((), dtype=torch.float32, device=params.device)
         self.exp_avg = torch.zeros_like(params)
@@ -113,14 +121,15 @@ class FlatAdam:
             self.lr = float(lr)
         self.steps += 1
         if self.fused:
-            self._step_tensor.add_(1.0)
-            torch._fused_adam_(
+            adam(  # it advances the step tensor itself
                 [self.params],
                 [self.grads],
                 [self.exp_avg],
                 [self.exp_avg_sq],
                 [],
                 [self._step_tensor],
+                fused=True,
+                grad_scale=grad_scale,
                 amsgrad=False,
                 lr=self.lr,
                 beta1=self.beta1,
@@ -128,8 +137,6 @@ class FlatAdam:
                 weight_decay=0.0,
                 eps=self.eps,
                 maximize=False,
-                grad_scale=grad_scale,
-                found_inf=None,
             )
             return
         beta1, beta2, grad = self.beta1, self.beta2, self.grads
