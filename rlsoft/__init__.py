@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rlsoft.functional import (
+    from rlsoft.numerics.functional import (
         argmax,
         cross_entropy,
         entropy,
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "argmax": "rlsoft.functional",
-    "cross_entropy": "rlsoft.functional",
-    "entropy": "rlsoft.functional",
-    "log_softmax": "rlsoft.functional",
-    "logsumexp": "rlsoft.functional",
-    "softmax": "rlsoft.functional",
+    "argmax": "rlsoft.numerics.functional",
+    "cross_entropy": "rlsoft.numerics.functional",
+    "entropy": "rlsoft.numerics.functional",
+    "log_softmax": "rlsoft.numerics.functional",
+    "logsumexp": "rlsoft.numerics.functional",
+    "softmax": "rlsoft.numerics.functional",
 }
 """Public name → the module that defines it."""
 

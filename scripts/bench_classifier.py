@@ -9,14 +9,14 @@
    training split, on one thread like our torch (``threadpoolctl``; its default of one
    thread per core is shown too, for information: on a loaded 2-core machine it is usually
    slower). Reported: test accuracy, NLL and ECE, and the fit time. Our fit time is
-   :meth:`rlsoft.supervised.SupervisedDriver.fit` (every epoch until L-BFGS converges,
+   :meth:`rlsoft.supervised.driver.SupervisedDriver.fit` (every epoch until L-BFGS converges,
    validation scoring included; the data set, the model and the TensorBoard writer are built
    before the clock starts), scikit-learn's is ``LogisticRegression.fit``. Fits alternate,
    ours then theirs, ``--repeats`` times; times are medians and the ratio is the median of
    the per-pair ratios against the one-thread fit, because these shared machines drift by up
    to 1.5× between runs.
-2. **Cross-entropy forward + backward.** ``rlsoft.functional.cross_entropy`` (the fused
-   ``p − y`` backward of :mod:`rlsoft._torch_cross_entropy`) against
+2. **Cross-entropy forward + backward.** ``rlsoft.numerics.functional.cross_entropy`` (the fused
+   ``p − y`` backward of :mod:`rlsoft.numerics._torch_cross_entropy`) against
    ``torch.nn.functional.cross_entropy`` on float32 logits (N, K) with class-index targets
    and mean reduction, N ∈ {64, 4096}, K ∈ {10, 1000}; rounds alternate the two.
 
@@ -46,10 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import agents  # noqa: E402, F401 - registers the classifier
-from rlsoft.calibration import classification_metrics  # noqa: E402
-from rlsoft.config import load_config  # noqa: E402
-from rlsoft.experiment import build_driver  # noqa: E402
-from rlsoft.functional import cross_entropy  # noqa: E402
+from rlsoft.numerics.functional import cross_entropy  # noqa: E402
+from rlsoft.run.config import load_config  # noqa: E402
+from rlsoft.run.experiment import build_driver  # noqa: E402
+from rlsoft.supervised.calibration import classification_metrics  # noqa: E402
 
 CONFIG = ROOT / "configs" / "digits_softmax_regression.yaml"
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import agents  # noqa: F401 - registers the tabular agents for validation
-from rlsoft.compare import hparams_domain, plan_comparison, run_grid
+from rlsoft.compare.grid import hparams_domain, plan_comparison, run_grid
 
 EFFICIENCY_GOAL = 0.85
 OVERHEAD_GOAL_S = 1.0

@@ -161,7 +161,7 @@ def run_sb3(setting: dict[str, Any], steps: int, seed: int, args: argparse.Names
 
 
 def rlsoft_config(setting: dict[str, Any], steps: int, seed: int, args: argparse.Namespace) -> Any:
-    from rlsoft.config import validate_config
+    from rlsoft.run.config import validate_config
 
     return validate_config(
         {
@@ -213,8 +213,8 @@ def run_rlsoft(setting: dict[str, Any], steps: int, seed: int, args: argparse.Na
     time), with the trainer's evaluations replaced by the shared, timed one."""
     import torch
 
-    from rlsoft.experiment import build_driver, create_run_dir
-    from rlsoft.training import Trainer
+    from rlsoft.run.experiment import build_driver, create_run_dir
+    from rlsoft.run.trainer import Trainer
 
     config = rlsoft_config(setting, steps, seed, args)
     with tempfile.TemporaryDirectory() as logdir:

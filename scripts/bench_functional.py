@@ -14,7 +14,7 @@ What is timed, on shapes (1, 6) (one Q-row per environment step), (256, 6), (409
 * torch: the same rlsoft functions on tensors against ``torch.softmax / logsumexp /
   log_softmax``, and ``rlsoft.cross_entropy`` forward + backward against
   ``torch.nn.functional.cross_entropy`` (class-index targets, mean reduction);
-* ``rlsoft.policies.Boltzmann(1.0).select(q, rng)`` on one (6,) row against a plain
+* ``rlsoft.explore.policies.Boltzmann(1.0).select(q, rng)`` on one (6,) row against a plain
   max-shift softmax followed by ``rng.choice(6, p=p)``.
 
 Method: each callable is warmed up and calibrated so that one timing covers a few
@@ -56,7 +56,7 @@ import torch.nn.functional as torch_f
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rlsoft
-from rlsoft.policies import Boltzmann
+from rlsoft.explore.policies import Boltzmann
 
 SHAPES: list[tuple[int, ...]] = [(1, 6), (256, 6), (4096, 1000), (64, 50000)]
 LARGE_SHAPES = [(4096, 1000), (64, 50000)]

@@ -76,8 +76,8 @@ def transitions(capacity: int, stack: int, size: int, mean_length: int, seed: in
 
 
 def measure_rlsoft(args: argparse.Namespace) -> dict[str, Any]:
-    from rlsoft.frame_replay import FrameReplayBuffer
-    from rlsoft.replay import ReplayBatch
+    from rlsoft.rl.frame_replay import FrameReplayBuffer
+    from rlsoft.rl.replay import ReplayBatch
 
     shape = (args.frame_stack, args.size, args.size)
     before = rss_bytes()

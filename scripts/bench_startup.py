@@ -38,7 +38,7 @@ DQN = ROOT / "configs" / "cartpole_dqn_epsilon.yaml"
 
 FIRST_STEP = """
 import os, sys, time
-from rlsoft.rollout import EnvDriver
+from rlsoft.rl.collector import EnvDriver
 
 advance = EnvDriver.advance
 

@@ -21,8 +21,8 @@ import gymnasium as gym
 import numpy as np
 
 import agents  # noqa: F401 - registers the tabular agents
-from rlsoft.config import validate_config
-from rlsoft.experiment import run_experiment
+from rlsoft.run.config import validate_config
+from rlsoft.run.experiment import run_experiment
 
 ENV_ID = "Taxi-v4"
 ALPHA, GAMMA, EPSILON, TAU = 0.5, 0.99, 0.1, 1.0

@@ -11,7 +11,7 @@ evaluation, and writes the raw histories to ``<logdir>/results.json``::
     python scripts/readme_results.py --list
 
 Runs go to a pool of worker processes (``--workers``, default 2), each a fresh
-``rlsoft.experiment.run_experiment`` call — the code path of ``rlsoft train``.
+``rlsoft.run.experiment.run_experiment`` call — the code path of ``rlsoft train``.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class Outcome:
 
 def _train(config: str, seed: int, overrides: tuple[str, ...], logdir: str) -> Outcome:
     import agents  # noqa: F401  (registers the agents, as the CLI does)
-    from rlsoft.config import load_config
-    from rlsoft.experiment import run_experiment
+    from rlsoft.run.config import load_config
+    from rlsoft.run.experiment import run_experiment
 
     started = time.perf_counter()
     run_name = f"{Path(config).stem}__s{seed}"

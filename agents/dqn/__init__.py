@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.dqn.config import DQNConfig
 from agents.dqn.memory import check_dqn_memory
-from rlsoft.agent import AgentSpec, BuildContext, register_agent
+from rlsoft.rl.agent import AgentSpec, BuildContext, register_agent
 
 if TYPE_CHECKING:
     from agents.dqn.agent import DQNAgent

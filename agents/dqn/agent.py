@@ -50,14 +50,14 @@ from agents.dqn.config import DQNConfig
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
-from rlsoft import functional
-from rlsoft.agent import BuildContext
-from rlsoft.config import build_schedule
 from rlsoft.errors import RlsoftError
-from rlsoft.policies import Greedy, Policy
-from rlsoft.replay import ReplayBatch, ReplayBuffer
-from rlsoft.schedules import ConstantSchedule
-from rlsoft.spaces import describe_space, discrete_actions
+from rlsoft.explore.policies import Greedy, Policy
+from rlsoft.explore.schedules import ConstantSchedule
+from rlsoft.numerics import functional
+from rlsoft.rl.agent import BuildContext
+from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
+from rlsoft.rl.spaces import describe_space, discrete_actions
+from rlsoft.run.config import build_schedule
 
 __all__ = ["DQNAgent", "denormals_flushed"]
 
@@ -194,7 +194,7 @@ class DQNAgent:
 
     @classmethod
     def from_context(cls, ctx: BuildContext) -> DQNAgent:
-        """Build from the training loop's :class:`~rlsoft.agent.BuildContext`."""
+        """Build from the training loop's :class:`~rlsoft.rl.agent.BuildContext`."""
         if ctx.observation_space is None or ctx.action_space is None:
             raise RlsoftError("the DQN agent needs an environment (an env: section in the config)")
         if not isinstance(ctx.config, DQNConfig):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from rlsoft.config import NumberOrSchedule, StrictModel
+from rlsoft.run.config import NumberOrSchedule, StrictModel
 
 __all__ = ["ACTIVATIONS", "DQNConfig"]
 

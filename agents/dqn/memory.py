@@ -1,9 +1,9 @@
 """How much memory a DQN agent will allocate, checked before it allocates it.
 
-The two large allocations are the replay buffer (host memory, :class:`rlsoft.replay.ReplayBuffer`)
-and the networks (on the agent's device). Per stored transition the buffer holds the
-observation and the next observation as float32 plus an int64 action, a float32 reward and
-two booleans::
+The two large allocations are the replay buffer (host memory,
+:class:`rlsoft.rl.replay.ReplayBuffer`) and the networks (on the agent's device). Per stored
+transition the buffer holds the observation and the next observation as float32 plus an int64
+action, a float32 reward and two booleans::
 
     replay bytes  = capacity · (2 · 4 · obs_dim + 8 + 4 + 1 + 1)
 
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import gymnasium as gym
 
 from agents.dqn.config import DQNConfig
-from rlsoft.agent import BuildContext
-from rlsoft.memory import check_fits, mlp_parameters
+from rlsoft.rl.agent import BuildContext
+from rlsoft.rl.memory import check_fits, mlp_parameters
 
 __all__ = ["check_dqn_memory", "network_bytes", "parameter_count", "replay_bytes"]
 
@@ -58,7 +58,7 @@ def network_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
 
 
 def check_dqn_memory(ctx: BuildContext) -> None:
-    """Refuse a DQN whose replay buffer and networks cannot fit (see :mod:`rlsoft.memory`).
+    """Refuse a DQN whose replay buffer and networks cannot fit (see :mod:`rlsoft.rl.memory`).
 
     Spaces DQN cannot use are left to the agent's own, more specific error.
     """

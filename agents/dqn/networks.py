@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlsoft import functional
+from rlsoft.numerics import functional
 
 __all__ = ["NumpyForward", "QNetwork"]
 

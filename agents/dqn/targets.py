@@ -19,7 +19,7 @@ config refuses ``n_step > 1`` with them (:class:`~agents.dqn.config.DQNConfig`).
 
 The soft value equals Σ_a′ π̄(a′|s′)·(Q̄(s′,a′) − τ·log π̄(a′|s′)), the entropy-regularised
 value of Munchausen DQN (Vieillard et al., 2020). ``τ·log π̄`` comes from
-:func:`rlsoft.functional.log_softmax`, never from the log of a probability, so it stays
+:func:`rlsoft.numerics.functional.log_softmax`, never from the log of a probability, so it stays
 finite and exact far into the tail where π̄ underflows.
 
 The categorical (C51) head represents each return distribution on the fixed support
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import torch
 
-from rlsoft import functional
+from rlsoft.numerics import functional
 
 __all__ = [
     "double_values",
@@ -61,7 +61,7 @@ def double_values(q_next_target: torch.Tensor, q_next_online: torch.Tensor) -> t
 
 
 def soft_values(q_next_target: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``τ·log Σ_a′ exp(Q̄(s′, a′)/τ)`` through :func:`rlsoft.functional.logsumexp`."""
+    """``τ·log Σ_a′ exp(Q̄(s′, a′)/τ)`` through :func:`rlsoft.numerics.functional.logsumexp`."""
     return functional.logsumexp(q_next_target, axis=1, temperature=temperature)
 
 

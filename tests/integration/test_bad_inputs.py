@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 
 import rlsoft
-import rlsoft.memory
-from rlsoft.checkpoint import latest_checkpoint
+import rlsoft.rl.memory
 from rlsoft.cli import main
+from rlsoft.run.checkpoint import latest_checkpoint
 
 MAX_LINE = 500
-FAKE_AVAILABLE = 16 * rlsoft.memory.GIB
+FAKE_AVAILABLE = 16 * rlsoft.rl.memory.GIB
 
 TABULAR = """\
 seed: 0
@@ -133,14 +133,14 @@ def _unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(path: Path, text: str) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("rlsoft.experiment.atomic_write_text", refuse)
+    monkeypatch.setattr("rlsoft.run.experiment.atomic_write_text", refuse)
 
 
 def _report_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(analysis: object, logdir: Path) -> list[Path]:
         raise PermissionError(13, "Permission denied", str(logdir))
 
-    monkeypatch.setattr("rlsoft.report.write_outputs", refuse)
+    monkeypatch.setattr("rlsoft.compare.report.write_outputs", refuse)
 
 
 class _HugeGrid(gym.Env):
@@ -802,7 +802,7 @@ def test_bad_input_is_one_sentence_exit_2_and_leaves_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(rlsoft.memory, "available_memory", lambda: FAKE_AVAILABLE)
+    monkeypatch.setattr(rlsoft.rl.memory, "available_memory", lambda: FAKE_AVAILABLE)
     argv = _prepare(case, tmp_path, trained)
     if case.patch:
         case.patch(monkeypatch)

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlsoft.checkpoint import latest_checkpoint, list_checkpoints, write_checkpoint
 from rlsoft.cli import main
+from rlsoft.run.checkpoint import latest_checkpoint, list_checkpoints, write_checkpoint
 
 CONFIG = """
 seed: 0

@@ -21,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import agents  # noqa: F401 - registers q_learning for plan validation
 from rlsoft.cli import main
-from rlsoft.compare import (
+from rlsoft.compare.grid import (
     RAY_MISSING,
     GridProgress,
     RunOutcome,
@@ -513,7 +513,13 @@ def test_variants_with_fewer_than_three_runs_are_marked_everywhere(tmp_path):
     import numpy as np
     from rich.console import Console
 
-    from rlsoft.report import RunRecord, analyse, print_tables, summary_csv, summary_markdown
+    from rlsoft.compare.report import (
+        RunRecord,
+        analyse,
+        print_tables,
+        summary_csv,
+        summary_markdown,
+    )
 
     def run(variant, seed, final):
         steps, returns = np.array([0, 100]), np.array([-10.0, final])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import agents  # noqa: F401 - registers q_learning for plan validation
-from rlsoft.compare import plan_comparison, run_comparison, run_grid
+from rlsoft.compare.grid import plan_comparison, run_comparison, run_grid
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -26,7 +26,7 @@ PID_AGENTS = """
 import os
 from pathlib import Path
 
-from rlsoft.agent import AgentSpec, get_agent_spec, register_agent
+from rlsoft.rl.agent import AgentSpec, get_agent_spec, register_agent
 
 
 def wrap(inner_name):
@@ -169,7 +169,7 @@ def assert_same_grid(result, undisturbed: Path, runs: int) -> None:
     assert len(expected) == runs
     assert got == expected
     # The statistics recomputed from the event files: every number identical.
-    from rlsoft.report import report, summary_csv
+    from rlsoft.compare.report import report, summary_csv
 
     ours, _ = report(logdir, run_dirs=result.finished_dirs())
     theirs, _ = report(undisturbed)
@@ -232,8 +232,8 @@ def test_a_run_that_keeps_killing_its_worker_fails_alone_with_the_cause(tmp_path
             import os
             import signal
 
-            from agents.tabular import QLearningConfig
-            from rlsoft.agent import AgentSpec, register_agent
+            from agents.tabular.agent import QLearningConfig
+            from rlsoft.rl.agent import AgentSpec, register_agent
 
 
             def build(context):

@@ -15,13 +15,13 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from rlsoft.cli import main
-from rlsoft.errors import RlsoftError
-from rlsoft.report import (
+from rlsoft.compare.report import (
     describe_config,
     discover_run_dirs,
     load_runs,
     report,
 )
+from rlsoft.errors import RlsoftError
 
 
 def write_run(run_dir, curve, *, config=None, finished=True, entropy=None, tag="eval/mean_return"):

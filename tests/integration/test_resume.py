@@ -26,10 +26,10 @@ import pytest
 import torch
 
 import agents  # noqa: F401 - registers the agents
-from rlsoft.checkpoint import agent_file, latest_checkpoint, list_checkpoints
-from rlsoft.config import validate_config
-from rlsoft.envstate import EpisodeRecorder, restore_vector_env, snapshot_vector_env
-from rlsoft.experiment import resume_experiment, run_experiment
+from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_vector_env
+from rlsoft.run.checkpoint import agent_file, latest_checkpoint, list_checkpoints
+from rlsoft.run.config import validate_config
+from rlsoft.run.experiment import resume_experiment, run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTAL, HALF = 2400, 1200
@@ -619,8 +619,8 @@ import signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as rlsoft compare's workers do
 import yaml
 import agents
-from rlsoft.config import validate_config
-from rlsoft.experiment import run_experiment
+from rlsoft.run.config import validate_config
+from rlsoft.run.experiment import run_experiment
 run_experiment(validate_config(yaml.safe_load(open(sys.argv[1]))))
 """
 
@@ -662,7 +662,7 @@ def test_a_stop_requested_from_another_thread_checkpoints_and_raises(tmp_path):
     checkpoint at the step it reached and raises RunInterrupted naming the resume command."""
     import threading
 
-    from rlsoft.training import RunInterrupted
+    from rlsoft.run.trainer import RunInterrupted
 
     stop = threading.Event()
     timer = threading.Timer(0.3, stop.set)
@@ -681,8 +681,8 @@ def test_a_stop_requested_from_another_thread_checkpoints_and_raises(tmp_path):
 def test_a_second_ctrl_c_aborts_at_once_and_handlers_are_restored(tmp_path, monkeypatch):
     """Two SIGINTs in a row: the second one raises KeyboardInterrupt without waiting for the
     checkpoint; after the run, SIGINT and SIGTERM are handled as before it."""
-    from rlsoft.rollout import EnvDriver
-    from rlsoft.training import RunInterrupted
+    from rlsoft.rl.collector import EnvDriver
+    from rlsoft.run.trainer import RunInterrupted
 
     original = EnvDriver.advance
     calls = []
@@ -775,7 +775,7 @@ def test_resume_records_a_longer_budget_in_config_and_history(tmp_path, capsys):
 
 def test_a_failed_load_on_resume_closes_the_environments(tmp_path, monkeypatch):
     from rlsoft.errors import RlsoftError
-    from rlsoft.rollout import EnvDriver
+    from rlsoft.rl.collector import EnvDriver
 
     run_experiment(validate_config(_kind_config(tmp_path, "dqn", "broken", total=100)))
     agent_file(latest_checkpoint(tmp_path / "broken")).write_bytes(b"not a checkpoint")
@@ -832,7 +832,7 @@ class _SlowEvalDriver:
 
 
 def test_sps_counts_training_steps_only_and_evaluations_are_timed_apart(tmp_path):
-    from rlsoft.training import Trainer
+    from rlsoft.run.trainer import Trainer
 
     config = validate_config(
         {
@@ -854,7 +854,7 @@ def test_sps_counts_training_steps_only_and_evaluations_are_timed_apart(tmp_path
 def test_an_episode_too_long_to_record_starts_over_with_a_warning(tmp_path, monkeypatch):
     """CliffWalking-v1 has no time limit: the episode record stops at the cap (so it cannot
     grow without bound), and a resume in such an episode says so and starts it over."""
-    from rlsoft import envstate
+    from rlsoft.rl.envs import state as envstate
 
     monkeypatch.setattr(envstate, "MAX_RECORDED_ACTIONS", 50)
     data = {

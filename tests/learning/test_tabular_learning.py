@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import agents  # noqa: F401 - registers the tabular agents
-from rlsoft.config import load_config
-from rlsoft.experiment import run_experiment
+from rlsoft.run.config import load_config
+from rlsoft.run.experiment import run_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TABULAR_CONFIGS = [

@@ -1,0 +1,280 @@
+"""The ``rlsoft`` command line: train, eval, compare, report.
+
+This is the composition root: the only module of ``rlsoft`` that imports ``agents`` (whose
+import registers every agent family). User mistakes end with one sentence on stderr and exit
+code 2; Ctrl-C ends with exit code 130 (while training: after a checkpoint, with the command
+that resumes the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rlsoft import __version__
+from rlsoft.errors import RlsoftError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+MESSAGE_LIMIT = 500
+"""Longest error sentence printed; values echoed inside it are already cut to 80 characters,
+so this only guards against a message that quotes something unexpectedly long."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with rlsoft's error style: one line ``rlsoft: error: …`` naming the
+    subcommand's ``--help`` instead of the usage block, and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"rlsoft: error: {message}; see {self.prog} --help\n")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an agent from a YAML config",
+        description="Train an agent from a YAML config and write a TensorBoard run dir "
+        "(<logdir>/<run-name>/ with event files, config.yaml, checkpoints and summary.json).",
+    )
+    p.add_argument(
+        "config", nargs="?", help="YAML experiment file, e.g. configs/taxi_qlearning_boltzmann.yaml"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable), e.g. --set train.total_steps=20000",
+    )
+    p.add_argument("--seed", type=int, help="root seed (overrides the config's seed)")
+    p.add_argument(
+        "--logdir", help="parent directory of the run dir (default: the config's, runs/)"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from its newest checkpoint; --set may change only the budget "
+        "and the cadence of logging, evaluation and checkpoints (e.g. train.total_steps=N)",
+    )
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run's greedy policy",
+        description="Load the newest checkpoint of RUN_DIR and report the greedy policy's mean ± "
+        "std return over N episodes (accuracy for classifiers).",
+    )
+    p.add_argument("run_dir", help="a run dir made by rlsoft train")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the first episode's reset")
+    p.add_argument("--render", action="store_true", help="render episodes (text for toy-text envs)")
+    p.add_argument(
+        "--video", metavar="DIR", help="record every episode as MP4 into DIR (needs rlsoft[video])"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rlsoft",
+        description="Q-learning with softmax exploration on one stable numerics core.",
+    )
+    parser.add_argument("--version", action="version", version=f"rlsoft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    from rlsoft.cli import compare as compare_cli
+
+    compare_cli.add_commands(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlsoft.run.config import apply_overrides, load_config
+
+    if args.seed is not None and args.seed < 0:
+        raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.resume:
+        if args.config:
+            raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
+        overrides = apply_overrides({}, args.overrides)
+        if args.seed is not None or args.logdir:
+            raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
+        from rlsoft.run.experiment import resume_experiment
+
+        result = resume_experiment(Path(args.resume), overrides)
+    else:
+        if not args.config:
+            raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
+        config = load_config(args.config, args.overrides, seed=args.seed)
+        _warn_uneven_budget(config)
+        from rlsoft.run.experiment import run_experiment  # after the config: errors come first
+
+        result = run_experiment(config, logdir=args.logdir)
+    print(_summary_line(result))
+    return 0
+
+
+def _warn_uneven_budget(config) -> None:
+    """One line on stderr when vector steps cannot end exactly at ``train.total_steps``."""
+    if config.env is None:
+        return
+    total, n = config.train.total_steps, config.env.num_envs
+    if total % n:
+        steps = -(-total // n) * n
+        print(
+            f"rlsoft: warning: train.total_steps ({total:,}) is not a multiple of env.num_envs "
+            f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}",
+            file=sys.stderr,
+        )
+
+
+def _summary_line(result) -> str:
+    final = result.final_eval
+    sps = result.steps / max(result.seconds, 1e-9)
+    if "eval/mean_return" in final:
+        spread = final.get("eval/std_return", 0.0)
+        score = f"greedy eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
+    elif "eval/accuracy" in final:
+        score = f"test accuracy {final['eval/accuracy']:.4f}"
+    else:
+        score = "no evaluation"
+    return (
+        f"done: {result.steps:,} steps in {result.seconds:.1f} s ({sps:,.0f}/s); {score}; "
+        f"run dir {result.run_dir} (tensorboard --logdir {result.run_dir.parent})"
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rlsoft.rl.collector import EnvDriver
+    from rlsoft.rl.evaluation import evaluate_greedy
+    from rlsoft.run.experiment import load_trained
+
+    if args.episodes < 1:
+        raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.seed < 0:
+        raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
+    config, driver = load_trained(Path(args.run_dir))
+    try:
+        if not isinstance(driver, EnvDriver):
+            policy_eval = getattr(driver, "policy_eval", None)
+            if policy_eval is not None:  # a behaviour-cloned policy: run --episodes of it
+                driver.policy_eval = dataclasses.replace(
+                    policy_eval, episodes=args.episodes, seed=args.seed
+                )
+            result = driver.evaluate(0)
+            print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
+            return 0
+        env = _eval_env(config, args)
+        returns, _ = evaluate_greedy(
+            driver.agent, env, args.episodes, args.seed, render=args.render
+        )
+        env.close()
+    finally:
+        driver.close()
+    print(
+        f"greedy policy of {args.run_dir}: mean return {np.mean(returns):.2f} ± "
+        f"{np.std(returns):.2f} over {args.episodes} episodes on {config.env.id}"
+    )
+    return 0
+
+
+def _eval_env(config, args: argparse.Namespace):
+    import gymnasium as gym
+
+    from rlsoft.rl.envs.factory import make_env
+
+    if args.video:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            raise RlsoftError(
+                "--video needs moviepy; install the video extra: pip install 'rlsoft[video]'"
+            ) from None
+        env = make_env(config.env, render_mode="rgb_array")
+        return gym.wrappers.RecordVideo(
+            env, args.video, episode_trigger=lambda _: True, disable_logger=True
+        )
+    if not args.render:
+        return make_env(config.env)
+    probe = make_env(config.env)
+    modes = probe.metadata.get("render_modes") or []
+    probe.close()
+    if "ansi" in modes:
+        return make_env(config.env, render_mode="ansi")
+    if importlib.util.find_spec("pygame") is None:  # imported only at the first frame
+        raise RlsoftError(
+            f"--render shows {config.env.id} in a window, which needs pygame; install the video "
+            "extra: pip install 'rlsoft[video]'"
+        )
+    return make_env(config.env, render_mode="human")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval}
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. from a job scheduler) ends a command as Ctrl-C does: a training run
+    stops after a checkpoint and says how to resume, a comparison stops its workers. Only in
+    the main thread, only where SIGTERM has its default action, and only for the command."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` on one line and at most ``limit`` characters (cut with ``…``)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with _sigterm_as_interrupt():
+            import agents  # noqa: F401 - registers every agent family
+
+            handler = COMMANDS.get(args.command) or args.handler
+            return handler(args)
+    except RlsoftError as exc:
+        print(f"rlsoft: error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        # A training run stopped gracefully (rlsoft.run.trainer.RunInterrupted) says where it
+        # stopped and how to resume; recognised by its attribute, so that importing the CLI
+        # (and --help) does not import the trainer.
+        stopped = getattr(exc, "resume_command", None)
+        print(f"rlsoft: interrupted: {exc}" if stopped else "rlsoft: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""Exploration policies over action values: greedy, ε-greedy and Boltzmann (softmax).
+
+Every policy maps action values ``q`` to a distribution over actions and samples from it:
+
+* ``probs(q, step=, mask=)``: the distribution π(·|q) (rows sum to 1);
+* ``select(q, rng, step=, mask=)``: one action drawn *exactly* from ``probs`` with a
+  ``numpy.random.Generator``;
+* ``entropy(q, step=, mask=)``: H(π) = −Σ_a π(a) log π(a) in nats;
+* ``row_sampler(uniform)``: ``select`` for one trusted row of Python floats, as a closure
+  ``(row, step) -> action`` fed by a uniform source (the tabular agents' per-step path).
+
+``q`` is one row of shape ``(A,)`` (``select`` returns an ``int``) or a batch ``(n, A)``
+(returns an int array). ``mask`` is a bool array of the same shape, True where an action is
+allowed; disallowed actions get probability 0. NaN Q-values raise
+:class:`rlsoft.errors.DivergedError`, except at disallowed actions, whose values are never
+read. The exploration parameter (ε or τ) is a number or any schedule ``step -> float`` (see
+:mod:`rlsoft.explore.schedules`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rlsoft.errors import DivergedError
+from rlsoft.explore.schedules import ConstantSchedule, ScheduleLike, make_schedule
+from rlsoft.numerics import functional as F
+
+__all__ = ["Boltzmann", "EpsilonGreedy", "Greedy", "Policy", "RowSampler"]
+
+RowSampler = Callable[[list[float], int], int]
+"""``sample(row, step) -> action`` over one row of Python floats (see ``Policy.row_sampler``)."""
+
+
+def _diverged_message() -> str:
+    return (
+        "Q-values contain NaN, so no action can be chosen; training has diverged "
+        "(lower the learning rate, clip rewards or gradients)"
+    )
+
+
+def _prepare(q: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate ``q`` (1-D or 2-D) and ``mask``; return float q and bool mask.
+
+    NaN at an allowed action is divergence (:class:`DivergedError`). NaN at a disallowed
+    action is ignored: that action is never chosen and its value never read, so such entries
+    are replaced by 0 in a copy (the caller's array is left alone). The common case, no NaN
+    at all, costs the one ``isnan`` scan it always did.
+    """
+    q = np.asarray(q, dtype=np.float64) if not isinstance(q, np.ndarray) else q
+    if q.dtype.kind != "f":
+        q = q.astype(np.float64)
+    if q.ndim not in (1, 2) or q.shape[-1] == 0:
+        raise ValueError(f"action values must have shape (A,) or (n, A) with A >= 1, got {q.shape}")
+    nan = np.isnan(q)
+    has_nan = nan.any()
+    if mask is None:
+        if has_nan:
+            raise DivergedError(_diverged_message())
+        return q, None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != q.shape:
+        raise ValueError(f"action mask has shape {mask.shape} but action values have {q.shape}")
+    if not mask.any(axis=-1).all():
+        raise ValueError("the action mask allows no action in some state; allow at least one")
+    if has_nan:
+        if (nan & mask).any():
+            raise DivergedError(_diverged_message())
+        q = np.where(nan, 0.0, q).astype(q.dtype, copy=False)
+    return q, mask
+
+
+def _greedy_ties(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Bool array: the allowed actions whose value is the largest allowed value.
+
+    ``& mask`` matters when every allowed value is −inf: the −inf that stands in for a
+    disallowed action would tie with them otherwise.
+    """
+    if mask is None:
+        return q == q.max(axis=-1, keepdims=True)
+    q = np.where(mask, q, -np.inf)
+    return (q == q.max(axis=-1, keepdims=True)) & mask
+
+
+def _greedy_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Uniform over the tied maxima among allowed actions."""
+    ties = _greedy_ties(q, mask).astype(np.float64)
+    return ties / ties.sum(axis=-1, keepdims=True)
+
+
+def _pick_tie(ties: np.ndarray, rng: np.random.Generator) -> int | np.ndarray:
+    """One True position per row, uniformly at random (the rule of ``F.argmax(rng=)``)."""
+    if ties.ndim == 1:
+        candidates = np.flatnonzero(ties)
+        if candidates.size == 1:
+            return int(candidates[0])
+        return int(candidates[rng.integers(candidates.size)])
+    keys = np.where(ties, rng.random(ties.shape), -1.0)
+    return np.argmax(keys, axis=-1)
+
+
+def _uniform_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    allowed = np.ones(q.shape) if mask is None else mask.astype(np.float64)
+    return allowed / allowed.sum(axis=-1, keepdims=True)
+
+
+def _sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Inverse-CDF sampling, one action per row (see :func:`_inverse_cdf`)."""
+    return _inverse_cdf(probs, rng.random((probs.shape[0], 1)))
+
+
+def _inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """a = min{a : u·C_A < C_a} per row, C the cumsum and u ∈ [0, 1) of shape ``(n, 1)``.
+
+    Zero-probability actions have zero-width intervals and are never drawn.
+    """
+    cdf = np.cumsum(probs, axis=-1)
+    u = uniforms * cdf[:, -1:]
+    actions = (cdf <= u).sum(axis=-1)
+    # u·C_A may round up to C_A itself; then take the last action with positive probability.
+    overflow = actions >= probs.shape[-1]
+    if overflow.any():
+        last_positive = probs.shape[-1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=-1)
+        actions = np.where(overflow, last_positive, actions)
+    return actions
+
+
+def _row_greedy(row: list[float], uniform: Callable[[], float]) -> int:
+    """argmax of one row, ties broken uniformly: the k tied indices get ⌊u·k⌋ (see
+    :class:`rlsoft.explore.uniform_stream.UniformStream` for why that index is always < k)."""
+    top = max(row)
+    if row.count(top) == 1:
+        return row.index(top)
+    ties = [i for i, v in enumerate(row) if v == top]
+    return ties[int(uniform() * len(ties))]
+
+
+def _row_epsilon_greedy(row: list[float], epsilon: float, uniform: Callable[[], float]) -> int:
+    """With probability ε a uniform action ⌊u′·A⌋, else the greedy one (ties uniform)."""
+    if uniform() < epsilon:
+        return int(uniform() * len(row))
+    return _row_greedy(row, uniform)
+
+
+def _row_list(q: Any) -> list[float] | None:
+    """One row as a Python list of floats (the fast path), None for anything else.
+
+    Accepts a 1-D numpy row or a non-empty list of Python floats (tabular agents may keep
+    their Q-table rows as lists, which avoids numpy's per-call overhead on a few actions).
+    """
+    if type(q) is list:
+        row = q
+        if not row or type(row[0]) is not float:
+            return None
+    elif type(q) is np.ndarray and q.ndim == 1 and q.size:
+        row = q.tolist()
+    else:
+        return None
+    total = sum(row)
+    if total != total:  # NaN, or +inf and -inf together: let the array path decide
+        if any(v != v for v in row):
+            raise DivergedError(_diverged_message())
+        return None
+    return row
+
+
+def _finite_row(q: Any) -> list[float] | None:
+    """``q`` as a list when it is one row whose values are all finite (the exact fast path)."""
+    row = _row_list(q)
+    if row is None or not -math.inf < sum(row) < math.inf:
+        return None
+    return row
+
+
+class Policy(ABC):
+    """Base class: subclasses provide ``probs`` and may override ``select`` with a faster
+    exact sampler. ``parameter_name`` is "epsilon", "temperature" or None."""
+
+    parameter_name: str | None = None
+
+    def parameter(self, step: int = 0) -> float | None:
+        """The exploration parameter (ε or τ) at ``step``, or None for greedy."""
+        return None
+
+    @abstractmethod
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        """Action probabilities π(a|q), same shape as ``q``."""
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        """Sample an action (or one per row) exactly from :meth:`probs`."""
+        probs = self.probs(q, step=step, mask=mask)
+        if probs.ndim == 1:
+            return int(_sample_rows(probs[None], rng)[0])
+        return _sample_rows(probs, rng)
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        """``sample(row, step) -> action``: :meth:`select` for the per-step path of tabular
+        agents, drawing u ∈ [0, 1) from ``uniform()`` instead of a Generator.
+
+        ``row`` must be a non-empty list of Python floats with a finite maximum (the agent
+        guarantees it, so nothing is validated per call). The distribution is that of
+        :meth:`probs`; this default samples it by inverse CDF, and the built-in policies
+        return specialised closures (constant ε or τ skip the schedule call).
+        """
+
+        def sample(row: list[float], step: int) -> int:
+            probs = self.probs(row, step=step)[None]
+            return int(_inverse_cdf(probs, np.array([[uniform()]]))[0])
+
+        return sample
+
+    def expectation(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        """E_π[q] = Σ_a π(a|q)·q(a), the Expected SARSA target's bootstrap value.
+
+        Actions with probability 0 (masked ones) contribute nothing, even where q is −inf.
+        """
+        fast = self._row_expectation(q, step) if mask is None else None
+        if fast is not None:
+            return fast
+        p = self.probs(q, step=step, mask=mask)
+        q = np.asarray(q, dtype=p.dtype)
+        value = np.where(p > 0, p * np.where(p > 0, q, 0.0), 0.0).sum(axis=-1)
+        return float(value) if value.ndim == 0 else value
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        """Exact E_π[q] on one finite row in plain floats, or None to use the array path."""
+        return None
+
+    def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        """H(π) = −Σ_a π(a) log π(a), in nats (0·log 0 = 0)."""
+        p = self.probs(q, step=step, mask=mask)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * np.log(p), 0.0)
+        h = -terms.sum(axis=-1)
+        return float(h) if h.ndim == 0 else h
+
+    def describe(self) -> dict[str, Any]:
+        """A serialisable description (for hparams and run summaries)."""
+        return {"policy": type(self).__name__}
+
+
+class Greedy(Policy):
+    """π(a|q) = 1/|argmax q| on the maximisers, 0 elsewhere; ties are split (and broken
+    uniformly at random by ``select``)."""
+
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        q, mask = _prepare(q, mask)
+        return _greedy_probs(q, mask)
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        row = _finite_row(q)
+        return None if row is None else max(row)
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        if mask is None:
+            row = _row_list(q)
+            if row is not None:
+                return _row_greedy(row, rng.random)
+        q, mask = _prepare(q, mask)
+        return _pick_tie(_greedy_ties(q, mask), rng)
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        return lambda row, step: _row_greedy(row, uniform)
+
+
+class _ParametrisedPolicy(Policy):
+    """Holds a number-or-schedule parameter; constants skip the schedule call per step."""
+
+    def __init__(self, value: ScheduleLike) -> None:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            self._check(float(value))  # name the parameter (not "schedule value") in the error
+        self._schedule = make_schedule(value)
+        self._constant = (
+            self._check(self._schedule.value)
+            if isinstance(self._schedule, ConstantSchedule)
+            else None
+        )
+
+    @staticmethod
+    @abstractmethod
+    def _check(value: float) -> float:
+        """Validate one parameter value, raising ValueError with a clear sentence."""
+
+    def parameter(self, step: int = 0) -> float:
+        if self._constant is not None:
+            return self._constant
+        return self._check(float(self._schedule(step)))
+
+    @property
+    def schedule(self) -> Any:
+        return self._schedule
+
+    def describe(self) -> dict[str, Any]:
+        from rlsoft.explore.schedules import describe
+
+        return {"policy": type(self).__name__, self.parameter_name: describe(self._schedule)}
+
+
+class EpsilonGreedy(_ParametrisedPolicy):
+    """π = (1 − ε)·greedy + ε·uniform over the allowed actions."""
+
+    parameter_name = "epsilon"
+
+    def __init__(self, epsilon: ScheduleLike) -> None:
+        super().__init__(epsilon)
+
+    @staticmethod
+    def _check(value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {value!r}")
+        return value
+
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        eps = self.parameter(step)
+        row = _finite_row(q) if mask is None and type(q) is list else None
+        if row is not None:
+            top = max(row)
+            base = eps / len(row)
+            bonus = (1.0 - eps) / row.count(top)
+            return np.array([base + bonus if v == top else base for v in row])
+        q, mask = _prepare(q, mask)
+        return (1.0 - eps) * _greedy_probs(q, mask) + eps * _uniform_probs(q, mask)
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        # (1 − ε)·max q + ε·mean q: the tied maxima share (1 − ε) but all equal max q.
+        row = _finite_row(q)
+        if row is None:
+            return None
+        eps = self.parameter(step)
+        return (1.0 - eps) * max(row) + eps * sum(row) / len(row)
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        eps = self.parameter(step)
+        if mask is None:
+            row = _row_list(q)
+            if row is not None:
+                return _row_epsilon_greedy(row, eps, rng.random)
+        q, mask = _prepare(q, mask)
+        greedy = Greedy().select(q, rng, mask=mask)
+        explore = rng.random(q.shape[:-1]) < eps
+        if q.ndim == 1:
+            return int(_sample_rows(_uniform_probs(q, mask)[None], rng)[0]) if explore else greedy
+        if explore.any():
+            uniform = _sample_rows(
+                _uniform_probs(q[explore], None if mask is None else mask[explore]), rng
+            )
+            greedy = greedy.copy()
+            greedy[explore] = uniform
+        return greedy
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        eps = self._constant
+        if eps is not None:
+            return lambda row, step: _row_epsilon_greedy(row, eps, uniform)
+        parameter = self.parameter
+        return lambda row, step: _row_epsilon_greedy(row, parameter(step), uniform)
+
+
+class Boltzmann(_ParametrisedPolicy):
+    """π(a|q) = softmax(q/τ)_a, through :func:`rlsoft.numerics.functional.softmax`.
+
+    ``select`` samples by inverse CDF, exactly; τ → 0 approaches greedy (ties split) and
+    τ → ∞ uniform. A row whose largest allowed value is infinite (a +inf entry, or every
+    allowed value −inf) gets the limit of softmax: uniform over its tied maxima, as greedy.
+    """
+
+    parameter_name = "temperature"
+
+    def __init__(self, temperature: ScheduleLike) -> None:
+        super().__init__(temperature)
+
+    @staticmethod
+    def _check(value: float) -> float:
+        if not 0.0 < value < math.inf:
+            raise ValueError(
+                f"temperature must be a positive finite number, got {value!r}; use a small "
+                "value such as 1e-3 for near-greedy behaviour"
+            )
+        return value
+
+    def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
+        tau = self.parameter(step)
+        row = _finite_row(q) if mask is None and type(q) is list else None
+        if row is not None:
+            weights = _boltzmann_weights(row, tau)
+            total = sum(weights)
+            return np.array([w / total for w in weights])
+        q, mask = _prepare(q, mask)
+        masked = q if mask is None else np.where(mask, q, -np.inf)
+        p = F.softmax(masked, temperature=tau)
+        infinite = _infinite_max_rows(q, masked)
+        if infinite is not None:
+            # softmax is NaN there (inf/inf or 0/0); use its limit instead.
+            p = np.where(infinite[..., None], _greedy_probs(q, mask), p).astype(p.dtype)
+        return p
+
+    def _row_expectation(self, q: Any, step: int) -> float | None:
+        row = _finite_row(q)
+        if row is None:
+            return None
+        weights = _boltzmann_weights(row, self.parameter(step))
+        return sum(w * v for w, v in zip(weights, row, strict=True)) / sum(weights)
+
+    def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        q, mask = _prepare(q, mask)
+        masked = q if mask is None else np.where(mask, q, -np.inf)
+        if _infinite_max_rows(q, masked) is not None:
+            return super().entropy(q, step=step, mask=mask)
+        h = F.entropy(masked, temperature=self.parameter(step))
+        return float(h) if np.ndim(h) == 0 else h
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        tau = self.parameter(step)
+        if mask is None:
+            row = _row_list(q)
+            if row is not None and -math.inf < max(row) < math.inf:
+                return _row_boltzmann(row, tau, rng.random())
+        return super().select(q, rng, step=step, mask=mask)
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        tau = self._constant
+        if tau is not None:
+            return lambda row, step: _row_boltzmann(row, tau, uniform())
+        parameter = self.parameter
+        return lambda row, step: _row_boltzmann(row, parameter(step), uniform())
+
+
+def _infinite_max_rows(q: np.ndarray, masked: np.ndarray) -> np.ndarray | None:
+    """Bool per row: is the largest allowed value ±inf? None when no row is (the usual case).
+
+    A row's allowed maximum can only be infinite when ``q`` holds an infinity (a +inf
+    entry, or −inf in every allowed entry), so one flat ``isinf`` pass settles the common
+    case; the per-row reduction (slow on short rows) runs only when it finds one.
+    """
+    if not np.isinf(q).any():
+        return None
+    infinite = np.isinf(masked.max(axis=-1))
+    return infinite if infinite.any() else None
+
+
+def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
+    """Inverse CDF on one finite-max row: the first a with u·Σe < Σ_{b≤a} e_b,
+    e_b = exp((q_b − max q)/τ). The max entry has e = 1, so the total is ≥ 1."""
+    top = max(row)
+    cumulative = []
+    acc = 0.0
+    for v in row:
+        acc += math.exp((v - top) / temperature)  # not * (1/τ): that is inf for a subnormal τ
+        cumulative.append(acc)
+    target = u * acc
+    for action, c in enumerate(cumulative):
+        if target < c:
+            return action
+    # Rounding put u·Σe at Σe: take the last action with positive probability.
+    prev = cumulative[-1]
+    for action in range(len(cumulative) - 1, 0, -1):
+        if cumulative[action - 1] < prev:
+            return action
+        prev = cumulative[action - 1]
+    return 0
+
+
+def _boltzmann_weights(row: list[float], temperature: float) -> list[float]:
+    """Unnormalised softmax weights exp((q_a − max q)/τ) of one finite row, each in (0, 1]
+    (dividing by τ, not multiplying by 1/τ, which would overflow for a subnormal τ)."""
+    top = max(row)
+    return [math.exp((v - top) / temperature) for v in row]

@@ -1,0 +1,247 @@
+"""A preallocated ring buffer of transitions for off-policy agents, with optional n-step returns.
+
+Transitions arrive one vector step at a time, one per environment, and are stored row by row:
+row ``r`` holds the ``num_envs`` transitions of one vector step, so the flat index of
+environment ``e``'s transition in row ``r`` is ``r·num_envs + e`` and the next transition of the
+same environment is ``num_envs`` further on. Every array is allocated once, at full capacity;
+when the buffer is full the oldest row is overwritten.
+
+Each stored transition is a real one, ``(s, a, r, s′, terminated, done)``: ``s′`` is the true
+successor (the final observation when the episode ended, never the first observation of the
+next episode — the caller resolves Gymnasium's vector autoreset, see
+:class:`rlsoft.rl.collector.EnvDriver`), ``terminated`` means there is no future to bootstrap from,
+and ``done = terminated or truncated`` marks the end of the episode. A truncated transition
+(a time limit) therefore still bootstraps from ``s′``.
+
+n-step returns are formed when sampling, by looking ahead in the same environment's stream::
+
+    G = Σ_{k<m} γ^k · r_{t+k},   bootstrap from s_{t+m} with discount γ^m (0 if terminated)
+
+where ``m ≤ n`` stops early at the end of the episode (``done``) or at the newest stored
+transition, so a return never crosses an episode boundary. With ``n_step = 1`` this is the
+plain one-step transition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ReplayBatch", "ReplayBuffer"]
+
+
+@dataclass
+class ReplayBatch:
+    """Sampled transitions as numpy arrays (leading axis = sample).
+
+    ``discounts`` is ``γ^m`` for an ``m``-step return that may bootstrap, and 0 where the
+    return ended in a termination: the target is ``returns + discounts · V(next_obs)``.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    returns: np.ndarray
+    next_obs: np.ndarray
+    discounts: np.ndarray
+    terminated: np.ndarray
+    steps: np.ndarray
+    """``m``, the number of rewards summed into each return (1 ≤ m ≤ n_step)."""
+
+
+class ReplayBuffer:
+    """Ring buffer of ``capacity`` transitions from ``num_envs`` parallel environments.
+
+    :param capacity: transitions kept (rounded up to a multiple of ``num_envs``).
+    :param obs_shape: shape of one observation.
+    :param num_envs: transitions added per :meth:`add` call, one per environment.
+    :param n_step: length of the returns formed by :meth:`sample` (1 = one-step).
+    :param gamma: discount used for n-step returns.
+    :param obs_dtype: storage dtype of observations (float32 for neural networks).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        *,
+        num_envs: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        obs_dtype: Any = np.float32,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be at least 1, got {capacity}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if n_step < 1:
+            raise ValueError(f"n_step must be at least 1, got {n_step}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        self.num_envs = int(num_envs)
+        self.rows = -(-int(capacity) // self.num_envs)
+        self.capacity = self.rows * self.num_envs
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.n_step = int(n_step)
+        self.gamma = float(gamma)
+        size = self.capacity
+        self.obs = np.zeros((size, *self.obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((size, *self.obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros(size, dtype=np.int64)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminated = np.zeros(size, dtype=np.bool_)
+        self.done = np.zeros(size, dtype=np.bool_)
+        self.pos = 0
+        """The next row to write (the oldest row once the buffer is full)."""
+        self.full = False
+        # γ^k for k = 0..n, in float64 (returns are summed in float64, then stored as float32).
+        self._powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+
+    # ------------------------------------------------------------------ writing
+
+    def __len__(self) -> int:
+        return self.capacity if self.full else self.pos * self.num_envs
+
+    def add(
+        self,
+        obs: Any,
+        actions: Any,
+        rewards: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+    ) -> None:
+        """Store one transition per environment (arrays with a leading ``num_envs`` axis)."""
+        start = self.pos * self.num_envs
+        rows = slice(start, start + self.num_envs)
+        self.obs[rows] = obs
+        self.next_obs[rows] = next_obs
+        self.actions[rows] = actions
+        self.rewards[rows] = rewards
+        self.terminated[rows] = terminated
+        np.logical_or(terminated, truncated, out=self.done[rows])
+        self.pos += 1
+        if self.pos == self.rows:
+            self.pos = 0
+            self.full = True
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` flat indices drawn uniformly, with replacement, from the stored transitions."""
+        size = len(self)
+        if size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        return rng.integers(0, size, size=n)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> ReplayBatch:
+        """``batch_size`` transitions (n-step returns when ``n_step > 1``), uniformly."""
+        return self.gather(self.sample_indices(rng, batch_size))
+
+    def gather(self, idx: np.ndarray, out: ReplayBatch | None = None) -> ReplayBatch:
+        """The transitions at flat indices ``idx``, as n-step returns.
+
+        :param out: optional preallocated batch to write into (its arrays must have
+            ``len(idx)`` rows); saves allocations on the training hot path.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        if out is None:
+            n = len(idx)
+            out = ReplayBatch(
+                obs=np.empty((n, *self.obs_shape), dtype=self.obs.dtype),
+                actions=np.empty(n, dtype=np.int64),
+                returns=np.empty(n, dtype=np.float32),
+                next_obs=np.empty((n, *self.obs_shape), dtype=self.obs.dtype),
+                discounts=np.empty(n, dtype=np.float32),
+                terminated=np.empty(n, dtype=np.bool_),
+                steps=np.empty(n, dtype=np.int64),
+            )
+        np.take(self.obs, idx, axis=0, out=out.obs)
+        np.take(self.actions, idx, out=out.actions)
+        if self.n_step == 1:
+            last = idx
+            np.take(self.rewards, idx, out=out.returns)
+            out.steps.fill(1)
+            out.discounts.fill(self.gamma)
+        else:
+            last, returns, steps = self._n_step(idx)
+            out.returns[...] = returns
+            out.steps[...] = steps
+            out.discounts[...] = self._powers[steps]
+        np.take(self.next_obs, last, axis=0, out=out.next_obs)
+        np.take(self.terminated, last, out=out.terminated)
+        out.discounts[out.terminated] = 0.0  # no future after a termination
+        return out
+
+    def _n_step(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each start index: the index of the window's last transition, the discounted
+        reward sum and the window length m, stopping at ``done`` and at the newest row."""
+        step = self.num_envs
+        # Rows written after each start row, in the same environment's stream.
+        newer = (self.pos - 1 - idx // step) % self.rows
+        returns = self.rewards[idx].astype(np.float64)
+        last = idx.copy()
+        steps = np.ones(len(idx), dtype=np.int64)
+        alive = ~self.done[idx]
+        for k in range(1, self.n_step):
+            alive &= newer >= k
+            if not alive.any():
+                break
+            j = (idx + k * step) % self.capacity
+            returns += np.where(alive, self._powers[k] * self.rewards[j], 0.0)
+            last = np.where(alive, j, last)
+            steps += alive
+            alive &= ~self.done[j]
+        return last, returns, steps
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stored transitions, write position and settings (numpy arrays and numbers).
+
+        Only the rows written so far are included, so an early checkpoint stays small.
+        """
+        filled = self.capacity if self.full else self.pos * self.num_envs
+        return {
+            "capacity": self.capacity,
+            "num_envs": self.num_envs,
+            "n_step": self.n_step,
+            "gamma": self.gamma,
+            "obs_shape": list(self.obs_shape),
+            "pos": self.pos,
+            "full": self.full,
+            "obs": self.obs[:filled].copy(),
+            "next_obs": self.next_obs[:filled].copy(),
+            "actions": self.actions[:filled].copy(),
+            "rewards": self.rewards[:filled].copy(),
+            "terminated": self.terminated[:filled].copy(),
+            "done": self.done[:filled].copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (settings must match this buffer's)."""
+        for key, mine in (
+            ("capacity", self.capacity),
+            ("num_envs", self.num_envs),
+            ("n_step", self.n_step),
+            ("obs_shape", list(self.obs_shape)),
+        ):
+            saved = state[key]
+            saved = [int(v) for v in saved] if isinstance(mine, list) else int(saved)
+            if saved != mine:
+                raise ValueError(
+                    f"saved replay buffer has {key}={saved}, but this buffer has {key}={mine}"
+                )
+        pos, full = int(state["pos"]), bool(state["full"])
+        filled = self.capacity if full else pos * self.num_envs
+        for key in ("obs", "next_obs", "actions", "rewards", "terminated", "done"):
+            array = np.asarray(state[key])
+            if len(array) != filled:
+                raise ValueError(
+                    f"saved replay buffer field {key!r} has {len(array)} rows, expected {filled}"
+                )
+            target = getattr(self, key)
+            target[:filled] = array
+            target[filled:] = 0
+        self.pos, self.full = pos, full

@@ -1,0 +1,668 @@
+"""Typed, validated experiment configs read from YAML.
+
+A config file has these sections (every field documented on its model below)::
+
+    seed: 0
+    env:         {id: Taxi-v4, kwargs: {}, num_envs: 1}
+    agent:       {type: q_learning, ...}       # validated by the agent's own model
+    exploration: {policy: boltzmann, temperature: 1.0}
+    train:       {total_steps: 100000, eval_every: 10000, ...}
+
+Errors (an unknown key, a wrong type, a value out of range, an unknown env id, a missing file)
+raise :class:`~rlsoft.errors.ConfigError` with one sentence that names the field, and the
+nearest valid key for typos.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rlsoft.errors import ConfigError, nearest_hint, shorten
+from rlsoft.explore.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
+from rlsoft.explore.schedules import ExponentialSchedule, LinearSchedule, Schedule, make_schedule
+from rlsoft.rl.agent import get_agent_spec
+
+PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+"""Names that become one directory name (run and experiment names; comparison variant names
+follow the same rule in :mod:`rlsoft.compare`): a letter or digit, then letters, digits and
+``_ . + -``. No separator, no ``..``, not hidden."""
+
+
+def check_path_name(value: str, what: str) -> str:
+    """``value`` if it is a safe single directory name (:data:`PATH_NAME`), else a
+    ``ValueError`` naming ``what`` and the rule."""
+    if not PATH_NAME.match(value):
+        raise ValueError(
+            f"{what} {shorten(value)} must start with a letter or digit and contain only "
+            "letters, digits and _ . + - (it names a directory inside the logdir)"
+        )
+    return value
+
+
+def default_name(stem: str) -> str:
+    """An experiment name from a file stem: characters a directory name may not have become
+    ``_`` (``my config`` → ``my_config``)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", stem).lstrip("_.+-") or "run"
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# YAML: safe loading, with 1e-3 read as a number
+# --------------------------------------------------------------------------------------------
+
+
+MAX_YAML_NODES = 20_000
+"""Most YAML nodes a config may expand to, aliases counted at every use. Real configs have a
+few hundred; the limit stops an alias bomb (a few hundred bytes that expand to billions of
+values) before anything walks the expanded value."""
+
+
+class _YAMLRefused(yaml.YAMLError):
+    """A YAML document that parses but that rlsoft refuses (a duplicate key, an alias bomb)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no arbitrary objects) that also reads ``1e-3`` as a float, refuses
+    duplicate keys and refuses documents that expand beyond :data:`MAX_YAML_NODES` nodes.
+
+    YAML 1.1, which PyYAML implements, only treats exponent notation with a dot (``1.0e-3``)
+    as a float; people write ``1e-3`` and mean a number. A duplicate key silently keeps the
+    last value in PyYAML; in a config it is almost always a mistake (the first value is the
+    one the user is looking at). Merge keys (``<<: *base``) may still be overridden.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded_size(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_duplicate_keys(node: yaml.MappingNode) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key_node.start_mark.line + 1
+        key = (key_node.tag, key_node.value)
+        if key in seen:
+            first = seen[key]
+            where = f"line {line}" if first == line else f"lines {first} and {line}"
+            raise _YAMLRefused(
+                f"duplicate key {shorten(key_node.value)} at {where}; keep only one of them"
+            )
+        seen[key] = line
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes of ``root`` as if every alias were copied out, without copying: an
+    alias is the same node object as its anchor, so sizes are memoised per node."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _YAMLRefused("an alias refers to a node that contains it (a recursive value)")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                raise _YAMLRefused(
+                    f"it expands to more than {MAX_YAML_NODES:,} values (each use of an alias "
+                    "counted), far more than any config needs; remove the nested aliases"
+                )
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML with the one safe loader of rlsoft (configs, comparisons, run dirs).
+
+    A syntax error names the source and line; a duplicate key names the key and both lines;
+    a document whose aliases expand beyond :data:`MAX_YAML_NODES` nodes is refused.
+    """
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no arbitrary objects
+    except _YAMLRefused as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source} nests its values too deeply to be a config; flatten it"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules and exploration
+# --------------------------------------------------------------------------------------------
+
+
+class LinearScheduleConfig(StrictModel):
+    """``start`` → ``end`` linearly over ``duration`` steps (after ``begin``), then flat."""
+
+    type: Literal["linear"]
+    start: float
+    end: float
+    duration: int = Field(gt=0)
+    begin: int = Field(0, ge=0)
+
+    def build(self) -> Schedule:
+        return LinearSchedule(self.start, self.end, self.duration, self.begin)
+
+
+class ExponentialScheduleConfig(StrictModel):
+    """``end + (start − end)·2^(−t/half_life)``."""
+
+    type: Literal["exponential"]
+    start: float
+    end: float
+    half_life: float = Field(gt=0)
+
+    def build(self) -> Schedule:
+        return ExponentialSchedule(self.start, self.end, self.half_life)
+
+
+ScheduleConfig = Annotated[
+    LinearScheduleConfig | ExponentialScheduleConfig, Field(discriminator="type")
+]
+NumberOrSchedule = float | ScheduleConfig
+
+
+def build_schedule(spec: NumberOrSchedule) -> Schedule:
+    """A schedule from a config value (a number is a constant schedule)."""
+    return make_schedule(spec) if isinstance(spec, (int, float)) else spec.build()
+
+
+def _schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
+    return [float(spec)] if isinstance(spec, (int, float)) else [spec.start, spec.end]
+
+
+class ExplorationConfig(StrictModel):
+    """The behaviour policy used while training (evaluation is always greedy)."""
+
+    policy: Literal["greedy", "epsilon_greedy", "boltzmann"] = "epsilon_greedy"
+    epsilon: NumberOrSchedule = 0.1
+    """ε for ``epsilon_greedy``: a number in [0, 1] or a linear/exponential schedule."""
+    temperature: NumberOrSchedule = 1.0
+    """τ > 0 for ``boltzmann``: a number or a schedule."""
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon_in_unit_interval(cls, value: NumberOrSchedule) -> NumberOrSchedule:
+        for v in _schedule_endpoints(value):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"epsilon must be in [0, 1], got {v}")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_positive(cls, value: NumberOrSchedule) -> NumberOrSchedule:
+        for v in _schedule_endpoints(value):
+            if not 0.0 < v < float("inf"):
+                raise ValueError(f"temperature must be a positive finite number, got {v}")
+        return value
+
+    def build(self) -> Policy:
+        if self.policy == "greedy":
+            return Greedy()
+        if self.policy == "epsilon_greedy":
+            return EpsilonGreedy(build_schedule(self.epsilon))
+        return Boltzmann(build_schedule(self.temperature))
+
+
+# --------------------------------------------------------------------------------------------
+# Environment, training budget, experiment
+# --------------------------------------------------------------------------------------------
+
+
+class EnvConfig(StrictModel):
+    """Which Gymnasium environment to train on and how many copies to step at once."""
+
+    id: str = "Taxi-v4"
+    """A registered Gymnasium id, e.g. ``Taxi-v4`` or ``CartPole-v1``."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for ``gymnasium.make`` (e.g. ``is_slippery: false``)."""
+    num_envs: int = Field(1, ge=1)
+    """Environments stepped together (vectorised) for agents that act on batches."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """``sync`` steps the copies in this process; ``async`` uses one process each."""
+    max_episode_steps: int | None = Field(None, ge=1)
+    """Override the registered time limit (truncation)."""
+
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        import gymnasium as gym
+
+        if value not in gym.envs.registry:
+            raise ValueError(
+                f"unknown environment id {shorten(value)}{nearest_hint(value, gym.envs.registry)}"
+            )
+        return value
+
+
+class TrainConfig(StrictModel):
+    """The budget and the cadence of logging, evaluation and checkpoints."""
+
+    total_steps: int = Field(100_000, ge=1)
+    """Environment steps (all vectorised copies counted) or, for supervised agents, epochs."""
+    eval_every: int = Field(10_000, ge=0)
+    """Greedy evaluation every this many steps (0: only at the end)."""
+    eval_episodes: int = Field(20, ge=1)
+    """Greedy episodes per evaluation (RL agents)."""
+    log_every: int = Field(1_000, ge=1)
+    """Scalars are written every this many steps (averaged over the window)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """A checkpoint every this many steps (0: only at the end)."""
+    keep_checkpoints: int = Field(3, ge=1)
+    """How many of the newest checkpoints to keep."""
+    progress: Literal["auto", "on", "off"] = "auto"
+    """Progress bar: ``auto`` shows it on a terminal, not under CI or when piped."""
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    torch_threads: int = Field(1, ge=1)
+    """torch intra-op threads; one is fastest for small networks on shared cores."""
+
+
+class ExperimentConfig(StrictModel):
+    """A whole experiment: what ``rlsoft train CONFIG`` runs."""
+
+    name: str | None = None
+    """Experiment name (default: the config file's stem); run dirs start with it."""
+    seed: int = Field(0, ge=0)
+    """Root seed: env, action space, agent and torch generators all derive from it."""
+    logdir: str = "runs"
+    run_name: str | None = None
+    """Run dir name under ``logdir`` (default ``<name>__s<seed>__<time>``)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    env: EnvConfig | None = Field(default_factory=EnvConfig)
+    agent: dict[str, Any]
+    """``type`` names a registered agent; the other keys are validated by its model."""
+    exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name", "run_name")
+    @classmethod
+    def _directory_names(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else check_path_name(value, f"{info.field_name}")
+
+    @model_validator(mode="after")
+    def _budget_covers_one_vector_step(self) -> ExperimentConfig:
+        # A vector step takes one step in every copy, so the loop cannot stop before
+        # num_envs steps; a budget below that would silently be exceeded.
+        if self.env is not None and self.env.num_envs > self.train.total_steps:
+            raise ValueError(
+                f"env.num_envs ({self.env.num_envs}) exceeds train.total_steps "
+                f"({self.train.total_steps}), and every vector step takes one step in each "
+                "environment; lower env.num_envs or raise train.total_steps"
+            )
+        return self
+
+    @property
+    def agent_type(self) -> str:
+        return str(self.agent["type"])
+
+    def agent_config(self) -> BaseModel:
+        """The ``agent:`` section validated by the agent's registered model."""
+        return validate_agent_section(self.agent)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["agent"] = {"type": self.agent_type, **self.agent_config().model_dump(mode="json")}
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, overrides and error messages
+# --------------------------------------------------------------------------------------------
+
+
+def validate_agent_section(section: Any) -> BaseModel:
+    if not isinstance(section, dict) or "type" not in section:
+        raise ConfigError("config field 'agent' needs a 'type' naming the agent, e.g. q_learning")
+    spec = get_agent_spec(str(section["type"]))
+    body = {k: v for k, v in section.items() if k != "type"}
+    try:
+        return spec.config_model.model_validate(body)
+    except ValidationError as exc:
+        raise ConfigError(_describe_error(exc, spec.config_model, prefix="agent")) from None
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys at ``loc`` inside ``model`` (for 'did you mean' hints)."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+_UNION_TAGS = {"float", "int", "str", "bool", "dict", "list", "linear", "exponential"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The error location without pydantic's union-member tags (``float``, ``linear``…)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
+
+
+_SCALAR_TYPE_ERRORS = {
+    "float_type",
+    "float_parsing",
+    "int_type",
+    "int_parsing",
+    "string_type",
+    "bool_type",
+    "bool_parsing",
+}
+
+
+def _related(loc: tuple[Any, ...], field: tuple[Any, ...]) -> bool:
+    return loc[: len(field)] == field
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """The most telling error of the first field that failed.
+
+    A value that fails a union (``epsilon: number | schedule``) yields one error per member;
+    for a mapping the "not a valid number" of the number member says nothing, so the
+    union's tag error, or the mapping member's own error, is preferred.
+    """
+    first = errors[0]
+    field = _field_path(first["loc"])
+    related = [e for e in errors if _related(_field_path(e["loc"]), field)]
+    for error in related:
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            return error
+    if first["type"] in _SCALAR_TYPE_ERRORS and isinstance(first.get("input"), dict):
+        return next((e for e in related if e["type"] not in _SCALAR_TYPE_ERRORS), first)
+    return first
+
+
+def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One sentence for the first validation error, naming the field path."""
+    errors = exc.errors()
+    error = _first_error(errors)
+    loc = _field_path(error["loc"])
+    path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
+    first_field = _field_path(errors[0]["loc"])
+    more = len({_field_path(e["loc"]) for e in errors} - {first_field})
+    more -= sum(  # the other members of the same union are not more problems
+        1
+        for p in {_field_path(e["loc"]) for e in errors}
+        if p != first_field and _related(p, first_field)
+    )
+    suffix = f" ({more} more problem{'s' * (more > 1)} in the config)" if more else ""
+    if error["type"] == "extra_forbidden":
+        key = loc[-1]
+        hint = nearest_hint(str(key), _field_names(model, loc[:-1]))
+        return f"unknown config key {shorten(path)}{hint}{suffix}"
+    if error["type"] == "missing":
+        return f"config field {path!r} is required but missing{suffix}"
+    ctx = error.get("ctx") or {}
+    if error["type"] == "union_tag_invalid":
+        key = str(ctx.get("discriminator", "'type'")).strip("'")
+        kind = "schedule " if any("Schedule" in str(p) for p in error["loc"]) else ""
+        number = any(
+            e["type"] in ("float_type", "float_parsing", "int_type")
+            and _field_path(e["loc"]) == loc
+            for e in errors
+        )
+        return (
+            f"config field {path!r}: unknown {kind}{key} {shorten(ctx.get('tag'))}; valid "
+            f"{kind}{key}s are {ctx.get('expected_tags')}"
+            f"{' (or give a plain number)' if number else ''}{suffix}"
+        )
+    if error["type"] == "union_tag_not_found":
+        key = str(ctx.get("discriminator", "'type'")).strip("'")
+        if any("Schedule" in str(p) for p in error["loc"]):
+            return (
+                f"config field {path!r}: a schedule needs a {key!r} key, linear or "
+                f"exponential{suffix}"
+            )
+        return f"config field {path!r}: a mapping here needs a {key!r} key{suffix}"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    already_shown = (
+        "got" in message
+        or isinstance(given, (dict, list))
+        or given is None
+        or repr(given) in message
+        or shorten(given) in message
+    )
+    shown = "" if already_shown else f" (got {shorten(given)})"
+    field_name = f"config field {path!r}: " if path else ""  # a check across several fields
+    return f"{field_name}{message}{shown}{suffix}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b.c=value"`` → ``(["a", "b", "c"], parsed value)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set expects key.path=value, e.g. --set train.total_steps=20000, got {shorten(text)}"
+        )
+    path = key.strip().split(".")
+    if not all(part.strip() for part in path):
+        raise ConfigError(
+            f"--set {shorten(key)}: the key path has an empty part; write it like "
+            "exploration.temperature"
+        )
+    return [part.strip() for part in path], parse_yaml(raw, source=f"--set {shorten(key)}")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``key.path=value`` in a nested dict (creating sections as needed)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {shorten(text)}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_text_file(path: Path, kind: str = "config file") -> str:
+    """The UTF-8 text of ``path``; a file in another encoding, or one that cannot be read, is
+    one sentence naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{kind} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); save it with the UTF-8 encoding"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {kind} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def load_config_dict(
+    path: str | Path,
+    *,
+    kind: str = "config file",
+    example: str = "configs/taxi_qlearning_boltzmann.yaml",
+) -> dict[str, Any]:
+    """A YAML mapping from ``path`` with ``name`` defaulting to the file's stem; a missing
+    file or a non-mapping is one sentence naming the file (``kind``) and an ``example``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{kind} {str(path)!r} is a directory; pass a YAML file such as {example}"
+        )
+    if not path.is_file():
+        raise ConfigError(
+            f"{kind} {str(path)!r} does not exist; pass a YAML file such as {example}"
+        )
+    data = parse_yaml(read_text_file(path, kind), source=str(path))
+    if data is None:
+        raise ConfigError(f"{kind} {str(path)!r} is empty; write a config such as {example}")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{kind} {str(path)!r} must be a mapping of sections (key: value lines), not a "
+            f"{type(data).__name__}"
+        )
+    data.setdefault("name", default_name(path.stem))
+    return data
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a config dict, including its agent section, into an :class:`ExperimentConfig`."""
+    try:
+        config = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe_error(exc, ExperimentConfig)}") from None
+    try:
+        config.agent_config()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, seed: int | None = None
+) -> ExperimentConfig:
+    """Read, override and validate a config file."""
+    data = apply_overrides(load_config_dict(path), list(overrides or []))
+    if seed is not None:
+        data["seed"] = seed
+    return validate_config(data, source=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# What a resumed run may change
+# --------------------------------------------------------------------------------------------
+
+RESUME_CHANGEABLE = frozenset(
+    {
+        "train.total_steps",
+        "train.eval_every",
+        "train.eval_episodes",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.progress",
+    }
+)
+"""Config fields ``rlsoft train --resume RUN --set`` may change: the budget and the cadence of
+logging, evaluation and checkpoints. None of them changes what the agent learns (an
+evaluation's tie-breaks are seeded by its step, not by the evaluations before it). Every other
+field defines the learning problem (agent, env, exploration, seed, device, shapes such as
+``n_step``, ``num_envs`` or ``buffer_size``, ``torch_threads`` whose reductions round
+differently) and is fixed for the life of a run."""
+
+
+def _flat_fields(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of nested dicts (lists are leaves)."""
+    if not isinstance(data, dict) or (prefix and not data):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flat_fields(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def resume_changes(
+    saved: ExperimentConfig, resumed: ExperimentConfig, step: int
+) -> dict[str, list[Any]]:
+    """The fields ``resumed`` changes relative to ``saved`` as ``{field: [old, new]}``.
+
+    :param step: the step of the checkpoint being resumed.
+    :raises ConfigError: a change outside :data:`RESUME_CHANGEABLE` (it would make the run
+        something other than what its ``config.yaml`` says), or a budget below ``step``.
+    """
+    old, new = _flat_fields(saved.to_dict()), _flat_fields(resumed.to_dict())
+    changes = {
+        key: [old.get(key), new.get(key)]
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+    for key, (before, after) in changes.items():
+        if key not in RESUME_CHANGEABLE:
+            raise ConfigError(
+                f"a resumed run cannot change {key} ({before!r} → {after!r}) because it changes "
+                "what the run learns; start a new run with rlsoft train CONFIG --set "
+                f"{key}={after}"
+            )
+    if resumed.train.total_steps < step:
+        raise ConfigError(
+            f"train.total_steps={resumed.train.total_steps:,} is below the step of the newest "
+            f"checkpoint ({step:,}); a run cannot be shortened, give at least {step}"
+        )
+    return changes

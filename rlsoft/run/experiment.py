@@ -1,0 +1,423 @@
+"""From a validated config to a finished run: run dirs, building the driver, resume, eval."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlsoft.errors import RlsoftError, shorten
+from rlsoft.rl.agent import BuildContext, get_agent_spec
+from rlsoft.rl.collector import EnvDriver
+from rlsoft.rl.seeding import derive_seeds, seed_torch
+from rlsoft.run.checkpoint import agent_file, atomic_write_text, latest_checkpoint, list_checkpoints
+from rlsoft.run.config import (
+    PATH_NAME,
+    ExperimentConfig,
+    check_path_name,
+    default_name,
+    parse_yaml,
+    read_text_file,
+    resume_changes,
+    validate_config,
+)
+from rlsoft.run.trainer import CONFIG_FILE, SUMMARY_FILE, Driver, RunResult, Trainer, resume_state
+
+RESUME_HISTORY_FILE = "resume_history.json"
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one is an error."""
+    if name == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if name == "cuda":
+        raise RlsoftError(
+            "device 'cuda' was asked for but no CUDA GPU is visible; use device: auto or cpu"
+        )
+    return "cpu"
+
+
+def default_run_name(config: ExperimentConfig) -> str:
+    return f"{config.name or 'run'}__s{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def plan_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
+    """``<logdir>/<run_name>``, checked before anything is written: the logdir is a directory
+    (or does not exist yet), the run dir resolves to a direct child of it (a name never
+    escapes the logdir, whatever it or a symlink holds), and no earlier run is in the way."""
+    root = Path(logdir or config.logdir)
+    name = config.run_name or default_run_name(config)
+    try:
+        check_path_name(name, "run name")
+    except ValueError as exc:
+        raise RlsoftError(f"{exc}; choose another with --set run_name=NAME") from None
+    if root.exists() and not root.is_dir():
+        raise RlsoftError(
+            f"logdir {str(root)!r} is a file, not a directory; pass a --logdir that is a "
+            "directory or does not exist yet"
+        )
+    run_dir = root / name
+    if run_dir.resolve().parent != root.resolve():
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} resolves outside the logdir {str(root)!r} (through a "
+            "symbolic link); choose another name with --set run_name=NAME"
+        )
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} already exists; resume it with rlsoft train --resume "
+            f"{run_dir}, or choose another name with --set run_name=NAME"
+        )
+    return run_dir
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost ancestor of ``path`` (or ``path`` itself) that does not exist yet."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
+    """``<logdir>/<run_name>``, created empty, with the resolved ``config.yaml`` inside.
+
+    A directory that cannot be made or written (a file in the way, no permission, a full
+    disk) is one sentence, and whatever this call created is removed again.
+    """
+    return _create_run_dir(config, logdir)[0]
+
+
+def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path, Path | None]:
+    """:func:`create_run_dir`, also returning the outermost directory it created."""
+    run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
+    created = _first_missing(run_dir)
+    data = config.to_dict()
+    data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+    except OSError as exc:
+        _remove_created(run_dir, created)
+        reason = exc.strerror or type(exc).__name__
+        raise RlsoftError(
+            f"cannot write the run dir {str(run_dir)!r} ({reason}); pass a --logdir you can "
+            "write to"
+        ) from None
+    return run_dir, created
+
+
+def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
+    """Create the directory ``root`` (and its parents) and check that files can be written
+    in it; otherwise one sentence naming ``flag``, with whatever this call made removed."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RlsoftError(
+            f"logdir {str(root)!r} is a file, not a directory; pass a {flag} that is a "
+            "directory or does not exist yet"
+        )
+    created = _first_missing(root)
+    probe = root / f".rlsoft-write-test-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise RlsoftError(
+            f"cannot write into the logdir {str(root)!r} ({exc.strerror or type(exc).__name__}); "
+            f"pass a {flag} you can write to"
+        ) from None
+
+
+def _remove_created(run_dir: Path, created: Path | None) -> None:
+    """Remove ``run_dir`` and the parents made for it (``created``: the outermost one); a
+    run dir that already existed (empty) is emptied again but kept."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for child in run_dir.iterdir() if run_dir.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _write_run_config(run_dir: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+
+
+def read_run_config(run_dir: Path) -> ExperimentConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise RlsoftError(
+            f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "
+            "rlsoft train, e.g. runs/<run-name>"
+        )
+    text = read_text_file(path, "run config")
+    data = parse_yaml(text, str(path))
+    if isinstance(data, dict):
+        # Runs made before names had to be directory-safe (a file stem with a space) stay
+        # usable: the run already exists, so its names make no new path.
+        for key in ("name", "run_name"):
+            if isinstance(data.get(key), str) and not PATH_NAME.match(data[key]):
+                data[key] = default_name(data[key])
+    return validate_config(data, str(path))
+
+
+def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver:
+    """The agent (through the registry) and the driver that runs it."""
+    spec = get_agent_spec(config.agent_type)
+    seeds = derive_seeds(config.seed)
+    # Only torch agents have a device: resolving "auto" imports torch, which a tabular run
+    # never needs (1-2 s of start-up).
+    device = resolve_device(config.device) if spec.uses_torch else "cpu"
+    if spec.kind == "rl" and config.env is None:
+        raise RlsoftError(f"agent {spec.name!r} learns from an environment; add an env section")
+    if spec.uses_torch:
+        _configure_torch(config, seeds.torch)
+    observation_space = action_space = None
+    if spec.kind == "rl":
+        from rlsoft.rl.envs.factory import make_env
+
+        probe = make_env(config.env)
+        observation_space, action_space = probe.observation_space, probe.action_space
+        probe.close()
+    context = BuildContext(
+        config=config.agent_config(),
+        observation_space=observation_space,
+        action_space=action_space,
+        policy=config.exploration.build(),
+        rng=seeds.agent_rng(),
+        torch_seed=seeds.torch,
+        device=device,
+        num_envs=config.env.num_envs if config.env else 1,
+        total_steps=config.train.total_steps,
+        extras={
+            "train_run": train_teacher_run,
+            "load_run": load_trained,
+            "experiment": config,
+            "seeds": seeds,
+            "eval_only": eval_only,
+        },
+    )
+    built = spec.build(context)
+    if spec.kind == "rl":
+        return EnvDriver(built, config, seeds)
+    return built  # supervised agents build their own driver
+
+
+def _configure_torch(config: ExperimentConfig, seed: int) -> None:
+    """Threads and seed of torch, for an agent that computes with it."""
+    import torch
+
+    torch.set_num_threads(config.train.torch_threads)
+    seed_torch(seed)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    logdir: str | None = None,
+    hparams_domain: dict[str, Any] | None = None,
+    stop_event: threading.Event | None = None,
+) -> RunResult:
+    """Train a new run from ``config``; a failure before the first step removes the run dir.
+
+    :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
+        see :meth:`rlsoft.run.logger.RunLogger.hparams`.
+    :param stop_event: set it (from any thread) for a graceful stop: the run writes a
+        checkpoint and raises :class:`~rlsoft.run.trainer.RunInterrupted`. SIGINT and SIGTERM do
+        the same when the run is in the main thread.
+    """
+    run_dir, created = _create_run_dir(config, logdir)
+    driver = None
+    try:
+        driver = build_driver(config)
+        trainer = Trainer(
+            driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
+        )
+    except BaseException:
+        if driver is not None:
+            driver.close()
+        _remove_created(run_dir, created)
+        raise
+    return trainer.run()
+
+
+def resume_experiment(
+    run_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+    hparams_domain: dict[str, Any] | None = None,
+) -> RunResult:
+    """Continue ``run_dir`` from its newest checkpoint.
+
+    ``overrides`` may change only the fields in :data:`rlsoft.run.config.RESUME_CHANGEABLE` (a
+    longer budget, another logging cadence); a change is written to the run's
+    ``config.yaml`` and every resume is listed in ``resume_history.json`` (step, time, the
+    changed fields with their old and new values).
+
+    :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
+    :raises ConfigError: an override that would change what the run learns.
+    """
+    run_dir = Path(run_dir)
+    saved = read_run_config(run_dir)
+    config = saved
+    if overrides:
+        # Deep merge: --set train.total_steps=N must keep the rest of the train section.
+        data = _deep_merge(saved.to_dict(), overrides)
+        config = validate_config(data, source=str(run_dir / CONFIG_FILE))
+    checkpoint, state = _read_checkpoint(run_dir, "resume")
+    step = int(state["step"])
+    changes = resume_changes(saved, config, step)
+    driver = build_driver(config)
+    try:
+        # Anything failing from here on closes the environments (and async workers).
+        with _damaged_checkpoint(run_dir, checkpoint):
+            driver.load_agent(agent_file(checkpoint))
+            driver.load_state_dict(state.get("driver", {}))
+        trainer = Trainer(
+            driver,
+            config,
+            run_dir,
+            start_step=step,
+            trainer_state=state,
+            stop_event=stop_event,
+            hparams_domain=hparams_domain,
+        )
+    except BaseException:
+        driver.close()
+        raise
+    if changes:
+        _write_run_config(run_dir, config.to_dict())
+    _append_resume_history(run_dir, step, changes)
+    if (run_dir / SUMMARY_FILE).exists() and step < config.train.total_steps:
+        (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
+    return trainer.run()
+
+
+def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any]]) -> None:
+    """Add ``{step, time, changed}`` to the run's ``resume_history.json`` (a JSON list)."""
+    path = run_dir / RESUME_HISTORY_FILE
+    history: list[Any] = []
+    if path.is_file():
+        try:
+            history = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            history = []  # unreadable: start the list again rather than refuse to resume
+        if not isinstance(history, list):
+            history = []
+    history.append(
+        {
+            "step": step,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "changed": {key: {"from": old, "to": new} for key, (old, new) in changes.items()},
+        }
+    )
+    atomic_write_text(path, json.dumps(history, indent=2) + "\n")
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied key by key into nested sections."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
+    """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    checkpoint, _ = _read_checkpoint(run_dir, "evaluate")
+    driver = build_driver(config, eval_only=True)
+    try:
+        with _damaged_checkpoint(run_dir, checkpoint):
+            driver.load_agent(agent_file(checkpoint))
+    except BaseException:
+        driver.close()
+        raise
+    return config, driver
+
+
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
+"""What reading a truncated or edited checkpoint raises (a JSON or UTF-8 decoding error is a
+``ValueError``; a missing array is a ``KeyError``)."""
+
+
+def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of ``run_dir`` and its trainer state (``purpose``: ``resume`` or
+    ``evaluate``, for the message when there is none)."""
+    if latest_checkpoint(run_dir) is None and purpose != "resume":
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} has no checkpoint to {purpose} yet (a run writes one when "
+            "it ends and every train.checkpoint_every steps); let its training finish first"
+        )
+    checkpoint = latest_checkpoint(run_dir)
+    with _damaged_checkpoint(run_dir, checkpoint):
+        checkpoint, state = resume_state(run_dir)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("trainer.json holds no step counter")
+    return checkpoint, state
+
+
+@contextlib.contextmanager
+def _damaged_checkpoint(run_dir: Path, checkpoint: Path | None) -> Iterator[None]:
+    """Turn the errors of reading a damaged checkpoint into one sentence that says which
+    checkpoint is damaged and what to do about it."""
+    try:
+        yield
+    except RlsoftError:
+        raise  # already one sentence (some are ValueErrors too)
+    except _DAMAGE as exc:
+        older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
+        fix = (
+            f"delete it to use the previous checkpoint {older[-1].name}"
+            if older
+            else "train the run again"
+        )
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RlsoftError(
+            f"checkpoint {str(checkpoint)!r} is damaged and cannot be read "
+            f"({type(exc).__name__}: {shorten(reason)}); {fix}"
+        ) from None
+
+
+def train_teacher_run(
+    teacher_config: Path, teacher_run: Path, echo: Callable[[str], None] = print
+) -> None:
+    """Train the run dir ``teacher_run`` from ``teacher_config`` (run dir name and logdir taken
+    from ``teacher_run``), announcing it in one line. The supervised layer gets this through
+    ``BuildContext.extras["train_run"]``: it must not import the run layer's orchestration."""
+    from rlsoft.run.config import load_config
+
+    overrides = [f"run_name={teacher_run.name}", f"logdir={teacher_run.parent}"]
+    config = load_config(teacher_config, overrides)
+    echo(
+        f"teacher run {teacher_run} not found: training it first from {teacher_config} "
+        f"({config.train.total_steps:,} steps)"
+    )
+    run_experiment(config)

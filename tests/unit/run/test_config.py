@@ -1,0 +1,136 @@
+"""Config loading and validation: every bad input gets one sentence naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import agents  # noqa: F401 - registers the agent types used below
+from rlsoft.errors import ConfigError
+from rlsoft.explore.policies import Boltzmann, EpsilonGreedy
+from rlsoft.run.config import apply_overrides, load_config, parse_yaml, validate_config
+
+BASE = """
+seed: 3
+env: {id: Taxi-v4}
+agent: {type: q_learning, learning_rate: 0.5, gamma: 0.99}
+exploration: {policy: boltzmann, temperature: 1.0}
+train: {total_steps: 1000, eval_every: 500, eval_episodes: 2, log_every: 100}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(BASE)
+    return path
+
+
+def _error(config_file: Path, *overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file, list(overrides))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_loads_and_defaults_name_to_file_stem(config_file: Path) -> None:
+    config = load_config(config_file)
+    assert config.name == "exp"
+    assert config.seed == 3
+    assert isinstance(config.exploration.build(), Boltzmann)
+    assert config.agent_config().learning_rate == 0.5
+
+
+def test_exponent_notation_is_a_number() -> None:
+    assert parse_yaml("lr: 1e-3")["lr"] == 0.001
+    assert parse_yaml("lr: 5E+2")["lr"] == 500.0
+    assert parse_yaml("n: 100")["n"] == 100
+    assert parse_yaml("name: e5")["name"] == "e5"
+
+
+def test_overrides_set_nested_values_and_seed(config_file: Path) -> None:
+    config = load_config(
+        config_file,
+        ["exploration.policy=epsilon_greedy", "exploration.epsilon=5e-2", "train.total_steps=77"],
+        seed=9,
+    )
+    assert isinstance(config.exploration.build(), EpsilonGreedy)
+    assert config.exploration.epsilon == 0.05
+    assert config.train.total_steps == 77
+    assert config.seed == 9
+
+
+def test_schedule_values_build_schedules(config_file: Path) -> None:
+    config = load_config(
+        config_file,
+        ["exploration.temperature={type: linear, start: 2.0, end: 0.5, duration: 100}"],
+    )
+    policy = config.exploration.build()
+    assert policy.parameter(0) == 2.0
+    assert policy.parameter(50) == pytest.approx(1.25)
+    assert policy.parameter(1000) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "agent.lerning_rate=0.1",
+            "unknown config key 'agent.lerning_rate' (did you mean 'learning_rate'?)",
+        ),
+        (
+            "train.total_stepz=5",
+            "unknown config key 'train.total_stepz' (did you mean 'total_steps'?)",
+        ),
+        (
+            "explorations.policy=greedy",
+            "unknown config key 'explorations' (did you mean 'exploration'?)",
+        ),
+        ("train.total_steps=abc", "'train.total_steps'"),
+        ("exploration.temperature=-1", "temperature must be a positive finite number"),
+        ("exploration.temperature=0", "temperature must be a positive finite number"),
+        ("exploration.epsilon=1.5", "epsilon must be in [0, 1]"),
+        (
+            "exploration.epsilon={type: linear, start: 1.0, end: -0.1, duration: 10}",
+            "epsilon must be in [0, 1]",
+        ),
+        ("exploration.temperature=.nan", "'exploration.temperature'"),
+        ("agent.gamma=1.5", "'agent.gamma'"),
+        ("env.id=Taxi-v3", "unknown environment id 'Taxi-v3' (did you mean 'Taxi-v4'?)"),
+        ("agent.type=q_lerning", "unknown agent type 'q_lerning' (did you mean 'q_learning'?)"),
+        ("exploration.policy=softmax", "'exploration.policy'"),
+    ],
+)
+def test_bad_values_name_the_field(config_file: Path, override: str, expected: str) -> None:
+    assert expected in _error(config_file, override)
+
+
+def test_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 1\nagent: {type: q_learning\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(path)
+
+
+def test_override_needs_key_and_value() -> None:
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
+        apply_overrides({}, ["novalue"])
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        apply_overrides({"seed": 1}, ["seed.x=2"])
+
+
+def test_yaml_is_loaded_safely() -> None:
+    with pytest.raises(ConfigError):
+        parse_yaml("x: !!python/object/apply:os.system ['echo pwned']")
+
+
+def test_agent_section_needs_a_type() -> None:
+    with pytest.raises(ConfigError, match="needs a 'type'"):
+        validate_config({"agent": {"learning_rate": 0.1}})
