@@ -5,7 +5,7 @@ Importing this package registers every agent type with
 and that module is imported (and calls :func:`rlsoft.rl.agent.register_agent`) the first time a
 config asks for its type. So importing :mod:`agents` is cheap, and a tabular run never loads
 the DQN family or torch. The CLI (the composition root) is the only part of rlsoft that
-imports this package. A new family adds its types here (``tests/unit/test_registry.py``
+imports this package. A new family adds its types here (``tests/unit/rl/test_registry.py``
 checks that each module registers exactly the types listed for it).
 """
 

@@ -5,7 +5,7 @@ an update's cost, and writing the backward pass out removes it. How much it save
 the CPU and its load, so no number is quoted here: ``python scripts/bench_dqn.py
 --gradients`` times the forward, loss and backward both ways on the machine at hand
 (CartPole's [64, 64] network with batch 32, and [256, 256] with batch 64). The gradients are
-the same numbers up to rounding: ``tests/unit/test_dqn.py`` checks them against autograd for
+the same numbers up to rounding: ``tests/unit/dqn/test_dqn.py`` checks them against autograd for
 every supported combination.
 
 Covered: the ``q`` head, plain or dueling, Huber or squared loss, activations whose

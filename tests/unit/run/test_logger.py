@@ -177,7 +177,8 @@ def _plugin_values(run_dir: Path, plugin: str) -> dict[str, object]:
 
 def test_hparams_of_a_lone_run_are_typed_by_value_with_the_session_values(tmp_path):
     # A run outside a comparison writes its own experiment: one column per value, typed by
-    # it, its value the column's domain (a comparison's domain: tests/unit/test_dashboards.py).
+    # it, its value the column's domain (a comparison's domain:
+    # tests/unit/compare/test_dashboards.py).
     from tensorboard.plugins.hparams import api_pb2, metadata
 
     logger = RunLogger(tmp_path)
