@@ -29,3 +29,15 @@ def test_no_test_folder_is_named_like_a_package() -> None:
         if path.is_dir() and path.name in PACKAGES
     ]
     assert clashes == []
+
+
+def test_every_file_readme_names_exists() -> None:
+    """README cites the tests, scripts and configs behind its claims; each must exist."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(
+        re.findall(r"\b(?:tests|scripts|configs|rlsoft|agents)/[\w/]+\.(?:py|yaml)", readme)
+    )
+    assert named, "README names no file at all?"
+    assert sorted(p for p in named if not (ROOT / p).is_file()) == []
