@@ -37,7 +37,9 @@ import time
 from pathlib import Path
 
 import agents  # noqa: F401 - registers the tabular agents for validation
-from rlsoft.compare.grid import hparams_domain, plan_comparison, run_grid
+from rlsoft.compare.dashboards import hparams_domain
+from rlsoft.compare.plan import plan_comparison
+from rlsoft.compare.runners import run_grid
 
 EFFICIENCY_GOAL = 0.85
 OVERHEAD_GOAL_S = 1.0

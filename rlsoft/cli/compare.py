@@ -82,8 +82,10 @@ def _cores() -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rlsoft.compare.grid import RAY_MISSING, GridInterrupted, load_comparison, run_comparison
+    from rlsoft.compare.grid import GridInterrupted, run_comparison
+    from rlsoft.compare.plan import load_comparison
     from rlsoft.compare.report import print_tables, report
+    from rlsoft.compare.runners import RAY_MISSING
     from rlsoft.errors import RlsoftError
     from rlsoft.run.experiment import prepare_logdir
     from rlsoft.run.progress import progress_enabled

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rlsoft.compare.analysis import ALL_ENVS
+
 if TYPE_CHECKING:
-    from rlsoft.compare.report import Analysis
+    from rlsoft.compare.analysis import Analysis
 
 __all__ = ["final_scores_figure", "learning_curves_figure", "slug", "write_plots"]
 
@@ -123,8 +125,6 @@ def final_scores_figure(analysis: Analysis, block: str):
     column per statistic (mean, median, IQM), one line per variant (point and CI)."""
     from matplotlib.figure import Figure
 
-    from rlsoft.compare.report import ALL_ENVS
-
     colours = _colours(analysis)
     variants = [v for v in analysis.variants if analysis.result(block, v) is not None]
     metrics = {
@@ -167,8 +167,6 @@ def write_plots(analysis: Analysis, logdir: Path) -> list[Path]:
     """``learning_curves_<env>.png`` per environment and ``final_scores_<env>.png`` per
     environment (plus ``final_scores_all_envs.png`` when some variant ran in every
     environment and so is pooled over them); returns the paths."""
-    from rlsoft.compare.report import ALL_ENVS
-
     written = []
     for env in analysis.envs:
         path = Path(logdir) / f"learning_curves_{slug(env)}.png"

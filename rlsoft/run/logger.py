@@ -154,7 +154,7 @@ class RunLogger:
         The dashboard reads metric values from the scalars logged under the metric tags.
 
         :param domain: the HParams experiment of a group of runs (a comparison, see
-            :func:`rlsoft.compare.grid.hparams_domain`): its ``trials`` map each run dir
+            :func:`rlsoft.compare.dashboards.hparams_domain`): its ``trials`` map each run dir
             (:func:`trial_key`) to the trial's ``group`` (its trial ID) and ``hparams`` (one
             value for every column of the experiment, so every trial has the same set). The
             group writes that experiment once, in a run of its own; a run of the group writes

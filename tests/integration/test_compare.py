@@ -21,15 +21,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import agents  # noqa: F401 - registers q_learning for plan validation
 from rlsoft.cli import main
-from rlsoft.compare.grid import (
-    RAY_MISSING,
-    GridProgress,
-    RunOutcome,
-    load_comparison,
-    plan_comparison,
-    run_grid,
-    run_one,
-)
+from rlsoft.compare.grid import GridProgress
+from rlsoft.compare.plan import load_comparison, plan_comparison
+from rlsoft.compare.runners import RAY_MISSING, RunOutcome, run_grid, run_one
 from rlsoft.errors import ConfigError, RlsoftError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -513,13 +507,8 @@ def test_variants_with_fewer_than_three_runs_are_marked_everywhere(tmp_path):
     import numpy as np
     from rich.console import Console
 
-    from rlsoft.compare.report import (
-        RunRecord,
-        analyse,
-        print_tables,
-        summary_csv,
-        summary_markdown,
-    )
+    from rlsoft.compare.analysis import RunRecord, analyse
+    from rlsoft.compare.report import print_tables, summary_csv, summary_markdown
 
     def run(variant, seed, final):
         steps, returns = np.array([0, 100]), np.array([-10.0, final])

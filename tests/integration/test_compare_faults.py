@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 import agents  # noqa: F401 - registers q_learning for plan validation
-from rlsoft.compare.grid import plan_comparison, run_comparison, run_grid
+from rlsoft.compare.grid import run_comparison
+from rlsoft.compare.plan import plan_comparison
+from rlsoft.compare.runners import run_grid
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 

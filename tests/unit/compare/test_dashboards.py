@@ -14,18 +14,17 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from torch.utils.tensorboard import SummaryWriter
 
 import agents  # noqa: F401 - registers the agents for plan validation
-from rlsoft.compare.grid import (
+from rlsoft.compare.dashboards import (
     EVAL_METRICS,
     MIRRORED_TAGS,
     add_finished_run,
     dashboard_layout,
     hparam_values,
     hparams_domain,
-    load_comparison,
     mirror_curves,
-    plan_comparison,
     write_dashboards,
 )
+from rlsoft.compare.plan import load_comparison, plan_comparison
 from rlsoft.run.logger import RunLogger, experiment_summary, trial_key
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"

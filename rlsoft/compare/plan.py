@@ -1,0 +1,416 @@
+"""Planning a comparison: one config, a grid of ordinary runs, every one validated first.
+
+A comparison config names a base experiment, named *variants* (each a set of dotted-key
+overrides of the base, as ``--set`` takes them, or another experiment file), a number of seeds
+and optionally several environments::
+
+    name: compare_taxi_exploration
+    base: {env: {id: Taxi-v4}, agent: {type: q_learning}, train: {total_steps: 100000}}
+    seeds: 10                        # seeds 0..9, or a list such as [0, 3, 7]
+    variants:
+      eps_const: {exploration.policy: epsilon_greedy, exploration.epsilon: 0.1}
+      boltzmann: {exploration.policy: boltzmann, exploration.temperature: 1.0}
+
+Every (env, variant, seed) becomes an ordinary run dir ``<logdir>/<env>/<variant>/seed_<k>``
+(``rlsoft train --resume``, ``rlsoft eval`` and TensorBoard treat it like any other run). A run
+is *done* when its ``summary.json`` exists — the trainer writes it atomically as its very last
+act — so re-running a comparison skips done runs and redoes the others from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from rlsoft.errors import ConfigError, RlsoftError
+from rlsoft.run.config import (
+    StrictModel,
+    _describe_error,
+    apply_overrides,
+    check_path_name,
+    load_config_dict,
+    parse_override,
+    parse_yaml,
+    validate_config,
+)
+from rlsoft.run.logger import flatten
+from rlsoft.run.trainer import CONFIG_FILE, SUMMARY_FILE
+
+__all__ = [
+    "CompareConfig",
+    "Comparison",
+    "RunSpec",
+    "check_finished",
+    "env_dirname",
+    "load_comparison",
+    "plan_comparison",
+]
+
+_MANAGED_KEYS = ("name", "seed", "logdir", "run_name")
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_CADENCE_KEYS = ("train.checkpoint_every", "train.keep_checkpoints")
+"""Config keys that change when checkpoints are written, never what a run learns."""
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison config
+# --------------------------------------------------------------------------------------------
+
+
+class CompareConfig(StrictModel):
+    """A comparison: what ``rlsoft compare CONFIG`` runs."""
+
+    name: str | None = None
+    """Name of the comparison (default: the file's stem); titles of tables and plots."""
+    base: str | dict[str, Any] | None = None
+    """The experiment every variant starts from: a config file (relative to this file, else to
+    the working directory) or an inline experiment mapping."""
+    variants: dict[str, str | dict[str, Any]]
+    """``name → overrides`` (dotted keys as for ``--set``, e.g. ``exploration.policy:
+    boltzmann``) or ``name → experiment file`` used instead of ``base``."""
+    seeds: int | list[int] = 5
+    """How many seeds (``N`` → seeds 0..N−1) or the list of seeds."""
+    envs: list[str] | None = None
+    """Environment ids to run every variant on (default: the base's ``env.id``)."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Dotted-key overrides applied to every variant before its own."""
+    logdir: str | None = None
+    """Where the run dirs go (default ``runs/<name>``)."""
+    checkpoints_per_run: int = Field(10, ge=0)
+    """Periodic checkpoints of every run: one every ``⌈train.total_steps / N⌉`` steps (or more
+    often where the run's own ``train.checkpoint_every`` says so). A run whose worker dies is
+    retried from its newest checkpoint, so it loses at most ``1/N`` of its budget. 0: only the
+    final checkpoint (a retried run starts over)."""
+
+    @field_validator("name")
+    @classmethod
+    def _directory_name(cls, value: str | None) -> str | None:
+        # the default logdir is runs/<name>: the name must not lead out of runs/
+        return None if value is None else check_path_name(value, "comparison name")
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("name at least one variant")
+        for name in value:
+            if not _VARIANT_NAME.match(name):
+                raise ValueError(
+                    f"variant name {name!r} must start with a letter or digit and contain only "
+                    "letters, digits and _ . + - (it names a directory)"
+                )
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"seeds must be at least 1, got {value}")
+        else:
+            if not value:
+                raise ValueError("seeds must not be an empty list")
+            if any(s < 0 for s in value) or len(set(value)) != len(value):
+                raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
+        return value
+
+    @field_validator("envs")
+    @classmethod
+    def _envs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"envs must be a non-empty list of distinct env ids, got {value}")
+        return value
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid: its place and its full, validated experiment config."""
+
+    env: str
+    variant: str
+    seed: int
+    config: dict[str, Any]
+    """The experiment config as ``ExperimentConfig.to_dict()`` (JSON types, picklable)."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config["logdir"]) / self.config["run_name"]
+
+    @property
+    def label(self) -> str:
+        return f"{env_dirname(self.env)}/{self.variant}/seed_{self.seed}"
+
+    def is_done(self) -> bool:
+        return (self.run_dir / SUMMARY_FILE).is_file()
+
+
+@dataclass
+class Comparison:
+    """A planned comparison: every run, validated, in submission order."""
+
+    name: str
+    logdir: Path
+    variants: list[str]
+    envs: list[str]
+    seeds: list[int]
+    runs: list[RunSpec]
+    definition: dict[str, Any] = field(default_factory=dict)
+
+
+def env_dirname(env_id: str) -> str:
+    """Directory name of an env id (``/`` and other unsafe characters become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", env_id)
+
+
+def _resolve_file(name: str, base_dir: Path, source: str, field_name: str) -> Path:
+    for candidate in (base_dir / name, Path(name)):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"{source}: {field_name} names {name!r}, which is neither a file next to the comparison "
+        f"({base_dir / name}) nor relative to the working directory"
+    )
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """``data[a][b][c] = value`` for ``key = "a.b.c"``, creating sections as needed (the
+    semantics of ``--set``, with the value already parsed)."""
+    parts = str(key).split(".")
+    if not all(parts):
+        raise ConfigError(f"{where}: {key!r} is not a dotted config key such as exploration.policy")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{where}: {key!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _check_managed(keys: Sequence[str], where: str, envs: bool) -> None:
+    for key in keys:
+        top = str(key).split(".")[0]
+        if top in _MANAGED_KEYS:
+            raise ConfigError(
+                f"{where} sets {key!r}, which the comparison sets for every run itself "
+                "(use seeds:, logdir: or the variant name instead)"
+            )
+        if envs and str(key) in ("env.id", "env"):
+            raise ConfigError(f"{where} sets {key!r}, but the comparison's envs: list sets it")
+
+
+def plan_comparison(
+    data: Mapping[str, Any],
+    *,
+    source: str = "comparison",
+    base_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+    seeds: int | None = None,
+    logdir: str | Path | None = None,
+) -> Comparison:
+    """Validate a comparison and every one of its run configs (before anything runs).
+
+    :param data: the comparison config as a mapping (see :class:`CompareConfig`).
+    :param source: names the comparison in error messages (its file path).
+    :param base_dir: directory that relative config files are resolved against.
+    :param overrides: ``key.path=value`` strings applied to every run last (``--set``).
+    :param seeds: replaces the config's ``seeds`` (a number of seeds).
+    :param logdir: replaces the config's ``logdir``.
+    :raises ConfigError: one sentence naming the comparison, the variant and the bad field.
+    """
+    config = _validate(data, source)
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    seed_list = list(range(seeds)) if seeds is not None else config.seed_list()
+    name = config.name or "comparison"
+    root = Path(logdir or config.logdir or Path("runs") / name).resolve()
+    several_envs = bool(config.envs)
+    _check_managed(list(config.overrides), f"{source}: overrides", several_envs)
+    _check_managed([".".join(parse_override(o)[0]) for o in overrides], "--set", several_envs)
+    base = _experiment_base(config.base, Path(base_dir or "."), source)
+
+    resolved: dict[tuple[str, str], dict[str, Any]] = {}
+    for variant, spec in config.variants.items():
+        experiment = _variant_experiment(
+            config, variant, spec, base, Path(base_dir or "."), source, overrides
+        )
+        for env_id in config.envs or [_env_id(experiment)]:
+            resolved[(env_id, variant)] = _placed(experiment, env_id, variant, root, several_envs)
+    runs: list[RunSpec] = []
+    for seed in seed_list:  # seed-major order: partial results cover every variant early
+        for (env_id, variant), experiment in resolved.items():
+            data_run = {**copy.deepcopy(experiment), "seed": seed, "run_name": f"seed_{seed}"}
+            where = f"{source}: variant {variant!r}" + (f" on {env_id}" if several_envs else "")
+            validated = validate_config(data_run, source=where).to_dict()
+            _set_cadence(validated, config.checkpoints_per_run)
+            runs.append(RunSpec(env_id, variant, seed, validated))
+    definition = {**config.model_dump(mode="json"), "name": name}
+    return Comparison(
+        name=name,
+        logdir=root,
+        variants=list(config.variants),
+        envs=list(dict.fromkeys(env for env, _ in resolved)),
+        seeds=seed_list,
+        runs=runs,
+        definition=definition,
+    )
+
+
+def _validate(data: Mapping[str, Any], source: str) -> CompareConfig:
+    try:
+        return CompareConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        message = _describe_error(exc, CompareConfig)
+        raise ConfigError(f"{source}: {message.replace('config ', 'comparison ', 1)}") from None
+
+
+def _variant_experiment(
+    config: CompareConfig,
+    variant: str,
+    spec: str | dict[str, Any],
+    base: dict[str, Any] | None,
+    base_dir: Path,
+    source: str,
+    cli_overrides: Sequence[str],
+) -> dict[str, Any]:
+    """The variant's experiment mapping: its file, or the base with its overrides; then the
+    comparison's common overrides and the command line's ``--set`` values."""
+    where = f"{source}: variant {variant!r}"
+    if isinstance(spec, str):
+        data = load_config_dict(_resolve_file(spec, base_dir, source, f"variant {variant!r}"))
+        spec = {}
+    elif base is None:
+        raise ConfigError(
+            f"{source}: comparison field 'base' is required unless every variant names an "
+            "experiment file"
+        )
+    else:
+        data = copy.deepcopy(base)
+        _check_managed(list(spec), where, bool(config.envs))
+    for key, value in config.overrides.items():
+        _set_dotted(data, key, value, f"{source}: overrides")
+    for key, value in spec.items():
+        _set_dotted(data, key, value, where)
+    return apply_overrides(data, list(cli_overrides))
+
+
+def _placed(
+    experiment: dict[str, Any], env_id: str, variant: str, root: Path, set_env: bool
+) -> dict[str, Any]:
+    """The experiment as one cell of the grid: its env, its name (the variant, which the
+    HParams dashboard shows), its run dir parent, and no per-run progress bar."""
+    data = copy.deepcopy(experiment)
+    if set_env:
+        env = data.get("env")
+        data["env"] = {**(env if isinstance(env, dict) else {}), "id": env_id}
+    data["name"] = variant
+    data["logdir"] = str(root / env_dirname(env_id) / variant)
+    train = data.setdefault("train", {})
+    if isinstance(train, dict):
+        train["progress"] = "off"
+    return data
+
+
+def _set_cadence(config: dict[str, Any], per_run: int) -> None:
+    """``train.checkpoint_every`` of a validated run config: ``⌈total_steps / per_run⌉``,
+    unless the run already checkpoints at least that often."""
+    if per_run <= 0:
+        return
+    train = config["train"]
+    every = max(1, math.ceil(train["total_steps"] / per_run))
+    if not 0 < train["checkpoint_every"] <= every:
+        train["checkpoint_every"] = every
+
+
+def _experiment_base(base: str | dict[str, Any] | None, base_dir: Path, source: str) -> dict | None:
+    if base is None:
+        return None
+    if isinstance(base, str):
+        return load_config_dict(_resolve_file(base, base_dir, source, "base"))
+    return copy.deepcopy(base)
+
+
+def _env_id(data: dict[str, Any]) -> str:
+    env = data.get("env")
+    if isinstance(env, dict) and isinstance(env.get("id"), str):
+        return env["id"]
+    from rlsoft.run.config import EnvConfig
+
+    return EnvConfig.model_fields["id"].default
+
+
+def load_comparison(
+    path: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    seeds: int | None = None,
+    logdir: str | Path | None = None,
+) -> Comparison:
+    """Read a comparison file and plan it (see :func:`plan_comparison`)."""
+    path = Path(path)
+    data = load_config_dict(
+        path, kind="comparison file", example="configs/compare_taxi_exploration.yaml"
+    )
+    return plan_comparison(
+        data,
+        source=str(path),
+        base_dir=path.parent,
+        overrides=overrides,
+        seeds=seeds,
+        logdir=logdir,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Finished runs in the logdir: made with the same config?
+# --------------------------------------------------------------------------------------------
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return flatten({k: v for k, v in config.items() if k not in ("logdir", "run_name")})
+
+
+def check_finished(spec: RunSpec) -> None:
+    """A finished run dir must have been made with the same config; otherwise skipping it
+    would silently mix two experiments. Its ``config.yaml`` is validated by today's models
+    first, so fields added since then take their defaults on both sides."""
+    path = spec.run_dir / CONFIG_FILE
+    try:
+        old = validate_config(parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
+    except (OSError, RlsoftError) as exc:
+        raise RlsoftError(
+            f"finished run dir {str(spec.run_dir)!r} has no valid {CONFIG_FILE} ({exc}); use "
+            "another logdir (--logdir) or delete that run dir"
+        ) from None
+    difference = _config_difference(old.to_dict(), spec.config)
+    if difference is not None:
+        key, then, now = difference
+        raise RlsoftError(
+            f"finished run dir {str(spec.run_dir)!r} was made with a different config "
+            f"({key} is {then!r} there and {now!r} now); use "
+            "another logdir (--logdir) or delete that run dir"
+        )
+
+
+def _config_difference(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[str, Any, Any] | None:
+    """The first key (with both values) where two run configs differ in what the run learns;
+    the checkpoint cadence does not count (it only decides what a crash costs)."""
+    old_flat, new_flat = _comparable(old), _comparable(new)
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if key not in _CADENCE_KEYS and old_flat.get(key) != new_flat.get(key):
+            return key, old_flat.get(key), new_flat.get(key)
+    return None
