@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import reference_gen  # noqa: E402  (found through the path set just above)
+import reference_gen  # found through the path set just above
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:

@@ -91,7 +91,7 @@ def test_a_field_without_a_description_fails_the_generator(gen):
         """Has one."""
         bare: int = 2
 
-    with pytest.raises(gen.UndocumentedFieldError, match="Undocumented.bare"):
+    with pytest.raises(gen.UndocumentedFieldError, match=r"Undocumented\.bare"):
         gen.model_table(Undocumented)
 
 
