@@ -26,7 +26,7 @@ from pydantic_core import PydanticUndefined
 CONFIG_MARKER = "<!-- rlsoft:config-reference -->"
 CLI_MARKER = "<!-- rlsoft:cli-reference -->"
 
-HELP_WIDTH = "100"
+HELP_WIDTH = "80"
 """Columns argparse wraps the help at, so the page does not depend on the building terminal."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -102,3 +104,16 @@ def test_cli_reference_has_every_subcommand_help(gen):
         assert f"## `rlsoft {name}`" in text
         assert f"usage: rlsoft {name}" in text
     assert "--resume RUN_DIR" in text
+
+
+def test_getting_started_runs_readmes_quickstart_commands():
+    # the commands CI runs character for character, read from README.md by CI's own script
+    root = GENERATOR.parents[1]
+    script = root / ".ci" / "readme_commands.py"
+    commands = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, cwd=root
+    ).stdout.splitlines()
+    page = (root / "docs" / "pages" / "index.md").read_text(encoding="utf-8")
+    assert len(commands) == 2
+    for command in commands:
+        assert f"```bash\n{command}\n```" in page
