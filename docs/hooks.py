@@ -2,7 +2,8 @@
 
 A page holding ``<!-- rlsoft:config-reference -->`` gets every config model's table and one
 holding ``<!-- rlsoft:cli-reference -->`` every subcommand's ``--help``, both rendered from the
-code at build time by ``docs/reference_gen.py``.
+code at build time by ``docs/reference_gen.py``; ``<!-- rlsoft:readme-section TITLE -->``
+becomes README's ``## TITLE`` section.
 
 The docstrings are Sphinx-flavoured reStructuredText; mkdocstrings renders their fields
 (``:param:``, ``:returns:``, ``:raises:``) but leaves inline roles (``:class:`X```) and
@@ -27,7 +28,7 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         markdown = markdown.replace(reference_gen.CONFIG_MARKER, reference_gen.config_reference())
     if reference_gen.CLI_MARKER in markdown:
         markdown = markdown.replace(reference_gen.CLI_MARKER, reference_gen.cli_reference())
-    return markdown
+    return reference_gen.fill_readme_sections(markdown)
 
 
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj):<code>~?([^<]*)</code>")

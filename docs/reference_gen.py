@@ -17,6 +17,7 @@ import re
 import types
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
@@ -25,6 +26,8 @@ from pydantic_core import PydanticUndefined
 
 CONFIG_MARKER = "<!-- rlsoft:config-reference -->"
 CLI_MARKER = "<!-- rlsoft:cli-reference -->"
+README_SECTION = re.compile(r"<!-- rlsoft:readme-section (.+?) -->")
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 HELP_WIDTH = "80"
 """Columns argparse wraps the help at, so the page does not depend on the building terminal."""
@@ -245,3 +248,25 @@ def cli_reference() -> str:
     for name in subcommands(top):
         parts += [f"## `rlsoft {name}`", "", "```text", _help([name]).rstrip(), "```", ""]
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections shared with README.md
+# --------------------------------------------------------------------------------------------
+
+
+def readme_section(title: str, readme: Path = README) -> str:
+    """The body of README's ``## TITLE`` section (up to the next ``## ``), so a page and README
+    say the same thing from one source."""
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    try:
+        start = lines.index(f"## {title}") + 1
+    except ValueError:
+        raise ValueError(f"README.md has no section '## {title}'") from None
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[start:end]).strip() + "\n"
+
+
+def fill_readme_sections(markdown: str, readme: Path = README) -> str:
+    """``markdown`` with each ``<!-- rlsoft:readme-section TITLE -->`` replaced by that section."""
+    return README_SECTION.sub(lambda m: readme_section(m[1], readme), markdown)

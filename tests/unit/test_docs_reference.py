@@ -117,3 +117,14 @@ def test_getting_started_runs_readmes_quickstart_commands():
     assert len(commands) == 2
     for command in commands:
         assert f"```bash\n{command}\n```" in page
+
+
+def test_readme_sections_are_cut_at_the_next_heading(gen, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## A\n\nbody a\n### sub\nmore\n## B\n\nbody b\n", encoding="utf-8")
+    assert gen.readme_section("A", readme) == "body a\n### sub\nmore\n"
+    assert gen.readme_section("B", readme) == "body b\n"
+    with pytest.raises(ValueError, match="no section '## C'"):
+        gen.readme_section("C", readme)
+    page = gen.fill_readme_sections("# T\n\n<!-- rlsoft:readme-section B -->\n", readme)
+    assert page == "# T\n\nbody b\n\n"
