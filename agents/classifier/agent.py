@@ -80,12 +80,14 @@ class DigitsDatasetConfig(_SplitConfig):
     """scikit-learn's bundled 8×8 handwritten digits (no download), split per class."""
 
     name: Literal["digits"]
+    """Selects this dataset."""
 
 
 class BehaviorCloningDatasetConfig(_SplitConfig):
     """States visited by a trained agent's greedy policy, labelled with its greedy action."""
 
     name: Literal["behavior_cloning"]
+    """Selects this dataset."""
     teacher_run: str
     """Run dir of the trained teacher (relative paths start at the working directory)."""
     teacher_config: str | None = None

@@ -201,10 +201,15 @@ class LinearScheduleConfig(StrictModel):
     """``start`` → ``end`` linearly over ``duration`` steps (after ``begin``), then flat."""
 
     type: Literal["linear"]
+    """Selects this schedule."""
     start: float
+    """Value until step ``begin``."""
     end: float
+    """Value from step ``begin + duration`` on."""
     duration: int = Field(gt=0)
+    """Steps over which the value moves from ``start`` to ``end``."""
     begin: int = Field(0, ge=0)
+    """Step at which the value starts to move."""
 
     def build(self) -> Schedule:
         return LinearSchedule(self.start, self.end, self.duration, self.begin)
@@ -214,9 +219,13 @@ class ExponentialScheduleConfig(StrictModel):
     """``end + (start − end)·2^(−t/half_life)``."""
 
     type: Literal["exponential"]
+    """Selects this schedule."""
     start: float
+    """Value at step 0."""
     end: float
+    """Value the schedule decays towards."""
     half_life: float = Field(gt=0)
+    """Steps after which the distance to ``end`` has halved."""
 
     def build(self) -> Schedule:
         return ExponentialSchedule(self.start, self.end, self.half_life)
@@ -241,6 +250,8 @@ class ExplorationConfig(StrictModel):
     """The behaviour policy used while training (evaluation is always greedy)."""
 
     policy: Literal["greedy", "epsilon_greedy", "boltzmann"] = "epsilon_greedy"
+    """``greedy`` (argmax Q), ``epsilon_greedy`` (uniform with probability ε) or ``boltzmann``
+    (samples softmax(Q / τ))."""
     epsilon: NumberOrSchedule = 0.1
     """ε for ``epsilon_greedy``: a number in [0, 1] or a linear/exponential schedule."""
     temperature: NumberOrSchedule = 1.0
@@ -337,14 +348,20 @@ class ExperimentConfig(StrictModel):
     seed: int = Field(0, ge=0)
     """Root seed: env, action space, agent and torch generators all derive from it."""
     logdir: str = "runs"
+    """Directory the run dir is created in (``--logdir`` overrides it)."""
     run_name: str | None = None
     """Run dir name under ``logdir`` (default ``<name>__s<seed>__<time>``)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch agents compute: ``auto`` picks ``cuda`` when a GPU is visible, else ``cpu``;
+    tabular agents always run on the CPU."""
     env: EnvConfig | None = Field(default_factory=EnvConfig)
+    """The environment; ``null`` for supervised agents (the classifier), which read a dataset."""
     agent: dict[str, Any]
     """``type`` names a registered agent; the other keys are validated by its model."""
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
+    """The behaviour policy while training (RL agents)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    """Budget and cadence of logging, evaluation and checkpoints."""
 
     @field_validator("name", "run_name")
     @classmethod
