@@ -1,8 +1,10 @@
 """rlsoft: Q-learning on one numerically stable softmax / log-sum-exp core.
 
-The numerics are re-exported here: ``from rlsoft import softmax, logsumexp``. They are loaded
-on first use (PEP 562), so ``import rlsoft`` and the command line's ``--help`` or a config
-error do not wait for numpy.
+The Python API is re-exported here: ``rlsoft.train``, ``rlsoft.load``, ``rlsoft.evaluate``,
+``rlsoft.compare`` (defined in :mod:`rlsoft.cli.api`, the composition root that imports the
+agents), and so are the numerics: ``from rlsoft import softmax, logsumexp``. All are loaded on
+first use (PEP 562), so ``import rlsoft`` and the command line's ``--help`` or a config error
+do not wait for numpy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rlsoft.cli.api import (
+        CompareResult,
+        EvalResult,
+        Run,
+        TrainedAgent,
+        compare,
+        evaluate,
+        load,
+        resume,
+        train,
+    )
     from rlsoft.numerics.functional import (
         argmax,
         cross_entropy,
@@ -23,6 +36,15 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "CompareResult": "rlsoft.cli.api",
+    "EvalResult": "rlsoft.cli.api",
+    "Run": "rlsoft.cli.api",
+    "TrainedAgent": "rlsoft.cli.api",
+    "compare": "rlsoft.cli.api",
+    "evaluate": "rlsoft.cli.api",
+    "load": "rlsoft.cli.api",
+    "resume": "rlsoft.cli.api",
+    "train": "rlsoft.cli.api",
     "argmax": "rlsoft.numerics.functional",
     "cross_entropy": "rlsoft.numerics.functional",
     "entropy": "rlsoft.numerics.functional",
@@ -33,13 +55,22 @@ _EXPORTS = {
 """Public name → the module that defines it."""
 
 __all__ = [
+    "CompareResult",
+    "EvalResult",
+    "Run",
+    "TrainedAgent",
     "__version__",
     "argmax",
+    "compare",
     "cross_entropy",
     "entropy",
+    "evaluate",
+    "load",
     "log_softmax",
     "logsumexp",
+    "resume",
     "softmax",
+    "train",
 ]
 
 
