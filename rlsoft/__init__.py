@@ -10,6 +10,8 @@ do not wait for numpy.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
         EvalResult,
         Run,
         TrainedAgent,
-        compare,
+        compare,  # at run time the callable entry below, which calls this
         evaluate,
         load,
         resume,
@@ -40,7 +42,6 @@ _EXPORTS = {
     "EvalResult": "rlsoft.cli.api",
     "Run": "rlsoft.cli.api",
     "TrainedAgent": "rlsoft.cli.api",
-    "compare": "rlsoft.cli.api",
     "evaluate": "rlsoft.cli.api",
     "load": "rlsoft.cli.api",
     "resume": "rlsoft.cli.api",
@@ -72,6 +73,46 @@ __all__ = [
     "softmax",
     "train",
 ]
+
+
+class _CompareEntry:
+    """``rlsoft.compare``: calling it runs :func:`rlsoft.cli.api.compare` (a comparison, its
+    summary as data); its attributes are those of the package :mod:`rlsoft.compare` (the grid,
+    the report), so ``rlsoft.compare.report`` and ``import rlsoft.compare.grid as grid`` work.
+
+    A package and a function cannot share one name in a module: importing the subpackage sets
+    ``rlsoft.compare`` to the package (see :class:`_Rlsoft`, which keeps this entry instead).
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module("rlsoft.cli.api").compare(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # no dunder of the package (pickling, copy, inspect)
+            raise AttributeError(name)
+        return getattr(importlib.import_module("rlsoft.compare"), name)
+
+    def __repr__(self) -> str:
+        return "<function rlsoft.compare (and the package rlsoft.compare)>"
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return importlib.import_module("rlsoft.cli.api").compare.__doc__
+
+
+class _Rlsoft(types.ModuleType):
+    """The ``rlsoft`` module, keeping ``rlsoft.compare`` callable when the import system sets
+    the attribute to the subpackage (which stays importable through ``sys.modules``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "compare" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+if not TYPE_CHECKING:
+    compare = _CompareEntry()
+sys.modules[__name__].__class__ = _Rlsoft
 
 
 def __getattr__(name: str) -> Any:

@@ -348,7 +348,7 @@ class TrainedAgent:
 
         if self.observation_space is None:
             return np.asarray(batch, dtype=np.float32)
-        from rlsoft.rl.spaces import observation_encoder
+        from rlsoft.supervised.datasets import observation_encoder
 
         return observation_encoder(self.observation_space)[1](list(batch))
 
