@@ -275,7 +275,7 @@ class ExplorationConfig(StrictModel):
 # --------------------------------------------------------------------------------------------
 
 
-ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.-]*$")
 """``package.module:Name`` (as :data:`rlsoft.rl.envs.factory.ENTRY_POINT`)."""
 
 

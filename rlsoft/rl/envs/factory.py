@@ -21,8 +21,9 @@ from gymnasium.vector import AutoresetMode
 import rlsoft.rl.envs  # noqa: F401  (registers the rlsoft/... environment ids)
 from rlsoft.errors import RlsoftError, shorten
 
-ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-"""``package.module:Attribute`` (the attribute may be dotted: ``module:Outer.Inner``)."""
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.-]*$")
+"""``package.module:Attribute`` (the attribute may be dotted: ``module:Outer.Inner``), or
+Gymnasium's ``module:EnvName-v0`` (a name the module registers when imported)."""
 
 
 class WrapperSpec(Protocol):
@@ -67,8 +68,21 @@ def import_entry_point(path: str, field: str) -> Any:
             "gymnasium.wrappers:FlattenObservation"
         )
     module_name, _, attribute = path.partition(":")
+    module = _import_module(module_name, path, field)
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise RlsoftError(
+                f"{field} {path!r}: module {module_name!r} has no attribute {attribute!r}; check "
+                "the name after the colon"
+            )
+        value = getattr(value, part)
+    return value
+
+
+def _import_module(module_name: str, path: str, field: str) -> Any:
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise RlsoftError(
             f"{field} {path!r} names a module that cannot be found ({exc.name!r}); check the "
@@ -80,15 +94,6 @@ def import_entry_point(path: str, field: str) -> Any:
             f"{field} {path!r}: importing {module_name} failed ({type(exc).__name__}: "
             f"{shorten(reason, 160)}); fix that module"
         ) from None
-    value: Any = module
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            raise RlsoftError(
-                f"{field} {path!r}: module {module_name!r} has no attribute {attribute!r}; check "
-                "the name after the colon"
-            )
-        value = getattr(value, part)
-    return value
 
 
 def resolve_env_id(env_id: str) -> str | GymEnvSpec:
@@ -103,10 +108,12 @@ def resolve_env_id(env_id: str) -> str | GymEnvSpec:
     """
     if not is_entry_point(env_id):
         return env_id
-    creator = import_entry_point(env_id, "env.id")
-    name = env_id.partition(":")[2]
-    if name in gym.registry:  # the import registered it
+    module_name, _, name = env_id.partition(":")
+    if ENTRY_POINT.match(env_id):
+        _import_module(module_name, env_id, "env.id")
+    if name in gym.registry:  # the import registered it: Gymnasium's own convention
         return env_id
+    creator = import_entry_point(env_id, "env.id")
     if isinstance(creator, type) and not issubclass(creator, gym.Env):
         raise RlsoftError(
             f"env.id {env_id!r} names the class {creator.__name__}, which is not a "
