@@ -749,6 +749,10 @@ def compare(
     :param config: a comparison YAML path or a dict shaped like one.
     :param overrides: applied to every run (``{"train.total_steps": 20000}``).
     :param seeds: seeds ``0..seeds-1`` instead of the config's.
+
+    The local workers are processes started with ``spawn``, which import the caller's ``__main__``
+    module again: in a script, call this under ``if __name__ == "__main__":`` (a notebook
+    needs nothing).
     """
     comparison = plan_compare(config, overrides=overrides, seeds=seeds, logdir=logdir)
     return run_compare(
