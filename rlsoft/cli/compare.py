@@ -28,7 +28,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "Then print per-variant mean, median and IQM with 95% stratified bootstrap CIs and the "
         "probability of improvement of every pair (marked † where a variant has fewer than 3 "
         "finished runs), and write summary.csv, summary.md, plots and TensorBoard "
-        "dashboards (HParams, Custom Scalars) into the logdir.",
+        "dashboards (HParams, Custom Scalars) into the logdir. Configs that name an env "
+        "entry point or wrappers (module:Name) import that code; the modules are listed "
+        "before anything runs.",
     )
     p.add_argument("config", help="comparison YAML, e.g. configs/compare_taxi_exploration.yaml")
     p.add_argument(
