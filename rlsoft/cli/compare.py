@@ -14,7 +14,6 @@ from pathlib import Path
 
 EXIT_RUNS_FAILED = 1
 EXIT_INTERRUPTED = 130
-AGENT_MODULES = ("agents",)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +28,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "Then print per-variant mean, median and IQM with 95% stratified bootstrap CIs and the "
         "probability of improvement of every pair (marked † where a variant has fewer than 3 "
         "finished runs), and write summary.csv, summary.md, plots and TensorBoard "
-        "dashboards (HParams, Custom Scalars) into the logdir.",
+        "dashboards (HParams, Custom Scalars) into the logdir. Configs that name an env "
+        "entry point or wrappers (module:Name) import that code; the modules are listed "
+        "before anything runs.",
     )
     p.add_argument("config", help="comparison YAML, e.g. configs/compare_taxi_exploration.yaml")
     p.add_argument(
@@ -82,9 +83,9 @@ def _cores() -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rlsoft.compare.grid import GridInterrupted, run_comparison
-    from rlsoft.compare.plan import load_comparison
-    from rlsoft.compare.report import print_tables, report
+    from rlsoft.cli import api
+    from rlsoft.compare.grid import GridInterrupted
+    from rlsoft.compare.report import print_tables
     from rlsoft.compare.runners import RAY_MISSING
     from rlsoft.errors import RlsoftError
     from rlsoft.run.experiment import prepare_logdir
@@ -99,7 +100,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise RlsoftError("--address names a Ray cluster; use it with --backend ray")
     if args.backend == "ray" and importlib.util.find_spec("ray") is None:
         raise RlsoftError(RAY_MISSING)
-    comparison = load_comparison(
+    comparison = api.plan_compare(
         args.config, overrides=args.overrides, seeds=args.seeds, logdir=args.logdir
     )
     prepare_logdir(comparison.logdir)
@@ -111,6 +112,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else f"{args.workers or _cores()} {args.backend} worker(s)"
         + (" on a local Ray instance" if args.backend == "ray" else "")
     )
+    # Entry points in the configs import code: say which before importing any of it.
+    api.describe_imports(comparison)
     print(
         f"rlsoft compare {comparison.name}: {total} runs ({len(comparison.variants)} variants × "
         f"{len(comparison.seeds)} seeds × {len(comparison.envs)} env(s)), {already} already "
@@ -119,12 +122,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        result = run_comparison(
+        result = api.run_compare(
             comparison,
             backend=args.backend,
             workers=args.workers,
             address=args.address,
-            modules=AGENT_MODULES,
             progress=progress_enabled("auto"),
         )
     except GridInterrupted as exc:
@@ -134,12 +136,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    finished = result.finished_dirs()
-    if finished:
-        analysis, written = report(comparison.logdir, run_dirs=finished)
-        print_tables(analysis)
-        _print_written(written, comparison.logdir)
-        _warn_few_runs(analysis)
+    if result.analysis is not None:
+        print_tables(result.analysis)
+        _print_written(result.written, comparison.logdir)
+        _warn_few_runs(result.analysis)
     if result.failed:
         print(
             f"rlsoft: {len(result.failed)} of {total} runs failed (errors above); the others "

@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from rlsoft import __version__
@@ -102,27 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlsoft.run.config import apply_overrides, load_config
+    from rlsoft.cli import api
 
     if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.resume:
         if args.config:
             raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
-        overrides = apply_overrides({}, args.overrides)
         if args.seed is not None or args.logdir:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
-        from rlsoft.run.experiment import resume_experiment
-
-        result = resume_experiment(Path(args.resume), overrides)
+        result = api.resume(args.resume, overrides=args.overrides)
     else:
         if not args.config:
             raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
-        config = load_config(args.config, args.overrides, seed=args.seed)
+        # progress=None: the config's train.progress (auto: a bar on a terminal) decides.
+        config = api.experiment_config(
+            args.config, overrides=args.overrides, seed=args.seed, progress=None
+        )
         _warn_uneven_budget(config)
-        from rlsoft.run.experiment import run_experiment  # after the config: errors come first
-
-        result = run_experiment(config, logdir=args.logdir)
+        result = api.train(config, logdir=args.logdir, progress=None)
     print(_summary_line(result))
     return 0
 
@@ -158,19 +155,17 @@ def _summary_line(result) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from rlsoft.rl.collector import EnvDriver
-    from rlsoft.rl.evaluation import evaluate_greedy
-    from rlsoft.run.experiment import load_trained
+    from rlsoft.cli import api
 
     if args.episodes < 1:
         raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
     if args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
-    config, driver = load_trained(Path(args.run_dir))
-    try:
-        if not isinstance(driver, EnvDriver):
+    agent = api.load(args.run_dir)
+    with agent:
+        config = agent.config
+        if agent.kind == "classifier":
+            driver = agent.agent
             policy_eval = getattr(driver, "policy_eval", None)
             if policy_eval is not None:  # a behaviour-cloned policy: run --episodes of it
                 driver.policy_eval = dataclasses.replace(
@@ -180,15 +175,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
             return 0
         env = _eval_env(config, args)
-        returns, _ = evaluate_greedy(
-            driver.agent, env, args.episodes, args.seed, render=args.render
-        )
-        env.close()
-    finally:
-        driver.close()
+        try:
+            stats = api.evaluate(agent, env, args.episodes, seed=args.seed, render=args.render)
+        finally:
+            env.close()
     print(
-        f"greedy policy of {args.run_dir}: mean return {np.mean(returns):.2f} ± "
-        f"{np.std(returns):.2f} over {args.episodes} episodes on {config.env.id}"
+        f"greedy policy of {args.run_dir}: mean return {stats.mean_return:.2f} ± "
+        f"{stats.std_return:.2f} over {args.episodes} episodes on {config.env.id}"
     )
     return 0
 

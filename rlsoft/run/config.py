@@ -286,11 +286,40 @@ class ExplorationConfig(StrictModel):
 # --------------------------------------------------------------------------------------------
 
 
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.-]*$")
+"""``package.module:Name`` (as :data:`rlsoft.rl.envs.factory.ENTRY_POINT`)."""
+
+
+class WrapperConfig(StrictModel):
+    """One Gymnasium wrapper, applied as ``Wrapper(env, **kwargs)`` to every environment copy
+    (training and evaluation). Importing it runs code: see :class:`EnvConfig`."""
+
+    path: str
+    """The wrapper's entry point ``module:Name``, e.g. ``gymnasium.wrappers:FlattenObservation``."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments after the env, e.g. ``{k: 4}``."""
+
+    @field_validator("path")
+    @classmethod
+    def _entry_point(cls, value: str) -> str:
+        if not ENTRY_POINT.match(value):
+            raise ValueError(
+                f"wrapper path {shorten(value)} is not an entry point; write it as module:Name, "
+                "e.g. gymnasium.wrappers:FlattenObservation"
+            )
+        return value
+
+
 class EnvConfig(StrictModel):
-    """Which Gymnasium environment to train on and how many copies to step at once."""
+    """Which Gymnasium environment to train on and how many copies to step at once.
+
+    ``id`` and ``wrappers`` may name code by entry point (``module:Name``); the module is
+    imported when the environment is made, so a config naming one is as trusted as a script.
+    """
 
     id: str = "Taxi-v4"
-    """A registered Gymnasium id, e.g. ``Taxi-v4`` or ``CartPole-v1``."""
+    """A registered Gymnasium id (``Taxi-v4``, ``CartPole-v1``) or an entry point
+    ``module:Name`` naming a ``gymnasium.Env`` subclass or a function returning an env."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for ``gymnasium.make`` (e.g. ``is_slippery: false``)."""
     num_envs: int = Field(1, ge=1)
@@ -299,15 +328,21 @@ class EnvConfig(StrictModel):
     """``sync`` steps the copies in this process; ``async`` uses one process each."""
     max_episode_steps: int | None = Field(None, ge=1)
     """Override the registered time limit (truncation)."""
+    wrappers: list[WrapperConfig] = Field(default_factory=list)
+    """Wrappers applied in order (the first is innermost), e.g.
+    ``[{path: gymnasium.wrappers:FlattenObservation}]``."""
 
     @field_validator("id")
     @classmethod
     def _registered(cls, value: str) -> str:
         import gymnasium as gym
 
-        if value not in gym.envs.registry:
+        # An entry point is imported only when the env is made (after `rlsoft compare` has
+        # listed the modules it imports), so only its form is checked here.
+        if value not in gym.envs.registry and not ENTRY_POINT.match(value):
             raise ValueError(
                 f"unknown environment id {shorten(value)}{nearest_hint(value, gym.envs.registry)}"
+                " (or an entry point module:Name)"
             )
         return value
 

@@ -1,15 +1,37 @@
-"""Creating Gymnasium environments from configs, with clear errors for bad ids and spaces."""
+"""Creating Gymnasium environments from configs, with clear errors for bad ids and spaces.
+
+An env config names its environment by a registered id (``CartPole-v1``) or by an entry point
+``module:attribute`` (a ``gymnasium.Env`` subclass or a function returning an env), and may
+list wrappers by entry point with keyword arguments. An entry point **imports code**: a
+config that names one is as trusted as a script.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
+import re
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec as GymEnvSpec
 from gymnasium.vector import AutoresetMode
 
 import rlsoft.rl.envs  # noqa: F401  (registers the rlsoft/... environment ids)
 from rlsoft.errors import RlsoftError, shorten
+
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.-]*$")
+"""``package.module:Attribute`` (the attribute may be dotted: ``module:Outer.Inner``), or
+Gymnasium's ``module:EnvName-v0`` (a name the module registers when imported)."""
+
+
+class WrapperSpec(Protocol):
+    """One wrapper of an env config: ``path`` is ``module:Wrapper``; the wrapper is applied as
+    ``Wrapper(env, **kwargs)``."""
+
+    path: str
+    kwargs: dict[str, Any]
 
 
 class EnvSpec(Protocol):
@@ -21,6 +43,120 @@ class EnvSpec(Protocol):
     max_episode_steps: int | None
     num_envs: int
     vectorization: str
+    wrappers: Sequence[WrapperSpec]
+
+
+def is_entry_point(env_id: str) -> bool:
+    """Whether ``env_id`` is a ``module:attribute`` entry point rather than a registered id."""
+    return ":" in env_id and env_id not in gym.registry
+
+
+def entry_point_modules(config: EnvSpec) -> list[str]:
+    """The modules an env config imports: its entry-point id's and its wrappers' (in order,
+    without repeats). Registered ids import nothing new and are not listed."""
+    paths = [config.id] if is_entry_point(config.id) else []
+    paths += [w.path for w in config.wrappers]
+    return list(dict.fromkeys(p.partition(":")[0] for p in paths))
+
+
+def import_entry_point(path: str, field: str) -> Any:
+    """The object ``module:attribute`` names, imported; a missing module or attribute, or a
+    module that fails to import, is one sentence naming the config field ``field``."""
+    if not ENTRY_POINT.match(path):
+        raise RlsoftError(
+            f"{field} {shorten(path)!r} is not an entry point; write it as module:Name, e.g. "
+            "gymnasium.wrappers:FlattenObservation"
+        )
+    module_name, _, attribute = path.partition(":")
+    module = _import_module(module_name, path, field)
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise RlsoftError(
+                f"{field} {path!r}: module {module_name!r} has no attribute {attribute!r}; check "
+                "the name after the colon"
+            )
+        value = getattr(value, part)
+    return value
+
+
+def _import_module(module_name: str, path: str, field: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise RlsoftError(
+            f"{field} {path!r} names a module that cannot be found ({exc.name!r}); check the "
+            "module path and that its package is installed or on PYTHONPATH"
+        ) from None
+    except Exception as exc:  # the module's own code failed: say how, in one line
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RlsoftError(
+            f"{field} {path!r}: importing {module_name} failed ({type(exc).__name__}: "
+            f"{shorten(reason, 160)}); fix that module"
+        ) from None
+
+
+def resolve_env_id(env_id: str) -> str | GymEnvSpec:
+    """What ``gymnasium.make`` / ``make_vec`` get for an env config's ``id``.
+
+    A registered id stays a string. ``module:Name`` where importing ``module`` registers
+    ``Name`` (Gymnasium's own convention) stays a string too. Otherwise ``module:Name`` must
+    be a ``gymnasium.Env`` subclass or a callable returning an env; it becomes an unregistered
+    :class:`gymnasium.envs.registration.EnvSpec` with that entry point, so ``make`` adds the
+    same wrappers (order enforcing, the env checker, a time limit when asked) as for a
+    registered id.
+    """
+    if not is_entry_point(env_id):
+        return env_id
+    module_name, _, name = env_id.partition(":")
+    if ENTRY_POINT.match(env_id):
+        _import_module(module_name, env_id, "env.id")
+    if name in gym.registry:  # the import registered it: Gymnasium's own convention
+        return env_id
+    creator = import_entry_point(env_id, "env.id")
+    if isinstance(creator, type) and not issubclass(creator, gym.Env):
+        raise RlsoftError(
+            f"env.id {env_id!r} names the class {creator.__name__}, which is not a "
+            "gymnasium.Env subclass; name an environment class or a function that returns one"
+        )
+    if not callable(creator):
+        raise RlsoftError(
+            f"env.id {env_id!r} names a {type(creator).__name__}, not an environment class or "
+            "a function that returns one"
+        )
+    return GymEnvSpec(id=name.rsplit(".", 1)[-1], entry_point=creator)
+
+
+def wrapper_factories(config: EnvSpec) -> list[Callable[[gym.Env], gym.Env]]:
+    """``Wrapper(env, **kwargs)`` for each of the config's wrappers, in order (innermost
+    first), each checked to be callable."""
+    factories = []
+    for index, spec in enumerate(config.wrappers):
+        wrapper = import_entry_point(spec.path, f"env.wrappers[{index}].path")
+        if not callable(wrapper):
+            raise RlsoftError(
+                f"env.wrappers[{index}].path {spec.path!r} names a {type(wrapper).__name__}, "
+                "not a wrapper class or function"
+            )
+        factories.append(functools.partial(_apply_wrapper, wrapper, spec.path, dict(spec.kwargs)))
+    return factories
+
+
+def _apply_wrapper(wrapper: Callable[..., Any], path: str, kwargs: dict[str, Any], env: gym.Env):
+    try:
+        wrapped = wrapper(env, **kwargs)
+    except (TypeError, KeyError, ValueError, AssertionError, gym.error.Error) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RlsoftError(
+            f"env wrapper {path!r} rejected its arguments {shorten(kwargs)} "
+            f"({type(exc).__name__}: {shorten(reason, 160)}); check env.wrappers in the config"
+        ) from None
+    if not isinstance(wrapped, gym.Env):
+        raise RlsoftError(
+            f"env wrapper {path!r} returned a {type(wrapped).__name__}, not a gymnasium.Env; "
+            "name a gymnasium.Wrapper subclass"
+        )
+    return wrapped
 
 
 def _make_kwargs(config: EnvSpec, render_mode: str | None) -> dict[str, Any]:
@@ -33,9 +169,19 @@ def _make_kwargs(config: EnvSpec, render_mode: str | None) -> dict[str, Any]:
 
 
 def make_env(config: EnvSpec, render_mode: str | None = None) -> gym.Env:
-    """``gymnasium.make`` with the config's kwargs; failures become one-sentence errors."""
+    """``gymnasium.make`` with the config's kwargs, then its wrappers; failures become
+    one-sentence errors."""
+    env = _make_single(config, resolve_env_id(config.id), render_mode)
+    for wrap in wrapper_factories(config):
+        env = wrap(env)
+    return env
+
+
+def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | None) -> gym.Env:
     try:
-        return gym.make(config.id, **_make_kwargs(config, render_mode))
+        env = gym.make(target, **_make_kwargs(config, render_mode))
+    except RlsoftError:
+        raise
     except gym.error.DependencyNotInstalled as exc:
         raise RlsoftError(
             f"environment {config.id!r} needs an optional dependency ({exc}); for Box2D "
@@ -43,36 +189,44 @@ def make_env(config: EnvSpec, render_mode: str | None = None) -> gym.Env:
         ) from None
     except gym.error.DeprecatedEnv as exc:
         raise RlsoftError(f"environment {config.id!r} is deprecated: {exc}") from None
-    except (TypeError, KeyError, ValueError, gym.error.Error) as exc:
+    except (TypeError, KeyError, ValueError, AssertionError, gym.error.Error) as exc:
         # The environment's constructor refused a keyword or a value in env.kwargs
-        # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError).
+        # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError), or an
+        # entry point made something that is not an environment (the env checker asserts).
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise RlsoftError(
             f"environment {config.id!r} rejected its arguments {shorten(config.kwargs)} "
             f"({type(exc).__name__}: {shorten(reason, 160)}); check env.kwargs in the config"
         ) from None
+    if not isinstance(env.unwrapped, gym.Env):
+        raise RlsoftError(
+            f"env.id {config.id!r} made a {type(env.unwrapped).__name__}, not a gymnasium.Env; "
+            "name an environment class or a function that returns one"
+        )
+    return env
 
 
 def make_vector_env(
     config: EnvSpec, wrap: Callable[[gym.Env], gym.Env] | None = None
 ) -> gym.vector.VectorEnv:
-    """``num_envs`` copies, sync or async, with same-step autoreset.
+    """``num_envs`` copies through ``gymnasium.make_vec``, sync or async, with same-step
+    autoreset and the config's wrappers on each copy.
 
     Same-step autoreset returns the first observation of the next episode together with the
     step that ended the last one, and puts that episode's final observation in
     ``info["final_obs"]``: every returned transition is a real one, so none crosses an episode
     boundary and no step is wasted on a reset.
 
-    :param wrap: applied to each sub-environment (e.g. an episode recorder for exact resume).
+    :param wrap: applied to each sub-environment outside the config's wrappers (e.g. an
+        episode recorder for exact resume); ``make_vec``'s ``wrappers`` wrap every copy.
     """
-    make_env(config).close()  # surfaces bad ids and arguments as clear errors first
-    kwargs = _make_kwargs(config, None)
-    fns = [lambda: _wrapped(gym.make(config.id, **kwargs), wrap) for _ in range(config.num_envs)]
-    vector_cls = (
-        gym.vector.AsyncVectorEnv if config.vectorization == "async" else gym.vector.SyncVectorEnv
+    make_env(config).close()  # surfaces bad ids, arguments and wrappers as clear errors first
+    wrappers = wrapper_factories(config) + ([wrap] if wrap is not None else [])
+    return gym.make_vec(
+        resolve_env_id(config.id),
+        num_envs=config.num_envs,
+        vectorization_mode=config.vectorization,
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        wrappers=wrappers,
+        **_make_kwargs(config, None),
     )
-    return vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def _wrapped(env: gym.Env, wrap: Callable[[gym.Env], gym.Env] | None) -> gym.Env:
-    return env if wrap is None else wrap(env)

@@ -94,14 +94,22 @@ def test_the_torch_free_import_of_the_dqn_package_still_offers_its_agent_class()
 def test_rlsoft_re_exports_load_on_first_use():
     loaded = _fresh(
         "import json, sys, rlsoft\n"
-        "before = 'numpy' in sys.modules\n"
+        "before = 'numpy' in sys.modules or 'rlsoft.cli.api' in sys.modules\n"
         "from rlsoft import softmax, logsumexp\n"
         "import rlsoft.numerics.functional as F\n"
-        "print(json.dumps([before, softmax is F.softmax, logsumexp is F.logsumexp,"
+        "api_before = 'rlsoft.cli.api' in sys.modules or 'agents' in sys.modules\n"
+        "train = rlsoft.train\n"
+        "import rlsoft.cli.api as api\n"
+        "print(json.dumps([before, api_before, softmax is F.softmax, logsumexp is F.logsumexp,"
+        " train is api.train and rlsoft.load is api.load and rlsoft.evaluate is api.evaluate"
+        " and rlsoft.compare.__doc__ == api.compare.__doc__,"
         " rlsoft.__version__, sorted(rlsoft.__all__)]))"
     )
-    before, same_softmax, same_lse, version, exported = loaded
-    assert before is False and same_softmax and same_lse and version == "0.1.0"
+    before, api_before, same_softmax, same_lse, same_api, version, exported = loaded
+    assert before is False and api_before is False
+    assert same_softmax and same_lse and same_api and version == "0.1.0"
     assert exported == sorted(
-        ["__version__", "argmax", "cross_entropy", "entropy", "log_softmax", "logsumexp", "softmax"]
-    )
+        ["__version__", "argmax", "cross_entropy", "entropy", "log_softmax", "logsumexp", "softmax",
+         "CompareResult", "EvalResult", "Run", "TrainedAgent", "compare", "evaluate", "load",
+         "resume", "train"]
+    )  # fmt: skip

@@ -1,0 +1,775 @@
+"""rlsoft's Python API: train, load, evaluate and compare from a script or a notebook.
+
+::
+
+    import rlsoft
+
+    run = rlsoft.train("configs/cartpole_dqn_boltzmann.yaml",
+                       overrides={"train.total_steps": 20000}, seed=1)
+    agent = rlsoft.load(run.run_dir)                    # or any run dir on disk
+    action = agent.predict(obs, deterministic=True)     # greedy
+    q = agent.q_values(obs_batch)
+    stats = rlsoft.evaluate(agent, env="CartPole-v1", episodes=20)
+    result = rlsoft.compare("configs/compare_taxi_exploration.yaml", workers=2)
+
+The command line is a thin layer over these functions (``rlsoft train`` calls :func:`train`,
+``rlsoft eval`` :func:`load`, ``rlsoft compare`` :func:`plan_compare` and
+:func:`run_compare`). The module lives in the CLI package because it is a composition root:
+it imports :mod:`agents`, which registers every agent family, and only ``rlsoft.cli`` may
+(``lint-imports``). ``rlsoft/__init__.py`` re-exports its names lazily, so ``import rlsoft``
+stays fast.
+
+Errors are :class:`rlsoft.errors.RlsoftError` with the same one-sentence messages as the
+command line. Nothing is printed unless asked (``progress=True``), as in Stable-Baselines3;
+a classifier's end-of-training report is the exception (it is the result).
+
+An env config may name code by entry point (``env.id: my_pkg.envs:MyEnv``, ``env.wrappers``):
+loading such a config and training from it imports that module, so a config is as trusted
+as a script.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rlsoft.errors import RlsoftError, shorten
+
+if TYPE_CHECKING:  # annotations only: importing the API stays cheap
+    import gymnasium as gym
+    import numpy as np
+
+    from rlsoft.compare.analysis import Analysis
+    from rlsoft.compare.grid import CompareRun
+    from rlsoft.compare.plan import Comparison
+    from rlsoft.run.config import ExperimentConfig
+
+__all__ = [
+    "CompareResult",
+    "EvalResult",
+    "Run",
+    "TrainedAgent",
+    "compare",
+    "evaluate",
+    "load",
+    "plan_compare",
+    "resume",
+    "run_compare",
+    "train",
+]
+
+AGENT_MODULES = ("agents",)
+"""Imported before anything is built: registers every agent family (composition root)."""
+DEFAULT_EVAL_SEED = 12345
+"""Seed of the first evaluation episode's reset (``rlsoft eval --seed``'s default)."""
+
+
+def _register_agents() -> None:
+    import agents  # noqa: F401 - registers every agent family
+
+
+# --------------------------------------------------------------------------------------------
+# Configs from paths, dicts or models
+# --------------------------------------------------------------------------------------------
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data["a"]["b"] = value`` for ``key = "a.b"``, creating sections on the way."""
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RlsoftError(
+                f"override {key!r}: {part!r} is a value, not a section; override it whole"
+            )
+        node = child
+    node[last] = value
+
+
+def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str]:
+    """``(mutable dict, source label)`` of a config path, mapping or :class:`ExperimentConfig`."""
+    from rlsoft.run.config import ExperimentConfig, load_config_dict
+
+    if isinstance(config, ExperimentConfig):
+        return config.to_dict(), "config"
+    if isinstance(config, Mapping):
+        return copy.deepcopy(dict(config)), "config"
+    if isinstance(config, (str, Path)):
+        return load_config_dict(config), str(config)
+    raise RlsoftError(
+        f"{what} must be a YAML path, a dict or an ExperimentConfig, got a {type(config).__name__}"
+    )
+
+
+def _apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any] | Sequence[str] | None
+) -> dict[str, Any]:
+    """Overrides as ``{"train.total_steps": 20000}`` (values as given) or, as on the command
+    line, ``["train.total_steps=20000"]`` (values parsed as YAML)."""
+    from rlsoft.run.config import apply_overrides
+
+    if overrides is None:
+        return data
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            if not isinstance(key, str) or not key:
+                raise RlsoftError(f"override keys are dotted paths such as 'train.total_steps', "
+                                  f"got {shorten(key)}")  # fmt: skip
+            _set_dotted(data, key, copy.deepcopy(value))
+        return data
+    if isinstance(overrides, str):
+        raise RlsoftError(
+            f"overrides must be a dict such as {{'train.total_steps': 20000}} or a list of "
+            f"'key=value' strings, got the string {shorten(overrides)}"
+        )
+    return apply_overrides(data, list(overrides))
+
+
+def _progress_value(progress: bool | None) -> str | None:
+    return None if progress is None else ("on" if progress else "off")
+
+
+def experiment_config(
+    config: Any,
+    *,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seed: int | None = None,
+    progress: bool | None = False,
+) -> ExperimentConfig:
+    """A validated :class:`ExperimentConfig` from a path, a dict or a config, with
+    ``overrides``, ``seed`` and ``progress`` (``None`` keeps the config's) applied."""
+    from rlsoft.run.config import validate_config
+
+    _register_agents()  # the agent section is validated by its family's model
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
+    data, source = _config_data(config)
+    data = _apply_overrides(data, overrides)
+    if seed is not None:
+        data["seed"] = seed
+    shown = _progress_value(progress)
+    if shown is not None:
+        train_section = data.get("train")
+        if train_section is None:
+            data["train"] = train_section = {}
+        if isinstance(train_section, dict):  # a wrong type is reported by validation
+            train_section["progress"] = shown
+    return validate_config(data, source=source)
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished (or resumed and finished) training run."""
+
+    run_dir: Path
+    """The TensorBoard run dir: event files, ``config.yaml``, checkpoints, ``summary.json``."""
+    steps: int
+    """Environment steps (epochs for a classifier) trained in total."""
+    seconds: float
+    """Wall-clock seconds of this call's training."""
+    final_eval: dict[str, float]
+    """The final evaluation's scalars (``eval/mean_return``, ``eval/accuracy``, …)."""
+    config: ExperimentConfig
+    """The validated config the run was trained with."""
+
+    def load(self) -> TrainedAgent:
+        """:func:`load` of this run's dir."""
+        return load(self.run_dir)
+
+
+def train(
+    config: Any,
+    *,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seed: int | None = None,
+    logdir: str | Path | None = None,
+    progress: bool | None = False,
+) -> Run:
+    """Train a new run and return where it is.
+
+    :param config: a YAML path, a dict shaped like one, or an :class:`ExperimentConfig`.
+    :param overrides: ``{"train.total_steps": 20000}`` (or ``["train.total_steps=20000"]`` as
+        with ``--set``).
+    :param seed: the root seed (overrides the config's).
+    :param logdir: parent of the run dir (default: the config's, ``runs/``).
+    :param progress: ``False`` (default) trains silently, ``True`` draws the progress bar,
+        ``None`` keeps the config's ``train.progress``.
+    :raises RlsoftError: a bad config, override or run dir (nothing is left behind).
+    :raises RunInterrupted: a ``KeyboardInterrupt`` (the notebook's stop button) stopped the
+        run after a checkpoint; ``rlsoft train --resume RUN_DIR`` continues it.
+
+    Safe in a notebook or a thread: signal handlers are installed only in the main thread.
+    """
+    from rlsoft.run.experiment import run_experiment
+
+    validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
+    result = run_experiment(validated, logdir=None if logdir is None else str(logdir))
+    return Run(result.run_dir, result.steps, result.seconds, dict(result.final_eval), validated)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+) -> Run:
+    """Continue ``run_dir`` from its newest checkpoint; ``overrides`` may change only the
+    budget and the cadence of logging, evaluation and checkpoints."""
+    from rlsoft.run.config import apply_overrides
+    from rlsoft.run.experiment import read_run_config, resume_experiment
+
+    _register_agents()
+    nested: dict[str, Any] = {}
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            _set_dotted(nested, str(key), copy.deepcopy(value))
+    elif overrides is not None:
+        nested = apply_overrides({}, list(overrides))
+    result = resume_experiment(Path(run_dir), nested)
+    config = read_run_config(Path(run_dir))
+    return Run(result.run_dir, result.steps, result.seconds, dict(result.final_eval), config)
+
+
+# --------------------------------------------------------------------------------------------
+# load
+# --------------------------------------------------------------------------------------------
+
+
+class TrainedAgent:
+    """A trained run's agent, ready to act: made by :func:`load`.
+
+    For an RL agent (tabular, DQN) :meth:`predict` is the greedy action
+    ``argmax_a Q(s, a)`` (ties broken at random, as in evaluation), or with
+    ``deterministic=False`` an action drawn from the run's exploration (behaviour) policy at
+    the end of training — e.g. Boltzmann ``π(a|s) = softmax(Q(s, ·)/τ)`` with ``τ`` the
+    schedule's value at ``train.total_steps``. :meth:`q_values` are ``Q(s, ·)``.
+
+    For a classifier, observations are feature vectors (or, for a behaviour-cloned policy,
+    the environment's observations): :meth:`predict` is the class ``argmax_k logits_k`` (the
+    cloned action), ``deterministic=False`` draws a class from the calibrated
+    ``softmax(logits/T)`` (``T``: the temperature fitted on the validation split), and
+    :meth:`q_values` returns the **logits** (not action values: they rank the same way).
+
+    One observation gives one action (``q_values``: shape ``(A,)``); a batch (leading axis)
+    gives one per row (``(n, A)``).
+    """
+
+    def __init__(self, run_dir: Path, config: ExperimentConfig, driver: Any) -> None:
+        import numpy as np
+
+        from rlsoft.rl.collector import EnvDriver
+
+        self.run_dir = run_dir
+        self.config = config
+        self._driver = driver
+        self.kind: Literal["rl", "classifier"] = (
+            "rl" if isinstance(driver, EnvDriver) else "classifier"
+        )
+        self._rng = np.random.default_rng(config.seed)
+        self.observation_space: gym.Space | None = None
+        self.action_space: gym.Space | None = None
+        self.env_config = config.env
+        if self.kind == "rl":
+            self.agent = driver.agent
+            self.observation_space, self.action_space = _spaces(config.env)
+        else:
+            self.agent = driver
+            policy_eval = getattr(driver, "policy_eval", None)
+            if policy_eval is not None:  # behaviour cloning: the classifier is a policy
+                self.env_config = policy_eval.env_config
+                self.observation_space = policy_eval.observation_space
+                self.action_space = _spaces(policy_eval.env_config)[1]
+
+    def __repr__(self) -> str:
+        return f"TrainedAgent({self.config.agent_type!r}, run_dir={str(self.run_dir)!r})"
+
+    @property
+    def is_policy(self) -> bool:
+        """Whether the agent acts in an environment (RL, or a behaviour-cloned classifier)."""
+        return self.env_config is not None
+
+    # ------------------------------------------------------------------ batches
+
+    def _single_ndim(self) -> int | None:
+        """Dimensions of one observation, or None when it cannot be told (digits features)."""
+        space = self.observation_space
+        if space is None:
+            return 1  # a classifier of feature vectors: one row is one sample
+        shape = getattr(space, "shape", None)
+        return None if shape is None else len(shape)
+
+    def _as_batch(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``(batch, was_single)`` of ``obs`` (a single observation gets a leading axis)."""
+        import numpy as np
+
+        array = np.asarray(obs)
+        ndim = self._single_ndim()
+        if ndim is None:
+            raise RlsoftError("this agent's observation space has no fixed shape to act on")
+        if array.ndim == ndim:
+            return array[None], True
+        if array.ndim == ndim + 1:
+            return array, False
+        raise RlsoftError(
+            f"observations of shape {array.shape} do not match one observation of "
+            f"{ndim} dimension(s) or a batch of them; pass one observation or a batch with a "
+            "leading axis"
+        )
+
+    # ------------------------------------------------------------------ acting
+
+    def q_values(self, obs: Any) -> np.ndarray:
+        """``Q(s, ·)`` (RL) or the logits (classifier): ``(A,)`` for one observation,
+        ``(n, A)`` for a batch."""
+        import numpy as np
+
+        batch, single = self._as_batch(obs)
+        if self.kind == "rl":
+            values = np.asarray(self.agent.q_values(batch), dtype=np.float64)
+        else:
+            values = self._driver.logits(self._features(batch))
+        return values[0] if single else values
+
+    def _features(self, batch: np.ndarray) -> np.ndarray:
+        """A classifier's input rows: observations encoded as in behaviour cloning."""
+        import numpy as np
+
+        if self.observation_space is None:
+            return np.asarray(batch, dtype=np.float32)
+        from rlsoft.supervised.datasets import observation_encoder
+
+        return observation_encoder(self.observation_space)[1](list(batch))
+
+    def action_probabilities(self, obs: Any) -> np.ndarray:
+        """What ``predict(obs, deterministic=False)`` samples from: the behaviour policy's
+        ``π(·|s)`` at the end of training (RL), or the calibrated ``softmax(logits/T)``."""
+        q = self.q_values(obs)
+        if self.kind == "rl":
+            return self.agent.policy.probs(q, step=self.config.train.total_steps)
+        from rlsoft.numerics.functional import softmax
+
+        return softmax(q, temperature=self._driver.temperature)
+
+    def predict(self, obs: Any, deterministic: bool = True) -> Any:
+        """The action (class) for one observation, or an array of them for a batch.
+
+        :param deterministic: ``True``: greedy, ``argmax`` (ties at random for RL agents, as in
+            evaluation); ``False``: drawn from :meth:`action_probabilities`.
+        """
+        import numpy as np
+
+        batch, single = self._as_batch(obs)
+        if deterministic and self.kind == "rl":
+            actions = np.array([self.agent.act_greedy(o) for o in batch])
+        elif deterministic:
+            actions = np.argmax(self._driver.logits(self._features(batch)), axis=-1)
+        else:
+            probs = np.atleast_2d(self.action_probabilities(batch))
+            cumulative = np.cumsum(probs, axis=-1)
+            u = self._rng.random((len(probs), 1)) * cumulative[:, -1:]
+            actions = np.minimum((cumulative <= u).sum(axis=-1), probs.shape[-1] - 1)
+        return int(actions[0]) if single else actions.astype(np.int64)
+
+    def act_greedy(self, obs: Any) -> int:
+        """``predict(obs, deterministic=True)`` (the interface of evaluation)."""
+        return int(self.predict(obs, deterministic=True))
+
+    def close(self) -> None:
+        """Close the environments the loaded run holds (async workers, if any)."""
+        self._driver.close()
+
+    def __enter__(self) -> TrainedAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _spaces(env_config: Any) -> tuple[gym.Space, gym.Space]:
+    from rlsoft.rl.envs.factory import make_env
+
+    probe = make_env(env_config)
+    try:
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+
+
+def load(run_dir: str | Path) -> TrainedAgent:
+    """The newest checkpoint of ``run_dir`` as a :class:`TrainedAgent`.
+
+    :raises RlsoftError: not a run dir, no checkpoint yet, or a damaged checkpoint (the same
+        sentences as ``rlsoft eval``).
+    """
+    from rlsoft.run.experiment import load_trained
+
+    if not isinstance(run_dir, (str, Path)):
+        raise RlsoftError(f"run_dir must be a path, got a {type(run_dir).__name__}")
+    _register_agents()
+    path = Path(run_dir)
+    config, driver = load_trained(path)
+    try:
+        return TrainedAgent(path, config, driver)
+    except BaseException:
+        driver.close()
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Returns of ``episodes`` episodes; episode ``i`` starts from ``reset(seed=seed + i)``."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def mean_return(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std_return(self) -> float:
+        return float(self.returns.std())
+
+    @property
+    def episodes(self) -> int:
+        return len(self.returns)
+
+
+def make_eval_env(
+    env: Any, default: Any = None, render_mode: str | None = None
+) -> tuple[Any, bool]:
+    """``(environment, owned)`` from a registered id, an entry point ``module:Name``, a
+    factory (called with no arguments), an env instance, or ``None`` (``default``: an env
+    config). ``owned``: made here, so the caller closes it. An id or entry point is made bare
+    (no wrappers): pass a factory or an instance to evaluate with wrappers."""
+    import gymnasium as gym
+
+    from rlsoft.rl.envs.factory import make_env
+
+    if env is None:
+        if default is None:
+            raise RlsoftError("this agent was not trained on an environment; pass env=...")
+        return make_env(default, render_mode=render_mode), True
+    if isinstance(env, str):
+        from pydantic import ValidationError
+
+        from rlsoft.run.config import EnvConfig
+
+        try:
+            config = EnvConfig(id=env)
+        except ValidationError as exc:
+            raise RlsoftError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        return make_env(config, render_mode=render_mode), True
+    if isinstance(env, gym.Env):
+        return env, False
+    if callable(env):
+        made = env()
+        if not isinstance(made, gym.Env):
+            raise RlsoftError(
+                f"env factory {getattr(env, '__name__', type(env).__name__)} returned a "
+                f"{type(made).__name__}, not a gymnasium.Env"
+            )
+        return made, True
+    raise RlsoftError(
+        f"env must be an environment id, an entry point 'module:Name', a function returning an "
+        f"env or a gymnasium.Env, got a {type(env).__name__}"
+    )
+
+
+def evaluate(
+    agent: TrainedAgent,
+    env: Any = None,
+    episodes: int = 20,
+    *,
+    seed: int = DEFAULT_EVAL_SEED,
+    deterministic: bool = True,
+    render: bool = False,
+) -> EvalResult:
+    """Run ``episodes`` episodes of ``agent`` and return their returns and lengths.
+
+    :param env: a registered id (``"CartPole-v1"``), an entry point (``"my_pkg.envs:MyEnv"``),
+        a callable returning an env, an env instance (not closed here), or ``None``: the run's
+        own environment, with its kwargs and wrappers (a behaviour-cloned classifier's is its
+        teacher's).
+    :param deterministic: greedy actions (as ``rlsoft eval``) or the behaviour policy's.
+    :param render: call ``env.render()`` after every step (text renderings are printed).
+    """
+    import numpy as np
+
+    from rlsoft.rl.evaluation import evaluate_greedy
+
+    if not isinstance(agent, TrainedAgent):
+        raise RlsoftError(
+            f"evaluate needs an agent made by rlsoft.load, got a {type(agent).__name__}"
+        )
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise RlsoftError(f"episodes must be at least 1, got {shorten(episodes)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
+    if not agent.is_policy:
+        raise RlsoftError(
+            f"the run {str(agent.run_dir)!r} is a classifier of a data set, not a policy; "
+            "rlsoft eval reports its test accuracy"
+        )
+    made, owned = make_eval_env(env, agent.env_config)
+    try:
+        if (
+            agent.observation_space is not None
+            and made.observation_space != agent.observation_space
+        ):
+            raise RlsoftError(
+                f"the environment's observation space {made.observation_space} differs from the "
+                f"agent's {agent.observation_space}; pass the environment (and wrappers) it was "
+                "trained on"
+            )
+        if agent.action_space is not None and made.action_space != agent.action_space:
+            raise RlsoftError(
+                f"the environment's action space {made.action_space} differs from the agent's "
+                f"{agent.action_space}; pass the environment it was trained on"
+            )
+        actor = agent if deterministic else _Sampler(agent)
+        returns, lengths = evaluate_greedy(actor, made, episodes, seed, render=render)
+    finally:
+        if owned:
+            made.close()
+    return EvalResult(np.asarray(returns), np.asarray(lengths))
+
+
+class _Sampler:
+    """``act_greedy`` that samples the behaviour policy (``evaluate(deterministic=False)``)."""
+
+    def __init__(self, agent: TrainedAgent) -> None:
+        self.agent = agent
+
+    def act_greedy(self, obs: Any) -> int:
+        return int(self.agent.predict(obs, deterministic=False))
+
+
+# --------------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CompareResult:
+    """A comparison's outcome: the summary as data, and where everything was written."""
+
+    logdir: Path
+    rows: list[dict[str, Any]]
+    """One dict per line of ``summary.csv`` (``env``, ``metric``, ``statistic``, ``variant``,
+    ``versus``, ``runs``, ``value``, ``ci_low``, ``ci_high``, ``flag``) with numbers as
+    floats (``nan`` where the file has an empty cell) and ``runs`` as an int (``None`` for
+    the probability-of-improvement rows)."""
+    analysis: Analysis | None
+    """Everything the report computed (``None`` when no run finished)."""
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Labels (``env/variant/seed_k``) of the runs that failed."""
+    run: CompareRun | None = None
+
+    def value(self, variant: str, statistic: str = "iqm", metric: str | None = None,
+              env: str | None = None) -> float:  # fmt: skip
+        """The point estimate of ``statistic`` for ``variant`` (first metric/env by default)."""
+        for row in self.rows:
+            if (row["variant"] == variant and row["statistic"] == statistic
+                    and row["versus"] == "" and (metric is None or row["metric"] == metric)
+                    and (env is None or row["env"] == env)):  # fmt: skip
+                return float(row["value"])
+        raise RlsoftError(f"no {statistic} of variant {variant!r} in the summary")
+
+
+def summary_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    """:func:`rlsoft.compare.report.summary_csv`'s rows as typed dicts (full precision)."""
+    from rlsoft.compare.report import FEW_RUNS_FLAG
+
+    rows: list[dict[str, Any]] = []
+    for result in analysis.results:
+        flag = FEW_RUNS_FLAG if result.few_runs else ""
+        for metric, by_stat in result.metrics.items():
+            for statistic, iv in by_stat.items():
+                rows.append(
+                    {"env": result.env, "metric": metric, "statistic": statistic,
+                     "variant": result.variant, "versus": "", "runs": result.runs,
+                     "value": float(iv.value), "ci_low": float(iv.low),
+                     "ci_high": float(iv.high), "flag": flag}
+                )  # fmt: skip
+    for pair in analysis.pairs:
+        rows.append(
+            {"env": pair.env, "metric": pair.metric, "statistic": "probability_of_improvement",
+             "variant": pair.x, "versus": pair.y, "runs": None, "value": float(pair.poi.value),
+             "ci_low": float(pair.poi.low), "ci_high": float(pair.poi.high),
+             "flag": FEW_RUNS_FLAG if pair.few_runs else ""}
+        )  # fmt: skip
+    return rows
+
+
+def read_summary_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a ``summary.csv`` as written (strings)."""
+    text = Path(path).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def plan_compare(
+    config: Any,
+    *,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seeds: int | None = None,
+    logdir: str | Path | None = None,
+) -> Comparison:
+    """Read and plan a comparison (every run's config validated) without running anything."""
+    from rlsoft.compare.plan import load_comparison, plan_comparison
+
+    _register_agents()
+    if isinstance(overrides, Mapping):
+        texts = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
+    else:
+        texts = list(overrides or [])
+    if isinstance(config, (str, Path)):
+        return load_comparison(config, overrides=texts, seeds=seeds, logdir=logdir)
+    if isinstance(config, Mapping):
+        return plan_comparison(
+            copy.deepcopy(dict(config)), source="comparison", base_dir=Path.cwd(),
+            overrides=texts, seeds=seeds, logdir=logdir,
+        )  # fmt: skip
+    raise RlsoftError(
+        f"a comparison config must be a YAML path or a dict, got a {type(config).__name__}"
+    )
+
+
+def _yaml_scalar(value: Any) -> str:
+    """``value`` as the YAML text of a ``--set`` override (flow style, one line)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("\n...")
+
+
+def comparison_imports(comparison: Comparison) -> list[str]:
+    """The modules a comparison's runs import by entry point (``env.id: module:Name`` and
+    ``env.wrappers``), in order, without repeats."""
+    from rlsoft.rl.envs.factory import entry_point_modules
+    from rlsoft.run.config import EnvConfig
+
+    modules: list[str] = []
+    for spec in comparison.runs:
+        env = spec.config.get("env")
+        if env:
+            modules += entry_point_modules(EnvConfig.model_validate(env))
+    return list(dict.fromkeys(modules))
+
+
+def check_imports(comparison: Comparison) -> None:
+    """Import every entry point of the comparison once here, so a wrong one is one sentence
+    before any run starts (rather than one failure per run)."""
+    from rlsoft.rl.envs.factory import import_entry_point, is_entry_point
+
+    seen: set[str] = set()
+    for spec in comparison.runs:
+        env = spec.config.get("env") or {}
+        paths = [("env.id", env.get("id", ""))] + [
+            (f"env.wrappers[{i}].path", w["path"]) for i, w in enumerate(env.get("wrappers", []))
+        ]
+        for field_name, path in paths:
+            if path not in seen and is_entry_point(path):
+                import_entry_point(path, field_name)
+                seen.add(path)
+
+
+def run_compare(
+    comparison: Comparison,
+    *,
+    workers: int | None = None,
+    backend: Literal["local", "ray"] = "local",
+    address: str | None = None,
+    progress: bool = False,
+) -> CompareResult:
+    """Run a planned comparison (finished runs are skipped), then write and return its report.
+
+    :raises GridInterrupted: Ctrl-C stopped it; run it again to redo the unfinished runs.
+    """
+    from rlsoft.compare.grid import run_comparison
+    from rlsoft.compare.report import report
+    from rlsoft.run.experiment import prepare_logdir
+
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise RlsoftError(
+            f"--workers must be at least 1, got {workers}; leave it out to use every core"
+        )
+    check_imports(comparison)
+    prepare_logdir(comparison.logdir)
+    outcome = run_comparison(
+        comparison,
+        backend=backend,
+        workers=workers,
+        address=address,
+        modules=AGENT_MODULES,
+        progress=progress,
+    )
+    finished = outcome.finished_dirs()
+    analysis, written = report(comparison.logdir, run_dirs=finished) if finished else (None, [])
+    return CompareResult(
+        logdir=comparison.logdir,
+        rows=summary_rows(analysis) if analysis is not None else [],
+        analysis=analysis,
+        written=list(written),
+        failed=[o.label for o in outcome.failed],
+        run=outcome,
+    )
+
+
+def compare(
+    config: Any,
+    *,
+    workers: int | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seeds: int | None = None,
+    logdir: str | Path | None = None,
+    backend: Literal["local", "ray"] = "local",
+    address: str | None = None,
+    progress: bool = False,
+) -> CompareResult:
+    """Run a comparison (as ``rlsoft compare``) and return its summary as data.
+
+    :param config: a comparison YAML path or a dict shaped like one.
+    :param overrides: applied to every run (``{"train.total_steps": 20000}``).
+    :param seeds: seeds ``0..seeds-1`` instead of the config's.
+
+    The local workers are processes started with ``spawn``, which import the caller's ``__main__``
+    module again: in a script, call this under ``if __name__ == "__main__":`` (a notebook
+    needs nothing).
+    """
+    comparison = plan_compare(config, overrides=overrides, seeds=seeds, logdir=logdir)
+    return run_compare(
+        comparison, workers=workers, backend=backend, address=address, progress=progress
+    )
+
+
+def _echo_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def describe_imports(comparison: Comparison, echo: Callable[[str], None] = _echo_stderr) -> None:
+    """One line naming the modules a comparison imports, when it names any (for the CLI)."""
+    modules = comparison_imports(comparison)
+    if modules:
+        echo(
+            f"rlsoft compare {comparison.name}: its configs import code from "
+            f"{', '.join(modules)} (env entry points and wrappers); run only configs you trust"
+        )

@@ -1,0 +1,389 @@
+"""The Python API used the way a notebook uses it: train, load, predict, evaluate, compare.
+
+References are independent of the code under test: Boltzmann sampling is checked with a
+chi-square test against ``softmax(q/τ)`` written here, evaluation against an episode loop
+written here, and ``compare``'s data against the ``summary.csv`` it wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import threading
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+import rlsoft
+from rlsoft.cli.main import main
+from rlsoft.errors import RlsoftError
+
+# --------------------------------------------------------------------------------------------
+# A custom environment and wrapper, named by entry point (f"{__name__}:ChainEnv")
+# --------------------------------------------------------------------------------------------
+
+
+class ChainEnv(gym.Env):
+    """States 0..n-1 in a row; actions left, right, stay; reward 1 on reaching n-1 (the end)."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(self, n: int = 5) -> None:
+        self.n = n
+        self.observation_space = gym.spaces.Discrete(n)
+        self.action_space = gym.spaces.Discrete(3)
+        self.state = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = int(self.np_random.integers(0, 2))  # seeded start: 0 or 1
+        return self.state, {}
+
+    def step(self, action):
+        move = {0: -1, 1: 1, 2: 0}[int(action)]
+        self.state = min(max(self.state + move, 0), self.n - 1)
+        done = self.state == self.n - 1
+        return self.state, float(done), done, False, {}
+
+
+class DoubleReward(gym.RewardWrapper):
+    """Rewards times ``factor`` (a wrapper named in a config, with kwargs)."""
+
+    def __init__(self, env: gym.Env, factor: float = 2.0) -> None:
+        super().__init__(env)
+        self.factor = factor
+
+    def reward(self, reward):
+        return self.factor * reward
+
+
+class NotAnEnv:
+    pass
+
+
+CHAIN = f"{__name__}:ChainEnv"
+TEMPERATURE = 0.2
+
+
+def chain_config(tmp_path, **env):
+    """A tabular Q-learning run on the chain, with a Boltzmann behaviour policy τ = 0.2."""
+    return {
+        "name": "chain",
+        "logdir": str(tmp_path / "runs"),
+        "env": {"id": CHAIN, "kwargs": {"n": 5}, **env},
+        "agent": {"type": "q_learning", "learning_rate": 0.5, "gamma": 0.9},
+        "exploration": {"policy": "boltzmann", "temperature": TEMPERATURE},
+        "train": {"total_steps": 3000, "eval_every": 0, "eval_episodes": 5, "log_every": 500},
+    }
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chain")
+    wrappers = [{"path": "gymnasium.wrappers:TimeLimit", "kwargs": {"max_episode_steps": 30}}]
+    return rlsoft.train(chain_config(tmp, wrappers=wrappers), seed=3)
+
+
+@pytest.fixture(scope="module")
+def dqn_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dqn")
+    return rlsoft.train(
+        "configs/cartpole_dqn_boltzmann.yaml",
+        overrides={
+            "train.total_steps": 600,
+            "train.eval_every": 0,
+            "train.eval_episodes": 2,
+            "train.checkpoint_every": 0,
+            "agent.hidden_sizes": [32],
+            "agent.learning_starts": 200,
+            "agent.batch_size": 32,
+            "device": "cpu",
+        },
+        seed=1,
+        logdir=tmp,
+    )
+
+
+def hand_loop(agent, env, episodes, seed):
+    """Returns of ``episodes`` greedy episodes, episode i reset with ``seed + i``."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.predict(obs))
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    return np.array(returns)
+
+
+# --------------------------------------------------------------------------------------------
+# Tabular: a custom env by entry point, wrappers, predict, sampling
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_tabular_run_on_an_entry_point_env_loads_and_acts(chain_run):
+    assert (chain_run.run_dir / "config.yaml").is_file()
+    assert chain_run.steps == 3000 and chain_run.config.env.id == CHAIN
+    agent = rlsoft.load(chain_run.run_dir)
+    q = agent.q_values(np.arange(5))
+    assert q.shape == (5, 3) and agent.q_values(2).shape == (3,)
+    np.testing.assert_array_equal(agent.q_values(2), q[2])
+    # Right is the best move in every non-terminal state the agent has learnt about.
+    for s in range(4):
+        assert agent.predict(s) == int(np.argmax(q[s])) == 1
+    batch = agent.predict(np.array([0, 1, 2, 3]))
+    assert batch.shape == (4,) and batch.tolist() == [1, 1, 1, 1]
+    # The run's own env (its wrappers: TimeLimit 30) by default; the optimal return is 1.
+    result = rlsoft.evaluate(agent, episodes=4)
+    assert result.returns.tolist() == [1.0] * 4 and result.mean_return == 1.0
+    assert result.lengths.max() <= 4
+
+
+def test_deterministic_false_samples_the_boltzmann_behaviour_policy(chain_run):
+    agent = rlsoft.load(chain_run.run_dir)
+    state = 2
+    q = agent.q_values(state)
+    z = (q - q.max()) / TEMPERATURE
+    expected = np.exp(z) / np.exp(z).sum()  # softmax(q/τ), written out
+    assert expected.min() > 1e-3  # every action is drawn often enough to test
+    n = 20_000
+    actions = agent.predict(np.full(n, state), deterministic=False)
+    counts = np.bincount(actions, minlength=3)
+    assert stats.chisquare(counts, expected * n).pvalue > 1e-3
+    # The test can fail: the same draws are not softmax(q/(2τ)) nor the greedy policy.
+    z2 = (q - q.max()) / (2 * TEMPERATURE)
+    wrong = np.exp(z2) / np.exp(z2).sum()
+    assert stats.chisquare(counts, wrong * n).pvalue < 1e-6
+    assert counts[np.argmax(q)] < n
+    np.testing.assert_allclose(agent.action_probabilities(state), expected, rtol=1e-12)
+
+
+def test_config_wrappers_apply_to_training_and_evaluation(tmp_path):
+    wrappers = [
+        {"path": f"{__name__}:DoubleReward", "kwargs": {"factor": 3.0}},
+        {"path": "gymnasium.wrappers:TimeLimit", "kwargs": {"max_episode_steps": 20}},
+    ]
+    run = rlsoft.train(chain_config(tmp_path, wrappers=wrappers), seed=0)
+    agent = rlsoft.load(run.run_dir)
+    wrapped = rlsoft.evaluate(agent, episodes=3, seed=7)  # the run's env: rewards × 3
+    bare = rlsoft.evaluate(agent, env=lambda: ChainEnv(5), episodes=3, seed=7)
+    np.testing.assert_array_equal(wrapped.returns, 3.0 * bare.returns)
+    assert run.final_eval["eval/mean_return"] == 3.0  # greedy reaches the end every time
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["env"]["wrappers"] == wrappers
+
+
+def test_train_works_in_a_thread_and_prints_nothing(tmp_path, capsys):
+    box = {}
+    worker = threading.Thread(
+        target=lambda: box.setdefault("run", rlsoft.train(chain_config(tmp_path), seed=1))
+    )
+    worker.start()
+    worker.join(60)
+    assert box["run"].steps == 3000
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+# --------------------------------------------------------------------------------------------
+# DQN: the env argument of evaluate in its four forms
+# --------------------------------------------------------------------------------------------
+
+
+def test_dqn_q_values_and_evaluate_with_id_entry_point_callable_and_instance(dqn_run):
+    agent = rlsoft.load(dqn_run.run_dir)
+    obs = np.array([0.01, -0.02, 0.03, 0.0], dtype=np.float32)
+    assert agent.q_values(obs).shape == (2,)
+    batch = np.stack([obs, -obs, 2 * obs])
+    q = agent.q_values(batch)
+    assert q.shape == (3, 2) and np.all(np.isfinite(q))
+    assert agent.predict(batch).tolist() == np.argmax(q, axis=1).tolist()
+    reference = hand_loop(agent, gym.make("CartPole-v1"), 3, seed=5)
+    by_id = rlsoft.evaluate(agent, env="CartPole-v1", episodes=3, seed=5)
+    by_callable = rlsoft.evaluate(agent, env=lambda: gym.make("CartPole-v1"), episodes=3, seed=5)
+    instance = gym.make("CartPole-v1")
+    by_instance = rlsoft.evaluate(agent, env=instance, episodes=3, seed=5)
+    instance.reset(seed=0)  # not closed by evaluate: the caller owns it
+    entry = "gymnasium.envs.classic_control.cartpole:CartPoleEnv"  # no time limit: fine here
+    by_entry_point = rlsoft.evaluate(agent, env=entry, episodes=3, seed=5)
+    for result in (by_id, by_callable, by_instance, by_entry_point):
+        np.testing.assert_array_equal(result.returns, reference)
+    assert by_id.mean_return == pytest.approx(reference.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# The classifier: digits, and behaviour cloning played in its env
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_digits_classifier_predicts_argmax_logits(tmp_path):
+    from sklearn.datasets import load_digits
+
+    run = rlsoft.train(
+        "configs/digits_softmax_regression.yaml",
+        overrides={"train.total_steps": 30},
+        logdir=tmp_path,
+    )
+    agent = rlsoft.load(run.run_dir)
+    x, y = load_digits(return_X_y=True)
+    logits = agent.q_values(x[:200])
+    assert logits.shape == (200, 10) and agent.q_values(x[0]).shape == (10,)
+    predicted = agent.predict(x[:200])
+    np.testing.assert_array_equal(predicted, np.argmax(logits, axis=1))
+    assert agent.predict(x[0]) == predicted[0]
+    assert np.mean(predicted == y[:200]) > 0.9  # 30 L-BFGS epochs of softmax regression
+    with pytest.raises(RlsoftError, match="not a policy"):
+        rlsoft.evaluate(agent, env="CartPole-v1", episodes=1)
+
+
+def test_a_behaviour_cloned_classifier_plays_its_environment(tmp_path, dqn_run):
+    run = rlsoft.train(
+        {
+            "name": "bc",
+            "env": None,
+            "agent": {
+                "type": "classifier",
+                "model": "mlp",
+                "hidden_sizes": [16],
+                "dataset": {
+                    "name": "behavior_cloning",
+                    "teacher_run": str(dqn_run.run_dir),
+                    "episodes": 6,
+                    "validation_fraction": 0.2,
+                    "test_fraction": 0.2,
+                },
+            },
+            "train": {"total_steps": 5, "eval_every": 0, "eval_episodes": 2, "log_every": 1},
+        },
+        logdir=tmp_path,
+    )
+    agent = rlsoft.load(run.run_dir)
+    assert agent.kind == "classifier" and agent.is_policy
+    obs = np.array([0.01, -0.02, 0.03, 0.0], dtype=np.float32)
+    assert agent.q_values(obs).shape == (2,)
+    assert agent.predict(obs) == int(np.argmax(agent.q_values(obs)))
+    result = rlsoft.evaluate(agent, env="CartPole-v1", episodes=2, seed=3)
+    np.testing.assert_array_equal(result.returns, hand_loop(agent, gym.make("CartPole-v1"), 2, 3))
+    default = rlsoft.evaluate(agent, episodes=2, seed=3)  # the teacher's env
+    np.testing.assert_array_equal(default.returns, result.returns)
+
+
+# --------------------------------------------------------------------------------------------
+# compare: the summary as data, and the modules it imports
+# --------------------------------------------------------------------------------------------
+
+
+def test_compare_returns_the_summary_csv_as_data_and_the_cli_names_imported_modules(
+    tmp_path, capsys
+):
+    comparison = {
+        "name": "api_compare",
+        "logdir": str(tmp_path / "cmp"),
+        "seeds": 2,
+        "base": {
+            "env": {
+                "id": "gymnasium.envs.toy_text.frozen_lake:FrozenLakeEnv",
+                "kwargs": {"is_slippery": False},
+                "wrappers": [
+                    {"path": "gymnasium.wrappers:TimeLimit", "kwargs": {"max_episode_steps": 30}}
+                ],
+            },
+            "agent": {"type": "q_learning", "learning_rate": 0.5, "gamma": 0.9},
+            "train": {"total_steps": 1500, "eval_episodes": 3, "log_every": 500},
+        },
+        "overrides": {"train.eval_every": 500},
+        "variants": {
+            "eps": {"exploration.policy": "epsilon_greedy", "exploration.epsilon": 0.2},
+            "boltzmann": {"exploration.policy": "boltzmann", "exploration.temperature": 0.5},
+        },
+    }
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(comparison))
+    assert main(["compare", str(path), "--workers", "2"]) == 0
+    err = capsys.readouterr().err
+    imports = next(line for line in err.splitlines() if "import code from" in line)
+    assert "gymnasium.envs.toy_text.frozen_lake, gymnasium.wrappers" in imports
+    assert err.index(imports) < err.index("4 runs")  # named before anything runs
+
+    result = rlsoft.compare(str(path), workers=2)  # every run is finished: only the report
+    assert result.failed == [] and result.logdir == tmp_path / "cmp"
+    with open(result.logdir / "summary.csv", newline="") as f:
+        written = list(csv.DictReader(f))
+    assert len(written) == len(result.rows) > 0
+    for row, line in zip(result.rows, written, strict=True):
+        for key in ("env", "metric", "statistic", "variant", "versus", "flag"):
+            assert row[key] == line[key]
+        assert ("" if row["runs"] is None else str(row["runs"])) == line["runs"]
+        for key in ("value", "ci_low", "ci_high"):
+            if line[key] == "":
+                assert math.isnan(row[key])
+            else:
+                assert row[key] == pytest.approx(float(line[key]), abs=1e-6)
+    assert {r["variant"] for r in result.rows} == {"eps", "boltzmann"}
+    assert result.value("eps", "mean") == next(
+        r["value"] for r in result.rows if r["variant"] == "eps" and r["statistic"] == "mean"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Mistakes: one sentence, nothing left behind
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"id": "no_such_module_xyz:Env"}, "names a module that cannot be found"),
+        ({"id": f"{__name__}:Missing"}, "has no attribute 'Missing'"),
+        ({"id": f"{__name__}:NotAnEnv"}, "not a gymnasium.Env subclass"),
+        ({"id": "not an id"}, "unknown environment id"),
+        (
+            {
+                "id": CHAIN,
+                "wrappers": [{"path": "gymnasium.wrappers:TimeLimit", "kwargs": {"x": 1}}],
+            },
+            "env wrapper 'gymnasium.wrappers:TimeLimit' rejected its arguments",
+        ),
+        ({"id": CHAIN, "wrappers": [{"path": "FlattenObservation"}]}, "is not an entry point"),
+    ],
+)
+def test_bad_envs_in_a_config_are_one_sentence_and_leave_nothing(tmp_path, env, message):
+    config = chain_config(tmp_path)
+    config["env"] = {**env, "kwargs": env.get("kwargs", {})}
+    with pytest.raises(RlsoftError, match=re.escape(message)) as caught:
+        rlsoft.train(config)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
+    with pytest.raises(RlsoftError, match="is not a run dir"):
+        rlsoft.load(tmp_path)
+    with pytest.raises(RlsoftError, match="does not exist"):
+        rlsoft.train(tmp_path / "missing.yaml")
+    with pytest.raises(RlsoftError, match="must be a YAML path, a dict"):
+        rlsoft.train(42)
+    with pytest.raises(RlsoftError, match="overrides must be a dict"):
+        rlsoft.train(chain_config(tmp_path), overrides="train.total_steps=5")
+    with pytest.raises(RlsoftError, match="seed must be a non-negative integer"):
+        rlsoft.train(chain_config(tmp_path), seed=-1)
+    with pytest.raises(RlsoftError, match=re.escape("train.total_steps")):
+        rlsoft.train(chain_config(tmp_path), overrides={"train.total_steps": 0})
+    agent = rlsoft.load(chain_run.run_dir)
+    with pytest.raises(RlsoftError, match="env must be an environment id"):
+        rlsoft.evaluate(agent, env=42)
+    with pytest.raises(RlsoftError, match="observation space"):
+        rlsoft.evaluate(agent, env="Taxi-v4", episodes=1)
+    with pytest.raises(RlsoftError, match="episodes must be at least 1"):
+        rlsoft.evaluate(agent, episodes=0)
+    with pytest.raises(RlsoftError, match=re.escape("returned a int, not a gymnasium.Env")):
+        rlsoft.evaluate(agent, env=lambda: 3)
+    with pytest.raises(RlsoftError, match="do not match one observation"):
+        agent.q_values(np.zeros((2, 2, 2)))
