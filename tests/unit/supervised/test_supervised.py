@@ -143,6 +143,45 @@ def test_lbfgs_converges_and_finishes() -> None:
     assert max(grads) <= 1e-3
 
 
+def test_lbfgs_softmax_regression_matches_scikit_learn_logistic_regression() -> None:
+    """With λ = 1/(C·n_train), mean cross-entropy + ½·λ·‖W‖² is scikit-learn's multinomial
+    LogisticRegression(C) objective divided by n (intercepts unpenalised in both): the same
+    strictly convex problem in W, so the same weights, predictions and probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = blobs(seed=3, n=600, noise=2.0)  # overlapping blobs: the penalty matters
+    n, c = len(data.y_train), 0.5
+    driver = make_driver(
+        network=nn.Linear(D, K),
+        data=data,
+        epochs=500,
+        optimizer="lbfgs",
+        batch_size=None,
+        weight_decay=1.0 / (c * n),
+        patience=None,
+        tolerance=1e-6,
+    )
+    driver.fit()
+    assert driver.converged
+    mean, std = data.standardization()
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000)
+    reference.fit((data.x_train - mean) / std, data.y_train)
+    linear = driver.network
+    np.testing.assert_allclose(linear.weight.detach().numpy(), reference.coef_, atol=2e-3)
+    # Unpenalised intercepts are determined only up to a shift common to all classes.
+    bias = linear.bias.detach().numpy()
+    np.testing.assert_allclose(
+        bias - bias.mean(), reference.intercept_ - reference.intercept_.mean(), atol=2e-3
+    )
+    x_test = (data.x_test - mean) / std
+    np.testing.assert_array_equal(driver.predict(data.x_test), reference.predict(x_test))
+    np.testing.assert_allclose(
+        scipy_softmax(driver.logits(data.x_test), axis=1),
+        reference.predict_proba(x_test),
+        atol=1e-3,
+    )
+
+
 def test_early_stopping_keeps_the_best_validation_weights() -> None:
     # Labels independent of the features: the validation NLL gets worse as the model overfits.
     driver = make_driver(data=blobs(signal=False), epochs=500, patience=3, learning_rate=1e-2)
