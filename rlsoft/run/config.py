@@ -32,6 +32,7 @@ from pydantic import (
 from rlsoft.errors import ConfigError, nearest_hint, shorten
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
 from rlsoft.explore.schedules import ExponentialSchedule, LinearSchedule, Schedule, make_schedule
+from rlsoft.numerics.functional import check_temperature
 from rlsoft.rl.agent import get_agent_spec
 
 PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -233,7 +234,10 @@ def build_schedule(spec: NumberOrSchedule) -> Schedule:
     return make_schedule(spec) if isinstance(spec, (int, float)) else spec.build()
 
 
-def _schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
+def schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
+    """The extreme values a number or schedule config takes: linear and exponential
+    schedules are monotone between ``start`` and ``end``, so validating these two validates
+    every value the schedule will produce."""
     return [float(spec)] if isinstance(spec, (int, float)) else [spec.start, spec.end]
 
 
@@ -249,7 +253,7 @@ class ExplorationConfig(StrictModel):
     @field_validator("epsilon")
     @classmethod
     def _epsilon_in_unit_interval(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        for v in _schedule_endpoints(value):
+        for v in schedule_endpoints(value):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"epsilon must be in [0, 1], got {v}")
         return value
@@ -257,9 +261,8 @@ class ExplorationConfig(StrictModel):
     @field_validator("temperature")
     @classmethod
     def _temperature_positive(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        for v in _schedule_endpoints(value):
-            if not 0.0 < v < float("inf"):
-                raise ValueError(f"temperature must be a positive finite number, got {v}")
+        for v in schedule_endpoints(value):
+            check_temperature(v)
         return value
 
     def build(self) -> Policy:
