@@ -94,14 +94,10 @@ def _greedy_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _pick_tie(ties: np.ndarray, rng: np.random.Generator) -> int | np.ndarray:
-    """One True position per row, uniformly at random (the rule of ``F.argmax(rng=)``)."""
-    if ties.ndim == 1:
-        candidates = np.flatnonzero(ties)
-        if candidates.size == 1:
-            return int(candidates[0])
-        return int(candidates[rng.integers(candidates.size)])
-    keys = np.where(ties, rng.random(ties.shape), -1.0)
-    return np.argmax(keys, axis=-1)
+    """One True position per row, uniformly at random (:func:`F.pick_tie`, the rule of
+    ``F.argmax(rng=)``); a Python int for one row."""
+    choice = F.pick_tie(ties, rng)
+    return int(choice) if ties.ndim == 1 else choice
 
 
 def _uniform_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -132,7 +128,11 @@ def _inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
 
 def _row_greedy(row: list[float], uniform: Callable[[], float]) -> int:
     """argmax of one row, ties broken uniformly: the k tied indices get ⌊u·k⌋ (see
-    :class:`rlsoft.explore.uniform_stream.UniformStream` for why that index is always < k)."""
+    :class:`rlsoft.explore.uniform_stream.UniformStream` for why that index is always < k).
+
+    The pure-Python counterpart of :func:`F.pick_tie` for the tabular agents' per-step
+    samplers: numpy's per-call overhead on a row of a few actions would cost several times
+    the ~1.7 µs step (scripts/bench_tabular.py); it draws from the agent's uniform stream."""
     top = max(row)
     if row.count(top) == 1:
         return row.index(top)

@@ -42,6 +42,7 @@ __all__ = [
     "entropy",
     "log_softmax",
     "logsumexp",
+    "pick_tie",
     "row_exp",
     "row_logsumexp",
     "softmax",
@@ -355,14 +356,24 @@ def argmax(x: Any, axis: int = -1, *, rng: Any = None) -> Any:
         raise ValueError("argmax got NaN values; check the Q-values or logits for divergence")
     if rng is None:
         return np.argmax(x, axis=axis)
-    ties = x == m
-    if x.ndim == 1:
+    return pick_tie(x == m, rng, axis)
+
+
+def pick_tie(ties: np.ndarray, rng: np.random.Generator, axis: int = -1) -> Any:
+    """One True position of the boolean ``ties`` along ``axis``, uniformly at random (each
+    row needs at least one True): the tie-breaking rule of :func:`argmax` with ``rng`` and of
+    the greedy policies.
+
+    A 1-D row draws ``rng.integers(k)`` among its k candidates only when k > 1; a batch draws
+    a uniform key per entry and takes the largest key among the ties, which is uniform over
+    them.
+    """
+    if ties.ndim == 1:
         candidates = np.flatnonzero(ties)
         if candidates.size == 1:
             return candidates[0]
         return candidates[rng.integers(candidates.size)]
-    # A uniform random key per tied entry: the largest key is uniform among the ties.
-    keys = np.where(ties, rng.random(x.shape), -1.0)
+    keys = np.where(ties, rng.random(ties.shape), -1.0)
     return np.argmax(keys, axis=axis)
 
 
