@@ -36,6 +36,7 @@ import numpy as np
 
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
+from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 
 EVAL_TAG = "eval/mean_return"
 ENTROPY_TAG = "exploration/entropy"
@@ -45,8 +46,6 @@ DASHBOARD_SUFFIX = ".rlsoft-compare"
 """Suffix of the event file holding a comparison's dashboards (its logdir root); not a run."""
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
 FEW_RUNS_MARK = "†"
 """Appended to every number computed from fewer than :data:`rlsoft.numerics.stats.MIN_RUNS` runs."""
 FEW_RUNS_FLAG = f"n<{stats.MIN_RUNS}"
