@@ -312,6 +312,7 @@ def _behavior_cloning(
 register_agent(
     AgentSpec(
         name="classifier",
+        title="classifier",
         config_model=ClassifierConfig,
         build=build_classifier,
         kind="supervised",

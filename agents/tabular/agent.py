@@ -195,6 +195,8 @@ class TabularAgent(ABC):
     """
 
     name: ClassVar[str] = "tabular"
+    title: ClassVar[str] = "tabular agent"
+    """The algorithm's name in reports (:attr:`rlsoft.rl.agent.AgentSpec.title`)."""
     checkpoint_suffix = ".npz"
     _suggestion: ClassVar[str] = (
         "the DQN agent (agent.type: dqn) handles large or continuous observations, but like "
@@ -447,6 +449,7 @@ class QLearning(TabularAgent):
     """
 
     name = "q_learning"
+    title = "Q-learning"
 
     def observe(
         self,
@@ -484,6 +487,7 @@ class Sarsa(TabularAgent):
     """
 
     name = "sarsa"
+    title = "SARSA"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -549,6 +553,7 @@ class ExpectedSarsa(TabularAgent):
     """
 
     name = "expected_sarsa"
+    title = "Expected SARSA"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -591,6 +596,7 @@ class DoubleQLearning(TabularAgent):
     """
 
     name = "double_q_learning"
+    title = "Double Q-learning"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -657,6 +663,7 @@ class SoftQLearning(TabularAgent):
     """
 
     name = "soft_q_learning"
+    title = "soft Q-learning"
 
     def __init__(self, *, temperature: ScheduleLike = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -747,6 +754,7 @@ SPECS: tuple[AgentSpec, ...] = tuple(
     register_agent(
         AgentSpec(
             name=agent.name,
+            title=agent.title,
             config_model=config,
             build=_checked_build(agent),
             kind="rl",

@@ -36,6 +36,7 @@ import numpy as np
 
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
+from rlsoft.rl.agent import agent_title
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 
 EVAL_TAG = "eval/mean_return"
@@ -232,15 +233,6 @@ def load_runs(
 # Describing a variant in words
 # --------------------------------------------------------------------------------------------
 
-_AGENT_NAMES = {
-    "q_learning": "Q-learning",
-    "sarsa": "SARSA",
-    "expected_sarsa": "Expected SARSA",
-    "double_q_learning": "Double Q-learning",
-    "soft_q_learning": "soft Q-learning",
-    "dqn": "DQN",
-}
-
 
 def _number_or_schedule(value: Any, symbol: str) -> str:
     if isinstance(value, dict):
@@ -260,7 +252,7 @@ def describe_config(config: dict[str, Any]) -> str:
     ``"Q-learning, Boltzmann (τ 5→0.1 over 60,000 steps)"``."""
     agent = config.get("agent") or {}
     kind = str(agent.get("type", "agent"))
-    text = _AGENT_NAMES.get(kind, kind)
+    text = agent_title(kind)
     if kind == "soft_q_learning" and "temperature" in agent:
         text += f" (target {_number_or_schedule(agent['temperature'], 'τ')})"
     exploration = config.get("exploration") or {}
