@@ -5,6 +5,7 @@ Runs on small synthetic data sets (Gaussian blobs) so that every test takes mill
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -141,6 +142,31 @@ def test_lbfgs_converges_and_finishes() -> None:
     assert driver.stop_reason in ("converged", "stalled")
     grads = [p.grad.abs().max() for p in driver.network.parameters()]
     assert max(grads) <= 1e-3
+
+
+def test_adam_weight_decay_is_the_l2_penalty_on_weights_only() -> None:
+    """Adam's parameter groups decay W but not b: full-batch epochs equal plain Adam steps on
+    the explicit objective mean CE + ½·λ·‖W‖² (autograd of the penalty, torch's loss). Several
+    steps, because Adam's first step is ±lr whatever the gradient's size."""
+    torch.manual_seed(0)
+    linear = nn.Linear(D, K)
+    reference = copy.deepcopy(linear)
+    data = blobs()
+    driver = make_driver(
+        network=linear, data=data, batch_size=None, weight_decay=0.5, learning_rate=0.1
+    )
+    driver.advance(5, 0)
+    mean, std = data.standardization()
+    x = torch.as_tensor((data.x_train - mean) / std)
+    y = torch.as_tensor(data.y_train)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.1)
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(reference(x), y)
+        (loss + 0.25 * reference.weight.pow(2).sum()).backward()
+        optimizer.step()
+    torch.testing.assert_close(linear.weight, reference.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(linear.bias, reference.bias, atol=1e-6, rtol=1e-5)
 
 
 def test_lbfgs_softmax_regression_matches_scikit_learn_logistic_regression() -> None:
