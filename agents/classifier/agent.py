@@ -115,10 +115,10 @@ class ClassifierConfig(StrictModel):
     hidden_sizes: list[Annotated[int, Field(ge=1)]] | None = None
     """Hidden layer widths of the MLP (default [256]); softmax regression has none."""
     optimizer: Literal["adam", "lbfgs"] = "adam"
-    """``adam`` on shuffled minibatches, or ``lbfgs``: one full-batch L-BFGS iteration per
-    epoch (fast and exact for convex softmax regression)."""
+    """``adam`` on shuffled minibatches, or ``lbfgs``: scipy's full-batch L-BFGS-B, one
+    iteration per epoch (fast and exact for convex softmax regression)."""
     learning_rate: float | None = Field(None, gt=0.0)
-    """Adam's step size (default 1e-3) or L-BFGS's initial step length (default 1.0)."""
+    """Adam's step size (default 1e-3); L-BFGS's line search picks its own steps."""
     batch_size: int | None = Field(None, ge=1)
     """Minibatch size for Adam (default 64); L-BFGS always uses the full training split."""
     weight_decay: float = Field(0.0, ge=0.0)
@@ -147,6 +147,10 @@ class ClassifierConfig(StrictModel):
             raise ValueError("model mlp needs at least one hidden layer in hidden_sizes")
         if self.optimizer == "lbfgs" and self.batch_size is not None:
             raise ValueError("optimizer lbfgs uses the full training split; remove batch_size")
+        if self.optimizer == "lbfgs" and self.learning_rate is not None:
+            raise ValueError(
+                "optimizer lbfgs chooses its steps by line search; remove learning_rate"
+            )
         return self
 
     def training_options(self) -> Any:
@@ -310,6 +314,7 @@ def _behavior_cloning(
 register_agent(
     AgentSpec(
         name="classifier",
+        title="classifier",
         config_model=ClassifierConfig,
         build=build_classifier,
         kind="supervised",

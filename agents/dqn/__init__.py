@@ -40,6 +40,7 @@ def _build(context: BuildContext) -> DQNAgent:
 SPEC = register_agent(
     AgentSpec(
         name="dqn",
+        title="DQN",
         config_model=DQNConfig,
         build=_build,
         kind="rl",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
 import re
 from pathlib import Path
@@ -57,6 +56,7 @@ from rlsoft.numerics import functional
 from rlsoft.rl.agent import BuildContext
 from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
 from rlsoft.rl.spaces import describe_space, discrete_actions
+from rlsoft.run.checkpoint import atomic_write
 from rlsoft.run.config import build_schedule
 
 __all__ = ["DQNAgent", "denormals_flushed"]
@@ -526,11 +526,10 @@ class DQNAgent:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write :meth:`state_dict` to ``path`` atomically
+        (:func:`rlsoft.run.checkpoint.atomic_write`)."""
+        state = self.state_dict()
+        atomic_write(Path(path), lambda handle: torch.save(state, handle))
 
     def load(self, path: str | Path) -> None:
         """Restore what :meth:`save` wrote; training then continues exactly.

@@ -7,15 +7,11 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from rlsoft.run.config import NumberOrSchedule, StrictModel
+from rlsoft.run.config import NumberOrSchedule, StrictModel, schedule_endpoints
 
 __all__ = ["ACTIVATIONS", "DQNConfig"]
 
 ACTIVATIONS = ("relu", "tanh", "elu", "silu", "leaky_relu")
-
-
-def _endpoints(value: NumberOrSchedule) -> list[float]:
-    return [float(value)] if isinstance(value, (int, float)) else [value.start, value.end]
 
 
 class DQNConfig(StrictModel):
@@ -112,7 +108,7 @@ class DQNConfig(StrictModel):
     @field_validator("lr")
     @classmethod
     def _lr_positive(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        start, *rest = _endpoints(value)
+        start, *rest = schedule_endpoints(value)
         if not 0.0 < start < math.inf:
             raise ValueError(f"lr must be a positive finite number, got {start}")
         for v in rest:  # a schedule may decay to 0 at its end

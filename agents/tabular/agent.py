@@ -48,9 +48,10 @@ from rlsoft.errors import DivergedError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule, ScheduleLike, make_schedule
 from rlsoft.explore.uniform_stream import UniformStream
+from rlsoft.numerics.functional import check_temperature
 from rlsoft.rl.agent import AgentSpec, BuildContext, register_agent
 from rlsoft.rl.spaces import discrete_actions, discrete_state_encoder
-from rlsoft.run.config import NumberOrSchedule, StrictModel, build_schedule
+from rlsoft.run.config import NumberOrSchedule, StrictModel, build_schedule, schedule_endpoints
 
 __all__ = [
     "DoubleQLearning",
@@ -65,7 +66,6 @@ __all__ = [
     "SoftQLearningConfig",
     "TabularAgent",
     "TabularConfig",
-    "soft_max_row",
 ]
 
 CHECKPOINT_FORMAT = "rlsoft.tabular/2"  # 2: the buffered uniform stream's state
@@ -77,10 +77,10 @@ _NO_STATE = -1  # "no pending action" marker for SARSA (state indices are >= 0)
 # --------------------------------------------------------------------------------------------
 
 
-def _endpoints(value: NumberOrSchedule) -> list[float]:
-    """The extreme values a number or schedule takes (linear and exponential schedules are
-    monotone between ``start`` and ``end``)."""
-    return [float(value)] if isinstance(value, (int, float)) else [value.start, value.end]
+def _check_learning_rate(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"learning_rate must be in (0, 1], got {value!r}")
+    return value
 
 
 class TabularConfig(StrictModel):
@@ -100,9 +100,8 @@ class TabularConfig(StrictModel):
     @field_validator("learning_rate")
     @classmethod
     def _learning_rate_in_unit_interval(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        for v in _endpoints(value):
-            if not 0.0 < v <= 1.0:
-                raise ValueError(f"learning_rate must be in (0, 1], got {v}")
+        for v in schedule_endpoints(value):
+            _check_learning_rate(v)
         return value
 
 
@@ -132,9 +131,8 @@ class SoftQLearningConfig(TabularConfig):
     @field_validator("temperature")
     @classmethod
     def _temperature_positive(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        for v in _endpoints(value):
-            if not 0.0 < v < math.inf:
-                raise ValueError(f"temperature must be a positive finite number, got {v}")
+        for v in schedule_endpoints(value):
+            check_temperature(v)
         return value
 
 
@@ -144,29 +142,15 @@ class SoftQLearningConfig(TabularConfig):
 
 
 def _split_schedule(
-    value: ScheduleLike, name: str, check: Callable[[float], bool], requirement: str
+    value: ScheduleLike, check: Callable[[float], float]
 ) -> tuple[float | None, Callable[[int], float] | None]:
-    """``(constant, None)`` for a constant, ``(None, schedule)`` otherwise, so that the hot
-    path pays for a schedule call only when the value really changes with the step."""
+    """``(constant, None)`` for a constant (validated by ``check``, which raises ValueError),
+    ``(None, schedule)`` otherwise, so that the hot path pays for a schedule call only when
+    the value really changes with the step."""
     schedule = make_schedule(value)
     if not isinstance(schedule, ConstantSchedule):
         return None, schedule
-    if not check(schedule.value):
-        raise ValueError(f"{name} must be {requirement}, got {schedule.value!r}")
-    return schedule.value, None
-
-
-def soft_max_row(row: list[float], temperature: float) -> float:
-    """τ·log Σ_a exp(q_a/τ) of one row, as ``m + τ·log Σ_a exp((q_a − m)/τ)``, m = max q.
-
-    The same formula as :func:`rlsoft.numerics.functional.logsumexp` with ``temperature=τ`` (tested
-    to agree), written on a Python list because soft Q-learning needs it once per step and
-    numpy's per-call overhead would dominate a row of a few actions. Shifting by the (finite)
-    maximum keeps every exponent ≤ 0, so nothing overflows; dividing by τ rather than
-    multiplying by 1/τ keeps the maximum's term exactly exp(0) = 1 even when 1/τ overflows.
-    """
-    top = max(row)
-    return top + temperature * math.log(sum([math.exp((v - top) / temperature) for v in row]))
+    return check(schedule.value), None
 
 
 def _all_finite(tables: Mapping[str, np.ndarray]) -> bool:
@@ -211,6 +195,8 @@ class TabularAgent(ABC):
     """
 
     name: ClassVar[str] = "tabular"
+    title: ClassVar[str] = "tabular agent"
+    """The algorithm's name in reports (:attr:`rlsoft.rl.agent.AgentSpec.title`)."""
     checkpoint_suffix = ".npz"
     _suggestion: ClassVar[str] = (
         "the DQN agent (agent.type: dqn) handles large or continuous observations, but like "
@@ -243,9 +229,7 @@ class TabularAgent(ABC):
         # never changes the training trajectory.
         self.eval_rng = np.random.default_rng(int(rng.integers(2**63)))
         self.gamma = float(gamma)
-        self._alpha, self._alpha_schedule = _split_schedule(
-            learning_rate, "learning_rate", lambda v: 0.0 < v <= 1.0, "in (0, 1]"
-        )
+        self._alpha, self._alpha_schedule = _split_schedule(learning_rate, _check_learning_rate)
         # Exploration, SARSA's next action and Double Q's coin draw from one buffered stream
         # of the agent's Generator (a scalar rng.random() call costs as much as the update).
         self.stream = UniformStream(rng)
@@ -465,6 +449,7 @@ class QLearning(TabularAgent):
     """
 
     name = "q_learning"
+    title = "Q-learning"
 
     def observe(
         self,
@@ -502,6 +487,7 @@ class Sarsa(TabularAgent):
     """
 
     name = "sarsa"
+    title = "SARSA"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -567,6 +553,7 @@ class ExpectedSarsa(TabularAgent):
     """
 
     name = "expected_sarsa"
+    title = "Expected SARSA"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -609,6 +596,7 @@ class DoubleQLearning(TabularAgent):
     """
 
     name = "double_q_learning"
+    title = "Double Q-learning"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -675,12 +663,11 @@ class SoftQLearning(TabularAgent):
     """
 
     name = "soft_q_learning"
+    title = "soft Q-learning"
 
     def __init__(self, *, temperature: ScheduleLike = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._tau, self._tau_schedule = _split_schedule(
-            temperature, "temperature", lambda v: 0.0 < v < math.inf, "a positive finite number"
-        )
+        self._tau, self._tau_schedule = _split_schedule(temperature, check_temperature)
 
     @staticmethod
     def _config_kwargs(config: Any) -> dict[str, Any]:
@@ -709,7 +696,9 @@ class SoftQLearning(TabularAgent):
         if terminated:
             target = float(reward)
         else:
-            # Inlined soft_max_row (see there): this runs once per environment step.
+            # rlsoft.numerics.functional.row_logsumexp, inlined: it runs once per environment
+            # step, and its two Python calls cost a noticeable share of a ~1.7 µs step
+            # (scripts/bench_tabular.py). The test of soft Q's target checks it bit for bit.
             tau = self._tau if self._tau_schedule is None else float(self._tau_schedule(step))
             next_row = q[self._encode(next_obs)]
             top = max(next_row)
@@ -765,6 +754,7 @@ SPECS: tuple[AgentSpec, ...] = tuple(
     register_agent(
         AgentSpec(
             name=agent.name,
+            title=agent.title,
             config_model=config,
             build=_checked_build(agent),
             kind="rl",

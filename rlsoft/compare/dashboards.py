@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from rlsoft.compare.plan import Comparison, RunSpec
+from rlsoft.run.checkpoint import SUMMARY_FILE
 from rlsoft.run.logger import flatten
-from rlsoft.run.trainer import SUMMARY_FILE
 
 __all__ = [
     "DASHBOARD_RUN",

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from rlsoft.errors import ConfigError, RlsoftError
+from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 from rlsoft.run.config import (
     StrictModel,
     _describe_error,
@@ -40,8 +41,8 @@ from rlsoft.run.config import (
     parse_yaml,
     validate_config,
 )
+from rlsoft.run.config import set_dotted as _set_dotted
 from rlsoft.run.logger import flatten
-from rlsoft.run.trainer import CONFIG_FILE, SUMMARY_FILE
 
 __all__ = [
     "CompareConfig",
@@ -180,23 +181,6 @@ def _resolve_file(name: str, base_dir: Path, source: str, field_name: str) -> Pa
         f"{source}: {field_name} names {name!r}, which is neither a file next to the comparison "
         f"({base_dir / name}) nor relative to the working directory"
     )
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """``data[a][b][c] = value`` for ``key = "a.b.c"``, creating sections as needed (the
-    semantics of ``--set``, with the value already parsed)."""
-    parts = str(key).split(".")
-    if not all(parts):
-        raise ConfigError(f"{where}: {key!r} is not a dotted config key such as exploration.policy")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"{where}: {key!r}: {part!r} is a value, not a section")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 def _check_managed(keys: Sequence[str], where: str, envs: bool) -> None:

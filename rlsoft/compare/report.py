@@ -32,6 +32,8 @@ from rlsoft.compare.analysis import (
 )
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
+from rlsoft.rl.agent import agent_title
+from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 
 EVAL_TAG = "eval/mean_return"
 ENTROPY_TAG = "exploration/entropy"
@@ -40,8 +42,6 @@ DASHBOARD_SUFFIX = ".rlsoft-compare"
 """Suffix of the event file holding a comparison's dashboards (its logdir root); not a run."""
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
 FEW_RUNS_FLAG = f"n<{stats.MIN_RUNS}"
 """The ``flag`` column of ``summary.csv`` for rows computed from fewer than
 :data:`rlsoft.numerics.stats.MIN_RUNS` runs (the values stay plain numbers)."""
@@ -196,15 +196,6 @@ def load_runs(
 # Describing a variant in words
 # --------------------------------------------------------------------------------------------
 
-_AGENT_NAMES = {
-    "q_learning": "Q-learning",
-    "sarsa": "SARSA",
-    "expected_sarsa": "Expected SARSA",
-    "double_q_learning": "Double Q-learning",
-    "soft_q_learning": "soft Q-learning",
-    "dqn": "DQN",
-}
-
 
 def _number_or_schedule(value: Any, symbol: str) -> str:
     if isinstance(value, dict):
@@ -224,7 +215,7 @@ def describe_config(config: dict[str, Any]) -> str:
     ``"Q-learning, Boltzmann (τ 5→0.1 over 60,000 steps)"``."""
     agent = config.get("agent") or {}
     kind = str(agent.get("type", "agent"))
-    text = _AGENT_NAMES.get(kind, kind)
+    text = agent_title(kind)
     if kind == "soft_q_learning" and "temperature" in agent:
         text += f" (target {_number_or_schedule(agent['temperature'], 'τ')})"
     exploration = config.get("exploration") or {}

@@ -31,11 +31,11 @@ from typing import Any, Literal
 
 from rlsoft.compare.plan import RunSpec, _config_difference, env_dirname
 from rlsoft.errors import RlsoftError
+from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 from rlsoft.run.config import (
     parse_yaml,
     validate_config,
 )
-from rlsoft.run.trainer import CONFIG_FILE, SUMMARY_FILE
 
 __all__ = [
     "MAX_RETRIES",

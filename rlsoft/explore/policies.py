@@ -94,14 +94,10 @@ def _greedy_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _pick_tie(ties: np.ndarray, rng: np.random.Generator) -> int | np.ndarray:
-    """One True position per row, uniformly at random (the rule of ``F.argmax(rng=)``)."""
-    if ties.ndim == 1:
-        candidates = np.flatnonzero(ties)
-        if candidates.size == 1:
-            return int(candidates[0])
-        return int(candidates[rng.integers(candidates.size)])
-    keys = np.where(ties, rng.random(ties.shape), -1.0)
-    return np.argmax(keys, axis=-1)
+    """One True position per row, uniformly at random (:func:`F.pick_tie`, the rule of
+    ``F.argmax(rng=)``); a Python int for one row."""
+    choice = F.pick_tie(ties, rng)
+    return int(choice) if ties.ndim == 1 else choice
 
 
 def _uniform_probs(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -132,7 +128,11 @@ def _inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
 
 def _row_greedy(row: list[float], uniform: Callable[[], float]) -> int:
     """argmax of one row, ties broken uniformly: the k tied indices get ⌊u·k⌋ (see
-    :class:`rlsoft.explore.uniform_stream.UniformStream` for why that index is always < k)."""
+    :class:`rlsoft.explore.uniform_stream.UniformStream` for why that index is always < k).
+
+    The pure-Python counterpart of :func:`F.pick_tie` for the tabular agents' per-step
+    samplers: numpy's per-call overhead on a row of a few actions would cost several times
+    the ~1.7 µs step (scripts/bench_tabular.py); it draws from the agent's uniform stream."""
     top = max(row)
     if row.count(top) == 1:
         return row.index(top)
@@ -382,19 +382,13 @@ class Boltzmann(_ParametrisedPolicy):
 
     @staticmethod
     def _check(value: float) -> float:
-        if not 0.0 < value < math.inf:
-            raise ValueError(
-                f"temperature must be a positive finite number, got {value!r}; use a small "
-                "value such as 1e-3 for near-greedy behaviour"
-            )
-        return value
+        return F.check_temperature(value)
 
     def probs(self, q: Any, *, step: int = 0, mask: Any = None) -> np.ndarray:
         tau = self.parameter(step)
         row = _finite_row(q) if mask is None and type(q) is list else None
         if row is not None:
-            weights = _boltzmann_weights(row, tau)
-            total = sum(weights)
+            weights, total, _ = F.row_exp(row, tau)
             return np.array([w / total for w in weights])
         q, mask = _prepare(q, mask)
         masked = q if mask is None else np.where(mask, q, -np.inf)
@@ -409,8 +403,8 @@ class Boltzmann(_ParametrisedPolicy):
         row = _finite_row(q)
         if row is None:
             return None
-        weights = _boltzmann_weights(row, self.parameter(step))
-        return sum(w * v for w, v in zip(weights, row, strict=True)) / sum(weights)
+        weights, total, _ = F.row_exp(row, self.parameter(step))
+        return sum(w * v for w, v in zip(weights, row, strict=True)) / total
 
     def entropy(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
         q, mask = _prepare(q, mask)
@@ -453,7 +447,12 @@ def _infinite_max_rows(q: np.ndarray, masked: np.ndarray) -> np.ndarray | None:
 
 def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
     """Inverse CDF on one finite-max row: the first a with u·Σe < Σ_{b≤a} e_b,
-    e_b = exp((q_b − max q)/τ). The max entry has e = 1, so the total is ≥ 1."""
+    e_b = exp((q_b − max q)/τ). The max entry has e = 1, so the total is ≥ 1.
+
+    The weights are :func:`rlsoft.numerics.functional.row_exp`'s, computed inline and summed as
+    they go: this is the per-step sampler of a tabular agent's Boltzmann exploration, where a
+    second pass over the row would cost a noticeable share of a ~1.7 µs step
+    (scripts/bench_tabular.py)."""
     top = max(row)
     cumulative = []
     acc = 0.0
@@ -471,10 +470,3 @@ def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
             return action
         prev = cumulative[action - 1]
     return 0
-
-
-def _boltzmann_weights(row: list[float], temperature: float) -> list[float]:
-    """Unnormalised softmax weights exp((q_a − max q)/τ) of one finite row, each in (0, 1]
-    (dividing by τ, not multiplying by 1/τ, which would overflow for a subnormal τ)."""
-    top = max(row)
-    return [math.exp((v - top) / temperature) for v in row]

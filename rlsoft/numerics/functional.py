@@ -37,10 +37,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "argmax",
+    "check_temperature",
     "cross_entropy",
     "entropy",
     "log_softmax",
     "logsumexp",
+    "pick_tie",
+    "row_exp",
+    "row_logsumexp",
     "softmax",
 ]
 
@@ -80,7 +84,12 @@ def _as_float_array(x: Any) -> np.ndarray:
     return arr
 
 
-def _check_temperature(temperature: float) -> float:
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float when it is a valid τ (positive and finite), else ValueError.
+
+    The one check of every temperature in rlsoft: these functions', a Boltzmann policy's, soft
+    Q-learning's soft target's, and the configs' (each endpoint of a schedule).
+    """
     # `not (0 < t < inf)` also rejects NaN, whose comparisons are all False.
     if not 0.0 < temperature < math.inf:
         raise ValueError(
@@ -132,12 +141,27 @@ def _small_row(x: Any, axis: int) -> list[float] | None:
     return row
 
 
-def _row_exp(row: list[float], temperature: float) -> tuple[list[float], float, float]:
-    """``(e, Σe, m)`` with ``e_i = exp((x_i − m)/τ)`` for a finite-max Python row."""
+def row_exp(row: list[float], temperature: float) -> tuple[list[float], float, float]:
+    """``(e, Σe, m)`` with ``e_i = exp((x_i − m)/τ)``, ``m = max x``, for one Python row whose
+    maximum is finite: the unnormalised softmax weights, each in (0, 1] (the maximum's is
+    exactly 1, so ``Σe ≥ 1``). τ is not checked (callers check it once, not per row).
+
+    The pure-Python one-row kernel shared by the functions here, the Boltzmann policy and
+    tabular soft Q-learning: on a row of a few actions numpy's per-call overhead (µs) would
+    dominate the arithmetic (tens of ns per entry).
+    """
     top = max(row)
     # Divide rather than multiply by 1/τ: 1/τ is inf for a subnormal τ, and 0·inf is NaN.
     e = [exp((v - top) / temperature) for v in row]
     return e, sum(e), top
+
+
+def row_logsumexp(row: list[float], temperature: float) -> float:
+    """``τ·log Σ_i exp(x_i/τ) = m + τ·log Σ_i exp((x_i − m)/τ)`` of one Python row with a
+    finite maximum ``m`` (:func:`row_exp`; τ not checked). Shifting by the maximum keeps every
+    exponent ≤ 0, so nothing overflows."""
+    _, total, top = row_exp(row, temperature)
+    return top + temperature * log(total)
 
 
 @functools.cache
@@ -205,11 +229,10 @@ def logsumexp(x: Any, axis: int = -1, *, temperature: float = 1.0, keepdims: boo
     >>> float(logsumexp([1000.0, 1000.0]))  # exp(1000) would overflow; the shift avoids it
     1000.6931471805599
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_temperature(temperature)
     row = _small_row(x, axis)
     if row is not None:
-        _, total, top = _row_exp(row, temperature)
-        value = top + temperature * log(total)
+        value = row_logsumexp(row, temperature)
         if keepdims:
             return np.full((1,) * x.ndim, value, dtype=x.dtype)
         return x.dtype.type(value) if x.ndim == 1 else np.array([value], dtype=x.dtype)
@@ -244,10 +267,10 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
     >>> np.round(softmax([2.0, 1.0, 0.0]), 3)
     array([0.665, 0.245, 0.09 ])
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_temperature(temperature)
     row = _small_row(x, axis)
     if row is not None:
-        e, total, _ = _row_exp(row, temperature)
+        e, total, _ = row_exp(row, temperature)
         inv = 1.0 / total
         probs = np.array([v * inv for v in e], dtype=x.dtype)
         return probs if x.ndim == 1 else probs.reshape(x.shape)
@@ -270,10 +293,10 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
     Because ``p`` is never formed, tiny probabilities keep their exact log:
     ``log_softmax([0, -1000]) == [0, -1000]`` where ``log(softmax(...))`` gives ``-inf``.
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_temperature(temperature)
     row = _small_row(x, axis)
     if row is not None:
-        _, total, top = _row_exp(row, temperature)
+        _, total, top = row_exp(row, temperature)
         shift = log(total)
         out = np.array([(v - top) / temperature - shift for v in row], dtype=x.dtype)
         return out if x.ndim == 1 else out.reshape(x.shape)
@@ -296,7 +319,7 @@ def entropy(logits: Any, axis: int = -1, *, temperature: float = 1.0) -> Any:
     Masked (``-inf``) entries contribute 0 (the limit of ``p log p`` as ``p → 0``); the uniform
     distribution over K allowed entries gives ``ln K``.
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_temperature(temperature)
     if _is_tensor(logits):
         return _torch_entropy(logits, axis, temperature)
     logp = log_softmax(logits, axis, temperature=temperature)
@@ -333,14 +356,24 @@ def argmax(x: Any, axis: int = -1, *, rng: Any = None) -> Any:
         raise ValueError("argmax got NaN values; check the Q-values or logits for divergence")
     if rng is None:
         return np.argmax(x, axis=axis)
-    ties = x == m
-    if x.ndim == 1:
+    return pick_tie(x == m, rng, axis)
+
+
+def pick_tie(ties: np.ndarray, rng: np.random.Generator, axis: int = -1) -> Any:
+    """One True position of the boolean ``ties`` along ``axis``, uniformly at random (each
+    row needs at least one True): the tie-breaking rule of :func:`argmax` with ``rng`` and of
+    the greedy policies.
+
+    A 1-D row draws ``rng.integers(k)`` among its k candidates only when k > 1; a batch draws
+    a uniform key per entry and takes the largest key among the ties, which is uniform over
+    them.
+    """
+    if ties.ndim == 1:
         candidates = np.flatnonzero(ties)
         if candidates.size == 1:
             return candidates[0]
         return candidates[rng.integers(candidates.size)]
-    # A uniform random key per tied entry: the largest key is uniform among the ties.
-    keys = np.where(ties, rng.random(x.shape), -1.0)
+    keys = np.where(ties, rng.random(ties.shape), -1.0)
     return np.argmax(keys, axis=axis)
 
 

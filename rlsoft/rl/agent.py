@@ -31,6 +31,7 @@ __all__ = [
     "AgentSpec",
     "BuildContext",
     "agent_names",
+    "agent_title",
     "get_agent_spec",
     "register_agent",
     "register_agent_modules",
@@ -117,6 +118,8 @@ class AgentSpec:
         ``"supervised"`` ones train on a dataset.
     :param uses_torch: the agent computes with torch, so the run resolves ``device`` and
         seeds torch before building it; runs of the other agents never import torch.
+    :param title: the algorithm's name in reports (``"Double Q-learning"``); ``name`` when
+        empty.
     """
 
     name: str
@@ -125,6 +128,7 @@ class AgentSpec:
     kind: Literal["rl", "supervised"] = "rl"
     description: str = ""
     uses_torch: bool = False
+    title: str = ""
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
@@ -163,6 +167,14 @@ def get_agent_spec(name: str) -> AgentSpec:
         f"unknown agent type {name!r}{nearest_hint(name, names)}; "
         f"registered types: {', '.join(names) or 'none'}"
     )
+
+
+def agent_title(name: str) -> str:
+    """The registered agent's :attr:`AgentSpec.title` (its module is imported if it is
+    registered lazily); ``name`` itself for an unknown type or one without a title."""
+    if name not in _REGISTRY and name not in _MODULES:
+        return name
+    return get_agent_spec(name).title or name
 
 
 def agent_names() -> list[str]:

@@ -28,11 +28,15 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rlsoft.errors import RlsoftError
 
 CHECKPOINT_DIR = "checkpoints"
+CONFIG_FILE = "config.yaml"
+"""A run dir's resolved config (what ``rlsoft train`` ran, overrides applied)."""
+SUMMARY_FILE = "summary.json"
+"""A finished run's summary (final evaluation, timings); absent while a run is unfinished."""
 _PREFIX = "step_"
 _TMP = ".tmp_"
 _ASIDE = ".replaced_"
@@ -70,13 +74,15 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, ``os.replace`` and a directory
-    ``fsync``: after a crash ``path`` holds the old text or the new, never a mix."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, ``fsync`` it, ``os.replace`` it
+    onto ``path`` and ``fsync`` the directory: after a crash ``path`` holds the old contents
+    or the new, never a mix. The one atomic writer of rlsoft (run files and agent files)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -85,6 +91,11 @@ def atomic_write_text(path: Path, text: str) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` of ``text`` in UTF-8."""
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

@@ -15,7 +15,9 @@ nearest valid key for typos.
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +34,7 @@ from pydantic import (
 from rlsoft.errors import ConfigError, nearest_hint, shorten
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
 from rlsoft.explore.schedules import ExponentialSchedule, LinearSchedule, Schedule, make_schedule
+from rlsoft.numerics.functional import check_temperature
 from rlsoft.rl.agent import get_agent_spec
 
 PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -242,7 +245,10 @@ def build_schedule(spec: NumberOrSchedule) -> Schedule:
     return make_schedule(spec) if isinstance(spec, (int, float)) else spec.build()
 
 
-def _schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
+def schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
+    """The extreme values a number or schedule config takes: linear and exponential
+    schedules are monotone between ``start`` and ``end``, so validating these two validates
+    every value the schedule will produce."""
     return [float(spec)] if isinstance(spec, (int, float)) else [spec.start, spec.end]
 
 
@@ -260,7 +266,7 @@ class ExplorationConfig(StrictModel):
     @field_validator("epsilon")
     @classmethod
     def _epsilon_in_unit_interval(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        for v in _schedule_endpoints(value):
+        for v in schedule_endpoints(value):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"epsilon must be in [0, 1], got {v}")
         return value
@@ -268,9 +274,8 @@ class ExplorationConfig(StrictModel):
     @field_validator("temperature")
     @classmethod
     def _temperature_positive(cls, value: NumberOrSchedule) -> NumberOrSchedule:
-        for v in _schedule_endpoints(value):
-            if not 0.0 < v < float("inf"):
-                raise ValueError(f"temperature must be a positive finite number, got {v}")
+        for v in schedule_endpoints(value):
+            check_temperature(v)
         return value
 
     def build(self) -> Policy:
@@ -575,20 +580,58 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return [part.strip() for part in path], parse_yaml(raw, source=f"--set {shorten(key)}")
 
 
+def set_dotted(data: dict[str, Any], key: str | Sequence[str], value: Any, where: str) -> None:
+    """``data[a][b][c] = deepcopy(value)`` for ``key = "a.b.c"`` (or ``["a", "b", "c"]``),
+    creating sections as needed: the semantics of ``--set``, shared by ``--set``, the
+    comparison's overrides and variants, and :func:`deep_merge`.
+
+    :param where: what set it, for errors (``--set seed.x=1``, ``compare.yaml: overrides``).
+    :raises ConfigError: a dotted key with an empty part, or a path through a value (not a
+        section); a dotted-string key is named in the error, a list path is not (its
+        ``where`` names it already).
+    """
+    if isinstance(key, str):
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(
+                f"{where}: {key!r} is not a dotted config key such as exploration.policy"
+            )
+        where = f"{where}: {key!r}"
+    else:
+        parts = list(key)
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{where}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set each ``key.path=value`` in a nested dict (creating sections as needed)."""
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"--set {shorten(text)}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        set_dotted(data, path, value, f"--set {shorten(text)}")
     return data
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with every leaf of the nested ``overrides`` set into it
+    (:func:`set_dotted`), so ``{"train": {"total_steps": N}}`` keeps the rest of ``train``."""
+    merged = copy.deepcopy(base)
+
+    def merge(node: dict[str, Any], prefix: list[str]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                merge(value, [*prefix, key])
+            else:
+                set_dotted(merged, [*prefix, key], value, f"override {'.'.join([*prefix, key])}")
+
+    merge(overrides, [])
+    return merged
 
 
 def read_text_file(path: Path, kind: str = "config file") -> str:

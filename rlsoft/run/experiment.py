@@ -20,18 +20,26 @@ from rlsoft.errors import RlsoftError, shorten
 from rlsoft.rl.agent import BuildContext, get_agent_spec
 from rlsoft.rl.collector import EnvDriver
 from rlsoft.rl.seeding import derive_seeds, seed_torch
-from rlsoft.run.checkpoint import agent_file, atomic_write_text, latest_checkpoint, list_checkpoints
+from rlsoft.run.checkpoint import (
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    agent_file,
+    atomic_write_text,
+    latest_checkpoint,
+    list_checkpoints,
+)
 from rlsoft.run.config import (
     PATH_NAME,
     ExperimentConfig,
     check_path_name,
+    deep_merge,
     default_name,
     parse_yaml,
     read_text_file,
     resume_changes,
     validate_config,
 )
-from rlsoft.run.trainer import CONFIG_FILE, SUMMARY_FILE, Driver, RunResult, Trainer, resume_state
+from rlsoft.run.trainer import Driver, RunResult, Trainer, resume_state
 
 RESUME_HISTORY_FILE = "resume_history.json"
 
@@ -285,7 +293,7 @@ def resume_experiment(
     config = saved
     if overrides:
         # Deep merge: --set train.total_steps=N must keep the rest of the train section.
-        data = _deep_merge(saved.to_dict(), overrides)
+        data = deep_merge(saved.to_dict(), overrides)
         config = validate_config(data, source=str(run_dir / CONFIG_FILE))
     checkpoint, state = _read_checkpoint(run_dir, "resume")
     step = int(state["step"])
@@ -335,17 +343,6 @@ def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any
         }
     )
     atomic_write_text(path, json.dumps(history, indent=2) + "\n")
-
-
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied key by key into nested sections."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlsoft.run.checkpoint import (
+    SUMMARY_FILE,
     atomic_write_text,
     latest_checkpoint,
     read_trainer_state,
@@ -41,8 +42,6 @@ from rlsoft.run.config import ExperimentConfig
 from rlsoft.run.logger import RunLogger, flatten
 from rlsoft.run.progress import RunProgress, progress_enabled
 
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
 MAX_CHUNK = 256
 """The most steps between two checks for a stop request (so Ctrl-C is answered quickly)."""
 STOP_SIGNALS = ("SIGINT", "SIGTERM")

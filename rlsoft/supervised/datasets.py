@@ -67,12 +67,13 @@ class DatasetSplits:
         return int(self.x_train.shape[1])
 
     def standardization(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature mean and standard deviation of the training split (constant features
-        get a standard deviation of 1, so they map to 0 rather than to NaN)."""
-        mean = self.x_train.mean(axis=0, dtype=np.float64)
-        std = self.x_train.std(axis=0, dtype=np.float64)
-        std[std < 1e-8] = 1.0
-        return mean.astype(np.float32), std.astype(np.float32)
+        """Per-feature mean and standard deviation of the training split, from scikit-learn's
+        ``StandardScaler`` (``mean_``, ``scale_``: constant features get a scale of 1, so they
+        map to 0 rather than to NaN)."""
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(self.x_train.astype(np.float64))
+        return scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
 
     def describe(self) -> str:
         return (
@@ -110,41 +111,31 @@ def split_counts(n: int, validation_fraction: float, test_fraction: float) -> tu
     return n_val, n_test
 
 
-def _allocate(counts: np.ndarray, fraction: float) -> np.ndarray:
-    """Per-class shares of ``round(Σ counts · fraction)`` items, each within one of its exact
-    quota ``count · fraction`` (largest-remainder rounding; ties go to the lower class)."""
-    exact = counts * fraction
-    share = np.floor(exact).astype(np.int64)
-    # round(n·f) itself, not round(Σ count·f): the float sum can fall on the other side of .5.
-    missing = round(int(counts.sum()) * fraction) - int(share.sum())
-    if missing > 0:
-        share[np.argsort(-(exact - share), kind="stable")[:missing]] += 1
-    return share
-
-
 def stratified_split(
     labels: Any, validation_fraction: float, test_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index arrays ``(train, val, test)`` that keep each class's proportion in every split.
 
-    The test split gets ``round(n · test_fraction)`` items and the validation split
-    ``round(n · validation_fraction)``, shared out among the classes so that each class's share
-    is within one item of its exact quota; which items go where is drawn with ``rng``. Each
-    returned array is sorted.
+    Two ``sklearn.model_selection.train_test_split(stratify=...)`` calls: the test split
+    (``round(n · test_fraction)`` items) off everything, then the validation split
+    (``round(n · validation_fraction)`` items) off the rest; scikit-learn shares each split
+    out among the classes in proportion to their sizes. The draw is seeded from ``rng``. Each
+    returned array is sorted. scikit-learn needs every class to have at least two members
+    and each split at least one item per class; otherwise this raises ``ValueError``.
     """
+    from sklearn.model_selection import train_test_split
+
     _check_fractions(validation_fraction, test_fraction)
     y = np.asarray(labels)
-    classes, counts = np.unique(y, return_counts=True)
-    n_test = _allocate(counts, test_fraction)
-    n_val = np.minimum(_allocate(counts, validation_fraction), counts - n_test)
-    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
-    for cls, t, v in zip(classes, n_test, n_val, strict=True):
-        members = rng.permutation(np.flatnonzero(y == cls))
-        parts[2].append(members[:t])
-        parts[1].append(members[t : t + v])
-        parts[0].append(members[t + v :])
-    train, val, test = (np.sort(np.concatenate(p)) for p in parts)
-    return train, val, test
+    n = len(y)
+    seed = int(rng.integers(2**32))
+    rest, test = train_test_split(
+        np.arange(n), test_size=round(n * test_fraction), stratify=y, random_state=seed
+    )
+    train, val = train_test_split(
+        rest, test_size=round(n * validation_fraction), stratify=y[rest], random_state=seed
+    )
+    return np.sort(train), np.sort(val), np.sort(test)
 
 
 def load_digits_splits(

@@ -8,7 +8,8 @@ epochs, and ``log_every`` / ``eval_every`` / ``checkpoint_every`` count epochs.
 Each epoch minimises ``cross_entropy(model(x), y) + ½·λ·Σ‖W‖²`` with
 :func:`rlsoft.numerics.functional.cross_entropy`, the same function (and fused ``p − y`` backward)
 that trains the C51 head, either in shuffled minibatches (Adam) or as one full-batch L-BFGS
-iteration (small convex problems such as softmax regression). After each epoch the validation split
+iteration of :func:`scipy.optimize.minimize` (``method="L-BFGS-B"``; small convex problems such
+as softmax regression). After each epoch the validation split
 is scored; early stopping keeps the weights with the lowest validation NLL and ends the run once
 ``patience`` epochs bring no improvement of at least ``min_delta``.
 
@@ -33,12 +34,12 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+import scipy.optimize
 import torch
 from torch import nn
 
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics.functional import argmax, cross_entropy
-from rlsoft.numerics.lbfgs import LBFGS
 from rlsoft.supervised.calibration import CalibrationReport, calibration_report
 from rlsoft.supervised.datasets import DatasetSplits, observation_encoder
 
@@ -131,14 +132,26 @@ def initial_loss_problem(loss: float, num_classes: int) -> str | None:
     )
 
 
+@dataclass
+class _LbfgsSolve:
+    """One L-BFGS solve: where it started, its iterates ``x_1 … x_n`` and the training
+    cross-entropy at ``x_0 … x_n``, and why it ended (None: at its iteration limit)."""
+
+    start: np.ndarray
+    start_epoch: int
+    iterates: list[np.ndarray] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    stop_reason: str | None = None
+
+
 @dataclass(frozen=True)
 class TrainingOptions:
     """How the driver trains (one field per knob of the ``agent:`` config section).
 
-    :param optimizer: ``adam`` (shuffled minibatches) or ``lbfgs`` (one full-batch L-BFGS
-        iteration of :mod:`rlsoft.numerics.lbfgs`, with a backtracking line search, per epoch).
-    :param learning_rate: Adam's step size (default 1e-3), or the first step length each
-        L-BFGS line search tries (default 1.0, the natural quasi-Newton step).
+    :param optimizer: ``adam`` (shuffled minibatches) or ``lbfgs`` (full-batch L-BFGS by
+        ``scipy.optimize.minimize(method="L-BFGS-B")``, one iteration per epoch).
+    :param learning_rate: Adam's step size (default 1e-3). L-BFGS takes none: scipy's line
+        search (Moré–Thuente) starts from the natural quasi-Newton step 1.
     :param batch_size: minibatch size for Adam; None means the full training split.
     :param weight_decay: λ of the L2 penalty ``½·λ·Σ‖W‖²`` on weight matrices (not biases)
         added to the mean cross-entropy; λ = 1/(C·n) is scikit-learn's ``C``.
@@ -163,6 +176,11 @@ class TrainingOptions:
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "lbfgs"):
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
+        if self.optimizer == "lbfgs" and self.learning_rate is not None:
+            raise ValueError(
+                "learning_rate is Adam's step size; L-BFGS's line search chooses its own steps, "
+                "so leave learning_rate unset with optimizer lbfgs"
+            )
         if self.learning_rate is not None and not 0.0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -178,7 +196,8 @@ class TrainingOptions:
 
     @property
     def step_size(self) -> float:
-        """``learning_rate``, or the optimiser's default when it is None."""
+        """``learning_rate``, or the optimiser's default when it is None (for L-BFGS the first
+        step its line search tries, 1, which is not configurable)."""
         if self.learning_rate is not None:
             return self.learning_rate
         return 1.0 if self.optimizer == "lbfgs" else 1e-3
@@ -283,12 +302,20 @@ class SupervisedDriver:
         self._params = list(self.network.parameters())
         self._decayed = [p for p in self._params if p.ndim >= 2]
         self.optimizer: torch.optim.Optimizer | None = None
-        self.lbfgs: LBFGS | None = None
-        if self.options.optimizer == "lbfgs":
-            self.lbfgs = LBFGS(self._flat_params(), step_length=self.options.step_size)
-            self._current_ce = self._last_ce = math.nan
-        else:
-            self.optimizer = torch.optim.Adam(self._params, lr=self.options.step_size)
+        self._solve: _LbfgsSolve | None = None
+        self._solve_to_replay: tuple[np.ndarray, int] | None = None
+        self._last_eval: tuple[np.ndarray, float] = (np.zeros(0), math.nan)
+        if self.options.optimizer == "adam":
+            # Coupled L2 (Adam's weight_decay adds λ·W to the gradient, the gradient of
+            # ½·λ·‖W‖²) on weight matrices only: biases are not decayed, as in scikit-learn.
+            decayed = {id(p) for p in self._decayed}
+            groups = [
+                {"params": self._decayed, "weight_decay": self.options.weight_decay},
+                {"params": [p for p in self._params if id(p) not in decayed], "weight_decay": 0.0},
+            ]
+            self.optimizer = torch.optim.Adam(
+                [g for g in groups if g["params"]], lr=self.options.step_size
+            )
         self.generator = torch.Generator().manual_seed(int(seed))
         self.temperature = 1.0
         # Loop state (saved in the trainer's JSON state by state_dict()).
@@ -298,8 +325,8 @@ class SupervisedDriver:
         self.epochs_since_best = 0
         self.stop_reason: str | None = None
         """Why training ended before the budget: ``"early_stopping"``, ``"converged"`` (L-BFGS
-        reached its gradient tolerance) or ``"stalled"`` (L-BFGS could not decrease the loss
-        any further at float32 precision); None while training goes on."""
+        reached its gradient tolerance) or ``"stalled"`` (scipy's L-BFGS-B stopped on its
+        relative-decrease test or a failed line search); None while training goes on."""
         self.initial_loss: float | None = None
         self.initial_loss_warning: str | None = None
         self._window_losses: list[float] = []
@@ -329,15 +356,11 @@ class SupervisedDriver:
         return 0.5 * self.options.weight_decay * sum(w.pow(2).sum() for w in self._decayed)
 
     def _backward(self, ce: torch.Tensor) -> None:
-        """Gradients of ``ce + ½·λ·Σ‖W‖²``: autograd (the fused ``p − y``) for the
-        cross-entropy, ``λ·W`` added directly for the penalty (fewer autograd nodes)."""
+        """Gradients of ``ce`` (autograd, the fused ``p − y``); Adam adds the penalty's
+        gradient through its parameter groups' ``weight_decay``."""
         for p in self._params:
             p.grad = None
         ce.backward()
-        if self.options.weight_decay:
-            with torch.no_grad():
-                for w in self._decayed:
-                    w.grad.add_(w, alpha=self.options.weight_decay)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Training cross-entropy of already standardised features ``x``."""
@@ -371,34 +394,104 @@ class SupervisedDriver:
         torch.nn.utils.vector_to_parameters(flat, self._params)
 
     def _objective(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """``(f, ∇f)`` of ``ce + ½·λ·Σ‖W‖²`` on the full training split at flat weights ``x``."""
+        """``(f, ∇f)`` of ``ce + ½·λ·Σ‖W‖²`` on the full training split at flat weights ``x``
+        (``λ·W`` is added to autograd's cross-entropy gradient directly: fewer graph nodes)."""
         self._set_flat_params(x)
         ce = self._loss(self._train_x, self._tensors["train"][1])
         self._backward(ce)
-        self._last_ce = float(ce.detach())
+        if self.options.weight_decay:
+            with torch.no_grad():
+                for w in self._decayed:
+                    w.grad.add_(w, alpha=self.options.weight_decay)
+        self._last_eval = (x.copy(), float(ce.detach()))
         grad = torch.cat([p.grad.reshape(-1) for p in self._params])
-        return self._last_ce + float(self._penalty()), grad.double().cpu().numpy()
+        return self._last_eval[1] + float(self._penalty()), grad.double().cpu().numpy()
+
+    def _cross_entropy_at(self, x: np.ndarray) -> float:
+        """Training cross-entropy at ``x``, from the last objective evaluation when it was
+        there (scipy's line search evaluates the accepted point last)."""
+        if not np.array_equal(self._last_eval[0], x):
+            self._objective(x)
+        return self._last_eval[1]
+
+    def _run_solve(self, start: np.ndarray, start_epoch: int, maxiter: int) -> _LbfgsSolve:
+        """One ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` from ``start`` for at
+        most ``maxiter`` iterations; the callback records every iterate and its training loss.
+
+        The options are scikit-learn's for ``LogisticRegression(solver="lbfgs")``: stop once
+        ``max_i |∂f/∂x_i| ≤ tolerance`` (``gtol``), or once the relative decrease of ``f`` is
+        below ``64·ε`` (``ftol``: float32 forward passes cannot resolve less), with up to 50
+        line-search evaluations per iteration and the default 10 correction pairs. Given
+        ``start`` the solve is deterministic, and ``maxiter`` only decides where it stops (the
+        first iterates of a longer solve are those of a shorter one), which is what makes
+        resume exact, with a grown budget too.
+        """
+        self._last_eval = (np.full_like(start, np.nan), math.nan)
+        solve = _LbfgsSolve(start=start.copy(), start_epoch=start_epoch)
+        solve.losses.append(self._cross_entropy_at(start))
+
+        def record(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+            x = np.array(intermediate_result.x, dtype=np.float64)
+            solve.iterates.append(x)
+            solve.losses.append(self._cross_entropy_at(x))
+
+        result = scipy.optimize.minimize(
+            self._objective,
+            start,
+            method="L-BFGS-B",
+            jac=True,
+            callback=record,
+            options={
+                "maxiter": maxiter,
+                "gtol": self.options.tolerance,
+                "ftol": 64 * np.finfo(float).eps,
+                "maxls": 50,
+            },
+        )
+        if float(np.abs(result.jac).max()) <= self.options.tolerance:
+            solve.stop_reason = "converged"
+        elif len(solve.iterates) < maxiter:
+            solve.stop_reason = "stalled"  # ftol, or a line search that found no decrease
+        return solve
 
     def _lbfgs_epoch(self) -> float:
-        """One L-BFGS iteration (:mod:`rlsoft.numerics.lbfgs`) on the full training split; the
-        training cross-entropy at its start."""
-        lbfgs = self.lbfgs
-        assert lbfgs is not None
-        if lbfgs.f is None:
-            lbfgs.x = self._flat_params()
-            lbfgs.f, lbfgs.g = self._objective(lbfgs.x)
-            self._current_ce = self._last_ce
-        start_ce = self._current_ce
-        if float(np.abs(lbfgs.g).max()) <= self.options.tolerance:
-            self.stop_reason = "converged"
-            return start_ce
-        result = lbfgs.step(self._objective)
-        if result.moved:
-            self._current_ce = self._last_ce  # the accepted point was evaluated last
-        else:
-            self.stop_reason = "stalled"  # the line search found no decrease
-        self._set_flat_params(lbfgs.x)  # the weights of the accepted point, not of a trial
-        return start_ce
+        """One L-BFGS iteration on the full training split; the training cross-entropy at its
+        start.
+
+        The whole solve (:meth:`_run_solve`, tens of milliseconds for softmax regression on
+        the digits) runs as one unit at the first epoch, and the epochs replay its iterates:
+        at epoch ``k`` the model holds iterate ``k``, so validation, logging and checkpoints
+        see the same weights as an iteration-by-iteration optimiser would show them. A
+        checkpoint stores where the solve started; a resumed run solves again from there (the
+        same deterministic solve, up to the possibly grown budget; a few milliseconds) and goes
+        on from the epoch it reached, so it is bit-identical to a run that was never
+        interrupted. (Restarting L-BFGS from the checkpoint's weights instead would lose its
+        curvature pairs and take other steps.)
+        """
+        solve = self._solve
+        if self._solve_to_replay is not None:
+            start, start_epoch = self._solve_to_replay
+            self._solve_to_replay = None
+            solve = self._solve = self._run_solve(
+                start, start_epoch, self.total_epochs - start_epoch
+            )
+        elif solve is None:
+            start = self._flat_params()
+            solve = self._solve = self._run_solve(start, self.epoch, self.total_epochs - self.epoch)
+        elif self.epoch - solve.start_epoch >= len(solve.iterates) and solve.stop_reason is None:
+            # The budget grew after the solve reached its iteration limit: the same solve,
+            # longer (its first iterates are those already replayed).
+            solve = self._solve = self._run_solve(
+                solve.start, solve.start_epoch, self.total_epochs - solve.start_epoch
+            )
+        k = self.epoch - solve.start_epoch
+        if k >= len(solve.iterates):  # the solve ended where it started (gradient already small)
+            self.stop_reason = solve.stop_reason
+            return solve.losses[-1]
+        self._set_flat_params(solve.iterates[k])
+        if k + 1 == len(solve.iterates) and solve.stop_reason is not None:
+            self.stop_reason = solve.stop_reason
+        return solve.losses[k]
 
     def _check_initial_loss(self) -> None:
         with torch.no_grad():
@@ -549,7 +642,7 @@ class SupervisedDriver:
             stopped = {
                 None: "",
                 "converged": f", L-BFGS converged (max |gradient| ≤ {self.options.tolerance:g})",
-                "stalled": ", L-BFGS stopped: no further decrease at float32 precision",
+                "stalled": ", L-BFGS stopped: the loss no longer decreases at float32 precision",
                 "early_stopping": f", early stopping kept epoch {self.best_epoch}",
             }[self.stop_reason]
             self.echo(f"{self.splits.describe()}; {self.epoch} epochs trained{stopped}")
@@ -627,18 +720,26 @@ class SupervisedDriver:
     def _optimizer_state(self) -> dict[str, Any]:
         if self.optimizer is not None:
             return self.optimizer.state_dict()
-        assert self.lbfgs is not None
-        state = {k: torch.from_numpy(np.asarray(v)) for k, v in self.lbfgs.state_arrays().items()}
-        state["ce"] = torch.tensor(self._current_ce, dtype=torch.float64)
-        return state
+        if self._solve_to_replay is not None:
+            start, start_epoch = self._solve_to_replay
+        elif self._solve is not None:
+            start, start_epoch = self._solve.start, self._solve.start_epoch
+        else:
+            return {}
+        return {"start": torch.from_numpy(start), "start_epoch": int(start_epoch)}
 
     def _load_optimizer_state(self, state: dict[str, Any]) -> None:
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state)
             return
-        assert self.lbfgs is not None
-        self.lbfgs.load_state_arrays({k: v.cpu().numpy() for k, v in state.items()})
-        self._current_ce = float(state["ce"])
+        self._solve = None
+        # A checkpoint without the solve's start (written before its first epoch, or by an
+        # older rlsoft) starts a fresh solve from the saved weights.
+        if "start" in state:
+            self._solve_to_replay = (
+                state["start"].cpu().numpy().astype(np.float64),
+                int(state["start_epoch"]),
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
+import agents  # noqa: F401 - registers the agent types (the report names them by their titles)
 from rlsoft.cli import main
 from rlsoft.compare.report import (
     describe_config,
@@ -22,6 +23,9 @@ from rlsoft.compare.report import (
     report,
 )
 from rlsoft.errors import RlsoftError
+from rlsoft.rl import agent as agent_registry
+from rlsoft.rl.agent import AgentSpec, register_agent
+from rlsoft.run.config import StrictModel
 
 
 def write_run(run_dir, curve, *, config=None, finished=True, entropy=None, tag="eval/mean_return"):
@@ -199,6 +203,23 @@ def test_describe_config_in_words():
     assert describe_config(soft) == (
         "soft Q-learning (target τ=0.5), Boltzmann (τ 5→0.1, half-life 1,000 steps)"
     )
+
+
+def test_describe_config_names_agents_by_their_registered_title(monkeypatch):
+    """The titles come from the registry: a newly registered agent type is named by its
+    title, and an unknown type by itself."""
+    monkeypatch.setattr(agent_registry, "_REGISTRY", dict(agent_registry._REGISTRY))  # undone
+    register_agent(
+        AgentSpec(name="report_probe", title="Probe-learning", config_model=StrictModel, build=id)
+    )
+    probe = taxi_config("x", epsilon=0.1)
+    probe["agent"] = {"type": "report_probe"}
+    assert describe_config(probe) == "Probe-learning, ε-greedy (ε=0.1)"
+    probe["agent"] = {"type": "not_registered"}
+    assert describe_config(probe) == "not_registered, ε-greedy (ε=0.1)"
+    dqn = taxi_config("x", epsilon=0.1)
+    dqn["agent"] = {"type": "dqn"}
+    assert describe_config(dqn) == "DQN, ε-greedy (ε=0.1)"
 
 
 def test_report_errors_are_one_sentence(tmp_path):

@@ -76,6 +76,7 @@ def test_registered_and_shipped_configs_validate() -> None:
         ({"model": "softmax_regression", "hidden_sizes": [8]}, "hidden_sizes is for model mlp"),
         ({"model": "mlp", "hidden_sizes": []}, "at least one hidden layer"),
         ({"optimizer": "lbfgs", "batch_size": 32}, "full training split"),
+        ({"optimizer": "lbfgs", "learning_rate": 0.1}, "remove learning_rate"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"dataset": {"name": "mnist"}}, "dataset"),
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 import agents  # noqa: F401 - registers the agent types used below
 from rlsoft.errors import ConfigError
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy
-from rlsoft.run.config import apply_overrides, load_config, parse_yaml, validate_config
+from rlsoft.run.config import (
+    apply_overrides,
+    deep_merge,
+    load_config,
+    parse_yaml,
+    set_dotted,
+    validate_config,
+)
 
 BASE = """
 seed: 3
@@ -117,6 +125,35 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path.write_text("seed: 1\nagent: {type: q_learning\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(path)
+
+
+def test_deep_merge_sets_leaves_and_keeps_siblings() -> None:
+    base = {"seed": 1, "train": {"total_steps": 10, "log_every": 2}, "env": None}
+    merged = deep_merge(base, {"train": {"total_steps": 20}, "env": {"id": "Taxi-v3"}})
+    assert merged == {
+        "seed": 1,
+        "train": {"total_steps": 20, "log_every": 2},
+        "env": {"id": "Taxi-v3"},
+    }
+    assert base["train"]["total_steps"] == 10  # the base is not modified
+    with pytest.raises(
+        ConfigError, match=re.escape("override seed.x: 'seed' is a value, not a section")
+    ):
+        deep_merge(base, {"seed": {"x": 1}})
+
+
+def test_set_dotted_copies_the_value_and_names_a_bad_key() -> None:
+    data: dict = {}
+    value = {"a": [1]}
+    set_dotted(data, "x.y", value, "compare.yaml: overrides")
+    value["a"].append(2)
+    assert data == {"x": {"y": {"a": [1]}}}
+    with pytest.raises(ConfigError, match=re.escape("'x..z' is not a dotted config key")):
+        set_dotted(data, "x..z", 1, "compare.yaml: overrides")
+    with pytest.raises(
+        ConfigError, match=re.escape("overrides: 'x.y.a.b': 'a' is a value, not a section")
+    ):
+        set_dotted({"x": {"y": {"a": 1}}}, "x.y.a.b", 1, "compare.yaml: overrides")
 
 
 def test_override_needs_key_and_value() -> None:

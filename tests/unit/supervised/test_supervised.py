@@ -5,6 +5,7 @@ Runs on small synthetic data sets (Gaussian blobs) so that every test takes mill
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -141,6 +142,70 @@ def test_lbfgs_converges_and_finishes() -> None:
     assert driver.stop_reason in ("converged", "stalled")
     grads = [p.grad.abs().max() for p in driver.network.parameters()]
     assert max(grads) <= 1e-3
+
+
+def test_adam_weight_decay_is_the_l2_penalty_on_weights_only() -> None:
+    """Adam's parameter groups decay W but not b: full-batch epochs equal plain Adam steps on
+    the explicit objective mean CE + ½·λ·‖W‖² (autograd of the penalty, torch's loss). Several
+    steps, because Adam's first step is ±lr whatever the gradient's size."""
+    torch.manual_seed(0)
+    linear = nn.Linear(D, K)
+    reference = copy.deepcopy(linear)
+    data = blobs()
+    driver = make_driver(
+        network=linear, data=data, batch_size=None, weight_decay=0.5, learning_rate=0.1
+    )
+    driver.advance(5, 0)
+    mean, std = data.standardization()
+    x = torch.as_tensor((data.x_train - mean) / std)
+    y = torch.as_tensor(data.y_train)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.1)
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(reference(x), y)
+        (loss + 0.25 * reference.weight.pow(2).sum()).backward()
+        optimizer.step()
+    torch.testing.assert_close(linear.weight, reference.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(linear.bias, reference.bias, atol=1e-6, rtol=1e-5)
+
+
+def test_lbfgs_softmax_regression_matches_scikit_learn_logistic_regression() -> None:
+    """With λ = 1/(C·n_train), mean cross-entropy + ½·λ·‖W‖² is scikit-learn's multinomial
+    LogisticRegression(C) objective divided by n (intercepts unpenalised in both): the same
+    strictly convex problem in W, so the same weights, predictions and probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = blobs(seed=3, n=600, noise=2.0)  # overlapping blobs: the penalty matters
+    n, c = len(data.y_train), 0.5
+    driver = make_driver(
+        network=nn.Linear(D, K),
+        data=data,
+        epochs=500,
+        optimizer="lbfgs",
+        batch_size=None,
+        weight_decay=1.0 / (c * n),
+        patience=None,
+        tolerance=1e-6,
+    )
+    driver.fit()
+    assert driver.converged
+    mean, std = data.standardization()
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000)
+    reference.fit((data.x_train - mean) / std, data.y_train)
+    linear = driver.network
+    np.testing.assert_allclose(linear.weight.detach().numpy(), reference.coef_, atol=2e-3)
+    # Unpenalised intercepts are determined only up to a shift common to all classes.
+    bias = linear.bias.detach().numpy()
+    np.testing.assert_allclose(
+        bias - bias.mean(), reference.intercept_ - reference.intercept_.mean(), atol=2e-3
+    )
+    x_test = (data.x_test - mean) / std
+    np.testing.assert_array_equal(driver.predict(data.x_test), reference.predict(x_test))
+    np.testing.assert_allclose(
+        scipy_softmax(driver.logits(data.x_test), axis=1),
+        reference.predict_proba(x_test),
+        atol=1e-3,
+    )
 
 
 def test_early_stopping_keeps_the_best_validation_weights() -> None:

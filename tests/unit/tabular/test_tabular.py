@@ -32,7 +32,6 @@ from agents.tabular.agent import (
     SoftQLearning,
     SoftQLearningConfig,
     TabularAgent,
-    soft_max_row,
 )
 from rlsoft.errors import ConfigError, RlsoftError
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
@@ -214,10 +213,17 @@ def test_soft_q_tends_to_q_learning(row, tau):
     row=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=8),
     tau=st.floats(1e-3, 1e3),
 )
-def test_soft_max_row_agrees_with_functional_logsumexp(row, tau):
-    ours = soft_max_row(row, tau)
+def test_soft_q_inlined_target_is_row_logsumexp_bit_for_bit(row, tau):
+    """Soft Q's per-step target inlines F.row_logsumexp for speed: the copy must agree
+    exactly, and the shared kernel with scipy's logsumexp."""
+    reference = tau * scipy_logsumexp(np.array(row) / tau)
+    ours = F.row_logsumexp(row, tau)
+    assert ours == pytest.approx(reference, rel=1e-9, abs=1e-9)
     assert ours == pytest.approx(float(F.logsumexp(np.array(row), temperature=tau)), rel=1e-12)
-    assert ours == pytest.approx(tau * scipy_logsumexp(np.array(row) / tau), rel=1e-9, abs=1e-9)
+    agent = make(SoftQLearning, actions=len(row), learning_rate=1.0, gamma=1.0, temperature=tau)
+    set_q(agent, [[0.0] * len(row), row, [0.0] * len(row)])
+    agent.observe(0, 0, 0.0, 1, False, False, 0)
+    assert q_table(agent)[0, 0] == ours
 
 
 # --------------------------------------------------------------------------------------------
