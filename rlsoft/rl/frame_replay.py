@@ -56,14 +56,14 @@ from typing import Any
 
 import numpy as np
 
-from rlsoft.rl.replay import ReplayBatch
+from rlsoft.rl.replay import ReplayBatch, TransitionRing
 
 __all__ = ["FrameReplayBuffer"]
 
 _PADDINGS = ("reset", "zero")
 
 
-class FrameReplayBuffer:
+class FrameReplayBuffer(TransitionRing):
     """Ring buffer of ``capacity`` transitions whose observations are frame stacks.
 
     Same interface and sampling semantics as :class:`rlsoft.rl.replay.ReplayBuffer`; only the
@@ -96,14 +96,7 @@ class FrameReplayBuffer:
         obs_dtype: Any = np.uint8,
         padding: str = "reset",
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"replay capacity must be at least 1, got {capacity}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        if n_step < 1:
-            raise ValueError(f"n_step must be at least 1, got {n_step}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        super().__init__(capacity, num_envs=num_envs, n_step=n_step, gamma=gamma)
         if frame_stack < 1:
             raise ValueError(f"frame_stack must be at least 1, got {frame_stack}")
         if padding not in _PADDINGS:
@@ -114,14 +107,9 @@ class FrameReplayBuffer:
                 f"observations of shape {obs_shape} are not stacks of frame_stack={frame_stack} "
                 "frames: expected (frame_stack, *frame_shape), the newest frame last"
             )
-        self.num_envs = int(num_envs)
-        self.rows = -(-int(capacity) // self.num_envs)
-        self.capacity = self.rows * self.num_envs
         self.obs_shape = obs_shape
         self.frame_stack = int(frame_stack)
         self.frame_shape = obs_shape[1:] if self.frame_stack > 1 else obs_shape
-        self.n_step = int(n_step)
-        self.gamma = float(gamma)
         self.padding = padding
         self.obs_dtype = np.dtype(obs_dtype)
         # The frame ring has k more rows than the transition ring: k − 1 for the history of the
@@ -129,10 +117,6 @@ class FrameReplayBuffer:
         self.frame_rows = self.rows + self.frame_stack
         size, envs = self.capacity, self.num_envs
         self.frames = np.zeros((self.frame_rows * envs, *self.frame_shape), dtype=self.obs_dtype)
-        self.actions = np.zeros(size, dtype=np.int64)
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.terminated = np.zeros(size, dtype=np.bool_)
-        self.done = np.zeros(size, dtype=np.bool_)
         self.episode_step = np.zeros(size, dtype=np.int32)
         """Position of each transition in its episode (0: ``obs`` is the reset observation)."""
         self.final_ref = np.zeros(size, dtype=np.int32)
@@ -140,20 +124,13 @@ class FrameReplayBuffer:
         self.final_frames = np.zeros((max(16, 2 * envs), *self.frame_shape), self.obs_dtype)
         self._final_head = 0  # oldest live side-table row (a FIFO ring)
         self._final_count = 0
-        self.pos = 0
-        """The next transition row to write (the oldest row once the buffer is full)."""
-        self.full = False
         self.added = 0
         """Vector steps added so far (the global step of the next row)."""
         self._next_step = np.zeros(envs, dtype=np.int64)
-        self._powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
         # Stack entry j holds the frame k−1−j steps back (j = k−1 is the newest frame).
         self._back = np.arange(self.frame_stack - 1, -1, -1, dtype=np.int64)
 
     # ------------------------------------------------------------------ writing
-
-    def __len__(self) -> int:
-        return self.capacity if self.full else self.pos * self.num_envs
 
     @property
     def nbytes(self) -> int:
@@ -288,17 +265,6 @@ class FrameReplayBuffer:
 
     # ------------------------------------------------------------------ sampling
 
-    def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` flat indices drawn uniformly, with replacement, from the stored transitions."""
-        size = len(self)
-        if size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        return rng.integers(0, size, size=n)
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> ReplayBatch:
-        """``batch_size`` transitions (n-step returns when ``n_step > 1``), uniformly."""
-        return self.gather(self.sample_indices(rng, batch_size))
-
     def gather(self, idx: np.ndarray, out: ReplayBatch | None = None) -> ReplayBatch:
         """The transitions at flat indices ``idx``, as n-step returns, stacks rebuilt.
 
@@ -374,28 +340,6 @@ class FrameReplayBuffer:
         if not direct:
             target[...] = stacks.reshape(target.shape)
 
-    def _n_step(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each start index: the index of the window's last transition, the discounted
-        reward sum and the window length m, stopping at ``done`` and at the newest row."""
-        step = self.num_envs
-        newer = (self.pos - 1 - idx // step) % self.rows
-        returns = self.rewards[idx].astype(np.float64)
-        last = idx.copy()
-        steps = np.ones(len(idx), dtype=np.int64)
-        alive = ~self.done[idx]
-        for k in range(1, self.n_step):
-            alive &= newer >= k
-            if not alive.any():
-                break
-            j = (idx + k * step) % self.capacity
-            returns += np.where(alive, self._powers[k] * self.rewards[j], 0.0)
-            last = np.where(alive, j, last)
-            steps += alive
-            alive &= ~self.done[j]
-        return last, returns, steps
-
-    # ------------------------------------------------------------------ state
-
     def _age_order(self) -> np.ndarray:
         """Flat indices of the stored transitions, oldest first."""
         if not self.full:
@@ -433,23 +377,14 @@ class FrameReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (settings must match this buffer's)."""
-        for key, mine in (
-            ("capacity", self.capacity),
-            ("num_envs", self.num_envs),
-            ("n_step", self.n_step),
-            ("frame_stack", self.frame_stack),
-            ("obs_shape", list(self.obs_shape)),
-            ("padding", self.padding),
-        ):
-            saved = state[key]
-            if isinstance(mine, list):
-                saved = [int(v) for v in saved]
-            elif isinstance(mine, int):
-                saved = int(saved)
-            if saved != mine:
-                raise ValueError(
-                    f"saved replay buffer has {key}={saved}, but this buffer has {key}={mine}"
-                )
+        self._check_saved_settings(
+            state,
+            {
+                "frame_stack": self.frame_stack,
+                "obs_shape": list(self.obs_shape),
+                "padding": self.padding,
+            },
+        )
         pos, full, added = int(state["pos"]), bool(state["full"]), int(state["added"])
         filled = self.capacity if full else pos * self.num_envs
         written = 0 if added == 0 else min(added + 1, self.frame_rows)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ReplayBatch", "ReplayBuffer"]
+__all__ = ["ReplayBatch", "ReplayBuffer", "TransitionRing"]
 
 
 @dataclass
@@ -50,7 +50,99 @@ class ReplayBatch:
     """``m``, the number of rewards summed into each return (1 ≤ m ≤ n_step)."""
 
 
-class ReplayBuffer:
+class TransitionRing:
+    """What every replay ring shares: ``capacity`` transitions from ``num_envs`` streams stored
+    row by row (see the module docstring), their actions, rewards and episode flags, uniform
+    sampling of stored indices, and n-step returns formed at sample time. Subclasses store the
+    observations (:class:`ReplayBuffer` whole, :class:`rlsoft.rl.frame_replay.FrameReplayBuffer`
+    one frame at a time) and implement ``gather``.
+    """
+
+    def __init__(self, capacity: int, *, num_envs: int, n_step: int, gamma: float) -> None:
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be at least 1, got {capacity}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if n_step < 1:
+            raise ValueError(f"n_step must be at least 1, got {n_step}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        self.num_envs = int(num_envs)
+        self.rows = -(-int(capacity) // self.num_envs)
+        self.capacity = self.rows * self.num_envs
+        self.n_step = int(n_step)
+        self.gamma = float(gamma)
+        size = self.capacity
+        self.actions = np.zeros(size, dtype=np.int64)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminated = np.zeros(size, dtype=np.bool_)
+        self.done = np.zeros(size, dtype=np.bool_)
+        self.pos = 0
+        """The next row to write (the oldest row once the buffer is full)."""
+        self.full = False
+        # γ^k for k = 0..n, in float64 (returns are summed in float64, then stored as float32).
+        self._powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return self.capacity if self.full else self.pos * self.num_envs
+
+    def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` flat indices drawn uniformly, with replacement, from the stored transitions."""
+        size = len(self)
+        if size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        return rng.integers(0, size, size=n)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> ReplayBatch:
+        """``batch_size`` transitions (n-step returns when ``n_step > 1``), uniformly."""
+        return self.gather(self.sample_indices(rng, batch_size))
+
+    def gather(self, idx: np.ndarray, out: ReplayBatch | None = None) -> ReplayBatch:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def _check_saved_settings(self, state: dict[str, Any], settings: dict[str, Any]) -> None:
+        """A saved buffer fits this one: the same capacity, ``num_envs``, ``n_step`` and
+        ``settings`` (a subclass's own, e.g. the observation shape)."""
+        mine_all = {
+            "capacity": self.capacity,
+            "num_envs": self.num_envs,
+            "n_step": self.n_step,
+            **settings,
+        }
+        for key, mine in mine_all.items():
+            saved = state[key]
+            if isinstance(mine, list):
+                saved = [int(v) for v in saved]
+            elif isinstance(mine, int):
+                saved = int(saved)
+            if saved != mine:
+                raise ValueError(
+                    f"saved replay buffer has {key}={saved}, but this buffer has {key}={mine}"
+                )
+
+    def _n_step(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each start index: the index of the window's last transition, the discounted
+        reward sum and the window length m, stopping at ``done`` and at the newest row."""
+        step = self.num_envs
+        # Rows written after each start row, in the same environment's stream.
+        newer = (self.pos - 1 - idx // step) % self.rows
+        returns = self.rewards[idx].astype(np.float64)
+        last = idx.copy()
+        steps = np.ones(len(idx), dtype=np.int64)
+        alive = ~self.done[idx]
+        for k in range(1, self.n_step):
+            alive &= newer >= k
+            if not alive.any():
+                break
+            j = (idx + k * step) % self.capacity
+            returns += np.where(alive, self._powers[k] * self.rewards[j], 0.0)
+            last = np.where(alive, j, last)
+            steps += alive
+            alive &= ~self.done[j]
+        return last, returns, steps
+
+
+class ReplayBuffer(TransitionRing):
     """Ring buffer of ``capacity`` transitions from ``num_envs`` parallel environments.
 
     :param capacity: transitions kept (rounded up to a multiple of ``num_envs``).
@@ -71,37 +163,12 @@ class ReplayBuffer:
         gamma: float = 0.99,
         obs_dtype: Any = np.float32,
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"replay capacity must be at least 1, got {capacity}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        if n_step < 1:
-            raise ValueError(f"n_step must be at least 1, got {n_step}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        self.num_envs = int(num_envs)
-        self.rows = -(-int(capacity) // self.num_envs)
-        self.capacity = self.rows * self.num_envs
+        super().__init__(capacity, num_envs=num_envs, n_step=n_step, gamma=gamma)
         self.obs_shape = tuple(int(d) for d in obs_shape)
-        self.n_step = int(n_step)
-        self.gamma = float(gamma)
-        size = self.capacity
-        self.obs = np.zeros((size, *self.obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros((size, *self.obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(size, dtype=np.int64)
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.terminated = np.zeros(size, dtype=np.bool_)
-        self.done = np.zeros(size, dtype=np.bool_)
-        self.pos = 0
-        """The next row to write (the oldest row once the buffer is full)."""
-        self.full = False
-        # γ^k for k = 0..n, in float64 (returns are summed in float64, then stored as float32).
-        self._powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+        self.obs = np.zeros((self.capacity, *self.obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((self.capacity, *self.obs_shape), dtype=obs_dtype)
 
     # ------------------------------------------------------------------ writing
-
-    def __len__(self) -> int:
-        return self.capacity if self.full else self.pos * self.num_envs
 
     def add(
         self,
@@ -127,17 +194,6 @@ class ReplayBuffer:
             self.full = True
 
     # ------------------------------------------------------------------ sampling
-
-    def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` flat indices drawn uniformly, with replacement, from the stored transitions."""
-        size = len(self)
-        if size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        return rng.integers(0, size, size=n)
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> ReplayBatch:
-        """``batch_size`` transitions (n-step returns when ``n_step > 1``), uniformly."""
-        return self.gather(self.sample_indices(rng, batch_size))
 
     def gather(self, idx: np.ndarray, out: ReplayBatch | None = None) -> ReplayBatch:
         """The transitions at flat indices ``idx``, as n-step returns.
@@ -174,27 +230,6 @@ class ReplayBuffer:
         out.discounts[out.terminated] = 0.0  # no future after a termination
         return out
 
-    def _n_step(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each start index: the index of the window's last transition, the discounted
-        reward sum and the window length m, stopping at ``done`` and at the newest row."""
-        step = self.num_envs
-        # Rows written after each start row, in the same environment's stream.
-        newer = (self.pos - 1 - idx // step) % self.rows
-        returns = self.rewards[idx].astype(np.float64)
-        last = idx.copy()
-        steps = np.ones(len(idx), dtype=np.int64)
-        alive = ~self.done[idx]
-        for k in range(1, self.n_step):
-            alive &= newer >= k
-            if not alive.any():
-                break
-            j = (idx + k * step) % self.capacity
-            returns += np.where(alive, self._powers[k] * self.rewards[j], 0.0)
-            last = np.where(alive, j, last)
-            steps += alive
-            alive &= ~self.done[j]
-        return last, returns, steps
-
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
@@ -221,18 +256,7 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (settings must match this buffer's)."""
-        for key, mine in (
-            ("capacity", self.capacity),
-            ("num_envs", self.num_envs),
-            ("n_step", self.n_step),
-            ("obs_shape", list(self.obs_shape)),
-        ):
-            saved = state[key]
-            saved = [int(v) for v in saved] if isinstance(mine, list) else int(saved)
-            if saved != mine:
-                raise ValueError(
-                    f"saved replay buffer has {key}={saved}, but this buffer has {key}={mine}"
-                )
+        self._check_saved_settings(state, {"obs_shape": list(self.obs_shape)})
         pos, full = int(state["pos"]), bool(state["full"])
         filled = self.capacity if full else pos * self.num_envs
         for key in ("obs", "next_obs", "actions", "rewards", "terminated", "done"):
