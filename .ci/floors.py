@@ -1,11 +1,11 @@
 """Print a pip constraints file that pins every dependency of rlsoft at its declared floor.
 
     python3 .ci/floors.py > floors.txt
-    pip install -c floors.txt -e '.[dev]'
+    pip install -c floors.txt -e '.[test]' ruff
 
-Reads ``[project] dependencies`` and the ``dev`` extra from pyproject.toml; each must state its
-floor as ``name>=X`` (``name[extra]>=X``, an environment marker after ``;`` allowed), which
-becomes ``name==X``. torch is left out (``--skip``, default ``torch``): its wheels are
+Reads ``[project] dependencies`` and the ``dev`` extra (its ``rlsoft[test,lint]`` expanded)
+from pyproject.toml; each must state its floor as ``name>=X`` (``name[extra]>=X``, an
+environment marker after ``;`` allowed), which becomes ``name==X``. torch is left out (``--skip``, default ``torch``): its wheels are
 gigabytes, so CI installs one torch release beside the floors of everything else. A
 requirement without a ``>=`` floor is an error: the floor is what CI proves.
 """
@@ -26,12 +26,26 @@ REQUIREMENT = re.compile(
 )
 
 
+def _extra_requirements(project: dict, extras: list[str]) -> list[str]:
+    """The requirements of these extras, an extra naming the project itself (``rlsoft[a,b]``)
+    expanded to those extras' requirements."""
+    own = re.compile(rf"^\s*{re.escape(project['name'])}\s*\[(?P<extras>[^\]]*)\]\s*$")
+    requirements: list[str] = []
+    for extra in extras:
+        for requirement in project["optional-dependencies"][extra]:
+            nested = own.match(requirement)
+            if nested is None:
+                requirements.append(requirement)
+            else:
+                names = [name.strip() for name in nested["extras"].split(",")]
+                requirements += _extra_requirements(project, names)
+    return requirements
+
+
 def floors(pyproject: Path, extras: list[str], skip: set[str]) -> list[str]:
     """``name==floor`` lines (with their markers), in pyproject order, without duplicates."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    requirements = list(project["dependencies"])
-    for extra in extras:
-        requirements += project["optional-dependencies"][extra]
+    requirements = list(project["dependencies"]) + _extra_requirements(project, extras)
     lines: dict[str, str] = {}
     for requirement in requirements:
         match = REQUIREMENT.match(requirement)
