@@ -5,9 +5,10 @@
 
 Reads ``[project] dependencies`` and the ``dev`` extra (its ``rlsoft[test,lint]`` expanded)
 from pyproject.toml; each must state its floor as ``name>=X`` (``name[extra]>=X``, an
-environment marker after ``;`` allowed), which becomes ``name==X``. torch is left out (``--skip``, default ``torch``): its wheels are
-gigabytes, so CI installs one torch release beside the floors of everything else. A
-requirement without a ``>=`` floor is an error: the floor is what CI proves.
+environment marker after ``;`` allowed), which becomes ``name==X``. torch is left out
+(``--skip``, default ``torch``): its wheels are gigabytes, so CI installs one torch release
+beside the floors of everything else. A requirement without a ``>=`` floor is an error: the
+floor is what CI proves.
 """
 
 from __future__ import annotations
