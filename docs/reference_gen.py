@@ -3,17 +3,21 @@ command line (from the argparse parser).
 
 ``docs/hooks.py`` calls these while MkDocs builds the site, so the pages are rebuilt from the
 code every time and cannot drift from it. A config field without a description (an attribute
-docstring under the field, read through ``use_attribute_docstrings=True``) is an error that
-fails the build: every field a user can set is documented.
+docstring under the field, read from the model's source here) is an error that fails the
+build: every field a user can set is documented.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import io
+import itertools
 import json
 import os
 import re
+import textwrap
 import types
 import typing
 from collections.abc import Iterator
@@ -122,14 +126,47 @@ def _escape_pipes(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def attribute_docstrings(model: type) -> dict[str, str]:
+    """The attribute docstrings of ``model`` and its base classes (the string literal right
+    under an annotated field), read from their source; a subclass's overrides a base's.
+
+    rlsoft's config models do not ask pydantic to collect these
+    (``use_attribute_docstrings``): that parses every model's source at every start-up, about
+    20 ms of the 0.3 s a config error may take (``scripts/bench_startup.py``), for text only
+    this reference shows. A ``Field(description=...)`` still wins when a model sets one.
+    """
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if cls is object or cls.__module__.startswith("pydantic"):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            continue
+        tree = ast.parse(textwrap.dedent(source))
+        body = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)).body
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
 def model_table(model: type[BaseModel]) -> str:
     """One Markdown table, a row per field: name, type (with bounds), default, description.
 
     :raises UndocumentedFieldError: a field has no description.
     """
     rows = ["| field | type | default | description |", "| --- | --- | --- | --- |"]
+    docstrings = attribute_docstrings(model)
     for name, field in model.model_fields.items():
-        if not (field.description or "").strip():
+        description = field.description or docstrings.get(name, "")
+        if not description.strip():
             raise UndocumentedFieldError(
                 f"{model.__module__}.{model.__qualname__}.{name} has no description; "
                 "write an attribute docstring under the field"
@@ -139,7 +176,7 @@ def model_table(model: type[BaseModel]) -> str:
         if bounds:
             type_text += ", " + ", ".join(bounds)
         cells = [f"`{name}`", _escape_pipes(type_text), _default_text(field)]
-        cells.append(_markdown_text(field.description))
+        cells.append(_markdown_text(description))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -57,8 +57,6 @@ DEFAULT_HIDDEN_SIZES = (256,)
 
 
 class _SplitConfig(StrictModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     """Share of the data held out for early stopping and for fitting the temperature."""
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -108,7 +106,7 @@ DatasetConfig = Annotated[
 class ClassifierConfig(StrictModel):
     """The ``agent:`` section of ``type: classifier``."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     model: Literal["softmax_regression", "mlp"] = "softmax_regression"
     """``softmax_regression`` (one linear layer) or ``mlp`` (ReLU hidden layers)."""

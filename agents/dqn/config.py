@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rlsoft.run.config import NumberOrSchedule, StrictModel, schedule_endpoints
 
@@ -23,8 +23,6 @@ class DQNConfig(StrictModel):
     *environment* steps summed over all vectorised copies, so ``env.num_envs`` changes only
     the speed of collection, not the schedule of learning.
     """
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
 
     # -- network -------------------------------------------------------------------------
     hidden_sizes: list[int] = Field(default_factory=lambda: [256, 256])

@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from rlsoft.errors import DivergedError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
@@ -85,8 +85,6 @@ def _check_learning_rate(value: float) -> float:
 
 class TabularConfig(StrictModel):
     """Hyperparameters shared by every tabular agent (the ``agent:`` section)."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
 
     learning_rate: NumberOrSchedule = 0.1
     """Step size α in (0, 1] of Q(s,a) ← Q(s,a) + α·(target − Q(s,a)): a number or a

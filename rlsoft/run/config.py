@@ -67,7 +67,6 @@ class StrictModel(BaseModel):
         extra="forbid",
         validate_assignment=True,
         allow_inf_nan=False,
-        use_attribute_docstrings=True,
     )
 
 

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 import agents
 from rlsoft.rl.agent import get_agent_spec
@@ -87,8 +87,6 @@ def test_defaults_and_bounds_are_the_models(gen):
 
 def test_a_field_without_a_description_fails_the_generator(gen):
     class Undocumented(BaseModel):
-        model_config = ConfigDict(use_attribute_docstrings=True)
-
         documented: int = 1
         """Has one."""
         bare: int = 2
