@@ -26,6 +26,11 @@ its training rounds only; SB3 runs exactly as shipped.
     python scripts/bench_dqn.py                    # 50k steps, seeds 0-4, both settings
     python scripts/bench_dqn.py --steps 10000 --seeds 0 --settings zoo   # a quick look
     python scripts/bench_dqn.py --gradients        # autograd vs agents/dqn/fastgrad.py only
+    python scripts/bench_dqn.py --autograd         # + rlsoft with autograd instead of fastgrad
+
+``--autograd`` adds a third library row, ``rlsoft-ag``: the same rlsoft runs with the
+written-out backward pass (agents/dqn/fastgrad.py) switched off, so the end-to-end gain of
+keeping it is measured in the same run.
 
 Needs the benchmark extra: ``pip install 'rlsoft[bench]'`` (stable-baselines3).
 """
@@ -208,9 +213,16 @@ def rlsoft_config(setting: dict[str, Any], steps: int, seed: int, args: argparse
     )
 
 
-def run_rlsoft(setting: dict[str, Any], steps: int, seed: int, args: argparse.Namespace) -> dict:
+def run_rlsoft(
+    setting: dict[str, Any],
+    steps: int,
+    seed: int,
+    args: argparse.Namespace,
+    autograd: bool = False,
+) -> dict:
     """A normal rlsoft run (TensorBoard logging and the final checkpoint included in the
-    time), with the trainer's evaluations replaced by the shared, timed one."""
+    time), with the trainer's evaluations replaced by the shared, timed one; ``autograd``
+    computes the gradients with autograd instead of agents/dqn/fastgrad.py."""
     import torch
 
     from rlsoft.run.experiment import build_driver, create_run_dir
@@ -226,6 +238,8 @@ def run_rlsoft(setting: dict[str, Any], steps: int, seed: int, args: argparse.Na
             return {"eval/mean_return": clock(step, driver.agent.act_greedy)}
 
         driver.evaluate = timed_evaluate
+        if autograd:  # the agent falls back to autograd when it has no written-out backward
+            driver.agent._manual_gradient = None
         wall, cpu = time.perf_counter(), time.thread_time()
         result = Trainer(driver, config, run_dir).run()
         wall, cpu = time.perf_counter() - wall - clock.wall, time.thread_time() - cpu - clock.cpu
@@ -323,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sb3", action="store_true", help="time rlsoft only")
     parser.add_argument("--out", help="also write the results as JSON to this file")
     parser.add_argument(
+        "--autograd",
+        action="store_true",
+        help="also run rlsoft with autograd instead of its written-out backward (rlsoft-ag)",
+    )
+    parser.add_argument(
         "--gradients",
         action="store_true",
         help="only time one gradient computation, autograd vs agents/dqn/fastgrad.py",
@@ -349,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     import agents  # noqa: F401 - registers rlsoft's agents
 
     libraries = ["rlsoft"] if args.skip_sb3 else ["sb3", "rlsoft"]
+    if args.autograd:
+        libraries.append("rlsoft-ag")
+    runners: dict[str, Callable[..., dict]] = {
+        "sb3": run_sb3,
+        "rlsoft": run_rlsoft,
+        "rlsoft-ag": lambda *a: run_rlsoft(*a, autograd=True),
+    }
     results: dict[str, dict[str, list[dict]]] = {
         s: {lib: [] for lib in libraries} for s in settings
     }
@@ -357,11 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, seed in enumerate(seeds):
             # Alternate the order so that a drift in machine load does not favour one side.
             for library in libraries if i % 2 == 0 else libraries[::-1]:
-                run = run_sb3 if library == "sb3" else run_rlsoft
-                r = run(SETTINGS[setting], args.steps, seed, args)
+                r = runners[library](SETTINGS[setting], args.steps, seed, args)
                 results[setting][library].append({"seed": seed, **r})
                 print(
-                    f"{setting:9s} seed {seed} {library:6s} {r['steps_per_s']:7.0f} steps/s "
+                    f"{setting:9s} seed {seed} {library:9s} {r['steps_per_s']:7.0f} steps/s "
                     f"({r['steps_per_cpu_s']:6.0f}/cpu-s, {r['torch_threads']} thread(s), "
                     f"{r['gradient_steps']} updates)  first ≥ {SOLVED:.0f}: "
                     f"{r['first_solved_step']}  final {r['final_return']:.1f}",
@@ -372,13 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         f"({time.perf_counter() - started:.0f} s in all)"
     )
     columns = ("setting", "library", "steps/s", "steps/cpu-s", "solved", "first ≥475", "final")
-    print("{:9s} {:7s} {:>8s} {:>11s} {:>7s} {:>11s} {:>7s}".format(*columns))
+    print("{:9s} {:9s} {:>8s} {:>11s} {:>7s} {:>11s} {:>7s}".format(*columns))
     for setting in settings:
         for library in libraries:
             rs = results[setting][library]
             firsts = [r["first_solved_step"] for r in rs if r["first_solved_step"] is not None]
             print(
-                f"{setting:9s} {library:7s} {_median([r['steps_per_s'] for r in rs]):8.0f} "
+                f"{setting:9s} {library:9s} {_median([r['steps_per_s'] for r in rs]):8.0f} "
                 f"{_median([r['steps_per_cpu_s'] for r in rs]):11.0f} "
                 f"{len(firsts)}/{len(rs):<5d} {_median(firsts):11.0f} "
                 f"{_median([r['final_return'] for r in rs]):7.1f}"
@@ -394,6 +419,21 @@ def main(argv: list[str] | None = None) -> int:
                 [r["steps_per_cpu_s"] for r in theirs]
             )
             print(f"ratio rlsoft/SB3 [{setting}]: {wall:.2f}x steps/s ({cpu:.2f}x per CPU second)")
+    if args.autograd:
+        print()
+        for setting in settings:
+            ours = results[setting]["rlsoft"]
+            autograd = results[setting]["rlsoft-ag"]
+            wall = _median([r["steps_per_s"] for r in ours]) / _median(
+                [r["steps_per_s"] for r in autograd]
+            )
+            cpu = _median([r["steps_per_cpu_s"] for r in ours]) / _median(
+                [r["steps_per_cpu_s"] for r in autograd]
+            )
+            print(
+                f"written-out backward / autograd [{setting}]: {wall:.2f}x steps/s "
+                f"({cpu:.2f}x per CPU second; keep fastgrad.py if >= 1.15x)"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     return 0
