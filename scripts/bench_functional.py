@@ -15,7 +15,13 @@ What is timed, on shapes (1, 6) (one Q-row per environment step), (256, 6), (409
   log_softmax``, and ``rlsoft.cross_entropy`` forward + backward against
   ``torch.nn.functional.cross_entropy`` (class-index targets, mean reduction);
 * ``rlsoft.explore.policies.Boltzmann(1.0).select(q, rng)`` on one (6,) row against a plain
-  max-shift softmax followed by ``rng.choice(6, p=p)``.
+  max-shift softmax followed by ``rng.choice(6, p=p)``;
+* cross-entropy forward + backward on the shapes rlsoft's own agents train on
+  (``TRAINING_CE``): the C51 head's (batch, 51) rows against projected probability targets,
+  the digits MLP's (64, 10) minibatches with label smoothing 0.1, full-batch softmax
+  regression on (1078, 10) float64 and behaviour cloning's (128, 2). These decide whether the
+  custom autograd function in ``rlsoft/numerics/_torch_cross_entropy.py`` earns its keep:
+  it must be no slower than ``F.cross_entropy`` with the same target type there.
 
 Method: each callable is warmed up and calibrated so that one timing covers a few
 milliseconds (``timeit``, garbage collector off; calls of 10 ms and more are timed one by
@@ -266,6 +272,47 @@ def torch_cases(shapes: list[tuple[int, ...]]) -> list[Case]:
     return cases
 
 
+TRAINING_CE: list[tuple[str, tuple[int, int], str, str, float]] = [
+    # (who trains on it, shape, dtype, target type, label smoothing)
+    ("C51 head, cartpole_c51", (128, 51), "float32", "probabilities", 0.0),
+    ("C51 head, batch 32", (32, 51), "float32", "probabilities", 0.0),
+    ("digits MLP", (64, 10), "float32", "indices", 0.1),
+    ("softmax regression", (1078, 10), "float64", "indices", 0.0),
+    ("behaviour cloning", (128, 2), "float32", "indices", 0.0),
+]
+
+
+def training_ce_cases() -> list[Case]:
+    """rlsoft.cross_entropy against F.cross_entropy on the shapes rlsoft trains on."""
+    cases = []
+    for who, shape, dtype, kind, smoothing in TRAINING_CE:
+        logits = torch.from_numpy(make_input(shape, dtype)).requires_grad_(True)
+        generator = torch.Generator().manual_seed(2)
+        if kind == "probabilities":
+            raw = torch.rand(shape, generator=generator, dtype=logits.dtype)
+            target = raw / raw.sum(-1, keepdim=True)
+        else:
+            target = torch.randint(0, shape[-1], shape[:-1], generator=generator)
+
+        def ours(z=logits, y=target, eps=smoothing):
+            z.grad = None
+            rlsoft.cross_entropy(z, y, label_smoothing=eps).backward()
+
+        def theirs(z=logits, y=target, eps=smoothing):
+            z.grad = None
+            torch_f.cross_entropy(z, y, label_smoothing=eps).backward()
+
+        case = Case(
+            f"CE fwd+bwd, {who} ({kind})", "torch", shape, dtype, ours, {"F.cross_entropy": theirs}
+        )
+        ours()
+        ours_grad = logits.grad.clone()
+        theirs()
+        check_close(case.label, ours_grad, logits.grad, dtype)
+        cases.append(case)
+    return cases
+
+
 def select_cases() -> list[Case]:
     q = make_input((6,), "float64")
     policy = Boltzmann(1.0)
@@ -335,6 +382,16 @@ def evaluate_goals(cases: list[Case]) -> list[Goal]:
                         r <= SCIPY_RATIO_GOAL,
                     )
                 )
+    for who, shape, dtype, kind, _ in TRAINING_CE:
+        case = find(cases, f"CE fwd+bwd, {who} ({kind})", "torch", shape, dtype)
+        r = median_ratio(case, "F.cross_entropy")
+        goals.append(
+            Goal(
+                f"CE fwd+bwd {who} {shape} {dtype} no slower than F.cross_entropy",
+                ratio_text(case, "F.cross_entropy"),
+                r <= 1.0,
+            )
+        )
     for shape in CE_GOAL_SHAPES:
         for dtype in DTYPES:
             case = find(cases, "cross_entropy fwd+bwd", "torch", shape, dtype)
@@ -444,7 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     target_s = 0.001 if args.quick else 0.003
 
     start = time.perf_counter()
-    cases = [*numpy_cases(SHAPES), *select_cases(), *torch_cases(SHAPES)]
+    cases = [
+        *numpy_cases(SHAPES),
+        *select_cases(),
+        *torch_cases(SHAPES),
+        *training_ce_cases(),
+    ]
     gc.collect()
     progress = sys.stderr.isatty()
     for k, case in enumerate(cases, 1):

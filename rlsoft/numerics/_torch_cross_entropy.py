@@ -1,4 +1,6 @@
-"""Torch cross-entropy with the fused ``p − y`` backward (no K×K softmax Jacobian).
+"""Torch cross-entropy with the fused ``p − y`` backward (no K×K softmax Jacobian), used
+where it beats ``torch.nn.functional.cross_entropy`` (see :data:`_CUSTOM_MIN_CLASSES`) and for
+masked classes, which torch's kernel does not define.
 
 Kept apart from :mod:`rlsoft.numerics.functional` so that numpy-only users never import torch.
 
@@ -40,7 +42,20 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+_CUSTOM_MIN_CLASSES = 10
+"""Class-index targets with at least this many classes take the fused function on CPU; fewer,
+and every probability target, take ``torch.nn.functional.cross_entropy``.
+
+``python scripts/bench_functional.py`` (forward + backward, one thread, 2026-12-05) on the shapes
+rlsoft trains on, this function / ``F.cross_entropy``: C51's (128, 51) and (32, 51)
+probability rows 1.41 and 1.46 (torch's kernel wins), behaviour cloning's (128, 2) index
+rows 2.25 and (256, 6) 1.23 (torch wins), but the digits MLP's (64, 10) index rows 0.91,
+full-batch softmax regression's (1078, 10) float64 0.59 and (4096, 1000) 0.80 (this one wins).
+So each target type takes the faster one; the fused function also always serves the rows
+torch's kernel cannot (masked classes: see :func:`torch_cross_entropy`) and accelerators."""
 
 # torch's CPU log_softmax along the last axis costs ~80 ns per row when a row is shorter than a
 # SIMD vector or two (20 µs for (256, 6), against 4 µs for (256, 16)); its kernel for a leading
@@ -244,10 +259,27 @@ def _index_error(flat_target: torch.Tensor, num_classes: int) -> ValueError | No
     )
 
 
+def _torch_kernel(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float, reduction: str
+) -> torch.Tensor | None:
+    """``F.cross_entropy`` on (N, K) logits, or None when its loss is not finite.
+
+    Without masked classes it is this module's loss to rounding (the same ``lse − Σ y′z``
+    and ``p·Σy′ − y′`` gradient; ε/K smoothing). A masked class (logit −inf) makes torch's
+    smoothing term or a ``0·log 0`` of a probability target −inf or NaN, and the fused
+    function's guarded formulas then give the defined value instead (read once, as
+    :func:`_finite` does).
+    """
+    loss = F.cross_entropy(logits, target, reduction=reduction, label_smoothing=smoothing)
+    return loss if _finite(loss) else None
+
+
 def torch_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, reduction: str, smoothing: float
 ) -> torch.Tensor:
-    """Validate shapes and indices, flatten leading axes, and apply the fused function."""
+    """Validate shapes and indices, flatten leading axes, and compute the loss with whichever
+    of ``F.cross_entropy`` and the fused function is faster for this target type and class
+    count (:data:`_CUSTOM_MIN_CLASSES`); rows with masked classes end in the fused function."""
     if logits.dim() == 0:
         raise ValueError("logits must have a class axis (shape (..., K))")
     if type(target) is not torch.Tensor or target.device != logits.device:
@@ -255,15 +287,22 @@ def torch_cross_entropy(
     num_classes = logits.shape[-1]
     lead_shape = logits.shape[:-1]
     flat_logits = logits if logits.dim() == 2 else logits.reshape(-1, num_classes)
+    on_cpu = logits.device.type == "cpu"
+    torch_kernel_first = not _always_guarded(logits)
     if target.is_floating_point():
         if target.shape != logits.shape:
             raise ValueError(
                 f"probability target has shape {tuple(target.shape)} but must match logits "
                 f"{tuple(logits.shape)}; pass integer class indices for hard labels"
             )
-        loss = _ProbabilityTargetCrossEntropy.apply(
-            flat_logits, target.to(logits.dtype).reshape(-1, num_classes), smoothing, reduction
-        )
+        flat_target = target.to(logits.dtype).reshape(-1, num_classes)
+        loss = None
+        if torch_kernel_first:
+            loss = _torch_kernel(flat_logits, flat_target, smoothing, reduction)
+        if loss is None:
+            loss = _ProbabilityTargetCrossEntropy.apply(
+                flat_logits, flat_target, smoothing, reduction
+            )
     else:
         if target.shape != lead_shape:
             raise ValueError(
@@ -273,7 +312,18 @@ def torch_cross_entropy(
         flat_target = target if target.dim() == 1 else target.reshape(-1)
         if flat_target.dtype is not torch.int64:
             flat_target = flat_target.long()
-        if flat_target.device.type == "cpu":
+        if torch_kernel_first and num_classes < _CUSTOM_MIN_CLASSES:
+            # F.cross_entropy skips rows whose target is its ignore_index (−100) instead of
+            # failing on them, so the indices are checked first (an N-element min/max).
+            error = _index_error(flat_target, num_classes)
+            if error is not None:
+                raise error
+            loss = _torch_kernel(flat_logits, flat_target, smoothing, reduction)
+            if loss is None:
+                loss = _IndexTargetCrossEntropy.apply(
+                    flat_logits, flat_target, smoothing, reduction
+                )
+        elif on_cpu:
             try:
                 loss = _IndexTargetCrossEntropy.apply(
                     flat_logits, flat_target, smoothing, reduction
