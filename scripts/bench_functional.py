@@ -19,9 +19,12 @@ What is timed, on shapes (1, 6) (one Q-row per environment step), (256, 6), (409
 * cross-entropy forward + backward on the shapes rlsoft's own agents train on
   (``TRAINING_CE``): the C51 head's (batch, 51) rows against projected probability targets,
   the digits MLP's (64, 10) minibatches with label smoothing 0.1, full-batch softmax
-  regression on (1078, 10) float64 and behaviour cloning's (128, 2). These decide whether the
-  custom autograd function in ``rlsoft/numerics/_torch_cross_entropy.py`` earns its keep:
-  it must be no slower than ``F.cross_entropy`` with the same target type there.
+  regression on (1078, 10) float64 and behaviour cloning's (128, 2). These decided where the
+  custom autograd function in ``rlsoft/numerics/_torch_cross_entropy.py`` is used (index
+  targets with 10 classes or more, where it is faster) and where ``F.cross_entropy`` is
+  (probability targets, fewer classes). Goal: within 1.3× of ``F.cross_entropy`` on each;
+  where rlsoft calls torch's kernel, what remains is the API's own checks (a class index of
+  −100, which torch would silently skip, and a non-finite loss from masked classes), a few µs.
 
 Method: each callable is warmed up and calibrated so that one timing covers a few
 milliseconds (``timeit``, garbage collector off; calls of 10 ms and more are timed one by
@@ -70,6 +73,7 @@ CE_GOAL_SHAPES = [(4096, 1000), (64, 50000), (256, 6)]
 DTYPES = ["float32", "float64"]
 SMALL_BUDGET_US = 3.0  # goal: per-step softmax / logsumexp / Boltzmann select on (1, 6)
 CE_RATIO_GOAL = 1.5  # goal: torch cross-entropy fwd+bwd within 1.5× of F.cross_entropy
+TRAINING_CE_GOAL = 1.3  # goal on the shapes rlsoft trains on (TRAINING_CE)
 SCIPY_RATIO_GOAL = 1.0  # goal: large numpy shapes no slower than scipy.special
 
 
@@ -387,9 +391,9 @@ def evaluate_goals(cases: list[Case]) -> list[Goal]:
         r = median_ratio(case, "F.cross_entropy")
         goals.append(
             Goal(
-                f"CE fwd+bwd {who} {shape} {dtype} no slower than F.cross_entropy",
+                f"CE fwd+bwd {who} {shape} {dtype} within {TRAINING_CE_GOAL:g}× of F.cross_entropy",
                 ratio_text(case, "F.cross_entropy"),
-                r <= 1.0,
+                r <= TRAINING_CE_GOAL,
             )
         )
     for shape in CE_GOAL_SHAPES:
