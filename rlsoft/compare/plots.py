@@ -253,7 +253,9 @@ def scaling_figure(analysis: Analysis, env_id: str):
     axes = fig.subplots(1, len(units), squeeze=False)[0]
     parameter = analysis.sweep_parameter or "swept value"
     for ax, unit in zip(axes, units, strict=True):
-        for variant, series in scaling_series(analysis, unit)[env_id].items():
+        lines = scaling_series(analysis, unit)[env_id]
+        ax.set_xticks(np.unique(np.concatenate([s.x for s in lines.values()])))
+        for variant, series in lines.items():
             colour = colours[variant]
             exact = ~series.lower_bound
             label = _label(analysis, variant) if unit == units[0] else None
