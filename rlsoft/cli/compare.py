@@ -123,7 +123,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     api.describe_imports(comparison)
     print(
         f"rlsoft compare {comparison.name}: {total} runs ({len(comparison.variants)} variants × "
-        f"{len(comparison.seeds)} seeds × {len(comparison.envs)} env(s)), {already} already "
+        f"{len(comparison.seeds)} seeds × {len(comparison.envs)} "
+        f"{'swept cells' if comparison.definition.get('sweep') else 'env(s)'}), {already} already "
         f"finished; running on {where}; logdir {comparison.logdir}",
         file=sys.stderr,
         flush=True,
