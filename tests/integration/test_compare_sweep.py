@@ -16,6 +16,7 @@ from scipy.stats import trim_mean
 from torch.utils.tensorboard import SummaryWriter
 
 import agents  # noqa: F401 - registers the agent types for plan validation
+import rlsoft
 from rlsoft.cli import main
 from rlsoft.compare.plan import cell_name, load_comparison, plan_comparison
 from rlsoft.compare.report import report
@@ -233,3 +234,12 @@ def test_a_swept_grid_runs_and_its_times_match_the_runs_histories(tmp_path, caps
         row = rows[(f"rlsoft/DeepSea-v0 size={size}", "steps_to_threshold", "mean", "eps")]
         assert float(row["value"]) == pytest.approx(np.mean(times))
         assert int(row["censored"]) == censored
+
+    # the Python API: every run is finished, so this only reports; its rows are the file's
+    result = rlsoft.compare(str(path), workers=1, logdir=logdir)
+    typed = [r for r in result.rows if r["metric"] == "steps_to_threshold"]
+    assert len(typed) == 2 * 3  # two cells × mean, median, IQM
+    for r in typed:
+        line = rows[(r["env"], r["metric"], r["statistic"], r["variant"])]
+        assert r["censored"] == int(line["censored"]) and r["lower_bound"] == line["lower_bound"]
+        assert r["value"] == pytest.approx(float(line["value"]), abs=1e-6)
