@@ -575,9 +575,10 @@ class CompareResult:
     logdir: Path
     rows: list[dict[str, Any]]
     """One dict per line of ``summary.csv`` (``env``, ``metric``, ``statistic``, ``variant``,
-    ``versus``, ``runs``, ``value``, ``ci_low``, ``ci_high``, ``flag``) with numbers as
-    floats (``nan`` where the file has an empty cell) and ``runs`` as an int (``None`` for
-    the probability-of-improvement rows)."""
+    ``versus``, ``runs``, ``value``, ``ci_low``, ``ci_high``, ``flag``, ``censored``,
+    ``lower_bound``) with numbers as floats (``nan`` where the file has an empty cell) and
+    ``runs`` and ``censored`` as ints (``None`` where the file's cell is empty: ``runs`` of
+    the probability-of-improvement rows, ``censored`` outside the time-to-threshold rows)."""
     analysis: Analysis | None
     """Everything the report computed (``None`` when no run finished)."""
     written: list[Path] = field(default_factory=list)
@@ -597,28 +598,10 @@ class CompareResult:
 
 
 def summary_rows(analysis: Analysis) -> list[dict[str, Any]]:
-    """:func:`rlsoft.compare.report.summary_csv`'s rows as typed dicts (full precision)."""
-    from rlsoft.compare.report import FEW_RUNS_FLAG
+    """:func:`rlsoft.compare.report.summary_rows`: ``summary.csv``'s rows as typed dicts."""
+    from rlsoft.compare.report import summary_rows as rows
 
-    rows: list[dict[str, Any]] = []
-    for result in analysis.results:
-        flag = FEW_RUNS_FLAG if result.few_runs else ""
-        for metric, by_stat in result.metrics.items():
-            for statistic, iv in by_stat.items():
-                rows.append(
-                    {"env": result.env, "metric": metric, "statistic": statistic,
-                     "variant": result.variant, "versus": "", "runs": result.runs,
-                     "value": float(iv.value), "ci_low": float(iv.low),
-                     "ci_high": float(iv.high), "flag": flag}
-                )  # fmt: skip
-    for pair in analysis.pairs:
-        rows.append(
-            {"env": pair.env, "metric": pair.metric, "statistic": "probability_of_improvement",
-             "variant": pair.x, "versus": pair.y, "runs": None, "value": float(pair.poi.value),
-             "ci_low": float(pair.poi.low), "ci_high": float(pair.poi.high),
-             "flag": FEW_RUNS_FLAG if pair.few_runs else ""}
-        )  # fmt: skip
-    return rows
+    return rows(analysis)
 
 
 def read_summary_csv(path: str | Path) -> list[dict[str, str]]:

@@ -72,6 +72,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "grouped by their config name — and write summary.csv, summary.md and the plots there.",
     )
     r.add_argument("logdir", help="a directory of run dirs, e.g. runs/compare_taxi_exploration")
+    r.add_argument(
+        "--threshold",
+        type=float,
+        metavar="RETURN",
+        help="report every run's time to reach this greedy evaluation return (runs that never "
+        "do are censored at their budget); default: the comparison's analysis.return_threshold",
+    )
     r.set_defaults(handler=cmd_report)
 
 
@@ -116,7 +123,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     api.describe_imports(comparison)
     print(
         f"rlsoft compare {comparison.name}: {total} runs ({len(comparison.variants)} variants × "
-        f"{len(comparison.seeds)} seeds × {len(comparison.envs)} env(s)), {already} already "
+        f"{len(comparison.seeds)} seeds × {len(comparison.envs)} "
+        f"{'swept cells' if comparison.definition.get('sweep') else 'env(s)'}), {already} already "
         f"finished; running on {where}; logdir {comparison.logdir}",
         file=sys.stderr,
         flush=True,
@@ -154,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rlsoft.compare.report import print_tables, report
 
     logdir = Path(args.logdir)
-    analysis, written = report(logdir)
+    analysis, written = report(logdir, threshold=args.threshold)
     for path, reason in analysis.skipped:
         print(f"rlsoft: skipped {path}: {reason}", file=sys.stderr)
     print_tables(analysis)

@@ -30,9 +30,12 @@ from typing import Any
 _MODULES = ("plan", "runners", "dashboards", "grid", "analysis", "report", "plots")
 _EXPORTS = {
     # plan
+    "AnalysisConfig": "plan",
     "CompareConfig": "plan",
     "Comparison": "plan",
     "RunSpec": "plan",
+    "SweepConfig": "plan",
+    "cell_name": "plan",
     "check_finished": "plan",
     "env_dirname": "plan",
     "load_comparison": "plan",
@@ -65,17 +68,24 @@ _EXPORTS = {
     "Curve": "analysis",
     "PairResult": "analysis",
     "RunRecord": "analysis",
+    "RunTime": "analysis",
+    "ThresholdResult": "analysis",
     "VariantResult": "analysis",
     "analyse": "analysis",
+    "run_time": "analysis",
     # report (not its function ``report``: the name is the module's)
     "describe_config": "report",
     "discover_run_dirs": "report",
     "load_runs": "report",
     "print_tables": "report",
+    "summary_rows": "report",
     "write_outputs": "report",
     # plots
+    "ScalingSeries": "plots",
     "final_scores_figure": "plots",
     "learning_curves_figure": "plots",
+    "scaling_figure": "plots",
+    "scaling_series": "plots",
     "slug": "plots",
     "write_plots": "plots",
 }

@@ -12,6 +12,19 @@ Metrics, per run:
   worst and 1 the best score observed. It depends on which runs are compared; compare AUCs
   within one report, not across reports.
 
+With a return threshold (the comparison's ``analysis.return_threshold``, or ``rlsoft report
+--threshold``), per run also:
+
+* **time to threshold**: the environment steps until the run's greedy evaluation first reached
+  the threshold, and the training episodes completed by then (``charts/episodes`` at the last
+  logging step at or before it; exact when evaluations fall on logging steps, as they do when
+  ``eval_every`` is a multiple of ``log_every``). It is resolved to the evaluation interval. A
+  run that never reached it is **censored** at its budget (its last evaluation step and the
+  episodes by then): it enters the statistics at the budget, is counted as "k/n censored", and
+  every number it enters is marked ``>`` as a lower bound
+  (:func:`rlsoft.numerics.stats.censored_aggregate_intervals`). Times are reported per
+  environment (or swept cell) only, never pooled: budgets differ between them.
+
 With several environments an extra ``all envs`` block pools them: final returns are min–max
 normalised per environment the same way, and bootstrap resampling is stratified by environment.
 """
@@ -19,6 +32,7 @@ normalised per environment the same way, and bootstrap resampling is stratified 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +55,23 @@ METRICS_ALL_ENVS = {
     "auc": "normalised area under the evaluation curve",
 }
 
+TIME_UNITS = {
+    "steps": "environment steps to reach the return threshold",
+    "episodes": "training episodes to reach the return threshold",
+}
+"""The time-to-threshold metrics: what the time is counted in → its description."""
+
 __all__ = [
     "ALL_ENVS",
     "Analysis",
     "Curve",
     "PairResult",
     "RunRecord",
+    "RunTime",
+    "ThresholdResult",
     "VariantResult",
     "analyse",
+    "run_time",
 ]
 
 
@@ -65,10 +88,46 @@ class RunRecord:
     returns: np.ndarray
     entropy_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     entropy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    episode_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    episodes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Training episodes completed (``charts/episodes``) at the logging steps ``episode_steps``;
+    empty when the run logged none."""
+    env_id: str = ""
+    """The environment id (``env`` is the grid cell when a comparison sweeps; default: ``env``)."""
+    sweep_value: float | None = None
+    """The swept parameter's value in this run (``None`` without a sweep)."""
+
+    def __post_init__(self) -> None:
+        self.env_id = self.env_id or self.env
 
     @property
     def final(self) -> float:
         return float(self.returns[-1])
+
+    def episodes_at(self, step: float) -> float | None:
+        """Episodes completed by ``step``: the count at the last logging step at or before it
+        (0 before the first); ``None`` when the run logged no episode count."""
+        if self.episodes.size == 0:
+            return None
+        index = int(np.searchsorted(self.episode_steps, step, side="right")) - 1
+        return float(self.episodes[index]) if index >= 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RunTime:
+    """One run's time to the return threshold, or its budget where it never got there."""
+
+    steps: float
+    episodes: float | None
+    reached: bool
+    """``False``: censored, the run never reached the threshold (``steps`` is its budget)."""
+
+
+def run_time(record: RunRecord, threshold: float) -> RunTime:
+    """The time at which ``record``'s greedy evaluation first reached ``threshold``
+    (:func:`rlsoft.numerics.stats.time_to_threshold`), in steps and episodes."""
+    steps, reached = stats.time_to_threshold(record.steps, record.returns, threshold)
+    return RunTime(steps, record.episodes_at(steps), reached)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,6 +165,31 @@ class PairResult:
 
 
 @dataclass
+class ThresholdResult:
+    """The time to threshold of one variant in one environment (or swept cell)."""
+
+    env: str
+    variant: str
+    times: list[RunTime]
+    metrics: dict[str, dict[str, stats.CensoredInterval]]
+    """``unit (steps, episodes) → statistic (mean, median, iqm) → interval``; ``episodes``
+    only when every run logged an episode count."""
+
+    @property
+    def runs(self) -> int:
+        return len(self.times)
+
+    @property
+    def censored(self) -> int:
+        """Runs that never reached the threshold."""
+        return sum(not t.reached for t in self.times)
+
+    @property
+    def few_runs(self) -> bool:
+        return stats.too_few_runs(self.runs)
+
+
+@dataclass
 class Curve:
     steps: np.ndarray
     centre: np.ndarray
@@ -128,9 +212,23 @@ class Analysis:
     confidence: float = stats.DEFAULT_CONFIDENCE
     n_resamples: int = stats.DEFAULT_RESAMPLES
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    threshold: float | None = None
+    """The return threshold of the time-to-threshold statistic (``None``: not computed)."""
+    times: list[ThresholdResult] = field(default_factory=list)
+    sweep_parameter: str | None = None
+    """The config key the comparison swept (the x axis of the scaling plot), if any."""
 
     def result(self, env: str, variant: str) -> VariantResult | None:
         return next((r for r in self.results if r.env == env and r.variant == variant), None)
+
+    def time_result(self, env: str, variant: str) -> ThresholdResult | None:
+        return next((r for r in self.times if r.env == env and r.variant == variant), None)
+
+    def time_units(self, env: str) -> list[str]:
+        """The units in which ``env``'s times are reported (``steps``, and ``episodes`` where
+        every run of every variant logged an episode count)."""
+        results = [r for r in self.times if r.env == env]
+        return [u for u in TIME_UNITS if results and all(u in r.metrics for r in results)]
 
     def blocks(self) -> list[str]:
         """Environments, then ``all envs`` when there are several and at least one variant
@@ -189,15 +287,21 @@ def analyse(
     confidence: float = stats.DEFAULT_CONFIDENCE,
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     skipped: Sequence[tuple[Path, str]] = (),
+    threshold: float | None = None,
+    sweep_parameter: str | None = None,
 ) -> Analysis:
     """Statistics of every variant per environment (and over all environments), the
-    probability of improvement of every pair, and the IQM learning curves."""
+    probability of improvement of every pair, and the IQM learning curves; with a
+    ``threshold``, every variant's time to reach it per environment (or swept cell)."""
     if not runs:
         raise RlsoftError(
             "found no finished run with an eval/mean_return curve to compare; run rlsoft "
             "compare CONFIG or rlsoft train first"
         )
-    envs = sorted({r.env for r in runs})
+    # swept cells in the order of their values (size=4 before size=10), then by name
+    order_key = {r.env: (r.env_id, -math.inf if r.sweep_value is None else r.sweep_value, r.env)
+                 for r in runs}  # fmt: skip
+    envs = sorted(order_key, key=order_key.__getitem__)
     present = {r.variant for r in runs}
     order = [v for v in (variant_order or []) if v in present]
     variants = order + sorted(present - set(order))
@@ -257,6 +361,12 @@ def analyse(
             matrix, seed=stats.stable_seed(env, variant, "curve"), **kw
         )
         curves[(env, variant)] = Curve(steps, centre, low, high, len(group))
+    times = []
+    if threshold is not None:
+        for env in envs:
+            for variant in variants:
+                if (env, variant) in by_key:
+                    times.append(_time_result(env, variant, by_key[(env, variant)], threshold, kw))
     return Analysis(
         title=title,
         envs=envs,
@@ -270,7 +380,27 @@ def analyse(
         confidence=confidence,
         n_resamples=n_resamples,
         skipped=list(skipped),
+        threshold=threshold,
+        times=times,
+        sweep_parameter=sweep_parameter,
     )
+
+
+def _time_result(
+    env: str, variant: str, group: Sequence[RunRecord], threshold: float, kw: dict
+) -> ThresholdResult:
+    times = [run_time(r, threshold) for r in group]
+    censored = np.array([not t.reached for t in times])
+    columns = {"steps": [t.steps for t in times]}
+    if all(t.episodes is not None for t in times):
+        columns["episodes"] = [t.episodes for t in times]
+    metrics = {
+        unit: stats.censored_aggregate_intervals(
+            np.array(values), censored, seed=stats.stable_seed(env, variant, f"time_{unit}"), **kw
+        )
+        for unit, values in columns.items()
+    }
+    return ThresholdResult(env, variant, times, metrics)
 
 
 def _all_envs(envs, variants, per_env, score_range, kw):

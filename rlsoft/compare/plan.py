@@ -11,8 +11,21 @@ and optionally several environments::
       eps_const: {exploration.policy: epsilon_greedy, exploration.epsilon: 0.1}
       boltzmann: {exploration.policy: boltzmann, exploration.temperature: 1.0}
 
+A comparison may also *sweep* one numeric config value (an environment parameter such as
+DeepSea's ``env.kwargs.size``), each value a separate cell of the grid, with other settings
+varying along with it (a budget that grows with the size), and name a *return threshold* whose
+time to reach is reported per cell and plotted against the swept value::
+
+    sweep:
+      parameter: env.kwargs.size
+      values: [4, 8, 12]
+      along: {train.total_steps: [4000, 8000, 12000]}
+    analysis: {return_threshold: 0.99}
+
 Every (env, variant, seed) becomes an ordinary run dir ``<logdir>/<env>/<variant>/seed_<k>``
-(``rlsoft train --resume``, ``rlsoft eval`` and TensorBoard treat it like any other run). A run
+(``rlsoft train --resume``, ``rlsoft eval`` and TensorBoard treat it like any other run); with
+a sweep, ``<env>`` is the cell, e.g. ``rlsoft_DeepSea-v0_size_8`` for the cell named
+``rlsoft/DeepSea-v0 size=8`` (:func:`cell_name`). A run
 is *done* when its ``summary.json`` exists — the trainer writes it atomically as its very last
 act — so re-running a comparison skips done runs and redoes the others from scratch.
 """
@@ -27,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rlsoft.errors import ConfigError, RlsoftError
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
@@ -45,9 +58,12 @@ from rlsoft.run.config import set_dotted as _set_dotted
 from rlsoft.run.logger import flatten
 
 __all__ = [
+    "AnalysisConfig",
     "CompareConfig",
     "Comparison",
     "RunSpec",
+    "SweepConfig",
+    "cell_name",
     "check_finished",
     "env_dirname",
     "load_comparison",
@@ -63,6 +79,78 @@ _CADENCE_KEYS = ("train.checkpoint_every", "train.keep_checkpoints")
 # --------------------------------------------------------------------------------------------
 # The comparison config
 # --------------------------------------------------------------------------------------------
+
+
+class SweepConfig(StrictModel):
+    """One numeric config value swept by the comparison: each value is a cell of the grid (like
+    an environment of ``envs:``), run by every variant and seed and reported on its own."""
+
+    parameter: str
+    """The dotted config key swept, e.g. ``env.kwargs.size``; the x axis of the scaling plot."""
+    values: list[int | float]
+    """The values it takes, one grid cell each (distinct numbers)."""
+    along: dict[str, list[Any]] = Field(default_factory=dict)
+    """Dotted keys that change together with the swept value, one entry per value, e.g. a
+    budget that grows with the size: ``{train.total_steps: [4000, 8000, 12000]}``."""
+
+    @field_validator("parameter")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not value or not all(value.split(".")):
+            raise ValueError(f"sweep parameter {value!r} must be a dotted config key such as "
+                             "env.kwargs.size")  # fmt: skip
+        return value
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        # before pydantic would read YAML's true/false as 1/0
+        if isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError(f"sweep values must be numbers, got {value}")
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, value: list[int | float]) -> list[int | float]:
+        if not value:
+            raise ValueError("sweep values must name at least one value")
+        if len({float(v) for v in value}) != len(value):
+            raise ValueError(f"sweep values must be distinct, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _along(self) -> SweepConfig:
+        for key, values in self.along.items():
+            if not key or not all(key.split(".")):
+                raise ValueError(f"sweep along key {key!r} must be a dotted config key")
+            if key == self.parameter:
+                raise ValueError(f"sweep along names the swept parameter {key!r} itself")
+            if len(values) != len(self.values):
+                raise ValueError(
+                    f"sweep along {key!r} has {len(values)} values; give one per swept value "
+                    f"({len(self.values)})"
+                )
+        return self
+
+    def keys(self) -> list[str]:
+        """Every config key the sweep sets."""
+        return [self.parameter, *self.along]
+
+    def settings(self) -> list[tuple[int | float, dict[str, Any]]]:
+        """``(value, {key: value set in that cell})`` for every swept value, in order."""
+        return [
+            (value, {self.parameter: value, **{k: v[i] for k, v in self.along.items()}})
+            for i, value in enumerate(self.values)
+        ]
+
+
+class AnalysisConfig(StrictModel):
+    """What the report computes beyond the final return and the AUC."""
+
+    return_threshold: float | None = None
+    """Greedy evaluation return that counts as solving the task (DeepSea: 0.99, the treasure).
+    The report then gives every run's time to threshold: the environment steps (and episodes)
+    until its evaluation first reached it, a run that never did censored at its budget."""
 
 
 class CompareConfig(StrictModel):
@@ -84,6 +172,11 @@ class CompareConfig(StrictModel):
     """Dotted-key overrides applied to every variant before its own."""
     logdir: str | None = None
     """Where the run dirs go (default ``runs/<name>``)."""
+    sweep: SweepConfig | None = None
+    """A numeric config value swept over (each value a cell of the grid); see
+    :class:`SweepConfig`."""
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    """Extra statistics of the report (the time to a return threshold)."""
     checkpoints_per_run: int = Field(10, ge=0)
     """Periodic checkpoints of every run: one every ``⌈train.total_steps / N⌉`` steps (or more
     often where the run's own ``train.checkpoint_every`` says so). A run whose worker dies is
@@ -138,6 +231,7 @@ class RunSpec:
     """One run of the grid: its place and its full, validated experiment config."""
 
     env: str
+    """The env id, or with a sweep the cell's name (:func:`cell_name`)."""
     variant: str
     seed: int
     config: dict[str, Any]
@@ -173,6 +267,19 @@ def env_dirname(env_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", env_id)
 
 
+def _number_text(value: float) -> str:
+    """``4`` for 4 and 4.0 alike (a YAML int and the float a config field made of it name the
+    same cell), the shortest round-trip form otherwise."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def cell_name(env_id: str, parameter: str, value: float) -> str:
+    """The name of a swept cell: the env id and the swept key's last part with its value,
+    e.g. ``rlsoft/DeepSea-v0 size=8``; its directory is :func:`env_dirname` of it."""
+    return f"{env_id} {parameter.rsplit('.', 1)[-1]}={_number_text(value)}"
+
+
 def _resolve_file(name: str, base_dir: Path, source: str, field_name: str) -> Path:
     for candidate in (base_dir / name, Path(name)):
         if candidate.is_file():
@@ -183,8 +290,12 @@ def _resolve_file(name: str, base_dir: Path, source: str, field_name: str) -> Pa
     )
 
 
-def _check_managed(keys: Sequence[str], where: str, envs: bool) -> None:
+def _check_managed(keys: Sequence[str], where: str, envs: bool, swept: Sequence[str] = ()) -> None:
     for key in keys:
+        if str(key) in swept:
+            raise ConfigError(
+                f"{where} sets {key!r}, which the comparison's sweep: sets in every cell"
+            )
         top = str(key).split(".")[0]
         if top in _MANAGED_KEYS:
             raise ConfigError(
@@ -221,8 +332,13 @@ def plan_comparison(
     name = config.name or "comparison"
     root = Path(logdir or config.logdir or Path("runs") / name).resolve()
     several_envs = bool(config.envs)
-    _check_managed(list(config.overrides), f"{source}: overrides", several_envs)
-    _check_managed([".".join(parse_override(o)[0]) for o in overrides], "--set", several_envs)
+    swept = config.sweep.keys() if config.sweep else []
+    if config.sweep:
+        _check_managed(swept, f"{source}: sweep", several_envs)
+    _check_managed(list(config.overrides), f"{source}: overrides", several_envs, swept)
+    _check_managed(
+        [".".join(parse_override(o)[0]) for o in overrides], "--set", several_envs, swept
+    )
     base = _experiment_base(config.base, Path(base_dir or "."), source)
 
     resolved: dict[tuple[str, str], dict[str, Any]] = {}
@@ -231,7 +347,8 @@ def plan_comparison(
             config, variant, spec, base, Path(base_dir or "."), source, overrides
         )
         for env_id in config.envs or [_env_id(experiment)]:
-            resolved[(env_id, variant)] = _placed(experiment, env_id, variant, root, several_envs)
+            for cell, data in _cells(experiment, env_id, config.sweep, source):
+                resolved[(cell, variant)] = _placed(data, env_id, variant, root, several_envs, cell)
     runs: list[RunSpec] = []
     for seed in seed_list:  # seed-major order: partial results cover every variant early
         for (env_id, variant), experiment in resolved.items():
@@ -282,7 +399,8 @@ def _variant_experiment(
         )
     else:
         data = copy.deepcopy(base)
-        _check_managed(list(spec), where, bool(config.envs))
+        swept = config.sweep.keys() if config.sweep else []
+        _check_managed(list(spec), where, bool(config.envs), swept)
     for key, value in config.overrides.items():
         _set_dotted(data, key, value, f"{source}: overrides")
     for key, value in spec.items():
@@ -290,17 +408,39 @@ def _variant_experiment(
     return apply_overrides(data, list(cli_overrides))
 
 
+def _cells(
+    experiment: dict[str, Any], env_id: str, sweep: SweepConfig | None, source: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(cell name, experiment)`` for every cell of ``env_id``: the env itself, or one per
+    swept value with the sweep's settings applied."""
+    if sweep is None:
+        return [(env_id, experiment)]
+    cells = []
+    for value, settings in sweep.settings():
+        data = copy.deepcopy(experiment)
+        for key, setting in settings.items():
+            _set_dotted(data, key, setting, f"{source}: sweep")
+        cells.append((cell_name(env_id, sweep.parameter, value), data))
+    return cells
+
+
 def _placed(
-    experiment: dict[str, Any], env_id: str, variant: str, root: Path, set_env: bool
+    experiment: dict[str, Any],
+    env_id: str,
+    variant: str,
+    root: Path,
+    set_env: bool,
+    cell: str | None = None,
 ) -> dict[str, Any]:
     """The experiment as one cell of the grid: its env, its name (the variant, which the
-    HParams dashboard shows), its run dir parent, and no per-run progress bar."""
+    HParams dashboard shows), its run dir parent (named after the cell, by default the env),
+    and no per-run progress bar."""
     data = copy.deepcopy(experiment)
     if set_env:
         env = data.get("env")
         data["env"] = {**(env if isinstance(env, dict) else {}), "id": env_id}
     data["name"] = variant
-    data["logdir"] = str(root / env_dirname(env_id) / variant)
+    data["logdir"] = str(root / env_dirname(cell or env_id) / variant)
     train = data.setdefault("train", {})
     if isinstance(train, dict):
         train["progress"] = "off"

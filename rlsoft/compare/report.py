@@ -7,6 +7,12 @@ from the directory layout ``<env>/<variant>/seed_<k>`` or, for runs made by hand
 computed per environment and variant (:mod:`rlsoft.compare.analysis`, which also defines the
 metrics), and the results are written as ``summary.csv``, ``summary.md`` and PNG plots in the
 logdir, and printed as tables.
+
+A comparison that sweeps a config value (``sweep:`` in its config, recorded in
+``compare.yaml``) is read back cell by cell: each run's cell is its env id and its value of the
+swept key (:func:`rlsoft.compare.plan.cell_name`), read from its ``config.yaml``. A return
+threshold (``analysis.return_threshold``, or ``threshold=``) adds the time-to-threshold tables,
+rows and the scaling plot.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from rlsoft.compare.analysis import (
     RunRecord,
     analyse,
 )
+from rlsoft.compare.plan import cell_name
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
 from rlsoft.rl.agent import agent_title
@@ -37,6 +44,7 @@ from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 
 EVAL_TAG = "eval/mean_return"
 ENTROPY_TAG = "exploration/entropy"
+EPISODES_TAG = "charts/episodes"
 COMPARE_FILE = "compare.yaml"
 DASHBOARD_SUFFIX = ".rlsoft-compare"
 """Suffix of the event file holding a comparison's dashboards (its logdir root); not a run."""
@@ -53,6 +61,7 @@ __all__ = [
     "load_runs",
     "print_tables",
     "report",
+    "summary_rows",
     "write_outputs",
 ]
 
@@ -142,11 +151,22 @@ def _signature(config: dict[str, Any] | None) -> str:
     return f"{agent}:{policy}"
 
 
+def _get_dotted(config: dict[str, Any] | None, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def load_runs(
-    logdir: Path, run_dirs: Sequence[Path] | None = None
+    logdir: Path, run_dirs: Sequence[Path] | None = None, *, sweep_parameter: str | None = None
 ) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
     """Read the runs under ``logdir`` (or just ``run_dirs``).
 
+    :param sweep_parameter: the config key a comparison swept: a run whose config sets it to a
+        number is placed in that value's cell (its ``env`` is the cell's name).
     :returns: the runs with an evaluation curve, and ``(run dir, reason)`` for each skipped
         one (an rlsoft run that has not finished, or a run without ``eval/mean_return``).
     """
@@ -160,13 +180,19 @@ def load_runs(
         if config is not None and not (run_dir / SUMMARY_FILE).is_file():
             skipped.append((run_dir, "unfinished (no summary.json)"))
             continue
-        scalars = read_scalars(run_dir, [EVAL_TAG, ENTROPY_TAG])
+        scalars = read_scalars(run_dir, [EVAL_TAG, ENTROPY_TAG, EPISODES_TAG])
         if EVAL_TAG not in scalars:
             skipped.append((run_dir, f"no {EVAL_TAG} scalars"))
             continue
         env, variant, seed, from_layout = _identify(run_dir, logdir, config)
         steps, returns = scalars[EVAL_TAG]
         entropy_steps, entropy = scalars.get(ENTROPY_TAG, (np.zeros(0), np.zeros(0)))
+        episode_steps, episodes = scalars.get(EPISODES_TAG, (np.zeros(0), np.zeros(0)))
+        env_id, sweep_value = env, None
+        value = _get_dotted(config, sweep_parameter) if sweep_parameter else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            sweep_value = float(value)
+            env = cell_name(env_id, sweep_parameter, sweep_value)
         record = RunRecord(
             run_dir=run_dir,
             env=env,
@@ -177,6 +203,10 @@ def load_runs(
             returns=returns,
             entropy_steps=entropy_steps,
             entropy=entropy,
+            episode_steps=episode_steps,
+            episodes=episodes,
+            env_id=env_id,
+            sweep_value=sweep_value,
         )
         records.append(record)
         if not from_layout:
@@ -238,7 +268,8 @@ def _metric_names(block: str) -> dict[str, str]:
 
 
 def _fmt(interval: stats.Interval, few_runs: bool = False) -> str:
-    text = interval.format(2)
+    # times (censored intervals) are counts of steps or episodes: no decimals
+    text = interval.format(0 if isinstance(interval, stats.CensoredInterval) else 2)
     return f"{text} {FEW_RUNS_MARK}" if few_runs else text
 
 
@@ -252,6 +283,37 @@ def _table_rows(analysis: Analysis, block: str, metric: str) -> list[list[str]]:
         runs = f"{result.runs} {FEW_RUNS_MARK}" if few else str(result.runs)
         rows.append([variant, runs, *(_fmt(m[name], few) for name in ("mean", "median", "iqm"))])
     return rows
+
+
+CENSORED_NOTE = (
+    f"Censored: runs whose greedy evaluation never reached the threshold within their budget. "
+    f"They are kept, at the budget, so a number marked {stats.CENSORED_MARK} is only a lower "
+    f"bound of the true one: the mean whenever a run is censored, the median when half or more "
+    f"are, the IQM when more are censored than the quarter it trims, and a CI's upper bound "
+    f"whenever any run is censored. Times are resolved to the evaluation interval."
+)
+
+
+def _time_title(analysis: Analysis, unit: str) -> str:
+    return f"{unit} to reach an evaluation return ≥ {analysis.threshold:g}"
+
+
+def _time_rows(analysis: Analysis, block: str, unit: str) -> list[list[str]]:
+    """``[variant, runs, k/n censored, mean, median, IQM]`` of the times in ``block``."""
+    rows = []
+    for variant in analysis.variants:
+        result = analysis.time_result(block, variant)
+        if result is None or unit not in result.metrics:
+            continue
+        m, few = result.metrics[unit], result.few_runs
+        runs = f"{result.runs} {FEW_RUNS_MARK}" if few else str(result.runs)
+        censored = f"{result.censored}/{result.runs}"
+        cells = (_fmt(m[name], few) for name in ("mean", "median", "iqm"))
+        rows.append([variant, runs, censored, *cells])
+    return rows
+
+
+_TIME_HEADER = ["variant", "runs", "censored", "mean", "median", "IQM"]
 
 
 def _pair_rows(analysis: Analysis, block: str) -> list[list[str]]:
@@ -307,6 +369,20 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
             for row in _table_rows(analysis, block, metric):
                 table.add_row(*row)
             console.print(table)
+        for unit in analysis.time_units(block):
+            few = any(r.env == block and r.few_runs for r in analysis.times)
+            caption = CENSORED_NOTE + ("\n" + _few_runs_note(False) if few else "")
+            table = Table(
+                title=f"{block}: {_time_title(analysis, unit)}  (value [{ci}])",
+                title_justify="left",
+                caption=caption,
+                caption_justify="left",
+            )
+            for column in _TIME_HEADER:
+                table.add_column(column, justify="left" if column == "variant" else "right")
+            for row in _time_rows(analysis, block, unit):
+                table.add_row(*row)
+            console.print(table)
         pair_rows = _pair_rows(analysis, block)
         if pair_rows:
             few = any(p.env == block and p.few_runs for p in analysis.pairs)
@@ -333,30 +409,75 @@ def _csv_number(x: float) -> str:
     return "" if math.isnan(x) else repr(round(float(x), 6))
 
 
-def summary_csv(analysis: Analysis) -> str:
-    """One row per (env, metric, statistic, variant[, versus]) with value and CI bounds; the
-    ``flag`` column says ``n<3`` where the numbers come from too few runs."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        ["env", "metric", "statistic", "variant", "versus", "runs", "value", "ci_low", "ci_high",
-         "flag"]
-    )  # fmt: skip
+SUMMARY_COLUMNS = (
+    "env", "metric", "statistic", "variant", "versus", "runs", "value", "ci_low", "ci_high",
+    "flag", "censored", "lower_bound",
+)  # fmt: skip
+"""The columns of ``summary.csv``; ``censored`` and ``lower_bound`` are filled on the
+time-to-threshold rows only (metrics ``steps_to_threshold`` and ``episodes_to_threshold``)."""
+
+
+def _row(env, metric, statistic, variant, versus, runs, iv, flag, censored=None, bound=""):
+    return {"env": env, "metric": metric, "statistic": statistic, "variant": variant,
+            "versus": versus, "runs": runs, "value": float(iv.value), "ci_low": float(iv.low),
+            "ci_high": float(iv.high), "flag": flag, "censored": censored,
+            "lower_bound": bound}  # fmt: skip
+
+
+def _lower_bounds(iv: stats.CensoredInterval) -> str:
+    """The names of the columns that censoring makes lower bounds, space-separated."""
+    return " ".join(
+        n for n, b in (("value", iv.lower_bound), ("ci_high", iv.high_lower_bound)) if b
+    )
+
+
+def summary_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    """The rows of ``summary.csv`` as typed dicts (full precision): numbers as floats (``nan``
+    where the file has an empty cell), ``runs`` and ``censored`` as ints (``None`` where the
+    file's cell is empty).
+
+    Columns (:data:`SUMMARY_COLUMNS`): one row per (env, metric, statistic, variant[, versus])
+    with value and CI bounds; ``flag`` says ``n<3`` where the numbers come from too few runs.
+    Time-to-threshold rows (metric ``<unit>_to_threshold``) also give the number of
+    ``censored`` runs and, in ``lower_bound``, which of ``value`` and ``ci_high`` are only
+    lower bounds because censored runs enter them at the budget.
+    """
+    rows: list[dict[str, Any]] = []
     for result in analysis.results:
         flag = FEW_RUNS_FLAG if result.few_runs else ""
         for metric, by_stat in result.metrics.items():
             for statistic, iv in by_stat.items():
-                writer.writerow(
-                    [result.env, metric, statistic, result.variant, "", result.runs,
-                     _csv_number(iv.value), _csv_number(iv.low), _csv_number(iv.high), flag]
-                )  # fmt: skip
+                rows.append(_row(result.env, metric, statistic, result.variant, "", result.runs,
+                                 iv, flag))  # fmt: skip
     for pair in analysis.pairs:
-        iv = pair.poi
-        writer.writerow(
-            [pair.env, pair.metric, "probability_of_improvement", pair.x, pair.y, "",
-             _csv_number(iv.value), _csv_number(iv.low), _csv_number(iv.high),
-             FEW_RUNS_FLAG if pair.few_runs else ""]
-        )  # fmt: skip
+        flag = FEW_RUNS_FLAG if pair.few_runs else ""
+        rows.append(_row(pair.env, pair.metric, "probability_of_improvement", pair.x, pair.y,
+                         None, pair.poi, flag))  # fmt: skip
+    for time in analysis.times:
+        flag = FEW_RUNS_FLAG if time.few_runs else ""
+        for unit, by_stat in time.metrics.items():
+            for statistic, iv in by_stat.items():
+                metric = f"{unit}_to_threshold"
+                rows.append(_row(time.env, metric, statistic, time.variant, "", time.runs, iv,
+                                 flag, time.censored, _lower_bounds(iv)))  # fmt: skip
+    return rows
+
+
+def summary_csv(analysis: Analysis) -> str:
+    """:func:`summary_rows` as CSV (numbers rounded to 6 decimals, empty cells for ``nan``
+    and ``None``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for row in summary_rows(analysis):
+        cells = []
+        for column in SUMMARY_COLUMNS:
+            value = row[column]
+            if isinstance(value, float):
+                cells.append(_csv_number(value))
+            else:
+                cells.append("" if value is None else str(value))
+        writer.writerow(cells)
     return out.getvalue()
 
 
@@ -388,6 +509,12 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
             parts.append(f"**{label[0].upper() + label[1:]}** (value [{ci}]):\n")
             header = ["variant", "runs", "mean", "median", "IQM"]
             parts.append(_md_table(header, _table_rows(analysis, block, metric)) + "\n")
+        for unit in analysis.time_units(block):
+            title = _time_title(analysis, unit)
+            parts.append(f"**{title[0].upper() + title[1:]}** (value [{ci}]):\n")
+            parts.append(_md_table(_TIME_HEADER, _time_rows(analysis, block, unit)) + "\n")
+        if analysis.time_units(block):
+            parts.append(CENSORED_NOTE + "\n")
         rows = _pair_rows(analysis, block)
         if rows:
             parts.append(
@@ -415,6 +542,20 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
         f"resamples the runs of X and of Y independently. After Agarwal et al., Deep "
         f"Reinforcement Learning at the Edge of the Statistical Precipice, NeurIPS 2021."
     )
+    if analysis.threshold is not None:
+        parts.append(
+            f"\nTime to threshold: per run, the environment steps until its greedy evaluation "
+            f"return first reached {analysis.threshold:g} (the first evaluation at or above it, "
+            f"so resolved to the evaluation interval), and the training episodes completed by "
+            f"then. A run that never reached it is censored at its budget (its last evaluation "
+            f"step, the episodes by then): it enters mean, median, IQM and their bootstrap CIs "
+            f"at the budget rather than being dropped, and since its true time is longer, every "
+            f"number it enters is a lower bound, marked {stats.CENSORED_MARK}. The censored runs "
+            f"are the slowest, so the IQM, which trims the slowest quarter, stays exact while no "
+            f"more than a quarter of the runs are censored; beyond that it is a lower bound. The "
+            f"scaling plot and tables (after Osband et al., Randomized Prior Functions for Deep "
+            f"Reinforcement Learning, NeurIPS 2018) mark such points."
+        )
     if analysis.skipped:
         parts.append("\nSkipped run dirs:\n")
         parts += [f"- `{path}`: {reason}" for path, reason in analysis.skipped]
@@ -451,9 +592,14 @@ def report(
     run_dirs: Sequence[Path] | None = None,
     confidence: float = stats.DEFAULT_CONFIDENCE,
     n_resamples: int = stats.DEFAULT_RESAMPLES,
+    threshold: float | None = None,
 ) -> tuple[Analysis, list[Path]]:
     """Read the runs under ``logdir`` (or only ``run_dirs``), analyse them and write
-    ``summary.csv``, ``summary.md`` and the plots into ``logdir``."""
+    ``summary.csv``, ``summary.md`` and the plots into ``logdir``.
+
+    :param threshold: the return threshold of the time-to-threshold statistic (default: the
+        comparison's ``analysis.return_threshold`` recorded in ``compare.yaml``, if any).
+    """
     logdir = Path(logdir)
     if logdir.exists() and not logdir.is_dir():
         raise RlsoftError(
@@ -464,8 +610,16 @@ def report(
         raise RlsoftError(
             f"logdir {str(logdir)!r} does not exist; pass a directory of run dirs, e.g. runs/"
         )
+    if threshold is not None and not math.isfinite(threshold):
+        raise RlsoftError(f"--threshold must be a finite number, got {threshold}")
     meta = read_compare_file(logdir)
-    runs, skipped = load_runs(logdir, run_dirs)
+    definition = meta.get("definition") if isinstance(meta.get("definition"), dict) else {}
+    sweep = definition.get("sweep") if isinstance(definition.get("sweep"), dict) else {}
+    parameter = sweep.get("parameter") if isinstance(sweep.get("parameter"), str) else None
+    if threshold is None:
+        threshold = _get_dotted(definition, "analysis.return_threshold")
+        threshold = float(threshold) if isinstance(threshold, (int, float)) else None
+    runs, skipped = load_runs(logdir, run_dirs, sweep_parameter=parameter)
     analysis = analyse(
         runs,
         title=str(meta.get("name") or logdir.resolve().name),
@@ -473,6 +627,8 @@ def report(
         confidence=confidence,
         n_resamples=n_resamples,
         skipped=[(_relative(path, logdir), reason) for path, reason in skipped],
+        threshold=threshold,
+        sweep_parameter=parameter,
     )
     try:
         written = write_outputs(analysis, logdir)

@@ -64,6 +64,7 @@ class RunOutcome:
     """What became of one run."""
 
     env: str
+    """The env id, or with a sweep the grid cell's name (see :class:`RunSpec`)."""
     variant: str
     seed: int
     run_dir: str
@@ -222,6 +223,12 @@ def default_workers() -> int:
 
 def _failed(spec: RunSpec, error: str) -> RunOutcome:
     return RunOutcome(spec.env, spec.variant, spec.seed, str(spec.run_dir), "failed", error=error)
+
+
+def _in_cell(outcome: RunOutcome, spec: RunSpec) -> RunOutcome:
+    """The outcome named by its grid cell (a swept cell's name, not only its env id)."""
+    outcome.env = spec.env
+    return outcome
 
 
 def death_cause(exitcode: int | None) -> str:
@@ -387,7 +394,7 @@ def _run_local(
                 outcome = _receive(worker)
                 if outcome is not None:
                     worker.task = None
-                    finish(outcome)
+                    finish(_in_cell(outcome, spec))
                     continue
                 worker.task = None
                 retry = deaths < retries
@@ -445,7 +452,7 @@ def _run_ray(
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 try:
-                    outcome = ray.get(ref)
+                    outcome = _in_cell(ray.get(ref), refs[ref])
                 except Exception as exc:  # its worker died on every attempt, or Ray failed it
                     outcome = _failed(refs[ref], _ray_failure(ray, exc, retries))
                 outcomes.append(outcome)

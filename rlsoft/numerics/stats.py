@@ -19,6 +19,17 @@ and are documented where they appear: ``mean`` and ``median`` are taken over all
 (rliable's ``aggregate_median`` is the median of per-task means, which for one task is just the
 mean), and CIs use 2,000 resamples with a fixed seed by default so that recomputing a report
 from disk gives the same numbers.
+
+**Time to threshold** (:func:`time_to_threshold`, :func:`censored_aggregate_intervals`) is a
+statistic of *censored* data: a run whose greedy evaluation never reaches the threshold within
+its budget only tells us that its time exceeds the budget. Such a run enters every statistic at
+the budget, never dropped (dropping the runs that fail would flatter the method that fails most).
+Because an unreached run's true time is larger than every reached run's, the censored runs are
+the largest values, so a statistic that trims them away is exact and one that counts them is a
+lower bound: the mean whenever a run is censored, the median when half or more are, the IQM when
+more are censored than the quarter it trims (:func:`counts_censored`). The time to learn is the
+quantity Osband et al., *Randomized Prior Functions for Deep Reinforcement Learning* (NeurIPS
+2018), plot against the DeepSea size to tell polynomial from exponential exploration.
 """
 
 from __future__ import annotations
@@ -33,9 +44,13 @@ from scipy import stats as sps
 
 __all__ = [
     "AGGREGATES",
+    "CENSORED_MARK",
     "MIN_RUNS",
+    "CensoredInterval",
     "Interval",
     "aggregate_intervals",
+    "censored_aggregate_intervals",
+    "counts_censored",
     "curve_iqm_band",
     "iqm",
     "min_max_normalise",
@@ -44,6 +59,7 @@ __all__ = [
     "probability_of_improvement_interval",
     "stable_seed",
     "stratified_bootstrap",
+    "time_to_threshold",
     "too_few_runs",
 ]
 
@@ -76,6 +92,42 @@ class Interval:
         if math.isnan(self.low):
             return f"{self.value:.{digits}f}"
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+CENSORED_MARK = ">"
+"""Prefix of a number that is only a lower bound because censored runs (that never reached the
+threshold) enter it at the budget."""
+
+
+@dataclass(frozen=True)
+class CensoredInterval(Interval):
+    """An :class:`Interval` of a time-to-threshold statistic, which knows what censoring did.
+
+    ``value`` and the bounds are computed with every censored run at its budget. Where censored
+    runs enter them, the true numbers are larger: ``lower_bound`` says so of the point estimate
+    (exactly, see :func:`counts_censored`), ``high_lower_bound`` of the CI's upper bound (set
+    whenever a run is censored: bootstrap resamples that draw a censored run several times count
+    it even where the estimate on the original runs trims it away). The CI's lower bound only
+    moves down, which keeps the interval conservative on that side; it is not marked.
+    """
+
+    runs: int = 0
+    censored: int = 0
+    """Runs that never reached the threshold (entered at their budget)."""
+    lower_bound: bool = False
+    high_lower_bound: bool = False
+
+    def format(self, digits: int = 0) -> str:
+        """``value [low, high]`` with thousands separators, ``>`` before a lower bound."""
+
+        def number(x: float, bound: bool) -> str:
+            return f"{CENSORED_MARK if bound else ''}{x:,.{digits}f}"
+
+        value = number(self.value, self.lower_bound)
+        if math.isnan(self.low):
+            return value
+        low, high = number(self.low, False), number(self.high, self.high_lower_bound)
+        return f"{value} [{low}, {high}]"
 
 
 def too_few_runs(runs: int) -> bool:
@@ -242,6 +294,99 @@ def probability_of_improvement_interval(
         n_resamples=n_resamples,
         seed=seed,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Time to threshold (censored at the budget)
+# --------------------------------------------------------------------------------------------
+
+
+def time_to_threshold(
+    steps: np.ndarray, values: np.ndarray, threshold: float, *, budget: float | None = None
+) -> tuple[float, bool]:
+    """The first evaluation step at which ``values`` reach ``threshold`` (``>=``).
+
+    :param steps: evaluation steps, increasing.
+    :param values: the greedy evaluation return at each step.
+    :param budget: the run's budget (default: its last evaluation step, which is where the
+        trainer evaluates last).
+    :returns: ``(step, True)`` for the first step whose value is at least ``threshold``, or
+        ``(budget, False)`` when no evaluation reached it: the run is censored at the budget.
+        The time is only resolved to the evaluation interval: the true first time lies between
+        the previous evaluation and the returned one.
+    """
+    steps = np.asarray(steps, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if steps.shape != values.shape or steps.ndim != 1 or steps.size == 0:
+        raise ValueError("steps and values must be 1-D arrays of the same, non-zero length")
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold}")
+    reached = np.flatnonzero(values >= threshold)
+    if reached.size:
+        return float(steps[reached[0]]), True
+    return float(steps[-1] if budget is None else budget), False
+
+
+def counts_censored(statistic: str, runs: int, censored: int) -> bool:
+    """Whether ``statistic`` of ``runs`` times, ``censored`` of them censored, uses a censored one.
+
+    A censored run's true time exceeds the budget, and so every reached run's time: the
+    censored runs are the ``censored`` largest values whatever their true times. The statistic
+    computed with them at the budget is exact when it does not use those order statistics, and
+    a lower bound (every statistic here grows with each value) when it does:
+
+    * ``mean``: uses every value, so any censored run;
+    * ``median``: ``numpy.median`` uses sorted positions ``(n−1)//2`` and ``n//2``, censored
+      runs fill positions ``n−k … n−1``: used when ``k ≥ n − n//2``, i.e. half or more;
+    * ``iqm``: ``scipy.stats.trim_mean(x, 0.25)`` drops ``⌊n/4⌋`` values at each end: used when
+      more than ``⌊n/4⌋`` runs are censored.
+    """
+    if censored < 0 or censored > runs:
+        raise ValueError(f"censored must be between 0 and runs={runs}, got {censored}")
+    if censored == 0:
+        return False
+    if statistic == "mean":
+        return True
+    if statistic == "median":
+        return censored >= runs - runs // 2
+    if statistic == "iqm":
+        return censored > int(0.25 * runs)
+    raise ValueError(f"unknown statistic {statistic!r}; choose one of {', '.join(AGGREGATES)}")
+
+
+def censored_aggregate_intervals(
+    times: np.ndarray,
+    censored: np.ndarray,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, CensoredInterval]:
+    """Mean, median and IQM of times to threshold with percentile bootstrap CIs, where the
+    censored runs enter at their budget and each number says whether it is a lower bound.
+
+    :param times: one time per run: the first step (or episode) at which the run reached the
+        threshold, or its budget where it never did.
+    :param censored: one flag per run, ``True`` where the run never reached the threshold.
+    """
+    times = np.asarray(times, dtype=float).ravel()
+    censored = np.asarray(censored, dtype=bool).ravel()
+    if times.shape != censored.shape:
+        raise ValueError("times and censored need one entry per run each")
+    plain = aggregate_intervals([times], confidence=confidence, n_resamples=n_resamples, seed=seed)
+    n, k = times.size, int(censored.sum())
+    return {
+        name: CensoredInterval(
+            iv.value,
+            iv.low,
+            iv.high,
+            runs=n,
+            censored=k,
+            lower_bound=counts_censored(name, n, k),
+            high_lower_bound=k > 0 and not math.isnan(iv.high),
+        )
+        for name, iv in plain.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------

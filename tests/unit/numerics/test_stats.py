@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, trim_mean
 
 from rlsoft.numerics import stats
 
@@ -194,3 +194,106 @@ def test_with_few_runs_probability_of_improvement_is_coarse(n, m):
     assert all(float(v).is_integer() for v in seen)
     if (n, m) == (1, 1):
         assert seen == {0.0, 1.0, 2.0}  # P in {0, 1/2, 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Time to threshold, censored at the budget
+# --------------------------------------------------------------------------------------------
+
+
+def first_crossing_by_hand(steps, values, threshold, budget):
+    for step, value in zip(steps, values, strict=True):
+        if value >= threshold:
+            return float(step), True
+    return float(budget), False
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_time_to_threshold_is_the_first_evaluation_at_or_above_it(seed):
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(1, 50, size=rng.integers(1, 15)))
+    values = rng.normal(size=steps.size)
+    threshold = float(rng.choice([*values, 0.5, 10.0]))  # often hit exactly: >= counts
+    expected = first_crossing_by_hand(steps, values, threshold, steps[-1])
+    assert stats.time_to_threshold(steps, values, threshold) == expected
+    budget = steps[-1] + 7
+    if not expected[1]:
+        assert stats.time_to_threshold(steps, values, threshold, budget=budget) == (budget, False)
+
+
+def test_time_to_threshold_hand_examples_and_errors():
+    steps, values = np.array([10, 20, 30]), np.array([0.0, 0.99, 0.5])
+    assert stats.time_to_threshold(steps, values, 0.9) == (20.0, True)
+    assert stats.time_to_threshold(steps, values, 0.99) == (20.0, True)  # reaching counts
+    assert stats.time_to_threshold(steps, values, 1.0) == (30.0, False)  # censored at the end
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        stats.time_to_threshold(np.array([1, 2]), np.array([1.0]), 0.5)
+    with pytest.raises(ValueError, match="finite"):
+        stats.time_to_threshold(steps, values, math.nan)
+
+
+STATISTICS = {
+    "mean": np.mean,
+    "median": np.median,
+    "iqm": lambda x, axis=-1: trim_mean(x, 0.25, axis=axis),
+}
+
+
+@pytest.mark.parametrize("name", list(STATISTICS))
+@pytest.mark.parametrize("runs", range(1, 13))
+def test_counts_censored_says_whether_the_true_times_could_change_the_statistic(name, runs):
+    """Independent reference: give the censored runs several different true times beyond the
+    budget; the statistic uses them exactly when its value moves."""
+    rng = np.random.default_rng(runs)
+    budget = 100.0
+    for censored in range(runs + 1):
+        reached = rng.uniform(1.0, budget, size=runs - censored)
+        at_budget = STATISTICS[name](np.concatenate([reached, np.full(censored, budget)]))
+        moved = False
+        for _ in range(5):
+            true = budget + rng.uniform(1.0, 1000.0, size=censored)
+            value = STATISTICS[name](np.concatenate([reached, true]))
+            moved |= not math.isclose(value, at_budget, rel_tol=1e-12)
+            assert value >= at_budget - 1e-9  # at the budget it is a lower bound
+        assert stats.counts_censored(name, runs, censored) == moved, (name, runs, censored)
+
+
+def test_counts_censored_refuses_impossible_counts():
+    with pytest.raises(ValueError, match="between 0 and runs"):
+        stats.counts_censored("iqm", 4, 5)
+    with pytest.raises(ValueError, match="unknown statistic"):
+        stats.counts_censored("mode", 4, 1)
+
+
+def test_censored_intervals_enter_censored_runs_at_the_budget():
+    # ten runs, three never reached the threshold (budget 5,000): the IQM trims the slowest two
+    times = np.array([400.0, 900, 1200, 1500, 1800, 2500, 3100, 5000, 5000, 5000])
+    censored = times == 5000
+    intervals = stats.censored_aggregate_intervals(times, censored, seed=3)
+    for name, reference in STATISTICS.items():
+        iv = intervals[name]
+        assert iv.value == pytest.approx(reference(times))
+        low, high = brute_force_ci([times], reference)
+        width = high - low
+        assert iv.low == pytest.approx(low, abs=0.05 * width)
+        assert iv.high == pytest.approx(high, abs=0.05 * width)
+        assert (iv.runs, iv.censored, iv.high_lower_bound) == (10, 3, True)
+    # 3 censored of 10: mean counts them, the median (positions 4, 5) does not, the IQM
+    # (trimming 2 at each end) does
+    assert [intervals[n].lower_bound for n in ("mean", "median", "iqm")] == [True, False, True]
+    assert intervals["iqm"].format() == (
+        f">{trim_mean(times, 0.25):,.0f} [{intervals['iqm'].low:,.0f}, "
+        f">{intervals['iqm'].high:,.0f}]"
+    )
+
+
+def test_censored_intervals_without_censoring_are_plain_and_unmarked():
+    times = np.array([300.0, 100, 200, 400])
+    intervals = stats.censored_aggregate_intervals(times, np.zeros(4, dtype=bool))
+    assert not any(iv.lower_bound or iv.high_lower_bound for iv in intervals.values())
+    assert intervals["median"].value == 250.0
+    assert intervals["mean"].format().startswith("250 [")
+    one = stats.censored_aggregate_intervals(np.array([700.0]), np.array([True]))["iqm"]
+    assert one.format() == ">700"  # a single run: no interval, and a censored one is a bound
+    with pytest.raises(ValueError, match="one entry per run"):
+        stats.censored_aggregate_intervals(times, np.zeros(3, dtype=bool))
