@@ -205,13 +205,15 @@ def test_describe_config_in_words():
     )
 
 
-def test_describe_config_names_agents_by_their_registered_title(monkeypatch):
+def test_describe_config_names_agents_by_their_registered_title(request):
     """The titles come from the registry: a newly registered agent type is named by its
     title, and an unknown type by itself."""
-    monkeypatch.setattr(agent_registry, "_REGISTRY", dict(agent_registry._REGISTRY))  # undone
+    # Only the probe's entry is removed afterwards: swapping the whole registry for a copy
+    # would also drop an agent family whose lazy import registered it during this test (dqn).
     register_agent(
         AgentSpec(name="report_probe", title="Probe-learning", config_model=StrictModel, build=id)
     )
+    request.addfinalizer(lambda: agent_registry._REGISTRY.pop("report_probe", None))
     probe = taxi_config("x", epsilon=0.1)
     probe["agent"] = {"type": "report_probe"}
     assert describe_config(probe) == "Probe-learning, ε-greedy (ε=0.1)"
