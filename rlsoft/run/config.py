@@ -342,6 +342,8 @@ class EnvConfig(StrictModel):
     def _registered(cls, value: str) -> str:
         import gymnasium as gym
 
+        import rlsoft.rl.envs  # noqa: F401 - registers rlsoft's own ids (rlsoft/DeepSea-v0, ...)
+
         # An entry point is imported only when the env is made (after `rlsoft compare` has
         # listed the modules it imports), so only its form is checked here.
         if value not in gym.envs.registry and not ENTRY_POINT.match(value):

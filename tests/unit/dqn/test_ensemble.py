@@ -496,3 +496,28 @@ def test_the_ensemble_trains_with_every_supported_option(options):
     metrics = agent.metrics()
     assert agent.updates > 0 and np.isfinite(metrics["losses/td_loss"])
     assert metrics["exploration/ensemble_std"] > 0
+
+
+def test_the_deepsea_config_is_checked_by_the_cli_in_one_sentence(tmp_path):
+    """In a fresh process (nothing registered rlsoft's environments yet), the shipped config's
+    env id is accepted and a bad ensemble option is one sentence, exit 2, nothing written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    config = root / "configs" / "deepsea_bootstrapped_prior.yaml"
+    command = [sys.executable, "-m", "rlsoft.cli", "train", str(config)]
+    done = subprocess.run(
+        [*command, "--logdir", str(tmp_path), "--set", "agent.ensemble.mask_prob=0"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("rlsoft: error: ") and done.stderr.count("\n") == 1
+    assert "agent.ensemble.mask_prob" in done.stderr, done.stderr
+    assert not any(tmp_path.iterdir())
