@@ -435,10 +435,13 @@ class DQNAgent:
             if self._bootstrap is not None:
                 shapes["masks"] = ((n, self._bootstrap.heads), torch.bool)
             tensors = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in shapes.items()}
-            views = ReplayBatch(**{k: t.numpy() for k, t in tensors.items()})
+            views = ReplayBatch(**{k: t.numpy() for k, t in tensors.items() if k != "masks"})
             self._batch = (n, views, tensors)
         _, views, tensors = self._batch
-        self.buffer.gather(self.buffer.sample_indices(self.rng, n), out=views)
+        idx = self.buffer.sample_indices(self.rng, n)
+        self.buffer.gather(idx, out=views)
+        if self._bootstrap is not None:
+            self.buffer.gather_masks(idx, out=tensors["masks"].numpy())
         if self.device.type == "cpu":
             return tensors
         return {k: t.to(self.device, non_blocking=True) for k, t in tensors.items()}

@@ -28,7 +28,7 @@ class EnsembleConfig(StrictModel):
     ``run.py``) except the number of heads (bsuite: 20).
     """
 
-    heads: int = Field(10, ge=1, le=256)
+    heads: int = Field(10, ge=1)
     """K, the number of ensemble members (Q-heads), each with its own target and prior."""
     mask_prob: float = Field(1.0, gt=0.0, le=1.0)
     """p: each head trains on each transition independently with probability p (its

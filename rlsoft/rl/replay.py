@@ -21,9 +21,10 @@ where ``m ≤ n`` stops early at the end of the episode (``done``) or at the new
 transition, so a return never crosses an episode boundary. With ``n_step = 1`` this is the
 plain one-step transition.
 
-An optional boolean mask column (``mask_size > 0``) stores a fixed-length vector with each
-transition, e.g. the bootstrap masks of Bootstrapped DQN (Osband et al., 2016): which of the
-K ensemble heads may train on it. An n-step return carries the mask of its first transition.
+An optional boolean mask column (``mask_size > 0``, read with ``gather_masks``) stores a
+fixed-length vector with each transition, e.g. the bootstrap masks of Bootstrapped DQN (Osband
+et al., 2016): which of the K ensemble heads may train on it. An n-step return carries the mask
+of its first transition.
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ class ReplayBatch:
     terminated: np.ndarray
     steps: np.ndarray
     """``m``, the number of rewards summed into each return (1 ≤ m ≤ n_step)."""
-    masks: np.ndarray | None = None
-    """``(n, mask_size)`` booleans of a buffer with a mask column (None without one)."""
 
 
 class TransitionRing:
@@ -236,11 +235,8 @@ class ReplayBuffer(TransitionRing):
                 discounts=np.empty(n, dtype=np.float32),
                 terminated=np.empty(n, dtype=np.bool_),
                 steps=np.empty(n, dtype=np.int64),
-                masks=None if self.masks is None else np.empty((n, self.mask_size), np.bool_),
             )
         np.take(self.obs, idx, axis=0, out=out.obs)
-        if self.masks is not None:
-            np.take(self.masks, idx, axis=0, out=out.masks)
         np.take(self.actions, idx, out=out.actions)
         if self.n_step == 1:
             last = idx
@@ -256,6 +252,16 @@ class ReplayBuffer(TransitionRing):
         np.take(self.terminated, last, out=out.terminated)
         out.discounts[out.terminated] = 0.0  # no future after a termination
         return out
+
+    def gather_masks(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The masks ``(len(idx), mask_size)`` stored with the transitions at ``idx`` (an
+        n-step return starting at ``idx`` carries its first transition's mask).
+
+        :param out: optional preallocated boolean array to write into.
+        """
+        if self.masks is None:
+            raise ValueError("this replay buffer stores no masks (mask_size=0)")
+        return np.take(self.masks, np.asarray(idx, dtype=np.int64), axis=0, out=out)
 
     # ------------------------------------------------------------------ state
 

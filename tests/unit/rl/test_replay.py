@@ -239,9 +239,10 @@ def test_masks_are_stored_per_transition_and_gathered_with_it():
     for t in range(6):  # wraps the 4-row ring
         masks = _add_masked(buf, t)
         written[float(t)], written[float(t + 100)] = masks[0], masks[1]
-    batch = buf.gather(np.arange(len(buf)))
-    assert batch.masks.shape == (8, 3) and batch.masks.dtype == np.bool_
-    for obs, mask in zip(batch.obs[:, 0], batch.masks, strict=True):
+    idx = np.arange(len(buf))
+    batch, masks = buf.gather(idx), buf.gather_masks(idx)
+    assert masks.shape == (8, 3) and masks.dtype == np.bool_
+    for obs, mask in zip(batch.obs[:, 0], masks, strict=True):
         np.testing.assert_array_equal(mask, written[float(obs)])
 
 
@@ -252,7 +253,9 @@ def test_an_n_step_return_carries_the_mask_of_its_first_transition():
         buf.add(obs, [0], [1.0], obs + 1, [False], [False], np.array([[t % 2 == 0, t == 1]]))
     batch = buf.gather(np.array([0, 1]))
     assert list(batch.steps) == [3, 3]
-    np.testing.assert_array_equal(batch.masks, [[True, False], [False, True]])
+    out = np.empty((2, 2), bool)
+    buf.gather_masks(np.array([0, 1]), out=out)
+    np.testing.assert_array_equal(out, [[True, False], [False, True]])
 
 
 def test_masks_survive_a_state_dict_round_trip_and_a_mismatch_is_refused():
@@ -279,4 +282,5 @@ def test_masks_are_required_exactly_when_the_buffer_has_a_mask_column():
         _masked_buffer().add(*args)
     with pytest.raises(ValueError, match="pass masks exactly when"):
         ReplayBuffer(8, (1,), num_envs=2).add(*args, np.ones((2, 3), bool))
-    assert ReplayBuffer(8, (1,)).gather(np.zeros(0, np.int64)).masks is None
+    with pytest.raises(ValueError, match="stores no masks"):
+        ReplayBuffer(8, (1,)).gather_masks(np.zeros(0, np.int64))
