@@ -64,16 +64,8 @@ __all__ = ["DQNAgent", "denormals_flushed"]
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
-_ARCHITECTURE = (
-    "hidden_sizes",
-    "activation",
-    "head",
-    "dueling",
-    "atoms",
-    "v_min",
-    "v_max",
-    "ensemble",
-)
+_ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max")
+_ARCHITECTURE += ("ensemble",)  # Bootstrapped DQN: its heads, torso and priors
 
 
 # The smallest positive subnormal double and the smallest normal one. Module globals, not
