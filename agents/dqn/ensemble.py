@@ -32,8 +32,8 @@ normalised by the batch size B, not by the number Σ_i m_ik of selected transiti
 bsuite's ``jnp.mean(m_t * td_error**2)`` (so a masked transition contributes exactly zero,
 and a head's expected gradient is p times that of a head trained on everything). The soft and
 Munchausen targets apply per head the same way. With a shared torso the heads' gradients add
-up in it; Osband et al. (2016, appendix D.2) rescale the gradient flowing into the torso by
-1/K so that its effective learning rate does not grow with K, as done here
+up in it; Osband et al. (2016, their Atari implementation) normalise the gradient flowing into
+the torso by 1/K so that its effective learning rate does not grow with K, as done here
 (:class:`_ScaleGradient`). ``losses/td_loss`` reports the mean over heads, L/K.
 
 **Acting.** Each vector-environment copy has its own active head, drawn uniformly at random
@@ -144,7 +144,7 @@ class _EnsembleMLP(nn.Module):
             x = self._act(self._linear(names, x))
         if self.shared_torso and self.heads > 1 and torch.is_grad_enabled():
             # The K heads' gradients add up in the shared torso: rescale by 1/K
-            # (Osband et al., 2016, appendix D.2).
+            # (as Osband et al., 2016, do in their Atari implementation).
             x = _ScaleGradient.apply(x, 1.0 / self.heads)
         if not self.dueling:
             return self._linear(self.outputs["q"], x)
