@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from agents.dqn import targets
 from agents.dqn.config import DQNConfig
+from agents.dqn.ensemble import Bootstrap, EnsembleQNetwork
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
@@ -64,6 +65,7 @@ __all__ = ["DQNAgent", "denormals_flushed"]
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
 _ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max")
+_ARCHITECTURE += ("ensemble",)  # Bootstrapped DQN: its heads, torso and priors
 
 
 # The smallest positive subnormal double and the smallest normal one. Module globals, not
@@ -150,7 +152,7 @@ class DQNAgent:
         obs_dim = int(np.prod(self.obs_shape))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
-            self.online = QNetwork(
+            self.online = self._ensemble_network(obs_dim) or QNetwork(
                 obs_dim,
                 self.n_actions,
                 list(config.hidden_sizes),
@@ -179,9 +181,24 @@ class DQNAgent:
             num_envs=self.num_envs,
             n_step=config.n_step,
             gamma=config.gamma,
+            mask_size=config.ensemble.heads if config.ensemble else 0,
         )
-        self._numpy_forward = NumpyForward(self.online) if self.device.type == "cpu" else None
+        # Bootstrapped DQN: its masks and head draws come from a generator of its own.
+        self._bootstrap = (
+            Bootstrap(
+                config,
+                self.online,
+                num_envs=self.num_envs,
+                rng=np.random.default_rng(int(rng.integers(2**63))),
+            )
+            if config.ensemble
+            else None
+        )
+        ensemble = self._bootstrap is not None  # the fast paths cover the single network only
+        cpu = self.device.type == "cpu"
+        self._numpy_forward = NumpyForward(self.online) if cpu and not ensemble else None
         manual = not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
+        manual = manual and not ensemble
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select
         self._greedy = Greedy()
@@ -191,6 +208,22 @@ class DQNAgent:
         self._reset_metrics()
 
     # -- construction ----------------------------------------------------------------------
+
+    def _ensemble_network(self, obs_dim: int) -> EnsembleQNetwork | None:
+        """The Bootstrapped DQN ensemble (:mod:`agents.dqn.ensemble`), if configured."""
+        cfg, ensemble = self.config, self.config.ensemble
+        if ensemble is None:
+            return None
+        return EnsembleQNetwork(
+            obs_dim,
+            self.n_actions,
+            list(cfg.hidden_sizes),
+            cfg.activation,
+            heads=ensemble.heads,
+            shared_torso=ensemble.shared_torso,
+            dueling=cfg.dueling,
+            prior_scale=ensemble.prior_scale,
+        )
 
     @classmethod
     def from_context(cls, ctx: BuildContext) -> DQNAgent:
@@ -213,8 +246,11 @@ class DQNAgent:
     # -- acting ----------------------------------------------------------------------------
 
     def q_values(self, observations: Any) -> np.ndarray:
-        """Q-values ``(n, A)`` of the online network (expected values for C51)."""
+        """Q-values ``(n, A)`` of the online network (expected values for C51; the mean over
+        heads for an ensemble)."""
         obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
+        if self._bootstrap is not None:
+            return self._bootstrap.mean_q(obs)
         if self._numpy_forward is not None:
             out = self._numpy_forward(obs)
             return expected_q_numpy(out, self._support_np) if self.categorical else out
@@ -225,14 +261,24 @@ class DQNAgent:
             return out.cpu().numpy()
 
     def act(self, obs: Any, step: int) -> np.ndarray:
-        """One exploration action per environment, from the policy on the batch's Q-values."""
-        q = self.q_values(obs)
+        """One exploration action per environment, from the policy on the batch's Q-values
+        (an ensemble's: each copy's active head's)."""
+        if self._bootstrap is not None:
+            q = self._bootstrap.behaviour_q(
+                np.asarray(obs, np.float32).reshape(-1, *self.obs_shape)
+            )
+        else:
+            q = self.q_values(obs)
         if q.shape[0] == 1:  # the policy's fast path for a single row
             return np.array([self._select(q[0], self.rng, step=step)], dtype=np.int64)
         return np.asarray(self._select(q, self.rng, step=step), dtype=np.int64)
 
     def act_greedy(self, obs: Any) -> int:
-        """argmax_a Q(obs, a) for one observation, ties broken at random."""
+        """argmax_a Q(obs, a) for one observation, ties broken at random (an ensemble's vote
+        or mean, see :class:`~agents.dqn.ensemble_config.EnsembleConfig`)."""
+        if self._bootstrap is not None:
+            obs = np.asarray(obs, dtype=np.float32).reshape(-1, *self.obs_shape)
+            return self._bootstrap.greedy_action(obs, self.eval_rng)
         return int(self._greedy.select(self.q_values(obs)[0], self.eval_rng))
 
     # -- learning --------------------------------------------------------------------------
@@ -254,7 +300,12 @@ class DQNAgent:
         multiple of ``k`` that count crosses (several when ``num_envs > k``), so the schedule
         of learning does not depend on ``num_envs``.
         """
-        self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        if self._bootstrap is None:
+            self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        else:
+            masks = self._bootstrap.draw_masks()
+            self.buffer.add(obs, action, reward, next_obs, terminated, truncated, masks)
+            self._bootstrap.episodes_ended(np.logical_or(terminated, truncated).reshape(-1))
         cfg = self.config
         before, after = step, step + self.num_envs
         crossed = after // cfg.target_update_interval - before // cfg.target_update_interval
@@ -327,6 +378,12 @@ class DQNAgent:
                 y = precomputed[rows]
             if manual is not None:  # the same gradients, without autograd's overhead
                 loss, q_mean = manual(obs[rows], actions[rows], y)
+            elif self._bootstrap is not None:
+                objective, loss, q_mean = self._bootstrap.loss(
+                    self.online(obs[rows]), actions[rows], y, batch["masks"][rows]
+                )
+                self.optimizer.zero_grad()
+                objective.backward()
             else:
                 loss, q_mean = self._loss(self.online(obs[rows]), actions[rows], y)
                 self.optimizer.zero_grad()
@@ -367,11 +424,16 @@ class DQNAgent:
                 "terminated": ((n,), torch.bool),
                 "steps": ((n,), torch.int64),
             }
+            if self._bootstrap is not None:
+                shapes["masks"] = ((n, self._bootstrap.heads), torch.bool)
             tensors = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in shapes.items()}
-            views = ReplayBatch(**{k: t.numpy() for k, t in tensors.items()})
+            views = ReplayBatch(**{k: t.numpy() for k, t in tensors.items() if k != "masks"})
             self._batch = (n, views, tensors)
         _, views, tensors = self._batch
-        self.buffer.gather(self.buffer.sample_indices(self.rng, n), out=views)
+        idx = self.buffer.sample_indices(self.rng, n)
+        self.buffer.gather(idx, out=views)
+        if self._bootstrap is not None:
+            self.buffer.gather_masks(idx, out=tensors["masks"].numpy())
         if self.device.type == "cpu":
             return tensors
         return {k: t.to(self.device, non_blocking=True) for k, t in tensors.items()}
@@ -392,6 +454,10 @@ class DQNAgent:
         """TD targets ``(B,)`` for the ``q`` head, projected target distributions ``(B, K)``
         for ``c51`` (see :mod:`agents.dqn.targets`)."""
         cfg = self.config
+        if self._bootstrap is not None:
+            return self._bootstrap.targets(
+                self.target, self.online, obs, actions, returns, next_obs, discounts
+            )
         next_out = self.target.forward(next_obs)  # no hooks to run: skip Module.__call__
         if cfg.target == "munchausen":
             current = self.target(obs)
@@ -482,6 +548,8 @@ class DQNAgent:
             if self.config.max_grad_norm is not None:
                 out["losses/grad_norm"] = norm / n
             self._reset_metrics()
+        if self._bootstrap is not None:
+            out.update(self._bootstrap.metrics())
         return out
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -498,6 +566,9 @@ class DQNAgent:
             k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
             for k, v in self.buffer.state_dict().items()
         }
+        # An ensemble's active heads, mask generator and std window (its priors are buffers
+        # of the networks, saved with them).
+        ensemble = {} if self._bootstrap is None else {"bootstrap": self._bootstrap.state_dict()}
         return {
             "format": CHECKPOINT_FORMAT,
             "agent": self.name,
@@ -523,6 +594,7 @@ class DQNAgent:
                 ],
                 "lr": self._lr,
             },
+            **ensemble,
         }
 
     def save(self, path: str | Path) -> None:
@@ -595,3 +667,5 @@ class DQNAgent:
             terms.extend(saved_terms.to(self.device).unbind())
         self._metric_count = int(metrics["count"])
         self._lr = float(metrics["lr"])
+        if self._bootstrap is not None:
+            self._bootstrap.load_state_dict(state["bootstrap"], source)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agents.dqn.ensemble_config import EnsembleConfig
 from rlsoft.run.config import NumberOrSchedule, StrictModel, schedule_endpoints
 
 __all__ = ["ACTIVATIONS", "DQNConfig"]
@@ -95,6 +96,13 @@ class DQNConfig(StrictModel):
     """Target update θ′ ← τ·θ + (1 − τ)·θ′: 1 is a hard copy, smaller values Polyak
     averaging."""
 
+    # -- exploration in the network --------------------------------------------------------
+    ensemble: EnsembleConfig | None = None
+    """Bootstrapped DQN with randomized prior functions (see
+    :class:`~agents.dqn.ensemble_config.EnsembleConfig`), e.g. ``{heads: 10, prior_scale:
+    3}``; null: one Q-network. ``q`` head only (plain or dueling), with any target, Double
+    DQN and n-step."""
+
     @field_validator("hidden_sizes")
     @classmethod
     def _positive_widths(cls, value: list[int]) -> list[int]:
@@ -130,6 +138,11 @@ class DQNConfig(StrictModel):
                 f"n_step must be 1 with target {self.target!r} (got {self.n_step}): the "
                 f"{self.target} target is defined for one-step transitions only, so use "
                 "n_step: 1 or target: standard"
+            )
+        if self.ensemble is not None and self.head == "c51":
+            raise ValueError(
+                "ensemble needs head: q: a bootstrapped C51 would add a prior network's "
+                "values to logits, which has no meaning as a return distribution"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

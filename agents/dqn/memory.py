@@ -5,14 +5,18 @@ The two large allocations are the replay buffer (host memory,
 transition the buffer holds the observation and the next observation as float32 plus an int64
 action, a float32 reward and two booleans::
 
-    replay bytes  = capacity · (2 · 4 · obs_dim + 8 + 4 + 1 + 1)
+    replay bytes  = capacity · (2 · 4 · obs_dim + 8 + 4 + 1 + 1 + K)
 
-with the capacity rounded up to a multiple of ``num_envs``. The networks hold P parameters
+with the capacity rounded up to a multiple of ``num_envs`` (K: the bootstrap masks of an
+ensemble of K heads, one byte each; 0 without an ensemble). The networks hold P parameters
 (:func:`parameter_count`) six times over in float32: the online network, its gradients, the
 target network, Adam's first and second moments, and one transient copy while the
 parameters are gathered into one flat buffer (:func:`agents.dqn.optim.flatten_parameters`)::
 
-    network bytes = 6 · 4 · P
+    network bytes = 6 · 4 · P + 2 · 4 · P_prior
+
+where an ensemble's fixed prior networks (P_prior parameters, :mod:`agents.dqn.ensemble`) are
+held twice, in the online and the target network, and never trained.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ TRANSITION_OVERHEAD = 8 + 4 + 1 + 1  # action (int64), reward (float32), termina
 FIX = "lower agent.buffer_size or agent.hidden_sizes"
 
 
-def replay_bytes(capacity: int, obs_dim: int, num_envs: int = 1) -> int:
-    """Bytes of a replay buffer of ``capacity`` transitions of ``obs_dim`` floats each."""
+def replay_bytes(capacity: int, obs_dim: int, num_envs: int = 1, mask_size: int = 0) -> int:
+    """Bytes of a replay buffer of ``capacity`` transitions of ``obs_dim`` floats each (and
+    ``mask_size`` mask booleans)."""
     stored = math.ceil(capacity / num_envs) * num_envs
-    return stored * (2 * FLOAT_BYTES * obs_dim + TRANSITION_OVERHEAD)
+    return stored * (2 * FLOAT_BYTES * obs_dim + TRANSITION_OVERHEAD + mask_size)
 
 
 def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
@@ -50,11 +55,24 @@ def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     body = mlp_parameters([obs_dim, *hidden])
     head = mlp_parameters([last, n_actions * per_action])
     value = mlp_parameters([last, per_action]) if config.dueling else 0
+    ensemble = config.ensemble
+    if ensemble is not None:  # K heads on one torso, or K whole MLPs
+        bodies = 1 if ensemble.shared_torso else ensemble.heads
+        return bodies * body + ensemble.heads * (head + value)
     return body + head + value
 
 
+def prior_parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
+    """Numbers in an ensemble's fixed prior networks (as many as the trained ones; 0 without
+    an ensemble or with ``prior_scale: 0``)."""
+    if config.ensemble is None or config.ensemble.prior_scale == 0:
+        return 0
+    return parameter_count(config, obs_dim, n_actions)
+
+
 def network_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
-    return NETWORK_COPIES * FLOAT_BYTES * parameter_count(config, obs_dim, n_actions)
+    trained = NETWORK_COPIES * parameter_count(config, obs_dim, n_actions)
+    return FLOAT_BYTES * (trained + 2 * prior_parameter_count(config, obs_dim, n_actions))
 
 
 def check_dqn_memory(ctx: BuildContext) -> None:
@@ -68,7 +86,8 @@ def check_dqn_memory(ctx: BuildContext) -> None:
     if not isinstance(ctx.config, DQNConfig):
         return
     obs_dim = int(math.prod(obs.shape))
-    replay = replay_bytes(ctx.config.buffer_size, obs_dim, ctx.num_envs)
+    masks = ctx.config.ensemble.heads if ctx.config.ensemble else 0
+    replay = replay_bytes(ctx.config.buffer_size, obs_dim, ctx.num_envs, masks)
     networks = network_bytes(ctx.config, obs_dim, int(actions.n))
     if str(ctx.device).startswith("cuda"):
         import torch

@@ -20,6 +20,11 @@ n-step returns are formed when sampling, by looking ahead in the same environmen
 where ``m ≤ n`` stops early at the end of the episode (``done``) or at the newest stored
 transition, so a return never crosses an episode boundary. With ``n_step = 1`` this is the
 plain one-step transition.
+
+An optional boolean mask column (``mask_size > 0``, read with ``gather_masks``) stores a
+fixed-length vector with each transition, e.g. the bootstrap masks of Bootstrapped DQN (Osband
+et al., 2016): which of the K ensemble heads may train on it. An n-step return carries the mask
+of its first transition.
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ class ReplayBuffer(TransitionRing):
     :param n_step: length of the returns formed by :meth:`sample` (1 = one-step).
     :param gamma: discount used for n-step returns.
     :param obs_dtype: storage dtype of observations (float32 for neural networks).
+    :param mask_size: width of an optional boolean mask stored with each transition (e.g.
+        Bootstrapped DQN's per-head bootstrap masks); 0 stores none.
     """
 
     def __init__(
@@ -162,11 +169,18 @@ class ReplayBuffer(TransitionRing):
         n_step: int = 1,
         gamma: float = 0.99,
         obs_dtype: Any = np.float32,
+        mask_size: int = 0,
     ) -> None:
         super().__init__(capacity, num_envs=num_envs, n_step=n_step, gamma=gamma)
+        if mask_size < 0:
+            raise ValueError(f"mask_size must be at least 0, got {mask_size}")
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.obs = np.zeros((self.capacity, *self.obs_shape), dtype=obs_dtype)
         self.next_obs = np.zeros((self.capacity, *self.obs_shape), dtype=obs_dtype)
+        self.mask_size = int(mask_size)
+        self.masks = (
+            np.zeros((self.capacity, self.mask_size), dtype=np.bool_) if self.mask_size else None
+        )
 
     # ------------------------------------------------------------------ writing
 
@@ -178,10 +192,19 @@ class ReplayBuffer(TransitionRing):
         next_obs: Any,
         terminated: Any,
         truncated: Any,
+        masks: Any = None,
     ) -> None:
-        """Store one transition per environment (arrays with a leading ``num_envs`` axis)."""
+        """Store one transition per environment (arrays with a leading ``num_envs`` axis);
+        ``masks`` ``(num_envs, mask_size)`` is required exactly when the buffer has a mask
+        column."""
+        if (masks is None) != (self.masks is None):
+            raise ValueError(
+                f"this buffer has mask_size={self.mask_size}: pass masks exactly when it is > 0"
+            )
         start = self.pos * self.num_envs
         rows = slice(start, start + self.num_envs)
+        if self.masks is not None:
+            self.masks[rows] = masks
         self.obs[rows] = obs
         self.next_obs[rows] = next_obs
         self.actions[rows] = actions
@@ -230,6 +253,16 @@ class ReplayBuffer(TransitionRing):
         out.discounts[out.terminated] = 0.0  # no future after a termination
         return out
 
+    def gather_masks(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The masks ``(len(idx), mask_size)`` stored with the transitions at ``idx`` (an
+        n-step return starting at ``idx`` carries its first transition's mask).
+
+        :param out: optional preallocated boolean array to write into.
+        """
+        if self.masks is None:
+            raise ValueError("this replay buffer stores no masks (mask_size=0)")
+        return np.take(self.masks, np.asarray(idx, dtype=np.int64), axis=0, out=out)
+
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
@@ -238,6 +271,7 @@ class ReplayBuffer(TransitionRing):
         Only the rows written so far are included, so an early checkpoint stays small.
         """
         filled = self.capacity if self.full else self.pos * self.num_envs
+        masks = {} if self.masks is None else {"masks": self.masks[:filled].copy()}
         return {
             "capacity": self.capacity,
             "num_envs": self.num_envs,
@@ -252,14 +286,22 @@ class ReplayBuffer(TransitionRing):
             "rewards": self.rewards[:filled].copy(),
             "terminated": self.terminated[:filled].copy(),
             "done": self.done[:filled].copy(),
+            **masks,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (settings must match this buffer's)."""
         self._check_saved_settings(state, {"obs_shape": list(self.obs_shape)})
+        saved_masks = np.asarray(state["masks"]).shape[1] if "masks" in state else 0
+        if saved_masks != self.mask_size:
+            raise ValueError(
+                f"saved replay buffer has mask_size={saved_masks}, but this buffer has "
+                f"mask_size={self.mask_size}"
+            )
         pos, full = int(state["pos"]), bool(state["full"])
         filled = self.capacity if full else pos * self.num_envs
-        for key in ("obs", "next_obs", "actions", "rewards", "terminated", "done"):
+        keys = ("obs", "next_obs", "actions", "rewards", "terminated", "done")
+        for key in keys + (("masks",) if self.mask_size else ()):
             array = np.asarray(state[key])
             if len(array) != filled:
                 raise ValueError(

@@ -386,6 +386,27 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
     "dqn_soft_q": (_dqn({"num_envs": 2}, BOLTZMANN, target="soft", loss="mse"), (246, 402)),
     "dqn_munchausen": (_dqn({"num_envs": 2}, BOLTZMANN, target="munchausen"), (246, 402)),
     "dqn_single_env": (_dqn({"num_envs": 1}, EPSILON, n_step=2, tau=0.5), (247, 401)),
+    # Bootstrapped DQN: per-copy active heads, the mask generator, masks in the replay, the
+    # fixed priors and the ensemble_std window must all resume exactly.
+    "dqn_bootstrap_prior": (
+        _dqn(
+            {"num_envs": 2},
+            {"policy": "greedy"},
+            n_step=2,
+            double=True,
+            ensemble={"heads": 3, "mask_prob": 0.5, "prior_scale": 1.0},
+        ),
+        (246, 402),
+    ),
+    "dqn_bootstrap_shared_dueling": (
+        _dqn(
+            {"num_envs": 3},
+            EPSILON,
+            dueling=True,
+            ensemble={"heads": 4, "mask_prob": 0.7, "shared_torso": True, "evaluation": "mean"},
+        ),
+        (246, 402),
+    ),
     "classifier_mlp_adam": (
         {
             "env": None,

@@ -54,6 +54,37 @@ def test_replay_bytes_match_numpy(capacity: int, obs_dim: int, num_envs: int) ->
     assert replay_bytes(capacity, obs_dim, num_envs) == sum(a.nbytes for a in arrays)
 
 
+@pytest.mark.parametrize(
+    "ensemble",
+    [
+        {"heads": 3, "prior_scale": 2.0},
+        {"heads": 4, "shared_torso": True, "prior_scale": 0.0},
+    ],
+)
+@pytest.mark.parametrize("dueling", [False, True])
+def test_ensemble_memory_matches_torch_and_numpy(ensemble: dict, dueling: bool) -> None:
+    from agents.dqn.ensemble import EnsembleQNetwork
+
+    config = DQNConfig(hidden_sizes=[7, 5], dueling=dueling, ensemble=ensemble)
+    net = EnsembleQNetwork(
+        6,
+        3,
+        [7, 5],
+        heads=ensemble["heads"],
+        shared_torso=ensemble.get("shared_torso", False),
+        dueling=dueling,
+        prior_scale=ensemble["prior_scale"],
+    )
+    trained = sum(p.numel() for p in net.parameters())
+    prior = sum(b.numel() for b in net.buffers())
+    assert parameter_count(config, 6, 3) == trained
+    assert network_bytes(config, 6, 3) == 6 * 4 * trained + 2 * 4 * prior
+    buffer = ReplayBuffer(10, (6,), num_envs=2, mask_size=ensemble["heads"])
+    arrays = (buffer.obs, buffer.next_obs, buffer.actions, buffer.rewards, buffer.terminated,
+              buffer.done, buffer.masks)  # fmt: skip
+    assert replay_bytes(10, 6, 2, ensemble["heads"]) == sum(a.nbytes for a in arrays)
+
+
 def test_meminfo_and_cgroup_are_read(tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  16000000 kB\nMemFree: 1 kB\nMemAvailable:   8000000 kB\n")

@@ -213,3 +213,74 @@ def test_the_training_loop_stores_only_real_transitions():
         if not buf.done[i]:
             np.testing.assert_array_equal(buf.obs[i + 3], buf.next_obs[i])
     driver.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The optional mask column (Bootstrapped DQN's bootstrap masks)
+# --------------------------------------------------------------------------------------------
+
+
+def _masked_buffer(**kwargs) -> ReplayBuffer:
+    return ReplayBuffer(8, (1,), num_envs=2, mask_size=3, gamma=0.5, **kwargs)
+
+
+def _add_masked(buf: ReplayBuffer, t: int, done: bool = False) -> np.ndarray:
+    """Transition ``t`` of both envs with mask bits of t's binary digits (env 1: inverted)."""
+    bits = np.array([(t >> j) & 1 for j in range(3)], dtype=bool)
+    masks = np.stack([bits, ~bits])
+    obs = np.array([[t], [t + 100]], dtype=np.float32)
+    buf.add(obs, [0, 1], [1.0, 2.0], obs + 1, [done, False], [False, False], masks)
+    return masks
+
+
+def test_masks_are_stored_per_transition_and_gathered_with_it():
+    buf = _masked_buffer()
+    written = {}
+    for t in range(6):  # wraps the 4-row ring
+        masks = _add_masked(buf, t)
+        written[float(t)], written[float(t + 100)] = masks[0], masks[1]
+    idx = np.arange(len(buf))
+    batch, masks = buf.gather(idx), buf.gather_masks(idx)
+    assert masks.shape == (8, 3) and masks.dtype == np.bool_
+    for obs, mask in zip(batch.obs[:, 0], masks, strict=True):
+        np.testing.assert_array_equal(mask, written[float(obs)])
+
+
+def test_an_n_step_return_carries_the_mask_of_its_first_transition():
+    buf = ReplayBuffer(8, (1,), num_envs=1, n_step=3, gamma=0.5, mask_size=2)
+    for t in range(4):
+        obs = np.array([[t]], dtype=np.float32)
+        buf.add(obs, [0], [1.0], obs + 1, [False], [False], np.array([[t % 2 == 0, t == 1]]))
+    batch = buf.gather(np.array([0, 1]))
+    assert list(batch.steps) == [3, 3]
+    out = np.empty((2, 2), bool)
+    buf.gather_masks(np.array([0, 1]), out=out)
+    np.testing.assert_array_equal(out, [[True, False], [False, True]])
+
+
+def test_masks_survive_a_state_dict_round_trip_and_a_mismatch_is_refused():
+    buf = _masked_buffer()
+    for t in range(3):
+        _add_masked(buf, t)
+    state = buf.state_dict()
+    copy = _masked_buffer()
+    copy.load_state_dict(state)
+    np.testing.assert_array_equal(copy.masks, buf.masks)
+    with pytest.raises(ValueError, match="mask_size=3, but this buffer has mask_size=0"):
+        ReplayBuffer(8, (1,), num_envs=2, gamma=0.5).load_state_dict(state)
+    plain = ReplayBuffer(8, (1,), num_envs=2, gamma=0.5)
+    _add(plain, 0, envs=2)
+    assert "masks" not in plain.state_dict()  # buffers without masks save what they did
+    with pytest.raises(ValueError, match="mask_size=0, but this buffer has mask_size=3"):
+        _masked_buffer().load_state_dict(plain.state_dict())
+
+
+def test_masks_are_required_exactly_when_the_buffer_has_a_mask_column():
+    obs = np.zeros((2, 1), np.float32)
+    args = (obs, [0, 0], [0.0, 0.0], obs, [False, False], [False, False])
+    with pytest.raises(ValueError, match="pass masks exactly when"):
+        _masked_buffer().add(*args)
+    with pytest.raises(ValueError, match="pass masks exactly when"):
+        ReplayBuffer(8, (1,), num_envs=2).add(*args, np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match="stores no masks"):
+        ReplayBuffer(8, (1,)).gather_masks(np.zeros(0, np.int64))
