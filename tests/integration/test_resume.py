@@ -376,7 +376,31 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         },
         (1537, 2222),
     ),
+    # The count bonus's visit counts and bonus window (agent checkpoint) with the εz-greedy
+    # option of the single environment (driver state), split mid-option on some seeds.
+    "q_learning_count_bonus_ez_greedy": (
+        {
+            "env": {"id": "rlsoft/RiverSwim-v0", "max_episode_steps": 200},
+            "agent": {"type": "q_learning", "learning_rate": 0.3, "count_bonus": 50.0},
+            "exploration": {"policy": "ez_greedy", "epsilon": 0.3, "mu": 1.5},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "sarsa_count_bonus_optimistic": (
+        {
+            "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
+            "agent": {"type": "sarsa", "learning_rate": 0.5, "count_bonus": 1.0, "initial_q": 1.0},
+            "exploration": {"policy": "ez_greedy", "epsilon": 0.2},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
     "dqn": (_dqn({"num_envs": 2}, EPSILON), (246, 402)),
+    "dqn_ez_greedy": (
+        _dqn({"num_envs": 3}, {"policy": "ez_greedy", "epsilon": 0.5, "mu": 1.5}),
+        (246, 402),
+    ),
     "dqn_double_dueling": (_dqn({"num_envs": 2}, EPSILON, double=True, dueling=True), (246, 402)),
     "dqn_n_step_3_envs": (_dqn({"num_envs": 3}, EPSILON, n_step=3), (246, 402)),
     "dqn_c51": (
