@@ -38,7 +38,15 @@ from rlsoft.errors import DivergedError
 from rlsoft.explore.schedules import ConstantSchedule, ScheduleLike, make_schedule
 from rlsoft.numerics import functional as F
 
-__all__ = ["Boltzmann", "EpsilonGreedy", "EzGreedy", "Greedy", "Policy", "RowSampler", "sample_zeta"]
+__all__ = [
+    "Boltzmann",
+    "EpsilonGreedy",
+    "EzGreedy",
+    "Greedy",
+    "Policy",
+    "RowSampler",
+    "sample_zeta",
+]
 
 RowSampler = Callable[[list[float], int], int]
 """``sample(row, step) -> action`` over one row of Python floats (see ``Policy.row_sampler``)."""

@@ -21,14 +21,22 @@ LONG_OPTIONS = {"policy": "ez_greedy", "epsilon": 1.0, "mu": 1.01}
 
 
 def _config(agent: dict, num_envs: int, **train) -> dict:
+    env = {"id": "rlsoft/RiverSwim-v0", "max_episode_steps": 3, "num_envs": num_envs}
+    if agent["type"] == "dqn":  # one-hot states for the network
+        env["wrappers"] = [{"path": "gymnasium.wrappers:FlattenObservation"}]
     return {
         "seed": 0,
         "device": "cpu",
-        "env": {"id": "rlsoft/RiverSwim-v0", "max_episode_steps": 3, "num_envs": num_envs},
+        "env": env,
         "agent": agent,
         "exploration": LONG_OPTIONS,
-        "train": {"total_steps": 600, "eval_every": 0, "eval_episodes": 1, "progress": "off",
-                  **train},
+        "train": {
+            "total_steps": 600,
+            "eval_every": 0,
+            "eval_episodes": 1,
+            "progress": "off",
+            **train,
+        },
     }
 
 

@@ -51,18 +51,22 @@ def test_the_goodness_of_fit_test_rejects_a_neighbouring_law():
     assert zeta_chisquare(durations, 2.0) < 1e-6
 
 
+# Each step starts an option (ε = 1); its duration is read at once and the option is then
+# cancelled (as an episode end would), so every step yields one draw. Letting the options run
+# would take as many steps as the durations add up to: with μ = 1.5 the sum of 20,000 draws
+# is dominated by the largest, of order 20,000² steps.
+
+
 def _durations_by_row_sampler(mu: float, seed: int) -> list[int]:
     policy = EzGreedy(1.0, mu=mu)
     sample = policy.row_sampler(UniformStream(np.random.default_rng(seed)).uniform)
     durations = []
-    step = 0
-    while len(durations) < N:
-        starts = policy.running() is None
+    for step in range(N):
+        assert policy.running() is None
         sample([0.0, 1.0, 2.0], step)
-        if starts:  # this step drew a duration: it holds the action 1 + remaining steps
-            option = policy.running()
-            durations.append(1 if option is None else option[1] + 1)
-        step += 1
+        option = policy.running()  # this step drew a duration: 1 + the remaining steps
+        durations.append(1 if option is None else option[1] + 1)
+        policy.end_episode(0)
     return durations
 
 
@@ -72,12 +76,11 @@ def _durations_by_select(mu: float, seed: int, envs: int = 4) -> list[int]:
     q = np.zeros((envs, 3))
     durations = []
     while len(durations) < N:
-        starts = [policy.running(i) is None for i in range(envs)]
         policy.select(q, rng)
         for i in range(envs):
-            if starts[i]:
-                option = policy.running(i)
-                durations.append(1 if option is None else option[1] + 1)
+            option = policy.running(i)
+            durations.append(1 if option is None else option[1] + 1)
+            policy.end_episode(i)
     return durations
 
 
@@ -189,15 +192,12 @@ def test_option_actions_are_uniform_and_respect_the_mask():
 
 
 def test_an_option_whose_action_becomes_disallowed_ends():
-    seed = _seed_with_long_option(1.3, at_least=3)
-    policy = EzGreedy(LinearSchedule(1.0, 0.0, duration=1), mu=1.3)
-    rng = np.random.default_rng(seed)
+    policy = EzGreedy(0.0)
+    policy.load_state_dict({"remaining": [5], "action": [2], "duration_sum": 0, "options": 0})
+    rng = np.random.default_rng(0)
     q = np.array([[0.0, 1.0, 0.0, 0.0]])
-    policy.select(q, rng, step=0)
-    action, _ = policy.running()
-    mask = np.ones((1, 4), dtype=bool)
-    mask[0, action] = False
-    assert policy.select(q, rng, step=1, mask=mask)[0] == 1  # decided afresh (ε = 0: greedy)
+    mask = np.array([[True, True, False, True]])
+    assert policy.select(q, rng, mask=mask)[0] == 1  # decided afresh (ε = 0: greedy)
     assert policy.running() is None
 
 
@@ -260,5 +260,5 @@ def test_config_builds_ez_greedy_and_names_a_bad_mu():
         "mu": 1.7,
     }
     base = {"env": {"id": "FrozenLake-v1"}, "agent": {"type": "q_learning"}}
-    with pytest.raises(ConfigError, match="exploration.mu"):
+    with pytest.raises(ConfigError, match=r"exploration\.mu"):
         validate_config({**base, "exploration": {"policy": "ez_greedy", "mu": 1.0}})
