@@ -391,7 +391,7 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         {
             "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
             "agent": {"type": "sarsa", "learning_rate": 0.5, "count_bonus": 1.0, "initial_q": 1.0},
-            "exploration": {"policy": "ez_greedy", "epsilon": 0.2},
+            "exploration": {"policy": "ez_greedy", "epsilon": 0.5, "mu": 1.3},
             "train": TABULAR_TRAIN,
         },
         (1537, 2222),
@@ -518,16 +518,21 @@ def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_p
     run_experiment(validate_config(_kind_config(tmp_path, kind, "continuous")))
     run_experiment(validate_config(_kind_config(tmp_path, kind, "split", total=splits[0])))
     split = tmp_path / "split"
-    mid_episode = []
+    mid_episode, mid_option = [], []
     for step in (*splits[1:], total):
-        env_state = _trainer_state(split)["driver"].get("env")
+        driver = _trainer_state(split)["driver"]
+        env_state = driver.get("env")
         if env_state is not None:
             mid_episode.append(any(n > 0 for n in np.ravel(env_state["episode_length"])))
+        # εz-greedy: an option still running at the split must carry on after the resume.
+        mid_option.append(any(n > 0 for n in driver.get("policy", {}).get("remaining", [])))
         _next_second()
         resume_experiment(split, {"train": {"total_steps": step}})
     assert_same_run(split, tmp_path / "continuous", splits)
     if config["env"] is not None:
         assert any(mid_episode), "no split fell inside an episode: choose other split steps"
+    if (config.get("exploration") or {}).get("policy") == "ez_greedy":
+        assert any(mid_option), "no split fell inside an εz option: choose other split steps"
     history = json.loads((split / "resume_history.json").read_text())
     assert [entry["step"] for entry in history] == list(splits)
     assert history[-1]["changed"] == {"train.total_steps": {"from": splits[-1], "to": total}}
