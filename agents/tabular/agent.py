@@ -17,6 +17,21 @@ soft-target temperature)::
 Following Gymnasium, a *terminated* transition has no future (``y = r``) while a *truncated*
 one (a time limit) still bootstraps from s′.
 
+Count-based exploration bonus (``count_bonus: β > 0``, every member): the exploration bonus
+of MBIE-EB (A. L. Strehl and M. L. Littman, "An analysis of model-based Interval Estimation
+for Markov Decision Processes", JCSS 74(8), 2008) is added to the reward in the target,
+
+    y = r + β / √n(s, a) + γ · (the member's bootstrap value at s′)
+
+with n(s, a) the number of times the pair being updated has been visited, *this visit
+included* (MBIE-EB's n(s, a) counts the samples its empirical model of (s, a) is built from,
+and the update uses the current one), so n ≥ 1 and the first update of a pair gets the full
+β. MBIE-EB adds the bonus to the Bellman equation of its empirical model and solves it; here
+the bonus enters each member's one-step sample update instead (a model-free agent has no
+model to solve), so the values move towards the same bonus-augmented targets. The counts
+are part of the agent's checkpoint; ``exploration/bonus`` logs the mean bonus of the updates
+in each log window. The bonus combines with any behaviour policy and with ``initial_q``.
+
 Speed: the training loop calls :meth:`~TabularAgent.act` and :meth:`~TabularAgent.observe`
 once per environment step, and a tabular environment step costs about 7 µs, so these two
 calls are the budget. The tables are therefore lists of lists of Python floats (reading one
@@ -94,6 +109,11 @@ class TabularConfig(StrictModel):
     initial_q: float = 0.0
     """Initial value of every Q(s, a); a value above any achievable return (optimistic
     initialisation) drives the agent to try every action."""
+    count_bonus: float = Field(0.0, ge=0.0)
+    """β ≥ 0 of the count-based exploration bonus β/√n(s, a) added to the reward in every
+    target (MBIE-EB, Strehl & Littman 2008), n(s, a) the visits of the updated pair counting
+    the current one; 0 turns it off. Its scale is the reward's: the bonus should be able to
+    outweigh a sure small reward early and fade below the gaps between actions later."""
 
     @field_validator("learning_rate")
     @classmethod
@@ -190,6 +210,8 @@ class TabularAgent(ABC):
     :param learning_rate: α in (0, 1], a number or a schedule ``step -> α``.
     :param gamma: discount γ in [0, 1].
     :param initial_q: initial value of every entry (optimistic initialisation if large).
+    :param count_bonus: β ≥ 0 of the exploration bonus β/√n(s, a) added to the reward of each
+        update (see the module docstring); 0 disables it (and its visit counts).
     """
 
     name: ClassVar[str] = "tabular"
@@ -212,6 +234,7 @@ class TabularAgent(ABC):
         learning_rate: ScheduleLike = 0.1,
         gamma: float = 0.99,
         initial_q: float = 0.0,
+        count_bonus: float = 0.0,
     ) -> None:
         who = f"the tabular agent {self.name!r}"
         self.n_actions = discrete_actions(action_space, who, self._suggestion)
@@ -221,6 +244,8 @@ class TabularAgent(ABC):
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
         if not math.isfinite(initial_q):
             raise ValueError(f"initial_q must be a finite number, got {initial_q!r}")
+        if not 0.0 <= count_bonus < math.inf:
+            raise ValueError(f"count_bonus must be a finite number >= 0, got {count_bonus!r}")
         self.policy = policy
         self.rng = rng
         # Evaluation draws its tie-breaks from its own stream, so how often the loop evaluates
@@ -240,6 +265,14 @@ class TabularAgent(ABC):
         self._metric_start = 0
         self._td_sq_sum = 0.0
         self._q_sum = 0.0
+        self.count_bonus = float(count_bonus)
+        self._counts: list[list[int]] | None = None
+        self._bonus_sum = 0.0
+        if self.count_bonus > 0.0:
+            self._counts = [[0] * self.n_actions for _ in range(self.n_states)]
+            # Shadow the update rule with one that adds the bonus to the reward: without a
+            # bonus the per-step path stays exactly as it was.
+            self.observe = self._with_count_bonus(self.observe)  # type: ignore[method-assign]
 
     # -- construction --------------------------------------------------------------------
 
@@ -271,6 +304,7 @@ class TabularAgent(ABC):
             "learning_rate": build_schedule(config.learning_rate),
             "gamma": config.gamma,
             "initial_q": config.initial_q,
+            "count_bonus": config.count_bonus,
         }
 
     def _new_table(self, value: float) -> list[list[float]]:
@@ -313,12 +347,40 @@ class TabularAgent(ABC):
     ) -> None:
         """Update Q(obs, action) from one transition (each subclass's rule)."""
 
+    def _with_count_bonus(self, update: Callable[..., None]) -> Callable[..., None]:
+        """``update`` (the member's :meth:`observe`) with reward r + β/√n(s, a), after
+        counting this visit of (s, a)."""
+        beta, encode, sqrt = self.count_bonus, self._encode, math.sqrt
+
+        def observe(
+            obs: Any,
+            action: int,
+            reward: float,
+            next_obs: Any,
+            terminated: bool,
+            truncated: bool,
+            step: int,
+        ) -> None:
+            row = self._counts[encode(obs)]  # type: ignore[index]
+            visits = row[action] + 1
+            row[action] = visits
+            bonus = beta / sqrt(visits)
+            self._bonus_sum += bonus
+            update(obs, action, float(reward) + bonus, next_obs, terminated, truncated, step)
+
+        return observe
+
+    def visit_counts(self) -> np.ndarray | None:
+        """n(s, a) as an ``(n_states, n_actions)`` int64 array (None without a count bonus)."""
+        return None if self._counts is None else np.array(self._counts, dtype=np.int64)
+
     def learning_rate(self, step: int) -> float:
         """α at ``step``."""
         return self._alpha if self._alpha_schedule is None else float(self._alpha_schedule(step))
 
     def metrics(self) -> dict[str, float]:
-        """Mean squared TD error and mean updated Q(s, a) since the last call ({} if none).
+        """Mean squared TD error and mean updated Q(s, a) since the last call ({} if none),
+        and with a count bonus its mean over the same updates (``exploration/bonus``).
 
         Also where divergence is caught: a NaN or infinite Q(s, a) makes the running sum of
         updated values non-finite, which costs nothing per step to notice here.
@@ -330,6 +392,9 @@ class TabularAgent(ABC):
         if not math.isfinite(self._q_sum) and not _all_finite(self.get_tables()):
             raise DivergedError(self._diverged_message())
         out = {"losses/td_loss": self._td_sq_sum / count, "losses/q_mean": self._q_sum / count}
+        if self._counts is not None:
+            out["exploration/bonus"] = self._bonus_sum / count  # one bonus per update
+            self._bonus_sum = 0.0
         self._metric_start = self.updates
         self._td_sq_sum = 0.0
         self._q_sum = 0.0
@@ -390,6 +455,7 @@ class TabularAgent(ABC):
             "updates": np.array(self.updates, dtype=np.int64),
             "metric_start": np.array(self._metric_start, dtype=np.int64),
             "metric_sums": np.array([self._td_sq_sum, self._q_sum], dtype=np.float64),
+            **self._count_state(),
             **self._extra_state(),
         }
         with open(path, "wb") as file:
@@ -415,7 +481,37 @@ class TabularAgent(ABC):
         self.updates = int(data["updates"])
         self._metric_start = int(data["metric_start"])
         self._td_sq_sum, self._q_sum = (float(v) for v in data["metric_sums"])
+        self._load_count_state(data, path)
         self._load_extra_state(data)
+
+    def _count_state(self) -> dict[str, np.ndarray]:
+        if self._counts is None:
+            return {}
+        return {
+            "visit_counts": np.array(self._counts, dtype=np.int64),
+            "bonus_sum": np.array(self._bonus_sum, dtype=np.float64),
+        }
+
+    def _load_count_state(self, data: Mapping[str, np.ndarray], path: Path) -> None:
+        saved = "visit_counts" in data
+        if saved != (self._counts is not None):
+            raise RlsoftError(
+                f"checkpoint {str(path)!r} was written by an agent "
+                f"{'with' if saved else 'without'} a count bonus, but this one has "
+                f"agent.count_bonus={self.count_bonus}; load it with the config it was trained "
+                "with"
+            )
+        if not saved:
+            return
+        counts = np.asarray(data["visit_counts"])
+        expected = (self.n_states, self.n_actions)
+        if counts.shape != expected or counts.dtype.kind != "i" or (counts < 0).any():
+            raise RlsoftError(
+                f"checkpoint {str(path)!r} holds visit counts of shape {counts.shape}, but this "
+                f"environment needs non-negative integers of shape {expected}"
+            )
+        self._counts = counts.tolist()
+        self._bonus_sum = float(data["bonus_sum"])
 
     def _check_header(self, data: Mapping[str, np.ndarray], path: Path) -> None:
         written = str(data["format"]) if "format" in data else ""
@@ -742,7 +838,10 @@ def _checked_build(agent: type[TabularAgent]) -> Callable[[BuildContext], Tabula
     tables = 3 if issubclass(agent, DoubleQLearning) else 1  # the mean, Q_A and Q_B
 
     def build(ctx: BuildContext) -> TabularAgent:
-        check_tabular_memory(ctx, tables)
+        # The visit counts of a count bonus are one more table (a CPython int takes 28 bytes
+        # to a float's 24, but counts below 257 share cached objects).
+        bonus = 1 if getattr(ctx.config, "count_bonus", 0.0) > 0.0 else 0
+        check_tabular_memory(ctx, tables + bonus)
         return agent.from_context(ctx)
 
     return build

@@ -262,7 +262,12 @@ def _column_priority(name: str) -> tuple[int, str]:
     return (3 if name.startswith("agent.") else 4), name
 
 
-_POLICY_PARAMETERS = {"greedy": (), "epsilon_greedy": ("epsilon",), "boltzmann": ("temperature",)}
+_POLICY_PARAMETERS = {
+    "greedy": (),
+    "epsilon_greedy": ("epsilon",),
+    "boltzmann": ("temperature",),
+    "ez_greedy": ("epsilon", "mu"),
+}
 """The ``exploration`` fields each policy reads (see ``ExplorationConfig.build``)."""
 
 

@@ -248,10 +248,17 @@ def describe_config(config: dict[str, Any]) -> str:
     text = agent_title(kind)
     if kind == "soft_q_learning" and "temperature" in agent:
         text += f" (target {_number_or_schedule(agent['temperature'], 'τ')})"
+    if isinstance(agent.get("initial_q"), (int, float)) and agent["initial_q"] != 0:
+        text += f" (initial Q {agent['initial_q']:g})"
+    if isinstance(agent.get("count_bonus"), (int, float)) and agent["count_bonus"] > 0:
+        text += f" (count bonus β={agent['count_bonus']:g})"
     exploration = config.get("exploration") or {}
     policy = exploration.get("policy", "epsilon_greedy")
     if policy == "epsilon_greedy":
         return f"{text}, ε-greedy ({_number_or_schedule(exploration.get('epsilon', 0.1), 'ε')})"
+    if policy == "ez_greedy":
+        epsilon = _number_or_schedule(exploration.get("epsilon", 0.1), "ε")
+        return f"{text}, εz-greedy ({epsilon}, μ={exploration.get('mu', 2.0):g})"
     if policy == "boltzmann":
         temperature = exploration.get("temperature", 1.0)
         return f"{text}, Boltzmann ({_number_or_schedule(temperature, 'τ')})"

@@ -1,4 +1,5 @@
-"""Exploration policies over action values: greedy, ε-greedy and Boltzmann (softmax).
+"""Exploration policies over action values: greedy, ε-greedy, Boltzmann (softmax) and
+εz-greedy (ε-greedy whose exploratory actions are repeated for a zeta-distributed duration).
 
 Every policy maps action values ``q`` to a distribution over actions and samples from it:
 
@@ -15,6 +16,12 @@ allowed; disallowed actions get probability 0. NaN Q-values raise
 :class:`rlsoft.errors.DivergedError`, except at disallowed actions, whose values are never
 read. The exploration parameter (ε or τ) is a number or any schedule ``step -> float`` (see
 :mod:`rlsoft.explore.schedules`).
+
+Most policies are memoryless: the action depends on the current Q-values only. A *stateful*
+policy (:attr:`Policy.stateful`, here :class:`EzGreedy`) also carries something from step to
+step in each environment; the driver that steps the environments then tells it where
+episodes end (:meth:`Policy.end_episode`), checkpoints it (:meth:`Policy.state_dict`) and
+logs its :meth:`Policy.metrics`.
 """
 
 from __future__ import annotations
@@ -31,7 +38,15 @@ from rlsoft.errors import DivergedError
 from rlsoft.explore.schedules import ConstantSchedule, ScheduleLike, make_schedule
 from rlsoft.numerics import functional as F
 
-__all__ = ["Boltzmann", "EpsilonGreedy", "Greedy", "Policy", "RowSampler"]
+__all__ = [
+    "Boltzmann",
+    "EpsilonGreedy",
+    "EzGreedy",
+    "Greedy",
+    "Policy",
+    "RowSampler",
+    "sample_zeta",
+]
 
 RowSampler = Callable[[list[float], int], int]
 """``sample(row, step) -> action`` over one row of Python floats (see ``Policy.row_sampler``)."""
@@ -182,6 +197,26 @@ class Policy(ABC):
     exact sampler. ``parameter_name`` is "epsilon", "temperature" or None."""
 
     parameter_name: str | None = None
+    stateful: bool = False
+    """True when the action also depends on state carried between steps of an episode; the
+    driver then calls :meth:`end_episode`, checkpoints :meth:`state_dict` and logs
+    :meth:`metrics`. The hooks below do nothing for a memoryless policy."""
+
+    def end_episode(self, env: int = 0) -> None:
+        """Environment ``env``'s episode ended: drop what was carried over within it."""
+        del env
+
+    def state_dict(self) -> dict[str, Any]:
+        """The carried state, JSON-safe (empty for a memoryless policy)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        del state
+
+    def metrics(self) -> dict[str, float]:
+        """Policy-specific scalars (TensorBoard tag → value) since the last call."""
+        return {}
 
     def parameter(self, step: int = 0) -> float | None:
         """The exploration parameter (ε or τ) at ``step``, or None for greedy."""
@@ -470,3 +505,227 @@ def _row_boltzmann(row: list[float], temperature: float, u: float) -> int:
             return action
         prev = cumulative[action - 1]
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# εz-greedy: ε-greedy with temporally extended exploratory actions
+# --------------------------------------------------------------------------------------------
+
+MIN_ZETA_EXPONENT = 1.01
+"""The smallest zeta exponent μ accepted: the zeta law needs μ > 1 to be normalisable, and as
+μ → 1 its tail grows so heavy that almost every duration outlasts any episode (P(n > 10⁶) is
+already about 0.87 at μ = 1.01) while the rejection sampler's loop grows without bound."""
+
+MAX_DURATION = 2**62
+"""Largest duration :func:`sample_zeta` returns; larger draws are rejected (see there)."""
+
+
+def sample_zeta(mu: float, uniform: Callable[[], float]) -> int:
+    """One draw n ≥ 1 from the zeta distribution P(n) = n^−μ / ζ(μ), μ > 1.
+
+    Devroye's rejection algorithm (L. Devroye, *Non-Uniform Random Variate Generation*,
+    1986, §X.6, the algorithm of numpy's ``Generator.zipf``), fed by ``uniform()`` ∈ [0, 1)
+    so that the tabular agents can draw from their buffered stream: with b = 2^(μ−1), draw
+    U ∈ (0, 1] and V ∈ [0, 1), set X = ⌊U^(−1/(μ−1))⌋ and T = (1 + 1/X)^(μ−1), and accept X
+    when V·X·(T − 1)/(b − 1) ≤ T/b. Draws above :data:`MAX_DURATION` are rejected, as numpy
+    rejects those above its integer range: the law is the zeta law conditioned on
+    n ≤ 2^62, which moves a probability below 2^(−62(μ−1)) (10^−18 at μ = 2).
+    """
+    am1 = mu - 1.0
+    b = 2.0**am1
+    while True:
+        u = 1.0 - uniform()
+        v = uniform()
+        log_x = -math.log(u) / am1
+        if log_x > 43.0:  # e^43 > 2^62: rejected anyway, and exp() must not overflow
+            continue
+        x = math.floor(math.exp(log_x))
+        if x > MAX_DURATION:
+            continue
+        t = (1.0 + 1.0 / x) ** am1
+        if v * x * (t - 1.0) / (b - 1.0) <= t / b:
+            return int(x)
+
+
+class EzGreedy(EpsilonGreedy):
+    """εz-greedy: ε-greedy whose exploratory action is repeated for a random duration.
+
+    W. Dabney, G. Ostrovski and A. Barreto, "Temporally-extended ε-greedy exploration",
+    ICLR 2021, Algorithm 1. In each environment, when no *option* is running: with
+    probability ε start one, that is draw an action ω uniformly among the allowed actions
+    and a duration n from the zeta distribution z(n) = n^−μ / ζ(μ), n ≥ 1 (the paper's
+    choice, μ = 2; :func:`sample_zeta`), and take ω; otherwise act greedily (ties broken at
+    random). While an option runs, ω is taken again, until it has been taken n times in all;
+    then the next step decides afresh. ε may follow a schedule, read at each decision.
+
+    Choices the paper leaves open, made here:
+
+    * n counts every step ω is held, the first included, so a duration of 1 is one
+      ε-greedy exploratory step and z = δ₁ recovers ε-greedy exactly. (Algorithm 1 as
+      printed starts decrementing n on the step after the one that drew it, which holds ω
+      n + 1 times; its text speaks of repeating the action "for a random duration".)
+    * An episode end (terminated or truncated) cancels the option: Algorithm 1 is written
+      for one endless stream of steps, and an action drawn for the episode that ended says
+      nothing about the next one. The driver reports episode ends through
+      :meth:`end_episode`.
+    * With an action mask, an option whose action is not allowed in the current state ends
+      there and the step is decided afresh.
+
+    State, per environment: the option's action and how many more steps it holds it
+    (``remaining``, 0 when no option runs). Row i of a batch ``(n, A)`` is environment i; a
+    single row ``(A,)`` is environment 0 (the tabular agents and a one-environment DQN).
+
+    εz-greedy has no action distribution per state: the action depends on whether an option
+    runs. :meth:`probs` and :meth:`entropy` (and so ``exploration/entropy``) describe a fresh
+    decision, (1 − ε)·greedy + ε·uniform, the ε-greedy distribution at the same ε, which is
+    also the law of the first action of every option; the persistence shows in
+    ``exploration/repeat_length`` (:meth:`metrics`: the mean sampled duration n over the
+    options started since the last call). :meth:`expectation` of a single row (Expected
+    SARSA's bootstrap value) is the expected value of the action environment 0 takes next:
+    q(ω) while its option continues, the ε-greedy expectation otherwise; a batch gets the
+    fresh-decision expectation.
+    """
+
+    stateful = True
+
+    def __init__(self, epsilon: ScheduleLike, mu: float = 2.0) -> None:
+        super().__init__(epsilon)
+        if isinstance(mu, bool) or not isinstance(mu, numbers.Real):
+            raise ValueError(f"the zeta exponent mu must be a number, got {mu!r}")
+        if not MIN_ZETA_EXPONENT <= mu < math.inf:
+            raise ValueError(
+                f"the zeta exponent mu must be at least {MIN_ZETA_EXPONENT} (the zeta law needs "
+                f"mu > 1; the paper uses 2), got {mu!r}"
+            )
+        self.mu = float(mu)
+        self._remaining: list[int] = []
+        self._action: list[int] = []
+        self._duration_sum = 0
+        self._options = 0
+
+    # -- per-environment options ---------------------------------------------------------
+
+    def _ensure(self, envs: int) -> None:
+        missing = envs - len(self._remaining)
+        if missing > 0:
+            self._remaining.extend([0] * missing)
+            self._action.extend([0] * missing)
+
+    def _start(self, env: int, action: int, uniform: Callable[[], float]) -> None:
+        duration = sample_zeta(self.mu, uniform)
+        self._action[env] = action
+        self._remaining[env] = duration - 1  # this step is the option's first
+        self._duration_sum += duration
+        self._options += 1
+
+    def running(self, env: int = 0) -> tuple[int, int] | None:
+        """``(action, remaining steps)`` of environment ``env``'s running option, or None."""
+        if env < len(self._remaining) and self._remaining[env] > 0:
+            return self._action[env], self._remaining[env]
+        return None
+
+    def end_episode(self, env: int = 0) -> None:
+        """Cancel environment ``env``'s option (its episode ended)."""
+        if env < len(self._remaining):
+            self._remaining[env] = 0
+
+    def _decide_row(self, row: list[float], epsilon: float, uniform: Callable[[], float]) -> int:
+        """One step of environment 0 over a trusted row of Python floats."""
+        if not self._remaining:
+            self._ensure(1)
+        if self._remaining[0] > 0:
+            self._remaining[0] -= 1
+            return self._action[0]
+        if uniform() < epsilon:
+            action = int(uniform() * len(row))
+            self._start(0, action, uniform)
+            return action
+        return _row_greedy(row, uniform)
+
+    # -- acting --------------------------------------------------------------------------
+
+    def select(
+        self, q: Any, rng: np.random.Generator, *, step: int = 0, mask: Any = None
+    ) -> int | np.ndarray:
+        """One step of every environment: continue running options, else decide afresh."""
+        eps = self.parameter(step)
+        if mask is None:
+            row = _row_list(q)
+            if row is not None and -math.inf < max(row) < math.inf:
+                return self._decide_row(row, eps, rng.random)
+        q, mask = _prepare(q, mask)
+        single = q.ndim == 1
+        if single:
+            q = q[None]
+            mask = None if mask is None else mask[None]
+        envs, n_actions = q.shape
+        self._ensure(envs)
+        actions = np.array(Greedy().select(q, rng, mask=mask), dtype=np.int64).reshape(envs)
+        explore = rng.random(envs) < eps
+        for i in range(envs):
+            if self._remaining[i] > 0:
+                if mask is None or mask[i, self._action[i]]:
+                    self._remaining[i] -= 1
+                    actions[i] = self._action[i]
+                    continue
+                self._remaining[i] = 0  # the option's action is not allowed here
+            if explore[i]:
+                allowed = np.arange(n_actions) if mask is None else np.flatnonzero(mask[i])
+                action = int(allowed[int(rng.integers(len(allowed)))])
+                self._start(i, action, rng.random)
+                actions[i] = action
+        return int(actions[0]) if single else actions
+
+    def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
+        eps = self._constant
+        decide = self._decide_row
+        if eps is not None:
+            return lambda row, step: decide(row, eps, uniform)
+        parameter = self.parameter
+        return lambda row, step: decide(row, parameter(step), uniform)
+
+    def expectation(self, q: Any, *, step: int = 0, mask: Any = None) -> float | np.ndarray:
+        """Σ_a P(next action = a)·q(a) for environment 0 given its option (one row), or under
+        a fresh decision (a batch); see the class docstring."""
+        option = self.running(0)
+        one_row = type(q) is list or (isinstance(q, np.ndarray) and q.ndim == 1)
+        if option is not None and one_row and (mask is None or np.asarray(mask)[option[0]]):
+            value = float(q[option[0]])
+            if value != value:
+                raise DivergedError(_diverged_message())
+            return value
+        return super().expectation(q, step=step, mask=mask)
+
+    # -- state and metrics ---------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "remaining": list(self._remaining),
+            "action": list(self._action),
+            "duration_sum": self._duration_sum,
+            "options": self._options,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        remaining = [int(n) for n in state["remaining"]]
+        action = [int(a) for a in state["action"]]
+        if len(remaining) != len(action) or any(n < 0 for n in remaining):
+            raise ValueError(f"not a saved εz-greedy state: {state!r}")
+        # In place: the row samplers handed out read these lists through self.
+        self._remaining[:] = remaining
+        self._action[:] = action
+        self._duration_sum = int(state["duration_sum"])
+        self._options = int(state["options"])
+
+    def metrics(self) -> dict[str, float]:
+        """``exploration/repeat_length``: the mean duration of the options started since the
+        last call (nothing when none started)."""
+        if not self._options:
+            return {}
+        out = {"exploration/repeat_length": self._duration_sum / self._options}
+        self._duration_sum = 0
+        self._options = 0
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "mu": self.mu}

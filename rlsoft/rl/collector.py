@@ -109,6 +109,7 @@ class EnvDriver:
         env_step, env_reset = self.env.step, self.env.reset
         obs, ep_return, ep_length = self.obs, self._ep_return, self._ep_length
         returns, lengths = self._returns, self._lengths
+        end_episode = self._policy_episode_end()
         for step in range(step, step + n):  # noqa: B020 - the global step advances here
             action = act(obs, step)
             next_obs, reward, terminated, truncated, _ = env_step(action)
@@ -119,12 +120,15 @@ class EnvDriver:
                 returns.append(ep_return)
                 lengths.append(ep_length)
                 ep_return, ep_length = 0.0, 0
+                if end_episode is not None:
+                    end_episode(0)
                 next_obs, _ = env_reset()
             obs = next_obs
         self.obs, self._ep_return, self._ep_length = obs, ep_return, ep_length
 
     def _advance_vector(self, iterations: int, step: int) -> None:
         act, observe, env_step = self.agent.act, self.agent.observe, self.env.step
+        end_episode = self._policy_episode_end()
         obs = self.obs
         for _ in range(iterations):
             actions = act(obs, step)
@@ -145,9 +149,17 @@ class EnvDriver:
                 self._lengths.append(int(self._ep_length[i]))
                 self._ep_return[i] = 0.0
                 self._ep_length[i] = 0
+                if end_episode is not None:
+                    end_episode(int(i))
             obs = next_obs
             step += self.num_envs
         self.obs = obs
+
+    def _policy_episode_end(self) -> Any:
+        """The exploration policy's ``end_episode(env)`` if it carries state within episodes
+        (εz-greedy's running option), else None: a memoryless policy costs nothing here."""
+        policy = getattr(self.agent, "policy", None)
+        return policy.end_episode if getattr(policy, "stateful", False) else None
 
     # ------------------------------------------------------------------ metrics
 
@@ -171,6 +183,7 @@ class EnvDriver:
         policy = self.agent.policy
         if policy.parameter_name is not None:
             metrics[f"exploration/{policy.parameter_name}"] = float(policy.parameter(step))
+        metrics.update(policy.metrics())
         if self._samples:
             q = self.agent.q_values(np.asarray(self._samples))
             metrics["exploration/entropy"] = float(np.mean(policy.entropy(q, step=step)))
@@ -210,7 +223,9 @@ class EnvDriver:
         everything needed to continue the environment(s) exactly, mid-episode included (see
         :mod:`rlsoft.rl.envs.state`): each environment's episode record, the current
         observations, the running episode returns and lengths, and the action space's RNG.
-        A single environment is stored as a vector of one.
+        A single environment is stored as a vector of one. A stateful exploration policy
+        (:attr:`rlsoft.explore.policies.Policy.stateful`, εz-greedy's running options) adds
+        its state under ``policy``.
 
         Floats survive JSON exactly (Python writes the shortest repr that reads back to the
         same double, and float32 values are exact doubles).
@@ -240,6 +255,9 @@ class EnvDriver:
             "episode_length": np.asarray(self._ep_length, dtype=np.int64).reshape(-1).tolist(),
             "action_space_rng": self.env.action_space.np_random.bit_generator.state,
         }
+        policy_state = self.agent.policy.state_dict()
+        if policy_state:  # a stateful policy's options and metric window (εz-greedy)
+            state["policy"] = policy_state
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -253,6 +271,8 @@ class EnvDriver:
             self._samples = [np.asarray(s, dtype=dtype) for s in window["samples"]]
         if state.get("env"):
             self._restore_env(state["env"])
+        if state.get("policy"):
+            self.agent.policy.load_state_dict(state["policy"])
 
     def _restore_env(self, saved: dict[str, Any]) -> None:
         """Replay each environment to its saved state and check the observations agree

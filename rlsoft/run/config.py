@@ -32,7 +32,14 @@ from pydantic import (
 )
 
 from rlsoft.errors import ConfigError, nearest_hint, shorten
-from rlsoft.explore.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
+from rlsoft.explore.policies import (
+    MIN_ZETA_EXPONENT,
+    Boltzmann,
+    EpsilonGreedy,
+    EzGreedy,
+    Greedy,
+    Policy,
+)
 from rlsoft.explore.schedules import ExponentialSchedule, LinearSchedule, Schedule, make_schedule
 from rlsoft.numerics.functional import check_temperature
 from rlsoft.rl.agent import get_agent_spec
@@ -254,13 +261,20 @@ def schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
 class ExplorationConfig(StrictModel):
     """The behaviour policy used while training (evaluation is always greedy)."""
 
-    policy: Literal["greedy", "epsilon_greedy", "boltzmann"] = "epsilon_greedy"
-    """``greedy`` (argmax Q), ``epsilon_greedy`` (uniform with probability ε) or ``boltzmann``
-    (samples softmax(Q / τ))."""
+    policy: Literal["greedy", "epsilon_greedy", "boltzmann", "ez_greedy"] = "epsilon_greedy"
+    """``greedy`` (argmax Q), ``epsilon_greedy`` (uniform with probability ε), ``boltzmann``
+    (samples softmax(Q / τ)) or ``ez_greedy`` (εz-greedy, Dabney et al. 2021: with probability ε
+    a uniform action repeated for a duration n drawn from the zeta law n^−μ/ζ(μ); an episode
+    end cancels it)."""
     epsilon: NumberOrSchedule = 0.1
-    """ε for ``epsilon_greedy``: a number in [0, 1] or a linear/exponential schedule."""
+    """ε for ``epsilon_greedy`` and ``ez_greedy``: a number in [0, 1] or a linear/exponential
+    schedule."""
     temperature: NumberOrSchedule = 1.0
     """τ > 0 for ``boltzmann``: a number or a schedule."""
+    mu: float = Field(2.0, ge=MIN_ZETA_EXPONENT)
+    """Zeta exponent μ ≥ 1.01 of ``ez_greedy``'s durations, P(n) ∝ n^−μ for n ≥ 1 (the paper's
+    μ = 2: mean duration ζ(1)/ζ(2) is infinite, the median 1); larger μ gives shorter
+    repeats."""
 
     @field_validator("epsilon")
     @classmethod
@@ -282,6 +296,8 @@ class ExplorationConfig(StrictModel):
             return Greedy()
         if self.policy == "epsilon_greedy":
             return EpsilonGreedy(build_schedule(self.epsilon))
+        if self.policy == "ez_greedy":
+            return EzGreedy(build_schedule(self.epsilon), mu=self.mu)
         return Boltzmann(build_schedule(self.temperature))
 
 

@@ -49,6 +49,7 @@ def test_train_writes_a_complete_run_dir(config: Path, tmp_path: Path, capsys) -
         "learning_rate": 0.5,
         "gamma": 0.99,
         "initial_q": 0.0,
+        "count_bonus": 0.0,
     }
     assert resolved["train"]["total_steps"] == 5000
     # checkpoints every 2000 steps and at the end, the newest two kept, each complete

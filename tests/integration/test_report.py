@@ -205,6 +205,16 @@ def test_describe_config_in_words():
     )
 
 
+def test_describe_config_names_exploration_bonuses_and_ez_greedy():
+    config = taxi_config("x", "ez_greedy", epsilon=0.2, mu=1.5)
+    config["agent"] = {"type": "q_learning", "initial_q": 10.0, "count_bonus": 0.5}
+    assert describe_config(config) == (
+        "Q-learning (initial Q 10) (count bonus β=0.5), εz-greedy (ε=0.2, μ=1.5)"
+    )
+    config["agent"] = {"type": "q_learning", "initial_q": 0.0, "count_bonus": 0.0}  # the defaults
+    assert describe_config(config) == "Q-learning, εz-greedy (ε=0.2, μ=1.5)"
+
+
 def test_describe_config_names_agents_by_their_registered_title(request):
     """The titles come from the registry: a newly registered agent type is named by its
     title, and an unknown type by itself."""

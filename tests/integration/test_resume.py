@@ -376,7 +376,31 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         },
         (1537, 2222),
     ),
+    # The count bonus's visit counts and bonus window (agent checkpoint) with the εz-greedy
+    # option of the single environment (driver state), split mid-option on some seeds.
+    "q_learning_count_bonus_ez_greedy": (
+        {
+            "env": {"id": "rlsoft/RiverSwim-v0", "max_episode_steps": 200},
+            "agent": {"type": "q_learning", "learning_rate": 0.3, "count_bonus": 50.0},
+            "exploration": {"policy": "ez_greedy", "epsilon": 0.3, "mu": 1.5},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
+    "sarsa_count_bonus_optimistic": (
+        {
+            "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
+            "agent": {"type": "sarsa", "learning_rate": 0.5, "count_bonus": 1.0, "initial_q": 1.0},
+            "exploration": {"policy": "ez_greedy", "epsilon": 0.5, "mu": 1.3},
+            "train": TABULAR_TRAIN,
+        },
+        (1537, 2222),
+    ),
     "dqn": (_dqn({"num_envs": 2}, EPSILON), (246, 402)),
+    "dqn_ez_greedy": (
+        _dqn({"num_envs": 3}, {"policy": "ez_greedy", "epsilon": 0.5, "mu": 1.5}),
+        (246, 402),
+    ),
     "dqn_double_dueling": (_dqn({"num_envs": 2}, EPSILON, double=True, dueling=True), (246, 402)),
     "dqn_n_step_3_envs": (_dqn({"num_envs": 3}, EPSILON, n_step=3), (246, 402)),
     "dqn_c51": (
@@ -515,16 +539,21 @@ def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_p
     run_experiment(validate_config(_kind_config(tmp_path, kind, "continuous")))
     run_experiment(validate_config(_kind_config(tmp_path, kind, "split", total=splits[0])))
     split = tmp_path / "split"
-    mid_episode = []
+    mid_episode, mid_option = [], []
     for step in (*splits[1:], total):
-        env_state = _trainer_state(split)["driver"].get("env")
+        driver = _trainer_state(split)["driver"]
+        env_state = driver.get("env")
         if env_state is not None:
             mid_episode.append(any(n > 0 for n in np.ravel(env_state["episode_length"])))
+        # εz-greedy: an option still running at the split must carry on after the resume.
+        mid_option.append(any(n > 0 for n in driver.get("policy", {}).get("remaining", [])))
         _next_second()
         resume_experiment(split, {"train": {"total_steps": step}})
     assert_same_run(split, tmp_path / "continuous", splits)
     if config["env"] is not None:
         assert any(mid_episode), "no split fell inside an episode: choose other split steps"
+    if (config.get("exploration") or {}).get("policy") == "ez_greedy":
+        assert any(mid_option), "no split fell inside an εz option: choose other split steps"
     history = json.loads((split / "resume_history.json").read_text())
     assert [entry["step"] for entry in history] == list(splits)
     assert history[-1]["changed"] == {"train.total_steps": {"from": splits[-1], "to": total}}

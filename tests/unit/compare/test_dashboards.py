@@ -71,6 +71,13 @@ def test_a_schedule_is_one_value_and_an_unread_exploration_parameter_is_not_appl
     values = hparam_values(config)
     assert values["exploration.epsilon"] == "n/a"
     assert values["exploration.temperature"] == "exponential 5→0.5, half-life 2,500 steps"
+    # εz-greedy reads ε and the zeta exponent μ; the others never read μ.
+    config["exploration"] = {"policy": "ez_greedy", "epsilon": 0.1, "temperature": 1.0, "mu": 2.0}
+    values = hparam_values(config)
+    assert (values["exploration.epsilon"], values["exploration.mu"]) == (0.1, 2.0)
+    assert values["exploration.temperature"] == "n/a"
+    config["exploration"]["policy"] = "boltzmann"
+    assert hparam_values(config)["exploration.mu"] == "n/a"
 
 
 def test_every_trial_has_every_column(taxi):
