@@ -43,14 +43,14 @@ def replay_bytes(capacity: int, obs_dim: int, num_envs: int = 1) -> int:
 def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     """Parameters of :class:`agents.dqn.networks.QNetwork`: the MLP body, then a head of
     ``n_actions · K`` outputs (K atoms for C51, else 1) plus, when dueling, a value stream of
-    K outputs."""
+    K outputs. A noisy network (``noisy``) has a σ for every weight and bias: twice as many."""
     hidden: Sequence[int] = list(config.hidden_sizes)
     per_action = config.atoms if config.head == "c51" else 1
     last = hidden[-1] if hidden else obs_dim
     body = mlp_parameters([obs_dim, *hidden])
     head = mlp_parameters([last, n_actions * per_action])
     value = mlp_parameters([last, per_action]) if config.dueling else 0
-    return body + head + value
+    return (body + head + value) * (2 if config.noisy else 1)
 
 
 def network_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:

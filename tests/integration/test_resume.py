@@ -386,6 +386,25 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
     "dqn_soft_q": (_dqn({"num_envs": 2}, BOLTZMANN, target="soft", loss="mse"), (246, 402)),
     "dqn_munchausen": (_dqn({"num_envs": 2}, BOLTZMANN, target="munchausen"), (246, 402)),
     "dqn_single_env": (_dqn({"num_envs": 1}, EPSILON, n_step=2, tau=0.5), (247, 401)),
+    "dqn_noisy_double_dueling": (
+        _dqn({"num_envs": 2}, {"policy": "greedy"}, noisy=True, double=True, dueling=True),
+        (246, 402),
+    ),
+    "dqn_noisy_c51_mellowmax": (
+        _dqn(
+            {"num_envs": 3},
+            EPSILON,
+            noisy=True,
+            head="c51",
+            atoms=11,
+            v_min=0.0,
+            v_max=50.0,
+            target="mellowmax",
+            mellowmax_omega=2.0,
+            n_step=2,
+        ),
+        (246, 402),
+    ),
     "classifier_mlp_adam": (
         {
             "env": None,
