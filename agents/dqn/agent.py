@@ -68,7 +68,16 @@ __all__ = ["DQNAgent", "denormals_flushed"]
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
-_ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max", "noisy")
+_ARCHITECTURE = (
+    "hidden_sizes",
+    "activation",
+    "head",
+    "dueling",
+    "atoms",
+    "v_min",
+    "v_max",
+    "noisy",
+)
 _ARCHITECTURE_DEFAULTS = {"noisy": False}  # for checkpoints written before the option existed
 
 

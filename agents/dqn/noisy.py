@@ -122,7 +122,8 @@ class NoisyLinear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
+        sizes = f"in_features={self.in_features}, out_features={self.out_features}"
+        return f"{sizes}, sigma0={self.sigma0}"
 
 
 def noisy_layers(net: nn.Module) -> list[NoisyLinear]:

@@ -89,7 +89,9 @@ def mellowmax_values(q_next_target: torch.Tensor, omega: float) -> torch.Tensor:
     if not 0.0 < omega < math.inf:
         raise ValueError(f"omega must be a positive finite number, got {omega!r}")
     n = q_next_target.shape[1]
-    return functional.logsumexp(q_next_target, axis=1, temperature=1.0 / omega) - math.log(n) / omega
+    return (
+        functional.logsumexp(q_next_target, axis=1, temperature=1.0 / omega) - math.log(n) / omega
+    )
 
 
 def munchausen_bonus(

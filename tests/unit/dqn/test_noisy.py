@@ -347,7 +347,9 @@ def test_the_noise_generator_is_seeded_checkpointed_and_leaves_torch_alone(tmp_p
     np.testing.assert_array_equal(a.act(obs, 50), b.act(obs, 50))
     # The same seed draws the same noise; another seed other noise.
     c, d = make_agent(seed=3), make_agent(seed=5)
-    assert torch.equal(c._noise.generator.get_state(), make_agent(seed=3)._noise.generator.get_state())
+    assert torch.equal(
+        c._noise.generator.get_state(), make_agent(seed=3)._noise.generator.get_state()
+    )
     assert not torch.equal(c._noise.generator.get_state(), d._noise.generator.get_state())
 
 
