@@ -151,7 +151,7 @@ class DQNConfig(StrictModel):
             raise ValueError(
                 f"n_step must be 1 with target {self.target!r} (got {self.n_step}): the "
                 f"{self.target} target is defined for one-step transitions only, so use "
-                "n_step: 1 or target: standard"
+                "n_step: 1, or target: standard or mellowmax"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(
