@@ -60,6 +60,7 @@ GROUPS: tuple[Group, ...] = (
     Group("cartpole_double_dueling", "cartpole_double_dueling.yaml", (0, 1), 475.0),
     Group("cartpole_c51", "cartpole_c51.yaml", (0, 1), 475.0),
     Group("cartpole_munchausen", "cartpole_munchausen.yaml", (0, 1), 475.0),
+    Group("cartpole_noisy", "cartpole_noisy.yaml", SEEDS5, 475.0),
     Group("acrobot_dqn", "acrobot_dqn.yaml", (0, 1), -100.0),
     Group("mountaincar_dqn", "mountaincar_dqn.yaml", (0, 1), -130.0),
     Group("lunarlander_dqn", "lunarlander_dqn.yaml", (0, 1), 200.0, extra="box2d", module="Box2D"),

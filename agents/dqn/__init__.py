@@ -2,11 +2,13 @@
 
 One agent with freely combinable options (see :class:`~agents.dqn.config.DQNConfig`):
 Double DQN, a dueling head, n-step returns, Huber or squared loss, gradient clipping, hard or
-Polyak target updates, a categorical C51 head, and soft or Munchausen targets. Modules:
+Polyak target updates, a categorical C51 head, soft, Munchausen or mellowmax targets, and
+NoisyNet layers. Modules:
 
 * :mod:`agents.dqn.config`   — the validated ``agent:`` section;
 * :mod:`agents.dqn.networks` — the MLP with its plain, dueling or C51 head (+ a numpy forward
   pass for fast acting);
+* :mod:`agents.dqn.noisy`    — NoisyNet's factorised Gaussian noisy layers and their noise;
 * :mod:`agents.dqn.targets`  — bootstrap targets and the C51 projection, as pure functions;
 * :mod:`agents.dqn.ensemble` — Bootstrapped DQN with randomized prior functions (its
   ``agent.ensemble:`` section in :mod:`agents.dqn.ensemble_config`);
@@ -46,7 +48,10 @@ SPEC = register_agent(
         config_model=DQNConfig,
         build=_build,
         kind="rl",
-        description="DQN family: Double, dueling, n-step, C51, soft and Munchausen targets",
+        description=(
+            "DQN family: Double, dueling, n-step, C51, soft, Munchausen and mellowmax "
+            "targets, NoisyNet"
+        ),
         uses_torch=True,
     )
 )

@@ -1,24 +1,27 @@
 """The DQN agent: acting on batches from vector environments, replay, and the update.
 
-One class covers the family (plain, Double, dueling, n-step, C51, soft, Munchausen): the
-options only change the network's head (:mod:`agents.dqn.networks`) and the bootstrap target
-(:mod:`agents.dqn.targets`). The training loop of rlsoft drives it through the agent
-interface; per vector step it calls :meth:`DQNAgent.act` then :meth:`DQNAgent.observe`, which
-stores the transitions and, on the configured cadence, updates the target network and runs a
-round of gradient steps.
+One class covers the family (plain, Double, dueling, n-step, C51, soft, Munchausen,
+mellowmax, NoisyNet): the options only change the network (:mod:`agents.dqn.networks`,
+:mod:`agents.dqn.noisy`) and the bootstrap target (:mod:`agents.dqn.targets`). The training
+loop of rlsoft drives it through the agent interface; per vector step it calls
+:meth:`DQNAgent.act` then :meth:`DQNAgent.observe`, which stores the transitions and, on the
+configured cadence, updates the target network and runs a round of gradient steps.
 
 Where the time goes, and what is done about it (measured with pyinstrument on CartPole):
 
 * Acting runs one forward pass per vector step on a few observations. torch's fixed cost per
   operator (a few µs each) dominates there, so acting uses :class:`NumpyForward`, the same
-  network in numpy on shared-memory views of the parameters (CPU only).
+  network in numpy on shared-memory views of the parameters (CPU only). NoisyNet acting
+  (``noisy``) needs a fresh noise sample per environment and runs in torch instead; the
+  numpy pass still serves its mean-weight Q-values (evaluation, logging).
 * A training round of ``gradient_steps`` steps samples all its minibatches with one call to
   the generator and gathers them with ``np.take`` into preallocated, torch-owned buffers, so a
   round converts nothing and allocates nothing per step.
 * The target network only changes between rounds (it is updated on the environment-step
-  cadence), so without Double DQN the targets of a whole round are computed before its first
-  step, gradient-free, in blocks of 512 rows (large enough to amortise per-call costs, small
-  enough that the activations stay in the CPU cache).
+  cadence), so without Double DQN (or NoisyNet, whose target network draws noise per
+  minibatch) the targets of a whole round are computed before its first step,
+  gradient-free, in blocks of 512 rows (large enough to amortise per-call costs, small enough
+  that the activations stay in the CPU cache).
 * Each network's parameters (and gradients) live in one flat buffer, so zeroing, clipping,
   Adam and the target update are a few whole-buffer operations (:mod:`agents.dqn.optim`:
   ``torch.optim.Adam.step`` spends most of its time in per-call Python). Metrics stay on the
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import pickle
 import re
 from pathlib import Path
@@ -49,6 +53,7 @@ from agents.dqn.config import DQNConfig
 from agents.dqn.ensemble import Bootstrap, EnsembleQNetwork
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
+from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
 from rlsoft.errors import RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
@@ -64,8 +69,19 @@ __all__ = ["DQNAgent", "denormals_flushed"]
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
-_ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max")
-_ARCHITECTURE += ("ensemble",)  # Bootstrapped DQN: its heads, torso and priors
+_ARCHITECTURE = (
+    "hidden_sizes",
+    "activation",
+    "head",
+    "dueling",
+    "atoms",
+    "v_min",
+    "v_max",
+    "noisy",
+    "ensemble",  # Bootstrapped DQN: its heads, torso and priors
+)
+# for checkpoints written before the option existed
+_ARCHITECTURE_DEFAULTS = {"noisy": False, "ensemble": None}
 
 
 # The smallest positive subnormal double and the smallest normal one. Module globals, not
@@ -159,6 +175,7 @@ class DQNAgent:
                 config.activation,
                 dueling=config.dueling,
                 atoms=config.atoms if self.categorical else None,
+                noisy_sigma0=config.noisy_sigma0 if config.noisy else None,
             )
         self.online.to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
@@ -195,10 +212,13 @@ class DQNAgent:
             else None
         )
         ensemble = self._bootstrap is not None  # the fast paths cover the single network only
+        # NoisyNet draws all its noise from its own generator, saved in checkpoints.
+        self._noise = NoiseSource.from_torch_seed(torch_seed) if config.noisy else None
         cpu = self.device.type == "cpu"
         self._numpy_forward = NumpyForward(self.online) if cpu and not ensemble else None
         manual = not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
         manual = manual and not ensemble
+        manual = manual and not config.noisy  # σ's gradients go through autograd
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select
         self._greedy = Greedy()
@@ -260,13 +280,31 @@ class DQNAgent:
                 out = self._expected_q(out)
             return out.cpu().numpy()
 
+    def _noisy_q_values(self, observations: Any) -> np.ndarray:
+        """Q-values ``(n, A)`` with a fresh noise sample per row (NoisyNet acting), in torch:
+        the numpy forward pass holds the mean weights only."""
+        obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
+        x = torch.as_tensor(obs, device=self.device)
+        rows = []
+        with torch.inference_mode():
+            for i in range(len(x)):
+                with self._noise.sampled(self.online):
+                    rows.append(self.online.forward(x[i : i + 1]))
+            out = torch.cat(rows)
+            if self.categorical:
+                out = self._expected_q(out)
+            return out.cpu().numpy()
+
     def act(self, obs: Any, step: int) -> np.ndarray:
         """One exploration action per environment, from the policy on the batch's Q-values
-        (an ensemble's: each copy's active head's)."""
+        (an ensemble's: each copy's active head's; noisy ones, freshly sampled per environment,
+        with ``noisy``)."""
         if self._bootstrap is not None:
             q = self._bootstrap.behaviour_q(
                 np.asarray(obs, np.float32).reshape(-1, *self.obs_shape)
             )
+        elif self._noise is not None:
+            q = self._noisy_q_values(obs)
         else:
             q = self.q_values(obs)
         if q.shape[0] == 1:  # the policy's fast path for a single row
@@ -353,6 +391,9 @@ class DQNAgent:
         finally:
             if flush:
                 torch.set_flush_denormal(False)
+            if self._noise is not None:  # back to the mean weights for acting and evaluation
+                clear_noise(self.online)
+                clear_noise(self.target)
 
     def _train_round(self, gradient_steps: int, step: int) -> None:
         if not self._lr_constant:
@@ -362,13 +403,18 @@ class DQNAgent:
         obs, actions = batch["obs"], batch["actions"]
         returns, next_obs, discounts = batch["returns"], batch["next_obs"], batch["discounts"]
         precomputed = None
-        if not self.config.double:  # the target network is fixed during a round
+        noise = self._noise
+        # The target network is fixed during a round (but a noisy one draws noise per batch).
+        if not self.config.double and noise is None:
             precomputed = self._round_targets(obs, actions, returns, next_obs, discounts)
         losses, q_means, norms = self._terms
         max_norm = self.config.max_grad_norm
         manual = self._manual_gradient
         for start in range(0, gradient_steps * batch_size, batch_size):
             rows = slice(start, start + batch_size)
+            if noise is not None:  # one sample per network per minibatch (agents.dqn.noisy)
+                noise.sample(self.online)
+                noise.sample(self.target)
             if precomputed is None:
                 with torch.no_grad():
                     y = self._targets(
@@ -467,7 +513,9 @@ class DQNAgent:
                 current, actions, cfg.soft_temperature, cfg.munchausen_alpha, cfg.munchausen_clip
             )
         if not self.categorical:
-            if cfg.target != "standard":
+            if cfg.target == "mellowmax":
+                values = targets.mellowmax_values(next_out, cfg.mellowmax_omega)
+            elif cfg.target != "standard":
                 values = targets.soft_values(next_out, cfg.soft_temperature)
             elif cfg.double:
                 values = targets.double_values(next_out, self.online(next_obs))
@@ -492,10 +540,14 @@ class DQNAgent:
             probs = next_probs[torch.arange(len(best), device=best.device), best]  # (B, K)
             values = returns[:, None] + discounts[:, None] * z
         else:
-            # The π̄-mixture over next actions of z shifted by −τ·log π̄(a′|s′).
-            tau = cfg.soft_temperature
+            # The π̄-mixture over next actions of z shifted by −τ·log π̄(a′|s′) (mellowmax: τ = 1/ω
+            # and a further −τ·log n, see agents.dqn.targets).
+            mellow = cfg.target == "mellowmax"
+            tau = 1.0 / cfg.mellowmax_omega if mellow else cfg.soft_temperature
             log_pi = functional.log_softmax(next_q, axis=1, temperature=tau)  # (B, A)
             probs = (log_pi.exp()[:, :, None] * next_probs).flatten(1)
+            if mellow:
+                log_pi = log_pi + math.log(next_q.shape[1])
             shifted = z[None, None, :] - tau * log_pi[:, :, None]
             values = (returns[:, None, None] + discounts[:, None, None] * shifted).flatten(1)
         return targets.project_onto_support(values, probs, cfg.v_min, cfg.v_max, cfg.atoms)
@@ -550,6 +602,8 @@ class DQNAgent:
             self._reset_metrics()
         if self._bootstrap is not None:
             out.update(self._bootstrap.metrics())
+        if self._noise is not None:
+            out["exploration/noise_sigma"] = mean_abs_sigma(self.online)
         return out
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -581,6 +635,7 @@ class DQNAgent:
             "rng": {
                 "numpy": json.dumps(self.rng.bit_generator.state),
                 "eval": json.dumps(self.eval_rng.bit_generator.state),
+                **({"noise": self._noise.state_dict()} if self._noise is not None else {}),
             },
             "counters": {"updates": self.updates, "target_updates": self.target_updates},
             # The window's per-step values are saved unsummed: folding them into the sums
@@ -634,7 +689,9 @@ class DQNAgent:
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RlsoftError(f"{source!r} is not a DQN checkpoint of rlsoft")
         saved, mine = state["config"], self.config.model_dump(mode="json")
-        changed = [k for k in _ARCHITECTURE if saved.get(k) != mine.get(k)]
+        changed = [
+            k for k in _ARCHITECTURE if saved.get(k, _ARCHITECTURE_DEFAULTS.get(k)) != mine.get(k)
+        ]
         spaces = {"obs_shape": list(self.obs_shape), "n_actions": self.n_actions}
         if changed or state["spaces"] != spaces:
             what = (
@@ -654,7 +711,9 @@ class DQNAgent:
         try:
             self.rng.bit_generator.state = json.loads(rng["numpy"])
             self.eval_rng.bit_generator.state = json.loads(rng["eval"])
-        except (ValueError, TypeError) as exc:
+            if self._noise is not None:
+                self._noise.load_state_dict(rng["noise"])
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
             raise RlsoftError(
                 f"checkpoint {source!r} holds an unusable random state: {exc}"
             ) from None

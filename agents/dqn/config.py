@@ -17,8 +17,9 @@ ACTIVATIONS = ("relu", "tanh", "elu", "silu", "leaky_relu")
 
 class DQNConfig(StrictModel):
     """Hyperparameters of the DQN family (``agent.type: dqn``). Every option combines with
-    every other one, except that Double DQN and ``n_step > 1`` apply to the standard (max)
-    target only (see ``n_step`` for why the soft and Munchausen targets are one-step).
+    every other one, except that Double DQN applies to the standard (max) target only and
+    ``n_step > 1`` to the standard and mellowmax targets (see ``n_step`` for why the soft
+    and Munchausen targets are one-step).
 
     Step counts (``train_freq``, ``learning_starts``, ``target_update_interval``) are
     *environment* steps summed over all vectorised copies, so ``env.num_envs`` changes only
@@ -43,22 +44,37 @@ class DQNConfig(StrictModel):
     """Smallest return on the ``c51`` support (returns below are clipped to it)."""
     v_max: float = 10.0
     """Largest return on the ``c51`` support; z_i = v_min + i·(v_max − v_min)/(atoms − 1)."""
+    noisy: bool = False
+    """NoisyNet (Fortunato et al., 2018): every linear layer becomes a factorised Gaussian
+    noisy layer w = μ + σ ⊙ f(ε_out)f(ε_in)ᵀ (:mod:`agents.dqn.noisy`), with fresh noise
+    before every action (one sample per environment copy) and per minibatch (independent for
+    the online and target networks); evaluation uses the mean weights μ. The paper acts
+    greedily on the noisy Q-values (``exploration.policy: greedy``); ε-greedy and Boltzmann
+    still apply, to the noisy Q-values, for experiments that add dithering on top."""
+    noisy_sigma0: float = Field(0.5, gt=0.0, allow_inf_nan=False)
+    """σ0 of the noisy layers: σ starts at σ0/√p for a layer with p inputs (the paper's 0.5);
+    only used with ``noisy: true``."""
 
     # -- targets -------------------------------------------------------------------------
     gamma: float = Field(0.99, ge=0.0, le=1.0)
     """Discount factor γ."""
     n_step: int = Field(1, ge=1)
     """Length n of the bootstrapped return Σ_{k<n} γ^k r_{t+k} + γ^n·V(s_{t+n}); shorter at
-    the end of an episode, which it never crosses. ``target: standard`` only: the soft and
+    the end of an episode, which it never crosses. ``target: standard`` or ``mellowmax``
+    (mellowmax only replaces the max at the bootstrap state, as Asadi & Littman, 2017, replace
+    it in the backup, and adds nothing to the rewards in between, so its n-step return is
+    formed as the standard one's); not with the soft and
     Munchausen targets are defined for one-step transitions (Haarnoja et al., 2017, train
     soft Q-learning on r_t + γ·V_soft(s_{t+1}); Vieillard et al., 2020, add the Munchausen
     term to the immediate reward and use no n-step returns, nor does their reference
     code), and an n-step soft return would need the policy's entropy at every intermediate
     state, which the replay buffer does not keep."""
-    target: Literal["standard", "soft", "munchausen"] = "standard"
+    target: Literal["standard", "soft", "munchausen", "mellowmax"] = "standard"
     """Next-state value: ``standard`` max_a′ Q_target(s′,a′); ``soft`` the log-sum-exp
     τ·log Σ_a′ exp(Q_target(s′,a′)/τ); ``munchausen`` the soft value plus the bonus
-    α·clip(τ·log π(a|s), l0, 0) with π = softmax(Q_target(s)/τ) added to the reward."""
+    α·clip(τ·log π(a|s), l0, 0) with π = softmax(Q_target(s)/τ) added to the reward;
+    ``mellowmax`` mm_ω = log((1/n) Σ_a′ exp(ω·Q_target(s′,a′)))/ω over the n actions (Asadi &
+    Littman, 2017), between the mean (ω → 0) and the max (ω → ∞)."""
     double: bool = False
     """Double DQN: pick argmax_a′ with the online network, evaluate it with the target network
     (``target: standard`` only)."""
@@ -68,6 +84,10 @@ class DQNConfig(StrictModel):
     """α, the scale of the Munchausen bonus (0 reduces it to the ``soft`` target)."""
     munchausen_clip: float = Field(-1.0, lt=0.0)
     """l0 < 0, the lower clip of τ·log π(a|s) (log π is unbounded below)."""
+    mellowmax_omega: float = Field(10.0, gt=0.0, allow_inf_nan=False)
+    """ω > 0 of the ``mellowmax`` target, in 1/(units of Q): mm_ω is within log(n)/ω below
+    the max and tends to the mean as ω → 0 (float32 keeps about 1e-7·log(n)/ω absolute
+    precision, so very small ω loses digits)."""
 
     # -- optimisation --------------------------------------------------------------------
     lr: NumberOrSchedule = 1e-3
@@ -133,16 +153,21 @@ class DQNConfig(StrictModel):
                 f"double applies to the standard max target only, not to target "
                 f"{self.target!r}: the {self.target} target averages over all actions"
             )
-        if self.n_step > 1 and self.target != "standard":
+        if self.n_step > 1 and self.target in ("soft", "munchausen"):
             raise ValueError(
                 f"n_step must be 1 with target {self.target!r} (got {self.n_step}): the "
                 f"{self.target} target is defined for one-step transitions only, so use "
-                "n_step: 1 or target: standard"
+                "n_step: 1, or target: standard or mellowmax"
             )
         if self.ensemble is not None and self.head == "c51":
             raise ValueError(
                 "ensemble needs head: q: a bootstrapped C51 would add a prior network's "
                 "values to logits, which has no meaning as a return distribution"
+            )
+        if self.ensemble is not None and self.noisy:
+            raise ValueError(
+                "noisy and ensemble are two exploration methods that rlsoft does not combine "
+                "(each ensemble head would need noisy layers of its own): remove one of them"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

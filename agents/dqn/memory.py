@@ -48,7 +48,7 @@ def replay_bytes(capacity: int, obs_dim: int, num_envs: int = 1, mask_size: int 
 def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     """Parameters of :class:`agents.dqn.networks.QNetwork`: the MLP body, then a head of
     ``n_actions · K`` outputs (K atoms for C51, else 1) plus, when dueling, a value stream of
-    K outputs."""
+    K outputs. A noisy network (``noisy``) has a σ for every weight and bias: twice as many."""
     hidden: Sequence[int] = list(config.hidden_sizes)
     per_action = config.atoms if config.head == "c51" else 1
     last = hidden[-1] if hidden else obs_dim
@@ -59,7 +59,7 @@ def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     if ensemble is not None:  # K heads on one torso, or K whole MLPs
         bodies = 1 if ensemble.shared_torso else ensemble.heads
         return bodies * body + ensemble.heads * (head + value)
-    return body + head + value
+    return (body + head + value) * (2 if config.noisy else 1)  # NoisyNet: μ and σ
 
 
 def prior_parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:

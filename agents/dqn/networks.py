@@ -16,6 +16,7 @@ of the time, and the views follow every optimiser step without copying.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.dqn.noisy import NoisyLinear
 from rlsoft.numerics import functional
 
 __all__ = ["NumpyForward", "QNetwork"]
@@ -75,6 +77,9 @@ class QNetwork(nn.Module):
     :param activation: a key of ``rlsoft``'s supported activations (``relu``, ``tanh``, …).
     :param dueling: use a value and an advantage stream.
     :param atoms: K for a categorical head, None for plain Q-values.
+    :param noisy_sigma0: σ0 to make every linear layer a factorised noisy layer
+        (:class:`agents.dqn.noisy.NoisyLinear`, whose ``weight``/``bias`` are the mean
+        weights until noise is sampled, so the forward passes below serve both); None: plain.
     """
 
     def __init__(
@@ -86,19 +91,23 @@ class QNetwork(nn.Module):
         *,
         dueling: bool = False,
         atoms: int | None = None,
+        noisy_sigma0: float | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim, self.n_actions, self.atoms = obs_dim, n_actions, atoms
         self.activation, self.dueling = activation, dueling
         self._act = _TORCH_ACTIVATIONS[activation]
         widths = [obs_dim, *hidden_sizes]
-        self.body = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+        linear: Callable[[int, int], nn.Module] = nn.Linear
+        if noisy_sigma0 is not None:
+            linear = functools.partial(NoisyLinear, sigma0=noisy_sigma0)
+        self.body = nn.ModuleList(linear(a, b) for a, b in itertools.pairwise(widths))
         per_action = atoms or 1
         if dueling:
-            self.value = nn.Linear(widths[-1], per_action)
-            self.advantage = nn.Linear(widths[-1], n_actions * per_action)
+            self.value = linear(widths[-1], per_action)
+            self.advantage = linear(widths[-1], n_actions * per_action)
         else:
-            self.head = nn.Linear(widths[-1], n_actions * per_action)
+            self.head = linear(widths[-1], n_actions * per_action)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.reshape(obs.shape[0], -1)
@@ -128,6 +137,9 @@ class NumpyForward:
     current. Intermediate results go to buffers allocated once per batch size by torch, whose
     allocator aligns them to 64 bytes: BLAS kernels can then never take a different code path
     (and round differently) from one run to the next.
+
+    For a noisy network (:mod:`agents.dqn.noisy`) the views are of the mean weights μ, so this
+    computes the evaluation Q-values; acting with noise goes through torch.
     """
 
     def __init__(self, net: QNetwork) -> None:

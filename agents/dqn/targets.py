@@ -9,6 +9,8 @@ target network's values there.
 * soft:       y = r + d · τ·log Σ_a′ exp(Q̄(s′, a′)/τ)
 * munchausen: y = r + α·clip(τ·log π̄(a|s), l0, 0) + d · τ·log Σ_a′ exp(Q̄(s′, a′)/τ),
   π̄ = softmax(Q̄(s)/τ)
+* mellowmax:  y = G + d · mm_ω(Q̄(s′, ·)),  mm_ω(x) = log((1/n) Σ_i exp(ω·x_i))/ω
+  = logsumexp(ω·x)/ω − log(n)/ω over the n actions (Asadi & Littman, 2017, eq. 2)
 
 The soft and Munchausen targets are one-step (G = r, d = γ or 0), as their papers define
 them: soft Q-learning regresses on r_t + γ·V_soft(s_{t+1}) (Haarnoja et al., 2017), and
@@ -16,6 +18,14 @@ Munchausen DQN adds the scaled log-policy to the immediate reward of a one-step 
 (Vieillard et al., 2020, whose reference implementation runs with ``update_horizon = 1``).
 An n-step version would need the policy's entropy at every intermediate state, so the
 config refuses ``n_step > 1`` with them (:class:`~agents.dqn.config.DQNConfig`).
+
+Mellowmax replaces the max of the standard target by a non-expansion that lies between the
+mean (ω → 0) and the max (ω → ∞) of the next-state values (Asadi & Littman, 2017, §3). It is
+the soft value at τ = 1/ω shifted down by τ·log(n), so it is computed by the same
+:func:`rlsoft.numerics.functional.logsumexp`; unlike the soft target it adds no entropy to
+the rewards, so its n-step return is formed like the standard one's. For the C51 head its
+target distribution is the soft target's π̄-mixture (π̄ = softmax(ω·Q̄(s′))) shifted by the
+same −τ·log(n), whose mean is mm_ω.
 
 The soft value equals Σ_a′ π̄(a′|s′)·(Q̄(s′,a′) − τ·log π̄(a′|s′)), the entropy-regularised
 value of Munchausen DQN (Vieillard et al., 2020). ``τ·log π̄`` comes from
@@ -36,6 +46,8 @@ of the shifted distributions z − τ·log π̄(a′|s′), whose mean is the so
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rlsoft.numerics import functional
@@ -43,6 +55,7 @@ from rlsoft.numerics import functional
 __all__ = [
     "double_values",
     "max_values",
+    "mellowmax_values",
     "munchausen_bonus",
     "project_onto_support",
     "soft_values",
@@ -63,6 +76,22 @@ def double_values(q_next_target: torch.Tensor, q_next_online: torch.Tensor) -> t
 def soft_values(q_next_target: torch.Tensor, temperature: float) -> torch.Tensor:
     """``τ·log Σ_a′ exp(Q̄(s′, a′)/τ)`` through :func:`rlsoft.numerics.functional.logsumexp`."""
     return functional.logsumexp(q_next_target, axis=1, temperature=temperature)
+
+
+def mellowmax_values(q_next_target: torch.Tensor, omega: float) -> torch.Tensor:
+    """``mm_ω(Q̄(s′, ·)) = logsumexp(ω·Q̄(s′, ·))/ω − log(n)/ω`` per row (n actions).
+
+    Through :func:`rlsoft.numerics.functional.logsumexp` at temperature τ = 1/ω, which is
+    ``τ·logsumexp(x/τ)`` shifted by the row maximum, so large ω (→ the max) cannot overflow.
+    The subtraction of log(n)/ω costs about ``eps·log(n)/ω`` of absolute precision as ω → 0
+    (where mm_ω → the mean).
+    """
+    if not 0.0 < omega < math.inf:
+        raise ValueError(f"omega must be a positive finite number, got {omega!r}")
+    n = q_next_target.shape[1]
+    return (
+        functional.logsumexp(q_next_target, axis=1, temperature=1.0 / omega) - math.log(n) / omega
+    )
 
 
 def munchausen_bonus(

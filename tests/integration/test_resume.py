@@ -431,6 +431,25 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         ),
         (246, 402),
     ),
+    "dqn_noisy_double_dueling": (
+        _dqn({"num_envs": 2}, {"policy": "greedy"}, noisy=True, double=True, dueling=True),
+        (246, 402),
+    ),
+    "dqn_noisy_c51_mellowmax": (
+        _dqn(
+            {"num_envs": 3},
+            EPSILON,
+            noisy=True,
+            head="c51",
+            atoms=11,
+            v_min=0.0,
+            v_max=50.0,
+            target="mellowmax",
+            mellowmax_omega=2.0,
+            n_step=2,
+        ),
+        (246, 402),
+    ),
     "classifier_mlp_adam": (
         {
             "env": None,

@@ -461,13 +461,15 @@ def test_actions_are_batched_ints_and_greedy_evaluation_returns_one_int():
 OPTIONS = [
     {"head": head, "target": target, "dueling": dueling, "double": double}
     for head, target, dueling, double in itertools.product(
-        ["q", "c51"], ["standard", "soft", "munchausen"], [False, True], [False, True]
+        ["q", "c51"], ["standard", "soft", "munchausen", "mellowmax"], [False, True], [False, True]
     )
     if not (double and target != "standard")
 ]
 for i, options in enumerate(OPTIONS):
-    options["n_step"] = 1 + 2 * (i % 2) if options["target"] == "standard" else 1
+    n_step_ok = options["target"] in ("standard", "mellowmax")
+    options["n_step"] = 1 + 2 * (i % 2) if n_step_ok else 1
     options["loss"] = "mse" if i % 4 >= 2 else "huber"
+    options["noisy"] = i % 3 == 0  # NoisyNet with a third of them, every head and target
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(str(v) for v in o.values()))
@@ -540,7 +542,15 @@ def test_cli_reports_unsupported_spaces_in_one_sentence(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, {"head": "c51", "n_step": 3, "dueling": True}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"head": "c51", "n_step": 3, "dueling": True},
+        {"noisy": True, "dueling": True, "double": True},
+        {"noisy": True, "head": "c51", "target": "mellowmax", "n_step": 2},
+    ],
+)
 def test_save_load_round_trip_continues_identically(tmp_path, options):
     a = make_agent(
         seed=1, lr={"type": "linear", "start": 1e-3, "end": 0.0, "duration": 200}, **options
@@ -618,7 +628,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 def test_torch_acting_path_matches_the_numpy_one():
     """Off the CPU the agent acts through torch; both paths give the same Q-values."""
-    for options in ({}, {"head": "c51", "atoms": 7, "dueling": True}):
+    for options in ({}, {"head": "c51", "atoms": 7, "dueling": True}, {"noisy": True}):
         agent = make_agent(**options)
         _perturb(agent.online, 4)
         obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
@@ -890,10 +900,19 @@ def brute_force_softmax(row):
     return [float(w / total) for w in weights]
 
 
+def mellowmax(q_row, omega):
+    """log((1/n) Σ_a exp(ω·q_a))/ω (Asadi & Littman, 2017) in 50-digit arithmetic."""
+    mpmath.mp.dps = 50
+    total = mpmath.fsum(mpmath.exp(omega * mpmath.mpf(float(q))) for q in q_row)
+    return float(mpmath.log(total / len(q_row)) / omega)
+
+
 def brute_force_target(kind, head, tables, s, a, ret, disc, nxt, cfg, counts):
     """The target of one transition, by the formulas of the papers, with explicit loops."""
     target, online = tables
     tau, alpha, l0 = cfg["soft_temperature"], cfg["munchausen_alpha"], cfg["munchausen_clip"]
+    if kind == "mellowmax":
+        tau = 1.0 / cfg["mellowmax_omega"]
     actions = range(target.shape[1])
     if head == "c51":
         z = np.linspace(cfg["v_min"], cfg["v_max"], cfg["atoms"])
@@ -915,6 +934,8 @@ def brute_force_target(kind, head, tables, s, a, ret, disc, nxt, cfg, counts):
         if kind == "double":
             best = max(actions, key=lambda b: online[nxt, b])
             return ret + disc * q_next[best]
+        if kind == "mellowmax":
+            return ret + disc * mellowmax(q_next, cfg["mellowmax_omega"])
         return ret + disc * soft_value(q_next, tau)
     points, masses = [], []
     if kind in ("standard", "double"):
@@ -926,12 +947,13 @@ def brute_force_target(kind, head, tables, s, a, ret, disc, nxt, cfg, counts):
         for i, zi in enumerate(z):
             points.append(ret + disc * zi)
             masses.append(p_next[best][i])
-    else:  # the π̄-mixture of z − τ·log π̄(b|s′) over next actions b
+    else:  # the π̄-mixture of z − τ·log π̄(b|s′) (mellowmax: − τ·log n too) over next actions b
         value = soft_value(q_next, tau)
+        shift = tau * np.log(len(actions)) if kind == "mellowmax" else 0.0
         for b in actions:
             log_pi = (q_next[b] - value) / tau
             for i, zi in enumerate(z):
-                points.append(ret + disc * (zi - tau * log_pi))
+                points.append(ret + disc * (zi - tau * log_pi - shift))
                 masses.append(np.exp(log_pi) * p_next[b][i])
     return brute_force_projection([points], [masses], cfg["v_min"], cfg["v_max"], cfg["atoms"])[0]
 
@@ -946,6 +968,8 @@ TARGET_CASES = [
     ("double", "c51", 2, 2),
     ("soft", "c51", 1, 2),
     ("munchausen", "c51", 1, 2),
+    ("mellowmax", "q", 3, 2),
+    ("mellowmax", "c51", 2, 3),
 ]
 
 
@@ -972,6 +996,7 @@ def test_the_loss_trains_toward_the_brute_force_target(kind, head, n_step, num_e
         "soft_temperature": 0.3,
         "munchausen_alpha": 0.9,
         "munchausen_clip": -0.5,
+        "mellowmax_omega": 2.5,
         "lr": 0.01,
         "batch_size": 16,
         "buffer_size": 1024,

@@ -30,6 +30,8 @@ GIB = memory.GIB
         {"hidden_sizes": [7, 5], "dueling": True},
         {"hidden_sizes": [9], "head": "c51", "atoms": 11},
         {"hidden_sizes": [9, 3], "head": "c51", "atoms": 5, "dueling": True},
+        {"hidden_sizes": [7, 5], "dueling": True, "noisy": True},
+        {"hidden_sizes": [9], "head": "c51", "atoms": 5, "noisy": True},
     ],
 )
 def test_parameter_count_matches_torch(options: dict) -> None:
@@ -41,6 +43,7 @@ def test_parameter_count_matches_torch(options: dict) -> None:
         config.activation,
         dueling=config.dueling,
         atoms=config.atoms if config.head == "c51" else None,
+        noisy_sigma0=config.noisy_sigma0 if config.noisy else None,
     )
     assert parameter_count(config, 6, 3) == sum(p.numel() for p in net.parameters())
     assert network_bytes(config, 6, 3) == 6 * 4 * parameter_count(config, 6, 3)
