@@ -7,6 +7,8 @@ Polyak target updates, a categorical C51 head, and soft or Munchausen targets. M
 * :mod:`agents.dqn.config`   — the validated ``agent:`` section;
 * :mod:`agents.dqn.networks` — the MLP with its plain, dueling or C51 head (+ a numpy forward
   pass for fast acting);
+* :mod:`agents.dqn.conv`     — convolutional torsos for image observations (Nature DQN,
+  MinAtar) and the choice of network, layout and replay storage from the space;
 * :mod:`agents.dqn.targets`  — bootstrap targets and the C51 projection, as pure functions;
 * :mod:`agents.dqn.agent`    — acting, replay, the update and checkpoints;
 * :mod:`agents.dqn.memory`   — the memory a configuration will need, checked before building.

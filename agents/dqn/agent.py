@@ -46,6 +46,14 @@ import torch.nn.functional as F
 
 from agents.dqn import targets
 from agents.dqn.config import DQNConfig
+from agents.dqn.conv import (
+    CONV_LAYERS,
+    ConvTorso,
+    input_scale,
+    plan_network,
+    storage_dtype,
+    uses_frame_replay,
+)
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
@@ -54,6 +62,7 @@ from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
 from rlsoft.rl.agent import BuildContext
+from rlsoft.rl.frame_replay import FrameReplayBuffer
 from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
 from rlsoft.rl.spaces import describe_space, discrete_actions
 from rlsoft.run.checkpoint import atomic_write
@@ -63,7 +72,17 @@ __all__ = ["DQNAgent", "denormals_flushed"]
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
-_ARCHITECTURE = ("hidden_sizes", "activation", "head", "dueling", "atoms", "v_min", "v_max")
+_ARCHITECTURE = (
+    "network",
+    "channel_axis",
+    "hidden_sizes",
+    "activation",
+    "head",
+    "dueling",
+    "atoms",
+    "v_min",
+    "v_max",
+)
 
 
 # The smallest positive subnormal double and the smallest normal one. Module globals, not
@@ -84,7 +103,12 @@ def denormals_flushed() -> bool:
 
 
 def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
-    """The shape of a Box observation space; anything else is a clear error."""
+    """The shape of a Box observation space; anything else is a clear error.
+
+    Vectors (any shape, flattened) feed the MLP; images — ``(H, W, C)``, ``(C, H, W)`` or a
+    ``uint8`` ``(H, W)`` frame — a convolutional network (:func:`agents.dqn.conv.plan_network`
+    chooses, and refuses images the chosen network cannot take).
+    """
     if isinstance(space, gym.spaces.Box):
         return tuple(int(d) for d in space.shape)
     discrete = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Tuple)
@@ -96,15 +120,18 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
     else:
         hint = "flatten it into a Box with gymnasium.wrappers.FlattenObservation"
     raise RlsoftError(
-        f"{who} needs a Box (vector) observation space, but this environment's is "
+        f"{who} needs a Box observation space (a vector or an image), but this environment's is "
         f"{describe_space(space)}; {hint}"
     )
 
 
 class DQNAgent:
-    """Deep Q-learning with an MLP, experience replay and a target network.
+    """Deep Q-learning with an MLP or a convolutional network, experience replay and a target
+    network.
 
-    :param observation_space: a ``Box``; observations are flattened into the MLP's input.
+    :param observation_space: a ``Box``: vectors are flattened into the MLP's input, images go
+        through a convolutional torso (``config.network``, :mod:`agents.dqn.conv`); bool and
+        integer observations are stored compactly and converted to float on the device.
     :param action_space: ``Discrete`` starting at 0.
     :param policy: the exploration policy; it sees the (expected) Q-values of each batch.
     :param config: the validated hyperparameters (:class:`~agents.dqn.config.DQNConfig`).
@@ -148,15 +175,28 @@ class DQNAgent:
         self.device = torch.device(device)
         self.categorical = config.head == "c51"
         obs_dim = int(np.prod(self.obs_shape))
+        self.plan = plan_network(
+            observation_space, config.network, config.channel_axis, config.hidden_sizes
+        )
+        self.obs_dtype = storage_dtype(observation_space)
+        self._input_scale = input_scale(observation_space)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
+            torso = None
+            if self.plan.image is not None:
+                torso = ConvTorso(
+                    CONV_LAYERS[self.plan.name],
+                    self.plan.image,
+                    channels_last=self.plan.channels_last,
+                )
             self.online = QNetwork(
                 obs_dim,
                 self.n_actions,
-                list(config.hidden_sizes),
+                list(self.plan.dense),
                 config.activation,
                 dueling=config.dueling,
                 atoms=config.atoms if self.categorical else None,
+                torso=torso,
             )
         self.online.to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
@@ -173,15 +213,14 @@ class DQNAgent:
         self._lr = self._lr_schedule(0)
         self._lr_constant = isinstance(self._lr_schedule, ConstantSchedule)
         self.optimizer = FlatAdam(self._flat, self._grads, lr=self._lr, eps=config.adam_eps)
-        self.buffer = ReplayBuffer(
-            config.buffer_size,
-            self.obs_shape,
-            num_envs=self.num_envs,
-            n_step=config.n_step,
-            gamma=config.gamma,
+        self.buffer = self._make_buffer()
+        # The numpy forward pass and the hand-written backward pass cover MLPs; convolutional
+        # networks act and learn through torch.
+        mlp = torso is None
+        self._numpy_forward = (
+            NumpyForward(self.online) if self.device.type == "cpu" and mlp else None
         )
-        self._numpy_forward = NumpyForward(self.online) if self.device.type == "cpu" else None
-        manual = not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
+        manual = mlp and not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select
         self._greedy = Greedy()
@@ -210,16 +249,41 @@ class DQNAgent:
             device=ctx.device,
         )
 
+    def _make_buffer(self) -> ReplayBuffer | FrameReplayBuffer:
+        """The replay memory: each frame once (``agent.frame_replay``) or whole transitions;
+        both sample the same transitions for the same generator state."""
+        cfg = self.config
+        common = {"num_envs": self.num_envs, "n_step": cfg.n_step, "gamma": cfg.gamma}
+        if not uses_frame_replay(cfg.frame_replay, self.plan, self.obs_dtype, cfg.frame_stack):
+            return ReplayBuffer(cfg.buffer_size, self.obs_shape, obs_dtype=self.obs_dtype, **common)
+        try:
+            return FrameReplayBuffer(
+                cfg.buffer_size,
+                self.obs_shape,
+                frame_stack=cfg.frame_stack,
+                obs_dtype=self.obs_dtype,
+                **common,
+            )
+        except ValueError as exc:
+            raise RlsoftError(
+                f"agent.frame_stack {cfg.frame_stack} does not fit observations of shape "
+                f"{self.obs_shape} ({exc}); set it to the stack size of the environment's "
+                "FrameStackObservation, or 1"
+            ) from None
+
     # -- acting ----------------------------------------------------------------------------
 
     def q_values(self, observations: Any) -> np.ndarray:
         """Q-values ``(n, A)`` of the online network (expected values for C51)."""
-        obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
         if self._numpy_forward is not None:
+            obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
+            if self._input_scale != 1.0:
+                obs = obs * np.float32(self._input_scale)
             out = self._numpy_forward(obs)
             return expected_q_numpy(out, self._support_np) if self.categorical else out
+        obs = np.asarray(observations).reshape(-1, *self.obs_shape)
         with torch.inference_mode():
-            out = self.online(torch.as_tensor(obs, device=self.device))
+            out = self.online(self._as_input(torch.as_tensor(obs, device=self.device)))
             if self.categorical:
                 out = self._expected_q(out)
             return out.cpu().numpy()
@@ -230,6 +294,17 @@ class DQNAgent:
         if q.shape[0] == 1:  # the policy's fast path for a single row
             return np.array([self._select(q[0], self.rng, step=step)], dtype=np.int64)
         return np.asarray(self._select(q, self.rng, step=step), dtype=np.int64)
+
+    def _as_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the network takes them: float32, ``uint8`` pixels scaled by 1/255
+        (:func:`agents.dqn.conv.input_scale`). Compact (bool, integer) batches are converted
+        here, on the device; float32 ones pass through untouched."""
+        if obs.dtype == torch.float32:
+            return obs
+        x = obs.to(torch.float32)
+        if self._input_scale != 1.0:
+            x.mul_(self._input_scale)
+        return x
 
     def act_greedy(self, obs: Any) -> int:
         """argmax_a Q(obs, a) for one observation, ties broken at random."""
@@ -254,7 +329,15 @@ class DQNAgent:
         multiple of ``k`` that count crosses (several when ``num_envs > k``), so the schedule
         of learning does not depend on ``num_envs``.
         """
-        self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        try:
+            self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        except ValueError as exc:
+            if not isinstance(self.buffer, FrameReplayBuffer):
+                raise
+            raise RlsoftError(
+                f"the frame replay cannot store these observations ({exc}); set "
+                "agent.frame_stack to the environment's stack size, or agent.frame_replay: off"
+            ) from None
         cfg = self.config
         before, after = step, step + self.num_envs
         crossed = after // cfg.target_update_interval - before // cfg.target_update_interval
@@ -308,8 +391,9 @@ class DQNAgent:
             self._lr = float(self._lr_schedule(step))
         batch_size = self.config.batch_size
         batch = self._sample(gradient_steps * batch_size)
-        obs, actions = batch["obs"], batch["actions"]
-        returns, next_obs, discounts = batch["returns"], batch["next_obs"], batch["discounts"]
+        obs, actions = self._as_input(batch["obs"]), batch["actions"]
+        returns, discounts = batch["returns"], batch["discounts"]
+        next_obs = self._as_input(batch["next_obs"])
         precomputed = None
         if not self.config.double:  # the target network is fixed during a round
             precomputed = self._round_targets(obs, actions, returns, next_obs, discounts)
@@ -358,11 +442,13 @@ class DQNAgent:
     def _sample(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` transitions gathered into reusable torch-owned buffers (moved to the device)."""
         if self._batch is None or self._batch[0] != n:
+            # Observations keep their storage dtype (bool, uint8, float32) until _as_input.
+            stored = torch.from_numpy(np.empty(0, dtype=self.obs_dtype)).dtype
             shapes = {
-                "obs": ((n, *self.obs_shape), torch.float32),
+                "obs": ((n, *self.obs_shape), stored),
                 "actions": ((n,), torch.int64),
                 "returns": ((n,), torch.float32),
-                "next_obs": ((n, *self.obs_shape), torch.float32),
+                "next_obs": ((n, *self.obs_shape), stored),
                 "discounts": ((n,), torch.float32),
                 "terminated": ((n,), torch.bool),
                 "steps": ((n,), torch.int64),

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from rlsoft.errors import ConfigError, nearest_hint, shorten
+from rlsoft.errors import ConfigError, RlsoftError, nearest_hint, shorten
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy, Greedy, Policy
 from rlsoft.explore.schedules import ExponentialSchedule, LinearSchedule, Schedule, make_schedule
 from rlsoft.numerics.functional import check_temperature
@@ -342,6 +342,12 @@ class EnvConfig(StrictModel):
     def _registered(cls, value: str) -> str:
         import gymnasium as gym
 
+        from rlsoft.rl.envs.factory import register_optional_envs
+
+        try:
+            register_optional_envs(value)  # MinAtar/… ids: imports minatar, or names the extra
+        except RlsoftError as exc:
+            raise ValueError(str(exc)) from None
         # An entry point is imported only when the env is made (after `rlsoft compare` has
         # listed the modules it imports), so only its form is checked here.
         if value not in gym.envs.registry and not ENTRY_POINT.match(value):
