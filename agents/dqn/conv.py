@@ -47,7 +47,6 @@ import torch
 from torch import nn
 
 from rlsoft.errors import RlsoftError
-from rlsoft.rl.memory import conv_parameters
 
 __all__ = [
     "CONV_LAYERS",

@@ -175,9 +175,9 @@ def test_channel_axis_override_and_unusable_images_are_one_sentence():
         DQNConfig(network="mlp", channel_axis="last")
     with pytest.raises(ValueError, match="frame_replay is off"):
         DQNConfig(frame_stack=4, frame_replay="off")
-    with pytest.raises(RlsoftError, match="agent.frame_stack 4 describes stacked frames"):
+    with pytest.raises(RlsoftError, match=r"agent\.frame_stack 4 describes stacked frames"):
         make_agent(gym.spaces.Box(-1, 1, (4, 8, 8), np.float32), frame_stack=4)
-    with pytest.raises(RlsoftError, match="agent.frame_stack 3 does not fit"):
+    with pytest.raises(RlsoftError, match=r"agent\.frame_stack 3 does not fit"):
         make_agent(gym.spaces.Box(0, 255, (4, 40, 40), np.uint8), frame_stack=3)
 
 

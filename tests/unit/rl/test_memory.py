@@ -135,7 +135,7 @@ def test_dqn_check_counts_compact_frames_stored_once(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(memory, "available_memory", lambda: need)
     check_dqn_memory(ctx)
     monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
-    with pytest.raises(RlsoftError, match="replay buffer 0.393 GiB"):
+    with pytest.raises(RlsoftError, match=r"replay buffer 0\.393 GiB"):
         check_dqn_memory(ctx)
     # storing float32 obs and next_obs would take about 8× as much
     assert replay_bytes(1_000_000, 400) > 7 * replay
