@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+import agents  # noqa: F401 - registers the agents
 from rlsoft.errors import ConfigError, RlsoftError
 from rlsoft.rl.envs import factory
 from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_vector_env
@@ -28,6 +29,20 @@ def test_a_missing_minatar_names_the_extra(monkeypatch):
         validate_config({"env": {"id": "MinAtar/Breakout-v1"}, "agent": {"type": "dqn"}})
     assert EXTRA in str(info.value) and "\n" not in str(info.value)
     factory.register_optional_envs("CartPole-v1")  # other ids: nothing to import
+
+
+def test_minatar_ids_are_registered_when_the_plugin_entry_point_did_not(monkeypatch):
+    """minatar 1.0.14 declares its Gymnasium plugin under the old ``gym.envs`` group, so its
+    ids exist only once ``minatar.gym.register_envs`` ran: rlsoft calls it."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    for env_id in [k for k in gym.registry if k.startswith("MinAtar/")]:
+        monkeypatch.delitem(gym.registry, env_id)
+    assert "MinAtar/Freeway-v1" not in gym.registry
+    config = EnvConfig(id="MinAtar/Freeway-v1")  # validating the id registers it
+    assert config.id in gym.registry
+    env = factory.make_env(config)
+    assert env.action_space.n == 3 and env.observation_space.shape == (10, 10, 7)
+    env.close()
 
 
 def test_minatar_episodes_replay_exactly_from_the_environment_generator():
