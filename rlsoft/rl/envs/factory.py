@@ -50,8 +50,9 @@ OPTIONAL_ENV_PACKAGES: dict[str, tuple[str, str]] = {
     "MinAtar/": ("minatar.gym", "minatar"),
 }
 """Id prefix → (the module that registers those ids, rlsoft's extra that installs it).
-Gymnasium usually registers them already through the package's plugin entry point; the
-import is the fallback. Atari's ``ALE/`` ids will join as ``("ale_py", "atari")``."""
+Gymnasium does not load packages' plugin entry points by itself, so rlsoft imports the
+module and calls its ``register_envs`` when it has one. Atari's ``ALE/`` ids will join as
+``("ale_py", "atari")``."""
 
 
 def _env_adapters(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
@@ -84,7 +85,7 @@ def register_optional_envs(env_id: str) -> None:
             ) from None
         register = getattr(imported, "register_envs", None)
         if env_id not in gym.registry and callable(register):
-            register()  # the plugin entry point did not run (e.g. gymnasium imported first)
+            register()
         return
 
 

@@ -1,7 +1,9 @@
 """MinAtar (Young & Tian 2019) under rlsoft: seeding that makes its episodes replayable.
 
-The ``minatar`` package registers ``MinAtar/<Game>-v0`` (all six actions) and ``-v1`` (the
-game's minimal action set) with Gymnasium through its plugin entry point, with observations
+The ``minatar`` package defines ``MinAtar/<Game>-v0`` (all six actions) and ``-v1`` (the
+game's minimal action set) for Gymnasium (``minatar.gym.register_envs``, which rlsoft calls
+when a config names such an id: :func:`rlsoft.rl.envs.factory.register_optional_envs`), with
+observations
 ``Box(0, 1, (10, 10, C), bool)``. Its games draw every random number (sticky actions, spawns,
 the ball's start) from their own ``numpy.random.RandomState``, which ``reset(seed=s)`` reseeds
 and ``reset()`` leaves running. That state is invisible to Gymnasium's ``np_random``, so an

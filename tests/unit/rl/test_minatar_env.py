@@ -32,8 +32,8 @@ def test_a_missing_minatar_names_the_extra(monkeypatch):
 
 
 def test_minatar_ids_are_registered_when_the_plugin_entry_point_did_not(monkeypatch):
-    """minatar 1.0.14 declares its Gymnasium plugin under the old ``gym.envs`` group, so its
-    ids exist only once ``minatar.gym.register_envs`` ran: rlsoft calls it."""
+    """Gymnasium does not load minatar's plugin entry point by itself, so the ids exist only
+    once ``minatar.gym.register_envs`` ran: validating a config's id calls it."""
     pytest.importorskip("minatar", reason="MinAtar is an optional extra")
     for env_id in [k for k in gym.registry if k.startswith("MinAtar/")]:
         monkeypatch.delitem(gym.registry, env_id)
