@@ -28,7 +28,7 @@ class DQNConfig(StrictModel):
 
     # -- network -------------------------------------------------------------------------
     network: Literal["auto", "mlp", "nature_cnn", "minatar_cnn"] = "auto"
-    """The Q-network's torso (:mod:`agents.dqn.conv`): ``mlp`` flattens the observation;
+    """The Q-network's torso (``agents/dqn/conv.py``): ``mlp`` flattens the observation;
     ``nature_cnn`` is Mnih et al. (2015)'s three convolutions for 84×84 frames (images of at
     least 36×36); ``minatar_cnn`` is Young & Tian (2019)'s one 3×3 convolution with 16
     filters for MinAtar's 10×10×C grids. ``auto`` picks a convolutional network for images
@@ -99,11 +99,12 @@ class DQNConfig(StrictModel):
     buffer_size: int = Field(100_000, ge=1)
     """Replay capacity in transitions (the oldest are overwritten)."""
     frame_replay: Literal["auto", "on", "off"] = "auto"
-    """Store every observation frame once (:class:`rlsoft.rl.frame_replay.FrameReplayBuffer`,
-    stacks rebuilt when sampling) instead of each transition's ``obs`` and ``next_obs``: half
-    the observation memory for ``frame_stack: 1``, ``1/(2k)`` of it for stacks of k frames,
-    with the same samples. ``auto``: on for images stored compactly (``uint8`` or bool
-    observations with a convolutional network), off otherwise."""
+    """Store every observation frame once (``FrameReplayBuffer``, in
+    ``rlsoft/rl/frame_replay.py``; stacks rebuilt when sampling) instead of each transition's
+    ``obs`` and ``next_obs``: half the observation memory for ``frame_stack: 1``,
+    ``1/(2k)`` of it for stacks of k frames, with the same samples. ``auto``: on for images
+    stored compactly (``uint8`` or bool observations with a convolutional network), off
+    otherwise."""
     frame_stack: int = Field(1, ge=1)
     """The observations are stacks of this many frames on their first axis, newest last, as
     ``FrameStackObservation(env, stack_size=k)`` makes them (padding by repeating the reset
