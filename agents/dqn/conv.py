@@ -26,10 +26,11 @@ otherwise (so MinAtar Seaquest's square ``10×10×10`` is channels last, as MinA
 on the batch, without a copy (the permuted view is a channels-last tensor, which
 ``torch.nn.functional.conv2d`` takes as it is).
 
-**Inputs.** Integer and bool observations are stored as they come (``uint8`` frames, MinAtar's
-``bool`` channels) and converted to float32 on the agent's device, one batch at a time
-(:meth:`agents.dqn.agent.DQNAgent._as_input`): ``uint8`` observations whose bounds are
-``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its values (bool → 0/1).
+**Inputs.** Bool and integer observations (up to 32 bits) are stored as they come (``uint8``
+frames, MinAtar's ``bool`` channels) and converted to float32 on the agent's device, one
+batch at a time (:meth:`agents.dqn.agent.DQNAgent._as_input`): ``uint8`` observations whose
+bounds are ``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its values
+(bool → 0/1).
 
 **Speed.** The convolutional networks run through torch for acting and learning alike: the
 numpy forward pass (:class:`agents.dqn.networks.NumpyForward`) and the hand-written backward
@@ -181,11 +182,12 @@ def plan_network(
 
 
 def storage_dtype(space: gym.spaces.Box) -> np.dtype:
-    """How the replay memory stores observations of ``space``: bool and integer observations
-    in their own dtype (compact: a ``uint8`` pixel or a bool channel takes one byte against
-    float32's four), floats as float32."""
+    """How the replay memory stores observations of ``space``: bool observations and integers
+    of at most four bytes in their own dtype (compact: a ``uint8`` pixel or a bool channel
+    takes one byte against float32's four), everything else (floats, 64-bit integers) as
+    float32, which the network computes in anyway."""
     dtype = np.dtype(space.dtype)
-    if dtype == np.bool_ or np.issubdtype(dtype, np.integer):
+    if dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and dtype.itemsize <= 4):
         return dtype
     return np.dtype(np.float32)
 

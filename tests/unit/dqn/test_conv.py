@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.dqn import DQNAgent, DQNConfig
-from agents.dqn.conv import ConvTorso, plan_network
+from agents.dqn.conv import ConvTorso, plan_network, storage_dtype
 from agents.dqn.memory import frame_replay_bytes, parameter_count, replay_bytes
 from rlsoft.errors import RlsoftError
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy
@@ -212,6 +212,14 @@ def test_observations_are_stored_compactly_and_the_estimate_is_exact(space, fram
         # 102 + 1·3 frames in the ring, 16 in the side table, 22 bytes of bookkeeping each
         assert buffer.nbytes == (102 + 3 + 16) * one + 102 * 22
         assert frame_replay_bytes(100, one, 1, 3, obs_itemsize=1) == buffer.nbytes
+
+
+def test_storage_dtypes():
+    assert storage_dtype(MINATAR) == np.bool_ and storage_dtype(ATARI) == np.uint8
+    assert storage_dtype(gym.spaces.Box(-5, 5, (3,), np.int16)) == np.int16
+    # wider than float32: no saving, so as before (the network computes in float32)
+    assert storage_dtype(gym.spaces.Box(-5, 5, (3,), np.int64)) == np.float32
+    assert storage_dtype(gym.spaces.Box(-1.0, 1.0, (3,), np.float64)) == np.float32
 
 
 def test_auto_frame_replay_is_on_for_compact_images_only():
