@@ -62,6 +62,7 @@ def test_ci_minatar_breakout_dqn_beats_the_random_policy(tmp_path):
     )
     history = run_experiment(config).eval_history
     best = max(value for _, value in history)
-    # The greedy policy keeps the ball in play for several bricks; at 30k steps a full run of
-    # minatar_breakout_dqn.yaml measured about 2 (README), four times the random policy.
+    # With this budget seeds 1 and 2 reached greedy means of 5.05 and 4.75 at 30k steps (and
+    # 2.35, 3.15 at 20k), about ten times the random policy; the bar leaves room for another
+    # CPU's rounding to follow a different trajectory.
     assert best >= 3 * random_return, (random_return, history)
