@@ -9,6 +9,8 @@ NoisyNet layers. Modules:
 * :mod:`agents.dqn.networks` — the MLP with its plain, dueling or C51 head (+ a numpy forward
   pass for fast acting);
 * :mod:`agents.dqn.noisy`    — NoisyNet's factorised Gaussian noisy layers and their noise;
+* :mod:`agents.dqn.conv`     — convolutional torsos for image observations (Nature DQN,
+  MinAtar) and the choice of network, layout and replay storage from the space;
 * :mod:`agents.dqn.targets`  — bootstrap targets and the C51 projection, as pure functions;
 * :mod:`agents.dqn.ensemble` — Bootstrapped DQN with randomized prior functions (its
   ``agent.ensemble:`` section in :mod:`agents.dqn.ensemble_config`);

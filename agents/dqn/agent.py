@@ -50,6 +50,14 @@ import torch.nn.functional as F
 
 from agents.dqn import targets
 from agents.dqn.config import DQNConfig
+from agents.dqn.conv import (
+    CONV_LAYERS,
+    ConvTorso,
+    input_scale,
+    plan_network,
+    storage_dtype,
+    uses_frame_replay,
+)
 from agents.dqn.ensemble import Bootstrap, EnsembleQNetwork
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
@@ -60,6 +68,7 @@ from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
 from rlsoft.rl.agent import BuildContext
+from rlsoft.rl.frame_replay import FrameReplayBuffer
 from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
 from rlsoft.rl.spaces import describe_space, discrete_actions
 from rlsoft.run.checkpoint import atomic_write
@@ -70,6 +79,8 @@ __all__ = ["DQNAgent", "denormals_flushed"]
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _TARGET_BLOCK = 512
 _ARCHITECTURE = (
+    "network",
+    "channel_axis",
     "hidden_sizes",
     "activation",
     "head",
@@ -81,7 +92,12 @@ _ARCHITECTURE = (
     "ensemble",  # Bootstrapped DQN: its heads, torso and priors
 )
 # for checkpoints written before the option existed
-_ARCHITECTURE_DEFAULTS = {"noisy": False, "ensemble": None}
+_ARCHITECTURE_DEFAULTS = {
+    "noisy": False,
+    "ensemble": None,
+    "network": "auto",
+    "channel_axis": "auto",
+}
 
 
 # The smallest positive subnormal double and the smallest normal one. Module globals, not
@@ -102,7 +118,12 @@ def denormals_flushed() -> bool:
 
 
 def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
-    """The shape of a Box observation space; anything else is a clear error."""
+    """The shape of a Box observation space; anything else is a clear error.
+
+    Vectors (any shape, flattened) feed the MLP; images — ``(H, W, C)``, ``(C, H, W)`` or a
+    ``uint8`` ``(H, W)`` frame — a convolutional network (:func:`agents.dqn.conv.plan_network`
+    chooses, and refuses images the chosen network cannot take).
+    """
     if isinstance(space, gym.spaces.Box):
         return tuple(int(d) for d in space.shape)
     discrete = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Tuple)
@@ -114,15 +135,18 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
     else:
         hint = "flatten it into a Box with gymnasium.wrappers.FlattenObservation"
     raise RlsoftError(
-        f"{who} needs a Box (vector) observation space, but this environment's is "
+        f"{who} needs a Box observation space (a vector or an image), but this environment's is "
         f"{describe_space(space)}; {hint}"
     )
 
 
 class DQNAgent:
-    """Deep Q-learning with an MLP, experience replay and a target network.
+    """Deep Q-learning with an MLP or a convolutional network, experience replay and a target
+    network.
 
-    :param observation_space: a ``Box``; observations are flattened into the MLP's input.
+    :param observation_space: a ``Box``: vectors are flattened into the MLP's input, images go
+        through a convolutional torso (``config.network``, :mod:`agents.dqn.conv`); bool and
+        integer observations are stored compactly and converted to float on the device.
     :param action_space: ``Discrete`` starting at 0.
     :param policy: the exploration policy; it sees the (expected) Q-values of each batch.
     :param config: the validated hyperparameters (:class:`~agents.dqn.config.DQNConfig`).
@@ -166,16 +190,29 @@ class DQNAgent:
         self.device = torch.device(device)
         self.categorical = config.head == "c51"
         obs_dim = int(np.prod(self.obs_shape))
+        self.plan = plan_network(
+            observation_space, config.network, config.channel_axis, config.hidden_sizes
+        )
+        self.obs_dtype = storage_dtype(observation_space)
+        self._input_scale = input_scale(observation_space)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
+            torso = None
+            if self.plan.image is not None:
+                torso = ConvTorso(
+                    CONV_LAYERS[self.plan.name],
+                    self.plan.image,
+                    channels_last=self.plan.channels_last,
+                )
             self.online = self._ensemble_network(obs_dim) or QNetwork(
                 obs_dim,
                 self.n_actions,
-                list(config.hidden_sizes),
+                list(self.plan.dense),
                 config.activation,
                 dueling=config.dueling,
                 atoms=config.atoms if self.categorical else None,
                 noisy_sigma0=config.noisy_sigma0 if config.noisy else None,
+                torso=torso,
             )
         self.online.to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
@@ -192,14 +229,7 @@ class DQNAgent:
         self._lr = self._lr_schedule(0)
         self._lr_constant = isinstance(self._lr_schedule, ConstantSchedule)
         self.optimizer = FlatAdam(self._flat, self._grads, lr=self._lr, eps=config.adam_eps)
-        self.buffer = ReplayBuffer(
-            config.buffer_size,
-            self.obs_shape,
-            num_envs=self.num_envs,
-            n_step=config.n_step,
-            gamma=config.gamma,
-            mask_size=config.ensemble.heads if config.ensemble else 0,
-        )
+        self.buffer = self._make_buffer()
         # Bootstrapped DQN: its masks and head draws come from a generator of its own.
         self._bootstrap = (
             Bootstrap(
@@ -211,13 +241,15 @@ class DQNAgent:
             if config.ensemble
             else None
         )
-        ensemble = self._bootstrap is not None  # the fast paths cover the single network only
         # NoisyNet draws all its noise from its own generator, saved in checkpoints.
         self._noise = NoiseSource.from_torch_seed(torch_seed) if config.noisy else None
-        cpu = self.device.type == "cpu"
-        self._numpy_forward = NumpyForward(self.online) if cpu and not ensemble else None
-        manual = not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
-        manual = manual and not ensemble
+        # The numpy forward pass and the hand-written backward pass cover single MLPs;
+        # convolutional networks and ensembles act and learn through torch.
+        mlp = torso is None and self._bootstrap is None
+        self._numpy_forward = (
+            NumpyForward(self.online) if self.device.type == "cpu" and mlp else None
+        )
+        manual = mlp and not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
         manual = manual and not config.noisy  # σ's gradients go through autograd
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select
@@ -234,10 +266,16 @@ class DQNAgent:
         cfg, ensemble = self.config, self.config.ensemble
         if ensemble is None:
             return None
+        if self.plan.image is not None or self._input_scale != 1.0:
+            raise RlsoftError(
+                "agent.ensemble (Bootstrapped DQN) runs on MLPs of flat float observations, "
+                "and this environment's observations are images or integers: drop "
+                "agent.ensemble, or flatten and convert the observations with a wrapper"
+            )
         return EnsembleQNetwork(
             obs_dim,
             self.n_actions,
-            list(cfg.hidden_sizes),
+            list(self.plan.dense),
             cfg.activation,
             heads=ensemble.heads,
             shared_torso=ensemble.shared_torso,
@@ -263,6 +301,35 @@ class DQNAgent:
             device=ctx.device,
         )
 
+    def _make_buffer(self) -> ReplayBuffer | FrameReplayBuffer:
+        """The replay memory: each frame once (``agent.frame_replay``) or whole transitions;
+        both sample the same transitions for the same generator state."""
+        cfg = self.config
+        common = {"num_envs": self.num_envs, "n_step": cfg.n_step, "gamma": cfg.gamma}
+        if not uses_frame_replay(cfg.frame_replay, self.plan, self.obs_dtype, cfg.frame_stack):
+            masks = cfg.ensemble.heads if cfg.ensemble else 0  # Bootstrapped DQN's masks
+            return ReplayBuffer(
+                cfg.buffer_size,
+                self.obs_shape,
+                obs_dtype=self.obs_dtype,
+                mask_size=masks,
+                **common,
+            )
+        try:
+            return FrameReplayBuffer(
+                cfg.buffer_size,
+                self.obs_shape,
+                frame_stack=cfg.frame_stack,
+                obs_dtype=self.obs_dtype,
+                **common,
+            )
+        except ValueError as exc:
+            raise RlsoftError(
+                f"agent.frame_stack {cfg.frame_stack} does not fit observations of shape "
+                f"{self.obs_shape} ({exc}); set it to the stack size of the environment's "
+                "FrameStackObservation, or 1"
+            ) from None
+
     # -- acting ----------------------------------------------------------------------------
 
     def q_values(self, observations: Any) -> np.ndarray:
@@ -272,10 +339,14 @@ class DQNAgent:
         if self._bootstrap is not None:
             return self._bootstrap.mean_q(obs)
         if self._numpy_forward is not None:
+            obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
+            if self._input_scale != 1.0:
+                obs = obs * np.float32(self._input_scale)
             out = self._numpy_forward(obs)
             return expected_q_numpy(out, self._support_np) if self.categorical else out
+        obs = np.asarray(observations).reshape(-1, *self.obs_shape)
         with torch.inference_mode():
-            out = self.online(torch.as_tensor(obs, device=self.device))
+            out = self.online(self._as_input(torch.as_tensor(obs, device=self.device)))
             if self.categorical:
                 out = self._expected_q(out)
             return out.cpu().numpy()
@@ -283,8 +354,8 @@ class DQNAgent:
     def _noisy_q_values(self, observations: Any) -> np.ndarray:
         """Q-values ``(n, A)`` with a fresh noise sample per row (NoisyNet acting), in torch:
         the numpy forward pass holds the mean weights only."""
-        obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
-        x = torch.as_tensor(obs, device=self.device)
+        obs = np.asarray(observations).reshape(-1, *self.obs_shape)
+        x = self._as_input(torch.as_tensor(obs, device=self.device))
         rows = []
         with torch.inference_mode():
             for i in range(len(x)):
@@ -310,6 +381,17 @@ class DQNAgent:
         if q.shape[0] == 1:  # the policy's fast path for a single row
             return np.array([self._select(q[0], self.rng, step=step)], dtype=np.int64)
         return np.asarray(self._select(q, self.rng, step=step), dtype=np.int64)
+
+    def _as_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the network takes them: float32, ``uint8`` pixels scaled by 1/255
+        (:func:`agents.dqn.conv.input_scale`). Compact (bool, integer) batches are converted
+        here, on the device; float32 ones pass through untouched."""
+        if obs.dtype == torch.float32:
+            return obs
+        x = obs.to(torch.float32)
+        if self._input_scale != 1.0:
+            x.mul_(self._input_scale)
+        return x
 
     def act_greedy(self, obs: Any) -> int:
         """argmax_a Q(obs, a) for one observation, ties broken at random (an ensemble's vote
@@ -338,12 +420,20 @@ class DQNAgent:
         multiple of ``k`` that count crosses (several when ``num_envs > k``), so the schedule
         of learning does not depend on ``num_envs``.
         """
-        if self._bootstrap is None:
-            self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
-        else:
-            masks = self._bootstrap.draw_masks()
-            self.buffer.add(obs, action, reward, next_obs, terminated, truncated, masks)
-            self._bootstrap.episodes_ended(np.logical_or(terminated, truncated).reshape(-1))
+        try:
+            if self._bootstrap is None:
+                self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            else:
+                masks = self._bootstrap.draw_masks()
+                self.buffer.add(obs, action, reward, next_obs, terminated, truncated, masks)
+                self._bootstrap.episodes_ended(np.logical_or(terminated, truncated).reshape(-1))
+        except ValueError as exc:
+            if not isinstance(self.buffer, FrameReplayBuffer):
+                raise
+            raise RlsoftError(
+                f"the frame replay cannot store these observations ({exc}); set "
+                "agent.frame_stack to the environment's stack size, or agent.frame_replay: off"
+            ) from None
         cfg = self.config
         before, after = step, step + self.num_envs
         crossed = after // cfg.target_update_interval - before // cfg.target_update_interval
@@ -400,8 +490,9 @@ class DQNAgent:
             self._lr = float(self._lr_schedule(step))
         batch_size = self.config.batch_size
         batch = self._sample(gradient_steps * batch_size)
-        obs, actions = batch["obs"], batch["actions"]
-        returns, next_obs, discounts = batch["returns"], batch["next_obs"], batch["discounts"]
+        obs, actions = self._as_input(batch["obs"]), batch["actions"]
+        returns, discounts = batch["returns"], batch["discounts"]
+        next_obs = self._as_input(batch["next_obs"])
         precomputed = None
         noise = self._noise
         # The target network is fixed during a round (but a noisy one draws noise per batch).
@@ -461,11 +552,13 @@ class DQNAgent:
     def _sample(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` transitions gathered into reusable torch-owned buffers (moved to the device)."""
         if self._batch is None or self._batch[0] != n:
+            # Observations keep their storage dtype (bool, uint8, float32) until _as_input.
+            stored = torch.from_numpy(np.empty(0, dtype=self.obs_dtype)).dtype
             shapes = {
-                "obs": ((n, *self.obs_shape), torch.float32),
+                "obs": ((n, *self.obs_shape), stored),
                 "actions": ((n,), torch.int64),
                 "returns": ((n,), torch.float32),
-                "next_obs": ((n, *self.obs_shape), torch.float32),
+                "next_obs": ((n, *self.obs_shape), stored),
                 "discounts": ((n,), torch.float32),
                 "terminated": ((n,), torch.bool),
                 "steps": ((n,), torch.int64),

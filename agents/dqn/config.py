@@ -27,8 +27,21 @@ class DQNConfig(StrictModel):
     """
 
     # -- network -------------------------------------------------------------------------
-    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 256])
-    """Widths of the MLP's hidden layers, e.g. ``[256, 256]`` (``[]``: a linear model)."""
+    network: Literal["auto", "mlp", "nature_cnn", "minatar_cnn"] = "auto"
+    """The Q-network's torso (``agents/dqn/conv.py``): ``mlp`` flattens the observation;
+    ``nature_cnn`` is Mnih et al. (2015)'s three convolutions for 84×84 frames (images of at
+    least 36×36); ``minatar_cnn`` is Young & Tian (2019)'s one 3×3 convolution with 16
+    filters for MinAtar's 10×10×C grids. ``auto`` picks a convolutional network for images
+    (3-D ``Box`` spaces and 2-D ``uint8`` ones; ``nature_cnn`` when both sides are ≥ 36) and
+    the MLP for everything else."""
+    channel_axis: Literal["auto", "first", "last"] = "auto"
+    """Where a 3-D image observation keeps its channels: ``first`` (C, H, W), as
+    ``FrameStackObservation`` stacks frames; ``last`` (H, W, C), Gymnasium's image convention
+    and MinAtar's; ``auto``: first when the first axis is strictly the shortest, else last."""
+    hidden_sizes: list[int] | None = None
+    """Widths of the dense hidden layers after the torso, e.g. ``[256, 256]`` (``[]``: a
+    linear model on the features). Unset: the network's own, ``[256, 256]`` for the MLP,
+    ``[512]`` for ``nature_cnn`` and ``[128]`` for ``minatar_cnn`` (their papers')."""
     activation: Literal["relu", "tanh", "elu", "silu", "leaky_relu"] = "relu"
     """Non-linearity after each hidden layer."""
     head: Literal["q", "c51"] = "q"
@@ -104,6 +117,18 @@ class DQNConfig(StrictModel):
     """Transitions per gradient step."""
     buffer_size: int = Field(100_000, ge=1)
     """Replay capacity in transitions (the oldest are overwritten)."""
+    frame_replay: Literal["auto", "on", "off"] = "auto"
+    """Store every observation frame once (``FrameReplayBuffer``, in
+    ``rlsoft/rl/frame_replay.py``; stacks rebuilt when sampling) instead of each transition's
+    ``obs`` and ``next_obs``: half the observation memory for ``frame_stack: 1``,
+    ``1/(2k)`` of it for stacks of k frames, with the same samples. ``auto``: on for images
+    stored compactly (``uint8`` or bool observations with a convolutional network), off
+    otherwise."""
+    frame_stack: int = Field(1, ge=1)
+    """The observations are stacks of this many frames on their first axis, newest last, as
+    ``FrameStackObservation(env, stack_size=k)`` makes them (padding by repeating the reset
+    frame, its default); the frame replay stores each frame once. 1: every observation is
+    one frame (MinAtar). Needs ``frame_replay`` on or auto."""
     learning_starts: int = Field(1_000, ge=0)
     """No gradient steps until more than this many environment steps were collected."""
     train_freq: int = Field(4, ge=1)
@@ -125,8 +150,8 @@ class DQNConfig(StrictModel):
 
     @field_validator("hidden_sizes")
     @classmethod
-    def _positive_widths(cls, value: list[int]) -> list[int]:
-        for width in value:
+    def _positive_widths(cls, value: list[int] | None) -> list[int] | None:
+        for width in value or ():
             if width < 1:
                 raise ValueError(f"hidden layer widths must be at least 1, got {value}")
         return value
@@ -168,6 +193,17 @@ class DQNConfig(StrictModel):
             raise ValueError(
                 "noisy and ensemble are two exploration methods that rlsoft does not combine "
                 "(each ensemble head would need noisy layers of its own): remove one of them"
+            )
+        if self.network == "mlp" and self.channel_axis != "auto":
+            raise ValueError(
+                f"channel_axis {self.channel_axis!r} applies to the convolutional networks, not "
+                "to network 'mlp' (which flattens the observation): leave it at auto"
+            )
+        if self.frame_stack > 1 and self.frame_replay == "off":
+            raise ValueError(
+                f"frame_stack {self.frame_stack} tells the frame replay how observations are "
+                "stacked, but frame_replay is off: set frame_replay to on or auto, or drop "
+                "frame_stack"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

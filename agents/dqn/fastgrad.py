@@ -12,7 +12,8 @@ every supported combination.
 Covered: the ``q`` head, plain or dueling, Huber or squared loss, activations whose
 derivative follows from their output (relu, tanh, elu, leaky_relu). Everything else — the
 categorical head, trained through :func:`rlsoft.numerics.functional.cross_entropy` and its fused
-backward, and ``silu`` — goes through autograd.
+backward, ``silu``, and every convolutional network (:mod:`agents.dqn.conv`) — goes through
+autograd.
 
 Backpropagation through ``h = act(x·Wᵀ + b)`` with upstream gradient ``g`` (``g ⊙ act′``
 formed from ``h``)::

@@ -2,21 +2,26 @@
 
 The two large allocations are the replay buffer (host memory,
 :class:`rlsoft.rl.replay.ReplayBuffer`) and the networks (on the agent's device). Per stored
-transition the buffer holds the observation and the next observation as float32 plus an int64
-action, a float32 reward and two booleans::
+transition the buffer holds the observation and the next observation in their storage dtype
+(:func:`agents.dqn.conv.storage_dtype`: ``b = 4`` bytes for float32, 1 for ``uint8`` and
+bool, the integer dtype's size otherwise) plus an int64 action, a float32 reward and two
+booleans::
 
-    replay bytes  = capacity · (2 · 4 · obs_dim + 8 + 4 + 1 + 1 + K)
+    replay bytes  = capacity · (2 · b · obs_dim + 8 + 4 + 1 + 1 + K)
 
 with the capacity rounded up to a multiple of ``num_envs`` (K: the bootstrap masks of an
 ensemble of K heads, one byte each; 0 without an ensemble). The networks hold P parameters
-(:func:`parameter_count`) six times over in float32: the online network, its gradients, the
-target network, Adam's first and second moments, and one transient copy while the
-parameters are gathered into one flat buffer (:func:`agents.dqn.optim.flatten_parameters`)::
+(:func:`parameter_count`: the convolutions Σ (C_in·k·k + 1)·filters of a convolutional
+torso, then the dense layers and the head) six times over in float32: the online network,
+its gradients, the target network, Adam's first and second moments, and one transient copy
+while the parameters are gathered into one flat buffer
+(:func:`agents.dqn.optim.flatten_parameters`)::
 
     network bytes = 6 · 4 · P + 2 · 4 · P_prior
 
 where an ensemble's fixed prior networks (P_prior parameters, :mod:`agents.dqn.ensemble`) are
-held twice, in the online and the target network, and never trained.
+held twice, in the online and the target network, and never trained. With the frame replay
+(``agent.frame_replay``) each frame is stored once instead: :func:`frame_replay_bytes`.
 """
 
 from __future__ import annotations
@@ -28,9 +33,15 @@ import gymnasium as gym
 
 from agents.dqn.config import DQNConfig
 from rlsoft.rl.agent import BuildContext
-from rlsoft.rl.memory import check_fits, mlp_parameters
+from rlsoft.rl.memory import check_fits, conv_parameters, mlp_parameters
 
-__all__ = ["check_dqn_memory", "network_bytes", "parameter_count", "replay_bytes"]
+__all__ = [
+    "check_dqn_memory",
+    "frame_replay_bytes",
+    "network_bytes",
+    "parameter_count",
+    "replay_bytes",
+]
 
 FLOAT_BYTES = 4
 NETWORK_COPIES = 6
@@ -38,18 +49,51 @@ TRANSITION_OVERHEAD = 8 + 4 + 1 + 1  # action (int64), reward (float32), termina
 FIX = "lower agent.buffer_size or agent.hidden_sizes"
 
 
-def replay_bytes(capacity: int, obs_dim: int, num_envs: int = 1, mask_size: int = 0) -> int:
-    """Bytes of a replay buffer of ``capacity`` transitions of ``obs_dim`` floats each (and
-    ``mask_size`` mask booleans)."""
+def replay_bytes(
+    capacity: int, obs_dim: int, num_envs: int = 1, obs_itemsize: int = 4, mask_size: int = 0
+) -> int:
+    """Bytes of a replay buffer of ``capacity`` transitions of ``obs_dim`` numbers each,
+    stored with ``obs_itemsize`` bytes per number (4: float32; 1: ``uint8`` or bool), and
+    ``mask_size`` mask booleans."""
     stored = math.ceil(capacity / num_envs) * num_envs
-    return stored * (2 * FLOAT_BYTES * obs_dim + TRANSITION_OVERHEAD + mask_size)
+    return stored * (2 * obs_itemsize * obs_dim + TRANSITION_OVERHEAD + mask_size)
 
 
-def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
-    """Parameters of :class:`agents.dqn.networks.QNetwork`: the MLP body, then a head of
-    ``n_actions · K`` outputs (K atoms for C51, else 1) plus, when dueling, a value stream of
-    K outputs. A noisy network (``noisy``) has a σ for every weight and bias: twice as many."""
-    hidden: Sequence[int] = list(config.hidden_sizes)
+def frame_replay_bytes(
+    capacity: int, frame_dim: int, frame_stack: int, num_envs: int = 1, obs_itemsize: int = 1
+) -> int:
+    """Bytes of a :class:`rlsoft.rl.frame_replay.FrameReplayBuffer` when created: the frame
+    ring of ``C + k·E`` frames (C the capacity rounded up to a multiple of E = ``num_envs``),
+    the initial side table of ``max(16, 2E)`` final frames, and 22 bytes of bookkeeping per
+    transition (action 8, reward 4, two flags, episode position 4, side-table index 4). The
+    side table grows by doubling with the episode ends held (one frame each), which this
+    does not foresee."""
+    stored = math.ceil(capacity / num_envs) * num_envs
+    frames = stored + frame_stack * num_envs + max(16, 2 * num_envs)
+    return frames * frame_dim * obs_itemsize + stored * (TRANSITION_OVERHEAD + 8)
+
+
+def parameter_count(
+    config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
+) -> int:
+    """Parameters of :class:`agents.dqn.networks.QNetwork`: the torso's convolutions (when
+    ``space`` makes :func:`agents.dqn.conv.plan_network` choose a convolutional network),
+    the dense layers, then a head of ``n_actions · K`` outputs (K atoms for C51, else 1)
+    plus, when dueling, a value stream of K outputs. Without ``space`` the network is the
+    MLP on ``obs_dim`` inputs. A noisy network (``noisy``) has a σ for every weight and bias:
+    twice as many; an ensemble K heads (and K torsos unless shared)."""
+    from agents.dqn.conv import CONV_LAYERS, DENSE_SIZES, plan_network
+
+    hidden: Sequence[int]
+    conv = 0
+    if space is None:
+        hidden = DENSE_SIZES["mlp"] if config.hidden_sizes is None else config.hidden_sizes
+    else:
+        plan = plan_network(space, config.network, config.channel_axis, config.hidden_sizes)
+        hidden = list(plan.dense)
+        if plan.image is not None:
+            conv = conv_parameters(plan.image[0], CONV_LAYERS[plan.name])
+            obs_dim = int(plan.features or 0)
     per_action = config.atoms if config.head == "c51" else 1
     last = hidden[-1] if hidden else obs_dim
     body = mlp_parameters([obs_dim, *hidden])
@@ -59,20 +103,25 @@ def parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     if ensemble is not None:  # K heads on one torso, or K whole MLPs
         bodies = 1 if ensemble.shared_torso else ensemble.heads
         return bodies * body + ensemble.heads * (head + value)
-    return (body + head + value) * (2 if config.noisy else 1)  # NoisyNet: μ and σ
+    return conv + (body + head + value) * (2 if config.noisy else 1)  # NoisyNet: μ and σ
 
 
-def prior_parameter_count(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
+def prior_parameter_count(
+    config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
+) -> int:
     """Numbers in an ensemble's fixed prior networks (as many as the trained ones; 0 without
     an ensemble or with ``prior_scale: 0``)."""
     if config.ensemble is None or config.ensemble.prior_scale == 0:
         return 0
-    return parameter_count(config, obs_dim, n_actions)
+    return parameter_count(config, obs_dim, n_actions, space)
 
 
-def network_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
-    trained = NETWORK_COPIES * parameter_count(config, obs_dim, n_actions)
-    return FLOAT_BYTES * (trained + 2 * prior_parameter_count(config, obs_dim, n_actions))
+def network_bytes(
+    config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
+) -> int:
+    trained = NETWORK_COPIES * parameter_count(config, obs_dim, n_actions, space)
+    priors = 2 * prior_parameter_count(config, obs_dim, n_actions, space)
+    return FLOAT_BYTES * (trained + priors)
 
 
 def check_dqn_memory(ctx: BuildContext) -> None:
@@ -85,10 +134,22 @@ def check_dqn_memory(ctx: BuildContext) -> None:
         return
     if not isinstance(ctx.config, DQNConfig):
         return
+    # Imports torch, which building the agent does next anyway.
+    from agents.dqn.conv import plan_network, storage_dtype, uses_frame_replay
+
+    cfg = ctx.config
     obs_dim = int(math.prod(obs.shape))
-    masks = ctx.config.ensemble.heads if ctx.config.ensemble else 0
-    replay = replay_bytes(ctx.config.buffer_size, obs_dim, ctx.num_envs, masks)
-    networks = network_bytes(ctx.config, obs_dim, int(actions.n))
+    dtype = storage_dtype(obs)
+    plan = plan_network(obs, cfg.network, cfg.channel_axis, cfg.hidden_sizes)
+    if uses_frame_replay(cfg.frame_replay, plan, dtype, cfg.frame_stack):
+        frame = obs_dim // cfg.frame_stack
+        replay = frame_replay_bytes(
+            cfg.buffer_size, frame, cfg.frame_stack, ctx.num_envs, dtype.itemsize
+        )
+    else:
+        masks = cfg.ensemble.heads if cfg.ensemble else 0
+        replay = replay_bytes(cfg.buffer_size, obs_dim, ctx.num_envs, dtype.itemsize, masks)
+    networks = network_bytes(cfg, obs_dim, int(actions.n), obs)
     if str(ctx.device).startswith("cuda"):
         import torch
 

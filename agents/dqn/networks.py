@@ -69,9 +69,10 @@ _NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], None]] = {
 
 
 class QNetwork(nn.Module):
-    """MLP from a flat observation to Q-values or per-action return distributions.
+    """MLP from a flat observation (or a torso's features) to Q-values or per-action return
+    distributions.
 
-    :param obs_dim: length of the flattened observation.
+    :param obs_dim: length of the flattened observation (ignored with a ``torso``).
     :param n_actions: number of discrete actions A.
     :param hidden_sizes: hidden layer widths.
     :param activation: a key of ``rlsoft``'s supported activations (``relu``, ``tanh``, …).
@@ -80,6 +81,8 @@ class QNetwork(nn.Module):
     :param noisy_sigma0: σ0 to make every linear layer a factorised noisy layer
         (:class:`agents.dqn.noisy.NoisyLinear`, whose ``weight``/``bias`` are the mean
         weights until noise is sampled, so the forward passes below serve both); None: plain.
+    :param torso: a feature extractor run first (a :class:`agents.dqn.conv.ConvTorso`); its
+        ``out_features`` feed the dense layers.
     """
 
     def __init__(
@@ -92,8 +95,12 @@ class QNetwork(nn.Module):
         dueling: bool = False,
         atoms: int | None = None,
         noisy_sigma0: float | None = None,
+        torso: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.torso = torso
+        if torso is not None:
+            obs_dim = int(torso.out_features)
         self.obs_dim, self.n_actions, self.atoms = obs_dim, n_actions, atoms
         self.activation, self.dueling = activation, dueling
         self._act = _TORCH_ACTIVATIONS[activation]
@@ -110,7 +117,7 @@ class QNetwork(nn.Module):
             self.head = linear(widths[-1], n_actions * per_action)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.reshape(obs.shape[0], -1)
+        x = obs.reshape(obs.shape[0], -1) if self.torso is None else self.torso(obs)
         act = self._act
         for layer in self.body:
             x = act(F.linear(x, layer.weight, layer.bias))
@@ -145,6 +152,8 @@ class NumpyForward:
     def __init__(self, net: QNetwork) -> None:
         if any(p.device.type != "cpu" for p in net.parameters()):
             raise ValueError("NumpyForward needs a network on the CPU")
+        if net.torso is not None:
+            raise ValueError("NumpyForward runs MLPs only; convolutional networks act in torch")
         self.net = net
         self._act = _NUMPY_ACTIVATIONS[net.activation]
         self._layers = [(self._view(m.weight).T, self._view(m.bias)) for m in net.body]

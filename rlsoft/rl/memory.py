@@ -20,7 +20,14 @@ from pathlib import Path
 
 from rlsoft.errors import RlsoftError
 
-__all__ = ["GIB", "available_memory", "check_fits", "format_gib", "mlp_parameters"]
+__all__ = [
+    "GIB",
+    "available_memory",
+    "check_fits",
+    "conv_parameters",
+    "format_gib",
+    "mlp_parameters",
+]
 
 GIB = 1024**3
 
@@ -66,6 +73,17 @@ def mlp_parameters(widths: Sequence[int]) -> int:
     """Weights and biases of a chain of dense layers ``widths[0] → widths[1] → …``:
     Σ_i (w_i + 1)·w_{i+1}."""
     return sum((a + 1) * b for a, b in itertools.pairwise(widths))
+
+
+def conv_parameters(channels: int, layers: Sequence[tuple[int, ...]]) -> int:
+    """Weights and biases of a chain of 2-D convolutions on ``channels`` input channels, each
+    layer ``(filters, kernel, ...)`` with a square kernel: Σ_i (C_i·k_i² + 1)·filters_i, where
+    C_i is the previous layer's filters (the input's channels for the first)."""
+    total = 0
+    for filters, kernel, *_ in layers:
+        total += (channels * kernel * kernel + 1) * filters
+        channels = filters
+    return total
 
 
 def format_gib(n_bytes: float) -> str:

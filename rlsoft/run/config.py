@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from rlsoft.errors import ConfigError, nearest_hint, shorten
+from rlsoft.errors import ConfigError, RlsoftError, nearest_hint, shorten
 from rlsoft.explore.policies import (
     MIN_ZETA_EXPONENT,
     Boltzmann,
@@ -358,7 +358,14 @@ class EnvConfig(StrictModel):
         import gymnasium as gym
 
         if value not in gym.envs.registry:
-            import rlsoft.rl.envs  # noqa: F401 - registers rlsoft's own (rlsoft/DeepSea-v0, ...)
+            # rlsoft's own ids (rlsoft/DeepSea-v0, ...) and optional packages' (MinAtar/...)
+            # are registered on first use, so a config naming neither imports neither.
+            from rlsoft.rl.envs.factory import register_optional_envs
+
+            try:
+                register_optional_envs(value)  # MinAtar/… ids: imports minatar, or names the extra
+            except RlsoftError as exc:
+                raise ValueError(str(exc)) from None
         # An entry point is imported only when the env is made (after `rlsoft compare` has
         # listed the modules it imports), so only its form is checked here.
         if value not in gym.envs.registry and not ENTRY_POINT.match(value):

@@ -322,6 +322,49 @@ EPSILON = {
 }
 BOLTZMANN = {"policy": "boltzmann", "temperature": 1.0}
 
+
+class CatchImageEnv(gym.Env):
+    """A tiny pixel game for the convolutional agents: a 6×6 board of two bool channels
+    (channels last, as MinAtar's), a ball falling one row per step from a random column and a
+    paddle on the bottom row moved left, kept or right; +1 for a catch, −1 for a miss, three
+    balls per episode. Deterministic given the reset seed and the actions, as exact resume
+    needs (the recorder replays the episode into a fresh copy)."""
+
+    SIZE = 6
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0, 1, (self.SIZE, self.SIZE, 2), np.bool_)
+        self.action_space = gym.spaces.Discrete(3)
+
+    def _obs(self) -> np.ndarray:
+        board = np.zeros((self.SIZE, self.SIZE, 2), np.bool_)
+        board[self.ball_row, self.ball_col, 0] = True
+        board[self.SIZE - 1, self.paddle, 1] = True
+        return board
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.paddle, self.balls = self.SIZE // 2, 0
+        self.ball_row, self.ball_col = 0, int(self.np_random.integers(self.SIZE))
+        return self._obs(), {}
+
+    def step(self, action):
+        self.paddle = int(np.clip(self.paddle + int(action) - 1, 0, self.SIZE - 1))
+        self.ball_row += 1
+        reward, terminated = 0.0, False
+        if self.ball_row == self.SIZE - 1:
+            reward = 1.0 if self.ball_col == self.paddle else -1.0
+            self.balls += 1
+            terminated = self.balls == 3
+            self.ball_row, self.ball_col = 0, int(self.np_random.integers(self.SIZE))
+        return self._obs(), reward, terminated, False, {}
+
+
+CATCH = "rlsoft_test/CatchImage-v0"
+if CATCH not in gym.registry:
+    gym.register(CATCH, entry_point=CatchImageEnv, max_episode_steps=100)
+
+
 # (config, split steps). Vector runs split at multiples of num_envs (a vector step is
 # num_envs environment steps); every other split is off the logging and evaluation grid.
 KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
@@ -447,6 +490,25 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
             target="mellowmax",
             mellowmax_omega=2.0,
             n_step=2,
+        ),
+        (246, 402),
+    ),
+    # A convolutional torso on bool images: compact frame replay, then whole transitions.
+    "dqn_minatar_cnn_frame_replay": (
+        _dqn({"id": CATCH, "num_envs": 2}, BOLTZMANN, n_step=3, network="minatar_cnn"),
+        (246, 402),
+    ),
+    "dqn_conv_c51_munchausen": (
+        _dqn(
+            {"id": CATCH, "num_envs": 2},
+            BOLTZMANN,
+            head="c51",
+            atoms=11,
+            v_min=-3.0,
+            v_max=3.0,
+            dueling=True,
+            target="munchausen",
+            frame_replay="off",
         ),
         (246, 402),
     ),

@@ -46,6 +46,49 @@ class EnvSpec(Protocol):
     wrappers: Sequence[WrapperSpec]
 
 
+OPTIONAL_ENV_PACKAGES: dict[str, tuple[str, str]] = {
+    "MinAtar/": ("minatar.gym", "minatar"),
+}
+"""Id prefix → (the module that registers those ids, rlsoft's extra that installs it).
+Gymnasium does not load packages' plugin entry points by itself, so rlsoft imports the
+module and calls its ``register_envs`` when it has one. Atari's ``ALE/`` ids will join as
+``("ale_py", "atari")``."""
+
+
+def _env_adapters(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
+    """Wrappers rlsoft puts directly around an environment of a package it adapts (inside
+    the config's wrappers): MinAtar's games are reseeded from ``np_random`` at each reset,
+    so their episodes replay exactly (:mod:`rlsoft.rl.envs.minatar`)."""
+    if env_id.startswith("MinAtar/"):
+        from rlsoft.rl.envs.minatar import MinAtarSeeding
+
+        return [MinAtarSeeding]
+    return []
+
+
+def register_optional_envs(env_id: str) -> None:
+    """Import the optional package that registers ``env_id`` with Gymnasium (``MinAtar/…``
+    ids: ``minatar``), if it is one of :data:`OPTIONAL_ENV_PACKAGES`' and not registered yet;
+    a missing package is one sentence naming the extra that installs it."""
+    if env_id in gym.registry:
+        return
+    for prefix, (module, extra) in OPTIONAL_ENV_PACKAGES.items():
+        if not env_id.startswith(prefix):
+            continue
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            package = module.partition(".")[0]
+            raise RlsoftError(
+                f"environment {env_id!r} needs the {package} package, which is not installed; "
+                f"install it with: pip install 'rlsoft[{extra}]'"
+            ) from None
+        register = getattr(imported, "register_envs", None)
+        if env_id not in gym.registry and callable(register):
+            register()
+        return
+
+
 def is_entry_point(env_id: str) -> bool:
     """Whether ``env_id`` is a ``module:attribute`` entry point rather than a registered id."""
     return ":" in env_id and env_id not in gym.registry
@@ -107,6 +150,7 @@ def resolve_env_id(env_id: str) -> str | GymEnvSpec:
     registered id.
     """
     if not is_entry_point(env_id):
+        register_optional_envs(env_id)
         return env_id
     module_name, _, name = env_id.partition(":")
     if ENTRY_POINT.match(env_id):
@@ -172,7 +216,7 @@ def make_env(config: EnvSpec, render_mode: str | None = None) -> gym.Env:
     """``gymnasium.make`` with the config's kwargs, then its wrappers; failures become
     one-sentence errors."""
     env = _make_single(config, resolve_env_id(config.id), render_mode)
-    for wrap in wrapper_factories(config):
+    for wrap in _env_adapters(config.id) + wrapper_factories(config):
         env = wrap(env)
     return env
 
@@ -221,7 +265,8 @@ def make_vector_env(
         episode recorder for exact resume); ``make_vec``'s ``wrappers`` wrap every copy.
     """
     make_env(config).close()  # surfaces bad ids, arguments and wrappers as clear errors first
-    wrappers = wrapper_factories(config) + ([wrap] if wrap is not None else [])
+    wrappers = _env_adapters(config.id) + wrapper_factories(config)
+    wrappers += [wrap] if wrap is not None else []
     return gym.make_vec(
         resolve_env_id(config.id),
         num_envs=config.num_envs,

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from agents.dqn.config import DQNConfig
-from agents.dqn.memory import check_dqn_memory, network_bytes, parameter_count, replay_bytes
+from agents.dqn.memory import (
+    check_dqn_memory,
+    frame_replay_bytes,
+    network_bytes,
+    parameter_count,
+    replay_bytes,
+)
 from agents.dqn.networks import QNetwork
 from agents.tabular.memory import state_count, table_bytes
 from rlsoft.errors import RlsoftError
@@ -39,7 +45,7 @@ def test_parameter_count_matches_torch(options: dict) -> None:
     net = QNetwork(
         6,
         3,
-        list(config.hidden_sizes),
+        [256, 256] if config.hidden_sizes is None else list(config.hidden_sizes),
         config.activation,
         dueling=config.dueling,
         atoms=config.atoms if config.head == "c51" else None,
@@ -148,6 +154,25 @@ def test_dqn_check_uses_both_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
     with pytest.raises(RlsoftError, match=r"lower agent\.buffer_size or agent\.hidden_sizes"):
         check_dqn_memory(_context(config))
+
+
+def test_dqn_check_counts_compact_frames_stored_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MinAtar-like bool images: one byte per cell, each observation once (frame replay)."""
+    space = gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)
+    config = DQNConfig(buffer_size=1_000_000)
+    ctx = _context(config)
+    ctx.observation_space, ctx.action_space = space, gym.spaces.Discrete(3)
+    # 10^6 + 1 + 16 frames of 400 bytes, 22 bytes of bookkeeping per transition
+    replay = (1_000_000 + 1 + 16) * 400 + 1_000_000 * 22
+    assert frame_replay_bytes(1_000_000, 400, 1, 1, 1) == replay
+    need = replay + network_bytes(config, 400, 3, space)
+    monkeypatch.setattr(memory, "available_memory", lambda: need)
+    check_dqn_memory(ctx)
+    monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
+    with pytest.raises(RlsoftError, match=r"replay buffer 0\.393 GiB"):
+        check_dqn_memory(ctx)
+    # storing float32 obs and next_obs would take about 8× as much
+    assert replay_bytes(1_000_000, 400) > 7 * replay
 
 
 def test_dqn_check_leaves_wrong_spaces_to_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,249 @@
+"""Convolutional torsos for image observations, and the choice of network from the space.
+
+Two architectures, each as its paper gives it (convolutions without padding, ReLU after each
+layer; the dense layers after them are ``agent.hidden_sizes``, whose default is the paper's):
+
+* ``nature_cnn`` — Mnih et al. (2015), "Human-level control through deep reinforcement
+  learning", *Nature* 518, Methods: for 84×84×4 inputs, 32 filters 8×8 stride 4, 64 filters
+  4×4 stride 2, 64 filters 3×3 stride 1, then a dense layer of 512 rectifier units and a linear
+  output per action. It needs images of at least 36×36 (the third convolution must see 3×3).
+* ``minatar_cnn`` — Young & Tian (2019), "MinAtar: An Atari-Inspired Testbed for Thorough and
+  Reproducible Reinforcement Learning Experiments" (and ``examples/dqn.py`` of their
+  repository): for 10×10×C inputs, one convolution of 16 filters 3×3 stride 1, then 128
+  rectifier units and the linear output. It needs images of at least 3×3.
+
+A convolution of kernel k and stride s maps a side of n pixels to ``⌊(n − k)/s⌋ + 1``, so the
+Nature network maps 84×84 to 20×20, 9×9 and 7×7 (3,136 features into the 512 units) and the
+MinAtar one 10×10 to 8×8 (1,024 features into the 128 units).
+
+**Image layout.** A 3-D ``Box`` observation is an image either channels first, ``(C, H, W)``
+(what ``FrameStackObservation`` makes of grayscale frames: ``(4, 84, 84)``), or channels last,
+``(H, W, C)`` (Gymnasium's image convention, MinAtar's ``10×10×C``). ``channel_axis: auto``
+reads it as channels first when the first axis is strictly the shortest and as channels last
+otherwise (so MinAtar Seaquest's square ``10×10×10`` is channels last, as MinAtar defines it);
+``first`` or ``last`` says it outright. A 2-D ``uint8`` ``Box`` is one grayscale frame
+``(H, W)``. Channels-last inputs are permuted to torch's ``(N, C, H, W)`` in the forward pass,
+on the batch, without a copy (the permuted view is a channels-last tensor, which
+``torch.nn.functional.conv2d`` takes as it is).
+
+**Inputs.** Bool and integer observations (up to 32 bits) are stored as they come (``uint8``
+frames, MinAtar's ``bool`` channels) and converted to float32 on the agent's device, one
+batch at a time (:meth:`agents.dqn.agent.DQNAgent._as_input`): ``uint8`` observations whose
+bounds are ``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its values
+(bool → 0/1).
+
+**Speed.** The convolutional networks run through torch for acting and learning alike: the
+numpy forward pass (:class:`agents.dqn.networks.NumpyForward`) and the hand-written backward
+pass (:mod:`agents.dqn.fastgrad`) cover MLPs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlsoft.errors import RlsoftError
+
+__all__ = [
+    "CONV_LAYERS",
+    "DENSE_SIZES",
+    "ConvTorso",
+    "NetworkPlan",
+    "conv_output_shape",
+    "input_scale",
+    "plan_network",
+    "storage_dtype",
+    "uses_frame_replay",
+]
+
+ConvLayers = tuple[tuple[int, int, int], ...]
+"""``(filters, kernel, stride)`` per convolution."""
+
+CONV_LAYERS: dict[str, ConvLayers] = {
+    "nature_cnn": ((32, 8, 4), (64, 4, 2), (64, 3, 1)),  # Mnih et al. (2015), Methods
+    "minatar_cnn": ((16, 3, 1),),  # Young & Tian (2019), their DQN network
+}
+DENSE_SIZES: dict[str, tuple[int, ...]] = {
+    "mlp": (256, 256),
+    "nature_cnn": (512,),
+    "minatar_cnn": (128,),
+}
+"""The dense layers each network has when ``agent.hidden_sizes`` is left unset."""
+
+NETWORKS = ("mlp", "nature_cnn", "minatar_cnn")
+
+
+def conv_output_shape(layers: ConvLayers, channels: int, height: int, width: int) -> tuple:
+    """``(C, H, W)`` after ``layers`` (no padding): each side n becomes ``⌊(n − k)/s⌋ + 1``.
+
+    Raises ``ValueError`` when a side shrinks below one pixel.
+    """
+    for filters, kernel, stride in layers:
+        if height < kernel or width < kernel:
+            raise ValueError(f"a {kernel}×{kernel} convolution needs at least {kernel}×{kernel}")
+        channels, height, width = (
+            filters,
+            (height - kernel) // stride + 1,
+            (width - kernel) // stride + 1,
+        )
+    return channels, height, width
+
+
+def min_side(layers: ConvLayers) -> int:
+    """The smallest image side the convolutions accept (inverting ``⌊(n − k)/s⌋ + 1 ≥ m``)."""
+    side = 1
+    for _, kernel, stride in reversed(layers):
+        side = (side - 1) * stride + kernel
+    return side
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """The network chosen for an observation space.
+
+    :ivar name: ``mlp``, ``nature_cnn`` or ``minatar_cnn``.
+    :ivar image: ``(C, H, W)`` for a convolutional network, None for the MLP.
+    :ivar channels_last: the observations are ``(H, W, C)`` (permuted in the forward pass).
+    :ivar dense: widths of the dense layers after the torso (or of the MLP).
+    """
+
+    name: str
+    image: tuple[int, int, int] | None
+    channels_last: bool
+    dense: tuple[int, ...]
+
+    @property
+    def features(self) -> int | None:
+        """Length of the torso's flattened output (None for the MLP)."""
+        if self.image is None:
+            return None
+        return int(np.prod(conv_output_shape(CONV_LAYERS[self.name], *self.image)))
+
+
+def _layout(shape: tuple[int, ...], channel_axis: str) -> tuple[tuple[int, int, int], bool]:
+    """``((C, H, W), channels_last)`` of an image shape (see the module docstring)."""
+    if len(shape) == 2:
+        return (1, shape[0], shape[1]), False
+    first = channel_axis == "first" or (
+        channel_axis == "auto" and shape[0] < shape[1] and shape[0] < shape[2]
+    )
+    if first:
+        return (shape[0], shape[1], shape[2]), False
+    return (shape[2], shape[0], shape[1]), True
+
+
+def plan_network(
+    space: gym.spaces.Box,
+    network: str = "auto",
+    channel_axis: str = "auto",
+    hidden_sizes: Sequence[int] | None = None,
+) -> NetworkPlan:
+    """The network for observations of ``space`` (a ``Box``), or one sentence saying why not.
+
+    ``auto`` picks a convolutional network for images — 3-D spaces, and 2-D ``uint8`` ones
+    (a grayscale frame) — namely ``nature_cnn`` when both sides are at least 36 pixels and
+    ``minatar_cnn`` otherwise; every other space is flattened into the MLP (a 2-D float space
+    such as DeepSea's one-hot grid included).
+    """
+    shape = tuple(int(d) for d in space.shape)
+    image_like = len(shape) == 3 or (len(shape) == 2 and space.dtype == np.uint8)
+    if network == "auto":
+        if not image_like:
+            network = "mlp"
+        else:
+            (_, h, w), _ = _layout(shape, channel_axis)
+            big = min(h, w) >= min_side(CONV_LAYERS["nature_cnn"])
+            network = "nature_cnn" if big else "minatar_cnn"
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; expected auto or one of {NETWORKS}")
+    dense = tuple(DENSE_SIZES[network] if hidden_sizes is None else hidden_sizes)
+    if network == "mlp":
+        return NetworkPlan("mlp", None, False, dense)
+    if len(shape) not in (2, 3):
+        raise RlsoftError(
+            f"agent.network {network} needs image observations (H×W×C, C×H×W or H×W), but "
+            f"this environment's have shape {shape}; use agent.network: mlp or auto"
+        )
+    image, channels_last = _layout(shape, channel_axis)
+    need = min_side(CONV_LAYERS[network])
+    if min(image[1:]) < need:
+        hint = "minatar_cnn" if network == "nature_cnn" else "mlp"
+        raise RlsoftError(
+            f"agent.network {network} needs images of at least {need}×{need} pixels, but this "
+            f"environment's are {image[1]}×{image[2]} (as C×H×W {image}); use agent.network: "
+            f"{hint}, or set agent.channel_axis if the channels were read from the wrong axis"
+        )
+    return NetworkPlan(network, image, channels_last, dense)
+
+
+def storage_dtype(space: gym.spaces.Box) -> np.dtype:
+    """How the replay memory stores observations of ``space``: bool observations and integers
+    of at most four bytes in their own dtype (compact: a ``uint8`` pixel or a bool channel
+    takes one byte against float32's four), everything else (floats, 64-bit integers) as
+    float32, which the network computes in anyway."""
+    dtype = np.dtype(space.dtype)
+    if dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and dtype.itemsize <= 4):
+        return dtype
+    return np.dtype(np.float32)
+
+
+def input_scale(space: gym.spaces.Box) -> float:
+    """The factor observations are multiplied by after conversion to float: 1/255 for
+    ``uint8`` pixels (bounds ``[0, 255]``, as Atari frames), 1 for everything else."""
+    if np.dtype(space.dtype) == np.uint8 and np.all(space.low == 0) and np.all(space.high == 255):
+        return 1.0 / 255.0
+    return 1.0
+
+
+class ConvTorso(nn.Module):
+    """Convolutions with ReLU, flattened: ``(N, C, H, W)`` or ``(N, H, W, C)`` float inputs
+    to ``(N, features)``.
+
+    :param layers: ``(filters, kernel, stride)`` per convolution (:data:`CONV_LAYERS`).
+    :param image: ``(C, H, W)`` of one observation.
+    :param channels_last: inputs arrive as ``(N, H, W, C)`` and are permuted (a view).
+    """
+
+    def __init__(
+        self, layers: ConvLayers, image: tuple[int, int, int], *, channels_last: bool
+    ) -> None:
+        super().__init__()
+        self.image, self.channels_last = tuple(image), channels_last
+        convs, channels = [], image[0]
+        for filters, kernel, stride in layers:
+            convs.append(nn.Conv2d(channels, filters, kernel, stride))
+            channels = filters
+        self.convs = nn.ModuleList(convs)
+        self.out_features = int(np.prod(conv_output_shape(layers, *image)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.image
+        if self.channels_last:
+            x = obs.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        else:
+            x = obs.reshape(-1, c, h, w)
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        return x.flatten(1)
+
+
+def uses_frame_replay(setting: str, plan: NetworkPlan, dtype: np.dtype, frame_stack: int) -> bool:
+    """Whether the agent stores each frame once (``agent.frame_replay``): ``on``/``off`` as
+    said; ``auto`` for images stored compactly (a convolutional network on ``uint8`` or bool
+    observations). ``frame_stack > 1`` without it is one sentence."""
+    if setting == "auto":
+        used = plan.image is not None and np.dtype(dtype) != np.float32
+    else:
+        used = setting == "on"
+    if frame_stack > 1 and not used:
+        raise RlsoftError(
+            f"agent.frame_stack {frame_stack} describes stacked frames for the frame replay, "
+            "which auto leaves off for these observations (not compact images); set "
+            "agent.frame_replay: on, or drop agent.frame_stack"
+        )
+    return used

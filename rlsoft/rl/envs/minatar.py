@@ -1,0 +1,35 @@
+"""MinAtar (Young & Tian 2019) under rlsoft: seeding that makes its episodes replayable.
+
+The ``minatar`` package defines ``MinAtar/<Game>-v0`` (all six actions) and ``-v1`` (the
+game's minimal action set) for Gymnasium (``minatar.gym.register_envs``, which rlsoft calls
+when a config names such an id: :func:`rlsoft.rl.envs.factory.register_optional_envs`), with
+observations
+``Box(0, 1, (10, 10, C), bool)``. Its games draw every random number (sticky actions, spawns,
+the ball's start) from their own ``numpy.random.RandomState``, which ``reset(seed=s)`` reseeds
+and ``reset()`` leaves running. That state is invisible to Gymnasium's ``np_random``, so an
+episode started by an unseeded reset could not be replayed from the environment's generator
+(:mod:`rlsoft.rl.envs.state`, exact resume). :class:`MinAtarSeeding` closes the gap: every
+reset reseeds the game from the environment's ``np_random`` (itself seeded by a seeded
+reset), so each episode is a function of that generator's state and the actions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.utils import seeding
+
+__all__ = ["MinAtarSeeding"]
+
+
+class MinAtarSeeding(gym.Wrapper):
+    """Reseed a MinAtar game from ``env.unwrapped.np_random`` at every reset."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        base = self.unwrapped
+        if seed is not None:
+            base.np_random, _ = seeding.np_random(seed)
+        # MinAtar seeds its RandomState with this integer (any value below 2**32).
+        game_seed = int(base.np_random.integers(2**32))
+        return self.env.reset(seed=game_seed, options=options)

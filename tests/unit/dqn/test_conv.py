@@ -1,0 +1,313 @@
+"""Convolutional Q-networks: the papers' architectures counted by hand, the image layouts,
+compact replay storage and the conversion to float on the batch, every head and target on
+top of a convolutional torso, and the frame replay wired into the agent."""
+
+from __future__ import annotations
+
+import itertools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agents.dqn import DQNAgent, DQNConfig
+from agents.dqn.conv import ConvTorso, plan_network, storage_dtype
+from agents.dqn.memory import frame_replay_bytes, parameter_count, replay_bytes
+from rlsoft.errors import RlsoftError
+from rlsoft.explore.policies import Boltzmann, EpsilonGreedy
+from rlsoft.rl.frame_replay import FrameReplayBuffer
+from rlsoft.rl.replay import ReplayBuffer
+
+MINATAR = gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)  # MinAtar Breakout: 10×10×4
+ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)  # FrameStackObservation of 84×84 frames
+TINY = gym.spaces.Box(0, 1, (5, 5, 2), np.bool_)
+SMALL = {
+    "batch_size": 8,
+    "buffer_size": 256,
+    "learning_starts": 16,
+    "train_freq": 4,
+    "gradient_steps": 2,
+    "target_update_interval": 20,
+}
+
+
+def make_agent(space=TINY, n_actions=3, seed=0, num_envs=2, policy=None, **overrides):
+    return DQNAgent(
+        observation_space=space,
+        action_space=gym.spaces.Discrete(n_actions),
+        policy=policy or EpsilonGreedy(0.2),
+        config=DQNConfig(**{**SMALL, **overrides}),
+        rng=np.random.default_rng(seed),
+        torch_seed=seed,
+        num_envs=num_envs,
+    )
+
+
+def feed(agent, vector_steps, seed=0, start=0, obs=None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Drive the agent with random image streams of its space whose consecutive observations
+    chain (``next_obs`` is the next ``obs`` unless the episode ended), as a real env's do,
+    from ``obs`` when given; returns the actions and the observation to continue from."""
+    rng = np.random.default_rng(seed)
+    n, shape, dtype = agent.num_envs, agent.obs_shape, agent.obs_dtype
+
+    def draw():
+        if dtype == np.bool_:
+            return rng.random((n, *shape)) < 0.3
+        return rng.integers(0, 256, (n, *shape)).astype(dtype)
+
+    obs, actions = draw() if obs is None else obs, []
+    for t in range(start, start + vector_steps):
+        a = agent.act(obs, t * n)
+        actions.append(a)
+        next_obs = draw()
+        terminated, truncated = rng.random(n) < 0.05, rng.random(n) < 0.05
+        agent.observe(obs, a, rng.normal(size=n), next_obs, terminated, truncated, t * n)
+        reset = draw()
+        done = (terminated | truncated).reshape(-1, *([1] * len(shape)))
+        obs = np.where(done, reset, next_obs)
+    return actions, obs
+
+
+# --------------------------------------------------------------------------------------------
+# The papers' architectures, counted by hand
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_shapes(torso: ConvTorso, x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes = []
+    x = x.permute(0, 3, 1, 2) if torso.channels_last else x
+    for conv in torso.convs:
+        x = conv(x)
+        shapes.append(tuple(x.shape[1:]))
+    return shapes
+
+
+def test_nature_cnn_is_mnih_et_al_2015():
+    """84×84×4 → 32 8×8/4 → 64 4×4/2 → 64 3×3/1 → 512 → A (Mnih et al. 2015, Methods)."""
+    agent = make_agent(ATARI, n_actions=6, buffer_size=64)
+    assert agent.plan.name == "nature_cnn" and not agent.plan.channels_last
+    torso = agent.online.torso
+    x = torch.zeros(2, 4, 84, 84)
+    # (84 − 8)/4 + 1 = 20, (20 − 4)/2 + 1 = 9, 9 − 3 + 1 = 7
+    assert _conv_shapes(torso, x) == [(32, 20, 20), (64, 9, 9), (64, 7, 7)]
+    assert torso(x).shape == (2, 64 * 7 * 7)
+    expected = (
+        (4 * 8 * 8 + 1) * 32  # 8,224
+        + (32 * 4 * 4 + 1) * 64  # 32,832
+        + (64 * 3 * 3 + 1) * 64  # 36,928
+        + (3136 + 1) * 512  # 1,606,144
+        + (512 + 1) * 6  # 3,078
+    )
+    assert expected == 1_687_206
+    assert sum(p.numel() for p in agent.online.parameters()) == expected
+    assert parameter_count(agent.config, 4 * 84 * 84, 6, ATARI) == expected
+    assert agent.online(x).shape == (2, 6)
+
+
+def test_minatar_cnn_is_young_and_tian_2019():
+    """10×10×C → 16 3×3/1 → 128 → A (Young & Tian 2019, their examples/dqn.py)."""
+    agent = make_agent(MINATAR, n_actions=3)
+    assert agent.plan.name == "minatar_cnn" and agent.plan.channels_last
+    torso = agent.online.torso
+    x = torch.zeros(5, 10, 10, 4)
+    assert _conv_shapes(torso, x) == [(16, 8, 8)]
+    expected = (4 * 3 * 3 + 1) * 16 + (16 * 8 * 8 + 1) * 128 + (128 + 1) * 3
+    assert expected == 592 + 131_200 + 387
+    assert sum(p.numel() for p in agent.online.parameters()) == expected
+    assert parameter_count(agent.config, 400, 3, MINATAR) == expected
+    for options in ({"dueling": True}, {"head": "c51", "atoms": 11, "dueling": True}):
+        config = DQNConfig(**options)
+        net = make_agent(MINATAR, n_actions=3, **options).online
+        assert parameter_count(config, 400, 3, MINATAR) == sum(p.numel() for p in net.parameters())
+
+
+def test_channels_last_q_values_match_a_reference_forward_pass():
+    """Q(s) of the MinAtar network on H×W×C bools equals the network written out in torch's
+    functional API on the transposed C×H×W floats, as MinAtar's own example feeds it."""
+    agent = make_agent(MINATAR, n_actions=3, dueling=True)
+    obs = np.random.default_rng(0).random((7, 10, 10, 4)) < 0.2
+    net = agent.online
+    x = torch.from_numpy(np.transpose(obs, (0, 3, 1, 2)).astype(np.float32))
+    conv = net.torso.convs[0]
+    h = F.relu(F.conv2d(x, conv.weight, conv.bias)).reshape(7, -1)
+    h = F.relu(F.linear(h, net.body[0].weight, net.body[0].bias))
+    v = F.linear(h, net.value.weight, net.value.bias)
+    a = F.linear(h, net.advantage.weight, net.advantage.bias)
+    expected = (v + a - a.mean(1, keepdim=True)).detach().numpy()
+    np.testing.assert_allclose(agent.q_values(obs), expected, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the network and the layout
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "network", "image", "channels_last"),
+    [
+        ((10, 10, 4), np.bool_, "minatar_cnn", (4, 10, 10), True),
+        ((10, 10, 10), np.bool_, "minatar_cnn", (10, 10, 10), True),  # MinAtar Seaquest
+        ((4, 84, 84), np.uint8, "nature_cnn", (4, 84, 84), False),
+        ((84, 84, 4), np.uint8, "nature_cnn", (4, 84, 84), True),
+        ((84, 84), np.uint8, "nature_cnn", (1, 84, 84), False),
+        ((4,), np.float32, "mlp", None, False),
+        ((5, 5), np.float32, "mlp", None, False),  # DeepSea's one-hot grid stays an MLP
+    ],
+)
+def test_auto_picks_the_network_from_the_space(shape, dtype, network, image, channels_last):
+    plan = plan_network(gym.spaces.Box(0, 1, shape, dtype))
+    assert (plan.name, plan.image, plan.channels_last) == (network, image, channels_last)
+
+
+def test_channel_axis_override_and_unusable_images_are_one_sentence():
+    square = gym.spaces.Box(0, 1, (6, 6, 6), np.uint8)
+    assert plan_network(square, "auto", "first").channels_last is False
+    assert plan_network(square, "auto", "last").channels_last is True
+    with pytest.raises(RlsoftError, match=r"nature_cnn needs images of at least 36×36.*"):
+        plan_network(MINATAR, "nature_cnn")
+    with pytest.raises(RlsoftError, match=r"minatar_cnn needs image observations.*use"):
+        plan_network(gym.spaces.Box(-1, 1, (4,), np.float32), "minatar_cnn")
+    with pytest.raises(RlsoftError, match=r"minatar_cnn needs images of at least 3×3"):
+        plan_network(gym.spaces.Box(0, 1, (2, 2, 9), np.uint8), "minatar_cnn")
+    with pytest.raises(ValueError, match="channel_axis 'last' applies to the convolutional"):
+        DQNConfig(network="mlp", channel_axis="last")
+    with pytest.raises(ValueError, match="frame_replay is off"):
+        DQNConfig(frame_stack=4, frame_replay="off")
+    with pytest.raises(RlsoftError, match=r"agent\.frame_stack 4 describes stacked frames"):
+        make_agent(gym.spaces.Box(-1, 1, (4, 8, 8), np.float32), frame_stack=4)
+    with pytest.raises(RlsoftError, match=r"agent\.frame_stack 3 does not fit"):
+        make_agent(gym.spaces.Box(0, 255, (4, 40, 40), np.uint8), frame_stack=3)
+
+
+def test_mlp_on_a_flattened_image_is_still_possible():
+    agent = make_agent(MINATAR, network="mlp", hidden_sizes=[8])
+    assert agent.online.torso is None and agent._numpy_forward is not None
+    assert agent.q_values(np.zeros((2, 10, 10, 4), bool)).shape == (2, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Compact storage, conversion on the batch
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame_replay", ["off", "on"])
+@pytest.mark.parametrize("space", [MINATAR, ATARI], ids=["bool", "uint8"])
+def test_observations_are_stored_compactly_and_the_estimate_is_exact(space, frame_replay):
+    agent = make_agent(space, buffer_size=100, num_envs=3, frame_replay=frame_replay)
+    buffer = agent.buffer
+    one = int(np.prod(space.shape))  # bytes of one observation at one byte per number
+    if frame_replay == "off":
+        assert isinstance(buffer, ReplayBuffer)
+        assert buffer.obs.dtype == space.dtype and buffer.next_obs.dtype == space.dtype
+        arrays = (buffer.obs, buffer.next_obs, buffer.actions, buffer.rewards,
+                  buffer.terminated, buffer.done)  # fmt: skip
+        nbytes = sum(a.nbytes for a in arrays)
+        # 102 transitions (100 rounded up to 3 envs), obs + next_obs at one byte per number
+        assert nbytes == 102 * (2 * one + 8 + 4 + 1 + 1)
+        assert replay_bytes(100, one, 3, obs_itemsize=1) == nbytes
+    else:
+        assert isinstance(buffer, FrameReplayBuffer) and buffer.frames.dtype == space.dtype
+        # 102 + 1·3 frames in the ring, 16 in the side table, 22 bytes of bookkeeping each
+        assert buffer.nbytes == (102 + 3 + 16) * one + 102 * 22
+        assert frame_replay_bytes(100, one, 1, 3, obs_itemsize=1) == buffer.nbytes
+
+
+def test_storage_dtypes():
+    assert storage_dtype(MINATAR) == np.bool_ and storage_dtype(ATARI) == np.uint8
+    assert storage_dtype(gym.spaces.Box(-5, 5, (3,), np.int16)) == np.int16
+    # wider than float32: no saving, so as before (the network computes in float32)
+    assert storage_dtype(gym.spaces.Box(-5, 5, (3,), np.int64)) == np.float32
+    assert storage_dtype(gym.spaces.Box(-1.0, 1.0, (3,), np.float64)) == np.float32
+
+
+def test_auto_frame_replay_is_on_for_compact_images_only():
+    assert isinstance(make_agent(MINATAR).buffer, FrameReplayBuffer)
+    assert isinstance(make_agent(gym.spaces.Box(0, 1, (5, 5, 2))).buffer, ReplayBuffer)
+    assert isinstance(make_agent(gym.spaces.Box(0, 255, (6,), np.uint8)).buffer, ReplayBuffer)
+
+
+def test_batches_stay_compact_until_converted_on_the_device():
+    agent = make_agent(ATARI, buffer_size=64, batch_size=4, learning_starts=10**6)
+    feed(agent, 12)
+    batch = agent._sample(5)
+    assert batch["obs"].dtype == torch.uint8 and batch["next_obs"].dtype == torch.uint8
+    x = agent._as_input(batch["obs"])
+    assert x.dtype == torch.float32 and x.device == agent.device
+    np.testing.assert_allclose(x.numpy(), batch["obs"].numpy() / 255.0, rtol=1e-6, atol=0)
+    flags = make_agent(MINATAR)
+    bools = torch.from_numpy(np.random.default_rng(1).random((3, 10, 10, 4)) < 0.5)
+    np.testing.assert_array_equal(flags._as_input(bools).numpy(), bools.numpy().astype(np.float32))
+
+
+def test_uint8_vectors_are_scaled_on_the_numpy_path_too():
+    space = gym.spaces.Box(0, 255, (6,), np.uint8)
+    agent = make_agent(space, hidden_sizes=[8])
+    obs = np.random.default_rng(2).integers(0, 256, (4, 6)).astype(np.uint8)
+    with torch.no_grad():
+        expected = agent.online(torch.from_numpy(obs.astype(np.float64) / 255.0).float())
+    np.testing.assert_allclose(agent.q_values(obs), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Every head, target and exploration rule on a convolutional torso
+# --------------------------------------------------------------------------------------------
+
+OPTIONS = [
+    {"head": head, "target": target, "dueling": dueling, "double": double}
+    for head, target, dueling, double in itertools.product(
+        ["q", "c51"], ["standard", "soft", "munchausen"], [False, True], [False, True]
+    )
+    if not (double and target != "standard") and (dueling == double or target != "standard")
+]
+for i, options in enumerate(OPTIONS):
+    options["n_step"] = 3 if options["target"] == "standard" and i % 2 else 1
+    options["tau"] = 0.5 if i % 3 == 0 else 1.0
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_every_head_and_target_trains_on_a_conv_torso(options):
+    policy = Boltzmann(1.0) if options["target"] != "standard" else EpsilonGreedy(0.3)
+    agent = make_agent(policy=policy, **options)
+    actions, _ = feed(agent, 30)
+    assert all(a.shape == (2,) for a in actions)
+    assert agent.updates > 0
+    assert all(np.isfinite(v) for v in agent.metrics().values())
+    assert torch.isfinite(agent._flat).all()
+
+
+def test_frame_replay_and_transition_replay_learn_identically():
+    """The frame replay samples the same transitions for the same generator state, so a run
+    with it ends with the parameters of a run that stores whole transitions, bit for bit."""
+    runs = []
+    for frame_replay in ("on", "off"):
+        agent = make_agent(seed=4, frame_replay=frame_replay, n_step=3, double=True)
+        runs.append((feed(agent, 60, seed=9)[0], agent))
+    (acts_a, a), (acts_b, b) = runs
+    assert isinstance(a.buffer, FrameReplayBuffer) and isinstance(b.buffer, ReplayBuffer)
+    np.testing.assert_array_equal(np.concatenate(acts_a), np.concatenate(acts_b))
+    torch.testing.assert_close(a._flat, b._flat, rtol=0, atol=0)
+
+
+def test_a_stacking_mismatch_is_one_sentence():
+    agent = make_agent(gym.spaces.Box(0, 255, (2, 40, 40), np.uint8), frame_stack=2)
+    obs = np.zeros((2, 2, 40, 40), np.uint8)
+    obs[:, 0] = 7  # not padded with the reset frame: not what FrameStackObservation makes
+    with pytest.raises(RlsoftError, match="frame replay cannot store these observations"):
+        agent.observe(obs, np.zeros(2, int), np.zeros(2), obs, [False] * 2, [False] * 2, 0)
+
+
+@pytest.mark.parametrize("options", [{}, {"head": "c51", "frame_replay": "off", "n_step": 2}])
+def test_conv_save_load_round_trip_continues_identically(tmp_path, options):
+    a = make_agent(MINATAR, seed=1, **options)
+    _, last = feed(a, 40, seed=5)
+    a.save(tmp_path / "agent.pt")
+    b = make_agent(MINATAR, seed=99, **options)
+    b.load(tmp_path / "agent.pt")
+    acts_a, _ = feed(a, 30, seed=6, start=40, obs=last)
+    acts_b, _ = feed(b, 30, seed=6, start=40, obs=last)
+    np.testing.assert_array_equal(np.concatenate(acts_a), np.concatenate(acts_b))
+    torch.testing.assert_close(a._flat, b._flat, rtol=0, atol=0)
+    with pytest.raises(RlsoftError, match=r"different network.*network='auto'"):
+        make_agent(MINATAR, network="mlp", **options).load(tmp_path / "agent.pt")

@@ -1,0 +1,77 @@
+"""MinAtar through rlsoft: the missing extra is one sentence, and episodes replay exactly."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import agents  # noqa: F401 - registers the agents
+from rlsoft.errors import ConfigError, RlsoftError
+from rlsoft.rl.envs import factory
+from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_vector_env
+from rlsoft.run.config import EnvConfig, validate_config
+
+EXTRA = "install it with: pip install 'rlsoft[minatar]'"
+
+
+def test_a_missing_minatar_names_the_extra(monkeypatch):
+    """Without the package the id is unregistered and its import fails: one sentence."""
+    for env_id in [k for k in gym.registry if k.startswith("MinAtar/")]:
+        monkeypatch.delitem(gym.registry, env_id)
+    monkeypatch.setitem(sys.modules, "minatar.gym", None)  # makes `import minatar.gym` fail
+    with pytest.raises(RlsoftError, match=r"needs the minatar package, which is not installed"):
+        factory.register_optional_envs("MinAtar/Breakout-v1")
+    with pytest.raises(ConfigError) as info:
+        validate_config({"env": {"id": "MinAtar/Breakout-v1"}, "agent": {"type": "dqn"}})
+    assert EXTRA in str(info.value) and "\n" not in str(info.value)
+    factory.register_optional_envs("CartPole-v1")  # other ids: nothing to import
+
+
+def test_minatar_ids_are_registered_when_the_plugin_entry_point_did_not(monkeypatch):
+    """Gymnasium does not load minatar's plugin entry point by itself, so the ids exist only
+    once ``minatar.gym.register_envs`` ran: validating a config's id calls it."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    for env_id in [k for k in gym.registry if k.startswith("MinAtar/")]:
+        monkeypatch.delitem(gym.registry, env_id)
+    assert "MinAtar/Freeway-v1" not in gym.registry
+    config = EnvConfig(id="MinAtar/Freeway-v1")  # validating the id registers it
+    assert config.id in gym.registry
+    env = factory.make_env(config)
+    assert env.action_space.n == 3 and env.observation_space.shape == (10, 10, 7)
+    env.close()
+
+
+def test_minatar_episodes_replay_exactly_from_the_environment_generator():
+    """MinAtar draws from its own RandomState; rlsoft reseeds it from np_random at every
+    reset, so a snapshot taken after several unseeded autoresets replays into fresh copies
+    that then step identically (what exact resume needs)."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    config = EnvConfig(id="MinAtar/Breakout-v1", num_envs=2)
+
+    def vector() -> gym.vector.VectorEnv:
+        return factory.make_vector_env(config, wrap=EpisodeRecorder)
+
+    original, restored = vector(), vector()
+    space = original.single_observation_space
+    assert space.dtype == np.bool_ and space.shape == (10, 10, 4)
+    rng = np.random.default_rng(0)
+    original.reset(seed=7)
+    ends = 0
+    for _ in range(400):
+        *_, terminated, truncated, _ = original.step(rng.integers(0, 3, 2))
+        ends += int(np.sum(terminated | truncated))
+    assert ends >= 4  # the snapshot falls after unseeded resets
+    snapshots = json.loads(json.dumps(snapshot_vector_env(original)))
+    restored.reset(seed=123)
+    restore_vector_env(restored, snapshots)
+    for _ in range(400):
+        actions = rng.integers(0, 3, 2)
+        a, b = original.step(actions), restored.step(actions)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+    original.close()
+    restored.close()
