@@ -91,7 +91,7 @@ def test_ensemble_memory_matches_torch_and_numpy(ensemble: dict, dueling: bool) 
     buffer = ReplayBuffer(10, (6,), num_envs=2, mask_size=ensemble["heads"])
     arrays = (buffer.obs, buffer.next_obs, buffer.actions, buffer.rewards, buffer.terminated,
               buffer.done, buffer.masks)  # fmt: skip
-    assert replay_bytes(10, 6, 2, ensemble["heads"]) == sum(a.nbytes for a in arrays)
+    assert replay_bytes(10, 6, 2, mask_size=ensemble["heads"]) == sum(a.nbytes for a in arrays)
 
 
 def test_meminfo_and_cgroup_are_read(tmp_path: Path) -> None:
