@@ -110,12 +110,20 @@ def test_shipped_deepsea_comparison_is_valid(tmp_path):
     )
     sizes = [4, 6, 8, 10, 12]
     assert comparison.envs == [f"rlsoft/DeepSea-v0 size={n}" for n in sizes]
-    assert comparison.variants == ["epsilon_greedy", "boltzmann"]
+    # the methods issue 14 names: two dithering ones, NoisyNet, Bootstrapped DQN without and
+    # with randomized priors
+    methods = ["epsilon_greedy", "boltzmann", "noisynet", "bootstrapped", "bootstrapped_prior"]
+    assert comparison.variants == methods
     assert len(comparison.seeds) >= 5
-    assert len(comparison.runs) == len(sizes) * 2 * len(comparison.seeds)
+    assert len(comparison.runs) == len(sizes) * len(methods) * len(comparison.seeds)
     for spec in comparison.runs:
         n, train = spec.config["env"]["kwargs"]["size"], spec.config["train"]
         assert spec.config["agent"]["type"] == "dqn"
+        ensemble = spec.config["agent"].get("ensemble")
+        if spec.variant.startswith("bootstrapped"):
+            assert ensemble["prior_scale"] == (3.0 if spec.variant.endswith("prior") else 0.0)
+        else:
+            assert ensemble is None
         assert train["total_steps"] == 1000 * n  # the same 1,000-episode budget at every size
         assert train["eval_every"] == train["log_every"] == 10 * n
     assert 0 < comparison.definition["analysis"]["return_threshold"] < 0.99
