@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -249,6 +250,11 @@ def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # rlsoft's config models need no pydantic plugins, and looking for them scans every
+    # installed distribution's entry points at the first model (about 8 ms of the 0.3 s a
+    # config error may take, scripts/bench_startup.py). PYDANTIC_DISABLE_PLUGINS is pydantic's
+    # documented switch; a value the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -74,6 +74,7 @@ class StrictModel(BaseModel):
         extra="forbid",
         validate_assignment=True,
         allow_inf_nan=False,
+        defer_build=True,
     )
 
 
