@@ -57,10 +57,11 @@ full-batch softmax regression's (1078, 10) float64 0.59 and (4096, 1000) 0.80 (t
 So each target type takes the faster one; the fused function also always serves the rows
 torch's kernel cannot (masked classes: see :func:`torch_cross_entropy`) and accelerators."""
 
-# torch's CPU log_softmax along the last axis costs ~80 ns per row when a row is shorter than a
-# SIMD vector or two (20 µs for (256, 6), against 4 µs for (256, 16)); its kernel for a leading
-# axis vectorises across rows instead (5 µs for the same (256, 6) values seen as (6, 256)).
-# Below a few hundred entries the last-axis kernel is the faster one.
+# torch's CPU log_softmax along the last axis pays a fixed cost per row when a row is shorter
+# than a SIMD vector or two, so (256, 6) costs several times (256, 16); its kernel for a leading
+# axis vectorises across rows instead (the same (256, 6) values seen as (6, 256)). Below a few
+# hundred entries the last-axis kernel is the faster one. (Since the index path with fewer
+# than 10 classes takes F.cross_entropy, this serves rows of 10 to 15 classes and masked rows.)
 _SHORT_ROW = 16
 _MANY_ENTRIES = 256
 

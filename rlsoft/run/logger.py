@@ -100,7 +100,7 @@ class RunLogger:
 
         One event holding every tag's value rather than one event per tag: TensorBoard reads
         each value of an event's summary as its own tag, and each event costs a
-        serialisation, a checksum and a queue hand-off (about 60 µs).
+        serialisation, a checksum and a queue hand-off.
         """
         from tensorboard.compat.proto.summary_pb2 import Summary
 
