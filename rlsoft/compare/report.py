@@ -252,6 +252,13 @@ def describe_config(config: dict[str, Any]) -> str:
         text += f" (initial Q {agent['initial_q']:g})"
     if isinstance(agent.get("count_bonus"), (int, float)) and agent["count_bonus"] > 0:
         text += f" (count bonus β={agent['count_bonus']:g})"
+    if agent.get("noisy") is True:
+        text += " (NoisyNet)"
+    ensemble = agent.get("ensemble")
+    if isinstance(ensemble, dict):
+        heads, prior = ensemble.get("heads", 10), ensemble.get("prior_scale", 3.0)
+        text += f" (bootstrapped, {heads} heads"
+        text += f", prior β={prior:g})" if prior else ", no prior)"
     exploration = config.get("exploration") or {}
     policy = exploration.get("policy", "epsilon_greedy")
     if policy == "epsilon_greedy":

@@ -215,6 +215,16 @@ def test_describe_config_names_exploration_bonuses_and_ez_greedy():
     assert describe_config(config) == "Q-learning, εz-greedy (ε=0.2, μ=1.5)"
 
 
+def test_describe_config_names_noisynet_and_bootstrapped_dqn():
+    config = taxi_config("x", "greedy")
+    config["agent"] = {"type": "dqn", "noisy": True}
+    assert describe_config(config) == "DQN (NoisyNet), greedy"
+    config["agent"] = {"type": "dqn", "ensemble": {"heads": 10, "prior_scale": 3.0}}
+    assert describe_config(config) == "DQN (bootstrapped, 10 heads, prior β=3), greedy"
+    config["agent"] = {"type": "dqn", "ensemble": {"heads": 4, "prior_scale": 0.0}}
+    assert describe_config(config) == "DQN (bootstrapped, 4 heads, no prior), greedy"
+
+
 def test_describe_config_names_agents_by_their_registered_title(request):
     """The titles come from the registry: a newly registered agent type is named by its
     title, and an unknown type by itself."""
