@@ -178,13 +178,13 @@ class AtariLearningSignal(gym.Wrapper):
         self._lives = lives
         info[LEARN_REWARD] = float(np.sign(reward)) if self.clip_rewards else float(reward)
         info[LEARN_TERMINATED] = bool(terminated or life_lost)
-        if life_lost:
-            info[LEARN_FINAL_OBS] = obs
-            self._since_life = 0
-            obs = self._pad(obs)
-        elif self.terminal_on_life_loss and self._since_life < self.frame_stack:
-            self._since_life += 1
-            obs = self._pad(obs)
+        if self.terminal_on_life_loss:
+            self._since_life = min(self._since_life + 1, self.frame_stack)
+            obs = self._pad(obs)  # the stack within the current learning episode
+            if life_lost:
+                info[LEARN_FINAL_OBS] = obs
+                self._since_life = 0
+                obs = self._pad(obs)
         return obs, reward, terminated, truncated, info
 
     def _pad(self, obs: np.ndarray) -> np.ndarray:
