@@ -23,13 +23,13 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-from gymnasium.vector import AutoresetMode  # noqa: E402
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
 
-from rlsoft.rl.envs.factory import make_vector_env  # noqa: E402
-from rlsoft.rl.envs.state import EpisodeRecorder  # noqa: E402
-from rlsoft.run.config import EnvConfig  # noqa: E402
+from rlsoft.rl.envs.factory import make_vector_env
+from rlsoft.rl.envs.state import EpisodeRecorder
+from rlsoft.run.config import EnvConfig
 
 
 def steps_per_second(env: gym.vector.VectorEnv, steps: int, seed: int = 0) -> float:

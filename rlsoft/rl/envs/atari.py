@@ -39,9 +39,9 @@ thread): native/Gymnasium steps per second 2.30 at ``num_envs`` 1, 2.38 at 4, 2.
 * its reward clipping and episodic life change the rewards and episodes it *returns*, so the
   reported score would no longer be the game's, and life loss would end the driver's episode;
   rlsoft keeps both apart (:class:`AtariLearningSignal`);
-* the environment is not the bottleneck of DQN from pixels on a CPU: the Nature CNN's forward
-  pass for acting and its gradient steps cost more per agent step than the ≈ 2 ms the
-  Gymnasium stack takes, so the native env would save a small fraction of a training step.
+* a training step also pays for the Nature CNN's forward pass (acting) and, every
+  ``train_freq`` steps, a gradient step, so the environment's share of a DQN step, and what
+  the native env would save of it, is smaller than these ratios.
 
 (It does offer same-step autoreset: the benchmark runs it with
 ``autoreset_mode=SAME_STEP``.)
