@@ -201,7 +201,8 @@ class AtariLearningSignal(gym.Wrapper):
         if self.terminal_on_life_loss:
             self._since_life = min(self._since_life + 1, self.frame_stack)
             obs = self._pad(obs)  # the stack within the current learning episode
-            if life_lost:
+            # A truncated game ends here anyway: its last observation stays the successor.
+            if life_lost and not truncated:
                 info[LEARN_FINAL_OBS] = obs
                 self._since_life = 0
                 obs = self._pad(obs)
