@@ -98,7 +98,10 @@ class EnvDriver:
     def advance(self, budget: int, step: int) -> int:
         if self.vectorized:
             iterations = -(-budget // self.num_envs)
-            self._advance_vector(iterations, step)
+            if self.num_envs == 1:
+                self._advance_one(iterations, step)
+            else:
+                self._advance_vector(iterations, step)
             return iterations * self.num_envs
         self._advance_single(budget, step)
         return budget
@@ -126,33 +129,68 @@ class EnvDriver:
             obs = next_obs
         self.obs, self._ep_return, self._ep_length = obs, ep_return, ep_length
 
-    def _advance_vector(self, iterations: int, step: int) -> None:
+    def _advance_one(self, n: int, step: int) -> None:
+        """:meth:`_advance_vector` for a vector of one environment, with the episode
+        bookkeeping in Python scalars: numpy's per-call cost on length-1 arrays was a tenth
+        of a collection step (``scripts/bench_dqn.py --collect-only``)."""
         act, observe, env_step = self.agent.act, self.agent.observe, self.env.step
         end_episode = self._policy_episode_end()
         obs = self.obs
+        ep_return, ep_length = float(self._ep_return[0]), int(self._ep_length[0])
+        returns, lengths = self._returns, self._lengths
+        for step in range(step, step + n):  # noqa: B020 - the global step advances here
+            actions = act(obs, step)
+            next_obs, rewards, terminated, truncated, infos = env_step(actions)
+            ep_return += float(rewards[0])
+            ep_length += 1
+            if terminated[0] or truncated[0]:
+                # Same-step autoreset: the successor is the final observation in the info.
+                real_next = next_obs.copy()
+                real_next[0] = infos["final_obs"][0]
+                observe(obs, actions, rewards, real_next, terminated, truncated, step)
+                returns.append(ep_return)
+                lengths.append(ep_length)
+                ep_return, ep_length = 0.0, 0
+                if end_episode is not None:
+                    end_episode(0)
+            else:
+                observe(obs, actions, rewards, next_obs, terminated, truncated, step)
+            obs = next_obs
+        self.obs = obs
+        self._ep_return[0], self._ep_length[0] = ep_return, ep_length
+
+    def _advance_vector(self, iterations: int, step: int) -> None:
+        act, observe, env_step = self.agent.act, self.agent.observe, self.env.step
+        end_episode = self._policy_episode_end()
+        obs, ep_return, ep_length = self.obs, self._ep_return, self._ep_length
+        num_envs = self.num_envs
         for _ in range(iterations):
             actions = act(obs, step)
             next_obs, rewards, terminated, truncated, infos = env_step(actions)
+            ep_return += rewards
+            ep_length += 1
             done = terminated | truncated
-            real_next = next_obs
-            if done.any():
-                # Same-step autoreset: next_obs already starts the new episode for finished
-                # envs; the transition's successor is the final observation in the info.
-                real_next = next_obs.copy()
-                for i in np.flatnonzero(done):
-                    real_next[i] = infos["final_obs"][i]
+            if not done.any():  # the common case, kept to the bare minimum of work
+                observe(obs, actions, rewards, next_obs, terminated, truncated, step)
+                obs = next_obs
+                step += num_envs
+                continue
+            # Same-step autoreset: next_obs already starts the new episode for finished envs;
+            # the transition's successor is the final observation in the info.
+            real_next = next_obs.copy()
+            finished = np.flatnonzero(done)
+            for i in finished:
+                real_next[i] = infos["final_obs"][i]
             observe(obs, actions, rewards, real_next, terminated, truncated, step)
-            self._ep_return += rewards
-            self._ep_length += 1
-            for i in np.flatnonzero(done):
-                self._returns.append(float(self._ep_return[i]))
-                self._lengths.append(int(self._ep_length[i]))
-                self._ep_return[i] = 0.0
-                self._ep_length[i] = 0
+            for i in finished:
+                self._returns.append(float(ep_return[i]))
+                self._lengths.append(int(ep_length[i]))
+                ep_return[i] = 0.0
+                ep_length[i] = 0
                 if end_episode is not None:
                     end_episode(int(i))
             obs = next_obs
-            step += self.num_envs
+            step += num_envs
         self.obs = obs
 
     def _policy_episode_end(self) -> Any:
