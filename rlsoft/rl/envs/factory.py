@@ -250,6 +250,12 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
     return env
 
 
+LEAN_SINGLE_ENV = True
+"""Whether one synchronous copy is stepped by :class:`~rlsoft.rl.envs.single_vector.
+SingleVectorEnv` rather than ``gymnasium.make_vec``'s ``SyncVectorEnv`` (same outputs);
+``scripts/bench_dqn.py --collect-only`` turns it off for one row to measure the difference."""
+
+
 def make_vector_env(
     config: EnvSpec, wrap: Callable[[gym.Env], gym.Env] | None = None
 ) -> gym.vector.VectorEnv:
@@ -267,7 +273,7 @@ def make_vector_env(
     :param wrap: applied to each sub-environment outside the config's wrappers (e.g. an
         episode recorder for exact resume); ``make_vec``'s ``wrappers`` wrap every copy.
     """
-    if config.num_envs == 1 and config.vectorization == "sync":
+    if config.num_envs == 1 and config.vectorization == "sync" and LEAN_SINGLE_ENV:
         from rlsoft.rl.envs.single_vector import SingleVectorEnv
 
         env = make_env(config)
