@@ -17,8 +17,8 @@ unclipped score, and an episode runs to game over (or the 108,000-frame limit of
 so ``charts/episodic_return`` and every evaluation report game scores, as the papers do.
 What the agent *learns from* is put beside them in ``info`` by :class:`AtariLearningSignal`:
 the clipped reward ``sign(r)`` (Mnih et al. 2015) and, optionally, ``terminated`` at every
-loss of a life. :func:`learning_signal_single` and :func:`learning_signal_vector` are the
-driver's hook that reads them.
+loss of a life. :class:`LearningSignalHook` (with :func:`learning_signal_single` and
+:func:`learning_signal_vector`) is the driver's hook that reads them.
 
 Sticky actions draw from ALE's own generator, which Gymnasium's ``np_random`` does not
 cover; :class:`AleSeeding` reseeds the emulator from ``np_random`` at every reset (as
@@ -63,6 +63,7 @@ __all__ = [
     "AleSeeding",
     "AtariLearningSignal",
     "AtariSettings",
+    "LearningSignalHook",
     "atari_make_kwargs",
     "atari_wrappers",
     "is_atari_id",
@@ -218,6 +219,37 @@ class AtariLearningSignal(gym.Wrapper):
         padded = np.array(obs, copy=True)
         padded[: k - 1 - m] = padded[k - 1 - m]
         return padded
+
+
+class LearningSignalHook:
+    """The driver's hook: ``step`` calls the env's step and keeps its info; ``observe`` calls
+    the agent's with the learning signal in that info (:func:`learning_signal_vector` for a
+    vector env, :func:`learning_signal_single` for one env) in place of the env's reward,
+    successor and ``terminated``. The driver's loops use the pair in place of ``env.step`` and
+    ``agent.observe`` and keep counting the env's own rewards and episodes — the game's."""
+
+    def __init__(self, env_step: Any, observe: Any, *, vector: bool) -> None:
+        self._env_step, self._observe = env_step, observe
+        self._signal = learning_signal_vector if vector else learning_signal_single
+        self._info: dict[str, Any] = {}
+
+    def step(self, action: Any) -> Any:
+        result = self._env_step(action)
+        self._info = result[4]
+        return result
+
+    def observe(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+        step: int,
+    ) -> None:
+        reward, next_obs, terminated = self._signal(reward, next_obs, terminated, self._info)
+        self._observe(obs, action, reward, next_obs, terminated, truncated, step)
 
 
 def learning_signal_single(
