@@ -231,8 +231,11 @@ class DQNAgent:
         self.optimizer = FlatAdam(self._flat, self._grads, lr=self._lr, eps=config.adam_eps)
         self.buffer = self._make_buffer()
         # Transitions the buffer must hold before gradient steps: 0, except after resuming
-        # from a checkpoint that left the replay out (agent.checkpoint_replay: false).
+        # from a checkpoint that left the replay out (train.checkpoint_replay: false).
         self._min_fill = 0
+        # Whether checkpoints include the replay: the driver sets it from
+        # train.checkpoint_replay (a setting of the run, not of what the agent learns).
+        self.checkpoint_replay = True
         # Bootstrapped DQN: its masks and head draws come from a generator of its own.
         self._bootstrap = (
             Bootstrap(
@@ -759,7 +762,7 @@ class DQNAgent:
     def _replay_state(self) -> dict[str, Any]:
         """The replay's part of a checkpoint: all of it, or with ``checkpoint_replay: false``
         only what an empty buffer needs to continue the episodes in progress."""
-        if self.config.checkpoint_replay:
+        if self.checkpoint_replay:
             return self.buffer.state_dict()
         streams = self.buffer.stream_state() if isinstance(self.buffer, FrameReplayBuffer) else {}
         return {"kept": False, **streams}

@@ -25,6 +25,7 @@ from rlsoft.rl.seeding import RunSeeds
 
 class _TrainSettings(Protocol):
     eval_episodes: int
+    checkpoint_replay: bool
 
 
 class RunSettings(Protocol):
@@ -72,6 +73,8 @@ class EnvDriver:
         self.config = config
         self.seeds = seeds
         self.agent_file = f"agent{agent.checkpoint_suffix}"
+        if hasattr(agent, "checkpoint_replay"):  # agents with a replay buffer
+            agent.checkpoint_replay = config.train.checkpoint_replay
         self.vectorized = bool(getattr(agent, "vectorized", False))
         self.eval_env: gym.Env | None = None
         self._returns: list[float] = []

@@ -381,7 +381,7 @@ class FrameReplayBuffer(TransitionRing):
         ``added − k + 1 … added`` of every stream (the current stacks' frames, the newest being
         the next ``obs``'s newest frame) and each stream's position in its episode.
 
-        A checkpoint without the replay (``agent.checkpoint_replay: false``) keeps only this:
+        A checkpoint without the replay (``train.checkpoint_replay: false``) keeps only this:
         ``k·num_envs`` frames.
         """
         steps = np.arange(self.added - self.frame_stack + 1, self.added + 1)

@@ -460,6 +460,13 @@ class TrainConfig(StrictModel):
     """A checkpoint every this many steps (0: only at the end)."""
     keep_checkpoints: int = Field(3, ge=1)
     """How many of the newest checkpoints to keep."""
+    checkpoint_replay: bool = True
+    """Write the agent's replay buffer into checkpoints (agents with one: DQN). ``false``
+    keeps checkpoints small (a full Atari replay is about 7 GB; false in the Atari configs):
+    the network, optimizer, generators and environments still resume exactly, but the replay
+    restarts empty (only the frames of the stacks in progress are kept) and gradient steps
+    pause until it again holds more than ``agent.learning_starts`` transitions, so a resumed
+    run differs from one that never stopped."""
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: ``auto`` shows it on a terminal, not under CI or when piped."""
 
@@ -510,6 +517,21 @@ class ExperimentConfig(StrictModel):
                 f"env.num_envs ({self.env.num_envs}) exceeds train.total_steps "
                 f"({self.train.total_steps}), and every vector step takes one step in each "
                 "environment; lower env.num_envs or raise train.total_steps"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _replay_to_leave_out(self) -> ExperimentConfig:
+        if self.train.checkpoint_replay:
+            return self
+        try:
+            agent = validate_agent_section(self.agent)
+        except (RlsoftError, ValueError):
+            return self  # the agent section's own error is reported where it is validated
+        if "buffer_size" not in type(agent).model_fields:
+            raise ValueError(
+                f"train.checkpoint_replay: false leaves a replay buffer out of checkpoints, but "
+                f"agent {self.agent_type!r} has none; remove the setting"
             )
         return self
 
@@ -826,6 +848,7 @@ RESUME_CHANGEABLE = frozenset(
         "train.log_every",
         "train.checkpoint_every",
         "train.keep_checkpoints",
+        "train.checkpoint_replay",
         "train.progress",
     }
 )

@@ -308,6 +308,11 @@ CASES = [
     C("set-fraction-for-int", f"{TRAIN} --set train.total_steps=1.5", "valid integer"),
     C("set-negative-steps", f"{TRAIN} --set train.total_steps=-5", "greater than or equal to 1"),
     C("set-zero-steps", f"{TRAIN} --set train.total_steps=0", "greater than or equal to 1"),
+    C(
+        "checkpoint-replay-without-replay",
+        f"{TRAIN} --set train.checkpoint_replay=false",
+        "train.checkpoint_replay: false leaves a replay buffer out of checkpoints, but agent",
+    ),
     C("set-negative-seed", f"{TRAIN} --set seed=-1", "config field 'seed'"),
     C("epsilon-out-of-range", f"{TRAIN} --set exploration.epsilon=2", "epsilon must be in [0, 1]"),
     C("temperature-zero", f"{TRAIN} --set exploration.temperature=0", "temperature must be"),

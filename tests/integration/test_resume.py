@@ -1052,7 +1052,7 @@ def test_the_episode_record_is_capped():
 
 
 # --------------------------------------------------------------------------------------------
-# agent.checkpoint_replay: false — checkpoints leave the replay out; a resume refills it
+# train.checkpoint_replay: false — checkpoints leave the replay out; a resume refills it
 # --------------------------------------------------------------------------------------------
 
 
@@ -1069,9 +1069,8 @@ def test_checkpoints_without_the_replay_are_small_and_resume_by_refilling(tmp_pa
             BOLTZMANN,
             network="minatar_cnn",
             frame_replay=frame_replay,
-            checkpoint_replay=keep,
         )
-        data["train"] = {**data["train"], "total_steps": steps}
+        data["train"] = {**data["train"], "total_steps": steps, "checkpoint_replay": keep}
         return {**data, "seed": 3, "device": "cpu", "logdir": str(tmp_path), "run_name": name}
 
     run_experiment(validate_config(config("kept", True, split)))

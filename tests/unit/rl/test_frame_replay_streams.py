@@ -1,5 +1,5 @@
 """FrameReplayBuffer.stream_state / continue_streams: what a checkpoint without the replay
-(``agent.checkpoint_replay: false``) keeps so that an empty buffer goes on storing the
+(``train.checkpoint_replay: false``) keeps so that an empty buffer goes on storing the
 episodes in progress, their stacks rebuilt bit for bit."""
 
 from __future__ import annotations
