@@ -230,6 +230,9 @@ class DQNAgent:
         self._lr_constant = isinstance(self._lr_schedule, ConstantSchedule)
         self.optimizer = FlatAdam(self._flat, self._grads, lr=self._lr, eps=config.adam_eps)
         self.buffer = self._make_buffer()
+        # Transitions the buffer must hold before gradient steps: 0, except after resuming
+        # from a checkpoint that left the replay out (agent.checkpoint_replay: false).
+        self._min_fill = 0
         # Bootstrapped DQN: its masks and head draws come from a generator of its own.
         self._bootstrap = (
             Bootstrap(
@@ -439,7 +442,7 @@ class DQNAgent:
         crossed = after // cfg.target_update_interval - before // cfg.target_update_interval
         if crossed:
             self.update_target(crossed)
-        if after > cfg.learning_starts:
+        if after > cfg.learning_starts and len(self.buffer) > self._min_fill:
             rounds = after // cfg.train_freq - before // cfg.train_freq
             if rounds:
                 self.train(rounds * cfg.gradient_steps, after)
@@ -711,7 +714,7 @@ class DQNAgent:
         """
         replay = {
             k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-            for k, v in self.buffer.state_dict().items()
+            for k, v in self._replay_state().items()
         }
         # An ensemble's active heads, mask generator and std window (its priors are buffers
         # of the networks, saved with them).
@@ -744,6 +747,25 @@ class DQNAgent:
             },
             **ensemble,
         }
+
+    def _replay_state(self) -> dict[str, Any]:
+        """The replay's part of a checkpoint: all of it, or with ``checkpoint_replay: false``
+        only what an empty buffer needs to continue the episodes in progress."""
+        if self.config.checkpoint_replay:
+            return self.buffer.state_dict()
+        streams = self.buffer.stream_state() if isinstance(self.buffer, FrameReplayBuffer) else {}
+        return {"kept": False, **streams}
+
+    def _load_replay(self, replay: dict[str, Any]) -> None:
+        if replay.get("kept", True):
+            self.buffer.load_state_dict(replay)
+            return
+        # The replay was left out: start an empty one that continues the current stacks,
+        # and wait for it to refill before sampling again.
+        self.buffer = self._make_buffer()
+        if isinstance(self.buffer, FrameReplayBuffer):
+            self.buffer.continue_streams(replay)
+        self._min_fill = min(self.config.learning_starts, self.buffer.capacity - 1)
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`state_dict` to ``path`` atomically
@@ -797,7 +819,7 @@ class DQNAgent:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.buffer.load_state_dict(
+        self._load_replay(
             {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state["replay"].items()}
         )
         rng = state["rng"]

@@ -129,6 +129,12 @@ class DQNConfig(StrictModel):
     ``FrameStackObservation(env, stack_size=k)`` makes them (padding by repeating the reset
     frame, its default); the frame replay stores each frame once. 1: every observation is
     one frame (MinAtar). Needs ``frame_replay`` on or auto."""
+    checkpoint_replay: bool = True
+    """Write the replay buffer into checkpoints. ``false`` keeps checkpoints small (a full
+    Atari replay is about 7 GB): the network, optimizer, generators and environments still
+    resume exactly, but the replay restarts empty (only the frames of the stacks in progress
+    are kept) and gradient steps pause until it again holds more than ``learning_starts``
+    transitions, so a resumed run differs from one that never stopped."""
     learning_starts: int = Field(1_000, ge=0)
     """No gradient steps until more than this many environment steps were collected."""
     train_freq: int = Field(4, ge=1)

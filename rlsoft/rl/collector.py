@@ -16,6 +16,7 @@ import numpy as np
 
 from rlsoft.rl.agent import Agent
 from rlsoft.rl.envs import state as envstate
+from rlsoft.rl.envs.atari import learning_signal_single, learning_signal_vector
 from rlsoft.rl.envs.factory import EnvSpec, make_env, make_vector_env
 from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_vector_env
 from rlsoft.rl.evaluation import evaluate_greedy
@@ -78,6 +79,11 @@ class EnvDriver:
         self._samples: list[Any] = []
         self.episodes = 0
         self._recent: list[float] = []
+        # Hook for Atari: the env reports the game's reward and episodes (so
+        # charts/episodic_return is the unclipped score) and puts what the agent learns from
+        # in info (rlsoft.rl.envs.atari: clipped reward, life-loss terminated, the true
+        # successor at a lost life); the loops pass that to agent.observe instead.
+        self.learns_apart = getattr(config.env, "atari", None) is not None
         # The recorder lets a checkpoint capture each environment's exact state.
         if self.vectorized:
             self.env = make_vector_env(config.env, wrap=EpisodeRecorder)
@@ -110,10 +116,15 @@ class EnvDriver:
         obs, ep_return, ep_length = self.obs, self._ep_return, self._ep_length
         returns, lengths = self._returns, self._lengths
         end_episode = self._policy_episode_end()
+        learns_apart = self.learns_apart
         for step in range(step, step + n):  # noqa: B020 - the global step advances here
             action = act(obs, step)
-            next_obs, reward, terminated, truncated, _ = env_step(action)
-            observe(obs, action, reward, next_obs, terminated, truncated, step)
+            next_obs, reward, terminated, truncated, info = env_step(action)
+            if learns_apart:  # Atari: learn from clipped rewards / life loss (see __init__)
+                learned = learning_signal_single(reward, next_obs, terminated, info)
+                observe(obs, action, learned[0], learned[1], learned[2], truncated, step)
+            else:
+                observe(obs, action, reward, next_obs, terminated, truncated, step)
             ep_return += reward
             ep_length += 1
             if terminated or truncated:
@@ -141,7 +152,11 @@ class EnvDriver:
                 real_next = next_obs.copy()
                 for i in np.flatnonzero(done):
                     real_next[i] = infos["final_obs"][i]
-            observe(obs, actions, rewards, real_next, terminated, truncated, step)
+            if self.learns_apart:  # Atari: learn from clipped rewards / life loss (see __init__)
+                learned = learning_signal_vector(rewards, real_next, terminated, infos)
+                observe(obs, actions, learned[0], learned[1], learned[2], truncated, step)
+            else:
+                observe(obs, actions, rewards, real_next, terminated, truncated, step)
             self._ep_return += rewards
             self._ep_length += 1
             for i in np.flatnonzero(done):

@@ -375,6 +375,41 @@ class FrameReplayBuffer(TransitionRing):
             "episode_step": self.episode_step[:filled].copy(),
         }
 
+    def stream_state(self) -> dict[str, Any]:
+        """What an *empty* buffer needs to go on storing the episodes in progress
+        (:meth:`continue_streams`), without any stored transition: the frames of global steps
+        ``added − k + 1 … added`` of every stream (the current stacks' frames, the newest being
+        the next ``obs``'s newest frame) and each stream's position in its episode.
+
+        A checkpoint without the replay (``agent.checkpoint_replay: false``) keeps only this:
+        ``k·num_envs`` frames.
+        """
+        steps = np.arange(self.added - self.frame_stack + 1, self.added + 1)
+        rows = self.frames.reshape(self.frame_rows, self.num_envs, *self.frame_shape)
+        return {
+            "frame_stack": self.frame_stack,
+            "stream_frames": rows[steps % self.frame_rows].copy(),
+            "next_step": self._next_step.copy(),
+        }
+
+    def continue_streams(self, state: dict[str, Any]) -> None:
+        """Make this empty buffer continue the episodes that :meth:`stream_state` described:
+        their last ``k`` frames go to the rows of global steps ``−k+1 … 0`` (the ring is ``k``
+        rows longer than the transitions it holds, so they stay until no stored stack needs
+        them), so the next :meth:`add` is checked and its stacks rebuilt as if nothing had
+        been interrupted."""
+        if self.added:
+            raise ValueError("continue_streams needs an empty buffer")
+        frames = np.asarray(state["stream_frames"], dtype=self.obs_dtype)
+        expected = (self.frame_stack, self.num_envs, *self.frame_shape)
+        if int(state["frame_stack"]) != self.frame_stack or frames.shape != expected:
+            raise ValueError(
+                f"saved streams hold frames of shape {frames.shape}, expected {expected}"
+            )
+        rows = self.frames.reshape(self.frame_rows, self.num_envs, *self.frame_shape)
+        rows[np.arange(-self.frame_stack + 1, 1) % self.frame_rows] = frames
+        self._next_step = np.asarray(state["next_step"], dtype=np.int64).copy()
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (settings must match this buffer's)."""
         self._check_saved_settings(

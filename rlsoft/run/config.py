@@ -331,6 +331,46 @@ class WrapperConfig(StrictModel):
         return value
 
 
+class AtariConfig(StrictModel):
+    """The Atari protocol of ``ALE/`` ids (``env.atari``), applied automatically with these
+    values: the preprocessing of Mnih et al. (2015, Nature DQN) with the sticky actions that
+    Machado et al. (2018) recommend instead of their no-op starts' only source of randomness.
+    Built from Gymnasium's ``AtariPreprocessing`` and ``FrameStackObservation`` around the ALE
+    env made with ``frameskip=1`` (:mod:`rlsoft.rl.envs.atari`). Rewards reported
+    (``charts/episodic_return``, evaluations) are always the unclipped game score, and
+    episodes run to game over; ``clip_rewards`` and ``terminal_on_life_loss`` change only
+    what the agent learns from."""
+
+    frame_skip: int = Field(4, ge=1, le=16)
+    """Emulator frames per agent step, the action repeated; the observation is the
+    pixel-wise max of the last two (removes the flicker of sprites drawn every other frame)."""
+    screen_size: int = Field(84, ge=36, le=210)
+    """Side of the square grayscale observation (84 in the paper; at least 36, the smallest
+    input of the Nature CNN)."""
+    frame_stack: int = Field(4, ge=1, le=16)
+    """Frames per observation (``(k, screen_size, screen_size)`` uint8, newest last); the
+    DQN's ``agent.frame_stack`` must equal it so its frame replay stores each frame once."""
+    noop_max: int = Field(30, ge=0, le=1000)
+    """Each episode starts with a random number (uniform in 1…noop_max, 0: none) of no-op
+    actions, as in the paper's evaluation."""
+    repeat_action_probability: float = Field(0.25, ge=0.0, lt=1.0)
+    """Sticky actions (Machado et al. 2018; the ``-v5`` ids' default 0.25): at every emulator
+    frame the previous action is repeated with this probability instead of the chosen one. 0
+    turns them off (deterministic emulator, as in Mnih et al. 2015)."""
+    clip_rewards: bool = True
+    """Learn from ``sign(r)`` (Mnih et al. 2015), one scale of TD errors for every game. The
+    score reported is unclipped either way."""
+    terminal_on_life_loss: bool = False
+    """Treat a lost life as the end of an episode **for learning only** (no bootstrapping
+    past it, the frame stack restarts); the game, its score and the episode statistics go on
+    to game over. Off by default, as Machado et al. (2018) recommend (Mnih et al. 2015 used
+    it)."""
+
+
+ATARI_MAKE_KEYWORDS = ("frameskip", "repeat_action_probability")
+"""``env.kwargs`` the Atari protocol sets itself (from ``env.atari``)."""
+
+
 class EnvConfig(StrictModel):
     """Which Gymnasium environment to train on and how many copies to step at once.
 
@@ -352,6 +392,28 @@ class EnvConfig(StrictModel):
     wrappers: list[WrapperConfig] = Field(default_factory=list)
     """Wrappers applied in order (the first is innermost), e.g.
     ``[{path: gymnasium.wrappers:FlattenObservation}]``."""
+    atari: AtariConfig | None = None
+    """The Atari protocol (:class:`AtariConfig`): filled in with its standard values for
+    ``ALE/`` ids, refused for others; set fields to change them, e.g. ``{noop_max: 0}``."""
+
+    @model_validator(mode="after")
+    def _atari_protocol(self) -> EnvConfig:
+        is_ale = self.id.startswith("ALE/")
+        if self.atari is not None and not is_ale:
+            raise ValueError(
+                f"env.atari applies to ALE/ ids only, not to {shorten(self.id)}; remove it or "
+                "name an Atari game such as ALE/Pong-v5"
+            )
+        if is_ale:
+            if self.atari is None:
+                self.atari = AtariConfig()
+            clash = [k for k in ATARI_MAKE_KEYWORDS if k in self.kwargs]
+            if clash:
+                raise ValueError(
+                    f"env.kwargs.{clash[0]} is set by the Atari protocol; use "
+                    "env.atari.frame_skip or env.atari.repeat_action_probability instead"
+                )
+        return self
 
     @field_validator("id")
     @classmethod
@@ -442,6 +504,27 @@ class ExperimentConfig(StrictModel):
                 f"env.num_envs ({self.env.num_envs}) exceeds train.total_steps "
                 f"({self.train.total_steps}), and every vector step takes one step in each "
                 "environment; lower env.num_envs or raise train.total_steps"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _atari_frame_stack(self) -> ExperimentConfig:
+        # The frame replay rebuilds stacks of agent.frame_stack frames: with another k it would
+        # store each env stack as one "frame" (k times the memory) or refuse the observations.
+        atari = self.env.atari if self.env is not None else None
+        if atari is None:
+            return self
+        try:
+            agent = validate_agent_section(self.agent)
+        except (RlsoftError, ValueError):
+            return self  # the agent section's own error is reported where it is validated
+        stack = getattr(agent, "frame_stack", None)
+        replay = getattr(agent, "frame_replay", "off")
+        if stack is not None and replay != "off" and stack != atari.frame_stack:
+            raise ValueError(
+                f"agent.frame_stack ({stack}) must equal env.atari.frame_stack "
+                f"({atari.frame_stack}), the frames in each observation; set both to the "
+                "same value"
             )
         return self
 

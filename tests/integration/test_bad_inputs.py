@@ -14,6 +14,7 @@ machine.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -47,6 +48,13 @@ seed: 0
 env: {id: CartPole-v1}
 agent: {type: dqn, hidden_sizes: [16], buffer_size: 1000, batch_size: 16, learning_starts: 50}
 exploration: {policy: epsilon_greedy, epsilon: 0.1}
+train: {total_steps: 200, eval_every: 0, eval_episodes: 1, log_every: 100, progress: "off"}
+"""
+
+ATARI = """\
+seed: 0
+env: {id: ALE/Pong-v5}
+agent: {type: dqn, frame_stack: 4, buffer_size: 1000, batch_size: 16, learning_starts: 50}
 train: {total_steps: 200, eval_every: 0, eval_episodes: 1, log_every: 100, progress: "off"}
 """
 
@@ -162,6 +170,13 @@ def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     return patch
 
 
+def _without_ale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ale_py not installed: its ALE/ ids unregistered and its import failing."""
+    for env_id in [k for k in gym.envs.registry if k.startswith("ALE/")]:
+        monkeypatch.delitem(gym.envs.registry, env_id)
+    monkeypatch.setitem(sys.modules, "ale_py", None)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -186,6 +201,10 @@ def C(id: str, argv: str | list[str], expected: str, **kw) -> Case:
 
 
 TRAIN = "train {tmp}/c.yaml --logdir {logdir}"
+ATARI_TRAIN = "train {tmp}/atari.yaml --logdir {logdir}"
+needs_ale = pytest.mark.skipif(
+    importlib.util.find_spec("ale_py") is None, reason="Atari is an optional extra"
+)
 DQN_TRAIN = "train {tmp}/dqn.yaml --logdir {logdir}"
 no_cuda = pytest.mark.skipif(
     __import__("torch").cuda.is_available(), reason="needs a machine without a GPU"
@@ -706,6 +725,55 @@ CASES = [
         "report {tmp}/empty",
         "found no finished run",
         files=_files(**{"empty/": None}),
+    ),
+    # ---- Atari (env.atari; the runs would need ale_py, the errors come first) ----
+    C(
+        "atari-frame-skip-zero",
+        f"{ATARI_TRAIN} --set env.atari.frame_skip=0",
+        "env.atari.frame_skip",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-sticky-probability-one",
+        f"{ATARI_TRAIN} --set env.atari.repeat_action_probability=1",
+        "env.atari.repeat_action_probability",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-unknown-option",
+        f"{ATARI_TRAIN} --set env.atari.sticky_actions=false",
+        "env.atari.sticky_actions",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-kwargs-frameskip",
+        f"{ATARI_TRAIN} --set env.kwargs.frameskip=4",
+        "env.kwargs.frameskip is set by the Atari protocol",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-frame-stack-mismatch",
+        f"{ATARI_TRAIN} --set agent.frame_stack=2",
+        "agent.frame_stack (2) must equal env.atari.frame_stack (4)",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-block-on-cartpole",
+        f"{DQN_TRAIN} --set env.atari.noop_max=0",
+        "env.atari applies to ALE/ ids only",
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-extra-missing",
+        ATARI_TRAIN,
+        "install it with: pip install 'rlsoft[atari]'",
+        files=_files(**{"atari.yaml": ATARI}),
+        patch=_without_ale,
     ),
 ]
 

@@ -512,6 +512,28 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         ),
         (246, 402),
     ),
+    # Atari (skipped without ale_py): the protocol's wrappers, sticky actions reseeded from
+    # np_random at every reset, life-loss terminals for learning beside the game's episodes,
+    # clipped rewards, and the frame replay of 2-frame stacks.
+    "dqn_atari_breakout": (
+        {
+            "env": {
+                "id": "ALE/Breakout-v5",
+                "num_envs": 2,
+                "max_episode_steps": 600,  # emulator frames: 150 agent steps
+                "atari": {
+                    "screen_size": 36,
+                    "frame_stack": 2,
+                    "noop_max": 8,
+                    "terminal_on_life_loss": True,
+                },
+            },
+            "agent": {**DQN_AGENT, "network": "nature_cnn", "hidden_sizes": [8], "frame_stack": 2},
+            "exploration": EPSILON,
+            "train": {**DQN_TRAIN, "eval_episodes": 1},
+        },
+        (246, 402),
+    ),
     "classifier_mlp_adam": (
         {
             "env": None,
@@ -615,6 +637,8 @@ def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_p
     """Train to the first split step, resume (``--set train.total_steps``) to the next, and
     on to the end: the result is bit-identical to one uninterrupted run of the same config,
     tabular agents mid-episode included (the single-environment path replays its episode)."""
+    if kind.startswith("dqn_atari"):
+        pytest.importorskip("ale_py", reason="Atari is an optional extra")
     config, splits = KINDS[kind]
     total = config["train"]["total_steps"]
     run_experiment(validate_config(_kind_config(tmp_path, kind, "continuous")))
@@ -1025,3 +1049,58 @@ def test_the_episode_record_is_capped():
     fresh = EpisodeRecorder(gym.make("CliffWalking-v1"), max_actions=5)
     fresh.reset(seed=99)
     assert fresh.rlsoft_restore(snapshot) == first  # the episode starts over
+
+
+# --------------------------------------------------------------------------------------------
+# agent.checkpoint_replay: false — checkpoints leave the replay out; a resume refills it
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame_replay", ["auto", "off"])
+def test_checkpoints_without_the_replay_are_small_and_resume_by_refilling(tmp_path, frame_replay):
+    """``checkpoint_replay: false``: the agent file holds no transitions (only the frames of
+    the stacks in progress), the run resumes, and gradient steps wait until the new replay
+    holds more than ``learning_starts`` transitions — counted here by brute force."""
+    split, total = 246, 600
+
+    def config(name: str, keep: bool, steps: int) -> dict:
+        data = _dqn(
+            {"id": CATCH, "num_envs": 2},
+            BOLTZMANN,
+            network="minatar_cnn",
+            frame_replay=frame_replay,
+            checkpoint_replay=keep,
+        )
+        data["train"] = {**data["train"], "total_steps": steps}
+        return {**data, "seed": 3, "device": "cpu", "logdir": str(tmp_path), "run_name": name}
+
+    run_experiment(validate_config(config("kept", True, split)))
+    run_experiment(validate_config(config("left_out", False, split)))
+    kept = agent_file(latest_checkpoint(tmp_path / "kept"))
+    left_out = agent_file(latest_checkpoint(tmp_path / "left_out"))
+    replay = torch.load(left_out, weights_only=True)["replay"]
+    assert replay["kept"] is False
+    assert not {"actions", "rewards", "obs", "frames"} & replay.keys()
+    assert left_out.stat().st_size < kept.stat().st_size
+    # Everything but the replay is the same state as the run that kept it.
+    with_replay = torch.load(kept, weights_only=True)
+    without = torch.load(left_out, weights_only=True)
+    for key in ("online", "target", "optimizer", "rng", "counters"):
+        assert_identical(without[key], with_replay[key], key)
+
+    _next_second()
+    resume_experiment(tmp_path / "left_out", {"train": {"total_steps": total}})
+    assert (tmp_path / "left_out" / "summary.json").exists()
+    agent = DQN_AGENT
+    updates, stored = 0, 0
+    for step in range(0, total, 2):  # vector steps of 2 environments
+        after = step + 2
+        stored += 2
+        if step == split:
+            stored = 2  # the replay restarts empty at the resume
+        refill = agent["learning_starts"] if step >= split else 0
+        if after > agent["learning_starts"] and stored > refill:
+            updates += after // agent["train_freq"] - step // agent["train_freq"]
+    final = torch.load(agent_file(latest_checkpoint(tmp_path / "left_out")), weights_only=True)
+    assert final["counters"]["updates"] == updates
+    assert updates < (total - agent["learning_starts"]) // agent["train_freq"]

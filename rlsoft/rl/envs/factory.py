@@ -44,25 +44,34 @@ class EnvSpec(Protocol):
     num_envs: int
     vectorization: str
     wrappers: Sequence[WrapperSpec]
+    # ``atari`` (the protocol settings of ``ALE/`` ids, :class:`rlsoft.rl.envs.atari.
+    # AtariSettings`) is read with getattr: specs without it make no Atari preprocessing.
 
 
 OPTIONAL_ENV_PACKAGES: dict[str, tuple[str, str]] = {
     "MinAtar/": ("minatar.gym", "minatar"),
+    "ALE/": ("ale_py", "atari"),
 }
 """Id prefix → (the module that registers those ids, rlsoft's extra that installs it).
 Gymnasium does not load packages' plugin entry points by itself, so rlsoft imports the
-module and calls its ``register_envs`` when it has one. Atari's ``ALE/`` ids will join as
-``("ale_py", "atari")``."""
+module and calls its ``register_envs`` when it has one (``ale_py`` registers its ``ALE/``
+ids when imported)."""
 
 
-def _env_adapters(env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
+def _env_adapters(config: EnvSpec) -> list[Callable[[gym.Env], gym.Env]]:
     """Wrappers rlsoft puts directly around an environment of a package it adapts (inside
     the config's wrappers): MinAtar's games are reseeded from ``np_random`` at each reset,
-    so their episodes replay exactly (:mod:`rlsoft.rl.envs.minatar`)."""
-    if env_id.startswith("MinAtar/"):
+    so their episodes replay exactly (:mod:`rlsoft.rl.envs.minatar`); ALE games get the
+    preprocessing of ``env.atari`` (:mod:`rlsoft.rl.envs.atari`)."""
+    if config.id.startswith("MinAtar/"):
         from rlsoft.rl.envs.minatar import MinAtarSeeding
 
         return [MinAtarSeeding]
+    atari = getattr(config, "atari", None)
+    if atari is not None:
+        from rlsoft.rl.envs.atari import atari_wrappers
+
+        return atari_wrappers(atari)
     return []
 
 
@@ -205,6 +214,11 @@ def _apply_wrapper(wrapper: Callable[..., Any], path: str, kwargs: dict[str, Any
 
 def _make_kwargs(config: EnvSpec, render_mode: str | None) -> dict[str, Any]:
     kwargs = dict(config.kwargs)
+    atari = getattr(config, "atari", None)
+    if atari is not None:  # ALE must not skip frames itself: AtariPreprocessing does
+        from rlsoft.rl.envs.atari import atari_make_kwargs
+
+        kwargs.update(atari_make_kwargs(atari))
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
     if render_mode is not None:
@@ -216,7 +230,7 @@ def make_env(config: EnvSpec, render_mode: str | None = None) -> gym.Env:
     """``gymnasium.make`` with the config's kwargs, then its wrappers; failures become
     one-sentence errors."""
     env = _make_single(config, resolve_env_id(config.id), render_mode)
-    for wrap in _env_adapters(config.id) + wrapper_factories(config):
+    for wrap in _env_adapters(config) + wrapper_factories(config):
         env = wrap(env)
     return env
 
@@ -265,7 +279,7 @@ def make_vector_env(
         episode recorder for exact resume); ``make_vec``'s ``wrappers`` wrap every copy.
     """
     make_env(config).close()  # surfaces bad ids, arguments and wrappers as clear errors first
-    wrappers = _env_adapters(config.id) + wrapper_factories(config)
+    wrappers = _env_adapters(config) + wrapper_factories(config)
     wrappers += [wrap] if wrap is not None else []
     return gym.make_vec(
         resolve_env_id(config.id),
