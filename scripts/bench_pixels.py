@@ -824,8 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     speed = parser.add_argument_group("speed")
     speed.add_argument("--games", default="minatar,atari", help="minatar, atari or both")
     speed.add_argument("--warmup", type=int, default=1_000, help="random steps before timing")
-    speed.add_argument("--steps", type=int, default=3_000, help="timed training steps")
-    speed.add_argument("--collect-steps", type=int, default=5_000, help="timed collection steps")
+    speed.add_argument("--steps", type=int, default=2_000, help="timed training steps")
+    speed.add_argument("--collect-steps", type=int, default=4_000, help="timed collection steps")
     speed.add_argument("--repeats", type=int, default=1, help="runs of each case (median)")
     speed.add_argument("--speed-buffer", type=int, default=100_000, help="replay capacity")
     speed.add_argument(
