@@ -334,7 +334,8 @@ class WrapperConfig(StrictModel):
 class AtariConfig(StrictModel):
     """The Atari protocol of ``ALE/`` ids (``env.atari``), applied automatically with these
     values: the preprocessing of Mnih et al. (2015, Nature DQN) with the sticky actions that
-    Machado et al. (2018) recommend instead of their no-op starts' only source of randomness.
+    Machado et al. (2018) recommend as the emulator's source of randomness (no-op starts alone
+    leave a deterministic game that a policy can memorise).
     Built from Gymnasium's ``AtariPreprocessing`` and ``FrameStackObservation`` around the ALE
     env made with ``frameskip=1`` (:mod:`rlsoft.rl.envs.atari`). Rewards reported
     (``charts/episodic_return``, evaluations) are always the unclipped game score, and
@@ -342,7 +343,8 @@ class AtariConfig(StrictModel):
     what the agent learns from."""
 
     frame_skip: int = Field(4, ge=1, le=16)
-    """Emulator frames per agent step, the action repeated; the observation is the
+    """Emulator frames per agent step (``env.kwargs.frameskip`` is refused: ALE is made with
+    ``frameskip=1`` and AtariPreprocessing skips), the action repeated; the observation is the
     pixel-wise max of the last two (removes the flicker of sprites drawn every other frame)."""
     screen_size: int = Field(84, ge=36, le=210)
     """Side of the square grayscale observation (84 in the paper; at least 36, the smallest
@@ -367,8 +369,12 @@ class AtariConfig(StrictModel):
     it)."""
 
 
-ATARI_MAKE_KEYWORDS = ("frameskip", "repeat_action_probability")
-"""``env.kwargs`` the Atari protocol sets itself (from ``env.atari``)."""
+ATARI_MAKE_KEYWORDS = {
+    "frameskip": "it is set from env.atari.frame_skip (ALE skips none, AtariPreprocessing does)",
+    "repeat_action_probability": "use env.atari.repeat_action_probability instead",
+    "obs_type": "the protocol reads the screen itself (84×84 grayscale); remove it",
+}
+"""``env.kwargs`` the Atari protocol sets or needs itself, and what to do instead."""
 
 
 class EnvConfig(StrictModel):
@@ -410,8 +416,8 @@ class EnvConfig(StrictModel):
             clash = [k for k in ATARI_MAKE_KEYWORDS if k in self.kwargs]
             if clash:
                 raise ValueError(
-                    f"env.kwargs.{clash[0]} is set by the Atari protocol; use "
-                    "env.atari.frame_skip or env.atari.repeat_action_probability instead"
+                    f"env.kwargs.{clash[0]} is set by the Atari protocol: "
+                    f"{ATARI_MAKE_KEYWORDS[clash[0]]}"
                 )
         return self
 

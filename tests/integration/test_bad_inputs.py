@@ -756,6 +756,20 @@ CASES = [
         marks=(needs_ale,),
     ),
     C(
+        "atari-kwargs-obs-type",
+        f"{ATARI_TRAIN} --set env.kwargs.obs_type=ram",
+        "env.kwargs.obs_type is set by the Atari protocol",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-bad-game-mode",
+        f"{ATARI_TRAIN} --set env.kwargs.mode=99",
+        "rejected its arguments",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
         "atari-frame-stack-mismatch",
         f"{ATARI_TRAIN} --set agent.frame_stack=2",
         "agent.frame_stack (2) must equal env.atari.frame_stack (4)",

@@ -21,11 +21,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import agents  # noqa: F401 - registers the agents
+import rlsoft
 from rlsoft.cli import main
 from rlsoft.rl.envs.atari import LEARN_REWARD
 from rlsoft.run.checkpoint import agent_file, latest_checkpoint
-from rlsoft.run.config import load_config
-from rlsoft.run.experiment import run_experiment
 
 pytest.importorskip("ale_py", reason="Atari is an optional extra: pip install 'rlsoft[atari]'")
 
@@ -64,27 +63,27 @@ class ScoreRecord(gym.Wrapper):
 
 def test_a_short_atari_run_logs_the_unclipped_score_checkpoints_and_evaluates(tmp_path):
     ScoreRecord.instances.clear()
-    config = load_config(
-        CONFIGS / "atari_breakout_dqn.yaml",
+    # Through the Python API, as a user would (the CLI's eval follows below).
+    result = rlsoft.train(
+        str(CONFIGS / "atari_breakout_dqn.yaml"),
         overrides=[
             f"train.total_steps={TOTAL}",
             f"train.log_every={LOG_EVERY}",
             "train.eval_every=0",
             "train.eval_episodes=1",
             "train.checkpoint_every=800",
-            "train.progress=off",
             "agent.buffer_size=2000",
             "agent.learning_starts=400",
             "agent.target_update_interval=200",
             "env.max_episode_steps=4000",  # emulator frames: bounds the greedy evaluation
             f"env.wrappers=[{{path: {__name__}:ScoreRecord}}]",
             "device=cpu",
-            f"logdir={tmp_path}",
             "run_name=run",
         ],
+        logdir=tmp_path,
     )
-    run_experiment(config)
     run = tmp_path / "run"
+    assert result.run_dir == run
 
     # The training env is the instance that took exactly the budget's steps.
     (train_env,) = [e for e in ScoreRecord.instances if e.steps == TOTAL]
@@ -109,5 +108,9 @@ def test_a_short_atari_run_logs_the_unclipped_score_checkpoints_and_evaluates(tm
     summary = json.loads((run / "summary.json").read_text())
     assert np.isfinite(summary["final_eval"]["eval/mean_return"])
 
-    # rlsoft eval on the run dir plays whole games and reports their score.
+    # The trained agent acts on the protocol's observations, and rlsoft eval on the run dir
+    # plays whole games.
+    agent = rlsoft.load(run)
+    evaluation = rlsoft.evaluate(agent, episodes=1)
+    assert evaluation.lengths[0] > 0 and np.isfinite(evaluation.returns[0])
     assert main(["eval", str(run), "--episodes", "1"]) == 0

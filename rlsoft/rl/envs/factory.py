@@ -247,9 +247,10 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
         ) from None
     except gym.error.DeprecatedEnv as exc:
         raise RlsoftError(f"environment {config.id!r} is deprecated: {exc}") from None
-    except (TypeError, KeyError, ValueError, AssertionError, gym.error.Error) as exc:
+    except (TypeError, KeyError, ValueError, AssertionError, RuntimeError, gym.error.Error) as exc:
         # The environment's constructor refused a keyword or a value in env.kwargs
-        # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError), or an
+        # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError; ALE's
+        # mode: 99 a RuntimeError), or an
         # entry point made something that is not an environment (the env checker asserts).
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise RlsoftError(

@@ -211,6 +211,26 @@ def test_the_game_score_is_reported_and_the_learning_signal_is_beside_it(life_lo
         assert terminated  # the game's episode ends only at game over
 
 
+def test_a_life_lost_at_a_truncation_keeps_the_true_successor():
+    """The time limit ends the game at the step that loses a life: the returned observation
+    is the episode's last (the vector env's final_obs), not a restarted stack, and the
+    learner still sees the life loss as terminal."""
+
+    def make() -> gym.Env:
+        limited = gym.wrappers.TimeLimit(ScriptedGame(), max_episode_steps=3)
+        stacked = gym.wrappers.FrameStackObservation(limited, stack_size=K)
+        return AtariLearningSignal(stacked, terminal_on_life_loss=True, frame_stack=K)
+
+    vec = gym.vector.SyncVectorEnv([make], autoreset_mode=AutoresetMode.SAME_STEP)
+    vec.reset()
+    for _ in range(3):  # SCRIPT[0][2] loses a life (3 → 2) at the time limit
+        next_obs, rewards, terminated, truncated, infos = vec.step(np.zeros(1, np.int64))
+        real_next = infos["final_obs"][0][None] if truncated[0] else next_obs
+        learned = learning_signal_vector(rewards, real_next, terminated, infos)
+    assert truncated[0] and not terminated[0] and learned[2][0]
+    assert learned[1][0].ravel().tolist() == [2, 3, 4]  # the last K frames, not restarted
+
+
 def test_game_over_ends_the_env_episode_and_life_loss_never_does():
     env = _signal_env(life_loss=True)
     env.reset()
