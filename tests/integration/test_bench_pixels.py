@@ -82,22 +82,26 @@ def test_set_prefixes_route_overrides_to_their_game() -> None:
     assert bench.parse_sets(["atari:agent.lr=1"], ["minatar"]) == {"minatar": []}
 
 
-def test_sb3_hyperparameters_are_the_config_files() -> None:
-    """Against configs/minatar_breakout_dqn.yaml read as plain YAML."""
-    _needs("minatar")
-    raw = yaml.safe_load((ROOT / bench.GAMES["minatar"]).read_text())
+@pytest.mark.parametrize(
+    ("game", "module", "train_freq", "target"),
+    [("minatar", "minatar", 1, 1_000), ("atari", "ale_py", 4, 10_000)],
+)
+def test_sb3_hyperparameters_are_the_config_files(game, module, train_freq, target) -> None:
+    """Against the game's config file read as plain YAML."""
+    _needs(module)
+    raw = yaml.safe_load((ROOT / bench.GAMES[game]).read_text())
     config = bench.bench_config(
-        "minatar", [], warmup=100, steps=400, learn=True, buffer_size=5_000, seed=7
+        game, [], warmup=100, steps=400, learn=True, buffer_size=5_000, seed=7
     )
     params = bench.sb3_hyperparameters(config)
     agent = raw["agent"]
     assert params["learning_rate"] == agent["lr"]
     assert params["batch_size"] == agent["batch_size"] == 32
-    assert params["train_freq"] == agent["train_freq"] == 1
-    assert params["gradient_steps"] == agent["gradient_steps"]
-    assert params["target_update_interval"] == agent["target_update_interval"] == 1000
+    assert params["train_freq"] == agent["train_freq"] == train_freq
+    assert params["gradient_steps"] == agent["gradient_steps"] == 1
+    assert params["target_update_interval"] == agent["target_update_interval"] == target
     assert params["gamma"] == agent["gamma"] and params["tau"] == agent["tau"]
-    assert params["n_steps"] == agent["n_step"]
+    assert params["n_steps"] == agent["n_step"] == 1
     assert agent["max_grad_norm"] is None and params["max_grad_norm"] == math.inf
     # The benchmark's window: its own warm-up, buffer and budget, ε fixed at the schedule's end.
     eps_end = raw["exploration"]["epsilon"]["end"]
@@ -105,7 +109,7 @@ def test_sb3_hyperparameters_are_the_config_files() -> None:
     assert params["learning_starts"] == 100 and params["buffer_size"] == 5_000
     assert config.train.total_steps == 500 and config.seed == 7
     collect = bench.bench_config(
-        "minatar", [], warmup=100, steps=400, learn=False, buffer_size=5_000, seed=7
+        game, [], warmup=100, steps=400, learn=False, buffer_size=5_000, seed=7
     )
     assert collect.agent_config().learning_starts == 500  # no update within the budget
 
@@ -225,21 +229,24 @@ def test_memory_children_measure_the_layouts_arithmetic(tmp_path) -> None:
     assert "extrapolated, not measured" in done.stdout
 
 
-def test_smallest_minatar_run_trains_both_libraries_equally(tmp_path) -> None:
-    """64 timed steps with one gradient step each (train_freq 1) after 64 random ones: both
-    libraries make exactly 64 updates; collection makes none."""
-    _needs("stable_baselines3", "minatar")
+@pytest.mark.parametrize(
+    ("game", "module", "train_freq"), [("minatar", "minatar", 1), ("atari", "ale_py", 4)]
+)
+def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, train_freq) -> None:
+    """32 timed steps after 32 random ones: both libraries make exactly 32 / train_freq
+    gradient steps (the configs' one per round); collection makes none."""
+    _needs("stable_baselines3", module)
     out = tmp_path / "speed.json"
     done = _run(
         "--games",
-        "minatar",
+        game,
         "--skip-memory",
         "--warmup",
-        "64",
+        "32",
         "--steps",
-        "64",
+        "32",
         "--collect-steps",
-        "200",
+        "100",
         "--speed-buffer",
         "1000",
         "--out",
@@ -248,12 +255,13 @@ def test_smallest_minatar_run_trains_both_libraries_equally(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
-    cases = results["speed"]["minatar"]
-    assert cases["rlsoft train"][0]["updates"] == cases["sb3 train"][0]["updates"] == 64
+    cases = results["speed"][game]
+    updates = 32 // train_freq
+    assert cases["rlsoft train"][0]["updates"] == cases["sb3 train"][0]["updates"] == updates
     assert cases["rlsoft collect"][0]["updates"] == cases["sb3 collect"][0]["updates"] == 0
     for case in bench.CASES:
         run = cases[case][0]
-        assert run["steps"] == (64 if "train" in case else 200) and run["steps_per_s"] > 0
+        assert run["steps"] == (32 if "train" in case else 100) and run["steps_per_s"] > 0
     verdicts = {goal["what"]: goal["verdict"] for goal in results["goals"]}
-    assert verdicts["minatar: rlsoft / SB3 training steps/s"] in ("PASS", "FAIL")
-    assert "minatar: rlsoft collection / bare env steps/s" in verdicts
+    assert verdicts[f"{game}: rlsoft / SB3 training steps/s"] in ("PASS", "FAIL")
+    assert f"{game}: rlsoft collection / bare env steps/s" in verdicts
