@@ -3,8 +3,9 @@ speed, and the resident memory of an Atari replay filled with real frames.
 
 **Speed** (``--games minatar,atari``). Each game's hyperparameters come from its rlsoft config
 (``configs/minatar_breakout_dqn.yaml``: the MinAtar network, batch 32, one gradient step per
-environment step, target copy every 1,000 steps, Adam, Huber; ``configs/atari_breakout_dqn.yaml``:
-the Nature network, batch 32, train_freq 4, ...), read through rlsoft's config API with the
+environment step, target copy every 1,000 steps, Adam, Huber;
+``configs/atari_breakout_dqn.yaml``: the Nature network, batch 32, one gradient step every 4
+agent steps, target copy every 10,000, Adam, Huber), read through rlsoft's config API with the
 ``--set [GAME:]key=value`` overrides applied, and SB3's ``DQN`` gets the same values: its
 ``CnnPolicy`` with ``NatureCNN`` (512 features, no further layers: the Nature network) for
 Atari, and a features extractor that *is* the MinAtar network (one 3×3 convolution with 16
@@ -18,25 +19,26 @@ wrappers; SB3 additionally gets the rewards clipped to their sign when the confi
 as ``AtariWrapper`` does), one environment, the CPU and one torch thread
 (``torch.set_num_threads(1)``), one after the other in this process.
 
-Each training run takes ``--warmup`` random steps (``learning_starts``, not timed: filling the
-replay, start-up) and then ``--steps`` timed training steps. ε is held at the config's final
-value (0.1 for MinAtar) in both, the regime of most of a run: with the initial ε = 1 SB3 would
-skip its forward pass while acting and rlsoft would not, which is not what a long run
-measures. The replay holds ``--speed-buffer`` transitions in both (default 100k: the window
-fills a few thousand, and SB3's 1M Atari replay does not fit in this machine's memory). SB3
-uses ``optimize_memory_usage=True`` in the speed runs too (``--sb3-plain-replay`` for its
-default buffer). rlsoft runs its normal loop (``Trainer``, TensorBoard logging included) with
-the final greedy evaluation and checkpoint stubbed out (both after the timed window; an
-untrained greedy Breakout agent can play 27k steps without firing); SB3 runs ``learn``.
-Steps/s are on wall-clock time and on the thread's CPU time (which moves less when other
-processes share the cores).
+Each training run takes ``--warmup`` steps without updates (``learning_starts``; not timed:
+start-up, the first replay contents) and then ``--steps`` timed training steps. ε is held at
+the config's final value (0.1 in both configs) in both libraries, the regime of most of a run:
+with the initial ε = 1 SB3 would skip its forward pass while acting and rlsoft would not, which
+is not what a long run measures. The replay holds ``--speed-buffer`` transitions in both
+(default 100k: the window fills a few thousand, and SB3's 1M Atari replay does not fit in this
+machine's memory). SB3 uses ``optimize_memory_usage=True`` in the speed runs too
+(``--sb3-plain-replay`` for its default buffer). rlsoft runs its normal loop (``Trainer``,
+TensorBoard logging included) with the final greedy evaluation and checkpoint stubbed out (both
+after the timed window; an untrained greedy Breakout agent can play 27k steps without firing);
+SB3 runs ``learn``. Steps/s are on wall-clock time and on the thread's CPU time (which moves
+less when other processes share the cores).
 
 **Collection only.** The same runs with updates disabled (``learning_starts`` beyond the
-budget): ``--collect-steps`` steps of rlsoft's DQN collection (acting with its ε-greedy policy,
-a forward pass on the greedy steps, storing in the frame replay) and of SB3's, against the bare
-environment stepping pre-drawn random actions, all timed in the same run. The ratio
-*collection / bare env* is the share of the environment's speed a run keeps when learning
-costs nothing.
+budget; for SB3, ``gradient_steps=0`` after its warm-up, as it acts at random before
+``learning_starts``): ``--collect-steps`` steps of rlsoft's DQN collection (ε-greedy acting,
+with the Q-values computed at every step, and storing in the frame replay) and of SB3's (a
+forward pass on its greedy steps), against the bare environment stepping pre-drawn random
+actions, all timed in the same run. The ratio *collection / bare env* is the share of the
+environment's speed a run keeps when learning costs nothing.
 
 **Memory** (Atari; ``--memory-capacity``, ``--memory-large``, ``--plain-capacity``). The growth
 of the resident set (``VmRSS``) of a fresh subprocess from just before a replay is built to just
