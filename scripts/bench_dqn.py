@@ -165,8 +165,22 @@ def run_sb3(setting: dict[str, Any], steps: int, seed: int, args: argparse.Names
     return _result(model.num_timesteps, wall, cpu, clock, model._n_updates, threads)
 
 
-def rlsoft_config(setting: dict[str, Any], steps: int, seed: int, args: argparse.Namespace) -> Any:
+def rlsoft_config(
+    setting: dict[str, Any],
+    steps: int,
+    seed: int,
+    args: argparse.Namespace,
+    epsilon: float | None = None,
+) -> Any:
+    """rlsoft's config for ``setting``; ``epsilon`` replaces the ε schedule by a constant."""
     from rlsoft.run.config import validate_config
+
+    schedule = {
+        "type": "linear",
+        "start": setting["exploration_initial_eps"],
+        "end": setting["exploration_final_eps"],
+        "duration": max(1, round(setting["exploration_fraction"] * steps)),
+    }
 
     return validate_config(
         {
@@ -193,12 +207,7 @@ def rlsoft_config(setting: dict[str, Any], steps: int, seed: int, args: argparse
             },
             "exploration": {
                 "policy": "epsilon_greedy",
-                "epsilon": {
-                    "type": "linear",
-                    "start": setting["exploration_initial_eps"],
-                    "end": setting["exploration_final_eps"],
-                    "duration": max(1, round(setting["exploration_fraction"] * steps)),
-                },
+                "epsilon": schedule if epsilon is None else epsilon,
             },
             "train": {
                 "total_steps": steps,
@@ -219,16 +228,18 @@ def run_rlsoft(
     seed: int,
     args: argparse.Namespace,
     autograd: bool = False,
+    epsilon: float | None = None,
 ) -> dict:
     """A normal rlsoft run (TensorBoard logging and the final checkpoint included in the
     time), with the trainer's evaluations replaced by the shared, timed one; ``autograd``
-    computes the gradients with autograd instead of agents/dqn/fastgrad.py."""
+    computes the gradients with autograd instead of agents/dqn/fastgrad.py; ``epsilon`` a
+    constant ε instead of the setting's schedule."""
     import torch
 
     from rlsoft.run.experiment import build_driver, create_run_dir
     from rlsoft.run.trainer import Trainer
 
-    config = rlsoft_config(setting, steps, seed, args)
+    config = rlsoft_config(setting, steps, seed, args, epsilon)
     with tempfile.TemporaryDirectory() as logdir:
         run_dir = create_run_dir(config, logdir)
         driver = build_driver(config)
@@ -322,6 +333,80 @@ def time_gradients(repeats: int = 7, number: int = 200) -> None:
         )
 
 
+def bare_env_steps_per_s(steps: int, seed: int) -> float:
+    """Steps/s of CartPole alone, random actions (``action_space.sample()``), resets
+    included: the floor under every collection figure."""
+    env = gym.make(ENV_ID)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    sample, step, reset = env.action_space.sample, env.step, env.reset
+    started = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = step(sample())
+        if terminated or truncated:
+            reset()
+    elapsed = time.perf_counter() - started
+    env.close()
+    return steps / elapsed
+
+
+COLLECTION_ROWS = ("bare env", "rlsoft ε=1", "rlsoft ε sched", "rlsoft make_vec", "sb3")
+"""The collection-only measurements: the bare environment; rlsoft's DQN with updates
+disabled, acting with ε = 1 (a random action per step, no forward pass: what SB3 does
+before ``learning_starts``), with the defaults setting's ε schedule (a forward pass on the
+greedy steps, ~90 % of them), and with ε = 1 through ``gymnasium.make_vec``'s
+``SyncVectorEnv`` instead of rlsoft's :class:`~rlsoft.rl.envs.single_vector.SingleVectorEnv`
+(what the latter saves); SB3's DQN with updates disabled (random actions)."""
+
+
+def _through_make_vec(run: Callable[[], dict]) -> dict:
+    from rlsoft.rl.envs import factory
+
+    factory.LEAN_SINGLE_ENV = False
+    try:
+        return run()
+    finally:
+        factory.LEAN_SINGLE_ENV = True
+
+
+def time_collection(steps: int, repeats: int, args: argparse.Namespace) -> dict[str, float]:
+    """Median steps/s of each of :data:`COLLECTION_ROWS` over ``repeats`` rounds, measured
+    in turn within each round so that all rows share the machine's conditions. Updates are
+    disabled by ``learning_starts`` beyond the budget; the runs are otherwise the defaults
+    setting's, through the same trainer as the learning runs (logging included)."""
+    setting = dict(SETTINGS["defaults"], learning_starts=steps + 1)
+    quick = argparse.Namespace(**{**vars(args), "eval_every": steps + 1, "eval_episodes": 1})
+    runs: dict[str, Callable[[int], float]] = {
+        "bare env": lambda seed: bare_env_steps_per_s(steps, seed),
+        "rlsoft ε=1": lambda seed: run_rlsoft(setting, steps, seed, quick, epsilon=1.0)[
+            "steps_per_s"
+        ],
+        "rlsoft ε sched": lambda seed: run_rlsoft(setting, steps, seed, quick)["steps_per_s"],
+        "rlsoft make_vec": lambda seed: _through_make_vec(
+            lambda: run_rlsoft(setting, steps, seed, quick, epsilon=1.0)
+        )["steps_per_s"],
+        "sb3": lambda seed: run_sb3(setting, steps, seed, quick)["steps_per_s"],
+    }
+    if args.skip_sb3:
+        del runs["sb3"]
+    measured: dict[str, list[float]] = {name: [] for name in runs}
+    for seed in range(repeats):
+        for name, run in runs.items():
+            measured[name].append(run(seed))
+    return {name: _median(values) for name, values in measured.items()}
+
+
+def print_collection(rates: dict[str, float], steps: int, goal: float = 0.35) -> None:
+    bare = rates["bare env"]
+    print(f"\nCollection only ({ENV_ID}, {steps:,} steps, updates disabled; median of rounds)")
+    for name, rate in rates.items():
+        ratio = rate / bare
+        verdict = ""
+        if name in ("rlsoft ε=1", "rlsoft ε sched"):
+            verdict = f"  goal >= {goal:.2f}x bare: {'PASS' if ratio >= goal else 'FAIL'}"
+        print(f"{name:15s} {rate:9.0f} steps/s  {ratio:5.2f}x bare env{verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50_000, help="environment steps per run")
@@ -346,6 +431,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only time one gradient computation, autograd vs agents/dqn/fastgrad.py",
     )
+    parser.add_argument(
+        "--collect-steps",
+        type=int,
+        default=50_000,
+        help="steps of each collection-only run (0 skips the collection rows)",
+    )
+    parser.add_argument(
+        "--collect-repeats", type=int, default=3, help="rounds of collection-only runs"
+    )
+    parser.add_argument("--collect-only", action="store_true", help="only the collection-only rows")
     args = parser.parse_args(argv)
     if args.gradients:
         time_gradients()
@@ -367,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     import agents  # noqa: F401 - registers rlsoft's agents
 
+    collection: dict[str, float] = {}
+    if args.collect_steps > 0:
+        collection = time_collection(args.collect_steps, args.collect_repeats, args)
+        print_collection(collection, args.collect_steps)
+    if args.collect_only:
+        return 0
     libraries = ["rlsoft"] if args.skip_sb3 else ["sb3", "rlsoft"]
     if args.autograd:
         libraries.append("rlsoft-ag")
@@ -435,7 +536,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"({cpu:.2f}x per CPU second; keep fastgrad.py if >= 1.15x)"
             )
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        Path(args.out).write_text(
+            json.dumps({"args": vars(args), "results": results, "collection": collection}, indent=2)
+        )
     return 0
 
 

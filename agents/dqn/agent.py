@@ -256,6 +256,7 @@ class DQNAgent:
         manual = manual and not config.noisy  # σ's gradients go through autograd
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select
+        self._select_lazily = policy.select_lazily
         self._greedy = Greedy()
         self._batch: tuple[int, ReplayBatch, dict[str, torch.Tensor]] | None = None
         self.updates = 0
@@ -338,13 +339,14 @@ class DQNAgent:
     def q_values(self, observations: Any) -> np.ndarray:
         """Q-values ``(n, A)`` of the online network (expected values for C51; the mean over
         heads for an ensemble)."""
-        obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
         if self._bootstrap is not None:
+            obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
             return self._bootstrap.mean_q(obs)
         if self._numpy_forward is not None:
-            obs = np.asarray(observations, dtype=np.float32).reshape(-1, *self.obs_shape)
+            # The forward pass copies (and converts) the batch into its own float32 buffer.
+            obs = np.asarray(observations).reshape(-1, *self.obs_shape)
             if self._input_scale != 1.0:
-                obs = obs * np.float32(self._input_scale)
+                obs = obs.astype(np.float32) * np.float32(self._input_scale)
             out = self._numpy_forward(obs)
             return expected_q_numpy(out, self._support_np) if self.categorical else out
         obs = np.asarray(observations).reshape(-1, *self.obs_shape)
@@ -372,7 +374,13 @@ class DQNAgent:
     def act(self, obs: Any, step: int) -> np.ndarray:
         """One exploration action per environment, from the policy on the batch's Q-values
         (an ensemble's: each copy's active head's; noisy ones, freshly sampled per environment,
-        with ``noisy``)."""
+        with ``noisy``). One environment's Q-values are computed only when the policy needs
+        them (ε-greedy's exploratory steps do not)."""
+        if self.num_envs == 1 and self._bootstrap is None and self._noise is None:
+            action = self._select_lazily(
+                lambda: self.q_values(obs)[0], self.n_actions, self.rng, step=step
+            )
+            return np.array([action], dtype=np.int64)
         if self._bootstrap is not None:
             q = self._bootstrap.behaviour_q(
                 np.asarray(obs, np.float32).reshape(-1, *self.obs_shape)

@@ -168,47 +168,51 @@ class NumpyForward:
     def _view(param: torch.Tensor) -> np.ndarray:
         return param.detach().numpy()
 
-    def _scratch(self, n: int) -> list[np.ndarray]:
-        buffers = self._buffers.get(n)
-        if buffers is None:
-            shapes = [(n, self.net.obs_dim)] + [(n, w.shape[1]) for w, _ in self._layers]
-            if self.net.dueling:
-                shapes += [(n, self._value[0].shape[1]), (n, self._advantage[0].shape[1])]
+    def _scratch(self, n: int) -> tuple[np.ndarray, list[tuple], list[np.ndarray]]:
+        """For batch size ``n``: the input buffer, the plan ``(weight_t, bias, out, activate)``
+        of the hidden layers (and of a plain head, whose ``activate`` is None), and the value
+        and advantage buffers of a dueling head."""
+        scratch = self._buffers.get(n)
+        if scratch is None:
+            net = self.net
+
+            def empty(*shape: int) -> np.ndarray:
+                return torch.empty(shape, dtype=torch.float32).numpy()
+
+            plan = [(w, b, empty(n, w.shape[1]), self._act) for w, b in self._layers]
+            dueling = []
+            if net.dueling:
+                dueling = [empty(n, self._value[0].shape[1]), empty(n, self._advantage[0].shape[1])]
             else:
-                shapes.append((n, self._head[0].shape[1]))
-            buffers = [torch.empty(s, dtype=torch.float32).numpy() for s in shapes]
+                plan.append((*self._head, empty(n, self._head[0].shape[1]), None))
+            scratch = (empty(n, net.obs_dim), plan, dueling)
             if len(self._buffers) > 8:  # odd batch sizes (evaluation, logging) come and go
                 self._buffers.clear()
-            self._buffers[n] = buffers
-        return buffers
+            self._buffers[n] = scratch
+        return scratch
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Q-values ``(n, A)`` or logits ``(n, A, K)`` for observations ``(n, ...)``."""
         n = obs.shape[0]
-        buffers = self._scratch(n)
-        x = buffers[0]
+        x, plan, dueling = self._scratch(n)
         np.copyto(x, obs.reshape(n, -1), casting="unsafe")
-        hidden = buffers[1 : 1 + len(self._layers)]
-        for (weight_t, bias), out in zip(self._layers, hidden, strict=True):
+        for weight_t, bias, out, activate in plan:
             np.matmul(x, weight_t, out=out)
             out += bias
-            self._act(out)
+            if activate is not None:
+                activate(out)
             x = out
         net = self.net
+        if not net.dueling:
+            return (x.reshape(n, net.n_actions, net.atoms) if net.atoms else x).copy()
         k = net.atoms or 1
-        if net.dueling:
-            value, adv = buffers[-2], buffers[-1]
-            np.matmul(x, self._value[0], out=value)
-            value += self._value[1]
-            np.matmul(x, self._advantage[0], out=adv)
-            adv += self._advantage[1]
-            adv3 = adv.reshape(n, net.n_actions, k)
-            out = value.reshape(n, 1, k) + (adv3 - adv3.mean(axis=1, keepdims=True))
-        else:
-            head = buffers[-1]
-            np.matmul(x, self._head[0], out=head)
-            head += self._head[1]
-            out = head.reshape(n, net.n_actions, k).copy()
+        value, adv = dueling
+        np.matmul(x, self._value[0], out=value)
+        value += self._value[1]
+        np.matmul(x, self._advantage[0], out=adv)
+        adv += self._advantage[1]
+        adv3 = adv.reshape(n, net.n_actions, k)
+        out = value.reshape(n, 1, k) + (adv3 - adv3.mean(axis=1, keepdims=True))
         return out if net.atoms else out.reshape(n, net.n_actions)
 
 

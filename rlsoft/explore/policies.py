@@ -235,6 +235,21 @@ class Policy(ABC):
             return int(_sample_rows(probs[None], rng)[0])
         return _sample_rows(probs, rng)
 
+    def select_lazily(
+        self,
+        q_row: Callable[[], np.ndarray],
+        n_actions: int,
+        rng: np.random.Generator,
+        *,
+        step: int = 0,
+    ) -> int:
+        """:meth:`select` on one row of ``n_actions`` values that are computed by ``q_row()``
+        only when the action depends on them (a DQN agent's forward pass for one
+        environment): same draws from ``rng``, same action. This default always computes
+        them; ε-greedy skips them on its exploratory steps."""
+        del n_actions
+        return int(self.select(q_row(), rng, step=step))
+
     def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
         """``sample(row, step) -> action``: :meth:`select` for the per-step path of tabular
         agents, drawing u ∈ [0, 1) from ``uniform()`` instead of a Generator.
@@ -393,6 +408,27 @@ class EpsilonGreedy(_ParametrisedPolicy):
             greedy = greedy.copy()
             greedy[explore] = uniform
         return greedy
+
+    def select_lazily(
+        self,
+        q_row: Callable[[], np.ndarray],
+        n_actions: int,
+        rng: np.random.Generator,
+        *,
+        step: int = 0,
+    ) -> int:
+        """The coin first, as :meth:`select`'s row path draws it: an exploratory step is
+        ⌊u′·A⌋ without computing ``q_row()``. A row mixing +inf and −inf (no finite
+        ordering to take the fast path) gets its greedy action from :class:`Greedy`: the same
+        distribution as :meth:`select`, from different draws."""
+        eps = self.parameter(step)
+        if rng.random() < eps:
+            return int(rng.random() * n_actions)
+        q = q_row()
+        row = _row_list(q)
+        if row is not None:
+            return _row_greedy(row, rng.random)
+        return int(Greedy().select(q, rng))
 
     def row_sampler(self, uniform: Callable[[], float]) -> RowSampler:
         eps = self._constant
@@ -587,6 +623,8 @@ class EzGreedy(EpsilonGreedy):
     """
 
     stateful = True
+    # Options carry the action between steps: ε-greedy's lazy coin does not apply.
+    select_lazily = Policy.select_lazily
 
     def __init__(self, epsilon: ScheduleLike, mu: float = 2.0) -> None:
         super().__init__(epsilon)

@@ -16,7 +16,7 @@ import numpy as np
 
 from rlsoft.rl.agent import Agent
 from rlsoft.rl.envs import state as envstate
-from rlsoft.rl.envs.atari import learning_signal_single, learning_signal_vector
+from rlsoft.rl.envs.atari import LearningSignalHook
 from rlsoft.rl.envs.factory import EnvSpec, make_env, make_vector_env
 from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_vector_env
 from rlsoft.rl.evaluation import evaluate_greedy
@@ -79,10 +79,8 @@ class EnvDriver:
         self._samples: list[Any] = []
         self.episodes = 0
         self._recent: list[float] = []
-        # Hook for Atari: the env reports the game's reward and episodes (so
-        # charts/episodic_return is the unclipped score) and puts what the agent learns from
-        # in info (rlsoft.rl.envs.atari: clipped reward, life-loss terminated, the true
-        # successor at a lost life); the loops pass that to agent.observe instead.
+        # Atari: the env reports the game's reward and episodes (charts/episodic_return is the
+        # unclipped score) and puts what the agent learns from in info; see _stepping.
         self.learns_apart = getattr(config.env, "atari", None) is not None
         # The recorder lets a checkpoint capture each environment's exact state.
         if self.vectorized:
@@ -104,27 +102,25 @@ class EnvDriver:
     def advance(self, budget: int, step: int) -> int:
         if self.vectorized:
             iterations = -(-budget // self.num_envs)
-            self._advance_vector(iterations, step)
+            if self.num_envs == 1:
+                self._advance_one(iterations, step)
+            else:
+                self._advance_vector(iterations, step)
             return iterations * self.num_envs
         self._advance_single(budget, step)
         return budget
 
     def _advance_single(self, n: int, step: int) -> None:
         # Locals instead of attribute lookups: this loop runs once per environment step.
-        act, observe = self.agent.act, self.agent.observe
-        env_step, env_reset = self.env.step, self.env.reset
+        act, (env_step, observe) = self.agent.act, self._stepping()
+        env_reset = self.env.reset
         obs, ep_return, ep_length = self.obs, self._ep_return, self._ep_length
         returns, lengths = self._returns, self._lengths
         end_episode = self._policy_episode_end()
-        learns_apart = self.learns_apart
         for step in range(step, step + n):  # noqa: B020 - the global step advances here
             action = act(obs, step)
-            next_obs, reward, terminated, truncated, info = env_step(action)
-            if learns_apart:  # Atari: learn from clipped rewards / life loss (see __init__)
-                learned = learning_signal_single(reward, next_obs, terminated, info)
-                observe(obs, action, learned[0], learned[1], learned[2], truncated, step)
-            else:
-                observe(obs, action, reward, next_obs, terminated, truncated, step)
+            next_obs, reward, terminated, truncated, _ = env_step(action)
+            observe(obs, action, reward, next_obs, terminated, truncated, step)
             ep_return += reward
             ep_length += 1
             if terminated or truncated:
@@ -137,38 +133,80 @@ class EnvDriver:
             obs = next_obs
         self.obs, self._ep_return, self._ep_length = obs, ep_return, ep_length
 
-    def _advance_vector(self, iterations: int, step: int) -> None:
-        act, observe, env_step = self.agent.act, self.agent.observe, self.env.step
+    def _advance_one(self, n: int, step: int) -> None:
+        """:meth:`_advance_vector` for a vector of one environment, with the episode
+        bookkeeping in Python scalars: numpy's per-call cost on length-1 arrays was a tenth
+        of a collection step (``scripts/bench_dqn.py --collect-only``)."""
+        act, (env_step, observe) = self.agent.act, self._stepping()
         end_episode = self._policy_episode_end()
         obs = self.obs
+        ep_return, ep_length = float(self._ep_return[0]), int(self._ep_length[0])
+        returns, lengths = self._returns, self._lengths
+        for step in range(step, step + n):  # noqa: B020 - the global step advances here
+            actions = act(obs, step)
+            next_obs, rewards, terminated, truncated, infos = env_step(actions)
+            ep_return += float(rewards[0])
+            ep_length += 1
+            if terminated[0] or truncated[0]:
+                # Same-step autoreset: the successor is the final observation in the info.
+                real_next = next_obs.copy()
+                real_next[0] = infos["final_obs"][0]
+                observe(obs, actions, rewards, real_next, terminated, truncated, step)
+                returns.append(ep_return)
+                lengths.append(ep_length)
+                ep_return, ep_length = 0.0, 0
+                if end_episode is not None:
+                    end_episode(0)
+            else:
+                observe(obs, actions, rewards, next_obs, terminated, truncated, step)
+            obs = next_obs
+        self.obs = obs
+        self._ep_return[0], self._ep_length[0] = ep_return, ep_length
+
+    def _advance_vector(self, iterations: int, step: int) -> None:
+        act, (env_step, observe) = self.agent.act, self._stepping()
+        end_episode = self._policy_episode_end()
+        obs, ep_return, ep_length = self.obs, self._ep_return, self._ep_length
+        num_envs = self.num_envs
         for _ in range(iterations):
             actions = act(obs, step)
             next_obs, rewards, terminated, truncated, infos = env_step(actions)
+            ep_return += rewards
+            ep_length += 1
             done = terminated | truncated
-            real_next = next_obs
-            if done.any():
-                # Same-step autoreset: next_obs already starts the new episode for finished
-                # envs; the transition's successor is the final observation in the info.
-                real_next = next_obs.copy()
-                for i in np.flatnonzero(done):
-                    real_next[i] = infos["final_obs"][i]
-            if self.learns_apart:  # Atari: learn from clipped rewards / life loss (see __init__)
-                learned = learning_signal_vector(rewards, real_next, terminated, infos)
-                observe(obs, actions, learned[0], learned[1], learned[2], truncated, step)
-            else:
-                observe(obs, actions, rewards, real_next, terminated, truncated, step)
-            self._ep_return += rewards
-            self._ep_length += 1
-            for i in np.flatnonzero(done):
-                self._returns.append(float(self._ep_return[i]))
-                self._lengths.append(int(self._ep_length[i]))
-                self._ep_return[i] = 0.0
-                self._ep_length[i] = 0
+            if not done.any():  # the common case, kept to the bare minimum of work
+                observe(obs, actions, rewards, next_obs, terminated, truncated, step)
+                obs = next_obs
+                step += num_envs
+                continue
+            # Same-step autoreset: next_obs already starts the new episode for finished envs;
+            # the transition's successor is the final observation in the info.
+            real_next = next_obs.copy()
+            finished = np.flatnonzero(done)
+            for i in finished:
+                real_next[i] = infos["final_obs"][i]
+            observe(obs, actions, rewards, real_next, terminated, truncated, step)
+            for i in finished:
+                self._returns.append(float(ep_return[i]))
+                self._lengths.append(int(ep_length[i]))
+                ep_return[i] = 0.0
+                ep_length[i] = 0
                 if end_episode is not None:
                     end_episode(int(i))
             obs = next_obs
-            step += self.num_envs
+            step += num_envs
         self.obs = obs
+
+    def _stepping(self) -> tuple[Any, Any]:
+        """``(env.step, agent.observe)`` for the loops, or for Atari (``env.atari``) the pair
+        of :class:`~rlsoft.rl.envs.atari.LearningSignalHook`: its ``step`` keeps the step's
+        info, its ``observe`` gives the agent the learning signal found there (the clipped
+        reward, life-loss ``terminated``, the true successor at a lost life) while the loops
+        count the game's own rewards and episodes."""
+        if not self.learns_apart:
+            return self.env.step, self.agent.observe
+        hook = LearningSignalHook(self.env.step, self.agent.observe, vector=self.vectorized)
+        return hook.step, hook.observe
 
     def _policy_episode_end(self) -> Any:
         """The exploration policy's ``end_episode(env)`` if it carries state within episodes

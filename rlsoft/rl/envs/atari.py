@@ -17,8 +17,8 @@ unclipped score, and an episode runs to game over (or the 108,000-frame limit of
 so ``charts/episodic_return`` and every evaluation report game scores, as the papers do.
 What the agent *learns from* is put beside them in ``info`` by :class:`AtariLearningSignal`:
 the clipped reward ``sign(r)`` (Mnih et al. 2015) and, optionally, ``terminated`` at every
-loss of a life. :func:`learning_signal_single` and :func:`learning_signal_vector` are the
-driver's hook that reads them.
+loss of a life. :class:`LearningSignalHook` (with :func:`learning_signal_single` and
+:func:`learning_signal_vector`) is the driver's hook that reads them.
 
 Sticky actions draw from ALE's own generator, which Gymnasium's ``np_random`` does not
 cover; :class:`AleSeeding` reseeds the emulator from ``np_random`` at every reset (as
@@ -30,15 +30,18 @@ of that generator's state and the actions, and exact resume
 ``AsyncVectorEnv`` of this stack, not ale-py's native ``AtariVectorEnv`` (the same
 preprocessing in C++ threads). Measured by ``scripts/bench_atari_vector.py --steps 2000``
 (Breakout, random actions, one core under ``nice`` on a shared 2-core machine, native on 1
-thread): native/Gymnasium steps per second 2.30 at ``num_envs`` 1, 2.38 at 4, 2.05 at 8
-(about 500 against 1,200 agent steps/s). The native env is faster, yet rlsoft does not use it:
+thread), native/Gymnasium steps per second: 2.26 at ``num_envs`` 1, 3.02 at 4, 1.73 at 8
+(Gymnasium 495, 514, 755 agent steps/s; native 1,120 to 1,553); an earlier run, before
+``num_envs: 1`` got rlsoft's ``SingleVectorEnv``, gave 2.30, 2.38 and 2.05 — the shared
+machine makes these noisy. The native env is faster, yet rlsoft does not use it:
 
 * exact resume replays each copy's episode from its recorded start and actions through an
   :class:`~rlsoft.rl.envs.state.EpisodeRecorder` around it; the native env has no per-copy
   Python env to wrap, reset from a saved generator or replay into;
-* its reward clipping and episodic life change the rewards and episodes it *returns*, so the
-  reported score would no longer be the game's, and life loss would end the driver's episode;
-  rlsoft keeps both apart (:class:`AtariLearningSignal`);
+* the learning signal would have to come from its own options (``reward_clipping``,
+  ``episodic_life``, ``life_loss_info``), which change the rewards and episodes it
+  *returns*: the reported score would no longer be the game's, or a lost life would end the
+  driver's episode; rlsoft keeps the two apart (:class:`AtariLearningSignal`);
 * a training step also pays for the Nature CNN's forward pass (acting) and, every
   ``train_freq`` steps, a gradient step, so the environment's share of a DQN step, and what
   the native env would save of it, is smaller than these ratios.
@@ -63,6 +66,7 @@ __all__ = [
     "AleSeeding",
     "AtariLearningSignal",
     "AtariSettings",
+    "LearningSignalHook",
     "atari_make_kwargs",
     "atari_wrappers",
     "is_atari_id",
@@ -218,6 +222,37 @@ class AtariLearningSignal(gym.Wrapper):
         padded = np.array(obs, copy=True)
         padded[: k - 1 - m] = padded[k - 1 - m]
         return padded
+
+
+class LearningSignalHook:
+    """The driver's hook: ``step`` calls the env's step and keeps its info; ``observe`` calls
+    the agent's with the learning signal in that info (:func:`learning_signal_vector` for a
+    vector env, :func:`learning_signal_single` for one env) in place of the env's reward,
+    successor and ``terminated``. The driver's loops use the pair in place of ``env.step`` and
+    ``agent.observe`` and keep counting the env's own rewards and episodes — the game's."""
+
+    def __init__(self, env_step: Any, observe: Any, *, vector: bool) -> None:
+        self._env_step, self._observe = env_step, observe
+        self._signal = learning_signal_vector if vector else learning_signal_single
+        self._info: dict[str, Any] = {}
+
+    def step(self, action: Any) -> Any:
+        result = self._env_step(action)
+        self._info = result[4]
+        return result
+
+    def observe(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+        step: int,
+    ) -> None:
+        reward, next_obs, terminated = self._signal(reward, next_obs, terminated, self._info)
+        self._observe(obs, action, reward, next_obs, terminated, truncated, step)
 
 
 def learning_signal_single(

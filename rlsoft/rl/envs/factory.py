@@ -265,6 +265,12 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
     return env
 
 
+LEAN_SINGLE_ENV = True
+"""Whether one synchronous copy is stepped by :class:`~rlsoft.rl.envs.single_vector.
+SingleVectorEnv` rather than ``gymnasium.make_vec``'s ``SyncVectorEnv`` (same outputs);
+``scripts/bench_dqn.py --collect-only`` turns it off for one row to measure the difference."""
+
+
 def make_vector_env(
     config: EnvSpec, wrap: Callable[[gym.Env], gym.Env] | None = None
 ) -> gym.vector.VectorEnv:
@@ -276,9 +282,17 @@ def make_vector_env(
     ``info["final_obs"]``: every returned transition is a real one, so none crosses an episode
     boundary and no step is wasted on a reset.
 
+    One synchronous copy is a :class:`~rlsoft.rl.envs.single_vector.SingleVectorEnv`, which
+    returns the same as ``SyncVectorEnv`` at a fraction of its per-step cost.
+
     :param wrap: applied to each sub-environment outside the config's wrappers (e.g. an
         episode recorder for exact resume); ``make_vec``'s ``wrappers`` wrap every copy.
     """
+    if config.num_envs == 1 and config.vectorization == "sync" and LEAN_SINGLE_ENV:
+        from rlsoft.rl.envs.single_vector import SingleVectorEnv
+
+        env = make_env(config)
+        return SingleVectorEnv(wrap(env) if wrap is not None else env)
     make_env(config).close()  # surfaces bad ids, arguments and wrappers as clear errors first
     wrappers = _env_adapters(config) + wrapper_factories(config)
     wrappers += [wrap] if wrap is not None else []

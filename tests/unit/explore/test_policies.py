@@ -689,3 +689,33 @@ def test_select_accepts_a_uniform_stream_for_batches_and_masks(name):
         )
         assert_follows(batch, ref(q, mask))
         assert_follows([policy.select(q, stream, mask=mask) for _ in range(2000)], ref(q, mask))
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [EpsilonGreedy(0.3), EpsilonGreedy(LinearSchedule(1.0, 0.0, 50)), Boltzmann(0.5), Greedy()],
+    ids=["eps-const", "eps-schedule", "boltzmann", "greedy"],
+)
+def test_select_lazily_draws_and_acts_as_select(policy):
+    """The lazy path (DQN's single environment) takes the same draws and actions as select,
+    ties included, and computes the values only on the steps whose action needs them."""
+    rows = np.random.default_rng(5).integers(0, 3, size=(200, 4)).astype(np.float32)
+    eager, lazy = np.random.default_rng(9), np.random.default_rng(9)
+    computed = 0
+
+    def values(row):
+        def compute():
+            nonlocal computed
+            computed += 1
+            return row
+
+        return compute
+
+    for step, row in enumerate(rows):
+        expected = policy.select(row, eager, step=step)
+        assert policy.select_lazily(values(row), 4, lazy, step=step) == expected
+    assert eager.bit_generator.state == lazy.bit_generator.state
+    if isinstance(policy, EpsilonGreedy):  # ~30 % (or more) of 200 steps explore
+        assert computed < len(rows) - 20
+    else:
+        assert computed == len(rows)
