@@ -46,15 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as `python scripts/bench_replay_memory.py`
     sys.path.insert(0, str(ROOT))
 
-GB = 1e9
-
-
-def rss_bytes() -> int:
-    """The resident set size of this process, from /proc/self/status (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS line in /proc/self/status")
+from scripts.benchlib import GB, rss_bytes  # noqa: E402
 
 
 def transitions(capacity: int, stack: int, size: int, mean_length: int, seed: int = 0):
