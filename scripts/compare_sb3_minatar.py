@@ -37,7 +37,8 @@ training speed (environment steps per wall-clock second, evaluations excluded, m
 seeds). Runs whose results file exists are not run again, so an interrupted call continues.
 Runs go ``--jobs`` at a time as child processes, each under ``nice -n 10`` with one thread.
 
-    python scripts/compare_sb3_minatar.py --steps 120000 --out /tmp/sb3minatar_runs
+    python scripts/compare_sb3_minatar.py --steps 120000 --out /tmp/sb3minatar_runs \
+        --png docs/compare_sb3_minatar_breakout.png
     python scripts/compare_sb3_minatar.py --steps 2000 --seeds 0 --eval-every 1000 \
         --out /tmp/sb3minatar_probe           # a quick look at both libraries' speed
     rlsoft report /tmp/sb3minatar_runs        # the report again, from the run dirs
@@ -345,25 +346,40 @@ def run_all(pending: list[tuple[str, int]], args: argparse.Namespace) -> None:
         raise SystemExit(f"compare_sb3_minatar: runs failed: {', '.join(failed)}")
 
 
-def summarize(args: argparse.Namespace, seeds: list[int], wall: float) -> None:
+def summarize(args: argparse.Namespace, seeds: list[int], wall: float, ran: int) -> None:
     """``rlsoft report`` on the run dirs, then the table of the README."""
-    from rlsoft.compare.report import report
+    import yaml
+
+    from rlsoft.compare.report import print_tables, report
 
     out = Path(args.out)
+    # what `rlsoft report` reads from a comparison's logdir: its title, the variants' order
+    # and the return threshold of the time-to-threshold table (10× the random policy's)
+    meta = {
+        "name": "rlsoft vs Stable-Baselines3, DQN with identical hyperparameters",
+        "variants": list(LIBRARIES),
+        "definition": {"analysis": {"return_threshold": 10 * RANDOM_RETURN}},
+    }
+    (out / "compare.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     analysis, plots = report(out)
     results = {
         library: [json.loads((out / "results" / f"{library}_seed{s}.json").read_text())
                   for s in seeds]
         for library in LIBRARIES
     }  # fmt: skip
+    print_tables(analysis)  # the tables `rlsoft report` prints
     block = analysis.blocks()[0]
     print(
         f"\nDQN on MinAtar/Breakout-v1: {args.steps:,} environment steps per run, seeds "
         f"{seeds}, greedy evaluation of {args.eval_episodes} episodes every "
-        f"{args.eval_every:,} steps; {wall / 60:.0f} min of wall time in all"
+        f"{args.eval_every:,} steps; "
+        + (f"{wall / 60:.0f} min of wall time for {ran} runs" if ran else "no run was pending")
     )
     ci = f"{analysis.confidence:.0%} CI"
-    print(f"| library | runs | final greedy return, IQM [{ci}] | mean [{ci}] | steps/s |")
+    print(
+        f"| library | runs | final greedy return, IQM [{ci}] | mean [{ci}] "
+        "| training steps/s (median) |"
+    )
     print("|---|---|---|---|---|")
     for library in LIBRARIES:
         result = analysis.result(block, library)
@@ -378,7 +394,11 @@ def summarize(args: argparse.Namespace, seeds: list[int], wall: float) -> None:
         finals = ", ".join(f"{r['final_return']:.2f}" for r in results[library])
         print(f"{library} final greedy returns by seed: {finals}")
     for path in plots:
-        print(f"plot: {path}")
+        print(f"written: {path}")
+    if args.png:
+        curves = out / "learning_curves_MinAtar_Breakout-v1.png"
+        Path(args.png).write_bytes(curves.read_bytes())
+        print(f"learning curves copied to {args.png}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the runs")
     parser.add_argument("--out", required=True, help="directory of the run dirs (not in git)")
+    parser.add_argument("--png", help="also copy the learning curves' PNG to this file")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # LIBRARY:SEED, in this process
     args = parser.parse_args(argv)
     if args.steps < 1 or args.eval_every < 1 or args.eval_episodes < 1 or args.jobs < 1:
@@ -418,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     started = time.perf_counter()
     run_all(pending, args)
-    summarize(args, seeds, time.perf_counter() - started)
+    summarize(args, seeds, time.perf_counter() - started, len(pending))
     return 0
 
 
