@@ -356,7 +356,7 @@ def summarize(args: argparse.Namespace, seeds: list[int], wall: float, ran: int)
     # what `rlsoft report` reads from a comparison's logdir: its title, the variants' order
     # and the return threshold of the time-to-threshold table (10× the random policy's)
     meta = {
-        "name": "rlsoft vs Stable-Baselines3, DQN with identical hyperparameters",
+        "name": "rlsoft vs SB3, same DQN hyperparameters",
         "variants": list(LIBRARIES),
         "definition": {"analysis": {"return_threshold": 10 * RANDOM_RETURN}},
     }
