@@ -3,8 +3,10 @@
 For the small MLPs of value-based RL, autograd's per-operator bookkeeping is a large part of
 an update's cost, and writing the backward pass out removes it. It is kept because it pays
 end to end: ``python scripts/bench_dqn.py --autograd`` (CartPole-v1, 50k steps, seeds 0–4,
-2026-12-05) trained 1.18× faster with it than with autograd on the zoo setting ([256, 256],
-batch 64) and 1.22× on SB3's defaults ([64, 64], batch 32); the bar was 1.15×.
+2026-12-05, a machine shared with other jobs) trained 1.15× faster per CPU second with it
+than with autograd on the zoo setting ([256, 256], batch 64; 1.03× on wall-clock time, which
+the load moved) and 1.26× on SB3's defaults ([64, 64], batch 32; 1.27× wall); an earlier run
+on an idle machine gave 1.18× and 1.22×. The bar was 1.15×.
 ``--gradients`` times the gradient computation alone both ways. The gradients are
 the same numbers up to rounding: ``tests/unit/dqn/test_dqn.py`` checks them against autograd for
 every supported combination.
