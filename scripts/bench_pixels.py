@@ -91,7 +91,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as `python scripts/bench_pixels.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
-from scripts.benchlib import GB, available_bytes, median, rss_bytes  # noqa: E402
+from scripts.benchlib import (  # noqa: E402
+    GB,
+    available_bytes,
+    median,
+    rss_bytes,
+    sb3_dqn_hyperparameters,
+)
 
 GAMES: dict[str, str] = {
     "minatar": "configs/minatar_breakout_dqn.yaml",
@@ -228,19 +234,9 @@ def sb3_hyperparameters(config: Any) -> dict[str, Any]:
         raise BenchError("agent.lr is a schedule; the benchmark needs a constant step size")
     epsilon = final_epsilon(config.exploration)
     return {
-        "learning_rate": float(agent.lr),
-        "buffer_size": agent.buffer_size,
-        "learning_starts": agent.learning_starts,
-        "batch_size": agent.batch_size,
-        "tau": agent.tau,
-        "gamma": agent.gamma,
-        "train_freq": agent.train_freq,
-        "gradient_steps": agent.gradient_steps,
-        "n_steps": agent.n_step,
-        "target_update_interval": agent.target_update_interval,
+        **sb3_dqn_hyperparameters(agent),
         "exploration_initial_eps": epsilon,
         "exploration_final_eps": epsilon,
-        "max_grad_norm": math.inf if agent.max_grad_norm is None else agent.max_grad_norm,
     }
 
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -65,6 +64,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as `python scripts/compare_sb3_minatar.py`
     sys.path.insert(0, str(ROOT))
+
+from scripts.benchlib import sb3_dqn_hyperparameters  # noqa: E402
 
 CONFIG = ROOT / "configs" / "minatar_breakout_dqn.yaml"
 EVAL_SEED = 10_000
@@ -125,18 +126,7 @@ def sb3_kwargs(config: Any) -> dict[str, Any]:
     if config.env.num_envs != 1:
         raise ValueError("this comparison runs one environment (env.num_envs: 1)")
     return {
-        "learning_rate": agent.lr,
-        "buffer_size": agent.buffer_size,
-        "learning_starts": agent.learning_starts,
-        "batch_size": agent.batch_size,
-        "tau": agent.tau,
-        "gamma": agent.gamma,
-        "train_freq": agent.train_freq,
-        "gradient_steps": agent.gradient_steps,
-        "n_steps": agent.n_step,
-        "target_update_interval": agent.target_update_interval,
-        # SB3 always clips; an infinite norm makes the clip factor exactly 1 (no clipping)
-        "max_grad_norm": math.inf if agent.max_grad_norm is None else agent.max_grad_norm,
+        **sb3_dqn_hyperparameters(agent),
         "policy_kwargs": {
             "net_arch": [],
             "features_extractor_kwargs": {"features": agent.hidden_sizes[-1]},
