@@ -138,8 +138,8 @@ class EnvDriver:
 
     def _advance_one(self, n: int, step: int) -> None:
         """:meth:`_advance_vector` for a vector of one environment, with the episode
-        bookkeeping in Python scalars: numpy's per-call cost on length-1 arrays was a tenth
-        of a collection step (``scripts/bench_dqn.py --collect-only``)."""
+        bookkeeping in Python scalars: numpy's per-call cost on length-1 arrays showed in
+        pyinstrument's profile of ``scripts/bench_dqn.py --collect-only``."""
         act, (env_step, observe) = self.agent.act, self._stepping()
         end_episode = self._policy_episode_end()
         obs = self.obs
