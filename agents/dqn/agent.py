@@ -260,6 +260,8 @@ class DQNAgent:
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select
         self._select_lazily = policy.select_lazily
+        # One environment without noise or heads: the policy may skip the forward pass.
+        self._acts_lazily = self.num_envs == 1 and self._bootstrap is None and self._noise is None
         self._greedy = Greedy()
         self._batch: tuple[int, ReplayBatch, dict[str, torch.Tensor]] | None = None
         self.updates = 0
@@ -379,7 +381,7 @@ class DQNAgent:
         (an ensemble's: each copy's active head's; noisy ones, freshly sampled per environment,
         with ``noisy``). One environment's Q-values are computed only when the policy needs
         them (ε-greedy's exploratory steps do not)."""
-        if self.num_envs == 1 and self._bootstrap is None and self._noise is None:
+        if self._acts_lazily:
             action = self._select_lazily(
                 lambda: self.q_values(obs)[0], self.n_actions, self.rng, step=step
             )

@@ -93,12 +93,13 @@ class SingleVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, truncated, info = self.env.step(actions[0])
-        infos = _batched_info(info) if info else {}
         if terminated or truncated:
             infos = _batched_info({"final_obs": obs, "final_info": info})
             obs, reset_info = self.env.reset()
             if reset_info:
                 _batched_info(reset_info, infos)
+        else:
+            infos = _batched_info(info) if info else {}
         return (
             self._batch(obs),
             np.array([reward], dtype=np.float64),
