@@ -120,7 +120,7 @@ def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path,
     data = config.to_dict()
     data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(run_dir)
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
     except OSError as exc:
         _remove_created(run_dir, created)
@@ -156,11 +156,39 @@ def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
         ) from None
 
 
+def _make_dir(path: Path, attempts: int = 5) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, tried again when a parent vanished.
+
+    A comparison's runs share parents (``<logdir>/<env>/<variant>``) and a run that fails
+    early removes the parents it made once they are empty (:func:`_remove_created`); one
+    removed between ``mkdir`` making the parents and making ``path`` is made again.
+    """
+    for attempt in range(attempts):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+
+
 def _remove_created(run_dir: Path, created: Path | None) -> None:
-    """Remove ``run_dir`` and the parents made for it (``created``: the outermost one); a
-    run dir that already existed (empty) is emptied again but kept."""
+    """Remove ``run_dir`` and, while they are empty, the parents made for it (``created``:
+    the outermost one); a run dir that already existed (empty) is emptied again but kept.
+
+    Parents are removed with ``rmdir``, which refuses a non-empty directory: another run of
+    the same comparison may have made its own run dir in them meanwhile, and a recursive
+    removal would take that run's files with it.
+    """
     if created is not None:
-        shutil.rmtree(created, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        parent = run_dir
+        while parent != created:
+            parent = parent.parent
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: another run lives there now
+                return
         return
     for child in run_dir.iterdir() if run_dir.is_dir() else ():
         if child.is_dir() and not child.is_symlink():

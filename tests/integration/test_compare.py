@@ -242,6 +242,36 @@ def test_run_one_turns_a_failure_into_an_outcome(tmp_path):
     assert not (comparison.runs[0].run_dir / "summary.json").exists()
 
 
+def test_a_failing_run_leaves_the_runs_beside_it_alone(tmp_path, monkeypatch):
+    """A run that fails before its first step removes its run dir and the parents it made,
+    but not a run dir another worker made in those parents meanwhile (CI once lost a
+    finished run's config.yaml this way)."""
+    from rlsoft.run import experiment
+    from rlsoft.run.config import validate_config
+
+    comparison = plan(
+        logdir=tmp_path, variants={"broken": {"env.kwargs": {"no_such_option": 1}}}, seeds=1
+    )
+    broken, neighbour = comparison.runs[0].config, plan(logdir=tmp_path, seeds=1).runs[0]
+    build_driver = experiment.build_driver
+
+    def neighbour_starts_then_fail(config, **kwargs):
+        # the neighbour makes its run dir in Taxi-v4/, which the broken run made
+        experiment.create_run_dir(validate_config(neighbour.config))
+        return build_driver(config, **kwargs)
+
+    monkeypatch.setattr(experiment, "build_driver", neighbour_starts_then_fail)
+    outcome = run_one(broken)
+    assert outcome.status == "failed" and "no_such_option" in outcome.error
+    assert (neighbour.run_dir / "config.yaml").is_file()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "Taxi-v4",
+        "Taxi-v4/eps",
+        "Taxi-v4/eps/seed_0",
+        "Taxi-v4/eps/seed_0/config.yaml",
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # A real grid on the local backend: 3 variants (one broken) × 2 seeds, 2 workers
 # --------------------------------------------------------------------------------------------
