@@ -66,6 +66,7 @@ memory of SB3's with ``optimize_memory_usage``; the collection ratio reported.
     python scripts/bench_pixels.py --steps 20000 --repeats 3 --out pixels.json   # longer
     python scripts/bench_pixels.py --skip-speed --memory-large 0    # memory at 250k only
     python scripts/bench_pixels.py --set atari:agent.batch_size=64  # a config override
+    python scripts/bench_pixels.py --autograd --skip-memory    # + rlsoft with autograd
 
 Needs the benchmark extra (``pip install 'rlsoft[bench]'``: stable-baselines3) and the games
 (``pip install 'rlsoft[minatar,atari]'``).
@@ -121,6 +122,7 @@ CASE_NAMES = {
     "rlsoft collect": "rlsoft collection (no updates)",
     "sb3 train": "SB3 training",
     "rlsoft train": "rlsoft training",
+    "rlsoft train autograd": "rlsoft training, autograd",
 }
 
 
@@ -330,9 +332,10 @@ def bare_env(config: Any, steps: int, seed: int) -> dict[str, Any]:
     return _speed(steps, wall, cpu, 0)
 
 
-def run_rlsoft(config: Any, warmup: int) -> dict[str, Any]:
+def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str, Any]:
     """rlsoft's normal training loop, timed from the first step at or after ``warmup`` to the
-    end of the last environment step (the final evaluation and checkpoint are stubbed)."""
+    end of the last environment step (the final evaluation and checkpoint are stubbed);
+    ``autograd`` computes the gradients with autograd instead of agents/dqn/fastgrad.py."""
     import torch
 
     from rlsoft.run.experiment import build_driver, create_run_dir
@@ -343,6 +346,8 @@ def run_rlsoft(config: Any, warmup: int) -> dict[str, Any]:
         run_dir = create_run_dir(config, logdir)
         driver = build_driver(config)
         torch.set_num_threads(1)
+        if autograd:  # the agent falls back to autograd when it has no written-out backward
+            driver.agent._manual_gradient = None
         driver.evaluate = lambda step: {"eval/mean_return": 0.0}  # outside the window
         driver.save_agent = lambda path: Path(path).write_bytes(b"")  # ditto
         advance = driver.advance
@@ -458,6 +463,7 @@ def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[st
         "rlsoft collect": lambda: run_rlsoft(collect, args.warmup),
         "sb3 train": lambda: run_sb3(train, args.warmup, optimize_memory=optimize),
         "rlsoft train": lambda: run_rlsoft(train, args.warmup),
+        "rlsoft train autograd": lambda: run_rlsoft(train, args.warmup, autograd=True),
     }
 
 
@@ -734,6 +740,15 @@ def report(
                     "verdict": "—",
                 }
             )
+            if "rlsoft train autograd" in sps:
+                goals.append(
+                    {
+                        "what": f"{game}: rlsoft written-out backward / autograd steps/s",
+                        "ratio": sps["rlsoft train"] / sps["rlsoft train autograd"],
+                        "goal": "reported",
+                        "verdict": "—",
+                    }
+                )
             for library in ("rlsoft", "sb3"):
                 goals.append(
                     {
@@ -838,6 +853,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[GAME:]KEY=VALUE",
         help="a config override, e.g. atari:agent.batch_size=64 (no GAME: every game)",
     )
+    speed.add_argument(
+        "--autograd",
+        action="store_true",
+        help="also time rlsoft training with autograd instead of its written-out backward",
+    )
     speed.add_argument("--minatar-config", help=f"instead of {GAMES['minatar']}")
     speed.add_argument("--atari-config", help=f"instead of {GAMES['atari']}")
     memory = parser.add_argument_group("memory")
@@ -888,10 +908,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_speed:
             for game in games:
                 cases = speed_cases(game, args, sets[game])
-                speed[game] = {case: [] for case in CASES}
+                chosen = CASES + (("rlsoft train autograd",) if args.autograd else ())
+                speed[game] = {case: [] for case in chosen}
                 for repeat in range(args.repeats):
                     # Alternate the order so that a drift in machine load favours no one.
-                    for case in CASES if repeat % 2 == 0 else CASES[::-1]:
+                    for case in chosen if repeat % 2 == 0 else chosen[::-1]:
                         result = cases[case]()
                         speed[game][case].append(result)
                         print(

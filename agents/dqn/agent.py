@@ -59,7 +59,7 @@ from agents.dqn.conv import (
     uses_frame_replay,
 )
 from agents.dqn.ensemble import Bootstrap, EnsembleQNetwork
-from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient
+from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient, covers_torso
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
@@ -249,13 +249,17 @@ class DQNAgent:
         )
         # NoisyNet draws all its noise from its own generator, saved in checkpoints.
         self._noise = NoiseSource.from_torch_seed(torch_seed) if config.noisy else None
-        # The numpy forward pass and the hand-written backward pass cover single MLPs;
-        # convolutional networks and ensembles act and learn through torch.
-        mlp = torso is None and self._bootstrap is None
+        # The numpy forward pass covers single MLPs (convolutional networks act through
+        # torch), the hand-written backward pass single MLPs and MinAtar's one-convolution
+        # network (agents.dqn.fastgrad.covers_torso); the rest learns through autograd.
+        single = self._bootstrap is None
         self._numpy_forward = (
-            NumpyForward(self.online) if self.device.type == "cpu" and mlp else None
+            NumpyForward(self.online)
+            if self.device.type == "cpu" and single and torso is None
+            else None
         )
-        manual = mlp and not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
+        manual = single and not self.categorical and config.activation in SUPPORTED_ACTIVATIONS
+        manual = manual and covers_torso(torso)
         manual = manual and not config.noisy  # σ's gradients go through autograd
         self._manual_gradient = ManualGradient(self.online, config.loss) if manual else None
         self._select = policy.select

@@ -32,9 +32,12 @@ batch at a time (:meth:`agents.dqn.agent.DQNAgent._as_input`): ``uint8`` observa
 bounds are ``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its values
 (bool → 0/1).
 
-**Speed.** The convolutional networks run through torch for acting and learning alike: the
-numpy forward pass (:class:`agents.dqn.networks.NumpyForward`) and the hand-written backward
-pass (:mod:`agents.dqn.fastgrad`) cover MLPs only.
+**Speed.** The convolutional networks act through torch (the numpy forward pass,
+:class:`agents.dqn.networks.NumpyForward`, covers MLPs only) and learn through the
+hand-written backward pass of :mod:`agents.dqn.fastgrad` where it covers the head (the ``q``
+head without NoisyNet), else through autograd. The dense layer after the torso is computed in
+the operand order of :func:`agents.dqn.networks.wide_linear`, faster on the CPU for these
+widths.
 """
 
 from __future__ import annotations
@@ -221,12 +224,15 @@ class ConvTorso(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.out_features = int(np.prod(conv_output_shape(layers, *image)))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def images(self, obs: torch.Tensor) -> torch.Tensor:
+        """The batch as ``(N, C, H, W)``: a view, permuted when the inputs are channels last."""
         c, h, w = self.image
         if self.channels_last:
-            x = obs.reshape(-1, h, w, c).permute(0, 3, 1, 2)
-        else:
-            x = obs.reshape(-1, c, h, w)
+            return obs.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        return obs.reshape(-1, c, h, w)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.images(obs)
         for conv in self.convs:
             x = torch.relu(conv(x))
         return x.flatten(1)

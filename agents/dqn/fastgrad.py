@@ -12,10 +12,20 @@ the same numbers up to rounding: ``tests/unit/dqn/test_dqn.py`` checks them agai
 every supported combination.
 
 Covered: the ``q`` head, plain or dueling, Huber or squared loss, activations whose
-derivative follows from their output (relu, tanh, elu, leaky_relu). Everything else — the
-categorical head, trained through :func:`rlsoft.numerics.functional.cross_entropy` and its fused
-backward, ``silu``, and every convolutional network (:mod:`agents.dqn.conv`) — goes through
-autograd.
+derivative follows from their output (relu, tanh, elu, leaky_relu), on an MLP or on a
+torso of one convolution (:func:`covers_torso`). Everything else — the categorical
+head, trained through :func:`rlsoft.numerics.functional.cross_entropy` and its fused backward,
+``silu``, NoisyNet layers, ensembles and deeper convolutional torsos (the Nature network) —
+goes through autograd.
+
+On a convolutional torso the dense layers are computed in the operand order of
+:func:`agents.dqn.networks.wide_linear`, and the convolution's weight gradient comes from torch's
+public ``torch.nn.grad.conv2d_weight``. It pays on MinAtar: ``python scripts/bench_pixels.py
+--skip-memory --autograd`` (2026-12-05, one other job on the second core) trained MinAtar
+Breakout at 485 steps/s with it against 450 with autograd (1.08×).
+``tests/unit/dqn/test_conv.py`` checks the gradients against autograd through the network
+written out in torch's functional API (both image layouts, strides 1 and 2, dueling, both
+losses).
 
 Backpropagation through ``h = act(x·Wᵀ + b)`` with upstream gradient ``g`` (``g ⊙ act′``
 formed from ``h``)::
@@ -25,7 +35,9 @@ formed from ``h``)::
 and the loss ``mean_i ℓ(Q(s_i, a_i) − y_i)`` sends ``ℓ′(δ_i)/B`` into column ``a_i`` of row i
 (``ℓ′ = clip(δ, −1, 1)`` for Huber with δ-threshold 1, ``2δ`` for the squared error). The
 dueling combination ``Q = V + A − mean_a A`` passes ``∂V = Σ_a ∂Q`` and
-``∂A = ∂Q − mean_a ∂Q``.
+``∂A = ∂Q − mean_a ∂Q``. A convolution ``y = relu(w ⋆ x + b)`` (cross-correlation, stride s)
+with upstream ``g = ∂y ⊙ [y > 0]`` has ``∂w[f, c, i, j] = Σ_{n,u,v} g[n, f, u, v] ·
+x[n, c, s·u + i, s·v + j]`` and ``∂b[f] = Σ_{n,u,v} g[n, f, u, v]``.
 """
 
 from __future__ import annotations
@@ -34,10 +46,25 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.nn.grad import conv2d_weight
 
-from agents.dqn.networks import QNetwork
+from agents.dqn.conv import ConvTorso
+from agents.dqn.networks import QNetwork, wide_linear
 
-__all__ = ["SUPPORTED_ACTIVATIONS", "ManualGradient"]
+__all__ = ["SUPPORTED_ACTIVATIONS", "ManualGradient", "covers_torso"]
+
+
+def covers_torso(torso: torch.nn.Module | None) -> bool:
+    """Whether :class:`ManualGradient` takes a network with this torso: none (an MLP), or a
+    :class:`~agents.dqn.conv.ConvTorso` of one convolution (MinAtar's network). Below a first
+    convolution the input's gradient is needed too, which torch's public functions compute
+    apart from the weight's: on the Nature network that was slower than autograd's joint
+    backward (``python scripts/bench_pixels.py --autograd``, Atari Breakout: 0.95×)."""
+    return torso is None or (isinstance(torso, ConvTorso) and len(torso.convs) == 1)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return torch.addmm(bias, x, weight.t())
 
 
 def _relu(h: torch.Tensor) -> torch.Tensor:
@@ -94,6 +121,8 @@ class ManualGradient:
     def __init__(self, net: QNetwork, loss: str) -> None:
         if net.atoms is not None or net.activation not in _ACTIVATIONS:
             raise ValueError("the manual gradient covers the q head with relu/tanh/elu/leaky_relu")
+        if not covers_torso(net.torso):
+            raise ValueError("the manual gradient covers MLPs and one-convolution torsos")
         if loss not in ("huber", "mse"):
             raise ValueError(f"unknown loss {loss!r}")
         self.net, self.huber = net, loss == "huber"
@@ -105,11 +134,22 @@ class ManualGradient:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Set the gradients of the loss on this minibatch; return (loss, mean Q(s, a))."""
         net = self.net
-        x = obs.reshape(obs.shape[0], -1)
+        torso = net.torso
+        images: list[torch.Tensor] = []  # each convolution's input, then the last one's output
+        if torso is None:
+            x = obs.reshape(obs.shape[0], -1)
+        else:
+            x = torso.images(obs)
+            for conv in torso.convs:
+                images.append(x)
+                x = F.conv2d(x, conv.weight, conv.bias, conv.stride).relu_()
+            images.append(x)
+            x = x.flatten(1)
         inputs = []
+        linear = wide_linear if torso is not None else _linear
         for layer in net.body:
             inputs.append(x)
-            x = self._act(torch.addmm(layer.bias, x, layer.weight.t()))
+            x = self._act(linear(x, layer.weight, layer.bias))
         index = actions.view(-1, 1)
         if net.dueling:
             value = torch.addmm(net.value.bias, x, net.value.weight.t())
@@ -139,9 +179,20 @@ class ManualGradient:
             self._act_grad(g, x)
             layer, x = net.body[i], inputs[i]
             self._linear_grads(layer, g, x)
-            if i:
+            if i or torso is not None:
                 g = torch.mm(g, layer.weight)
+        if torso is not None:
+            self._conv_grads(torso, g, images)
         return loss, q_taken.mean()
+
+    @staticmethod
+    def _conv_grads(torso: ConvTorso, g: torch.Tensor, images: list[torch.Tensor]) -> None:
+        """Backpropagate ``g`` (the loss's gradient in the torso's flattened output) through
+        the convolution's ReLU, writing the convolution's parameter gradients."""
+        (conv,), (x, out) = torso.convs, images
+        g = g.reshape(out.shape).mul_(out > 0)
+        conv.weight.grad.copy_(conv2d_weight(x, conv.weight.shape, g, stride=conv.stride))
+        torch.sum(g, dim=(0, 2, 3), out=conv.bias.grad)
 
     @staticmethod
     def _linear_grads(layer: torch.nn.Linear, g: torch.Tensor, x: torch.Tensor) -> None:

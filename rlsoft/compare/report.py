@@ -240,6 +240,29 @@ def _number_or_schedule(value: Any, symbol: str) -> str:
     return f"{symbol}={value}"
 
 
+def _dqn_options(agent: dict[str, Any]) -> str:
+    """The head and target of a DQN-family agent when they are not the plain ones, e.g.
+    ``" (Munchausen target τ=0.03, α=0.9)"``; a value the config does not hold is left out."""
+    text = " (C51)" if agent.get("head") == "c51" else ""
+    if agent.get("double") is True:
+        text += " (Double)"
+    target = agent.get("target")
+    values = {
+        "soft": [("τ", "soft_temperature")],
+        "munchausen": [("τ", "soft_temperature"), ("α", "munchausen_alpha")],
+        "mellowmax": [("ω", "mellowmax_omega")],
+    }.get(str(target))
+    if values is not None:
+        shown = ", ".join(
+            f"{symbol}={agent[key]:g}"
+            for symbol, key in values
+            if isinstance(agent.get(key), (int, float))
+        )
+        name = "Munchausen" if target == "munchausen" else target
+        text += f" ({name} target{' ' + shown if shown else ''})"
+    return text
+
+
 def describe_config(config: dict[str, Any]) -> str:
     """A short human description of an experiment config's agent and exploration, e.g.
     ``"Q-learning, Boltzmann (τ 5→0.1 over 60,000 steps)"``."""
@@ -252,6 +275,7 @@ def describe_config(config: dict[str, Any]) -> str:
         text += f" (initial Q {agent['initial_q']:g})"
     if isinstance(agent.get("count_bonus"), (int, float)) and agent["count_bonus"] > 0:
         text += f" (count bonus β={agent['count_bonus']:g})"
+    text += _dqn_options(agent)
     if agent.get("noisy") is True:
         text += " (NoisyNet)"
     ensemble = agent.get("ensemble")

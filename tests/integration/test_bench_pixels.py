@@ -234,7 +234,8 @@ def test_memory_children_measure_the_layouts_arithmetic(tmp_path) -> None:
 )
 def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, train_freq) -> None:
     """32 timed steps after 32 random ones: both libraries make exactly 32 / train_freq
-    gradient steps (the configs' one per round); collection makes none."""
+    gradient steps (the configs' one per round), and so does rlsoft with autograd
+    (``--autograd``, MinAtar); collection makes none."""
     _needs("stable_baselines3", module)
     out = tmp_path / "speed.json"
     done = _run(
@@ -251,6 +252,7 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         "1000",
         "--out",
         str(out),
+        *(["--autograd"] if game == "minatar" else []),
         timeout=240,
     )
     assert done.returncode == 0, done.stderr
@@ -258,6 +260,9 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
     cases = results["speed"][game]
     updates = 32 // train_freq
     assert cases["rlsoft train"][0]["updates"] == cases["sb3 train"][0]["updates"] == updates
+    if game == "minatar":  # the same run with autograd: the same number of updates
+        assert cases["rlsoft train autograd"][0]["updates"] == updates
+        assert any("written-out backward / autograd" in g["what"] for g in results["goals"])
     assert cases["rlsoft collect"][0]["updates"] == cases["sb3 collect"][0]["updates"] == 0
     for case in bench.CASES:
         run = cases[case][0]

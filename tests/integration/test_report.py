@@ -225,6 +225,19 @@ def test_describe_config_names_noisynet_and_bootstrapped_dqn():
     assert describe_config(config) == "DQN (bootstrapped, 4 heads, no prior), greedy"
 
 
+def test_describe_config_names_dqn_heads_and_targets():
+    config = taxi_config("x", epsilon=0.1)
+    agent = {"type": "dqn", "target": "munchausen", "soft_temperature": 0.03}
+    config["agent"] = {**agent, "munchausen_alpha": 0.9}
+    assert describe_config(config) == "DQN (Munchausen target τ=0.03, α=0.9), ε-greedy (ε=0.1)"
+    config["agent"] = {"type": "dqn", "target": "soft"}  # values the config does not hold
+    assert describe_config(config) == "DQN (soft target), ε-greedy (ε=0.1)"
+    config["agent"] = {"type": "dqn", "head": "c51", "double": True, "target": "standard"}
+    assert describe_config(config) == "DQN (C51) (Double), ε-greedy (ε=0.1)"
+    config["agent"] = {"type": "dqn", "target": "mellowmax", "mellowmax_omega": 10.0}
+    assert describe_config(config) == "DQN (mellowmax target ω=10), ε-greedy (ε=0.1)"
+
+
 def test_describe_config_names_agents_by_their_registered_title(request):
     """The titles come from the registry: a newly registered agent type is named by its
     title, and an unknown type by itself."""

@@ -311,3 +311,78 @@ def test_conv_save_load_round_trip_continues_identically(tmp_path, options):
     torch.testing.assert_close(a._flat, b._flat, rtol=0, atol=0)
     with pytest.raises(RlsoftError, match=r"different network.*network='auto'"):
         make_agent(MINATAR, network="mlp", **options).load(tmp_path / "agent.pt")
+
+
+# --------------------------------------------------------------------------------------------
+# The hand-written backward pass through a convolutional torso
+# --------------------------------------------------------------------------------------------
+
+
+def _reference_q(net, x):
+    """The network written out in torch's functional API on contiguous C×H×W floats, for
+    autograd to differentiate (independent of the network's own forward pass)."""
+    for conv in net.torso.convs:
+        x = F.relu(F.conv2d(x, conv.weight, conv.bias, conv.stride))
+    x = x.reshape(len(x), -1)
+    for layer in net.body:
+        x = F.relu(F.linear(x, layer.weight, layer.bias))
+    if not net.dueling:
+        return F.linear(x, net.head.weight, net.head.bias)
+    v = F.linear(x, net.value.weight, net.value.bias)
+    a = F.linear(x, net.advantage.weight, net.advantage.bias)
+    return v + a - a.mean(1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("layers", "image", "channels_last", "hidden", "dueling", "loss"),
+    [
+        (((16, 3, 1),), (4, 10, 10), True, [128], False, "huber"),  # MinAtar's network
+        (((16, 3, 1),), (4, 10, 10), True, [128], True, "mse"),
+        (((16, 3, 1),), (4, 10, 10), False, [], False, "huber"),
+        (((8, 4, 2),), (3, 17, 15), False, [24, 12], True, "huber"),
+        (((6, 3, 2),), (2, 12, 12), True, [16], False, "mse"),
+    ],
+)
+def test_manual_gradients_equal_autograd_on_conv_torsos(
+    layers, image, channels_last, hidden, dueling, loss
+):
+    from agents.dqn.fastgrad import ManualGradient
+    from agents.dqn.networks import QNetwork
+    from agents.dqn.optim import flatten_parameters
+
+    torch.manual_seed(0)
+    net = QNetwork(
+        0, 5, hidden, dueling=dueling, torso=ConvTorso(layers, image, channels_last=channels_last)
+    )
+    _, grads = flatten_parameters(net)
+    g = torch.Generator().manual_seed(1)
+    c, h, w = image
+    chw = (torch.rand(9, c, h, w, generator=g) < 0.4).float()
+    obs = chw.permute(0, 2, 3, 1).contiguous() if channels_last else chw
+    actions = torch.randint(0, 5, (9,), generator=g)
+    with torch.no_grad():
+        y = _reference_q(net, chw).gather(1, actions.view(-1, 1)).view(-1)
+    y += torch.randn(9, generator=g)  # some |δ| > 1, some < 1: both branches of the Huber loss
+    value, q_mean = ManualGradient(net, loss)(obs, actions, y)
+    manual = grads.clone()
+    grads.zero_()
+    q_taken = _reference_q(net, chw).gather(1, actions.view(-1, 1)).view(-1)
+    reference = (F.smooth_l1_loss if loss == "huber" else F.mse_loss)(q_taken, y)
+    reference.backward()
+    assert grads.abs().max() > 0
+    torch.testing.assert_close(manual, grads, rtol=1e-5, atol=1e-7)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert q_mean.item() == pytest.approx(q_taken.mean().item(), rel=1e-6)
+    torch.testing.assert_close(net(obs), _reference_q(net, chw), rtol=1e-5, atol=1e-6)
+
+
+def test_conv_agents_learn_through_the_manual_gradient_where_it_is_measured_to_pay():
+    from agents.dqn.fastgrad import ManualGradient
+
+    assert make_agent(MINATAR)._manual_gradient is not None
+    assert make_agent(MINATAR, head="c51")._manual_gradient is None
+    assert make_agent(MINATAR, noisy=True)._manual_gradient is None
+    nature = make_agent(ATARI, num_envs=1, buffer_size=64, frame_replay="off")
+    assert nature._manual_gradient is None  # deeper torsos: autograd (bench_pixels --autograd)
+    with pytest.raises(ValueError, match="one-convolution torsos"):
+        ManualGradient(nature.online, "huber")
