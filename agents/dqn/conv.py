@@ -34,10 +34,10 @@ bounds are ``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its 
 
 **Speed.** The convolutional networks act through torch (the numpy forward pass,
 :class:`agents.dqn.networks.NumpyForward`, covers MLPs only) and learn through the
-hand-written backward pass of :mod:`agents.dqn.fastgrad` where it covers the head (the ``q``
-head without NoisyNet), else through autograd. The dense layer after the torso is computed in
-the operand order of :func:`agents.dqn.networks.wide_linear`, faster on the CPU for these
-widths.
+hand-written backward pass of :mod:`agents.dqn.fastgrad` where it covers the network (one
+convolution, as MinAtar's, and the ``q`` head without NoisyNet), else through autograd.
+The dense layer after the torso is computed in the operand order of
+:func:`agents.dqn.networks.wide_linear`, faster on the CPU for these widths.
 """
 
 from __future__ import annotations

@@ -58,8 +58,9 @@ def covers_torso(torso: torch.nn.Module | None) -> bool:
     """Whether :class:`ManualGradient` takes a network with this torso: none (an MLP), or a
     :class:`~agents.dqn.conv.ConvTorso` of one convolution (MinAtar's network). Below a first
     convolution the input's gradient is needed too, which torch's public functions compute
-    apart from the weight's: on the Nature network that was slower than autograd's joint
-    backward (``python scripts/bench_pixels.py --autograd``, Atari Breakout: 0.95×)."""
+    apart from the weight's: a version of this class that covered the Nature network that way
+    trained Atari Breakout at 0.95× autograd's steps/s (``python scripts/bench_pixels.py
+    --skip-memory --autograd``, 2026-12-05), so deeper torsos keep autograd."""
     return torso is None or (isinstance(torso, ConvTorso) and len(torso.convs) == 1)
 
 
