@@ -139,6 +139,30 @@ def test_channels_last_q_values_match_a_reference_forward_pass():
     np.testing.assert_allclose(agent.q_values(obs), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_nature_network_runs_channels_last_with_the_same_values_and_gradients():
+    """The Nature network convolves a channels-last copy of its batch (a speed choice): its
+    Q-values and its parameters' autograd gradients equal those of the network written out
+    in torch's functional API on contiguous C×H×W floats, and MinAtar's one convolution takes
+    its batch as the permuted view it is."""
+    agent = make_agent(ATARI, n_actions=4, buffer_size=64)
+    net = agent.online
+    frames = np.random.default_rng(1).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
+    x = torch.from_numpy(frames.astype(np.float32) / 255.0)
+    assert net.torso.images(x).is_contiguous(memory_format=torch.channels_last)
+    assert not x.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(
+        agent.q_values(frames), _reference_q(net, x).detach().numpy(), rtol=1e-4, atol=1e-5
+    )
+    params = list(net.parameters())
+    got = torch.autograd.grad(net(x).square().sum(), params)
+    want = torch.autograd.grad(_reference_q(net, x).square().sum(), params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    minatar = make_agent(MINATAR, n_actions=3).online.torso
+    grid = torch.zeros(2, 10, 10, 4)
+    assert minatar.images(grid).data_ptr() == grid.data_ptr()
+
+
 # --------------------------------------------------------------------------------------------
 # Choosing the network and the layout
 # --------------------------------------------------------------------------------------------
