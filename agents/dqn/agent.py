@@ -11,7 +11,8 @@ Where the time goes, and what is done about it (measured with pyinstrument on Ca
 
 * Acting runs one forward pass per vector step on a few observations. torch's fixed cost per
   operator (a few µs each) dominates there, so acting uses :class:`NumpyForward`, the same
-  network in numpy on shared-memory views of the parameters (CPU only). NoisyNet acting
+  network in numpy on shared-memory views of the parameters (CPU only; MLPs and MinAtar's
+  one-convolution network, while the Nature network acts in torch). NoisyNet acting
   (``noisy``) needs a fresh noise sample per environment and runs in torch instead; the
   numpy pass still serves its mean-weight Q-values (evaluation, logging).
 * A training round of ``gradient_steps`` steps samples all its minibatches with one call to
@@ -249,13 +250,13 @@ class DQNAgent:
         )
         # NoisyNet draws all its noise from its own generator, saved in checkpoints.
         self._noise = NoiseSource.from_torch_seed(torch_seed) if config.noisy else None
-        # The numpy forward pass covers single MLPs (convolutional networks act through
-        # torch), the hand-written backward pass single MLPs and MinAtar's one-convolution
-        # network (agents.dqn.fastgrad.covers_torso); the rest learns through autograd.
+        # The numpy forward pass and the hand-written backward pass cover single MLPs and
+        # MinAtar's one-convolution network (agents.dqn.fastgrad.covers_torso); the Nature
+        # network acts through torch and learns through autograd, as do ensembles.
         single = self._bootstrap is None
         self._numpy_forward = (
             NumpyForward(self.online)
-            if self.device.type == "cpu" and single and torso is None
+            if self.device.type == "cpu" and single and covers_torso(torso)
             else None
         )
         manual = single and not self.categorical and config.activation in SUPPORTED_ACTIVATIONS

@@ -32,13 +32,15 @@ batch at a time (:meth:`agents.dqn.agent.DQNAgent._as_input`): ``uint8`` observa
 bounds are ``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its values
 (bool → 0/1).
 
-**Speed.** The convolutional networks act through torch (the numpy forward pass,
-:class:`agents.dqn.networks.NumpyForward`, covers MLPs only) and learn through the
-hand-written backward pass of :mod:`agents.dqn.fastgrad` where it covers the network (one
-convolution, as MinAtar's, and the ``q`` head without NoisyNet), else through autograd.
-The dense layer after the torso is computed in the operand order of
-:func:`agents.dqn.networks.wide_linear`, faster on the CPU for these widths, and the Nature
-network convolves channels-last copies of its batches (:class:`ConvTorso`).
+**Speed.** A torso of one convolution (MinAtar's) gathers each observation's patches with
+one ``index_select`` (:func:`patch_index`) and convolves them as one matrix product per
+observation (:meth:`ConvTorso.convolve`), which also hands the weight gradient its operand;
+it acts through :class:`agents.dqn.networks.NumpyForward` on the CPU, as MLPs do. The
+Nature network convolves channels-last copies of its batches with oneDNN and acts through
+torch. Both learn through the hand-written dense layers of :mod:`agents.dqn.fastgrad` (the
+``q`` head without NoisyNet; the Nature network's convolutions through autograd), else
+through autograd. The dense layer after the torso is computed in the operand order of
+:func:`agents.dqn.networks.wide_linear`, faster on the CPU for these widths.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ __all__ = [
     "NetworkPlan",
     "conv_output_shape",
     "input_scale",
+    "patch_index",
     "plan_network",
     "storage_dtype",
     "uses_frame_replay",
@@ -204,6 +207,30 @@ def input_scale(space: gym.spaces.Box) -> float:
     return 1.0
 
 
+def patch_index(
+    image: tuple[int, int, int], kernel: int, stride: int, channels_last: bool
+) -> torch.Tensor:
+    """Where each pixel of every convolution patch sits in one flattened observation.
+
+    For a ``k×k`` convolution of stride s on a ``(C, H, W)`` image, output position
+    ``(u, v)`` sees pixel ``(c, y, x) = (c, s·u + i, s·v + j)`` through weight
+    ``[:, c, i, j]``. The result holds, for every ``(c, i, j)`` (row-major, torch's weight
+    order) and within it every ``(u, v)`` (row-major), that pixel's offset in the flattened
+    observation: ``(c·H + y)·W + x`` channels first, ``(y·W + x)·C + c`` channels last
+    (``C·k²·H′·W′`` indices). Gathering them turns the convolution into one matrix product
+    per observation (:meth:`ConvTorso.convolve`).
+    """
+    c, h, w = image
+    _, oh, ow = conv_output_shape(((1, kernel, stride),), c, h, w)
+    ch = torch.arange(c).view(c, 1, 1, 1, 1)
+    i = torch.arange(kernel).view(1, kernel, 1, 1, 1)
+    j = torch.arange(kernel).view(1, 1, kernel, 1, 1)
+    y = stride * torch.arange(oh).view(1, 1, 1, oh, 1) + i
+    x = stride * torch.arange(ow).view(1, 1, 1, 1, ow) + j
+    flat = (y * w + x) * c + ch if channels_last else (ch * h + y) * w + x
+    return flat.reshape(-1)
+
+
 class ConvTorso(nn.Module):
     """Convolutions with ReLU, flattened: ``(N, C, H, W)`` or ``(N, H, W, C)`` float inputs
     to ``(N, features)``.
@@ -212,13 +239,21 @@ class ConvTorso(nn.Module):
     :param image: ``(C, H, W)`` of one observation.
     :param channels_last: inputs arrive as ``(N, H, W, C)`` and are permuted (a view).
 
+    A torso of one convolution (MinAtar's network) does not call oneDNN: it gathers each
+    observation's patches with one ``index_select`` (:meth:`patches`, :func:`patch_index`)
+    and multiplies them by the weight (:meth:`convolve`), whose output is already in torch's
+    flattening order, and the hand-written backward pass reuses the patches for the weight
+    gradient. For a batch of 32 MinAtar grids oneDNN's convolution costs more in fixed
+    overhead than in arithmetic; ``python scripts/bench_pixels.py --games minatar
+    --skip-memory --steps 5000 --repeats 3`` trained MinAtar Breakout at 619 steps/s with
+    this path (and numpy acting, :class:`agents.dqn.networks.NumpyForward`) against 431 with
+    oneDNN's (1.44×, back to back, 2026-12-06; see :mod:`agents.dqn.fastgrad`).
+
     A torso of more than one convolution (the Nature network) convolves its batch in torch's
     ``channels_last`` memory format: the values and the order of the flattened features are
     the same, and oneDNN's kernels run faster on that layout: ``python scripts/bench_pixels.py
     --games atari --skip-memory`` trained Atari Breakout at 150 steps/s with it and 128
-    without (1.17×; back to back on an idle machine, 2026-12-06, one torch thread). The
-    one-convolution MinAtar network gained nothing from it in a training run and takes its
-    batch as it comes.
+    without (1.17×; back to back on an idle machine, 2026-12-06, one torch thread).
     """
 
     def __init__(
@@ -233,6 +268,10 @@ class ConvTorso(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.memory_format = torch.channels_last if len(convs) > 1 else None
         self.out_features = int(np.prod(conv_output_shape(layers, *image)))
+        index = patch_index(image, *layers[0][1:], channels_last) if len(convs) == 1 else None
+        self.patch_index: torch.Tensor | None
+        # Not persistent: derived from the shape, so checkpoints stay as they were.
+        self.register_buffer("patch_index", index, persistent=False)
 
     def images(self, obs: torch.Tensor) -> torch.Tensor:
         """The batch as ``(N, C, H, W)``: a view, permuted when the inputs are channels last;
@@ -246,11 +285,38 @@ class ConvTorso(nn.Module):
             return x
         return x.contiguous(memory_format=self.memory_format)
 
+    def patches(self, obs: torch.Tensor) -> torch.Tensor:
+        """A one-convolution torso's input patches, ``(N, C·k·k, H′·W′)``: entry
+        ``[n, (c, i, j), (u, v)]`` is pixel ``(c, s·u + i, s·v + j)`` of observation n
+        (:func:`patch_index`)."""
+        if self.patch_index is None:
+            raise ValueError("patches are formed for a torso of one convolution only")
+        c, h, w = self.image
+        flat = obs.reshape(-1, c * h * w)
+        return torch.index_select(flat, 1, self.patch_index).view(len(flat), -1, self.out_positions)
+
+    def convolve(self, patches: torch.Tensor) -> torch.Tensor:
+        """``relu(w ⋆ x + b)`` of a one-convolution torso from its :meth:`patches`, as
+        ``(N, filters, H′·W′)``: one matrix product ``W·P`` per observation, with ``W`` the
+        weight viewed as ``(filters, C·k·k)`` (torch's ``(filters, C, k, k)`` order)."""
+        (conv,) = self.convs
+        weight = conv.weight.view(1, conv.out_channels, -1).expand(len(patches), -1, -1)
+        # bmm on the expanded weight: torch.matmul folds the batch with a copy (5× slower).
+        return torch.baddbmm(conv.bias.view(1, -1, 1), weight, patches).relu_()
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.patch_index is not None:
+            out = self.convolve(self.patches(obs))
+            return out.view(len(out), -1)  # (filters, H′, W′) order: torch's flatten
         x = self.images(obs)
         for conv in self.convs:
             x = torch.relu(conv(x))
         return x.flatten(1)
+
+    @property
+    def out_positions(self) -> int:
+        """``H′·W′``: the output positions of each filter."""
+        return self.out_features // self.convs[-1].out_channels
 
 
 def uses_frame_replay(setting: str, plan: NetworkPlan, dtype: np.dtype, frame_stack: int) -> bool:

@@ -13,16 +13,21 @@ every supported combination.
 
 Covered: the ``q`` head, plain or dueling, Huber or squared loss, activations whose
 derivative follows from their output (relu, tanh, elu, leaky_relu), on an MLP or on a
-torso of one convolution (:func:`covers_torso`). Everything else — the categorical
-head, trained through :func:`rlsoft.numerics.functional.cross_entropy` and its fused backward,
+torso of one convolution (:func:`covers_torso`). Everything else — the categorical head,
+trained through :func:`rlsoft.numerics.functional.cross_entropy` and its fused backward,
 ``silu``, NoisyNet layers, ensembles and deeper convolutional torsos (the Nature network) —
 goes through autograd.
 
 On a convolutional torso the dense layers are computed in the operand order of
-:func:`agents.dqn.networks.wide_linear`, and the convolution's weight gradient comes from torch's
-public ``torch.nn.grad.conv2d_weight``. It pays on MinAtar: ``python scripts/bench_pixels.py
---skip-memory --autograd`` (2026-12-05, one other job on the second core) trained MinAtar
-Breakout at 485 steps/s with it against 450 with autograd (1.08×).
+:func:`agents.dqn.networks.wide_linear`. A torso of one convolution (MinAtar's) is written out
+as well, on the patches the forward pass gathered (:meth:`agents.dqn.conv.ConvTorso.patches`):
+``∂w = Σ_n P_n·g_nᵀ``, one batched matrix product. ``python scripts/bench_pixels.py --games
+minatar --skip-memory --steps 5000 --repeats 3``, run back to back with the previous version
+(oneDNN's convolution forward and ``torch.nn.grad.conv2d_weight``, torch acting; 2026-12-06,
+commit 712c60f against this one), trained MinAtar Breakout at 619 steps/s against 431
+(1.44×; SB3 291 and 298 in the same runs), and ``--autograd`` (10,000 steps, median of 3)
+measured this pass at 1.12× autograd's steps/s (599 against 533). Deeper torsos (the Nature
+network) learn through autograd (:func:`covers_torso` says why).
 ``tests/unit/dqn/test_conv.py`` checks the gradients against autograd through the network
 written out in torch's functional API (both image layouts, strides 1 and 2, dueling, both
 losses).
@@ -46,7 +51,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.nn.grad import conv2d_weight
 
 from agents.dqn.conv import ConvTorso
 from agents.dqn.networks import QNetwork, wide_linear
@@ -56,12 +60,13 @@ __all__ = ["SUPPORTED_ACTIVATIONS", "ManualGradient", "covers_torso"]
 
 def covers_torso(torso: torch.nn.Module | None) -> bool:
     """Whether :class:`ManualGradient` takes a network with this torso: none (an MLP), or a
-    :class:`~agents.dqn.conv.ConvTorso` of one convolution (MinAtar's network). Below a first
-    convolution the input's gradient is needed too, which torch's public functions compute
-    apart from the weight's: a version of this class that covered the Nature network that way
-    trained Atari Breakout at 0.95× autograd's steps/s (``python scripts/bench_pixels.py
-    --skip-memory --autograd``, 2026-12-05), so deeper torsos keep autograd."""
-    return torso is None or (isinstance(torso, ConvTorso) and len(torso.convs) == 1)
+    :class:`~agents.dqn.conv.ConvTorso` of one convolution (MinAtar's network). Deeper torsos
+    keep autograd: a version of this class that covered the Nature network with torch's
+    public convolution gradients trained Atari Breakout at 0.95× autograd's steps/s, and one
+    that wrote out only its dense layers (autograd differentiating the convolutions from the
+    features' gradient) at 1.01× (``python scripts/bench_pixels.py --skip-memory
+    --autograd``, 2026-12-05 and, with ``--games atari --repeats 3``, 2026-12-06)."""
+    return torso is None or (isinstance(torso, ConvTorso) and torso.patch_index is not None)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -73,7 +78,9 @@ def _relu(h: torch.Tensor) -> torch.Tensor:
 
 
 def _relu_grad(g: torch.Tensor, h: torch.Tensor) -> None:
-    g.mul_(h > 0)
+    # h = relu(·) ≥ 0, so sign(h) is the 0/1 mask; a float mask multiplies several times
+    # faster than the bool one of h > 0 (which torch converts to float first).
+    g.mul_(h.sign())
 
 
 def _tanh(h: torch.Tensor) -> torch.Tensor:
@@ -136,16 +143,12 @@ class ManualGradient:
         """Set the gradients of the loss on this minibatch; return (loss, mean Q(s, a))."""
         net = self.net
         torso = net.torso
-        images: list[torch.Tensor] = []  # each convolution's input, then the last one's output
         if torso is None:
             x = obs.reshape(obs.shape[0], -1)
         else:
-            x = torso.images(obs)
-            for conv in torso.convs:
-                images.append(x)
-                x = F.conv2d(x, conv.weight, conv.bias, conv.stride).relu_()
-            images.append(x)
-            x = x.flatten(1)
+            patches = torso.patches(obs)
+            conv_out = torso.convolve(patches)
+            x = conv_out.view(len(conv_out), -1)
         inputs = []
         linear = wide_linear if torso is not None else _linear
         for layer in net.body:
@@ -183,17 +186,23 @@ class ManualGradient:
             if i or torso is not None:
                 g = torch.mm(g, layer.weight)
         if torso is not None:
-            self._conv_grads(torso, g, images)
+            self._conv_grads(torso, g, patches, conv_out)
         return loss, q_taken.mean()
 
     @staticmethod
-    def _conv_grads(torso: ConvTorso, g: torch.Tensor, images: list[torch.Tensor]) -> None:
+    def _conv_grads(
+        torso: ConvTorso, g: torch.Tensor, patches: torch.Tensor, out: torch.Tensor
+    ) -> None:
         """Backpropagate ``g`` (the loss's gradient in the torso's flattened output) through
-        the convolution's ReLU, writing the convolution's parameter gradients."""
-        (conv,), (x, out) = torso.convs, images
-        g = g.reshape(out.shape).mul_(out > 0)
-        conv.weight.grad.copy_(conv2d_weight(x, conv.weight.shape, g, stride=conv.stride))
-        torch.sum(g, dim=(0, 2, 3), out=conv.bias.grad)
+        the convolution's ReLU, writing the convolution's parameter gradients: with the
+        patches ``P`` (:meth:`ConvTorso.patches`), ``∂W = Σ_n g_n·P_nᵀ``."""
+        (conv,) = torso.convs
+        g = g.view(out.shape)
+        _relu_grad(g, out)
+        weight_grad = conv.weight.grad.view(conv.out_channels, -1)
+        # Σ_n P_n·g_nᵀ, written transposed: bmm is faster with the long axis inside.
+        torch.sum(torch.bmm(patches, g.transpose(1, 2)), dim=0, out=weight_grad.t())
+        torch.sum(g, dim=(0, 2), out=conv.bias.grad)
 
     @staticmethod
     def _linear_grads(layer: torch.nn.Linear, g: torch.Tensor, x: torch.Tensor) -> None:

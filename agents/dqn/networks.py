@@ -9,9 +9,10 @@ a value stream V (one output, or K logits) and an advantage stream A and combine
 which makes the split identifiable: the mean over actions of Q is exactly V.
 
 :class:`NumpyForward` runs the same network in numpy on views of the torch parameters (CPU
-only). Acting needs one forward pass per environment step on a handful of observations, where
-torch's fixed cost per operator dominates: numpy does the same arithmetic in about a third
-of the time, and the views follow every optimiser step without copying.
+only; MLPs and torsos of one convolution). Acting needs one forward pass per environment
+step on a handful of observations, where torch's fixed cost per operator dominates: numpy
+does the same arithmetic in about a third of the time, and the views follow every optimiser
+step without copying.
 """
 
 from __future__ import annotations
@@ -163,14 +164,29 @@ class NumpyForward:
 
     For a noisy network (:mod:`agents.dqn.noisy`) the views are of the mean weights μ, so this
     computes the evaluation Q-values; acting with noise goes through torch.
+
+    A torso of one convolution is computed as :class:`agents.dqn.conv.ConvTorso` computes
+    it: the patches gathered by its ``patch_index`` (``np.take``), times the weight viewed as
+    ``(filters, C·k·k)``, plus the bias, through a ReLU. Deeper torsos act in torch.
     """
 
     def __init__(self, net: QNetwork) -> None:
         if any(p.device.type != "cpu" for p in net.parameters()):
             raise ValueError("NumpyForward needs a network on the CPU")
-        if net.torso is not None:
-            raise ValueError("NumpyForward runs MLPs only; convolutional networks act in torch")
+        torso = net.torso
+        if torso is not None and getattr(torso, "patch_index", None) is None:
+            raise ValueError(
+                "NumpyForward runs MLPs and one-convolution torsos; deeper ones act in torch"
+            )
         self.net = net
+        self._conv = None
+        if torso is not None:  # relu(W·P + b) on the patches P, as ConvTorso.convolve
+            (conv,) = torso.convs
+            self._conv = (
+                self._view(conv.weight).reshape(conv.out_channels, -1),
+                self._view(conv.bias).reshape(-1, 1),
+                torso.patch_index.numpy(),
+            )
         self._act = _NUMPY_ACTIVATIONS[net.activation]
         self._layers = [(self._view(m.weight).T, self._view(m.bias)) for m in net.body]
         if net.dueling:
@@ -184,10 +200,13 @@ class NumpyForward:
     def _view(param: torch.Tensor) -> np.ndarray:
         return param.detach().numpy()
 
-    def _scratch(self, n: int) -> tuple[np.ndarray, list[tuple], list[np.ndarray]]:
+    def _scratch(
+        self, n: int
+    ) -> tuple[np.ndarray, list[tuple], list[np.ndarray], list[np.ndarray]]:
         """For batch size ``n``: the input buffer, the plan ``(weight_t, bias, out, activate)``
-        of the hidden layers (and of a plain head, whose ``activate`` is None), and the value
-        and advantage buffers of a dueling head."""
+        of the hidden layers (and of a plain head, whose ``activate`` is None), the value
+        and advantage buffers of a dueling head, and the patch and output buffers of a
+        convolution."""
         scratch = self._buffers.get(n)
         if scratch is None:
             net = self.net
@@ -201,7 +220,14 @@ class NumpyForward:
                 dueling = [empty(n, self._value[0].shape[1]), empty(n, self._advantage[0].shape[1])]
             else:
                 plan.append((*self._head, empty(n, self._head[0].shape[1]), None))
-            scratch = (empty(n, net.obs_dim), plan, dueling)
+            conv = []
+            inputs = net.obs_dim
+            if self._conv is not None:
+                weight, _, index = self._conv
+                inputs = int(np.prod(net.torso.image))
+                positions = len(index) // weight.shape[1]
+                conv = [empty(n, weight.shape[1], positions), empty(n, weight.shape[0], positions)]
+            scratch = (empty(n, inputs), plan, dueling, conv)
             if len(self._buffers) > 8:  # odd batch sizes (evaluation, logging) come and go
                 self._buffers.clear()
             self._buffers[n] = scratch
@@ -210,8 +236,15 @@ class NumpyForward:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Q-values ``(n, A)`` or logits ``(n, A, K)`` for observations ``(n, ...)``."""
         n = obs.shape[0]
-        x, plan, dueling = self._scratch(n)
+        x, plan, dueling, conv = self._scratch(n)
         np.copyto(x, obs.reshape(n, -1), casting="unsafe")
+        if conv:
+            (weight, bias, index), (patches, out) = self._conv, conv
+            np.take(x, index, axis=1, out=patches.reshape(n, -1), mode="clip")  # all in range
+            np.matmul(weight, patches, out=out)
+            out += bias
+            np.maximum(out, 0.0, out=out)
+            x = out.reshape(n, -1)
         for weight_t, bias, out, activate in plan:
             np.matmul(x, weight_t, out=out)
             out += bias

@@ -22,13 +22,13 @@ import shutil
 import signal
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing import connection
 from pathlib import Path
 from typing import Any, Literal
 
+from rlsoft.compare.dispatch import DispatchQueue
 from rlsoft.compare.plan import RunSpec, _config_difference, env_dirname
 from rlsoft.errors import RlsoftError
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
@@ -361,7 +361,7 @@ def _run_local(
     retries: int,
 ) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
-    queue: deque[tuple[RunSpec, int]] = deque((spec, 0) for spec in specs)
+    queue = DispatchQueue(specs)
     pool = _LocalPool(max(1, min(workers, len(specs))), modules)
 
     def finish(outcome: RunOutcome) -> None:
@@ -372,13 +372,13 @@ def _run_local(
         while queue or any(w.task is not None for w in pool.workers):
             for worker in list(pool.workers):
                 if worker.task is None and queue:
-                    spec, deaths = worker.task = queue.popleft()
+                    spec, deaths = worker.task = queue.take()
                     try:
                         # resume=True: an earlier attempt's checkpoint (a dead worker's, or
                         # an interrupted invocation's) is continued, anything else restarted.
                         worker.conn.send((spec.config, tuple(modules), hparams, True))
                     except OSError:  # it died while idle: not this run's fault
-                        queue.appendleft(worker.task)
+                        queue.put_back(spec, deaths)
                         worker.task = None
                         pool.replace(worker)
             busy = [w for w in pool.workers if w.task is not None]
@@ -394,6 +394,8 @@ def _run_local(
                 outcome = _receive(worker)
                 if outcome is not None:
                     worker.task = None
+                    if outcome.status == "done":
+                        queue.finished(spec, outcome.wall_seconds)
                     finish(_in_cell(outcome, spec))
                     continue
                 worker.task = None
@@ -401,7 +403,7 @@ def _run_local(
                 cause = death_cause(pool.replace(worker, restart=retry or bool(queue)))
                 if retry:
                     on_retry(spec, cause, deaths + 2)
-                    queue.appendleft((spec, deaths + 1))
+                    queue.put_back(spec, deaths + 1)
                 else:
                     finish(_failed(spec, f"{cause}; gave up after {deaths + 1} attempts"))
     finally:
@@ -491,6 +493,8 @@ def run_grid(
 ) -> list[RunOutcome]:
     """Run ``specs`` in parallel and return their outcomes (in completion order).
 
+    Local workers take the queued runs longest expected first
+    (:class:`~rlsoft.compare.dispatch.DispatchQueue`), so fewer idle at the end.
     A run whose worker process dies is started again, from its newest checkpoint, up to
     ``retries`` times; only that run is affected. Then its outcome is ``failed`` with the cause
     (e.g. ``worker process died (SIGKILL, possibly out of memory)``).

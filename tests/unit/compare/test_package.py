@@ -48,4 +48,9 @@ def test_a_worker_importing_the_runners_does_not_import_the_report_or_dashboards
     )
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.splitlines()[-1])
-    assert loaded == ["rlsoft.compare", "rlsoft.compare.plan", "rlsoft.compare.runners"]
+    assert loaded == [
+        "rlsoft.compare",
+        "rlsoft.compare.dispatch",
+        "rlsoft.compare.plan",
+        "rlsoft.compare.runners",
+    ]
