@@ -35,12 +35,12 @@ bounds are ``[0, 255]`` (pixels) are scaled by 1/255, everything else keeps its 
 **Speed.** A torso of one convolution (MinAtar's) gathers each observation's patches with
 one ``index_select`` (:func:`patch_index`) and convolves them as one matrix product per
 observation (:meth:`ConvTorso.convolve`), which also hands the weight gradient its operand;
-it acts through :class:`agents.dqn.networks.NumpyForward` on the CPU, as MLPs do. The
-Nature network convolves channels-last copies of its batches with oneDNN and acts through
-torch. Both learn through the hand-written dense layers of :mod:`agents.dqn.fastgrad` (the
-``q`` head without NoisyNet; the Nature network's convolutions through autograd), else
-through autograd. The dense layer after the torso is computed in the operand order of
-:func:`agents.dqn.networks.wide_linear`, faster on the CPU for these widths.
+it acts through :class:`agents.dqn.networks.NumpyForward` on the CPU, as MLPs do (NoisyNet
+acting excepted), and learns through the hand-written backward pass of
+:mod:`agents.dqn.fastgrad` (the ``q`` head without NoisyNet). The Nature network convolves
+channels-last copies of its batches with oneDNN, acts through torch and learns through
+autograd, as C51 and NoisyNet do. The dense layer after the torso is computed in the operand
+order of :func:`agents.dqn.networks.wide_linear`, faster on the CPU for these widths.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class NetworkPlan:
 
     :ivar name: ``mlp``, ``nature_cnn`` or ``minatar_cnn``.
     :ivar image: ``(C, H, W)`` for a convolutional network, None for the MLP.
-    :ivar channels_last: the observations are ``(H, W, C)`` (permuted in the forward pass).
+    :ivar channels_last: the observations are ``(H, W, C)`` (permuted in the forward pass, or
+        gathered from that layout by a one-convolution torso).
     :ivar dense: widths of the dense layers after the torso (or of the MLP).
     """
 
@@ -237,7 +238,8 @@ class ConvTorso(nn.Module):
 
     :param layers: ``(filters, kernel, stride)`` per convolution (:data:`CONV_LAYERS`).
     :param image: ``(C, H, W)`` of one observation.
-    :param channels_last: inputs arrive as ``(N, H, W, C)`` and are permuted (a view).
+    :param channels_last: inputs arrive as ``(N, H, W, C)``: permuted (a view) for a deeper
+        torso, gathered from that layout by a one-convolution one.
 
     A torso of one convolution (MinAtar's network) does not call oneDNN: it gathers each
     observation's patches with one ``index_select`` (:meth:`patches`, :func:`patch_index`)
@@ -293,7 +295,8 @@ class ConvTorso(nn.Module):
             raise ValueError("patches are formed for a torso of one convolution only")
         c, h, w = self.image
         flat = obs.reshape(-1, c * h * w)
-        return torch.index_select(flat, 1, self.patch_index).view(len(flat), -1, self.out_positions)
+        rows = len(self.patch_index) // self.out_positions  # C·k·k
+        return torch.index_select(flat, 1, self.patch_index).view(len(flat), rows, -1)
 
     def convolve(self, patches: torch.Tensor) -> torch.Tensor:
         """``relu(w ⋆ x + b)`` of a one-convolution torso from its :meth:`patches`, as
@@ -301,13 +304,13 @@ class ConvTorso(nn.Module):
         weight viewed as ``(filters, C·k·k)`` (torch's ``(filters, C, k, k)`` order)."""
         (conv,) = self.convs
         weight = conv.weight.view(1, conv.out_channels, -1).expand(len(patches), -1, -1)
-        # bmm on the expanded weight: torch.matmul folds the batch with a copy (5× slower).
+        # bmm on the expanded weight: torch.matmul would fold the batch with a copy.
         return torch.baddbmm(conv.bias.view(1, -1, 1), weight, patches).relu_()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.patch_index is not None:
             out = self.convolve(self.patches(obs))
-            return out.view(len(out), -1)  # (filters, H′, W′) order: torch's flatten
+            return out.view(len(out), self.out_features)  # (filters, H′, W′): torch's flatten
         x = self.images(obs)
         for conv in self.convs:
             x = torch.relu(conv(x))

@@ -244,7 +244,7 @@ class NumpyForward:
             np.matmul(weight, patches, out=out)
             out += bias
             np.maximum(out, 0.0, out=out)
-            x = out.reshape(n, -1)
+            x = out.reshape(n, out.shape[1] * out.shape[2])
         for weight_t, bias, out, activate in plan:
             np.matmul(x, weight_t, out=out)
             out += bias

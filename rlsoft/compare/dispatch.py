@@ -7,11 +7,14 @@ worker gets every run of the fast variant and the other every run of the slow on
 (``scripts/bench_compare.py``'s grid: ε-greedy and Boltzmann Q-learning on Taxi). Graham's
 *longest processing time first* rule (R. L. Graham, "Bounds on multiprocessing timing
 anomalies", SIAM J. Appl. Math. 17(2), 1969) hands out the longest jobs first, so the last
-ones to finish are short, and bounds the makespan by (4/3 − 1/(3m)) times the optimum.
+ones to finish are short; with the lengths known it bounds the makespan by (4/3 − 1/(3m))
+times the optimum. Here the lengths are estimates and untimed cells go first, so that bound
+is a guide, not a guarantee.
 
 A run's length is not known before it runs, but the runs of one grid cell (an env or swept
 cell, and a variant) differ only in their seed, so the mean wall time of the cell's finished
-runs predicts it. The order is therefore:
+runs predicts it (runs that only continued from a checkpoint are not counted: their time
+covers the remainder). The order is therefore:
 
 1. runs put back (a retry after its worker died, or a run whose worker died before it could
    start) — they were due already;
@@ -29,8 +32,11 @@ __all__ = ["DispatchQueue"]
 
 
 class _InCell(Protocol):
-    env: str
-    variant: str
+    @property
+    def env(self) -> str: ...
+
+    @property
+    def variant(self) -> str: ...
 
 
 Spec = TypeVar("Spec", bound=_InCell)

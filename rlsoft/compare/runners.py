@@ -75,6 +75,9 @@ class RunOutcome:
     """Seconds for the whole run in its worker (building, training, writing)."""
     final_return: float | None = None
     error: str | None = None
+    resumed: bool = False
+    """The run continued from an earlier attempt's checkpoint (or had already finished), so
+    its ``wall_seconds`` cover only what was left."""
 
     @property
     def label(self) -> str:
@@ -132,7 +135,8 @@ def run_one(
         _import_modules(modules)
         experiment = validate_config(copy.deepcopy(config), source=str(run_dir))
         domain = None if hparams is None else dict(hparams)
-        if resume and _resumable(run_dir, config):
+        resumed = resume and _resumable(run_dir, config)
+        if resumed:
             if (run_dir / SUMMARY_FILE).is_file():
                 seconds, final = _finished_summary(run_dir)
             else:
@@ -156,6 +160,7 @@ def run_one(
         train_seconds=seconds,
         wall_seconds=time.perf_counter() - started,
         final_return=final.get("eval/mean_return"),
+        resumed=resumed,
     )
 
 
@@ -394,7 +399,7 @@ def _run_local(
                 outcome = _receive(worker)
                 if outcome is not None:
                     worker.task = None
-                    if outcome.status == "done":
+                    if outcome.status == "done" and not outcome.resumed:
                         queue.finished(spec, outcome.wall_seconds)
                     finish(_in_cell(outcome, spec))
                     continue

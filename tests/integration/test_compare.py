@@ -242,6 +242,17 @@ def test_run_one_turns_a_failure_into_an_outcome(tmp_path):
     assert not (comparison.runs[0].run_dir / "summary.json").exists()
 
 
+def test_run_one_says_when_it_only_continued_an_earlier_attempt(tmp_path):
+    """The local dispatch times grid cells by their fresh runs only (rlsoft/compare/dispatch.py):
+    a run continued or reported from an earlier attempt's run dir says so."""
+    config = plan(logdir=tmp_path, seeds=1).runs[0].config
+    fresh = run_one(config, resume=True)
+    assert fresh.status == "done" and not fresh.resumed
+    again = run_one(config, resume=True)  # finished already: reported from its summary
+    assert again.status == "done" and again.resumed
+    assert not run_one(config).resumed  # without resume the run is redone from scratch
+
+
 def test_a_failing_run_leaves_the_runs_beside_it_alone(tmp_path, monkeypatch):
     """A run that fails before its first step removes its run dir and the parents it made,
     but not a run dir another worker made in those parents meanwhile (CI once lost a
