@@ -296,7 +296,9 @@ class ConvTorso(nn.Module):
         c, h, w = self.image
         flat = obs.reshape(-1, c * h * w)
         rows = len(self.patch_index) // self.out_positions  # C·k·k
-        return torch.index_select(flat, 1, self.patch_index).view(len(flat), rows, -1)
+        return torch.index_select(flat, 1, self.patch_index).view(
+            len(flat), rows, self.out_positions
+        )
 
     def convolve(self, patches: torch.Tensor) -> torch.Tensor:
         """``relu(w ⋆ x + b)`` of a one-convolution torso from its :meth:`patches`, as

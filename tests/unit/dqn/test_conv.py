@@ -451,6 +451,8 @@ def test_numpy_forward_of_one_convolution_equals_the_functional_network(
             )
     np.testing.assert_allclose(forward(obs), expected.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(forward(obs[:1]), expected.numpy()[:1], rtol=1e-5, atol=1e-5)
+    empty = torch.zeros(0, *obs.shape[1:])
+    assert torso(empty).shape == (0, torso.out_features)  # as F.conv2d takes an empty batch
     with torch.no_grad():  # views of the parameters: an optimiser step is seen at once
         torso.convs[0].bias.add_(1.0)
     assert not np.allclose(forward(obs), expected.numpy(), atol=1e-3)
