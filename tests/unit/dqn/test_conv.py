@@ -163,6 +163,24 @@ def test_the_nature_network_runs_channels_last_with_the_same_values_and_gradient
     assert minatar.images(grid).data_ptr() == grid.data_ptr()
 
 
+def test_frame_stacks_are_converted_into_the_nature_networks_layout_in_one_pass():
+    """The Nature network's uint8 batch becomes channels-last float32 scaled by 1/255 in one
+    pass: exactly the values of converting and then scaling, and no further copy when the
+    network reads it; MinAtar's bool grids are converted as they come."""
+    agent = make_agent(ATARI, n_actions=4, buffer_size=64)
+    frames = torch.from_numpy(
+        np.random.default_rng(2).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    )
+    x = agent._as_input(frames)
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, frames.to(torch.float32).mul_(1.0 / 255.0))
+    assert agent.online.torso.images(x).data_ptr() == x.data_ptr()
+    minatar = make_agent(MINATAR, n_actions=3)
+    grids = torch.from_numpy(np.random.default_rng(3).random((2, 10, 10, 4)) < 0.5)
+    y = minatar._as_input(grids)
+    assert y.is_contiguous() and torch.equal(y, grids.to(torch.float32))
+
+
 # --------------------------------------------------------------------------------------------
 # Choosing the network and the layout
 # --------------------------------------------------------------------------------------------
