@@ -336,11 +336,21 @@ def run_all(pending: list[tuple[str, int]], args: argparse.Namespace) -> None:
         raise SystemExit(f"compare_sb3_minatar: runs failed: {', '.join(failed)}")
 
 
+LAST_EVALUATIONS = 3
+
+
+def last_evaluations_mean(curve: list[list[float]]) -> float:
+    """Mean greedy return of a run's last :data:`LAST_EVALUATIONS` evaluations
+    (``curve``: ``[step, mean return]`` pairs in step order)."""
+    return float(np.mean([value for _, value in curve[-LAST_EVALUATIONS:]]))
+
+
 def summarize(args: argparse.Namespace, seeds: list[int], wall: float, ran: int) -> None:
     """``rlsoft report`` on the run dirs, then the table of the README."""
     import yaml
 
     from rlsoft.compare.report import print_tables, report
+    from rlsoft.numerics import stats
 
     out = Path(args.out)
     # what `rlsoft report` reads from a comparison's logdir: its title, the variants' order
@@ -383,6 +393,18 @@ def summarize(args: argparse.Namespace, seeds: list[int], wall: float, ran: int)
     for library in LIBRARIES:
         finals = ", ".join(f"{r['final_return']:.2f}" for r in results[library])
         print(f"{library} final greedy returns by seed: {finals}")
+    print(
+        f"\nThe last {LAST_EVALUATIONS} evaluations of each run averaged (one evaluation of "
+        f"{args.eval_episodes} episodes swings between neighbouring evaluations), IQM and "
+        f"mean with their stratified bootstrap {ci}s:"
+    )
+    for library in LIBRARIES:
+        last = np.array([last_evaluations_mean(r["curve"]) for r in results[library]])
+        intervals = stats.aggregate_intervals([last], confidence=analysis.confidence)
+        print(
+            f"{library}: IQM {intervals['iqm'].format(2)}, mean {intervals['mean'].format(2)}; "
+            f"by seed {', '.join(f'{x:.2f}' for x in last)}"
+        )
     for path in plots:
         print(f"written: {path}")
     if args.png:
