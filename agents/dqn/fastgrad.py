@@ -22,10 +22,10 @@ On a convolutional torso the dense layers are computed in the operand order of
 :func:`agents.dqn.networks.wide_linear`. A torso of one convolution (MinAtar's) is written out
 as well, on the patches the forward pass gathered (:meth:`agents.dqn.conv.ConvTorso.patches`):
 ``∂W = Σ_n g_n·P_nᵀ`` (``W`` the weight as ``filters × C·k·k``), one batched matrix
-product. ``python scripts/bench_pixels.py --games
-minatar --skip-memory --steps 5000 --repeats 3``, run back to back with the previous version
-(oneDNN's convolution forward and ``torch.nn.grad.conv2d_weight``, torch acting; 2026-12-06,
-commit 712c60f against this one), trained MinAtar Breakout at 619 steps/s against 431
+product. ``python scripts/bench_pixels.py --games minatar --skip-memory --steps 5000
+--repeats 3``, run back to back with the previous version (oneDNN's convolution forward and
+``torch.nn.grad.conv2d_weight``, torch acting; 2026-12-06, commit 712c60f against this
+one), trained MinAtar Breakout at 619 steps/s against 431
 (1.44×; SB3 291 and 298 in the same runs), and ``--autograd`` (10,000 steps, median of 3)
 measured this pass at 1.12× autograd's steps/s (599 against 533). Deeper torsos (the Nature
 network) learn through autograd (:func:`covers_torso` says why).
