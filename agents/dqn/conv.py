@@ -270,6 +270,8 @@ class ConvTorso(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.memory_format = torch.channels_last if len(convs) > 1 else None
         self.out_features = int(np.prod(conv_output_shape(layers, *image)))
+        self.out_positions = self.out_features // convs[-1].out_channels
+        """``H′·W′``: the output positions of each filter."""
         index = patch_index(image, *layers[0][1:], channels_last) if len(convs) == 1 else None
         self.patch_index: torch.Tensor | None
         # Not persistent: derived from the shape, so checkpoints stay as they were.
@@ -295,9 +297,8 @@ class ConvTorso(nn.Module):
             raise ValueError("patches are formed for a torso of one convolution only")
         c, h, w = self.image
         flat = obs.reshape(-1, c * h * w)
-        rows = len(self.patch_index) // self.out_positions  # C·k·k
         return torch.index_select(flat, 1, self.patch_index).view(
-            len(flat), rows, self.out_positions
+            len(flat), len(self.patch_index) // self.out_positions, self.out_positions
         )
 
     def convolve(self, patches: torch.Tensor) -> torch.Tensor:
@@ -317,11 +318,6 @@ class ConvTorso(nn.Module):
         for conv in self.convs:
             x = torch.relu(conv(x))
         return x.flatten(1)
-
-    @property
-    def out_positions(self) -> int:
-        """``H′·W′``: the output positions of each filter."""
-        return self.out_features // self.convs[-1].out_channels
 
 
 def uses_frame_replay(setting: str, plan: NetworkPlan, dtype: np.dtype, frame_stack: int) -> bool:
