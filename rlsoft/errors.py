@@ -23,9 +23,13 @@ class DivergedError(RlsoftError, ValueError):
 
 
 def nearest_hint(name: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
-    match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """``" (did you mean 'x'?)"`` for the closest choice, or an empty string. Case is ignored
+    when comparing (``ale/pong-v5`` finds ``ALE/Pong-v5``); the choice is shown as spelled."""
+    by_lower: dict[str, str] = {}
+    for choice in map(str, choices):
+        by_lower.setdefault(choice.lower(), choice)
+    match = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""
 
 
 def shorten(value: Any, limit: int = ECHO_LIMIT) -> str:

@@ -333,20 +333,16 @@ class DQNAgent:
                 mask_size=masks,
                 **common,
             )
-        try:
-            return FrameReplayBuffer(
-                cfg.buffer_size,
-                self.obs_shape,
-                frame_stack=cfg.frame_stack,
-                obs_dtype=self.obs_dtype,
-                **common,
-            )
-        except ValueError as exc:
+        shape, k = self.obs_shape, cfg.frame_stack
+        if k > 1 and (len(shape) < 2 or shape[0] != k):
             raise RlsoftError(
-                f"agent.frame_stack {cfg.frame_stack} does not fit observations of shape "
-                f"{self.obs_shape} ({exc}); set it to the stack size of the environment's "
-                "FrameStackObservation, or 1"
-            ) from None
+                f"agent.frame_stack {k} does not fit observations of shape {shape}, which are "
+                f"not stacks of {k} frames (({k}, *frame_shape), newest last); set it to the "
+                "stack size of the environment's FrameStackObservation, or 1"
+            )
+        return FrameReplayBuffer(
+            cfg.buffer_size, shape, frame_stack=k, obs_dtype=self.obs_dtype, **common
+        )
 
     # -- acting ----------------------------------------------------------------------------
 

@@ -180,11 +180,14 @@ class Run:
     steps: int
     """Environment steps (epochs for a classifier) trained in total."""
     seconds: float
-    """Wall-clock seconds of this call's training."""
+    """Wall-clock seconds of the training (of every attempt, for a resumed run), evaluations
+    included."""
     final_eval: dict[str, float]
     """The final evaluation's scalars (``eval/mean_return``, ``eval/accuracy``, …)."""
     config: ExperimentConfig
     """The validated config the run was trained with."""
+    eval_seconds: float = 0.0
+    """Of :attr:`seconds`, the time spent evaluating."""
 
     def load(self) -> TrainedAgent:
         """:func:`load` of this run's dir."""
@@ -218,7 +221,14 @@ def train(
 
     validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
     result = run_experiment(validated, logdir=None if logdir is None else str(logdir))
-    return Run(result.run_dir, result.steps, result.seconds, dict(result.final_eval), validated)
+    return Run(
+        result.run_dir,
+        result.steps,
+        result.seconds,
+        dict(result.final_eval),
+        validated,
+        result.eval_seconds,
+    )
 
 
 def resume(
@@ -240,7 +250,14 @@ def resume(
         nested = apply_overrides({}, list(overrides))
     result = resume_experiment(Path(run_dir), nested)
     config = read_run_config(Path(run_dir))
-    return Run(result.run_dir, result.steps, result.seconds, dict(result.final_eval), config)
+    return Run(
+        result.run_dir,
+        result.steps,
+        result.seconds,
+        dict(result.final_eval),
+        config,
+        result.eval_seconds,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,15 +336,23 @@ class TrainedAgent:
         ndim = self._single_ndim()
         if ndim is None:
             raise RlsoftError("this agent's observation space has no fixed shape to act on")
-        if array.ndim == ndim:
-            return array[None], True
-        if array.ndim == ndim + 1:
-            return array, False
-        raise RlsoftError(
-            f"observations of shape {array.shape} do not match one observation of "
-            f"{ndim} dimension(s) or a batch of them; pass one observation or a batch with a "
-            "leading axis"
-        )
+        if array.ndim not in (ndim, ndim + 1):
+            raise RlsoftError(
+                f"observations of shape {array.shape} do not match one observation of "
+                f"{ndim} dimension(s) or a batch of them; pass one observation or a batch with "
+                "a leading axis"
+            )
+        shape = getattr(self.observation_space, "shape", None)
+        if shape and tuple(array.shape[array.ndim - ndim :]) != tuple(shape):
+            # A reshape would accept any array of the right size, e.g. an image's channels
+            # on the wrong axis, and act on scrambled pixels.
+            raise RlsoftError(
+                f"observations of shape {array.shape} do not match this agent's observation "
+                f"shape {tuple(shape)} (one observation) or (n, {', '.join(map(str, shape))}) "
+                "(a batch); check the layout (channels first or last) and the frame stack of "
+                "the environment it was trained on"
+            )
+        return (array[None], True) if array.ndim == ndim else (array, False)
 
     # ------------------------------------------------------------------ acting
 

@@ -149,8 +149,14 @@ def _summary_line(result) -> str:
         score = f"test accuracy {final['eval/accuracy']:.4f}"
     else:
         score = "no evaluation"
+    rate = f"{sps:,.0f}/s"
+    evaluating = result.eval_seconds
+    if evaluating >= 0.1 * result.seconds and result.seconds - evaluating > 0:
+        # Slow evaluations (Atari's greedy games) would hide the training speed.
+        training = result.steps / (result.seconds - evaluating)
+        rate += f"; {training:,.0f}/s outside {evaluating:.1f} s of evaluation"
     return (
-        f"done: {result.steps:,} steps in {result.seconds:.1f} s ({sps:,.0f}/s); {score}; "
+        f"done: {result.steps:,} steps in {result.seconds:.1f} s ({rate}); {score}; "
         f"run dir {result.run_dir} (tensorboard --logdir {result.run_dir.parent})"
     )
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import copy
 import re
+import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -67,8 +68,20 @@ def default_name(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", stem).lstrip("_.+-") or "run"
 
 
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The alternatives a field's annotation admits, unions and ``Annotated`` unwrapped:
+    ``float | ScheduleConfig`` → ``{float, ScheduleConfig}``."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaf_types(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return set().union(*(_leaf_types(arg) for arg in get_args(annotation)))
+    return {annotation}
+
+
 class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors, values are validated on assignment."""
+    """Base for config sections: unknown keys are errors, values are validated on assignment,
+    and a boolean is never taken for a number (:meth:`_booleans`)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -76,6 +89,30 @@ class StrictModel(BaseModel):
         allow_inf_nan=False,
         defer_build=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans(cls, data: Any) -> Any:
+        """``true``/``false`` given to a field that takes no boolean: for a field whose choices
+        include ``on`` and ``off`` it is that string (YAML 1.1 reads a bare ``on``/``off`` as a
+        boolean); for a number it becomes the string ``"true"``/``"false"``, which the
+        number's validation refuses where pydantic would have read it as 1 or 0."""
+        if not isinstance(data, dict):
+            return data
+        fixed = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            if field is None or not isinstance(value, bool):
+                continue
+            leaves = _leaf_types(field.annotation)
+            if bool in leaves or Any in leaves:
+                continue
+            choices = {a for leaf in leaves if get_origin(leaf) is Literal for a in get_args(leaf)}
+            if {"on", "off"} <= choices:
+                fixed[key] = "on" if value else "off"
+            elif leaves & {int, float}:
+                fixed[key] = str(value).lower()
+        return {**data, **fixed} if fixed else data
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,12 +507,6 @@ class TrainConfig(StrictModel):
     progress: Literal["auto", "on", "off"] = "auto"
     """Progress bar: ``auto`` shows it on a terminal, not under CI or when piped."""
 
-    @field_validator("progress", mode="before")
-    @classmethod
-    def _yaml_booleans(cls, value: Any) -> Any:
-        # YAML 1.1 reads a bare on/off as a boolean.
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-
     torch_threads: int = Field(1, ge=1)
     """torch intra-op threads; one is fastest for small networks on shared cores."""
 
@@ -686,8 +717,12 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
                 f"exponential{suffix}"
             )
         return f"config field {path!r}: a mapping here needs a {key!r} key{suffix}"
-    message = error["msg"].removeprefix("Value error, ")
     given = error.get("input")
+    if error["type"] in ("int_parsing", "float_parsing") and given in ("true", "false"):
+        # StrictModel._booleans: a YAML boolean where a number belongs.
+        kind = "an integer" if error["type"] == "int_parsing" else "a number"
+        return f"config field {path!r}: expected {kind}, got the boolean {given}{suffix}"
+    message = error["msg"].removeprefix("Value error, ")
     already_shown = (
         "got" in message
         or isinstance(given, (dict, list))

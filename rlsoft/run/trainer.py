@@ -116,6 +116,8 @@ class RunResult:
     seconds: float
     final_eval: dict[str, float]
     eval_history: list[tuple[int, float]] = field(default_factory=list)
+    eval_seconds: float = 0.0
+    """Of ``seconds``, the time spent in evaluations (resumed runs: over every attempt)."""
 
     @property
     def headline(self) -> float:
@@ -155,6 +157,7 @@ class Trainer:
         ]
         self.last_eval: dict[str, float] = state.get("last_eval", {})
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.eval_seconds = float(state.get("eval_seconds", 0.0))
         self.console = console
         self.hparams_domain = hparams_domain
         # Everything logged at the checkpoint's own step happened before that checkpoint was
@@ -289,7 +292,12 @@ class Trainer:
             self._checkpoint()
             self._write_hparams()
             result = RunResult(
-                self.run_dir, self.step, self.elapsed, dict(self.last_eval), list(self.eval_history)
+                self.run_dir,
+                self.step,
+                self.elapsed,
+                dict(self.last_eval),
+                list(self.eval_history),
+                self.eval_seconds,
             )
             self._write_summary(result)
             return result
@@ -312,6 +320,7 @@ class Trainer:
         tick = time.perf_counter()
         result = self.driver.evaluate(self.step)
         seconds = time.perf_counter() - tick
+        self.eval_seconds += seconds
         self.last_eval = result
         headline = result.get("eval/mean_return", result.get("eval/accuracy"))
         if headline is not None:
@@ -322,6 +331,7 @@ class Trainer:
         return {
             "step": self.step,
             "elapsed": self.elapsed,
+            "eval_seconds": self.eval_seconds,
             "eval_history": self.eval_history,
             "last_eval": self.last_eval,
             "driver": self.driver.state_dict(),
@@ -354,6 +364,7 @@ class Trainer:
             "seed": self.config.seed,
             "steps": result.steps,
             "seconds": round(result.seconds, 3),
+            "eval_seconds": round(result.eval_seconds, 3),
             "final_eval": result.final_eval,
             "eval_history": result.eval_history,
         }

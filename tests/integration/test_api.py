@@ -205,6 +205,10 @@ def test_dqn_q_values_and_evaluate_with_id_entry_point_callable_and_instance(dqn
     q = agent.q_values(batch)
     assert q.shape == (3, 2) and np.all(np.isfinite(q))
     assert agent.predict(batch).tolist() == np.argmax(q, axis=1).tolist()
+    # The right number of dimensions, the wrong shape: refused, not reshaped.
+    for wrong in (np.zeros(5), np.zeros((3, 5)), np.zeros((2, 2))):
+        with pytest.raises(RlsoftError, match=re.escape("observation shape (4,) (one")):
+            agent.predict(wrong)
     reference = hand_loop(agent, gym.make("CartPole-v1"), 3, seed=5)
     by_id = rlsoft.evaluate(agent, env="CartPole-v1", episodes=3, seed=5)
     by_callable = rlsoft.evaluate(agent, env=lambda: gym.make("CartPole-v1"), episodes=3, seed=5)

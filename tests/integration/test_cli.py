@@ -148,3 +148,25 @@ def test_help(command: list[str]) -> None:
     )
     assert result.returncode == 0
     assert "usage: rlsoft" in result.stdout
+
+
+def test_the_done_line_gives_the_training_speed_apart_from_slow_evaluations() -> None:
+    """An Atari greedy game can take longer than the training; the speed then also appears
+    without it, and a run whose evaluations are quick gets the one figure."""
+    from types import SimpleNamespace
+
+    def run(seconds: float, eval_seconds: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            steps=2_000,
+            seconds=seconds,
+            eval_seconds=eval_seconds,
+            final_eval={"eval/mean_return": 1.0, "eval/std_return": 0.0},
+            run_dir=Path("runs/x"),
+        )
+
+    from rlsoft.cli.main import _summary_line
+
+    slow = _summary_line(run(40.0, 30.0))
+    assert "2,000 steps in 40.0 s (50/s; 200/s outside 30.0 s of evaluation)" in slow
+    quick = _summary_line(run(40.0, 1.0))
+    assert "(50/s);" in quick and "outside" not in quick

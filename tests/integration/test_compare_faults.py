@@ -160,6 +160,7 @@ def results(logdir: Path) -> dict[str, dict]:
     for path in sorted(logdir.glob("*/*/seed_*/summary.json")):
         summary = json.loads(path.read_text())
         summary.pop("seconds")
+        summary.pop("eval_seconds")
         out[path.parent.relative_to(logdir).as_posix()] = summary
     return out
 

@@ -8,10 +8,12 @@ config that names one is as trusted as a script.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -77,12 +79,13 @@ def _env_adapters(config: EnvSpec) -> list[Callable[[gym.Env], gym.Env]]:
 
 def register_optional_envs(env_id: str) -> None:
     """Import the optional package that registers ``env_id`` with Gymnasium (``MinAtar/…``
-    ids: ``minatar``), if it is one of :data:`OPTIONAL_ENV_PACKAGES`' and not registered yet;
-    a missing package is one sentence naming the extra that installs it."""
+    ids, in any case: ``minatar``), if it is one of :data:`OPTIONAL_ENV_PACKAGES`' and not
+    registered yet; a missing package is one sentence naming the extra that installs it."""
     if env_id in gym.registry:
         return
     for prefix, (module, extra) in OPTIONAL_ENV_PACKAGES.items():
-        if not env_id.startswith(prefix):
+        # Any case: after registering, a miscased id (minatar/…) gets a "did you mean".
+        if not env_id.lower().startswith(prefix.lower()):
             continue
         try:
             imported = importlib.import_module(module)
@@ -235,9 +238,21 @@ def make_env(config: EnvSpec, render_mode: str | None = None) -> gym.Env:
     return env
 
 
+@contextlib.contextmanager
+def _versions_as_choices(env_id: str) -> Iterator[None]:
+    """Silence Gymnasium's "is out of date, consider upgrading to v1" warning for MinAtar's
+    ``-v0`` ids: there ``-v0`` and ``-v1`` are two action sets (all six actions, the game's
+    minimal set), both of them current choices, not an old and a new version."""
+    with warnings.catch_warnings():
+        if env_id.startswith("MinAtar/") and env_id.endswith("-v0"):
+            warnings.filterwarnings("ignore", message=r".*is out of date", category=Warning)
+        yield
+
+
 def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | None) -> gym.Env:
     try:
-        env = gym.make(target, **_make_kwargs(config, render_mode))
+        with _versions_as_choices(config.id):
+            env = gym.make(target, **_make_kwargs(config, render_mode))
     except RlsoftError:
         raise
     except gym.error.DependencyNotInstalled as exc:
@@ -296,11 +311,12 @@ def make_vector_env(
     make_env(config).close()  # surfaces bad ids, arguments and wrappers as clear errors first
     wrappers = _env_adapters(config) + wrapper_factories(config)
     wrappers += [wrap] if wrap is not None else []
-    return gym.make_vec(
-        resolve_env_id(config.id),
-        num_envs=config.num_envs,
-        vectorization_mode=config.vectorization,
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-        wrappers=wrappers,
-        **_make_kwargs(config, None),
-    )
+    with _versions_as_choices(config.id):
+        return gym.make_vec(
+            resolve_env_id(config.id),
+            num_envs=config.num_envs,
+            vectorization_mode=config.vectorization,
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            wrappers=wrappers,
+            **_make_kwargs(config, None),
+        )

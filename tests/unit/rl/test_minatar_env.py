@@ -45,6 +45,29 @@ def test_minatar_ids_are_registered_when_the_plugin_entry_point_did_not(monkeypa
     env.close()
 
 
+def test_a_miscased_minatar_id_gets_the_spelling_that_exists(monkeypatch):
+    """``minatar/…`` registers the package's ids too, so the hint can name the real one."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    for env_id in [k for k in gym.registry if k.startswith("MinAtar/")]:
+        monkeypatch.delitem(gym.registry, env_id)
+    with pytest.raises(ConfigError, match=r"did you mean 'MinAtar/Breakout-v1'\?"):
+        validate_config({"env": {"id": "minatar/breakout-v1"}, "agent": {"type": "dqn"}})
+
+
+def test_the_six_action_v0_ids_make_without_an_out_of_date_warning():
+    """-v0 (all actions) and -v1 (the minimal set) are two choices, not two versions."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    import warnings
+
+    config = EnvConfig(id="MinAtar/Breakout-v0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = factory.make_env(config)
+    assert env.action_space.n == 6
+    env.close()
+    assert not [w for w in caught if "out of date" in str(w.message)]
+
+
 def test_minatar_episodes_replay_exactly_from_the_environment_generator():
     """MinAtar draws from its own RandomState; rlsoft reseeds it from np_random at every
     reset, so a snapshot taken after several unseeded autoresets replays into fresh copies

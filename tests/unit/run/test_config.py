@@ -107,12 +107,30 @@ def test_schedule_values_build_schedules(config_file: Path) -> None:
         ("exploration.temperature=.nan", "'exploration.temperature'"),
         ("agent.gamma=1.5", "'agent.gamma'"),
         ("env.id=Taxi-v3", "unknown environment id 'Taxi-v3' (did you mean 'Taxi-v4'?)"),
+        ("env.id=taxi-V4", "unknown environment id 'taxi-V4' (did you mean 'Taxi-v4'?)"),
         ("agent.type=q_lerning", "unknown agent type 'q_lerning' (did you mean 'q_learning'?)"),
         ("exploration.policy=softmax", "'exploration.policy'"),
+        # YAML booleans are not numbers (pydantic alone would read true as 1).
+        ("train.total_steps=true", "'train.total_steps': expected an integer, got the boolean"),
+        ("agent.gamma=false", "'agent.gamma': expected a number, got the boolean false"),
+        ("exploration.temperature=true", "expected a number, got the boolean true"),
     ],
 )
 def test_bad_values_name_the_field(config_file: Path, override: str, expected: str) -> None:
     assert expected in _error(config_file, override)
+
+
+@pytest.mark.parametrize(("written", "read"), [("on", "on"), ("off", "off"), ("'off'", "off")])
+def test_bare_on_and_off_are_the_choices_not_booleans(
+    config_file: Path, written: str, read: str
+) -> None:
+    """YAML 1.1 reads a bare on/off as true/false; fields whose choices are on/off get them."""
+    config = load_config(config_file, [f"train.progress={written}"])
+    assert config.train.progress == read
+    dqn = BASE.replace("{type: q_learning, learning_rate: 0.5, gamma: 0.99}", "{type: dqn}")
+    config_file.write_text(dqn.replace("Taxi-v4", "CartPole-v1"))
+    config = load_config(config_file, [f"agent.frame_replay={written}"])
+    assert config.agent_config().frame_replay == read
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
