@@ -464,6 +464,8 @@ class EvalResult:
 
     returns: np.ndarray
     lengths: np.ndarray
+    epsilon: float = 0.0
+    """The ε of the ε-greedy evaluation (0: greedy)."""
 
     @property
     def mean_return(self) -> float:
@@ -527,6 +529,7 @@ def evaluate(
     seed: int = DEFAULT_EVAL_SEED,
     deterministic: bool = True,
     render: bool = False,
+    epsilon: float | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes of ``agent`` and return their returns and lengths.
 
@@ -536,6 +539,9 @@ def evaluate(
         teacher's).
     :param deterministic: greedy actions (as ``rlsoft eval``) or the behaviour policy's.
     :param render: call ``env.render()`` after every step (text renderings are printed).
+    :param epsilon: with ``deterministic``, act ε-greedily with this ε in [0, 1]
+        (:func:`rlsoft.rl.evaluation.evaluate_greedy`; the draws are seeded by ``seed``);
+        ``None``: the run's ``train.eval_epsilon`` (0, greedy, unless the config set it).
     """
     import numpy as np
 
@@ -554,6 +560,7 @@ def evaluate(
             f"the run {str(agent.run_dir)!r} is a classifier of a data set, not a policy; "
             "rlsoft eval reports its test accuracy"
         )
+    epsilon = _evaluation_epsilon(agent, epsilon, deterministic)
     made, owned = make_eval_env(env, agent.env_config)
     try:
         if (
@@ -571,11 +578,31 @@ def evaluate(
                 f"{agent.action_space}; pass the environment it was trained on"
             )
         actor = agent if deterministic else _Sampler(agent)
-        returns, lengths = evaluate_greedy(actor, made, episodes, seed, render=render)
+        returns, lengths = evaluate_greedy(
+            actor, made, episodes, seed, render=render, epsilon=epsilon
+        )
     finally:
         if owned:
             made.close()
-    return EvalResult(np.asarray(returns), np.asarray(lengths))
+    return EvalResult(np.asarray(returns), np.asarray(lengths), epsilon)
+
+
+def _evaluation_epsilon(agent: TrainedAgent, epsilon: Any, deterministic: bool) -> float:
+    """The ε of :func:`evaluate`: the given one, checked, or the run's ``train.eval_epsilon``
+    (greedy evaluations only: sampling the behaviour policy explores already)."""
+    if epsilon is None:
+        train = getattr(agent.config, "train", None)
+        return float(getattr(train, "eval_epsilon", 0.0)) if deterministic else 0.0
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+        raise RlsoftError(f"epsilon must be a number in [0, 1], got {shorten(epsilon)}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise RlsoftError(f"epsilon must be in [0, 1], got {epsilon}")
+    if epsilon and not deterministic:
+        raise RlsoftError(
+            "epsilon applies to the greedy policy; with deterministic=False the behaviour "
+            "policy is sampled as it is: pass one of the two"
+        )
+    return float(epsilon)
 
 
 class _Sampler:

@@ -77,6 +77,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a run dir made by rlsoft train")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the first episode's reset")
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        help="act ε-greedily with this ε (default: the run's train.eval_epsilon, 0 = greedy)",
+    )
     p.add_argument("--render", action="store_true", help="render episodes (text for toy-text envs)")
     p.add_argument(
         "--video", metavar="DIR", help="record every episode as MP4 into DIR (needs rlsoft[video])"
@@ -144,7 +149,10 @@ def _summary_line(result) -> str:
     sps = result.steps / max(result.seconds, 1e-9)
     if "eval/mean_return" in final:
         spread = final.get("eval/std_return", 0.0)
-        score = f"greedy eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
+        epsilon = getattr(getattr(result, "config", None), "train", None)
+        epsilon = getattr(epsilon, "eval_epsilon", 0.0)
+        kind = f"ε-greedy (ε {epsilon:g})" if epsilon else "greedy"
+        score = f"{kind} eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
     elif "eval/accuracy" in final:
         score = f"test accuracy {final['eval/accuracy']:.4f}"
     else:
@@ -168,6 +176,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
     if args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
+        raise RlsoftError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     agent = api.load(args.run_dir)
     with agent:
         config = agent.config
@@ -183,14 +193,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 0
         env = _eval_env(config, args)
         try:
-            stats = api.evaluate(agent, env, args.episodes, seed=args.seed, render=args.render)
+            stats = api.evaluate(
+                agent, env, args.episodes, seed=args.seed, render=args.render, epsilon=args.epsilon
+            )
         finally:
             env.close()
     print(
-        f"greedy policy of {args.run_dir}: mean return {stats.mean_return:.2f} ± "
+        f"{_policy_name(stats.epsilon)} of {args.run_dir}: mean return {stats.mean_return:.2f} ± "
         f"{stats.std_return:.2f} over {args.episodes} episodes on {config.env.id}"
     )
     return 0
+
+
+def _policy_name(epsilon: float) -> str:
+    return f"ε-greedy policy (ε {epsilon:g})" if epsilon else "greedy policy"
 
 
 def _eval_env(config, args: argparse.Namespace):

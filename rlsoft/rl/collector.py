@@ -25,6 +25,7 @@ from rlsoft.rl.seeding import RunSeeds
 
 class _TrainSettings(Protocol):
     eval_episodes: int
+    eval_epsilon: float
     checkpoint_replay: bool
 
 
@@ -257,8 +258,15 @@ class EnvDriver:
         if self.eval_env is None:
             self.eval_env = make_env(self.config.env)
         reseed_evaluation(self.agent, self.seeds.evaluation, step)
+        epsilon = self.config.train.eval_epsilon
         returns, lengths = evaluate_greedy(
-            self.agent, self.eval_env, self.config.train.eval_episodes, self.seeds.evaluation
+            self.agent,
+            self.eval_env,
+            self.config.train.eval_episodes,
+            self.seeds.evaluation,
+            epsilon=epsilon,
+            # Like the tie-breaks, a function of the seed and the step only (exact resume).
+            rng=np.random.default_rng([self.seeds.evaluation, step, 1]) if epsilon else None,
         )
         return {
             "eval/mean_return": float(np.mean(returns)),

@@ -1,4 +1,4 @@
-"""Greedy evaluation of an agent on a separate environment."""
+"""Greedy (or ε-greedy) evaluation of an agent on a separate environment."""
 
 from __future__ import annotations
 
@@ -13,21 +13,46 @@ MAX_EVAL_EPISODE_STEPS = 100_000
 
 
 def evaluate_greedy(
-    agent: Any, env: gym.Env, episodes: int, seed: int, render: bool = False
+    agent: Any,
+    env: gym.Env,
+    episodes: int,
+    seed: int,
+    render: bool = False,
+    *,
+    epsilon: float = 0.0,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``episodes`` episodes with ``agent.act_greedy`` and return (returns, lengths).
 
     Episode i starts from ``env.reset(seed=seed + i)``, so every evaluation of a run (and of
     every run with the same seed) faces the same start states: differences between
     evaluations come from the policy, not from the draw of start states.
+
+    :param epsilon: with probability ε a step takes a uniformly random action instead of the
+        greedy one, ``π(a|s) = ε/|A| + (1 − ε)·[a = argmax Q(s, ·)]``: Mnih et al. (2015,
+        "Human-level control through deep reinforcement learning", Methods: Evaluation
+        procedure) evaluate Atari agents with ε = 0.05. 0: greedy, and nothing is drawn.
+    :param rng: the generator of those draws (one uniform per step, then the random action
+        when it is below ε); default ``np.random.default_rng(seed)``.
     """
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    n_actions = int(getattr(env.action_space, "n", 0)) if epsilon > 0 else 0
+    if epsilon > 0 and n_actions < 1:
+        raise ValueError(f"ε-greedy evaluation needs Discrete actions, not {env.action_space}")
+    if epsilon > 0 and rng is None:
+        rng = np.random.default_rng(seed)
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         done = False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act_greedy(obs))
+            if epsilon > 0 and rng.random() < epsilon:
+                action = int(rng.integers(n_actions))
+            else:
+                action = agent.act_greedy(obs)
+            obs, reward, terminated, truncated, _ = env.step(action)
             returns[episode] += float(reward)
             lengths[episode] += 1
             done = terminated or truncated or lengths[episode] >= MAX_EVAL_EPISODE_STEPS

@@ -491,6 +491,10 @@ class TrainConfig(StrictModel):
     """Greedy evaluation every this many steps (0: only at the end)."""
     eval_episodes: int = Field(20, ge=1)
     """Greedy episodes per evaluation (RL agents)."""
+    eval_epsilon: float = Field(0.0, ge=0.0, le=1.0)
+    """Evaluation acts ε-greedily with this ε (RL agents; 0: greedy). Mnih et al. (2015)
+    evaluate Atari with 0.05, which also keeps an agent that never presses FIRE from
+    playing on to the frame limit; ``rlsoft eval`` uses it too unless given ``--epsilon``."""
     log_every: int = Field(1_000, ge=1)
     """Scalars are written every this many steps (averaged over the window)."""
     checkpoint_every: int = Field(0, ge=0)

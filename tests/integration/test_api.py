@@ -220,6 +220,10 @@ def test_dqn_q_values_and_evaluate_with_id_entry_point_callable_and_instance(dqn
     for result in (by_id, by_callable, by_instance, by_entry_point):
         np.testing.assert_array_equal(result.returns, reference)
     assert by_id.mean_return == pytest.approx(reference.mean())
+    assert by_id.epsilon == 0.0  # the run's train.eval_epsilon
+    explored = [rlsoft.evaluate(agent, episodes=3, seed=5, epsilon=0.5) for _ in range(2)]
+    assert explored[0].epsilon == 0.5
+    np.testing.assert_array_equal(explored[0].returns, explored[1].returns)  # seeded draws
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,3 +395,8 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
         rlsoft.evaluate(agent, env=lambda: 3)
     with pytest.raises(RlsoftError, match="do not match one observation"):
         agent.q_values(np.zeros((2, 2, 2)))
+    for bad in (True, "0.1", -0.5, 2):
+        with pytest.raises(RlsoftError, match="epsilon must be"):
+            rlsoft.evaluate(agent, episodes=1, epsilon=bad)
+    with pytest.raises(RlsoftError, match="epsilon applies to the greedy policy"):
+        rlsoft.evaluate(agent, episodes=1, epsilon=0.1, deterministic=False)

@@ -170,3 +170,20 @@ def test_the_done_line_gives_the_training_speed_apart_from_slow_evaluations() ->
     assert "2,000 steps in 40.0 s (50/s; 200/s outside 30.0 s of evaluation)" in slow
     quick = _summary_line(run(40.0, 1.0))
     assert "(50/s);" in quick and "outside" not in quick
+
+
+def test_eval_epsilon_from_the_run_or_the_command_line(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    """train.eval_epsilon: the done line names it, rlsoft eval uses it unless --epsilon says
+    otherwise, and a bad --epsilon is one sentence with exit 2."""
+    args = ["--set", "train.eval_epsilon=0.5", "--logdir", str(tmp_path / "runs")]
+    assert main(["train", str(config), *args]) == 0
+    assert "ε-greedy (ε 0.5) eval return" in capsys.readouterr().out
+    run_dir = str(_single_run(tmp_path / "runs"))
+    assert main(["eval", run_dir, "--episodes", "3"]) == 0
+    assert capsys.readouterr().out.startswith("ε-greedy policy (ε 0.5) of ")
+    assert main(["eval", run_dir, "--episodes", "3", "--epsilon", "0"]) == 0
+    assert capsys.readouterr().out.startswith("greedy policy of ")
+    assert main(["eval", run_dir, "--epsilon", "1.5"]) == 2
+    assert "--epsilon must be in [0, 1], got 1.5" in capsys.readouterr().err

@@ -410,6 +410,16 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         },
         (1537, 2222),
     ),
+    # ε-greedy evaluations draw from SeedSequence([seed, step, 1]): the same after a resume.
+    "double_q_learning_eval_epsilon": (
+        {
+            "env": {"id": "Taxi-v4"},
+            "agent": {"type": "double_q_learning", "learning_rate": 0.5},
+            "exploration": {"policy": "epsilon_greedy", "epsilon": 0.2},
+            "train": {**TABULAR_TRAIN, "eval_epsilon": 0.3},
+        },
+        (1537, 2222),
+    ),
     "soft_q_learning": (
         {
             "env": {"id": "Taxi-v4"},
