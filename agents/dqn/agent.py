@@ -69,7 +69,7 @@ from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
 from rlsoft.rl.agent import BuildContext
-from rlsoft.rl.frame_replay import FrameReplayBuffer
+from rlsoft.rl.frame_replay import FrameReplayBuffer, stacks_frames
 from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
 from rlsoft.rl.spaces import describe_space, discrete_actions
 from rlsoft.run.checkpoint import atomic_write
@@ -334,7 +334,7 @@ class DQNAgent:
                 **common,
             )
         shape, k = self.obs_shape, cfg.frame_stack
-        if k > 1 and (len(shape) < 2 or shape[0] != k):
+        if not stacks_frames(shape, k):
             raise RlsoftError(
                 f"agent.frame_stack {k} does not fit observations of shape {shape}, which are "
                 f"not stacks of {k} frames (({k}, *frame_shape), newest last); set it to the "

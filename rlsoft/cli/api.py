@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,7 +188,8 @@ class Run:
     config: ExperimentConfig
     """The validated config the run was trained with."""
     eval_seconds: float = 0.0
-    """Of :attr:`seconds`, the time spent evaluating."""
+    """Of :attr:`seconds`, the time spent evaluating (a checkpoint written before rlsoft
+    recorded it counts as none)."""
 
     def load(self) -> TrainedAgent:
         """:func:`load` of this run's dir."""
@@ -320,12 +322,25 @@ class TrainedAgent:
 
     # ------------------------------------------------------------------ batches
 
+    def _single_shape(self) -> tuple[int, ...] | None:
+        """The shape of one observation as an array: the space's, ``(k,)`` for a ``Tuple`` of
+        k scalar spaces (Blackjack's ``(sum, card, ace)``), None when it has none."""
+        from gymnasium.spaces import Tuple as TupleSpace
+
+        space = self.observation_space
+        shape = getattr(space, "shape", None)
+        scalars = isinstance(space, TupleSpace) and all(
+            getattr(part, "shape", None) == () for part in space.spaces
+        )
+        if shape is None and scalars:
+            return (len(space.spaces),)
+        return None if shape is None else tuple(shape)
+
     def _single_ndim(self) -> int | None:
         """Dimensions of one observation, or None when it cannot be told (digits features)."""
-        space = self.observation_space
-        if space is None:
+        if self.observation_space is None:
             return 1  # a classifier of feature vectors: one row is one sample
-        shape = getattr(space, "shape", None)
+        shape = self._single_shape()
         return None if shape is None else len(shape)
 
     def _as_batch(self, obs: Any) -> tuple[np.ndarray, bool]:
@@ -342,8 +357,8 @@ class TrainedAgent:
                 f"{ndim} dimension(s) or a batch of them; pass one observation or a batch with "
                 "a leading axis"
             )
-        shape = getattr(self.observation_space, "shape", None)
-        if shape and tuple(array.shape[array.ndim - ndim :]) != tuple(shape):
+        shape = self._single_shape()
+        if shape and tuple(array.shape[array.ndim - ndim :]) != shape:
             # A reshape would accept any array of the right size, e.g. an image's channels
             # on the wrong axis, and act on scrambled pixels.
             raise RlsoftError(
@@ -373,6 +388,12 @@ class TrainedAgent:
         import numpy as np
 
         if self.observation_space is None:
+            width = self._driver.input_width
+            if batch.shape[-1] != width:
+                raise RlsoftError(
+                    f"samples of {batch.shape[-1]} features do not fit this classifier, which "
+                    f"takes {width}; pass rows of {width} features (a batch: shape (n, {width}))"
+                )
             return np.asarray(batch, dtype=np.float32)
         from rlsoft.supervised.datasets import observation_encoder
 
@@ -537,7 +558,8 @@ def evaluate(
         a callable returning an env, an env instance (not closed here), or ``None``: the run's
         own environment, with its kwargs and wrappers (a behaviour-cloned classifier's is its
         teacher's).
-    :param deterministic: greedy actions (as ``rlsoft eval``) or the behaviour policy's.
+    :param deterministic: greedy actions (ε-greedy with ``epsilon``, as ``rlsoft eval``) or
+        the behaviour policy's.
     :param render: call ``env.render()`` after every step (text renderings are printed).
     :param epsilon: with ``deterministic``, act ε-greedily with this ε in [0, 1]
         (:func:`rlsoft.rl.evaluation.evaluate_greedy`; the draws are seeded by ``seed``);
@@ -593,7 +615,7 @@ def _evaluation_epsilon(agent: TrainedAgent, epsilon: Any, deterministic: bool) 
     if epsilon is None:
         train = getattr(agent.config, "train", None)
         return float(getattr(train, "eval_epsilon", 0.0)) if deterministic else 0.0
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
         raise RlsoftError(f"epsilon must be a number in [0, 1], got {shorten(epsilon)}")
     if not 0.0 <= epsilon <= 1.0:
         raise RlsoftError(f"epsilon must be in [0, 1], got {epsilon}")

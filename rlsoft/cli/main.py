@@ -149,9 +149,8 @@ def _summary_line(result) -> str:
     sps = result.steps / max(result.seconds, 1e-9)
     if "eval/mean_return" in final:
         spread = final.get("eval/std_return", 0.0)
-        epsilon = getattr(getattr(result, "config", None), "train", None)
-        epsilon = getattr(epsilon, "eval_epsilon", 0.0)
-        kind = f"ε-greedy (ε {epsilon:g})" if epsilon else "greedy"
+        train = getattr(getattr(result, "config", None), "train", None)
+        kind = _policy_kind(getattr(train, "eval_epsilon", 0.0))
         score = f"{kind} eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
     elif "eval/accuracy" in final:
         score = f"test accuracy {final['eval/accuracy']:.4f}"
@@ -159,7 +158,7 @@ def _summary_line(result) -> str:
         score = "no evaluation"
     rate = f"{sps:,.0f}/s"
     evaluating = result.eval_seconds
-    if evaluating >= 0.1 * result.seconds and result.seconds - evaluating > 0:
+    if evaluating >= max(1.0, 0.1 * result.seconds) and result.seconds - evaluating > 0:
         # Slow evaluations (Atari's greedy games) would hide the training speed.
         training = result.steps / (result.seconds - evaluating)
         rate += f"; {training:,.0f}/s outside {evaluating:.1f} s of evaluation"
@@ -182,6 +181,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with agent:
         config = agent.config
         if agent.kind == "classifier":
+            if args.epsilon is not None:
+                raise RlsoftError(
+                    "--epsilon sets an RL agent's ε-greedy evaluation; a classifier is "
+                    "evaluated on its test set or greedily in its teacher's environment"
+                )
             driver = agent.agent
             policy_eval = getattr(driver, "policy_eval", None)
             if policy_eval is not None:  # a behaviour-cloned policy: run --episodes of it
@@ -199,14 +203,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         finally:
             env.close()
     print(
-        f"{_policy_name(stats.epsilon)} of {args.run_dir}: mean return {stats.mean_return:.2f} ± "
-        f"{stats.std_return:.2f} over {args.episodes} episodes on {config.env.id}"
+        f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}: mean return "
+        f"{stats.mean_return:.2f} ± {stats.std_return:.2f} over {args.episodes} episodes on "
+        f"{config.env.id}"
     )
     return 0
 
 
-def _policy_name(epsilon: float) -> str:
-    return f"ε-greedy policy (ε {epsilon:g})" if epsilon else "greedy policy"
+def _policy_kind(epsilon: float) -> str:
+    """How an evaluation acted: ``greedy``, or ``ε-greedy (ε 0.05)``."""
+    return f"ε-greedy (ε {epsilon:g})" if epsilon else "greedy"
 
 
 def _eval_env(config, args: argparse.Namespace):

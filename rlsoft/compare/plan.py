@@ -101,14 +101,6 @@ class SweepConfig(StrictModel):
                              "env.kwargs.size")  # fmt: skip
         return value
 
-    @field_validator("values", mode="before")
-    @classmethod
-    def _numbers(cls, value: Any) -> Any:
-        # before pydantic would read YAML's true/false as 1/0
-        if isinstance(value, list) and any(isinstance(v, bool) for v in value):
-            raise ValueError(f"sweep values must be numbers, got {value}")
-        return value
-
     @field_validator("values")
     @classmethod
     def _values(cls, value: list[int | float]) -> list[int | float]:

@@ -7,6 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlsoft.rl.spaces import discrete_actions
+
 # An environment without a time limit (CliffWalking-v1) and a greedy policy that walks in a
 # circle would never end an episode; evaluation stops such an episode here.
 MAX_EVAL_EPISODE_STEPS = 100_000
@@ -29,7 +31,8 @@ def evaluate_greedy(
     evaluations come from the policy, not from the draw of start states.
 
     :param epsilon: with probability ε a step takes a uniformly random action instead of the
-        greedy one, ``π(a|s) = ε/|A| + (1 − ε)·[a = argmax Q(s, ·)]``: Mnih et al. (2015,
+        greedy one, ``π(a|s) = ε/|A| + (1 − ε)·[a ∈ G(s)]/|G(s)|`` with ``G(s)`` the maximisers
+        of Q(s, ·) (``act_greedy`` breaks ties at random): Mnih et al. (2015,
         "Human-level control through deep reinforcement learning", Methods: Evaluation
         procedure) evaluate Atari agents with ε = 0.05. 0: greedy, and nothing is drawn.
     :param rng: the generator of those draws (one uniform per step, then the random action
@@ -37,9 +40,9 @@ def evaluate_greedy(
     """
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-    n_actions = int(getattr(env.action_space, "n", 0)) if epsilon > 0 else 0
-    if epsilon > 0 and n_actions < 1:
-        raise ValueError(f"ε-greedy evaluation needs Discrete actions, not {env.action_space}")
+    n_actions = 0
+    if epsilon > 0:
+        n_actions = discrete_actions(env.action_space, "ε-greedy evaluation", "evaluate greedily")
     if epsilon > 0 and rng is None:
         rng = np.random.default_rng(seed)
     returns = np.zeros(episodes)

@@ -58,9 +58,15 @@ import numpy as np
 
 from rlsoft.rl.replay import ReplayBatch, TransitionRing
 
-__all__ = ["FrameReplayBuffer"]
+__all__ = ["FrameReplayBuffer", "stacks_frames"]
 
 _PADDINGS = ("reset", "zero")
+
+
+def stacks_frames(obs_shape: tuple[int, ...], frame_stack: int) -> bool:
+    """Whether observations of ``obs_shape`` can be stacks of ``frame_stack`` frames on their
+    first axis, ``(frame_stack, *frame_shape)`` (always, for ``frame_stack`` 1)."""
+    return frame_stack == 1 or (len(obs_shape) >= 2 and obs_shape[0] == frame_stack)
 
 
 class FrameReplayBuffer(TransitionRing):
@@ -102,7 +108,7 @@ class FrameReplayBuffer(TransitionRing):
         if padding not in _PADDINGS:
             raise ValueError(f"padding must be 'reset' or 'zero', got {padding!r}")
         obs_shape = tuple(int(d) for d in obs_shape)
-        if frame_stack > 1 and (len(obs_shape) < 2 or obs_shape[0] != frame_stack):
+        if not stacks_frames(obs_shape, frame_stack):
             raise ValueError(
                 f"observations of shape {obs_shape} are not stacks of frame_stack={frame_stack} "
                 "frames: expected (frame_stack, *frame_shape), the newest frame last"

@@ -79,9 +79,32 @@ def _leaf_types(annotation: Any) -> set[Any]:
     return {annotation}
 
 
+def _no_boolean(annotation: Any, value: Any) -> Any:
+    """``value`` as a field of type ``annotation`` should see it when YAML gave a boolean where
+    none belongs: a bare ``on``/``off`` (which YAML 1.1 reads as ``true``/``false``) becomes
+    the string for a field whose choices include both; for a number, or a list of numbers, a
+    boolean becomes the string ``"true"``/``"false"``, which the number's validation refuses
+    where pydantic would have read it as 1 or 0. Anything else is returned unchanged."""
+    leaves = _leaf_types(annotation)
+    if bool in leaves or Any in leaves:
+        return value
+    if isinstance(value, bool):
+        choices = {a for leaf in leaves if get_origin(leaf) is Literal for a in get_args(leaf)}
+        if {"on", "off"} <= choices:
+            return "on" if value else "off"
+        return str(value).lower() if leaves & {int, float} else value
+    if isinstance(value, list):
+        items = {i for leaf in leaves if get_origin(leaf) is list for i in get_args(leaf)[:1]}
+        if items and any(isinstance(v, bool) for v in value):
+            item = Union[tuple(items)] if len(items) > 1 else items.pop()  # noqa: UP007
+            return [_no_boolean(item, v) for v in value]
+    return value
+
+
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors, values are validated on assignment,
-    and a boolean is never taken for a number (:meth:`_booleans`)."""
+    and a boolean is never taken for a number (:func:`_no_boolean`), on validation
+    (:meth:`_booleans`) and on assignment (:meth:`__setattr__`)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -90,29 +113,23 @@ class StrictModel(BaseModel):
         defer_build=True,
     )
 
+    # A model validator, not a field validator for "*": pydantic allows no before-validator
+    # on the discriminator field of the schedule models.
     @model_validator(mode="before")
     @classmethod
     def _booleans(cls, data: Any) -> Any:
-        """``true``/``false`` given to a field that takes no boolean: for a field whose choices
-        include ``on`` and ``off`` it is that string (YAML 1.1 reads a bare ``on``/``off`` as a
-        boolean); for a number it becomes the string ``"true"``/``"false"``, which the
-        number's validation refuses where pydantic would have read it as 1 or 0."""
         if not isinstance(data, dict):
             return data
-        fixed = {}
-        for key, value in data.items():
-            field = cls.model_fields.get(key) if isinstance(key, str) else None
-            if field is None or not isinstance(value, bool):
-                continue
-            leaves = _leaf_types(field.annotation)
-            if bool in leaves or Any in leaves:
-                continue
-            choices = {a for leaf in leaves if get_origin(leaf) is Literal for a in get_args(leaf)}
-            if {"on", "off"} <= choices:
-                fixed[key] = "on" if value else "off"
-            elif leaves & {int, float}:
-                fixed[key] = str(value).lower()
-        return {**data, **fixed} if fixed else data
+        fields = cls.model_fields
+        return {
+            k: _no_boolean(fields[k].annotation, v) if isinstance(k, str) and k in fields else v
+            for k, v in data.items()
+        }
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Assignment validates the value itself, not what the model validator returns.
+        field = type(self).model_fields.get(name)
+        super().__setattr__(name, value if field is None else _no_boolean(field.annotation, value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +314,8 @@ def schedule_endpoints(spec: NumberOrSchedule) -> list[float]:
 
 
 class ExplorationConfig(StrictModel):
-    """The behaviour policy used while training (evaluation is always greedy)."""
+    """The behaviour policy used while training (evaluation is greedy, or ε-greedy with
+    ``train.eval_epsilon``)."""
 
     policy: Literal["greedy", "epsilon_greedy", "boltzmann", "ez_greedy"] = "epsilon_greedy"
     """``greedy`` (argmax Q), ``epsilon_greedy`` (uniform with probability ε), ``boltzmann``
@@ -488,9 +506,10 @@ class TrainConfig(StrictModel):
     total_steps: int = Field(100_000, ge=1)
     """Environment steps (all vectorised copies counted) or, for supervised agents, epochs."""
     eval_every: int = Field(10_000, ge=0)
-    """Greedy evaluation every this many steps (0: only at the end)."""
+    """An evaluation (greedy, or ε-greedy with ``eval_epsilon``) every this many steps (0:
+    only at the end)."""
     eval_episodes: int = Field(20, ge=1)
-    """Greedy episodes per evaluation (RL agents)."""
+    """Episodes per evaluation (RL agents)."""
     eval_epsilon: float = Field(0.0, ge=0.0, le=1.0)
     """Evaluation acts ε-greedily with this ε (RL agents; 0: greedy). Mnih et al. (2015)
     evaluate Atari with 0.05, which also keeps an agent that never presses FIRE from
@@ -567,6 +586,18 @@ class ExperimentConfig(StrictModel):
             raise ValueError(
                 f"train.checkpoint_replay: false leaves a replay buffer out of checkpoints, but "
                 f"agent {self.agent_type!r} has none; remove the setting"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _evaluation_epsilon_needs_an_environment(self) -> ExperimentConfig:
+        # A classifier (behaviour-cloned ones included) is evaluated by its own driver, on a
+        # test set or greedily in its teacher's env: an ε there would be silently unused.
+        if self.train.eval_epsilon and self.env is None:
+            raise ValueError(
+                f"train.eval_epsilon ({self.train.eval_epsilon:g}) sets the ε of an RL agent's "
+                f"evaluation, and agent {self.agent_type!r} trains without an environment; "
+                "remove the setting"
             )
         return self
 
@@ -675,7 +706,11 @@ def _first_error(errors: list[Any]) -> Any:
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             return error
     if first["type"] in _SCALAR_TYPE_ERRORS and isinstance(first.get("input"), dict):
-        return next((e for e in related if e["type"] not in _SCALAR_TYPE_ERRORS), first)
+        # A mapping's own field (a schedule's start: true) is the one to name.
+        inside = [e for e in related if len(_field_path(e["loc"])) > len(field)]
+        return next((e for e in related if e["type"] not in _SCALAR_TYPE_ERRORS), None) or next(
+            iter(inside), first
+        )
     return first
 
 
@@ -884,6 +919,7 @@ RESUME_CHANGEABLE = frozenset(
         "train.total_steps",
         "train.eval_every",
         "train.eval_episodes",
+        "train.eval_epsilon",
         "train.log_every",
         "train.checkpoint_every",
         "train.keep_checkpoints",

@@ -95,7 +95,8 @@ class Driver(Protocol):
         """A short text for the progress bar (e.g. the recent mean return)."""
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """Greedy evaluation; must include ``eval/mean_return`` or ``eval/accuracy``."""
+        """Evaluation (greedy, or ε-greedy with ``train.eval_epsilon``); must include
+        ``eval/mean_return`` or ``eval/accuracy``."""
 
     def save_agent(self, path: Path) -> None: ...
 
@@ -117,7 +118,8 @@ class RunResult:
     final_eval: dict[str, float]
     eval_history: list[tuple[int, float]] = field(default_factory=list)
     eval_seconds: float = 0.0
-    """Of ``seconds``, the time spent in evaluations (resumed runs: over every attempt)."""
+    """Of ``seconds``, the time spent in evaluations (resumed runs: over every attempt, except
+    that a checkpoint written before rlsoft recorded it counts as none)."""
 
     @property
     def headline(self) -> float:

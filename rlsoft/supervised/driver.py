@@ -557,6 +557,11 @@ class SupervisedDriver:
         """The weights that count: the best on validation with early stopping, else the last."""
         return self.model if self.options.patience is None else self.best_model
 
+    @property
+    def input_width(self) -> int:
+        """Features per sample the classifier takes (its first linear layer's inputs)."""
+        return next(m for m in self.model.modules() if isinstance(m, nn.Linear)).in_features
+
     @torch.no_grad()
     def logits(self, x: Any, model: nn.Module | None = None) -> np.ndarray:
         """Logits (float64 numpy) of raw features ``x`` (n, d) under the kept weights."""

@@ -223,6 +223,8 @@ def test_dqn_q_values_and_evaluate_with_id_entry_point_callable_and_instance(dqn
     assert by_id.epsilon == 0.0  # the run's train.eval_epsilon
     explored = [rlsoft.evaluate(agent, episodes=3, seed=5, epsilon=0.5) for _ in range(2)]
     assert explored[0].epsilon == 0.5
+    assert not np.array_equal(explored[0].returns, by_id.returns)  # ε was applied
+    assert 0 < dqn_run.eval_seconds < dqn_run.seconds
     np.testing.assert_array_equal(explored[0].returns, explored[1].returns)  # seeded draws
 
 
@@ -249,6 +251,8 @@ def test_a_digits_classifier_predicts_argmax_logits(tmp_path):
     assert np.mean(predicted == y[:200]) > 0.9  # 30 L-BFGS epochs of softmax regression
     with pytest.raises(RlsoftError, match="not a policy"):
         rlsoft.evaluate(agent, env="CartPole-v1", episodes=1)
+    with pytest.raises(RlsoftError, match="samples of 63 features do not fit this classifier"):
+        agent.predict(x[:5, :63])
 
 
 def test_a_behaviour_cloned_classifier_plays_its_environment(tmp_path, dqn_run):
@@ -400,3 +404,17 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
             rlsoft.evaluate(agent, episodes=1, epsilon=bad)
     with pytest.raises(RlsoftError, match="epsilon applies to the greedy policy"):
         rlsoft.evaluate(agent, episodes=1, epsilon=0.1, deterministic=False)
+
+
+def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(tmp_path):
+    """Blackjack's (sum, dealer card, usable ace) tuples: one, a batch, and rlsoft eval's path."""
+    run = rlsoft.train(
+        "configs/blackjack_qlearning.yaml", overrides={"train.total_steps": 500}, logdir=tmp_path
+    )
+    agent = rlsoft.load(run.run_dir)
+    q = agent.q_values([(14, 10, 0), (20, 5, 1)])
+    assert q.shape == (2, 2) and agent.q_values((14, 10, 0)).shape == (2,)
+    assert agent.predict((20, 5, 1)) == int(np.argmax(q[1])) or q[1, 0] == q[1, 1]
+    assert rlsoft.evaluate(agent, episodes=3).episodes == 3
+    with pytest.raises(RlsoftError, match=re.escape("observation shape (3,) (one")):
+        agent.predict((14, 10))

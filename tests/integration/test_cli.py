@@ -182,7 +182,7 @@ def test_eval_epsilon_from_the_run_or_the_command_line(
     assert "ε-greedy (ε 0.5) eval return" in capsys.readouterr().out
     run_dir = str(_single_run(tmp_path / "runs"))
     assert main(["eval", run_dir, "--episodes", "3"]) == 0
-    assert capsys.readouterr().out.startswith("ε-greedy policy (ε 0.5) of ")
+    assert capsys.readouterr().out.startswith("ε-greedy (ε 0.5) policy of ")
     assert main(["eval", run_dir, "--episodes", "3", "--epsilon", "0"]) == 0
     assert capsys.readouterr().out.startswith("greedy policy of ")
     assert main(["eval", run_dir, "--epsilon", "1.5"]) == 2

@@ -80,7 +80,7 @@ def test_cell_names_do_not_depend_on_int_or_float():
     [
         ({"sweep": {**SWEEP, "values": []}}, "at least one value"),
         ({"sweep": {**SWEEP, "values": [2, 2.0]}}, "distinct"),
-        ({"sweep": {**SWEEP, "values": [True, 3]}}, "numbers"),
+        ({"sweep": {**SWEEP, "values": [True, 3]}}, "'sweep.values.0': expected an"),
         ({"sweep": {**SWEEP, "along": {"train.total_steps": [1]}}}, "one per swept value"),
         ({"sweep": {**SWEEP, "along": {"env.kwargs.size": [1, 2]}}}, "swept parameter"),
         ({"sweep": {**SWEEP, "parameter": "seed"}}, "sets 'seed'"),

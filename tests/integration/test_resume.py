@@ -925,17 +925,23 @@ def test_resume_records_a_longer_budget_in_config_and_history(tmp_path, capsys):
     data = _kind_config(tmp_path, "q_learning", "extended", total=500)
     run_experiment(validate_config(data))
     run_dir = tmp_path / "extended"
+    before = json.loads((run_dir / "summary.json").read_text())
     args = ["train", "--resume", str(run_dir), "--set", "train.total_steps=800"]
-    assert main([*args, "--set", "train.eval_every=400"]) == 0
+    assert main([*args, "--set", "train.eval_every=400", "--set", "train.eval_epsilon=0.05"]) == 0
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["train"]["total_steps"] == 800 and config["train"]["eval_every"] == 400
+    assert config["train"]["eval_epsilon"] == 0.05  # evaluation only: not the learning problem
     (entry,) = json.loads((run_dir / "resume_history.json").read_text())
     assert entry["step"] == 500 and "T" in entry["time"]
     assert entry["changed"] == {
+        "train.eval_epsilon": {"from": 0.0, "to": 0.05},
         "train.eval_every": {"from": 1000, "to": 400},
         "train.total_steps": {"from": 500, "to": 800},
     }
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 800
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 800
+    # Evaluation time adds up over both attempts, as the wall time does.
+    assert 0 < before["eval_seconds"] < summary["eval_seconds"] < summary["seconds"]
 
 
 def test_a_failed_load_on_resume_closes_the_environments(tmp_path, monkeypatch):

@@ -96,7 +96,9 @@ def register_optional_envs(env_id: str) -> None:
                 f"install it with: pip install 'rlsoft[{extra}]'"
             ) from None
         register = getattr(imported, "register_envs", None)
-        if env_id not in gym.registry and callable(register):
+        # Not again when the package's ids are there already (a miscased id is not one).
+        registered = any(key.startswith(prefix) for key in gym.registry)
+        if not registered and callable(register):
             register()
         return
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from rlsoft.errors import RlsoftError
 from rlsoft.rl import evaluation
 from rlsoft.rl.evaluation import evaluate_greedy
 
@@ -75,7 +76,7 @@ def test_bad_epsilons_and_continuous_actions_are_refused() -> None:
         with pytest.raises(ValueError, match="epsilon must be in"):
             evaluate_greedy(Greedy(), CountingEnv(), 1, seed=0, epsilon=bad)
     box = gym.make("Pendulum-v1")
-    with pytest.raises(ValueError, match="needs Discrete actions"):
+    with pytest.raises(RlsoftError, match="ε-greedy evaluation needs a Discrete action space"):
         evaluate_greedy(Greedy(), box, 1, seed=0, epsilon=0.1)
     box.close()
 

@@ -63,8 +63,10 @@ def test_the_six_action_v0_ids_make_without_an_out_of_date_warning():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         env = factory.make_env(config)
-    assert env.action_space.n == 6
+        vector = factory.make_vector_env(EnvConfig(id="MinAtar/Breakout-v0", num_envs=2))
+    assert env.action_space.n == 6 and vector.single_action_space.n == 6
     env.close()
+    vector.close()
     assert not [w for w in caught if "out of date" in str(w.message)]
 
 

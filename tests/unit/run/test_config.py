@@ -114,6 +114,10 @@ def test_schedule_values_build_schedules(config_file: Path) -> None:
         ("train.total_steps=true", "'train.total_steps': expected an integer, got the boolean"),
         ("agent.gamma=false", "'agent.gamma': expected a number, got the boolean false"),
         ("exploration.temperature=true", "expected a number, got the boolean true"),
+        (
+            "exploration.epsilon={type: linear, start: true, end: 0.1, duration: 10}",
+            "'exploration.epsilon.start': expected a number, got the boolean true",
+        ),
     ],
 )
 def test_bad_values_name_the_field(config_file: Path, override: str, expected: str) -> None:
@@ -131,6 +135,28 @@ def test_bare_on_and_off_are_the_choices_not_booleans(
     config_file.write_text(dqn.replace("Taxi-v4", "CartPole-v1"))
     config = load_config(config_file, [f"agent.frame_replay={written}"])
     assert config.agent_config().frame_replay == read
+
+
+def test_booleans_are_not_numbers_on_assignment_or_in_lists_either() -> None:
+    from pydantic import ValidationError
+
+    from agents.dqn.config import DQNConfig
+    from rlsoft.run.config import TrainConfig
+
+    train = TrainConfig()
+    train.progress = False  # on/off choices: the YAML boolean maps to the string
+    assert train.progress == "off"
+    for field in ("total_steps", "eval_epsilon"):
+        with pytest.raises(ValidationError, match="unable to parse string"):
+            setattr(train, field, True)
+    with pytest.raises(ValidationError, match=r"hidden_sizes\.0"):
+        DQNConfig(hidden_sizes=[True, 64])
+    assert DQNConfig(hidden_sizes=[32, 64], double=1).double is True  # bool fields: as before
+
+
+def test_an_evaluation_epsilon_needs_an_environment() -> None:
+    with pytest.raises(ConfigError, match=r"train.eval_epsilon \(0.5\) sets the ε of an RL"):
+        load_config(Path("configs/digits_mlp.yaml"), ["train.eval_epsilon=0.5"])
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
