@@ -1,18 +1,22 @@
-"""Atari environment throughput: rlsoft's Gymnasium path against ale-py's native vector env.
+"""Atari environment throughput: rlsoft's two backends and ale-py's bare native vector env.
 
-Steps per second (agent steps, 4 emulator frames each) with uniformly random actions, for
-``num_envs`` 1, 4 and 8, of
+Steps per second (agent steps, 4 emulator frames each, all copies counted) with uniformly
+random actions, for ``num_envs`` 1, 4 and 8, of
 
-* **gymnasium** — what rlsoft trains on: ``make_vector_env`` of ``ALE/<Game>-v5`` with the
-  ``env.atari`` protocol (ALE with ``frameskip=1``, ``AtariPreprocessing``,
+* **gymnasium** — ``env.atari.backend: gymnasium``: ``make_vector_env`` of ``ALE/<Game>-v5``
+  with the ``env.atari`` protocol (ALE with ``frameskip=1``, ``AtariPreprocessing``,
   ``FrameStackObservation``, rlsoft's learning-signal wrapper, the episode recorder of exact
-  resume) in a ``SyncVectorEnv`` with same-step autoreset;
-* **native** — ``ale_py.vector_env.AtariVectorEnv`` with the same protocol done in C++
-  (frame skip 4 with max-pooling, 84×84 grayscale, 4-frame stacks, 30 no-op starts, sticky
-  actions 0.25, unclipped rewards, no fire reset), on ``--threads`` threads;
+  resume) in a ``SyncVectorEnv`` (rlsoft's ``SingleVectorEnv`` for one copy) with same-step
+  autoreset;
+* **rlsoft native** — ``env.atari.backend: native`` (``auto``'s choice for ``num_envs > 1``):
+  :class:`rlsoft.rl.envs.atari_native.NativeAtariVectorEnv`, ale-py's C++ env with rlsoft's
+  frame stack, learning signal, seeded resets and episode records around it;
+* **bare native** — ``ale_py.vector_env.AtariVectorEnv`` alone with the same protocol done
+  entirely in C++ (4-frame stacks, its own autoreset), the ceiling of the native backend;
 
-and prints their ratio. Run it alone, e.g. ``nice -n 10 python scripts/bench_atari_vector.py``
-(``--steps`` per measurement, after a warm-up of a tenth of them).
+all on ``--threads`` emulator threads for the native ones, and prints the ratios. Run it
+alone, e.g. ``nice -n 10 python scripts/bench_atari_vector.py`` (``--steps`` per
+measurement, after a warm-up of a tenth of them).
 """
 
 from __future__ import annotations
@@ -47,11 +51,14 @@ def steps_per_second(env: gym.vector.VectorEnv, steps: int, seed: int = 0) -> fl
     return iterations * n / (time.perf_counter() - start)
 
 
-def gymnasium_env(game: str, num_envs: int) -> gym.vector.VectorEnv:
-    return make_vector_env(EnvConfig(id=f"ALE/{game}-v5", num_envs=num_envs), wrap=EpisodeRecorder)
+def rlsoft_env(game: str, num_envs: int, backend: str, threads: int) -> gym.vector.VectorEnv:
+    config = EnvConfig(
+        id=f"ALE/{game}-v5", num_envs=num_envs, atari={"backend": backend, "threads": threads}
+    )
+    return make_vector_env(config, wrap=EpisodeRecorder)
 
 
-def native_env(game: str, num_envs: int, threads: int) -> gym.vector.VectorEnv:
+def bare_native_env(game: str, num_envs: int, threads: int) -> gym.vector.VectorEnv:
     from ale_py.vector_env import AtariVectorEnv
 
     return AtariVectorEnv(
@@ -76,15 +83,24 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 8])
     args = parser.parse_args()
     print(f"{args.game}: agent steps/s, random actions, {args.steps} steps each")
-    print(f"{'num_envs':>8} {'gymnasium':>10} {'native':>10} {'native/gym':>10}")
+    print(
+        f"{'num_envs':>8} {'gymnasium':>10} {'rlsoft native':>14} {'bare native':>12} "
+        f"{'rlsoft native/gym':>18} {'rlsoft/bare':>12}"
+    )
     for n in args.num_envs:
-        env = gymnasium_env(args.game, n)
-        ours = steps_per_second(env, args.steps)
-        env.close()
-        env = native_env(args.game, n, args.threads)
-        theirs = steps_per_second(env, args.steps)
-        env.close()
-        print(f"{n:>8} {ours:>10.0f} {theirs:>10.0f} {theirs / ours:>10.2f}")
+        rates = []
+        for env in (
+            rlsoft_env(args.game, n, "gymnasium", args.threads),
+            rlsoft_env(args.game, n, "native", args.threads),
+            bare_native_env(args.game, n, args.threads),
+        ):
+            rates.append(steps_per_second(env, args.steps))
+            env.close()
+        gym_rate, ours, bare = rates
+        print(
+            f"{n:>8} {gym_rate:>10.0f} {ours:>14.0f} {bare:>12.0f} "
+            f"{ours / gym_rate:>18.2f} {ours / bare:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

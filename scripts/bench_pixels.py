@@ -11,13 +11,17 @@ agent steps, target copy every 10,000, Adam, Huber), read through rlsoft's confi
 Atari, and a features extractor that *is* the MinAtar network (one 3×3 convolution with 16
 filters, 128 units) for MinAtar, whose bool 10×10×C grids SB3's own CNN does not take; Adam
 with the config's ε, the Huber loss (SB3's only one), no gradient clipping when the config has
-none (SB3 clips at ``max_grad_norm``, given ``inf``). Both libraries step the *same*
-environment, built by rlsoft's env factory from the config (for Atari the standard protocol:
-``AtariPreprocessing`` 84×84 grayscale with frame skip 4, a 4-frame ``FrameStackObservation``,
-sticky actions 0.25 — the frames SB3's ``AtariWrapper`` would give, through Gymnasium's
-wrappers; SB3 additionally gets the rewards clipped to their sign when the config clips them,
-as ``AtariWrapper`` does), one environment, the CPU and one torch thread
-(``torch.set_num_threads(1)``), one after the other in this process.
+none (SB3 clips at ``max_grad_norm``, given ``inf``). SB3 steps the environment built by
+rlsoft's env factory from the config (for Atari the standard protocol: ``AtariPreprocessing``
+84×84 grayscale with frame skip 4, a 4-frame ``FrameStackObservation``, sticky actions 0.25 —
+the frames SB3's ``AtariWrapper`` would give, through Gymnasium's wrappers; SB3 additionally
+gets the rewards clipped to their sign when the config clips them, as ``AtariWrapper`` does).
+rlsoft trains on what the config gives it: the same env for MinAtar, and for Atari its
+default backend, ale-py's native env, whose observations are the same bytes
+(``env.atari.backend``; ``tests/unit/rl/test_atari_native.py``); the Atari rows add rlsoft
+on the Gymnasium env too, which separates the library's speed from the backend's. One
+environment, the CPU and one torch thread (``torch.set_num_threads(1)``), one after the
+other in this process.
 
 Each training run takes ``--warmup`` steps without updates (``learning_starts``; not timed:
 start-up, the first replay contents) and then ``--steps`` timed training steps. ε is held at
@@ -29,8 +33,9 @@ machine's memory). SB3 uses ``optimize_memory_usage=True`` in the speed runs too
 (``--sb3-plain-replay`` for its default buffer). rlsoft runs its normal loop (``Trainer``,
 TensorBoard logging included) with the final greedy evaluation and checkpoint stubbed out (both
 after the timed window; an untrained greedy Breakout agent can play 27k steps without firing);
-SB3 runs ``learn``. Steps/s are on wall-clock time and on the thread's CPU time (which moves
-less when other processes share the cores).
+SB3 runs ``learn``. Steps/s are on wall-clock time and on the process's CPU time, all its
+threads counted (ale-py's native env steps in a thread of its own; CPU time moves less when
+other processes share the cores).
 
 **Collection only.** The same runs with updates disabled (``learning_starts`` beyond the
 budget; for SB3, ``gradient_steps=0`` after its warm-up, as it acts at random before
@@ -116,13 +121,16 @@ STACK = 4
 SPEED_GOAL = 2.0
 MEMORY_GOAL = 0.3
 CASES = ("bare env", "sb3 collect", "rlsoft collect", "sb3 train", "rlsoft train")
+NATIVE_CASES = ("bare native env", "rlsoft train gymnasium env")
 CASE_NAMES = {
     "bare env": "bare env, random actions",
+    "bare native env": "bare native env, random actions",
     "sb3 collect": "SB3 collection (no updates)",
     "rlsoft collect": "rlsoft collection (no updates)",
     "sb3 train": "SB3 training",
     "rlsoft train": "rlsoft training",
     "rlsoft train autograd": "rlsoft training, autograd",
+    "rlsoft train gymnasium env": "rlsoft training, Gymnasium env",
 }
 
 
@@ -316,20 +324,44 @@ def minatar_extractor() -> type:
 
 
 def bare_env(config: Any, steps: int, seed: int) -> dict[str, Any]:
-    """Steps/s of the config's environment alone, with pre-drawn random actions."""
+    """Steps/s of the config's environment alone (the Gymnasium stack SB3 steps), with
+    pre-drawn random actions."""
     from rlsoft.rl.envs.factory import make_env
 
     env = make_env(config.env)
     env.reset(seed=seed)
     actions = np.random.default_rng(seed).integers(env.action_space.n, size=steps).tolist()
-    wall, cpu = time.perf_counter(), time.thread_time()
+    wall, cpu = time.perf_counter(), time.process_time()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     env.close()
     return _speed(steps, wall, cpu, 0)
+
+
+def bare_native_env(config: Any, steps: int, seed: int) -> dict[str, Any]:
+    """Steps/s of the Atari env rlsoft trains on (ale-py's native vector env of one copy,
+    ``env.atari.backend``), with pre-drawn random actions."""
+    from rlsoft.rl.envs.factory import make_vector_env
+
+    env = make_vector_env(config.env)
+    env.reset(seed=seed)
+    n = int(env.single_action_space.n)
+    actions = np.random.default_rng(seed).integers(n, size=(steps, env.num_envs))
+    wall, cpu = time.perf_counter(), time.process_time()
+    for action in actions:
+        env.step(action)  # same-step autoreset
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    env.close()
+    return _speed(steps * env.num_envs, wall, cpu, 0)
+
+
+def gymnasium_backend(config: Any) -> Any:
+    """``config`` with ``env.atari.backend: gymnasium``: rlsoft on the env SB3 steps."""
+    atari = config.env.atari.model_copy(update={"backend": "gymnasium"})
+    return config.model_copy(update={"env": config.env.model_copy(update={"atari": atari})})
 
 
 def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str, Any]:
@@ -357,9 +389,9 @@ def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str,
             done = 0
             if step < warmup < step + budget:  # split so that a mark falls on the warm-up's end
                 done = advance(warmup - step, step)  # the same as one call: exact resume
-                marks.append((step + done, time.perf_counter(), time.thread_time()))
+                marks.append((step + done, time.perf_counter(), time.process_time()))
             done += advance(budget - done, step + done)
-            marks.append((step + done, time.perf_counter(), time.thread_time()))
+            marks.append((step + done, time.perf_counter(), time.process_time()))
             return done
 
         driver.advance = timed_advance
@@ -415,11 +447,11 @@ def run_sb3(config: Any, warmup: int, *, optimize_memory: bool) -> dict[str, Any
     class Window(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps == warmup:
-                marks.append((self.num_timesteps, time.perf_counter(), time.thread_time()))
+                marks.append((self.num_timesteps, time.perf_counter(), time.process_time()))
             return True
 
     model.learn(total_timesteps=total, callback=Window())
-    marks.append((model.num_timesteps, time.perf_counter(), time.thread_time()))
+    marks.append((model.num_timesteps, time.perf_counter(), time.process_time()))
     env.close()
     return _window(marks, warmup, updates[0])
 
@@ -442,7 +474,11 @@ def _speed(steps: int, wall: float, cpu: float, updates: int) -> dict[str, Any]:
 
 
 def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[str, Callable]:
-    """The five measurements of one game, each a function returning :func:`_speed`'s dict."""
+    """The measurements of one game, each a function returning :func:`_speed`'s dict: the
+    five of :data:`CASES`, autograd, and where rlsoft trains on ale-py's native env
+    (``env.atari.backend``) the bare native env and rlsoft on the Gymnasium env SB3 steps."""
+    from rlsoft.rl.envs.factory import uses_native_atari
+
     common = {"buffer_size": args.speed_buffer, "seed": args.seed}
     path = getattr(args, f"{game}_config")
     train = bench_config(
@@ -465,7 +501,14 @@ def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[st
         "sb3 train": lambda: run_sb3(train, args.warmup, optimize_memory=optimize),
         "rlsoft train": lambda: run_rlsoft(train, args.warmup),
         "rlsoft train autograd": lambda: run_rlsoft(train, args.warmup, autograd=True),
-    }
+    } | (
+        {
+            "bare native env": lambda: bare_native_env(collect, args.collect_steps, args.seed),
+            "rlsoft train gymnasium env": lambda: run_rlsoft(gymnasium_backend(train), args.warmup),
+        }
+        if uses_native_atari(collect.env)
+        else {}
+    )
 
 
 # -------------------------------------------------------------------------------- memory
@@ -752,11 +795,22 @@ def report(
                         "verdict": "—",
                     }
                 )
-            for library in ("rlsoft", "sb3"):
+            if "rlsoft train gymnasium env" in sps:
                 goals.append(
                     {
-                        "what": f"{game}: {library} collection / bare env steps/s",
-                        "ratio": sps[f"{library} collect"] / sps["bare env"],
+                        "what": f"{game}: rlsoft on the Gymnasium env / SB3 training steps/s",
+                        "ratio": sps["rlsoft train gymnasium env"] / sps["sb3 train"],
+                        "goal": "reported",
+                        "verdict": "—",
+                    }
+                )
+            # Each library against the env it steps: rlsoft's native env where it trains on it.
+            for library, bare in (("rlsoft", "bare native env"), ("sb3", "bare env")):
+                bare = bare if bare in sps else "bare env"
+                goals.append(
+                    {
+                        "what": f"{game}: {library} collection / {bare} steps/s",
+                        "ratio": sps[f"{library} collect"] / sps[bare],
                         "goal": "reported",
                         "verdict": "—",
                     }
@@ -911,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_speed:
             for game in games:
                 cases = speed_cases(game, args, sets[game])
-                chosen = CASES + (("rlsoft train autograd",) if args.autograd else ())
+                native = tuple(c for c in NATIVE_CASES if c in cases)
+                chosen = CASES + native + (("rlsoft train autograd",) if args.autograd else ())
                 speed[game] = {case: [] for case in chosen}
                 for repeat in range(args.repeats):
                     # Alternate the order so that a drift in machine load favours no one.

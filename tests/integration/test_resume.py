@@ -522,9 +522,10 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
         ),
         (246, 402),
     ),
-    # Atari (skipped without ale_py): the protocol's wrappers, sticky actions reseeded from
-    # np_random at every reset, life-loss terminals for learning beside the game's episodes,
-    # clipped rewards, and the frame replay of 2-frame stacks.
+    # Atari (skipped without ale_py), on ale-py's native vector env (auto for 2 copies) and
+    # on the Gymnasium wrapper stack: sticky actions and no-op starts reseeded at every
+    # reset, life-loss terminals for learning beside the game's episodes, clipped rewards,
+    # and the frame replay of 2-frame stacks.
     "dqn_atari_breakout": (
         {
             "env": {
@@ -536,6 +537,26 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
                     "frame_stack": 2,
                     "noop_max": 8,
                     "terminal_on_life_loss": True,
+                },
+            },
+            "agent": {**DQN_AGENT, "network": "nature_cnn", "hidden_sizes": [8], "frame_stack": 2},
+            "exploration": EPSILON,
+            "train": {**DQN_TRAIN, "eval_episodes": 1},
+        },
+        (246, 402),
+    ),
+    "dqn_atari_breakout_gymnasium": (
+        {
+            "env": {
+                "id": "ALE/Breakout-v5",
+                "num_envs": 2,
+                "max_episode_steps": 600,  # emulator frames: 150 agent steps
+                "atari": {
+                    "screen_size": 36,
+                    "frame_stack": 2,
+                    "noop_max": 8,
+                    "terminal_on_life_loss": True,
+                    "backend": "gymnasium",
                 },
             },
             "agent": {**DQN_AGENT, "network": "nature_cnn", "hidden_sizes": [8], "frame_stack": 2},
@@ -672,6 +693,28 @@ def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_p
     history = json.loads((split / "resume_history.json").read_text())
     assert [entry["step"] for entry in history] == list(splits)
     assert history[-1]["changed"] == {"train.total_steps": {"from": splits[-1], "to": total}}
+
+
+def test_an_atari_run_resumed_on_other_emulator_threads_equals_the_continuous_run(tmp_path):
+    """``env.atari.threads`` may change on resume (a bigger machine): the native env's
+    emulators give the same games on any number of threads, so the run stays exact."""
+    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+    kind = "dqn_atari_breakout"
+    config, splits = KINDS[kind]
+    total = config["train"]["total_steps"]
+    continuous = _kind_config(tmp_path, kind, "continuous")
+    continuous["env"]["atari"]["threads"] = 2
+    run_experiment(validate_config(continuous))
+    first = _kind_config(tmp_path, kind, "split", total=splits[0])
+    first["env"]["atari"]["threads"] = 1
+    run_experiment(validate_config(first))
+    _next_second()
+    resume_experiment(
+        tmp_path / "split", {"train": {"total_steps": total}, "env": {"atari": {"threads": 2}}}
+    )
+    assert_same_run(tmp_path / "split", tmp_path / "continuous", splits[:1])
+    history = json.loads((tmp_path / "split" / "resume_history.json").read_text())
+    assert history[-1]["changed"]["env.atari.threads"] == {"from": 1, "to": 2}
 
 
 # --------------------------------------------------------------------------------------------

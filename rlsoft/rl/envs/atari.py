@@ -26,28 +26,12 @@ cover; :class:`AleSeeding` reseeds the emulator from ``np_random`` at every rese
 of that generator's state and the actions, and exact resume
 (:mod:`rlsoft.rl.envs.state`) replays it.
 
-**Vector environments** (``env.num_envs > 1``) are Gymnasium's ``SyncVectorEnv``/
-``AsyncVectorEnv`` of this stack, not ale-py's native ``AtariVectorEnv`` (the same
-preprocessing in C++ threads). Measured by ``scripts/bench_atari_vector.py --steps 2000``
-(Breakout, random actions, one core under ``nice`` on a shared 2-core machine, native on 1
-thread), native/Gymnasium steps per second: 2.26 at ``num_envs`` 1, 3.02 at 4, 1.73 at 8
-(Gymnasium 495, 514, 755 agent steps/s; native 1,120 to 1,553); an earlier run, before
-``num_envs: 1`` got rlsoft's ``SingleVectorEnv``, gave 2.30, 2.38 and 2.05 — the shared
-machine makes these noisy. The native env is faster, yet rlsoft does not use it:
-
-* exact resume replays each copy's episode from its recorded start and actions through an
-  :class:`~rlsoft.rl.envs.state.EpisodeRecorder` around it; the native env has no per-copy
-  Python env to wrap, reset from a saved generator or replay into;
-* the learning signal would have to come from its own options (``reward_clipping``,
-  ``episodic_life``, ``life_loss_info``), which change the rewards and episodes it
-  *returns*: the reported score would no longer be the game's, or a lost life would end the
-  driver's episode; rlsoft keeps the two apart (:class:`AtariLearningSignal`);
-* a training step also pays for the Nature CNN's forward pass (acting) and, every
-  ``train_freq`` steps, a gradient step, so the environment's share of a DQN step, and what
-  the native env would save of it, is smaller than these ratios.
-
-(It does offer same-step autoreset: the benchmark runs it with
-``autoreset_mode=SAME_STEP``.)
+**Vector environments and the native backend.** This stack is what evaluations, tabular
+agents and ``env.atari.backend: gymnasium`` use (in Gymnasium's ``SyncVectorEnv``/
+``AsyncVectorEnv`` for several copies). DQN's training env is by default (``auto``) ale-py's
+native ``AtariVectorEnv`` driven by :class:`rlsoft.rl.envs.atari_native.NativeAtariVectorEnv`:
+the same observations byte for byte and the same learning signal in ``info``, 1.9× to 3.7× the
+steps per second of this stack in ``scripts/bench_atari_vector.py``, and exact resume too.
 """
 
 from __future__ import annotations

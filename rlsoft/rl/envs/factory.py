@@ -302,9 +302,16 @@ def make_vector_env(
     One synchronous copy is a :class:`~rlsoft.rl.envs.single_vector.SingleVectorEnv`, which
     returns the same as ``SyncVectorEnv`` at a fraction of its per-step cost.
 
+    An ``ALE/`` id whose ``env.atari.backend`` resolves to native (:func:`uses_native_atari`)
+    is ale-py's C++ vector env instead (:class:`~rlsoft.rl.envs.atari_native.
+    NativeAtariVectorEnv`), which records its own episodes for exact resume.
+
     :param wrap: applied to each sub-environment outside the config's wrappers (e.g. an
         episode recorder for exact resume); ``make_vec``'s ``wrappers`` wrap every copy.
+        The native Atari env has no sub-environments to wrap and ignores it.
     """
+    if uses_native_atari(config):
+        return _make_native_atari(config)
     if config.num_envs == 1 and config.vectorization == "sync" and LEAN_SINGLE_ENV:
         from rlsoft.rl.envs.single_vector import SingleVectorEnv
 
@@ -322,3 +329,45 @@ def make_vector_env(
             wrappers=wrappers,
             **_make_kwargs(config, None),
         )
+
+
+def uses_native_atari(config: EnvSpec) -> bool:
+    """Whether :func:`make_vector_env` steps ``config`` in ale-py's native vector env:
+    ``env.atari.backend`` native, or auto and nothing that only the Gymnasium path can apply
+    (wrappers, ``env.kwargs`` beyond ``full_action_space``)."""
+    atari = getattr(config, "atari", None)
+    if atari is None:
+        return False
+    backend = getattr(atari, "backend", "gymnasium")
+    if backend != "auto":
+        return backend == "native"
+    from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
+
+    return not config.wrappers and set(config.kwargs) <= NATIVE_MAKE_KEYWORDS
+
+
+def _make_native_atari(config: EnvSpec) -> gym.vector.VectorEnv:
+    from rlsoft.rl.envs.atari_native import (
+        DEFAULT_MAX_FRAMES,
+        NativeAtariVectorEnv,
+        native_threads,
+    )
+
+    register_optional_envs(config.id)
+    with _versions_as_choices(config.id):
+        spec = gym.spec(resolve_env_id(config.id))
+    game = spec.kwargs.get("game")
+    if not isinstance(game, str):
+        raise RlsoftError(f"environment {config.id!r} names no ALE game; it cannot run natively")
+    atari = config.atari  # type: ignore[attr-defined]  (checked by uses_native_atari)
+    limit = int(spec.kwargs.get("max_num_frames_per_episode") or DEFAULT_MAX_FRAMES)
+    if config.max_episode_steps is not None:  # counts emulator frames, as on the Gymnasium path
+        limit = min(limit, int(config.max_episode_steps))
+    return NativeAtariVectorEnv(
+        game,
+        config.num_envs,
+        atari,
+        max_episode_frames=limit,
+        full_action_space=bool(config.kwargs.get("full_action_space", False)),
+        num_threads=native_threads(config.num_envs, getattr(atari, "threads", None)),
+    )

@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
+    "FORMAT",
     "MAX_RECORDED_ACTIONS",
     "EpisodeRecorder",
     "generator_from_state",
@@ -152,7 +153,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def snapshot_vector_env(env: gym.vector.VectorEnv) -> list[dict[str, Any]]:
-    """One episode record per sub-environment (each must be wrapped in :class:`EpisodeRecorder`)."""
+    """One episode record per sub-environment: each must be wrapped in
+    :class:`EpisodeRecorder`, or the vector env records its copies itself
+    (``rlsoft_snapshot_all``, as :class:`rlsoft.rl.envs.atari_native.NativeAtariVectorEnv`)."""
+    if hasattr(env, "rlsoft_snapshot_all"):
+        return list(env.rlsoft_snapshot_all())
     return list(env.call("rlsoft_snapshot"))
 
 
@@ -161,6 +166,8 @@ def restore_vector_env(env: gym.vector.VectorEnv, snapshots: list[dict[str, Any]
 
     :return: each sub-environment's current observation after the replay.
     """
+    if hasattr(env, "rlsoft_restore_all"):
+        return list(env.rlsoft_restore_all(snapshots))
     if len(snapshots) != env.num_envs:
         raise ValueError(
             f"saved state has {len(snapshots)} environments, but the vector env has {env.num_envs}"

@@ -1,0 +1,279 @@
+"""ale-py's native vector env under rlsoft's Atari protocol: the same observations and
+learning signal as the Gymnasium wrapper stack, episodes that depend on their seed and
+actions only, and snapshots that replay exactly (exact resume)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+
+import agents  # noqa: F401 - registers the agents
+from rlsoft.errors import ConfigError, RlsoftError
+from rlsoft.rl.envs import atari_native
+from rlsoft.rl.envs.atari import (
+    LEARN_FINAL_OBS,
+    LEARN_REWARD,
+    LEARN_TERMINATED,
+)
+from rlsoft.rl.envs.atari_native import NativeAtariVectorEnv
+from rlsoft.rl.envs.factory import make_env, make_vector_env, uses_native_atari
+from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_vector_env
+from rlsoft.run.config import AtariConfig, EnvConfig, validate_config
+
+BREAKOUT = "ALE/Breakout-v5"
+EPISODE_STATISTICS = [{"path": "gymnasium.wrappers:RecordEpisodeStatistics"}]
+
+
+def _native(
+    num_envs: int = 2, threads: int = 1, game: str = "breakout", **atari
+) -> NativeAtariVectorEnv:
+    return NativeAtariVectorEnv(
+        game, num_envs, AtariConfig(**atari), num_threads=threads, max_episode_frames=4000
+    )
+
+
+def _play(env, actions: np.ndarray, seed: int = 3) -> list:
+    """Every step's (obs, reward, terminated, truncated) and learning signal."""
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        out += [obs, reward, terminated, truncated, info[LEARN_REWARD], info[LEARN_TERMINATED]]
+    return out
+
+
+def _equal(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+# -- the same protocol as the Gymnasium stack ------------------------------------------------
+
+
+@pytest.mark.parametrize("life_loss", [False, True])
+def test_observations_and_learning_signal_equal_the_gymnasium_stacks(life_loss):
+    """With the emulator deterministic (no sticky actions, no no-op starts) both backends play
+    the same game for the same actions: the native env's stacks, rewards and learning signal
+    equal those of Gymnasium's AtariPreprocessing + FrameStackObservation + rlsoft's
+    AtariLearningSignal, byte for byte, lost lives included (Breakout loses its first life
+    within about 30 random steps)."""
+    atari = {"noop_max": 0, "repeat_action_probability": 0.0, "terminal_on_life_loss": life_loss}
+    native = _native(num_envs=1, **atari)
+    gym_env = make_env(EnvConfig(id=BREAKOUT, atari=atari))
+    actions = np.random.default_rng(0).integers(4, size=150)
+    obs, _ = native.reset(seed=0)
+    reference, _ = gym_env.reset(seed=0)
+    np.testing.assert_array_equal(obs[0], reference)
+    lives_lost = 0
+    for a in actions:
+        obs, reward, terminated, _, info = native.step(np.array([a]))
+        ref_obs, ref_reward, ref_terminated, _, ref_info = gym_env.step(int(a))
+        np.testing.assert_array_equal(obs[0], ref_obs)
+        assert reward[0] == ref_reward and terminated[0] == ref_terminated
+        assert info[LEARN_REWARD][0] == ref_info[LEARN_REWARD]
+        assert info[LEARN_TERMINATED][0] == ref_info[LEARN_TERMINATED]
+        assert (LEARN_FINAL_OBS in ref_info) == bool(
+            LEARN_FINAL_OBS in info and info[f"_{LEARN_FINAL_OBS}"][0]
+        )
+        if LEARN_FINAL_OBS in ref_info:
+            lives_lost += 1
+            np.testing.assert_array_equal(info[LEARN_FINAL_OBS][0], ref_info[LEARN_FINAL_OBS])
+        if ref_terminated:
+            break
+    assert lives_lost >= (1 if life_loss else 0)
+    native.close()
+    gym_env.close()
+
+
+def test_a_finished_copy_starts_its_next_episode_in_the_same_step():
+    """Same-step autoreset as Gymnasium's: the returned stack starts the next episode (its
+    first frame repeated), ``final_obs`` holds the last one, and the game's score is
+    unclipped (Space Invaders' aliens are worth 5 to 30) while the learning reward is its
+    sign."""
+    env = _native(num_envs=2, game="space_invaders")
+    env.reset(seed=1)
+    rng = np.random.default_rng(1)
+    finished, scores = 0, []
+    for _ in range(1500):
+        obs, reward, terminated, truncated, info = env.step(rng.integers(6, size=2))
+        scores += list(reward[reward != 0])
+        np.testing.assert_array_equal(info[LEARN_REWARD], np.sign(reward))
+        for i in np.flatnonzero(terminated | truncated):
+            finished += 1
+            assert info["_final_obs"][i] and info["final_obs"][i].shape == obs[i].shape
+            assert not np.array_equal(info["final_obs"][i], obs[i])
+            assert (obs[i] == obs[i, -1]).all()  # a new stack: the reset frame repeated
+            assert info["final_info"][LEARN_TERMINATED][i] == terminated[i]
+    assert finished >= 2
+    assert max(scores) >= 5
+    env.close()
+
+
+def test_an_episode_is_truncated_at_the_frame_limit_of_the_config():
+    """``env.max_episode_steps`` counts emulator frames on both backends: 400 frames are 100
+    agent steps of 4 frames (with no no-op starts), and the native env checks at the end of
+    the agent step."""
+    env = make_vector_env(
+        EnvConfig(id=BREAKOUT, num_envs=2, max_episode_steps=400, atari={"noop_max": 0})
+    )
+    env.reset(seed=0)
+    for step in range(1, 101):
+        _, _, terminated, truncated, _ = env.step(np.array([1, 1]))  # FIRE: no game over
+        assert not terminated.any()
+        assert truncated.all() == (step == 100)
+    env.close()
+
+
+# -- episodes depend on their seed and actions only -----------------------------------------
+
+
+def test_the_same_seed_gives_the_same_episodes_on_any_number_of_threads():
+    actions = np.random.default_rng(2).integers(4, size=(200, 3))
+    one = _play(_native(num_envs=3, threads=1), actions)
+    three = _play(_native(num_envs=3, threads=3), actions)
+    other_seed = _play(_native(num_envs=3, threads=1), actions, seed=4)
+    assert _equal(one, three)
+    assert not _equal(one, other_seed)
+
+
+def test_copies_get_different_episodes_and_sticky_actions_vary_with_the_seed():
+    """Each copy draws its own episode seeds: identical actions give different games."""
+    env = _native(num_envs=2)
+    env.reset(seed=0)
+    obs = None
+    for a in np.random.default_rng(0).integers(4, size=60):
+        obs, *_ = env.step(np.array([a, a]))
+    assert not np.array_equal(obs[0], obs[1])
+    env.close()
+
+
+# -- exact resume ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("life_loss", [False, True])
+@pytest.mark.parametrize("reseed_after", [120, atari_native.RESEED_AFTER])
+def test_a_snapshot_restores_a_fresh_env_to_continue_exactly(life_loss, reseed_after, monkeypatch):
+    """Records spanning several episodes (unseeded resets replayed), and with a small
+    ``RESEED_AFTER`` records of different lengths (the replay staggers the copies), are
+    replayed into a fresh env, which then returns exactly what the original returns."""
+    monkeypatch.setattr(atari_native, "RESEED_AFTER", reseed_after)
+    config = EnvConfig(
+        id=BREAKOUT,
+        num_envs=3,
+        max_episode_steps=3000,
+        atari={"terminal_on_life_loss": life_loss, "backend": "native"},
+    )
+    rng = np.random.default_rng(5)
+    env = make_vector_env(config)
+    obs, _ = env.reset(seed=11)
+    for _ in range(400):
+        obs, *_ = env.step(rng.integers(4, size=3))
+    snapshots = snapshot_vector_env(env)
+    lengths = [len(s["actions"]) for s in snapshots]
+    if reseed_after < 400:
+        assert len(set(lengths)) == 3, lengths  # reseeded at different steps
+    else:
+        assert lengths == [400, 400, 400]  # each record holds a few episodes (~150 steps)
+    fresh = make_vector_env(config)
+    restored = restore_vector_env(fresh, snapshots)
+    np.testing.assert_array_equal(np.stack(restored), obs)
+    actions = rng.integers(4, size=(300, 3))
+    for a in actions:
+        want, got = env.step(a), fresh.step(a)
+        for x, y in zip(want[:4], got[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        for key in (LEARN_REWARD, LEARN_TERMINATED, "lives"):
+            np.testing.assert_array_equal(want[4][key], got[4][key])
+    assert snapshot_vector_env(fresh) == snapshot_vector_env(env)
+    env.close()
+    fresh.close()
+
+
+def test_a_copy_whose_episode_was_too_long_to_record_starts_it_over(monkeypatch):
+    monkeypatch.setattr(atari_native, "MAX_RECORDED_ACTIONS", 5)
+    env = _native(num_envs=2)
+    first, _ = env.reset(seed=0)
+    for _ in range(8):
+        env.step(np.array([1, 1]))
+    snapshots = env.rlsoft_snapshot_all()
+    assert [s["actions"] for s in snapshots] == [None, None]
+    fresh = _native(num_envs=2)
+    restored = fresh.rlsoft_restore_all(snapshots)
+    np.testing.assert_array_equal(np.stack(restored), first)  # the same episodes, from the start
+    assert [s["actions"] for s in fresh.rlsoft_snapshot_all()] == [[], []]
+
+
+def test_a_snapshot_of_the_wrong_size_or_format_is_refused():
+    env = _native(num_envs=2)
+    env.reset(seed=0)
+    snapshots = env.rlsoft_snapshot_all()
+    with pytest.raises(ValueError, match="saved state has 1 environments"):
+        _native(num_envs=2).rlsoft_restore_all(snapshots[:1])
+    with pytest.raises(ValueError, match="not an episode record"):
+        _native(num_envs=2).rlsoft_restore_all([{"format": "x"}] * 2)
+
+
+def test_records_of_the_gymnasium_backend_name_the_setting_that_resumes_them():
+    """A run checkpointed on the Gymnasium stack (e.g. before auto chose the native env)
+    is refused in one sentence that says how to resume it, not replayed into other games."""
+    config = EnvConfig(id=BREAKOUT, num_envs=2, atari={"backend": "gymnasium"})
+    env = make_vector_env(config, wrap=EpisodeRecorder)
+    env.reset(seed=0)
+    env.step(np.array([1, 1]))
+    with pytest.raises(RlsoftError) as info:
+        _native(num_envs=2).rlsoft_restore_all(snapshot_vector_env(env))
+    assert "env.atari.backend: gymnasium" in str(info.value) and "\n" not in str(info.value)
+    env.close()
+
+
+# -- choosing the backend --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "native"),
+    [
+        ({"num_envs": 1}, True),
+        ({"num_envs": 4}, True),
+        ({"num_envs": 4, "kwargs": {"full_action_space": True}}, True),
+        ({"num_envs": 4, "kwargs": {"mode": 0}}, False),
+        (
+            {"num_envs": 4, "wrappers": EPISODE_STATISTICS},
+            False,
+        ),
+        ({"num_envs": 4, "atari": {"backend": "gymnasium"}}, False),
+        ({"num_envs": 1, "atari": {"backend": "native"}}, True),
+    ],
+)
+def test_auto_picks_the_native_env_when_it_can(env, native):
+    config = EnvConfig(id=BREAKOUT, **env)
+    assert uses_native_atari(config) is native
+    made = make_vector_env(config)
+    assert isinstance(made, NativeAtariVectorEnv) is native
+    made.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "what"),
+    [
+        ({"kwargs": {"mode": 0}}, "env.kwargs.mode"),
+        ({"wrappers": EPISODE_STATISTICS}, "env.wrappers"),
+    ],
+)
+def test_asking_the_native_env_for_what_only_gymnasium_does_is_one_sentence(env, what):
+    with pytest.raises(ConfigError) as info:
+        validate_config(
+            {
+                "env": {"id": BREAKOUT, "atari": {"backend": "native"}, **env},
+                "agent": {"type": "dqn"},
+            }
+        )
+    text = str(info.value)
+    assert "\n" not in text
+    assert what in text and "env.atari.backend: gymnasium" in text
+
+
+def test_the_full_action_space_reaches_the_native_env():
+    env = make_vector_env(EnvConfig(id=BREAKOUT, num_envs=2, kwargs={"full_action_space": True}))
+    assert env.single_action_space.n == 18
+    env.close()
