@@ -257,8 +257,34 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
     )
     built = spec.build(context)
     if spec.kind == "rl":
-        return EnvDriver(built, config, seeds)
+        with _missing_render_dependency(config):
+            return EnvDriver(built, config, seeds)
     return built  # supervised agents build their own driver
+
+
+@contextlib.contextmanager
+def _missing_render_dependency(config: ExperimentConfig) -> Iterator[None]:
+    """One sentence for an optional dependency an environment asks for only when it first
+    draws: ``env.kwargs.render_mode: human`` imports pygame at the first ``reset``, which
+    :func:`~rlsoft.rl.envs.factory.make_env` cannot see when it makes the env."""
+    import gymnasium as gym
+
+    try:
+        yield
+    except gym.error.DependencyNotInstalled as exc:
+        env = config.env
+        mode = env.kwargs.get("render_mode") if env is not None else None
+        reason = " ".join(str(exc).split())
+        if mode is None or "pygame" not in reason.lower():
+            raise RlsoftError(
+                f"environment {env.id!r} needs an optional dependency ({shorten(reason, 160)})"
+            ) from None
+        raise RlsoftError(
+            f"env.kwargs.render_mode {mode!r} makes {env.id} draw every step, which needs pygame "
+            "and a display (pygame is not installed: pip install pygame, or pip install "
+            "'gymnasium[classic-control]'); remove render_mode to train without drawing and "
+            "watch a trained run with rlsoft eval RUN_DIR --render"
+        ) from None
 
 
 def _configure_torch(config: ExperimentConfig, seed: int) -> None:

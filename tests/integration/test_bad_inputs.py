@@ -788,6 +788,18 @@ CASES = [
         marks=(needs_ale,),
     ),
     C(
+        "render-human-without-pygame",
+        [*DQN_TRAIN.split(), "--set", "env.kwargs={render_mode: human}"],
+        "env.kwargs.render_mode 'human' makes CartPole-v1 draw every step, which needs pygame",
+        patch=_without("pygame"),
+    ),
+    C(
+        "deep-sea-too-big",
+        f"{DQN_TRAIN} --set env.id=rlsoft/DeepSea-v0 --set env.kwargs.size=100000",
+        "(DeepSea's N×N action map 74.5 GiB, one N×N grid observation 37.3 GiB) but only 16 GiB",
+        forbidden=("Unable to allocate",),
+    ),
+    C(
         "atari-extra-missing",
         ATARI_TRAIN,
         "install it with: pip install 'rlsoft[atari]'",
