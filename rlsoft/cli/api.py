@@ -37,6 +37,7 @@ import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -120,19 +121,66 @@ def _apply_overrides(
 
     if overrides is None:
         return data
+    _check_overrides(overrides)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
+            _set_dotted(data, key, copy.deepcopy(value))
+        return data
+    return apply_overrides(data, list(overrides))
+
+
+def _check_overrides(overrides: Any) -> None:
+    """Refuse overrides that are neither a mapping of dotted keys nor a list of
+    ``key=value`` strings (a string alone would be read one character at a time)."""
+    if overrides is None:
+        return
+    if isinstance(overrides, Mapping):
+        for key in overrides:
             if not isinstance(key, str) or not key:
                 raise RlsoftError(f"override keys are dotted paths such as 'train.total_steps', "
                                   f"got {shorten(key)}")  # fmt: skip
-            _set_dotted(data, key, copy.deepcopy(value))
-        return data
-    if isinstance(overrides, str):
+        return
+    if isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides):
+        return
+    kind = "string" if isinstance(overrides, str) else type(overrides).__name__
+    raise RlsoftError(
+        f"overrides must be a dict such as {{'train.total_steps': 20000}} or a list of "
+        f"'key=value' strings, got the {kind} {shorten(overrides)}"
+    )
+
+
+def _check_one_seed(seed: int, overrides: Mapping[str, Any] | Sequence[str] | None) -> None:
+    """Refuse ``seed`` together with an override of ``seed`` to another value: one of the two
+    would be silently ignored (``rlsoft train --seed 5 --set seed=6``)."""
+    from rlsoft.run.config import parse_override
+
+    if isinstance(overrides, Mapping):
+        given = [value for key, value in overrides.items() if key == "seed"]
+    else:
+        given = [value for key, value in map(parse_override, overrides or []) if key == ["seed"]]
+    for value in given:
+        if value != seed:
+            raise RlsoftError(
+                f"the seed is given twice, as {seed} (--seed, or seed=) and as the override "
+                f"seed={shorten(value)}; give it once"
+            )
+
+
+def check_logdir(logdir: Any, flag: str = "logdir") -> str | None:
+    """``logdir`` as a string (``None`` stays ``None``: the config's); an empty one or one
+    that is not a path is refused rather than read as the working directory."""
+    if logdir is None:
+        return None
+    if not isinstance(logdir, (str, PathLike)):
         raise RlsoftError(
-            f"overrides must be a dict such as {{'train.total_steps': 20000}} or a list of "
-            f"'key=value' strings, got the string {shorten(overrides)}"
+            f"{flag} must be a directory path, got the {type(logdir).__name__} {shorten(logdir)}"
         )
-    return apply_overrides(data, list(overrides))
+    text = str(Path(logdir)) if isinstance(logdir, PathLike) else logdir
+    if not text.strip():
+        raise RlsoftError(
+            f"{flag} is empty; pass a directory such as runs, or leave it out for the config's"
+        )
+    return text
 
 
 def _progress_value(progress: bool | None) -> str | None:
@@ -156,6 +204,7 @@ def experiment_config(
     data, source = _config_data(config)
     data = _apply_overrides(data, overrides)
     if seed is not None:
+        _check_one_seed(seed, overrides)
         data["seed"] = seed
     shown = _progress_value(progress)
     if shown is not None:
@@ -221,8 +270,9 @@ def train(
     """
     from rlsoft.run.experiment import run_experiment
 
+    logdir = check_logdir(logdir)
     validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
-    result = run_experiment(validated, logdir=None if logdir is None else str(logdir))
+    result = run_experiment(validated, logdir=logdir)
     return Run(
         result.run_dir,
         result.steps,
@@ -244,6 +294,7 @@ def resume(
     from rlsoft.run.experiment import read_run_config, resume_experiment
 
     _register_agents()
+    _check_overrides(overrides)
     nested: dict[str, Any] = {}
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
@@ -347,7 +398,14 @@ class TrainedAgent:
         """``(batch, was_single)`` of ``obs`` (a single observation gets a leading axis)."""
         import numpy as np
 
-        array = np.asarray(obs)
+        try:
+            array = np.asarray(obs)
+        except ValueError:  # ragged nesting: [[1, 2], [3]]
+            raise RlsoftError(
+                f"observation {shorten(obs)} is not a rectangular array of numbers; pass one "
+                "observation or a batch of equal ones"
+            ) from None
+        self._check_values(obs, array)
         ndim = self._single_ndim()
         if ndim is None:
             raise RlsoftError("this agent's observation space has no fixed shape to act on")
@@ -367,7 +425,47 @@ class TrainedAgent:
                 "(a batch); check the layout (channels first or last) and the frame stack of "
                 "the environment it was trained on"
             )
+        self._check_states(obs, array)
         return (array[None], True) if array.ndim == ndim else (array, False)
+
+    def _check_values(self, obs: Any, array: np.ndarray) -> None:
+        """Refuse what the agent would misread: text or ``None`` (no numbers), NaN or ±inf
+        (Q-values of NaN, later blamed on divergence). :meth:`_check_states` refuses a
+        fraction as a tabular state (an index would truncate it) and a state outside the space
+        (``-1`` would index the last row of the table)."""
+        import numpy as np
+
+        if array.dtype.kind not in "biuf":
+            raise RlsoftError(
+                f"observations must be numbers, got {shorten(obs)}; pass what the environment's "
+                "reset and step return"
+            )
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = "NaN" if np.isnan(array).any() else "an infinite value"
+            raise RlsoftError(
+                f"the observation contains {bad}, so no action can be chosen; pass finite "
+                "numbers (check the environment or the preprocessing that made it)"
+            )
+
+    def _check_states(self, obs: Any, array: np.ndarray) -> None:
+        """For discrete states (tabular agents, of an array of the right shape): integers
+        inside the space."""
+        bounds = _discrete_bounds(self.observation_space)
+        if bounds is None:
+            return
+        low, high = bounds
+        if array.dtype.kind not in "biu":
+            raise RlsoftError(
+                f"this agent's states are integers in {_ranges(low, high)}, got {shorten(obs)}; "
+                "pass the environment's observation unchanged"
+            )
+        outside = (array < low) | (array > high)
+        if outside.any():
+            value = array[outside].flat[0]
+            raise RlsoftError(
+                f"state {value} is outside this agent's states {_ranges(low, high)}; pass "
+                "the environment's observation unchanged"
+            )
 
     # ------------------------------------------------------------------ acting
 
@@ -442,6 +540,29 @@ class TrainedAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _discrete_bounds(space: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(low, high)`` (inclusive) of a ``Discrete``, ``MultiDiscrete`` or ``Tuple`` of
+    ``Discrete`` space, shaped as one observation; ``None`` for any other space."""
+    import numpy as np
+    from gymnasium.spaces import Discrete, MultiDiscrete
+    from gymnasium.spaces import Tuple as TupleSpace
+
+    if isinstance(space, Discrete):
+        return np.asarray(space.start), np.asarray(space.start + space.n - 1)
+    if isinstance(space, MultiDiscrete):
+        return np.asarray(space.start), np.asarray(space.start + space.nvec - 1)
+    if isinstance(space, TupleSpace) and all(isinstance(p, Discrete) for p in space.spaces):
+        starts = np.array([p.start for p in space.spaces])
+        return starts, starts + np.array([p.n for p in space.spaces]) - 1
+    return None
+
+
+def _ranges(low: np.ndarray, high: np.ndarray) -> str:
+    """``0..499`` for one range, ``(4..31, 1..10, 0..1)`` for several."""
+    parts = [f"{lo}..{hi}" for lo, hi in zip(low.flat, high.flat, strict=True)]
+    return parts[0] if low.ndim == 0 else f"({', '.join(parts)})"
 
 
 def _spaces(env_config: Any) -> tuple[gym.Space, gym.Space]:
@@ -688,13 +809,15 @@ def plan_compare(
     config: Any,
     *,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
 ) -> Comparison:
     """Read and plan a comparison (every run's config validated) without running anything."""
     from rlsoft.compare.plan import load_comparison, plan_comparison
 
     _register_agents()
+    _check_overrides(overrides)
+    logdir = check_logdir(logdir)
     if isinstance(overrides, Mapping):
         texts = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     else:
@@ -765,7 +888,12 @@ def run_compare(
     from rlsoft.compare.report import report
     from rlsoft.run.experiment import prepare_logdir
 
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise RlsoftError(
+            f"workers must be a whole number of parallel runs, got the {type(workers).__name__} "
+            f"{shorten(workers)}; leave it out to use every core"
+        )
+    if workers is not None and workers < 1:
         raise RlsoftError(
             f"--workers must be at least 1, got {workers}; leave it out to use every core"
         )
@@ -796,7 +924,7 @@ def compare(
     *,
     workers: int | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
     backend: Literal["local", "ray"] = "local",
     address: str | None = None,
@@ -806,7 +934,8 @@ def compare(
 
     :param config: a comparison YAML path or a dict shaped like one.
     :param overrides: applied to every run (``{"train.total_steps": 20000}``).
-    :param seeds: seeds ``0..seeds-1`` instead of the config's.
+    :param seeds: seeds ``0..seeds-1``, or a list of seeds, instead of the config's.
+    :param workers: parallel runs (default: every core).
 
     The local workers are processes started with ``spawn``, which import the caller's ``__main__``
     module again: in a script, call this under ``if __name__ == "__main__":`` (a notebook

@@ -103,6 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise RlsoftError(
             f"--workers must be at least 1, got {args.workers}; leave it out to use every core"
         )
+    api.check_logdir(args.logdir, "--logdir")
     if args.address and args.backend != "ray":
         raise RlsoftError("--address names a Ray cluster; use it with --backend ray")
     if args.backend == "ray" and importlib.util.find_spec("ray") is None:

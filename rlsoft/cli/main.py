@@ -111,10 +111,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
+    api.check_logdir(args.logdir, "--logdir")
     if args.resume:
         if args.config:
             raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
-        if args.seed is not None or args.logdir:
+        if args.seed is not None or args.logdir is not None:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
         result = api.resume(args.resume, overrides=args.overrides)
     else:

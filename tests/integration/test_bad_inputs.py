@@ -799,6 +799,15 @@ CASES = [
         "(DeepSea's N×N action map 74.5 GiB, one N×N grid observation 37.3 GiB) but only 16 GiB",
         forbidden=("Unable to allocate",),
     ),
+    C("seed-twice", f"{TRAIN} --seed 5 --set seed=6", "the seed is given twice, as 5"),
+    C("logdir-empty", ["train", "{tmp}/c.yaml", "--logdir", ""], "--logdir is empty"),
+    C(
+        "resume-logdir-empty",
+        ["train", "--resume", "{run}", "--logdir", ""],
+        "--logdir is empty",
+        run="tabular",
+    ),
+    C("compare-logdir-empty", ["compare", "{tmp}/cmp.yaml", "--logdir", " "], "--logdir is empty"),
     C(
         "atari-extra-missing",
         ATARI_TRAIN,
