@@ -18,6 +18,11 @@ class ConfigError(RlsoftError, ValueError):
     """A config file, a ``--set`` override or a config value is wrong."""
 
 
+class CheckpointError(RlsoftError, ValueError):
+    """A checkpoint file is corrupt or unreadable. The message names the file and what is
+    wrong with it; the run layer adds what to do (fall back to an older checkpoint)."""
+
+
 class DivergedError(RlsoftError, ValueError):
     """Training produced NaN (or infinite) values; the message names the likely fix."""
 

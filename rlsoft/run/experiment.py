@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rlsoft.errors import RlsoftError, shorten
+from rlsoft.errors import CheckpointError, RlsoftError, shorten
 from rlsoft.rl.agent import BuildContext, get_agent_spec
 from rlsoft.rl.collector import EnvDriver
 from rlsoft.rl.seeding import derive_seeds, seed_torch
@@ -439,17 +439,25 @@ def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]
 def _damaged_checkpoint(run_dir: Path, checkpoint: Path | None) -> Iterator[None]:
     """Turn the errors of reading a damaged checkpoint into one sentence that says which
     checkpoint is damaged and what to do about it."""
+    older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
+    fix = (
+        f"delete it to use the previous checkpoint {older[-1].name}"
+        if older
+        else "train the run again"
+    )
     try:
         yield
+    except CheckpointError as exc:  # the agent named the file; the way out is the run's
+        way_out = (
+            f"delete the checkpoint dir {str(checkpoint)!r} to fall back to {older[-1].name}, "
+            "or train the run afresh"
+            if older
+            else "train the run afresh from its config (rlsoft train CONFIG)"
+        )
+        raise RlsoftError(f"{exc}; {way_out}") from None
     except RlsoftError:
         raise  # already one sentence (some are ValueErrors too)
     except _DAMAGE as exc:
-        older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
-        fix = (
-            f"delete it to use the previous checkpoint {older[-1].name}"
-            if older
-            else "train the run again"
-        )
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise RlsoftError(
             f"checkpoint {str(checkpoint)!r} is damaged and cannot be read "

@@ -101,6 +101,16 @@ def _foreign_npz(run: Path) -> None:
     np.savez(latest_checkpoint(run) / "agent.npz", weights=np.zeros(3))
 
 
+def _junk_npz(run: Path) -> None:
+    (latest_checkpoint(run) / "agent.npz").write_text("junk\n", encoding="utf-8")
+
+
+def _junk_npz_after_a_good_checkpoint(run: Path) -> None:
+    newest = latest_checkpoint(run).parent / "step_0000009999"
+    shutil.copytree(latest_checkpoint(run), newest)
+    _junk_npz(run)
+
+
 def _no_checkpoints(run: Path) -> None:
     shutil.rmtree(run / "checkpoints")
 
@@ -515,6 +525,22 @@ CASES = [
         subprocess=True,
     ),
     C(
+        "eval-junk-npz",
+        "eval {run}",
+        "agent.npz' is corrupt or unreadable (it is not a NumPy archive); train the run afresh",
+        run="tabular",
+        damage=_junk_npz,
+        forbidden=("allow_pickle",),
+    ),
+    C(
+        "resume-junk-npz-falls-back",
+        "train --resume {run}",
+        "step_0000009999' to fall back to step_0000002000",
+        run="tabular",
+        damage=_junk_npz_after_a_good_checkpoint,
+        forbidden=("allow_pickle",),
+    ),
+    C(
         "eval-corrupt-trainer-json",
         "eval {run}",
         "is damaged and cannot be read (JSONDecodeError",
@@ -545,7 +571,7 @@ CASES = [
     C(
         "eval-truncated-pt",
         "eval {run}",
-        "which is damaged",
+        "is corrupt or unreadable",
         run="dqn",
         damage=_truncate_agent,
     ),
