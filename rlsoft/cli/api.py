@@ -41,7 +41,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlsoft.errors import RlsoftError, shorten
+from rlsoft.errors import RlsoftError, a_type, shorten
 
 if TYPE_CHECKING:  # annotations only: importing the API stays cheap
     import gymnasium as gym
@@ -108,7 +108,7 @@ def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str
     if isinstance(config, (str, Path)):
         return load_config_dict(config), str(config)
     raise RlsoftError(
-        f"{what} must be a YAML path, a dict or an ExperimentConfig, got a {type(config).__name__}"
+        f"{what} must be a YAML path, a dict or an ExperimentConfig, got {a_type(config)}"
     )
 
 
@@ -302,7 +302,7 @@ def resume(
     elif overrides is not None:
         nested = apply_overrides({}, list(overrides))
     result = resume_experiment(Path(run_dir), nested)
-    config = read_run_config(Path(run_dir))
+    config = read_run_config(result.run_dir)
     return Run(
         result.run_dir,
         result.steps,
@@ -581,12 +581,12 @@ def load(run_dir: str | Path) -> TrainedAgent:
     :raises RlsoftError: not a run dir, no checkpoint yet, or a damaged checkpoint (the same
         sentences as ``rlsoft eval``).
     """
-    from rlsoft.run.experiment import load_trained
+    from rlsoft.run.experiment import load_trained, run_dir_of
 
     if not isinstance(run_dir, (str, Path)):
-        raise RlsoftError(f"run_dir must be a path, got a {type(run_dir).__name__}")
+        raise RlsoftError(f"run_dir must be a path, got {a_type(run_dir)}")
     _register_agents()
-    path = Path(run_dir)
+    path = run_dir_of(run_dir)
     config, driver = load_trained(path)
     try:
         return TrainedAgent(path, config, driver)
@@ -653,13 +653,13 @@ def make_eval_env(
         made = env()
         if not isinstance(made, gym.Env):
             raise RlsoftError(
-                f"env factory {getattr(env, '__name__', type(env).__name__)} returned a "
-                f"{type(made).__name__}, not a gymnasium.Env"
+                f"env factory {getattr(env, '__name__', type(env).__name__)} returned "
+                f"{a_type(made)}, not a gymnasium.Env"
             )
         return made, True
     raise RlsoftError(
         f"env must be an environment id, an entry point 'module:Name', a function returning an "
-        f"env or a gymnasium.Env, got a {type(env).__name__}"
+        f"env or a gymnasium.Env, got {a_type(env)}"
     )
 
 
@@ -691,9 +691,7 @@ def evaluate(
     from rlsoft.rl.evaluation import evaluate_greedy
 
     if not isinstance(agent, TrainedAgent):
-        raise RlsoftError(
-            f"evaluate needs an agent made by rlsoft.load, got a {type(agent).__name__}"
-        )
+        raise RlsoftError(f"evaluate needs an agent made by rlsoft.load, got {a_type(agent)}")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise RlsoftError(f"episodes must be at least 1, got {shorten(episodes)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -829,9 +827,7 @@ def plan_compare(
             copy.deepcopy(dict(config)), source="comparison", base_dir=Path.cwd(),
             overrides=texts, seeds=seeds, logdir=logdir,
         )  # fmt: skip
-    raise RlsoftError(
-        f"a comparison config must be a YAML path or a dict, got a {type(config).__name__}"
-    )
+    raise RlsoftError(f"a comparison config must be a YAML path or a dict, got {a_type(config)}")
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from rlsoft import __version__
-from rlsoft.errors import RlsoftError
+from rlsoft.errors import RlsoftError, count
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -165,7 +166,8 @@ def _summary_line(result) -> str:
         rate += f"; {training:,.0f}/s outside {evaluating:.1f} s of evaluation"
     return (
         f"done: {result.steps:,} steps in {result.seconds:.1f} s ({rate}); {score}; "
-        f"run dir {result.run_dir} (tensorboard --logdir {result.run_dir.parent})"
+        # Quoted: a logdir with a space must paste into a shell as one argument.
+        f"run dir {result.run_dir} (tensorboard --logdir {shlex.quote(str(result.run_dir.parent))})"
     )
 
 
@@ -205,8 +207,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             env.close()
     print(
         f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}: mean return "
-        f"{stats.mean_return:.2f} ± {stats.std_return:.2f} over {args.episodes} episodes on "
-        f"{config.env.id}"
+        f"{stats.mean_return:.2f} ± {stats.std_return:.2f} over "
+        f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
 

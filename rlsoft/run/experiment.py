@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rlsoft.errors import CheckpointError, RlsoftError, shorten
+from rlsoft.errors import CheckpointError, RlsoftError, a_type, shorten
 from rlsoft.rl.agent import BuildContext, get_agent_spec
 from rlsoft.rl.collector import EnvDriver
 from rlsoft.rl.seeding import derive_seeds, seed_torch
@@ -201,8 +201,23 @@ def _write_run_config(run_dir: Path, data: dict[str, Any]) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
 
 
+def run_dir_of(path: str | Path) -> Path:
+    """The run dir a user named: the directory itself, or its ``config.yaml`` (which a shell's
+    tab completion or a file browser hands over as readily)."""
+    path = Path(path)
+    if path.name == CONFIG_FILE and path.is_file():
+        return path.parent
+    return path
+
+
 def read_run_config(run_dir: Path) -> ExperimentConfig:
-    path = Path(run_dir) / CONFIG_FILE
+    run_dir = run_dir_of(run_dir)
+    path = run_dir / CONFIG_FILE
+    if run_dir.is_file():
+        raise RlsoftError(
+            f"{str(run_dir)!r} is a file, not a run dir; pass the directory made by rlsoft "
+            "train, e.g. runs/<run-name>"
+        )
     if not path.is_file():
         raise RlsoftError(
             f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "
@@ -210,6 +225,13 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
         )
     text = read_text_file(path, "run config")
     data = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        # rlsoft train writes a mapping: anything else was emptied or overwritten since.
+        what = "is empty" if data is None else f"holds {a_type(data)}, not a mapping"
+        raise RlsoftError(
+            f"run config {str(path)!r} {what}, so the run dir is damaged; restore the file "
+            "(it is the training config with logdir and run_name filled in) or train again"
+        )
     if isinstance(data, dict):
         # Runs made before names had to be directory-safe (a file stem with a space) stay
         # usable: the run already exists, so its names make no new path.
@@ -342,7 +364,7 @@ def resume_experiment(
     :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
     :raises ConfigError: an override that would change what the run learns.
     """
-    run_dir = Path(run_dir)
+    run_dir = run_dir_of(run_dir)
     saved = read_run_config(run_dir)
     config = saved
     if overrides:
@@ -401,7 +423,7 @@ def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any
 
 def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
-    run_dir = Path(run_dir)
+    run_dir = run_dir_of(run_dir)
     config = read_run_config(run_dir)
     checkpoint, _ = _read_checkpoint(run_dir, "evaluate")
     driver = build_driver(config, eval_only=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -62,7 +63,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     @property
     def resume_command(self) -> str:
-        return f"rlsoft train --resume {self.run_dir}"
+        return f"rlsoft train --resume {shlex.quote(str(self.run_dir))}"
 
     def __str__(self) -> str:
         return (

@@ -38,7 +38,7 @@ import scipy.optimize
 import torch
 from torch import nn
 
-from rlsoft.errors import CheckpointError, RlsoftError
+from rlsoft.errors import CheckpointError, RlsoftError, count
 from rlsoft.numerics.functional import argmax, cross_entropy
 from rlsoft.supervised.calibration import CalibrationReport, calibration_report
 from rlsoft.supervised.datasets import DatasetSplits, observation_encoder
@@ -673,7 +673,7 @@ class SupervisedDriver:
         line = (
             f"greedy classifier policy on {spec.env_config.id}: return "
             f"{result['eval/mean_return']:.2f} ± {result['eval/std_return']:.2f} over "
-            f"{spec.episodes} episodes"
+            f"{count(spec.episodes, 'episode')}"
         )
         if len(spec.teacher_returns):
             teacher = float(np.mean(spec.teacher_returns))

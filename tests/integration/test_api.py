@@ -396,7 +396,7 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
         rlsoft.evaluate(agent, env="Taxi-v4", episodes=1)
     with pytest.raises(RlsoftError, match="episodes must be at least 1"):
         rlsoft.evaluate(agent, episodes=0)
-    with pytest.raises(RlsoftError, match=re.escape("returned a int, not a gymnasium.Env")):
+    with pytest.raises(RlsoftError, match=re.escape("returned an int, not a gymnasium.Env")):
         rlsoft.evaluate(agent, env=lambda: 3)
     with pytest.raises(RlsoftError, match="do not match one observation"):
         agent.q_values(np.zeros((2, 2, 2)))

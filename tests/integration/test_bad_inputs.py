@@ -119,6 +119,10 @@ def _bad_yaml_run_config(run: Path) -> None:
     (run / "config.yaml").write_text("seed: [0\n", encoding="utf-8")
 
 
+def _empty_run_config(run: Path) -> None:
+    (run / "config.yaml").write_text("", encoding="utf-8")
+
+
 def _latin1_run_config(run: Path) -> None:
     (run / "config.yaml").write_bytes(b"name: caf\xe9\n")
 
@@ -560,6 +564,21 @@ CASES = [
         "is not valid YAML",
         run="tabular",
         damage=_bad_yaml_run_config,
+    ),
+    C(
+        "eval-empty-run-config",
+        "eval {run}",
+        "config.yaml' is empty, so the run dir is damaged",
+        run="tabular",
+        damage=_empty_run_config,
+        forbidden=("valid dictionary",),
+    ),
+    C(
+        "resume-empty-run-config",
+        "train --resume {run}",
+        "config.yaml' is empty, so the run dir is damaged",
+        run="tabular",
+        damage=_empty_run_config,
     ),
     C(
         "eval-latin1-run-config",

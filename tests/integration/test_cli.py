@@ -187,3 +187,23 @@ def test_eval_epsilon_from_the_run_or_the_command_line(
     assert capsys.readouterr().out.startswith("greedy policy of ")
     assert main(["eval", run_dir, "--epsilon", "1.5"]) == 2
     assert "--epsilon must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_eval_takes_the_run_config_path_and_counts_one_episode_in_the_singular(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    main(["train", str(config), "--logdir", str(tmp_path / "runs")])
+    run_dir = _single_run(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir / "config.yaml"), "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"policy of {run_dir / 'config.yaml'}" in out and "over 1 episode on Taxi-v4" in out
+    assert main(["eval", str(run_dir / "summary.json")]) == 2
+    assert "is a file, not a run dir" in capsys.readouterr().err
+
+
+def test_the_tensorboard_hint_is_quoted_for_the_shell(config: Path, tmp_path: Path, capsys):
+    logdir = tmp_path / "my runs"
+    assert main(["train", str(config), "--logdir", str(logdir)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.endswith(f"(tensorboard --logdir '{logdir}')")
