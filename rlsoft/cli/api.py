@@ -235,7 +235,8 @@ class Run:
     final_eval: dict[str, float]
     """The final evaluation's scalars (``eval/mean_return``, ``eval/accuracy``, …)."""
     config: ExperimentConfig
-    """The validated config the run was trained with."""
+    """The validated config the run was trained with, with the ``logdir`` and ``run_name`` it
+    actually used (as in its ``config.yaml``)."""
     eval_seconds: float = 0.0
     """Of :attr:`seconds`, the time spent evaluating (a checkpoint written before rlsoft
     recorded it counts as none)."""
@@ -273,12 +274,16 @@ def train(
     logdir = check_logdir(logdir)
     validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
     result = run_experiment(validated, logdir=logdir)
+    # The run's own names (a default name made unique, --logdir), as its config.yaml has them.
+    actual = validated.model_copy(
+        update={"logdir": str(result.run_dir.parent), "run_name": result.run_dir.name}
+    )
     return Run(
         result.run_dir,
         result.steps,
         result.seconds,
         dict(result.final_eval),
-        validated,
+        actual,
         result.eval_seconds,
     )
 

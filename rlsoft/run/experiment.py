@@ -86,6 +86,8 @@ def plan_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
             f"run dir {str(run_dir)!r} resolves outside the logdir {str(root)!r} (through a "
             "symbolic link); choose another name with --set run_name=NAME"
         )
+    if config.run_name is None:
+        return run_dir  # a default name is made unique when it is created (_claim_new_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise RlsoftError(
             f"run dir {str(run_dir)!r} already exists; resume it with rlsoft train --resume "
@@ -116,11 +118,15 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
 def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path, Path | None]:
     """:func:`create_run_dir`, also returning the outermost directory it created."""
     run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
-    created = _first_missing(run_dir)
-    data = config.to_dict()
-    data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
+    created = _first_missing(run_dir if config.run_name else run_dir.parent)
     try:
-        _make_dir(run_dir)
+        if config.run_name is None:
+            run_dir = _claim_new_dir(run_dir)
+            created = created or run_dir
+        else:
+            _make_dir(run_dir)
+        data = config.to_dict()
+        data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
     except OSError as exc:
         _remove_created(run_dir, created)
@@ -130,6 +136,29 @@ def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path,
             "write to"
         ) from None
     return run_dir, created
+
+
+MAX_NAME_SUFFIX = 1000
+"""The most ``-2``, ``-3``, … suffixes tried for a default run name already taken."""
+
+
+def _claim_new_dir(run_dir: Path) -> Path:
+    """``run_dir``, or ``run_dir-2``, ``run_dir-3``, … when taken, created here and by no one
+    else: ``os.mkdir`` fails on an existing directory, so two runs started in the same second
+    (the default name holds the time to the second), by two processes even, never share one.
+    """
+    _make_dir(run_dir.parent)
+    for k in range(1, MAX_NAME_SUFFIX + 1):
+        candidate = run_dir if k == 1 else run_dir.with_name(f"{run_dir.name}-{k}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise RlsoftError(
+        f"the run names {run_dir.name} to {run_dir.name}-{MAX_NAME_SUFFIX} are all taken in "
+        f"{str(run_dir.parent)!r}; choose a name with --set run_name=NAME"
+    )
 
 
 def prepare_logdir(root: Path, flag: str = "--logdir") -> None:

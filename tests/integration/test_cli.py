@@ -207,3 +207,35 @@ def test_the_tensorboard_hint_is_quoted_for_the_shell(config: Path, tmp_path: Pa
     assert main(["train", str(config), "--logdir", str(logdir)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.endswith(f"(tensorboard --logdir '{logdir}')")
+
+
+def test_runs_started_in_the_same_second_get_their_own_run_dirs(
+    config: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The default name holds the time to the second: a second run gets ``-2``, not the
+    first one's dir or an error telling it to resume a run it never made."""
+    import rlsoft
+    from rlsoft.run import experiment
+
+    monkeypatch.setattr(experiment, "default_run_name", lambda config: "same__s0__second")
+    logdir = tmp_path / "runs"
+    assert main(["train", str(config), "--logdir", str(logdir)]) == 0
+    assert main(["train", str(config), "--logdir", str(logdir)]) == 0
+    run = rlsoft.train(str(config), logdir=logdir)
+    assert "already exists" not in capsys.readouterr().err
+    names = sorted(p.name for p in logdir.iterdir())
+    assert names == ["same__s0__second", "same__s0__second-2", "same__s0__second-3"]
+    assert run.run_dir == logdir / "same__s0__second-3"
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["run_name"] == run.config.run_name == "same__s0__second-3"
+    assert saved["logdir"] == run.config.logdir == str(logdir)
+
+
+def test_a_run_dir_is_claimed_by_one_process_only(tmp_path: Path) -> None:
+    """Two processes that plan the same default name: ``os.mkdir`` lets one have it."""
+    from rlsoft.run.experiment import _claim_new_dir
+
+    planned = tmp_path / "runs" / "x__s0__t"
+    first, second = _claim_new_dir(planned), _claim_new_dir(planned)
+    assert (first, second) == (planned, planned.with_name("x__s0__t-2"))
+    assert first.is_dir() and second.is_dir()
