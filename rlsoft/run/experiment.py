@@ -346,6 +346,54 @@ def _configure_torch(config: ExperimentConfig, seed: int) -> None:
     seed_torch(seed)
 
 
+PID_FILE = ".rlsoft-pid"
+"""Inside a run dir while a process trains it: that process's id, for the message a second
+process gets (removed when the training ends)."""
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process while it trains, or refuse in one sentence when
+    another process holds it (a second ``--resume`` of a running run would write its curves
+    and checkpoints twice).
+
+    The lock is ``flock`` on the directory itself, so nothing is added to a run dir that a
+    refused or failed command must leave as it was; the kernel releases it when the process
+    ends, however it ends. Where ``fcntl`` does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield  # not a directory: the caller's own checks say so
+        return
+    pid_file = Path(run_dir) / PID_FILE
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = f" (pid {int(pid_file.read_text(encoding='utf-8'))})"
+            except (OSError, ValueError):
+                holder = ""
+            raise RlsoftError(
+                f"run dir {str(run_dir)!r} is in use by another process{holder}, which is "
+                "training it; wait for it to finish, or stop it, before resuming"
+            ) from None
+        with contextlib.suppress(OSError):  # the pid only adds to the message
+            pid_file.write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            yield
+        finally:
+            pid_file.unlink(missing_ok=True)
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -362,18 +410,19 @@ def run_experiment(
         the same when the run is in the main thread.
     """
     run_dir, created = _create_run_dir(config, logdir)
-    driver = None
-    try:
-        driver = build_driver(config)
-        trainer = Trainer(
-            driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
-        )
-    except BaseException:
-        if driver is not None:
-            driver.close()
-        _remove_created(run_dir, created)
-        raise
-    return trainer.run()
+    with hold_run_dir(run_dir):
+        driver = None
+        try:
+            driver = build_driver(config)
+            trainer = Trainer(
+                driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
+            )
+        except BaseException:
+            if driver is not None:
+                driver.close()
+            _remove_created(run_dir, created)
+            raise
+        return trainer.run()
 
 
 def resume_experiment(
@@ -394,6 +443,17 @@ def resume_experiment(
     :raises ConfigError: an override that would change what the run learns.
     """
     run_dir = run_dir_of(run_dir)
+    with hold_run_dir(run_dir):
+        return _resume_held(run_dir, overrides, stop_event, hparams_domain)
+
+
+def _resume_held(
+    run_dir: Path,
+    overrides: dict[str, Any] | None,
+    stop_event: threading.Event | None,
+    hparams_domain: dict[str, Any] | None,
+) -> RunResult:
+    """:func:`resume_experiment` once this process holds ``run_dir``."""
     saved = read_run_config(run_dir)
     config = saved
     if overrides:
