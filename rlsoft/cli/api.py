@@ -240,6 +240,10 @@ class Run:
     eval_seconds: float = 0.0
     """Of :attr:`seconds`, the time spent evaluating (a checkpoint written before rlsoft
     recorded it counts as none)."""
+    eval_epsilon: float | None = None
+    """The ε the evaluation in :attr:`final_eval` acted with (0: greedy). A resume that
+    changes only ``train.eval_epsilon`` keeps the earlier evaluation, so this can differ
+    from ``config.train.eval_epsilon``; None where the checkpoint did not record it."""
 
     def load(self) -> TrainedAgent:
         """:func:`load` of this run's dir."""
@@ -285,6 +289,7 @@ def train(
         dict(result.final_eval),
         actual,
         result.eval_seconds,
+        result.eval_epsilon,
     )
 
 
@@ -315,6 +320,7 @@ def resume(
         dict(result.final_eval),
         config,
         result.eval_seconds,
+        result.eval_epsilon,
     )
 
 

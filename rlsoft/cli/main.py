@@ -151,8 +151,13 @@ def _summary_line(result) -> str:
     sps = result.steps / max(result.seconds, 1e-9)
     if "eval/mean_return" in final:
         spread = final.get("eval/std_return", 0.0)
-        train = getattr(getattr(result, "config", None), "train", None)
-        kind = _policy_kind(getattr(train, "eval_epsilon", 0.0))
+        # The ε the shown evaluation used: a resume that changed only train.eval_epsilon
+        # keeps the evaluation made before it, with the old ε.
+        epsilon = getattr(result, "eval_epsilon", None)
+        if epsilon is None:
+            train = getattr(getattr(result, "config", None), "train", None)
+            epsilon = getattr(train, "eval_epsilon", 0.0)
+        kind = _policy_kind(epsilon)
         score = f"{kind} eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
     elif "eval/accuracy" in final:
         score = f"test accuracy {final['eval/accuracy']:.4f}"

@@ -121,6 +121,10 @@ class RunResult:
     eval_seconds: float = 0.0
     """Of ``seconds``, the time spent in evaluations (resumed runs: over every attempt, except
     that a checkpoint written before rlsoft recorded it counts as none)."""
+    eval_epsilon: float | None = None
+    """The ε of the evaluation in ``final_eval`` (0: greedy): a resume that changes only
+    ``train.eval_epsilon`` keeps the evaluation made before it. None: a checkpoint written
+    before rlsoft recorded it."""
 
     @property
     def headline(self) -> float:
@@ -161,6 +165,7 @@ class Trainer:
         self.last_eval: dict[str, float] = state.get("last_eval", {})
         self.elapsed = float(state.get("elapsed", 0.0))
         self.eval_seconds = float(state.get("eval_seconds", 0.0))
+        self.last_eval_epsilon: float | None = state.get("last_eval_epsilon")
         self.console = console
         self.hparams_domain = hparams_domain
         # Everything logged at the checkpoint's own step happened before that checkpoint was
@@ -301,6 +306,7 @@ class Trainer:
                 dict(self.last_eval),
                 list(self.eval_history),
                 self.eval_seconds,
+                self.last_eval_epsilon,
             )
             self._write_summary(result)
             return result
@@ -325,6 +331,7 @@ class Trainer:
         seconds = time.perf_counter() - tick
         self.eval_seconds += seconds
         self.last_eval = result
+        self.last_eval_epsilon = float(self.config.train.eval_epsilon)
         headline = result.get("eval/mean_return", result.get("eval/accuracy"))
         if headline is not None:
             self.eval_history.append((self.step, float(headline)))
@@ -337,6 +344,7 @@ class Trainer:
             "eval_seconds": self.eval_seconds,
             "eval_history": self.eval_history,
             "last_eval": self.last_eval,
+            "last_eval_epsilon": self.last_eval_epsilon,
             "driver": self.driver.state_dict(),
         }
 
@@ -369,6 +377,7 @@ class Trainer:
             "seconds": round(result.seconds, 3),
             "eval_seconds": round(result.eval_seconds, 3),
             "final_eval": result.final_eval,
+            "final_eval_epsilon": result.eval_epsilon,
             "eval_history": result.eval_history,
         }
         atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))

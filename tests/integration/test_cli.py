@@ -239,3 +239,24 @@ def test_a_run_dir_is_claimed_by_one_process_only(tmp_path: Path) -> None:
     first, second = _claim_new_dir(planned), _claim_new_dir(planned)
     assert (first, second) == (planned, planned.with_name("x__s0__t-2"))
     assert first.is_dir() and second.is_dir()
+
+
+def test_the_done_line_names_the_policy_of_the_evaluation_it_shows(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    """A resume that changes only train.eval_epsilon has no steps left to evaluate: it shows
+    the greedy evaluation made before, and must call it greedy."""
+    assert main(["train", str(config), "--logdir", str(tmp_path / "runs")]) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    run_dir = _single_run(tmp_path / "runs")
+    args = ["train", "--resume", str(run_dir), "--set", "train.eval_epsilon=0.5"]
+    assert main(args) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    shown = first.split("; ")[1]
+    assert shown.startswith("greedy eval return") and shown in line and "ε" not in line
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final_eval_epsilon"] == 0.0
+    # Given more steps, the final evaluation is the ε-greedy one, and is named so.
+    args = ["train", "--resume", str(run_dir), "--set", "train.total_steps=5500"]
+    assert main(args) == 0
+    assert "ε-greedy (ε 0.5) eval return" in capsys.readouterr().out
