@@ -149,6 +149,32 @@ def _check_overrides(overrides: Any) -> None:
     )
 
 
+def _is_text_list(overrides: Any) -> bool:
+    return isinstance(overrides, (list, tuple))
+
+
+def _exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The ``exploration`` fields that ``overrides`` set (``exploration.temperature=3``, or
+    ``{"exploration": {"temperature": 3}}``)."""
+    from rlsoft.run.config import parse_override
+
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        pairs = [(str(key).split("."), value) for key, value in overrides.items()]
+    else:
+        pairs = [parse_override(text) for text in overrides]
+    keys: list[str] = []
+    for path, value in pairs:
+        if path[0] != "exploration":
+            continue
+        if len(path) > 1:
+            keys.append(path[1])
+        elif isinstance(value, Mapping):
+            keys += [str(k) for k in value]
+    return keys
+
+
 def _check_one_seed(seed: int, overrides: Mapping[str, Any] | Sequence[str] | None) -> None:
     """Refuse ``seed`` together with an override of ``seed`` to another value: one of the two
     would be silently ignored (``rlsoft train --seed 5 --set seed=6``)."""
@@ -196,12 +222,23 @@ def experiment_config(
 ) -> ExperimentConfig:
     """A validated :class:`ExperimentConfig` from a path, a dict or a config, with
     ``overrides``, ``seed`` and ``progress`` (``None`` keeps the config's) applied."""
-    from rlsoft.run.config import validate_config
+    from rlsoft.run.config import ExperimentConfig, check_exploration_keys, validate_config
 
     _register_agents()  # the agent section is validated by its family's model
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     data, source = _config_data(config)
+    _check_overrides(overrides)
+    # Exploration settings the policy ignores, written in the file or given as overrides
+    # (a validated config lists every field, and a file's value left behind by an override
+    # of the policy is not refused); checked after validation, which names bad values first.
+    section = data.get("exploration") if not isinstance(config, ExperimentConfig) else None
+    given = "--set" if _is_text_list(overrides) else "overrides"
+    file_section = copy.deepcopy(section) if isinstance(section, dict) else None
+    unused_checks = [
+        (file_section, list(file_section or ()), source),  # against the file's own policy
+        (None, _exploration_override_keys(overrides), given),  # against the final one
+    ]
     data = _apply_overrides(data, overrides)
     if seed is not None:
         _check_one_seed(seed, overrides)
@@ -213,7 +250,11 @@ def experiment_config(
             data["train"] = train_section = {}
         if isinstance(train_section, dict):  # a wrong type is reported by validation
             train_section["progress"] = shown
-    return validate_config(data, source=source)
+    validated = validate_config(data, source=source)
+    final = validated.exploration.model_dump(include={"policy"})
+    for exploration, keys, where in unused_checks:
+        check_exploration_keys(final if exploration is None else exploration, keys, where)
+    return validated
 
 
 # --------------------------------------------------------------------------------------------

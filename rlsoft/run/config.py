@@ -357,6 +357,41 @@ class ExplorationConfig(StrictModel):
         return Boltzmann(build_schedule(self.temperature))
 
 
+POLICY_FIELDS: dict[str, tuple[str, ...]] = {
+    "greedy": (),
+    "epsilon_greedy": ("epsilon",),
+    "ez_greedy": ("epsilon", "mu"),
+    "boltzmann": ("temperature",),
+}
+"""The :class:`ExplorationConfig` fields each ``policy`` reads; the others are ignored by it."""
+
+
+def check_exploration_keys(section: Any, keys: Any, where: str) -> None:
+    """Refuse exploration settings in ``keys`` that the section's policy ignores (``temperature``
+    with ``epsilon_greedy``): a silently unused value looks like a setting that worked.
+
+    :param section: the ``exploration:`` mapping that decides the policy (a non-mapping is
+        left to validation).
+    :param keys: the field names a user wrote in one place (a file, or ``--set``).
+    :param where: that place, for the message (``the config file``, ``--set``).
+    """
+    if not isinstance(section, dict):
+        return
+    policy = section.get("policy", ExplorationConfig.model_fields["policy"].default)
+    used = POLICY_FIELDS.get(policy)
+    if used is None:
+        return  # an unknown policy: validation names it
+    for key in keys:
+        if key in ("policy", *used) or key not in ExplorationConfig.model_fields:
+            continue
+        users = [p for p, fields in POLICY_FIELDS.items() if key in fields]
+        reads = f"reads only {', '.join(used)}" if used else "reads no other setting"
+        raise ConfigError(
+            f"{where} sets exploration.{key}, which exploration.policy {policy} ignores (it "
+            f"{reads}); remove it, or choose a policy that uses it ({' or '.join(users)})"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Environment, training budget, experiment
 # --------------------------------------------------------------------------------------------

@@ -461,6 +461,10 @@ def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
         rlsoft.train(config, seed=5, overrides={"seed": 6})
     with pytest.raises(RlsoftError, match=r"the seed is given twice"):
         rlsoft.train(config, seed=5, overrides=["seed=6"])
+    with pytest.raises(RlsoftError, match=r"overrides sets exploration.epsilon, which .* boltz"):
+        rlsoft.train(config, overrides={"exploration.epsilon": 0.2})
+    with pytest.raises(RlsoftError, match=r"overrides sets exploration.mu, which .*\(ez_greedy\)"):
+        rlsoft.train(config, overrides={"exploration": {"policy": "boltzmann", "mu": 3}})
     assert not (tmp_path / "runs").exists() and not (tmp_path / "5").exists()
     comparison = {
         "name": "wrong_types",

@@ -342,6 +342,19 @@ CASES = [
     ),
     C("sb3-total-timesteps", f"{DQN_TRAIN} --set agent.total_timesteps=5", "'train.total_steps'"),
     C("seed-in-train", f"{TRAIN} --set train.seed=1", "(did you mean the top-level 'seed'?)"),
+    C(
+        "exploration-temperature-with-epsilon-greedy",
+        f"{TRAIN} --set exploration.temperature=3",
+        "--set sets exploration.temperature, which exploration.policy epsilon_greedy ignores "
+        "(it reads only epsilon); remove it, or choose a policy that uses it (boltzmann)",
+    ),
+    C("exploration-mu-with-epsilon-greedy", f"{TRAIN} --set exploration.mu=3", "(ez_greedy)"),
+    C(
+        "exploration-unused-in-the-file",
+        "train {tmp}/t.yaml",
+        "t.yaml sets exploration.epsilon, which exploration.policy boltzmann ignores",
+        files=_files(**{"t.yaml": TABULAR.replace("policy: epsilon_greedy", "policy: boltzmann")}),
+    ),
     C("set-not-a-number", f"{TRAIN} --set agent.learning_rate=abc", "valid number"),
     C("set-fraction-for-int", f"{TRAIN} --set train.total_steps=1.5", "valid integer"),
     C("set-negative-steps", f"{TRAIN} --set train.total_steps=-5", "greater than or equal to 1"),
