@@ -753,6 +753,12 @@ def evaluate(
             f"the run {str(agent.run_dir)!r} is a classifier of a data set, not a policy; "
             "rlsoft eval reports its test accuracy"
         )
+    if agent.kind == "classifier" and epsilon is not None:
+        # As rlsoft eval --epsilon: ε-greedy evaluation belongs to RL agents.
+        raise RlsoftError(
+            "epsilon sets an RL agent's ε-greedy evaluation; a behaviour-cloned classifier is "
+            "evaluated greedily in its teacher's environment: leave epsilon out"
+        )
     epsilon = _evaluation_epsilon(agent, epsilon, deterministic)
     made, owned = make_eval_env(env, agent.env_config)
     try:

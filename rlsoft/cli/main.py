@@ -25,6 +25,8 @@ from rlsoft.errors import RlsoftError, count
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EVAL_EPISODES = 100
+EVAL_SEED = 12345
 MESSAGE_LIMIT = 500
 """Longest error sentence printed; values echoed inside it are already cut to 80 characters,
 so this only guards against a message that quotes something unexpectedly long."""
@@ -76,8 +78,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "std return over N episodes (accuracy for classifiers).",
     )
     p.add_argument("run_dir", help="a run dir made by rlsoft train")
-    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
-    p.add_argument("--seed", type=int, default=12345, help="seed of the first episode's reset")
+    # Defaults are None so that a flag a classifier cannot use is told apart from its default.
+    p.add_argument("--episodes", type=int, help=f"evaluation episodes (default {EVAL_EPISODES})")
+    p.add_argument(
+        "--seed", type=int, help=f"seed of the first episode's reset (default {EVAL_SEED})"
+    )
     p.add_argument(
         "--epsilon",
         type=float,
@@ -179,9 +184,9 @@ def _summary_line(result) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rlsoft.cli import api
 
-    if args.episodes < 1:
+    if args.episodes is not None and args.episodes < 1:
         raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
-    if args.seed < 0:
+    if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
         raise RlsoftError(f"--epsilon must be in [0, 1], got {args.epsilon}")
@@ -196,13 +201,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 )
             driver = agent.agent
             policy_eval = getattr(driver, "policy_eval", None)
+            _refuse_unused_classifier_flags(args, policy_eval is not None)
             if policy_eval is not None:  # a behaviour-cloned policy: run --episodes of it
                 driver.policy_eval = dataclasses.replace(
-                    policy_eval, episodes=args.episodes, seed=args.seed
+                    policy_eval,
+                    episodes=args.episodes or EVAL_EPISODES,
+                    seed=EVAL_SEED if args.seed is None else args.seed,
                 )
             result = driver.evaluate(0)
             print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
             return 0
+        args.episodes = args.episodes or EVAL_EPISODES
+        args.seed = EVAL_SEED if args.seed is None else args.seed
         env = _eval_env(config, args)
         try:
             stats = api.evaluate(
@@ -216,6 +226,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
+
+
+def _refuse_unused_classifier_flags(args: argparse.Namespace, is_policy: bool) -> None:
+    """A classifier of a data set is scored on its test set: episodes, their seed and their
+    pictures do not exist for it (a behaviour-cloned one plays episodes, but draws none)."""
+    unused = [] if is_policy else [f for f in ("episodes", "seed") if getattr(args, f) is not None]
+    unused += [f for f in ("render", "video") if getattr(args, f)]
+    if unused:
+        flags = " and ".join(f"--{f}" for f in unused)
+        what = (
+            "a behaviour-cloned classifier's episodes are evaluated without rendering"
+            if is_policy
+            else "a classifier is scored on its test set, with no episodes"
+        )
+        raise RlsoftError(f"{flags} cannot apply here: {what}; leave {flags} out")
 
 
 def _policy_kind(epsilon: float) -> str:

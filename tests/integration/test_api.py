@@ -286,6 +286,9 @@ def test_a_behaviour_cloned_classifier_plays_its_environment(tmp_path, dqn_run):
     np.testing.assert_array_equal(result.returns, hand_loop(agent, gym.make("CartPole-v1"), 2, 3))
     default = rlsoft.evaluate(agent, episodes=2, seed=3)  # the teacher's env
     np.testing.assert_array_equal(default.returns, result.returns)
+    for epsilon in (0.1, 0.0):  # as rlsoft eval --epsilon: refused, not silently used
+        with pytest.raises(RlsoftError, match="epsilon sets an RL agent's ε-greedy evaluation"):
+            rlsoft.evaluate(agent, episodes=1, epsilon=epsilon)
 
 
 # --------------------------------------------------------------------------------------------
