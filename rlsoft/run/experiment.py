@@ -39,7 +39,7 @@ from rlsoft.run.config import (
     resume_changes,
     validate_config,
 )
-from rlsoft.run.trainer import Driver, RunResult, Trainer, resume_state
+from rlsoft.run.trainer import DIVERGED_FILE, Driver, RunResult, Trainer, resume_state
 
 RESUME_HISTORY_FILE = "resume_history.json"
 
@@ -533,6 +533,13 @@ _DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
 def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint of ``run_dir`` and its trainer state (``purpose``: ``resume`` or
     ``evaluate``, for the message when there is none)."""
+    diverged = _divergence(run_dir)
+    if diverged is not None and latest_checkpoint(run_dir) is None:
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} diverged (its values became NaN or infinite) at step "
+            f"{diverged.get('step', '?')}, before any checkpoint, so it has none to {purpose}; "
+            f"train it again with {diverged.get('fix', 'a lower learning rate')}"
+        )
     if latest_checkpoint(run_dir) is None and purpose != "resume":
         raise RlsoftError(
             f"run dir {str(run_dir)!r} has no checkpoint to {purpose} yet (a run writes one when "
@@ -544,6 +551,15 @@ def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]
         if not isinstance(state, dict) or not isinstance(state.get("step"), int):
             raise ValueError("trainer.json holds no step counter")
     return checkpoint, state
+
+
+def _divergence(run_dir: Path) -> dict[str, Any] | None:
+    """The record :class:`~rlsoft.run.trainer.Trainer` left when the run diverged, if any."""
+    try:
+        record = json.loads((Path(run_dir) / DIVERGED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 @contextlib.contextmanager

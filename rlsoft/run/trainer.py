@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rlsoft.errors import DivergedError
 from rlsoft.run.checkpoint import (
     SUMMARY_FILE,
     atomic_write_text,
@@ -43,6 +44,9 @@ from rlsoft.run.config import ExperimentConfig
 from rlsoft.run.logger import RunLogger, flatten
 from rlsoft.run.progress import RunProgress, progress_enabled
 
+DIVERGED_FILE = "diverged.json"
+"""Written into a run dir whose training stopped on non-finite values: the step, the error
+and the settings to change."""
 MAX_CHUNK = 256
 """The most steps between two checks for a stop request (so Ctrl-C is answered quickly)."""
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
@@ -310,6 +314,9 @@ class Trainer:
             )
             self._write_summary(result)
             return result
+        except DivergedError as exc:
+            self._record_divergence(exc)
+            raise
         finally:
             progress.close()
             self.logger.close()
@@ -366,6 +373,20 @@ class Trainer:
         hparams = flatten({k: v for k, v in config.items() if k not in ("logdir", "run_name")})
         metrics = {k: v for k, v in self.last_eval.items() if isinstance(v, (int, float))}
         self.logger.hparams(hparams, metrics, domain=self.hparams_domain)
+
+    def _record_divergence(self, exc: DivergedError) -> None:
+        """Write :data:`DIVERGED_FILE`: the run stopped for good, and later commands (``rlsoft
+        eval``, ``--resume``) can say so rather than wait for a checkpoint that never comes."""
+        fields = type(self.config.agent_config()).model_fields
+        fixes = [f"a lower agent.{name}" for name in ("lr", "learning_rate") if name in fields]
+        if "max_grad_norm" in fields:
+            fixes.append("with agent.max_grad_norm set (gradient clipping)")
+        record = {
+            "step": self.step,
+            "message": " ".join(str(exc).split()),
+            "fix": " or ".join(fixes) or "a lower learning rate",
+        }
+        atomic_write_text(self.run_dir / DIVERGED_FILE, json.dumps(record, indent=2))
 
     def _write_summary(self, result: RunResult) -> None:
         summary = {

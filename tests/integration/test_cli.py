@@ -260,3 +260,33 @@ def test_the_done_line_names_the_policy_of_the_evaluation_it_shows(
     args = ["train", "--resume", str(run_dir), "--set", "train.total_steps=5500"]
     assert main(args) == 0
     assert "ε-greedy (ε 0.5) eval return" in capsys.readouterr().out
+
+
+DIVERGING_DQN = """
+seed: 0
+device: cpu
+env: {id: CartPole-v1}
+agent: {type: dqn, hidden_sizes: [16], buffer_size: 1000, batch_size: 16, learning_starts: 50,
+        lr: 1.0e+30, max_grad_norm: null}
+exploration: {policy: epsilon_greedy, epsilon: 0.1}
+train: {total_steps: 2000, eval_every: 0, eval_episodes: 1, log_every: 100, progress: "off"}
+"""
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_diverged_run_says_so_to_eval_and_resume(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "diverging.yaml"
+    config.write_text(DIVERGING_DQN)
+    args = ["train", str(config), "--logdir", str(tmp_path), "--set", "run_name=nan"]
+    assert main(args) == 2
+    assert "training has diverged" in capsys.readouterr().err
+    run_dir = tmp_path / "nan"
+    record = json.loads((run_dir / "diverged.json").read_text())
+    assert 50 < record["step"] < 2000 and "NaN" in record["message"]
+    for command in (["eval", str(run_dir)], ["train", "--resume", str(run_dir)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"run dir {str(run_dir)!r} diverged (its values became NaN or infinite)" in err
+        assert f"at step {record['step']}, before any checkpoint" in err
+        assert "train it again with a lower agent.lr or with agent.max_grad_norm set" in err
+        assert "let its training finish" not in err
