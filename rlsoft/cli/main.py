@@ -73,9 +73,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a trained run's greedy policy",
+        help="evaluate a trained run's greedy (or ε-greedy) policy",
         description="Load the newest checkpoint of RUN_DIR and report the greedy policy's mean ± "
-        "std return over N episodes (accuracy for classifiers).",
+        "std return over N episodes (ε-greedy with --epsilon or the run's train.eval_epsilon; "
+        "the test accuracy for classifiers).",
     )
     p.add_argument("run_dir", help="a run dir made by rlsoft train")
     # Defaults are None so that a flag a classifier cannot use is told apart from its default.
