@@ -18,6 +18,11 @@ class ConfigError(RlsoftError, ValueError):
     """A config file, a ``--set`` override or a config value is wrong."""
 
 
+class CheckpointError(RlsoftError, ValueError):
+    """A checkpoint file is corrupt or unreadable. The message names the file and what is
+    wrong with it; the run layer adds what to do (fall back to an older checkpoint)."""
+
+
 class DivergedError(RlsoftError, ValueError):
     """Training produced NaN (or infinite) values; the message names the likely fix."""
 
@@ -47,3 +52,16 @@ def shorten(value: Any, limit: int = ECHO_LIMIT) -> str:
     text = short.repr(value) if isinstance(value, (list, tuple, dict, set)) else repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"2 seeds"``, ``"1,000 steps"``: ``n`` with ``noun`` in the number it
+    takes (regular plurals only)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def a_type(value: Any) -> str:
+    """``"a list"``, ``"an int"``: the article and the type name of ``value``, for messages
+    that say what was given instead."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

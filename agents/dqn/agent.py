@@ -64,7 +64,7 @@ from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient, covers_to
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
-from rlsoft.errors import RlsoftError
+from rlsoft.errors import CheckpointError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
@@ -823,9 +823,8 @@ class DQNAgent:
             ) from None
         except (OSError, RuntimeError, EOFError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:80] or type(exc).__name__
-            raise RlsoftError(
-                f"cannot read checkpoint {str(path)!r}, which is damaged ({reason}); train the "
-                "run again, or delete its checkpoint directory to use an older one"
+            raise CheckpointError(
+                f"checkpoint file {str(path)!r} is corrupt or unreadable ({reason})"
             ) from None
         self.load_state_dict(state, source=str(path))
 

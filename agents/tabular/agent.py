@@ -60,7 +60,7 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field, field_validator
 
-from rlsoft.errors import DivergedError, RlsoftError
+from rlsoft.errors import CheckpointError, DivergedError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule, ScheduleLike, make_schedule
 from rlsoft.explore.uniform_stream import UniformStream
@@ -469,7 +469,16 @@ class TabularAgent(ABC):
             with np.load(path, allow_pickle=False) as archive:
                 data = {key: archive[key] for key in archive.files}
         except (OSError, ValueError) as exc:
-            raise RlsoftError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+            # numpy's own text for a file that is not an archive suggests allow_pickle=True,
+            # which would run whatever the file holds: say what the file is instead.
+            reason = (
+                "it is not a NumPy archive"
+                if "pickle" in str(exc)
+                else " ".join(str(exc).split())[:80] or type(exc).__name__
+            )
+            raise CheckpointError(
+                f"checkpoint file {str(path)!r} is corrupt or unreadable ({reason})"
+            ) from None
         self._check_header(data, path)
         self.set_tables(
             {k.removeprefix("table_"): v for k, v in data.items() if k.startswith("table_")}

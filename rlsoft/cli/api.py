@@ -37,10 +37,11 @@ import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlsoft.errors import RlsoftError, shorten
+from rlsoft.errors import RlsoftError, a_type, shorten
 
 if TYPE_CHECKING:  # annotations only: importing the API stays cheap
     import gymnasium as gym
@@ -107,7 +108,7 @@ def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str
     if isinstance(config, (str, Path)):
         return load_config_dict(config), str(config)
     raise RlsoftError(
-        f"{what} must be a YAML path, a dict or an ExperimentConfig, got a {type(config).__name__}"
+        f"{what} must be a YAML path, a dict or an ExperimentConfig, got {a_type(config)}"
     )
 
 
@@ -120,19 +121,92 @@ def _apply_overrides(
 
     if overrides is None:
         return data
+    _check_overrides(overrides)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
+            _set_dotted(data, key, copy.deepcopy(value))
+        return data
+    return apply_overrides(data, list(overrides))
+
+
+def _check_overrides(overrides: Any) -> None:
+    """Refuse overrides that are neither a mapping of dotted keys nor a list of
+    ``key=value`` strings (a string alone would be read one character at a time)."""
+    if overrides is None:
+        return
+    if isinstance(overrides, Mapping):
+        for key in overrides:
             if not isinstance(key, str) or not key:
                 raise RlsoftError(f"override keys are dotted paths such as 'train.total_steps', "
                                   f"got {shorten(key)}")  # fmt: skip
-            _set_dotted(data, key, copy.deepcopy(value))
-        return data
-    if isinstance(overrides, str):
+        return
+    if isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides):
+        return
+    kind = "string" if isinstance(overrides, str) else type(overrides).__name__
+    raise RlsoftError(
+        f"overrides must be a dict such as {{'train.total_steps': 20000}} or a list of "
+        f"'key=value' strings, got the {kind} {shorten(overrides)}"
+    )
+
+
+def _is_text_list(overrides: Any) -> bool:
+    return isinstance(overrides, (list, tuple))
+
+
+def _exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The ``exploration`` fields that ``overrides`` set (``exploration.temperature=3``, or
+    ``{"exploration": {"temperature": 3}}``)."""
+    from rlsoft.run.config import parse_override
+
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        pairs = [(str(key).split("."), value) for key, value in overrides.items()]
+    else:
+        pairs = [parse_override(text) for text in overrides]
+    keys: list[str] = []
+    for path, value in pairs:
+        if path[0] != "exploration":
+            continue
+        if len(path) > 1:
+            keys.append(path[1])
+        elif isinstance(value, Mapping):
+            keys += [str(k) for k in value]
+    return keys
+
+
+def _check_one_seed(seed: int, overrides: Mapping[str, Any] | Sequence[str] | None) -> None:
+    """Refuse ``seed`` together with an override of ``seed`` to another value: one of the two
+    would be silently ignored (``rlsoft train --seed 5 --set seed=6``)."""
+    from rlsoft.run.config import parse_override
+
+    if isinstance(overrides, Mapping):
+        given = [value for key, value in overrides.items() if key == "seed"]
+    else:
+        given = [value for key, value in map(parse_override, overrides or []) if key == ["seed"]]
+    for value in given:
+        if value != seed:
+            raise RlsoftError(
+                f"the seed is given twice, as {seed} (--seed, or seed=) and as the override "
+                f"seed={shorten(value)}; give it once"
+            )
+
+
+def check_logdir(logdir: Any, flag: str = "logdir") -> str | None:
+    """``logdir`` as a string (``None`` stays ``None``: the config's); an empty one or one
+    that is not a path is refused rather than read as the working directory."""
+    if logdir is None:
+        return None
+    if not isinstance(logdir, (str, PathLike)):
         raise RlsoftError(
-            f"overrides must be a dict such as {{'train.total_steps': 20000}} or a list of "
-            f"'key=value' strings, got the string {shorten(overrides)}"
+            f"{flag} must be a directory path, got the {type(logdir).__name__} {shorten(logdir)}"
         )
-    return apply_overrides(data, list(overrides))
+    text = str(Path(logdir)) if isinstance(logdir, PathLike) else logdir
+    if not text.strip():
+        raise RlsoftError(
+            f"{flag} is empty; pass a directory such as runs, or leave it out for the config's"
+        )
+    return text
 
 
 def _progress_value(progress: bool | None) -> str | None:
@@ -148,14 +222,26 @@ def experiment_config(
 ) -> ExperimentConfig:
     """A validated :class:`ExperimentConfig` from a path, a dict or a config, with
     ``overrides``, ``seed`` and ``progress`` (``None`` keeps the config's) applied."""
-    from rlsoft.run.config import validate_config
+    from rlsoft.run.config import ExperimentConfig, check_exploration_keys, validate_config
 
     _register_agents()  # the agent section is validated by its family's model
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     data, source = _config_data(config)
+    _check_overrides(overrides)
+    # Exploration settings the policy ignores, written in the file or given as overrides
+    # (a validated config lists every field, and a file's value left behind by an override
+    # of the policy is not refused); checked after validation, which names bad values first.
+    section = data.get("exploration") if not isinstance(config, ExperimentConfig) else None
+    given = "--set" if _is_text_list(overrides) else "overrides"
+    file_section = copy.deepcopy(section) if isinstance(section, dict) else None
+    unused_checks = [
+        (file_section, list(file_section or ()), source),  # against the file's own policy
+        (None, _exploration_override_keys(overrides), given),  # against the final one
+    ]
     data = _apply_overrides(data, overrides)
     if seed is not None:
+        _check_one_seed(seed, overrides)
         data["seed"] = seed
     shown = _progress_value(progress)
     if shown is not None:
@@ -164,7 +250,11 @@ def experiment_config(
             data["train"] = train_section = {}
         if isinstance(train_section, dict):  # a wrong type is reported by validation
             train_section["progress"] = shown
-    return validate_config(data, source=source)
+    validated = validate_config(data, source=source)
+    final = validated.exploration.model_dump(include={"policy"})
+    for exploration, keys, where in unused_checks:
+        check_exploration_keys(final if exploration is None else exploration, keys, where)
+    return validated
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,10 +276,15 @@ class Run:
     final_eval: dict[str, float]
     """The final evaluation's scalars (``eval/mean_return``, ``eval/accuracy``, …)."""
     config: ExperimentConfig
-    """The validated config the run was trained with."""
+    """The validated config the run was trained with, with the ``logdir`` and ``run_name`` it
+    actually used (as in its ``config.yaml``)."""
     eval_seconds: float = 0.0
     """Of :attr:`seconds`, the time spent evaluating (a checkpoint written before rlsoft
     recorded it counts as none)."""
+    eval_epsilon: float | None = None
+    """The ε the evaluation in :attr:`final_eval` acted with (0: greedy). A resume that
+    changes only ``train.eval_epsilon`` keeps the earlier evaluation, so this can differ
+    from ``config.train.eval_epsilon``; None where the checkpoint did not record it."""
 
     def load(self) -> TrainedAgent:
         """:func:`load` of this run's dir."""
@@ -221,15 +316,21 @@ def train(
     """
     from rlsoft.run.experiment import run_experiment
 
+    logdir = check_logdir(logdir)
     validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
-    result = run_experiment(validated, logdir=None if logdir is None else str(logdir))
+    result = run_experiment(validated, logdir=logdir)
+    # The run's own names (a default name made unique, --logdir), as its config.yaml has them.
+    actual = validated.model_copy(
+        update={"logdir": str(result.run_dir.parent), "run_name": result.run_dir.name}
+    )
     return Run(
         result.run_dir,
         result.steps,
         result.seconds,
         dict(result.final_eval),
-        validated,
+        actual,
         result.eval_seconds,
+        result.eval_epsilon,
     )
 
 
@@ -244,6 +345,7 @@ def resume(
     from rlsoft.run.experiment import read_run_config, resume_experiment
 
     _register_agents()
+    _check_overrides(overrides)
     nested: dict[str, Any] = {}
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
@@ -251,7 +353,7 @@ def resume(
     elif overrides is not None:
         nested = apply_overrides({}, list(overrides))
     result = resume_experiment(Path(run_dir), nested)
-    config = read_run_config(Path(run_dir))
+    config = read_run_config(result.run_dir)
     return Run(
         result.run_dir,
         result.steps,
@@ -259,6 +361,7 @@ def resume(
         dict(result.final_eval),
         config,
         result.eval_seconds,
+        result.eval_epsilon,
     )
 
 
@@ -347,7 +450,14 @@ class TrainedAgent:
         """``(batch, was_single)`` of ``obs`` (a single observation gets a leading axis)."""
         import numpy as np
 
-        array = np.asarray(obs)
+        try:
+            array = np.asarray(obs)
+        except ValueError:  # ragged nesting: [[1, 2], [3]]
+            raise RlsoftError(
+                f"observation {shorten(obs)} is not a rectangular array of numbers; pass one "
+                "observation or a batch of equal ones"
+            ) from None
+        self._check_values(obs, array)
         ndim = self._single_ndim()
         if ndim is None:
             raise RlsoftError("this agent's observation space has no fixed shape to act on")
@@ -367,7 +477,47 @@ class TrainedAgent:
                 "(a batch); check the layout (channels first or last) and the frame stack of "
                 "the environment it was trained on"
             )
+        self._check_states(obs, array)
         return (array[None], True) if array.ndim == ndim else (array, False)
+
+    def _check_values(self, obs: Any, array: np.ndarray) -> None:
+        """Refuse what the agent would misread: text or ``None`` (no numbers), NaN or ±inf
+        (Q-values of NaN, later blamed on divergence). :meth:`_check_states` refuses a
+        fraction as a tabular state (an index would truncate it) and a state outside the space
+        (``-1`` would index the last row of the table)."""
+        import numpy as np
+
+        if array.dtype.kind not in "biuf":
+            raise RlsoftError(
+                f"observations must be numbers, got {shorten(obs)}; pass what the environment's "
+                "reset and step return"
+            )
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = "NaN" if np.isnan(array).any() else "an infinite value"
+            raise RlsoftError(
+                f"the observation contains {bad}, so no action can be chosen; pass finite "
+                "numbers (check the environment or the preprocessing that made it)"
+            )
+
+    def _check_states(self, obs: Any, array: np.ndarray) -> None:
+        """For discrete states (tabular agents, of an array of the right shape): integers
+        inside the space."""
+        bounds = _discrete_bounds(self.observation_space)
+        if bounds is None:
+            return
+        low, high = bounds
+        if array.dtype.kind not in "biu":
+            raise RlsoftError(
+                f"this agent's states are integers in {_ranges(low, high)}, got {shorten(obs)}; "
+                "pass the environment's observation unchanged"
+            )
+        outside = (array < low) | (array > high)
+        if outside.any():
+            value = array[outside].flat[0]
+            raise RlsoftError(
+                f"state {value} is outside this agent's states {_ranges(low, high)}; pass "
+                "the environment's observation unchanged"
+            )
 
     # ------------------------------------------------------------------ acting
 
@@ -444,6 +594,29 @@ class TrainedAgent:
         self.close()
 
 
+def _discrete_bounds(space: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(low, high)`` (inclusive) of a ``Discrete``, ``MultiDiscrete`` or ``Tuple`` of
+    ``Discrete`` space, shaped as one observation; ``None`` for any other space."""
+    import numpy as np
+    from gymnasium.spaces import Discrete, MultiDiscrete
+    from gymnasium.spaces import Tuple as TupleSpace
+
+    if isinstance(space, Discrete):
+        return np.asarray(space.start), np.asarray(space.start + space.n - 1)
+    if isinstance(space, MultiDiscrete):
+        return np.asarray(space.start), np.asarray(space.start + space.nvec - 1)
+    if isinstance(space, TupleSpace) and all(isinstance(p, Discrete) for p in space.spaces):
+        starts = np.array([p.start for p in space.spaces])
+        return starts, starts + np.array([p.n for p in space.spaces]) - 1
+    return None
+
+
+def _ranges(low: np.ndarray, high: np.ndarray) -> str:
+    """``0..499`` for one range, ``(4..31, 1..10, 0..1)`` for several."""
+    parts = [f"{lo}..{hi}" for lo, hi in zip(low.flat, high.flat, strict=True)]
+    return parts[0] if low.ndim == 0 else f"({', '.join(parts)})"
+
+
 def _spaces(env_config: Any) -> tuple[gym.Space, gym.Space]:
     from rlsoft.rl.envs.factory import make_env
 
@@ -460,12 +633,12 @@ def load(run_dir: str | Path) -> TrainedAgent:
     :raises RlsoftError: not a run dir, no checkpoint yet, or a damaged checkpoint (the same
         sentences as ``rlsoft eval``).
     """
-    from rlsoft.run.experiment import load_trained
+    from rlsoft.run.experiment import load_trained, run_dir_of
 
     if not isinstance(run_dir, (str, Path)):
-        raise RlsoftError(f"run_dir must be a path, got a {type(run_dir).__name__}")
+        raise RlsoftError(f"run_dir must be a path, got {a_type(run_dir)}")
     _register_agents()
-    path = Path(run_dir)
+    path = run_dir_of(run_dir)
     config, driver = load_trained(path)
     try:
         return TrainedAgent(path, config, driver)
@@ -532,13 +705,13 @@ def make_eval_env(
         made = env()
         if not isinstance(made, gym.Env):
             raise RlsoftError(
-                f"env factory {getattr(env, '__name__', type(env).__name__)} returned a "
-                f"{type(made).__name__}, not a gymnasium.Env"
+                f"env factory {getattr(env, '__name__', type(env).__name__)} returned "
+                f"{a_type(made)}, not a gymnasium.Env"
             )
         return made, True
     raise RlsoftError(
         f"env must be an environment id, an entry point 'module:Name', a function returning an "
-        f"env or a gymnasium.Env, got a {type(env).__name__}"
+        f"env or a gymnasium.Env, got {a_type(env)}"
     )
 
 
@@ -570,9 +743,7 @@ def evaluate(
     from rlsoft.rl.evaluation import evaluate_greedy
 
     if not isinstance(agent, TrainedAgent):
-        raise RlsoftError(
-            f"evaluate needs an agent made by rlsoft.load, got a {type(agent).__name__}"
-        )
+        raise RlsoftError(f"evaluate needs an agent made by rlsoft.load, got {a_type(agent)}")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise RlsoftError(f"episodes must be at least 1, got {shorten(episodes)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -581,6 +752,12 @@ def evaluate(
         raise RlsoftError(
             f"the run {str(agent.run_dir)!r} is a classifier of a data set, not a policy; "
             "rlsoft eval reports its test accuracy"
+        )
+    if agent.kind == "classifier" and epsilon is not None:
+        # As rlsoft eval --epsilon: ε-greedy evaluation belongs to RL agents.
+        raise RlsoftError(
+            "epsilon sets an RL agent's ε-greedy evaluation; a behaviour-cloned classifier is "
+            "evaluated greedily in its teacher's environment: leave epsilon out"
         )
     epsilon = _evaluation_epsilon(agent, epsilon, deterministic)
     made, owned = make_eval_env(env, agent.env_config)
@@ -688,13 +865,15 @@ def plan_compare(
     config: Any,
     *,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
 ) -> Comparison:
     """Read and plan a comparison (every run's config validated) without running anything."""
     from rlsoft.compare.plan import load_comparison, plan_comparison
 
     _register_agents()
+    _check_overrides(overrides)
+    logdir = check_logdir(logdir)
     if isinstance(overrides, Mapping):
         texts = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     else:
@@ -706,9 +885,7 @@ def plan_compare(
             copy.deepcopy(dict(config)), source="comparison", base_dir=Path.cwd(),
             overrides=texts, seeds=seeds, logdir=logdir,
         )  # fmt: skip
-    raise RlsoftError(
-        f"a comparison config must be a YAML path or a dict, got a {type(config).__name__}"
-    )
+    raise RlsoftError(f"a comparison config must be a YAML path or a dict, got {a_type(config)}")
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -765,7 +942,12 @@ def run_compare(
     from rlsoft.compare.report import report
     from rlsoft.run.experiment import prepare_logdir
 
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise RlsoftError(
+            f"workers must be a whole number of parallel runs, got the {type(workers).__name__} "
+            f"{shorten(workers)}; leave it out to use every core"
+        )
+    if workers is not None and workers < 1:
         raise RlsoftError(
             f"--workers must be at least 1, got {workers}; leave it out to use every core"
         )
@@ -796,7 +978,7 @@ def compare(
     *,
     workers: int | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
     backend: Literal["local", "ray"] = "local",
     address: str | None = None,
@@ -806,7 +988,8 @@ def compare(
 
     :param config: a comparison YAML path or a dict shaped like one.
     :param overrides: applied to every run (``{"train.total_steps": 20000}``).
-    :param seeds: seeds ``0..seeds-1`` instead of the config's.
+    :param seeds: seeds ``0..seeds-1``, or a list of seeds, instead of the config's.
+    :param workers: parallel runs (default: every core).
 
     The local workers are processes started with ``spawn``, which import the caller's ``__main__``
     module again: in a script, call this under ``if __name__ == "__main__":`` (a notebook

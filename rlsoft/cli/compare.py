@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import sys
 from pathlib import Path
+
+from rlsoft.errors import count
 
 EXIT_RUNS_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -103,6 +106,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise RlsoftError(
             f"--workers must be at least 1, got {args.workers}; leave it out to use every core"
         )
+    api.check_logdir(args.logdir, "--logdir")
     if args.address and args.backend != "ray":
         raise RlsoftError("--address names a Ray cluster; use it with --backend ray")
     if args.backend == "ray" and importlib.util.find_spec("ray") is None:
@@ -122,8 +126,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # Entry points in the configs import code: say which before importing any of it.
     api.describe_imports(comparison)
     print(
-        f"rlsoft compare {comparison.name}: {total} runs ({len(comparison.variants)} variants × "
-        f"{len(comparison.seeds)} seeds × {len(comparison.envs)} "
+        f"rlsoft compare {comparison.name}: {count(total, 'run')} "
+        f"({count(len(comparison.variants), 'variant')} × {count(len(comparison.seeds), 'seed')} × "
+        f"{len(comparison.envs)} "
         f"{'swept cells' if comparison.definition.get('sweep') else 'env(s)'}), {already} already "
         f"finished; running on {where}; logdir {comparison.logdir}",
         file=sys.stderr,
@@ -180,4 +185,7 @@ def _warn_few_runs(analysis) -> None:
 def _print_written(written: list[Path], logdir: Path) -> None:
     names = ", ".join(p.name for p in written)
     print(f"wrote {names} in {logdir}")
-    print(f"TensorBoard (HParams, Custom Scalars, every curve): tensorboard --logdir {logdir}")
+    print(
+        "TensorBoard (HParams, Custom Scalars, every curve): tensorboard --logdir "
+        f"{shlex.quote(str(logdir))}"
+    )

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -20,10 +21,12 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from rlsoft import __version__
-from rlsoft.errors import RlsoftError
+from rlsoft.errors import RlsoftError, count
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EVAL_EPISODES = 100
+EVAL_SEED = 12345
 MESSAGE_LIMIT = 500
 """Longest error sentence printed; values echoed inside it are already cut to 80 characters,
 so this only guards against a message that quotes something unexpectedly long."""
@@ -70,13 +73,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a trained run's greedy policy",
+        help="evaluate a trained run's greedy (or ε-greedy) policy",
         description="Load the newest checkpoint of RUN_DIR and report the greedy policy's mean ± "
-        "std return over N episodes (accuracy for classifiers).",
+        "std return over N episodes (ε-greedy with --epsilon or the run's train.eval_epsilon; "
+        "the test accuracy for classifiers).",
     )
     p.add_argument("run_dir", help="a run dir made by rlsoft train")
-    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
-    p.add_argument("--seed", type=int, default=12345, help="seed of the first episode's reset")
+    # Defaults are None so that a flag a classifier cannot use is told apart from its default.
+    p.add_argument("--episodes", type=int, help=f"evaluation episodes (default {EVAL_EPISODES})")
+    p.add_argument(
+        "--seed", type=int, help=f"seed of the first episode's reset (default {EVAL_SEED})"
+    )
     p.add_argument(
         "--epsilon",
         type=float,
@@ -111,10 +118,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
+    api.check_logdir(args.logdir, "--logdir")
     if args.resume:
         if args.config:
             raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
-        if args.seed is not None or args.logdir:
+        if args.seed is not None or args.logdir is not None:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
         result = api.resume(args.resume, overrides=args.overrides)
     else:
@@ -149,8 +157,13 @@ def _summary_line(result) -> str:
     sps = result.steps / max(result.seconds, 1e-9)
     if "eval/mean_return" in final:
         spread = final.get("eval/std_return", 0.0)
-        train = getattr(getattr(result, "config", None), "train", None)
-        kind = _policy_kind(getattr(train, "eval_epsilon", 0.0))
+        # The ε the shown evaluation used: a resume that changed only train.eval_epsilon
+        # keeps the evaluation made before it, with the old ε.
+        epsilon = getattr(result, "eval_epsilon", None)
+        if epsilon is None:
+            train = getattr(getattr(result, "config", None), "train", None)
+            epsilon = getattr(train, "eval_epsilon", 0.0)
+        kind = _policy_kind(epsilon)
         score = f"{kind} eval return {final['eval/mean_return']:.2f} ± {spread:.2f}"
     elif "eval/accuracy" in final:
         score = f"test accuracy {final['eval/accuracy']:.4f}"
@@ -164,16 +177,17 @@ def _summary_line(result) -> str:
         rate += f"; {training:,.0f}/s outside {evaluating:.1f} s of evaluation"
     return (
         f"done: {result.steps:,} steps in {result.seconds:.1f} s ({rate}); {score}; "
-        f"run dir {result.run_dir} (tensorboard --logdir {result.run_dir.parent})"
+        # Quoted: a logdir with a space must paste into a shell as one argument.
+        f"run dir {result.run_dir} (tensorboard --logdir {shlex.quote(str(result.run_dir.parent))})"
     )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from rlsoft.cli import api
 
-    if args.episodes < 1:
+    if args.episodes is not None and args.episodes < 1:
         raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
-    if args.seed < 0:
+    if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
         raise RlsoftError(f"--epsilon must be in [0, 1], got {args.epsilon}")
@@ -188,13 +202,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 )
             driver = agent.agent
             policy_eval = getattr(driver, "policy_eval", None)
+            _refuse_unused_classifier_flags(args, policy_eval is not None)
             if policy_eval is not None:  # a behaviour-cloned policy: run --episodes of it
                 driver.policy_eval = dataclasses.replace(
-                    policy_eval, episodes=args.episodes, seed=args.seed
+                    policy_eval,
+                    episodes=args.episodes or EVAL_EPISODES,
+                    seed=EVAL_SEED if args.seed is None else args.seed,
                 )
             result = driver.evaluate(0)
             print("  ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in result.items()))
             return 0
+        args.episodes = args.episodes or EVAL_EPISODES
+        args.seed = EVAL_SEED if args.seed is None else args.seed
         env = _eval_env(config, args)
         try:
             stats = api.evaluate(
@@ -204,10 +223,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
             env.close()
     print(
         f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}: mean return "
-        f"{stats.mean_return:.2f} ± {stats.std_return:.2f} over {args.episodes} episodes on "
-        f"{config.env.id}"
+        f"{stats.mean_return:.2f} ± {stats.std_return:.2f} over "
+        f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
+
+
+def _refuse_unused_classifier_flags(args: argparse.Namespace, is_policy: bool) -> None:
+    """A classifier of a data set is scored on its test set: episodes, their seed and their
+    pictures do not exist for it (a behaviour-cloned one plays episodes, but draws none)."""
+    unused = [] if is_policy else [f for f in ("episodes", "seed") if getattr(args, f) is not None]
+    unused += [f for f in ("render", "video") if getattr(args, f)]
+    if unused:
+        flags = " and ".join(f"--{f}" for f in unused)
+        what = (
+            "a behaviour-cloned classifier's episodes are evaluated without rendering"
+            if is_policy
+            else "a classifier is scored on its test set, with no episodes"
+        )
+        raise RlsoftError(f"{flags} cannot apply here: {what}; leave {flags} out")
 
 
 def _policy_kind(epsilon: float) -> str:

@@ -46,6 +46,18 @@ ALL_ENVS = "all envs"
 FEW_RUNS_MARK = "†"
 """Appended to every number computed from fewer than :data:`rlsoft.numerics.stats.MIN_RUNS` runs."""
 
+
+def evaluation_policy(epsilons: Sequence[float]) -> str:
+    """``greedy``, ``ε-greedy (ε 0.05)``, or, when runs evaluated differently, ``greedy or
+    ε-greedy (ε per run: 0, 0.05)``."""
+    distinct = sorted(set(epsilons))
+    if not distinct or distinct == [0.0]:
+        return "greedy"
+    if len(distinct) == 1:
+        return f"ε-greedy (ε {distinct[0]:g})"
+    return f"greedy or ε-greedy (ε per run: {', '.join(f'{e:g}' for e in distinct)})"
+
+
 METRICS = {
     "final_return": "final greedy evaluation return",
     "auc": "normalised area under the evaluation curve",
@@ -96,6 +108,8 @@ class RunRecord:
     """The environment id (``env`` is the grid cell when a comparison sweeps; default: ``env``)."""
     sweep_value: float | None = None
     """The swept parameter's value in this run (``None`` without a sweep)."""
+    eval_epsilon: float = 0.0
+    """The run's ``train.eval_epsilon``: its evaluations act ε-greedily with it (0: greedy)."""
 
     def __post_init__(self) -> None:
         self.env_id = self.env_id or self.env
@@ -220,6 +234,12 @@ class Analysis:
 
     def result(self, env: str, variant: str) -> VariantResult | None:
         return next((r for r in self.results if r.env == env and r.variant == variant), None)
+
+    @property
+    def evaluation(self) -> str:
+        """How the runs' evaluations acted, from their configs' ``train.eval_epsilon``:
+        ``greedy``, ``ε-greedy (ε 0.05)``, or ``greedy or ε-greedy`` when the runs differ."""
+        return evaluation_policy([r.eval_epsilon for r in self.runs])
 
     def time_result(self, env: str, variant: str) -> ThresholdResult | None:
         return next((r for r in self.times if r.env == env and r.variant == variant), None)

@@ -37,12 +37,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from rlsoft.errors import ConfigError, RlsoftError
+from rlsoft.errors import ConfigError, RlsoftError, shorten
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 from rlsoft.run.config import (
     StrictModel,
@@ -298,13 +299,35 @@ def _check_managed(keys: Sequence[str], where: str, envs: bool, swept: Sequence[
             raise ConfigError(f"{where} sets {key!r}, but the comparison's envs: list sets it")
 
 
+def _seed_override(seeds: Any) -> list[int]:
+    """The seeds of ``--seeds N`` / ``compare(seeds=...)``: ``N`` → ``0..N−1``, or a list of
+    distinct non-negative integers as the config's ``seeds:`` takes."""
+    if isinstance(seeds, Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+        return list(range(int(seeds)))
+    if isinstance(seeds, (list, tuple)) and all(
+        isinstance(s, Integral) and not isinstance(s, bool) for s in seeds
+    ):
+        if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ConfigError(
+                f"seeds must be a non-empty list of distinct non-negative integers, got "
+                f"{shorten(list(seeds))}"
+            )
+        return [int(s) for s in seeds]
+    raise ConfigError(
+        f"seeds must be a number of seeds N (seeds 0..N-1) or a list of distinct non-negative "
+        f"integers such as [0, 3, 7], got the {type(seeds).__name__} {shorten(seeds)}"
+    )
+
+
 def plan_comparison(
     data: Mapping[str, Any],
     *,
     source: str = "comparison",
     base_dir: Path | None = None,
     overrides: Sequence[str] = (),
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
 ) -> Comparison:
     """Validate a comparison and every one of its run configs (before anything runs).
@@ -313,14 +336,12 @@ def plan_comparison(
     :param source: names the comparison in error messages (its file path).
     :param base_dir: directory that relative config files are resolved against.
     :param overrides: ``key.path=value`` strings applied to every run last (``--set``).
-    :param seeds: replaces the config's ``seeds`` (a number of seeds).
+    :param seeds: replaces the config's ``seeds``: a number of seeds or a list of seeds.
     :param logdir: replaces the config's ``logdir``.
     :raises ConfigError: one sentence naming the comparison, the variant and the bad field.
     """
     config = _validate(data, source)
-    if seeds is not None and seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    seed_list = list(range(seeds)) if seeds is not None else config.seed_list()
+    seed_list = _seed_override(seeds) if seeds is not None else config.seed_list()
     name = config.name or "comparison"
     root = Path(logdir or config.logdir or Path("runs") / name).resolve()
     several_envs = bool(config.envs)
@@ -471,7 +492,7 @@ def load_comparison(
     path: str | Path,
     *,
     overrides: Sequence[str] = (),
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
 ) -> Comparison:
     """Read a comparison file and plan it (see :func:`plan_comparison`)."""

@@ -21,6 +21,7 @@ import csv
 import io
 import math
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,12 @@ def read_scalars(run_dir: Path, tags: Iterable[str]) -> dict[str, tuple[np.ndarr
         steps = np.array(sorted(by_step), dtype=np.int64)
         out[tag] = steps, np.array([by_step[s] for s in steps], dtype=float)
     return out
+
+
+def _eval_epsilon(config: dict[str, Any] | None) -> float:
+    """A run config's ``train.eval_epsilon`` (0, greedy, when absent or unreadable)."""
+    value = _get_dotted(config or {}, "train.eval_epsilon")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
@@ -207,6 +214,7 @@ def load_runs(
             episodes=episodes,
             env_id=env_id,
             sweep_value=sweep_value,
+            eval_epsilon=_eval_epsilon(config),
         )
         records.append(record)
         if not from_layout:
@@ -301,8 +309,11 @@ def describe_config(config: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _metric_names(block: str) -> dict[str, str]:
-    return METRICS_ALL_ENVS if block == ALL_ENVS else METRICS
+def _metric_names(block: str, analysis: Analysis) -> dict[str, str]:
+    if block == ALL_ENVS:
+        return METRICS_ALL_ENVS
+    # Worded from the runs' configs: train.eval_epsilon > 0 evaluates ε-greedily.
+    return {**METRICS, "final_return": f"final {analysis.evaluation} evaluation return"}
 
 
 def _fmt(interval: stats.Interval, few_runs: bool = False) -> str:
@@ -324,7 +335,7 @@ def _table_rows(analysis: Analysis, block: str, metric: str) -> list[list[str]]:
 
 
 CENSORED_NOTE = (
-    f"Censored: runs whose greedy evaluation never reached the threshold within their budget. "
+    f"Censored: runs whose evaluation never reached the threshold within their budget. "
     f"They are kept, at the budget, so a number marked {stats.CENSORED_MARK} is only a lower "
     f"bound of the true one: the mean whenever a run is censored, the median when half or more "
     f"are, the IQM when more are censored than the quarter it trims, and a CI's upper bound "
@@ -394,7 +405,7 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
     console = console or Console(width=None if _stdout_is_terminal() else 120)
     ci = _ci_label(analysis)
     for block in analysis.blocks():
-        for metric, label in _metric_names(block).items():
+        for metric, label in _metric_names(block, analysis).items():
             few = _block_has_few_runs(analysis, block)
             table = Table(
                 title=f"{block}: {label}  (value [{ci}])",
@@ -543,7 +554,7 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
         if block != ALL_ENVS:
             lo, hi = analysis.score_range[block]
             parts.append(f"Evaluation returns seen in this environment: {lo:.2f} to {hi:.2f}.\n")
-        for metric, label in _metric_names(block).items():
+        for metric, label in _metric_names(block, analysis).items():
             parts.append(f"**{label[0].upper() + label[1:]}** (value [{ci}]):\n")
             header = ["variant", "runs", "mean", "median", "IQM"]
             parts.append(_md_table(header, _table_rows(analysis, block, metric)) + "\n")
@@ -568,7 +579,8 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
         parts.append("")
     parts.append("## Method\n")
     parts.append(
-        f"Per run: the final greedy evaluation return, and the normalised area under the "
+        f"Per run: the final evaluation return ({analysis.evaluation} policy, from the runs' "
+        f"train.eval_epsilon), and the normalised area under the "
         f"evaluation curve (trapezoid area divided by the step range, i.e. the time-averaged "
         f"evaluation return, then min–max normalised with the lowest and highest evaluation "
         f"return of any run of the environment in this report: 0 worst, 1 best). Per variant: "
@@ -582,7 +594,7 @@ def summary_markdown(analysis: Analysis, plots: Sequence[str] = ()) -> str:
     )
     if analysis.threshold is not None:
         parts.append(
-            f"\nTime to threshold: per run, the environment steps until its greedy evaluation "
+            f"\nTime to threshold: per run, the environment steps until its evaluation "
             f"return first reached {analysis.threshold:g} (the first evaluation at or above it, "
             f"so resolved to the evaluation interval), and the training episodes completed by "
             f"then. A run that never reached it is censored at its budget (its last evaluation "
@@ -647,6 +659,14 @@ def report(
     if not logdir.is_dir():
         raise RlsoftError(
             f"logdir {str(logdir)!r} does not exist; pass a directory of run dirs, e.g. runs/"
+        )
+    if (logdir / CONFIG_FILE).is_file() and run_dirs is None:
+        # One run has nothing to compare with, and the report would be written into it.
+        raise RlsoftError(
+            f"{str(logdir)!r} is one run dir; rlsoft report compares the runs in a directory "
+            f"of run dirs (a comparison's logdir, or where rlsoft train put them): pass its "
+            f"parent {shlex.quote(str(logdir.parent))}, or see this run alone with rlsoft eval "
+            f"{shlex.quote(str(logdir))} or tensorboard --logdir {shlex.quote(str(logdir))}"
         )
     if threshold is not None and not math.isfinite(threshold):
         raise RlsoftError(f"--threshold must be a finite number, got {threshold}")

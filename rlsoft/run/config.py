@@ -357,6 +357,41 @@ class ExplorationConfig(StrictModel):
         return Boltzmann(build_schedule(self.temperature))
 
 
+POLICY_FIELDS: dict[str, tuple[str, ...]] = {
+    "greedy": (),
+    "epsilon_greedy": ("epsilon",),
+    "ez_greedy": ("epsilon", "mu"),
+    "boltzmann": ("temperature",),
+}
+"""The :class:`ExplorationConfig` fields each ``policy`` reads; the others are ignored by it."""
+
+
+def check_exploration_keys(section: Any, keys: Any, where: str) -> None:
+    """Refuse exploration settings in ``keys`` that the section's policy ignores (``temperature``
+    with ``epsilon_greedy``): a silently unused value looks like a setting that worked.
+
+    :param section: the ``exploration:`` mapping that decides the policy (a non-mapping is
+        left to validation).
+    :param keys: the field names a user wrote in one place (a file, or ``--set``).
+    :param where: that place, for the message (``the config file``, ``--set``).
+    """
+    if not isinstance(section, dict):
+        return
+    policy = section.get("policy", ExplorationConfig.model_fields["policy"].default)
+    used = POLICY_FIELDS.get(policy)
+    if used is None:
+        return  # an unknown policy: validation names it
+    for key in keys:
+        if key in ("policy", *used) or key not in ExplorationConfig.model_fields:
+            continue
+        users = [p for p, fields in POLICY_FIELDS.items() if key in fields]
+        reads = f"reads only {', '.join(used)}" if used else "reads no other setting"
+        raise ConfigError(
+            f"{where} sets exploration.{key}, which exploration.policy {policy} ignores (it "
+            f"{reads}); remove it, or choose a policy that uses it ({' or '.join(users)})"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Environment, training budget, experiment
 # --------------------------------------------------------------------------------------------
@@ -735,6 +770,74 @@ def _first_error(errors: list[Any]) -> Any:
     return first
 
 
+KEY_SYNONYMS: dict[str, tuple[str, ...]] = {
+    # Names of the same hyperparameter in other libraries (Stable-Baselines3, CleanRL,
+    # Dopamine, textbooks) or in rlsoft's other agent family: spelling distance alone points
+    # DQN's learning_rate at learning_starts.
+    "learning_rate": ("lr", "learning_rate"),
+    "lr": ("learning_rate", "lr"),
+    "alpha": ("learning_rate", "lr"),
+    "step_size": ("learning_rate", "lr"),
+    "discount": ("gamma",),
+    "discount_factor": ("gamma",),
+    "replay_size": ("buffer_size",),
+    "replay_capacity": ("buffer_size",),
+    "memory_size": ("buffer_size",),
+    "buffer_capacity": ("buffer_size",),
+    "minibatch_size": ("batch_size",),
+    "target_update_freq": ("target_update_interval",),
+    "target_update_frequency": ("target_update_interval",),
+    "target_update_period": ("target_update_interval",),
+    "target_network_frequency": ("target_update_interval",),
+    "train_frequency": ("train_freq",),
+    "update_period": ("train_freq",),
+    "learning_start": ("learning_starts",),
+    "min_replay_history": ("learning_starts",),
+    "grad_clip": ("max_grad_norm",),
+    "clip_grad_norm": ("max_grad_norm",),
+    "max_norm": ("max_grad_norm",),
+    "net_arch": ("hidden_sizes",),
+    "hidden_layers": ("hidden_sizes",),
+    "n_steps": ("n_step",),
+    "double_q": ("double",),
+}
+"""Unknown key → rlsoft's names for it, tried in order where the section has them."""
+
+KEY_ELSEWHERE: dict[str, tuple[str, str]] = {
+    # Keys other libraries put beside the learning rate that rlsoft keeps in another section:
+    # key → (rlsoft's path, the hint).
+    "epsilon": ("exploration.epsilon", "'exploration.epsilon'"),
+    "exploration_fraction": (
+        "exploration.epsilon",
+        "an exploration.epsilon schedule such as {type: linear, start: 1.0, end: 0.05, "
+        "duration: STEPS}",
+    ),
+    "exploration_initial_eps": ("exploration.epsilon", "the start of an exploration.epsilon "
+                                "schedule"),
+    "exploration_final_eps": ("exploration.epsilon", "the end of an exploration.epsilon "
+                              "schedule"),
+    "temperature": ("exploration.temperature", "'exploration.temperature'"),
+    "total_timesteps": ("train.total_steps", "'train.total_steps'"),
+    "num_envs": ("env.num_envs", "'env.num_envs'"),
+    "n_envs": ("env.num_envs", "'env.num_envs'"),
+    "device": ("device", "the top-level 'device'"),
+    "seed": ("seed", "the top-level 'seed'"),
+}  # fmt: skip
+"""Unknown key → where rlsoft has it, when that is not in the section it was written in."""
+
+
+def _unknown_key_hint(key: str, valid: list[str], path: str) -> str:
+    """``" (did you mean 'x'?)"``: a synonym from :data:`KEY_SYNONYMS` the section has, the
+    place :data:`KEY_ELSEWHERE` names, or the closest spelling."""
+    for synonym in KEY_SYNONYMS.get(key, ()):
+        if synonym in valid and synonym != key:
+            return f" (did you mean {synonym!r}?)"
+    target, hint = KEY_ELSEWHERE.get(key, (path, ""))
+    if target != path:
+        return f" (did you mean {hint}?)"
+    return nearest_hint(key, valid)
+
+
 def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """One sentence for the first validation error, naming the field path."""
     errors = exc.errors()
@@ -751,7 +854,7 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
     suffix = f" ({more} more problem{'s' * (more > 1)} in the config)" if more else ""
     if error["type"] == "extra_forbidden":
         key = loc[-1]
-        hint = nearest_hint(str(key), _field_names(model, loc[:-1]))
+        hint = _unknown_key_hint(str(key), _field_names(model, loc[:-1]), path)
         return f"unknown config key {shorten(path)}{hint}{suffix}"
     if error["type"] == "missing":
         return f"config field {path!r} is required but missing{suffix}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rlsoft.errors import RlsoftError, shorten
+from rlsoft.errors import CheckpointError, RlsoftError, a_type, shorten
 from rlsoft.rl.agent import BuildContext, get_agent_spec
 from rlsoft.rl.collector import EnvDriver
 from rlsoft.rl.seeding import derive_seeds, seed_torch
@@ -39,7 +39,7 @@ from rlsoft.run.config import (
     resume_changes,
     validate_config,
 )
-from rlsoft.run.trainer import Driver, RunResult, Trainer, resume_state
+from rlsoft.run.trainer import DIVERGED_FILE, Driver, RunResult, Trainer, resume_state
 
 RESUME_HISTORY_FILE = "resume_history.json"
 
@@ -86,6 +86,8 @@ def plan_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
             f"run dir {str(run_dir)!r} resolves outside the logdir {str(root)!r} (through a "
             "symbolic link); choose another name with --set run_name=NAME"
         )
+    if config.run_name is None:
+        return run_dir  # a default name is made unique when it is created (_claim_new_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise RlsoftError(
             f"run dir {str(run_dir)!r} already exists; resume it with rlsoft train --resume "
@@ -116,11 +118,15 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
 def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path, Path | None]:
     """:func:`create_run_dir`, also returning the outermost directory it created."""
     run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
-    created = _first_missing(run_dir)
-    data = config.to_dict()
-    data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
+    created = _first_missing(run_dir if config.run_name else run_dir.parent)
     try:
-        _make_dir(run_dir)
+        if config.run_name is None:
+            run_dir = _claim_new_dir(run_dir)
+            created = created or run_dir
+        else:
+            _make_dir(run_dir)
+        data = config.to_dict()
+        data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
     except OSError as exc:
         _remove_created(run_dir, created)
@@ -130,6 +136,29 @@ def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path,
             "write to"
         ) from None
     return run_dir, created
+
+
+MAX_NAME_SUFFIX = 1000
+"""The most ``-2``, ``-3``, … suffixes tried for a default run name already taken."""
+
+
+def _claim_new_dir(run_dir: Path) -> Path:
+    """``run_dir``, or ``run_dir-2``, ``run_dir-3``, … when taken, created here and by no one
+    else: ``os.mkdir`` fails on an existing directory, so two runs started in the same second
+    (the default name holds the time to the second), by two processes even, never share one.
+    """
+    _make_dir(run_dir.parent)
+    for k in range(1, MAX_NAME_SUFFIX + 1):
+        candidate = run_dir if k == 1 else run_dir.with_name(f"{run_dir.name}-{k}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise RlsoftError(
+        f"the run names {run_dir.name} to {run_dir.name}-{MAX_NAME_SUFFIX} are all taken in "
+        f"{str(run_dir.parent)!r}; choose a name with --set run_name=NAME"
+    )
 
 
 def prepare_logdir(root: Path, flag: str = "--logdir") -> None:
@@ -201,8 +230,23 @@ def _write_run_config(run_dir: Path, data: dict[str, Any]) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
 
 
+def run_dir_of(path: str | Path) -> Path:
+    """The run dir a user named: the directory itself, or its ``config.yaml`` (which a shell's
+    tab completion or a file browser hands over as readily)."""
+    path = Path(path)
+    if path.name == CONFIG_FILE and path.is_file():
+        return path.parent
+    return path
+
+
 def read_run_config(run_dir: Path) -> ExperimentConfig:
-    path = Path(run_dir) / CONFIG_FILE
+    run_dir = run_dir_of(run_dir)
+    path = run_dir / CONFIG_FILE
+    if run_dir.is_file():
+        raise RlsoftError(
+            f"{str(run_dir)!r} is a file, not a run dir; pass the directory made by rlsoft "
+            "train, e.g. runs/<run-name>"
+        )
     if not path.is_file():
         raise RlsoftError(
             f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "
@@ -210,6 +254,13 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
         )
     text = read_text_file(path, "run config")
     data = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        # rlsoft train writes a mapping: anything else was emptied or overwritten since.
+        what = "is empty" if data is None else f"holds {a_type(data)}, not a mapping"
+        raise RlsoftError(
+            f"run config {str(path)!r} {what}, so the run dir is damaged; restore the file "
+            "(it is the training config with logdir and run_name filled in) or train again"
+        )
     if isinstance(data, dict):
         # Runs made before names had to be directory-safe (a file stem with a space) stay
         # usable: the run already exists, so its names make no new path.
@@ -257,8 +308,34 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
     )
     built = spec.build(context)
     if spec.kind == "rl":
-        return EnvDriver(built, config, seeds)
+        with _missing_render_dependency(config):
+            return EnvDriver(built, config, seeds)
     return built  # supervised agents build their own driver
+
+
+@contextlib.contextmanager
+def _missing_render_dependency(config: ExperimentConfig) -> Iterator[None]:
+    """One sentence for an optional dependency an environment asks for only when it first
+    draws: ``env.kwargs.render_mode: human`` imports pygame at the first ``reset``, which
+    :func:`~rlsoft.rl.envs.factory.make_env` cannot see when it makes the env."""
+    import gymnasium as gym
+
+    try:
+        yield
+    except gym.error.DependencyNotInstalled as exc:
+        env = config.env
+        mode = env.kwargs.get("render_mode") if env is not None else None
+        reason = " ".join(str(exc).split())
+        if mode is None or "pygame" not in reason.lower():
+            raise RlsoftError(
+                f"environment {env.id!r} needs an optional dependency ({shorten(reason, 160)})"
+            ) from None
+        raise RlsoftError(
+            f"env.kwargs.render_mode {mode!r} makes {env.id} draw every step, which needs pygame "
+            "and a display (pygame is not installed: pip install pygame, or pip install "
+            "'gymnasium[classic-control]'); remove render_mode to train without drawing and "
+            "watch a trained run with rlsoft eval RUN_DIR --render"
+        ) from None
 
 
 def _configure_torch(config: ExperimentConfig, seed: int) -> None:
@@ -267,6 +344,54 @@ def _configure_torch(config: ExperimentConfig, seed: int) -> None:
 
     torch.set_num_threads(config.train.torch_threads)
     seed_torch(seed)
+
+
+PID_FILE = ".rlsoft-pid"
+"""Inside a run dir while a process trains it: that process's id, for the message a second
+process gets (removed when the training ends)."""
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process while it trains, or refuse in one sentence when
+    another process holds it (a second ``--resume`` of a running run would write its curves
+    and checkpoints twice).
+
+    The lock is ``flock`` on the directory itself, so nothing is added to a run dir that a
+    refused or failed command must leave as it was; the kernel releases it when the process
+    ends, however it ends. Where ``fcntl`` does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield  # not a directory: the caller's own checks say so
+        return
+    pid_file = Path(run_dir) / PID_FILE
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = f" (pid {int(pid_file.read_text(encoding='utf-8'))})"
+            except (OSError, ValueError):
+                holder = ""
+            raise RlsoftError(
+                f"run dir {str(run_dir)!r} is in use by another process{holder}, which is "
+                "training it; wait for it to finish, or stop it, before resuming"
+            ) from None
+        with contextlib.suppress(OSError):  # the pid only adds to the message
+            pid_file.write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            yield
+        finally:
+            pid_file.unlink(missing_ok=True)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def run_experiment(
@@ -285,18 +410,19 @@ def run_experiment(
         the same when the run is in the main thread.
     """
     run_dir, created = _create_run_dir(config, logdir)
-    driver = None
-    try:
-        driver = build_driver(config)
-        trainer = Trainer(
-            driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
-        )
-    except BaseException:
-        if driver is not None:
-            driver.close()
-        _remove_created(run_dir, created)
-        raise
-    return trainer.run()
+    with hold_run_dir(run_dir):
+        driver = None
+        try:
+            driver = build_driver(config)
+            trainer = Trainer(
+                driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
+            )
+        except BaseException:
+            if driver is not None:
+                driver.close()
+            _remove_created(run_dir, created)
+            raise
+        return trainer.run()
 
 
 def resume_experiment(
@@ -316,7 +442,18 @@ def resume_experiment(
     :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
     :raises ConfigError: an override that would change what the run learns.
     """
-    run_dir = Path(run_dir)
+    run_dir = run_dir_of(run_dir)
+    with hold_run_dir(run_dir):
+        return _resume_held(run_dir, overrides, stop_event, hparams_domain)
+
+
+def _resume_held(
+    run_dir: Path,
+    overrides: dict[str, Any] | None,
+    stop_event: threading.Event | None,
+    hparams_domain: dict[str, Any] | None,
+) -> RunResult:
+    """:func:`resume_experiment` once this process holds ``run_dir``."""
     saved = read_run_config(run_dir)
     config = saved
     if overrides:
@@ -375,7 +512,7 @@ def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any
 
 def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
-    run_dir = Path(run_dir)
+    run_dir = run_dir_of(run_dir)
     config = read_run_config(run_dir)
     checkpoint, _ = _read_checkpoint(run_dir, "evaluate")
     driver = build_driver(config, eval_only=True)
@@ -396,6 +533,13 @@ _DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
 def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint of ``run_dir`` and its trainer state (``purpose``: ``resume`` or
     ``evaluate``, for the message when there is none)."""
+    diverged = _divergence(run_dir)
+    if diverged is not None and latest_checkpoint(run_dir) is None:
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} diverged (its values became NaN or infinite) at step "
+            f"{diverged.get('step', '?')}, before any checkpoint, so it has none to {purpose}; "
+            f"train it again with {diverged.get('fix', 'a lower learning rate')}"
+        )
     if latest_checkpoint(run_dir) is None and purpose != "resume":
         raise RlsoftError(
             f"run dir {str(run_dir)!r} has no checkpoint to {purpose} yet (a run writes one when "
@@ -409,21 +553,38 @@ def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]
     return checkpoint, state
 
 
+def _divergence(run_dir: Path) -> dict[str, Any] | None:
+    """The record :class:`~rlsoft.run.trainer.Trainer` left when the run diverged, if any."""
+    try:
+        record = json.loads((Path(run_dir) / DIVERGED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 @contextlib.contextmanager
 def _damaged_checkpoint(run_dir: Path, checkpoint: Path | None) -> Iterator[None]:
     """Turn the errors of reading a damaged checkpoint into one sentence that says which
     checkpoint is damaged and what to do about it."""
+    older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
+    fix = (
+        f"delete it to use the previous checkpoint {older[-1].name}"
+        if older
+        else "train the run again"
+    )
     try:
         yield
+    except CheckpointError as exc:  # the agent named the file; the way out is the run's
+        way_out = (
+            f"delete the checkpoint dir {str(checkpoint)!r} to fall back to {older[-1].name}, "
+            "or train the run afresh"
+            if older
+            else "train the run afresh from its config (rlsoft train CONFIG)"
+        )
+        raise RlsoftError(f"{exc}; {way_out}") from None
     except RlsoftError:
         raise  # already one sentence (some are ValueErrors too)
     except _DAMAGE as exc:
-        older = [c for c in list_checkpoints(run_dir) if c != checkpoint]
-        fix = (
-            f"delete it to use the previous checkpoint {older[-1].name}"
-            if older
-            else "train the run again"
-        )
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise RlsoftError(
             f"checkpoint {str(checkpoint)!r} is damaged and cannot be read "

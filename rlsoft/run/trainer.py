@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rlsoft.errors import DivergedError
 from rlsoft.run.checkpoint import (
     SUMMARY_FILE,
     atomic_write_text,
@@ -42,6 +44,9 @@ from rlsoft.run.config import ExperimentConfig
 from rlsoft.run.logger import RunLogger, flatten
 from rlsoft.run.progress import RunProgress, progress_enabled
 
+DIVERGED_FILE = "diverged.json"
+"""Written into a run dir whose training stopped on non-finite values: the step, the error
+and the settings to change."""
 MAX_CHUNK = 256
 """The most steps between two checks for a stop request (so Ctrl-C is answered quickly)."""
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
@@ -62,7 +67,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     @property
     def resume_command(self) -> str:
-        return f"rlsoft train --resume {self.run_dir}"
+        return f"rlsoft train --resume {shlex.quote(str(self.run_dir))}"
 
     def __str__(self) -> str:
         return (
@@ -120,6 +125,10 @@ class RunResult:
     eval_seconds: float = 0.0
     """Of ``seconds``, the time spent in evaluations (resumed runs: over every attempt, except
     that a checkpoint written before rlsoft recorded it counts as none)."""
+    eval_epsilon: float | None = None
+    """The ε of the evaluation in ``final_eval`` (0: greedy): a resume that changes only
+    ``train.eval_epsilon`` keeps the evaluation made before it. None: a checkpoint written
+    before rlsoft recorded it."""
 
     @property
     def headline(self) -> float:
@@ -160,6 +169,7 @@ class Trainer:
         self.last_eval: dict[str, float] = state.get("last_eval", {})
         self.elapsed = float(state.get("elapsed", 0.0))
         self.eval_seconds = float(state.get("eval_seconds", 0.0))
+        self.last_eval_epsilon: float | None = state.get("last_eval_epsilon")
         self.console = console
         self.hparams_domain = hparams_domain
         # Everything logged at the checkpoint's own step happened before that checkpoint was
@@ -300,9 +310,13 @@ class Trainer:
                 dict(self.last_eval),
                 list(self.eval_history),
                 self.eval_seconds,
+                self.last_eval_epsilon,
             )
             self._write_summary(result)
             return result
+        except DivergedError as exc:
+            self._record_divergence(exc)
+            raise
         finally:
             progress.close()
             self.logger.close()
@@ -324,6 +338,7 @@ class Trainer:
         seconds = time.perf_counter() - tick
         self.eval_seconds += seconds
         self.last_eval = result
+        self.last_eval_epsilon = float(self.config.train.eval_epsilon)
         headline = result.get("eval/mean_return", result.get("eval/accuracy"))
         if headline is not None:
             self.eval_history.append((self.step, float(headline)))
@@ -336,6 +351,7 @@ class Trainer:
             "eval_seconds": self.eval_seconds,
             "eval_history": self.eval_history,
             "last_eval": self.last_eval,
+            "last_eval_epsilon": self.last_eval_epsilon,
             "driver": self.driver.state_dict(),
         }
 
@@ -358,6 +374,20 @@ class Trainer:
         metrics = {k: v for k, v in self.last_eval.items() if isinstance(v, (int, float))}
         self.logger.hparams(hparams, metrics, domain=self.hparams_domain)
 
+    def _record_divergence(self, exc: DivergedError) -> None:
+        """Write :data:`DIVERGED_FILE`: the run stopped for good, and later commands (``rlsoft
+        eval``, ``--resume``) can say so rather than wait for a checkpoint that never comes."""
+        fields = type(self.config.agent_config()).model_fields
+        fixes = [f"a lower agent.{name}" for name in ("lr", "learning_rate") if name in fields]
+        if "max_grad_norm" in fields:
+            fixes.append("with agent.max_grad_norm set (gradient clipping)")
+        record = {
+            "step": self.step,
+            "message": " ".join(str(exc).split()),
+            "fix": " or ".join(fixes) or "a lower learning rate",
+        }
+        atomic_write_text(self.run_dir / DIVERGED_FILE, json.dumps(record, indent=2))
+
     def _write_summary(self, result: RunResult) -> None:
         summary = {
             "name": self.config.name,
@@ -368,6 +398,7 @@ class Trainer:
             "seconds": round(result.seconds, 3),
             "eval_seconds": round(result.eval_seconds, 3),
             "final_eval": result.final_eval,
+            "final_eval_epsilon": result.eval_epsilon,
             "eval_history": result.eval_history,
         }
         atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))

@@ -38,7 +38,7 @@ import scipy.optimize
 import torch
 from torch import nn
 
-from rlsoft.errors import RlsoftError
+from rlsoft.errors import CheckpointError, RlsoftError, count
 from rlsoft.numerics.functional import argmax, cross_entropy
 from rlsoft.supervised.calibration import CalibrationReport, calibration_report
 from rlsoft.supervised.datasets import DatasetSplits, observation_encoder
@@ -673,7 +673,7 @@ class SupervisedDriver:
         line = (
             f"greedy classifier policy on {spec.env_config.id}: return "
             f"{result['eval/mean_return']:.2f} ± {result['eval/std_return']:.2f} over "
-            f"{spec.episodes} episodes"
+            f"{count(spec.episodes, 'episode')}"
         )
         if len(spec.teacher_returns):
             teacher = float(np.mean(spec.teacher_returns))
@@ -705,7 +705,10 @@ class SupervisedDriver:
         try:
             data = torch.load(path, map_location=self.device, weights_only=True)
         except (OSError, RuntimeError, EOFError) as exc:
-            raise RlsoftError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+            reason = " ".join(str(exc).split())[:80] or type(exc).__name__
+            raise CheckpointError(
+                f"checkpoint file {str(path)!r} is corrupt or unreadable ({reason})"
+            ) from None
         if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
             raise RlsoftError(f"{str(path)!r} is not a classifier checkpoint of rlsoft")
         try:

@@ -20,6 +20,7 @@ import yaml
 from scipy import stats
 
 import rlsoft
+from rlsoft.cli.api import plan_compare
 from rlsoft.cli.main import main
 from rlsoft.errors import RlsoftError
 
@@ -285,6 +286,9 @@ def test_a_behaviour_cloned_classifier_plays_its_environment(tmp_path, dqn_run):
     np.testing.assert_array_equal(result.returns, hand_loop(agent, gym.make("CartPole-v1"), 2, 3))
     default = rlsoft.evaluate(agent, episodes=2, seed=3)  # the teacher's env
     np.testing.assert_array_equal(default.returns, result.returns)
+    for epsilon in (0.1, 0.0):  # as rlsoft eval --epsilon: refused, not silently used
+        with pytest.raises(RlsoftError, match="epsilon sets an RL agent's ε-greedy evaluation"):
+            rlsoft.evaluate(agent, episodes=1, epsilon=epsilon)
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +399,7 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
         rlsoft.evaluate(agent, env="Taxi-v4", episodes=1)
     with pytest.raises(RlsoftError, match="episodes must be at least 1"):
         rlsoft.evaluate(agent, episodes=0)
-    with pytest.raises(RlsoftError, match=re.escape("returned a int, not a gymnasium.Env")):
+    with pytest.raises(RlsoftError, match=re.escape("returned an int, not a gymnasium.Env")):
         rlsoft.evaluate(agent, env=lambda: 3)
     with pytest.raises(RlsoftError, match="do not match one observation"):
         agent.q_values(np.zeros((2, 2, 2)))
@@ -404,6 +408,80 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
             rlsoft.evaluate(agent, episodes=1, epsilon=bad)
     with pytest.raises(RlsoftError, match="epsilon applies to the greedy policy"):
         rlsoft.evaluate(agent, episodes=1, epsilon=0.1, deterministic=False)
+
+
+@pytest.mark.parametrize(
+    ("obs", "message"),
+    [
+        (5, "state 5 is outside this agent's states 0..4"),
+        (-1, "state -1 is outside this agent's states 0..4"),
+        (np.array([0, 7]), "state 7 is outside"),
+        (3.5, "this agent's states are integers in 0..4, got 3.5"),
+        (np.array([1.0]), "states are integers in 0..4"),
+        ("a", "observations must be numbers, got 'a'"),
+        (None, "observations must be numbers, got None"),
+        (float("nan"), "the observation contains NaN"),
+        ([[1, 2], [3]], "is not a rectangular array"),
+    ],
+)
+def test_a_tabular_agent_refuses_states_it_has_no_row_for(chain_run, obs, message):
+    agent = rlsoft.load(chain_run.run_dir)
+    with pytest.raises(RlsoftError, match=re.escape(message)) as caught:
+        agent.predict(obs)
+    assert "\n" not in str(caught.value)
+    assert "diverged" not in str(caught.value)
+
+
+def test_a_tabular_agent_takes_numpy_integers_as_states(chain_run):
+    agent = rlsoft.load(chain_run.run_dir)
+    assert agent.predict(np.int64(2)) == agent.predict(np.array(2)) == agent.predict(2) == 1
+    assert agent.predict(np.uint8(4)) in (0, 1, 2)
+
+
+def test_a_dqn_agent_refuses_text_and_nan_observations(dqn_run):
+    agent = rlsoft.load(dqn_run.run_dir)
+    with pytest.raises(RlsoftError, match="observations must be numbers"):
+        agent.predict(["a", "b", "c", "d"])
+    for call in (agent.predict, agent.q_values):
+        with pytest.raises(RlsoftError, match="the observation contains NaN") as caught:
+            call([np.nan, 0.0, 0.0, 0.0])
+        assert "diverged" not in str(caught.value)
+    with pytest.raises(RlsoftError, match="contains an infinite value"):
+        agent.predict([np.inf, 0.0, 0.0, 0.0])
+
+
+def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
+    config = chain_config(tmp_path)
+    with pytest.raises(RlsoftError, match=r"overrides must be a dict .* got the int 5"):
+        rlsoft.train(config, overrides=5)
+    with pytest.raises(RlsoftError, match=r"overrides must be a dict .* got the list"):
+        rlsoft.train(config, overrides=["train.total_steps=5", 3])
+    with pytest.raises(RlsoftError, match="logdir must be a directory path, got the int 5"):
+        rlsoft.train(config, logdir=5)
+    with pytest.raises(RlsoftError, match="logdir is empty"):
+        rlsoft.train(config, logdir="")
+    with pytest.raises(RlsoftError, match=r"the seed is given twice, as 5 .* seed=6"):
+        rlsoft.train(config, seed=5, overrides={"seed": 6})
+    with pytest.raises(RlsoftError, match=r"the seed is given twice"):
+        rlsoft.train(config, seed=5, overrides=["seed=6"])
+    with pytest.raises(RlsoftError, match=r"overrides sets exploration.epsilon, which .* boltz"):
+        rlsoft.train(config, overrides={"exploration.epsilon": 0.2})
+    with pytest.raises(RlsoftError, match=r"overrides sets exploration.mu, which .*\(ez_greedy\)"):
+        rlsoft.train(config, overrides={"exploration": {"policy": "boltzmann", "mu": 3}})
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "5").exists()
+    comparison = {
+        "name": "wrong_types",
+        "base": config,
+        "variants": {"eps": {"exploration.policy": "epsilon_greedy"}},
+    }
+    planned = plan_compare(comparison, seeds=[0, 3], logdir=tmp_path / "cmp")
+    assert sorted({spec.seed for spec in planned.runs}) == [0, 3]
+    for seeds in ("2", 2.0, [0, 0], [], True):
+        with pytest.raises(RlsoftError, match="seeds must be"):
+            plan_compare(comparison, seeds=seeds)
+    with pytest.raises(RlsoftError, match=r"workers must be a whole number .* got the str '2'"):
+        rlsoft.compare(comparison, workers="2", logdir=tmp_path / "cmp")
+    assert not (tmp_path / "cmp").exists()
 
 
 def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(tmp_path):

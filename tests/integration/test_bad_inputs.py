@@ -101,12 +101,26 @@ def _foreign_npz(run: Path) -> None:
     np.savez(latest_checkpoint(run) / "agent.npz", weights=np.zeros(3))
 
 
+def _junk_npz(run: Path) -> None:
+    (latest_checkpoint(run) / "agent.npz").write_text("junk\n", encoding="utf-8")
+
+
+def _junk_npz_after_a_good_checkpoint(run: Path) -> None:
+    newest = latest_checkpoint(run).parent / "step_0000009999"
+    shutil.copytree(latest_checkpoint(run), newest)
+    _junk_npz(run)
+
+
 def _no_checkpoints(run: Path) -> None:
     shutil.rmtree(run / "checkpoints")
 
 
 def _bad_yaml_run_config(run: Path) -> None:
     (run / "config.yaml").write_text("seed: [0\n", encoding="utf-8")
+
+
+def _empty_run_config(run: Path) -> None:
+    (run / "config.yaml").write_text("", encoding="utf-8")
 
 
 def _latin1_run_config(run: Path) -> None:
@@ -304,6 +318,43 @@ CASES = [
     C("set-value-not-section", f"{TRAIN} --set seed.x=1", "'seed' is a value, not a section"),
     C("set-bad-yaml", f"{TRAIN} --set agent.learning_rate=[0.1", "is not valid YAML"),
     C("set-typo", f"{TRAIN} --set agent.lerning_rate=0.1", "did you mean 'learning_rate'"),
+    C(
+        "dqn-learning-rate-is-lr",
+        f"{DQN_TRAIN} --set agent.learning_rate=0.1",
+        "unknown config key 'agent.learning_rate' (did you mean 'lr'?)",
+    ),
+    C(
+        "tabular-lr-is-learning-rate",
+        f"{TRAIN} --set agent.lr=0.1",
+        "(did you mean 'learning_rate'?)",
+    ),
+    C("agent-epsilon", f"{TRAIN} --set agent.epsilon=0.1", "(did you mean 'exploration.epsilon'?)"),
+    C("sb3-buffer-name", f"{DQN_TRAIN} --set agent.replay_size=5", "(did you mean 'buffer_size'?)"),
+    C(
+        "sb3-target-update-name",
+        f"{DQN_TRAIN} --set agent.target_update_freq=5",
+        "(did you mean 'target_update_interval'?)",
+    ),
+    C(
+        "sb3-exploration-fraction",
+        f"{DQN_TRAIN} --set agent.exploration_fraction=0.1",
+        "(did you mean an exploration.epsilon schedule such as {type: linear",
+    ),
+    C("sb3-total-timesteps", f"{DQN_TRAIN} --set agent.total_timesteps=5", "'train.total_steps'"),
+    C("seed-in-train", f"{TRAIN} --set train.seed=1", "(did you mean the top-level 'seed'?)"),
+    C(
+        "exploration-temperature-with-epsilon-greedy",
+        f"{TRAIN} --set exploration.temperature=3",
+        "--set sets exploration.temperature, which exploration.policy epsilon_greedy ignores "
+        "(it reads only epsilon); remove it, or choose a policy that uses it (boltzmann)",
+    ),
+    C("exploration-mu-with-epsilon-greedy", f"{TRAIN} --set exploration.mu=3", "(ez_greedy)"),
+    C(
+        "exploration-unused-in-the-file",
+        "train {tmp}/t.yaml",
+        "t.yaml sets exploration.epsilon, which exploration.policy boltzmann ignores",
+        files=_files(**{"t.yaml": TABULAR.replace("policy: epsilon_greedy", "policy: boltzmann")}),
+    ),
     C("set-not-a-number", f"{TRAIN} --set agent.learning_rate=abc", "valid number"),
     C("set-fraction-for-int", f"{TRAIN} --set train.total_steps=1.5", "valid integer"),
     C("set-negative-steps", f"{TRAIN} --set train.total_steps=-5", "greater than or equal to 1"),
@@ -515,6 +566,22 @@ CASES = [
         subprocess=True,
     ),
     C(
+        "eval-junk-npz",
+        "eval {run}",
+        "agent.npz' is corrupt or unreadable (it is not a NumPy archive); train the run afresh",
+        run="tabular",
+        damage=_junk_npz,
+        forbidden=("allow_pickle",),
+    ),
+    C(
+        "resume-junk-npz-falls-back",
+        "train --resume {run}",
+        "step_0000009999' to fall back to step_0000002000",
+        run="tabular",
+        damage=_junk_npz_after_a_good_checkpoint,
+        forbidden=("allow_pickle",),
+    ),
+    C(
         "eval-corrupt-trainer-json",
         "eval {run}",
         "is damaged and cannot be read (JSONDecodeError",
@@ -536,6 +603,21 @@ CASES = [
         damage=_bad_yaml_run_config,
     ),
     C(
+        "eval-empty-run-config",
+        "eval {run}",
+        "config.yaml' is empty, so the run dir is damaged",
+        run="tabular",
+        damage=_empty_run_config,
+        forbidden=("valid dictionary",),
+    ),
+    C(
+        "resume-empty-run-config",
+        "train --resume {run}",
+        "config.yaml' is empty, so the run dir is damaged",
+        run="tabular",
+        damage=_empty_run_config,
+    ),
+    C(
         "eval-latin1-run-config",
         "eval {run}",
         "is not UTF-8 text",
@@ -545,7 +627,7 @@ CASES = [
     C(
         "eval-truncated-pt",
         "eval {run}",
-        "which is damaged",
+        "is corrupt or unreadable",
         run="dqn",
         damage=_truncate_agent,
     ),
@@ -787,6 +869,27 @@ CASES = [
         "env.atari applies to ALE/ ids only",
         marks=(needs_ale,),
     ),
+    C(
+        "render-human-without-pygame",
+        [*DQN_TRAIN.split(), "--set", "env.kwargs={render_mode: human}"],
+        "env.kwargs.render_mode 'human' makes CartPole-v1 draw every step, which needs pygame",
+        patch=_without("pygame"),
+    ),
+    C(
+        "deep-sea-too-big",
+        f"{DQN_TRAIN} --set env.id=rlsoft/DeepSea-v0 --set env.kwargs.size=100000",
+        "(DeepSea's N×N action map 74.5 GiB, one N×N grid observation 37.3 GiB) but only 16 GiB",
+        forbidden=("Unable to allocate",),
+    ),
+    C("seed-twice", f"{TRAIN} --seed 5 --set seed=6", "the seed is given twice, as 5"),
+    C("logdir-empty", ["train", "{tmp}/c.yaml", "--logdir", ""], "--logdir is empty"),
+    C(
+        "resume-logdir-empty",
+        ["train", "--resume", "{run}", "--logdir", ""],
+        "--logdir is empty",
+        run="tabular",
+    ),
+    C("compare-logdir-empty", ["compare", "{tmp}/cmp.yaml", "--logdir", " "], "--logdir is empty"),
     C(
         "atari-extra-missing",
         ATARI_TRAIN,

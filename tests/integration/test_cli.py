@@ -187,3 +187,106 @@ def test_eval_epsilon_from_the_run_or_the_command_line(
     assert capsys.readouterr().out.startswith("greedy policy of ")
     assert main(["eval", run_dir, "--epsilon", "1.5"]) == 2
     assert "--epsilon must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_eval_takes_the_run_config_path_and_counts_one_episode_in_the_singular(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    main(["train", str(config), "--logdir", str(tmp_path / "runs")])
+    run_dir = _single_run(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir / "config.yaml"), "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"policy of {run_dir / 'config.yaml'}" in out and "over 1 episode on Taxi-v4" in out
+    assert main(["eval", str(run_dir / "summary.json")]) == 2
+    assert "is a file, not a run dir" in capsys.readouterr().err
+
+
+def test_the_tensorboard_hint_is_quoted_for_the_shell(config: Path, tmp_path: Path, capsys):
+    logdir = tmp_path / "my runs"
+    assert main(["train", str(config), "--logdir", str(logdir)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.endswith(f"(tensorboard --logdir '{logdir}')")
+
+
+def test_runs_started_in_the_same_second_get_their_own_run_dirs(
+    config: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The default name holds the time to the second: a second run gets ``-2``, not the
+    first one's dir or an error telling it to resume a run it never made."""
+    import rlsoft
+    from rlsoft.run import experiment
+
+    monkeypatch.setattr(experiment, "default_run_name", lambda config: "same__s0__second")
+    logdir = tmp_path / "runs"
+    assert main(["train", str(config), "--logdir", str(logdir)]) == 0
+    assert main(["train", str(config), "--logdir", str(logdir)]) == 0
+    run = rlsoft.train(str(config), logdir=logdir)
+    assert "already exists" not in capsys.readouterr().err
+    names = sorted(p.name for p in logdir.iterdir())
+    assert names == ["same__s0__second", "same__s0__second-2", "same__s0__second-3"]
+    assert run.run_dir == logdir / "same__s0__second-3"
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["run_name"] == run.config.run_name == "same__s0__second-3"
+    assert saved["logdir"] == run.config.logdir == str(logdir)
+
+
+def test_a_run_dir_is_claimed_by_one_process_only(tmp_path: Path) -> None:
+    """Two processes that plan the same default name: ``os.mkdir`` lets one have it."""
+    from rlsoft.run.experiment import _claim_new_dir
+
+    planned = tmp_path / "runs" / "x__s0__t"
+    first, second = _claim_new_dir(planned), _claim_new_dir(planned)
+    assert (first, second) == (planned, planned.with_name("x__s0__t-2"))
+    assert first.is_dir() and second.is_dir()
+
+
+def test_the_done_line_names_the_policy_of_the_evaluation_it_shows(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    """A resume that changes only train.eval_epsilon has no steps left to evaluate: it shows
+    the greedy evaluation made before, and must call it greedy."""
+    assert main(["train", str(config), "--logdir", str(tmp_path / "runs")]) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    run_dir = _single_run(tmp_path / "runs")
+    args = ["train", "--resume", str(run_dir), "--set", "train.eval_epsilon=0.5"]
+    assert main(args) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    shown = first.split("; ")[1]
+    assert shown.startswith("greedy eval return") and shown in line and "ε" not in line
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["final_eval_epsilon"] == 0.0
+    # Given more steps, the final evaluation is the ε-greedy one, and is named so.
+    args = ["train", "--resume", str(run_dir), "--set", "train.total_steps=5500"]
+    assert main(args) == 0
+    assert "ε-greedy (ε 0.5) eval return" in capsys.readouterr().out
+
+
+DIVERGING_DQN = """
+seed: 0
+device: cpu
+env: {id: CartPole-v1}
+agent: {type: dqn, hidden_sizes: [16], buffer_size: 1000, batch_size: 16, learning_starts: 50,
+        lr: 1.0e+30, max_grad_norm: null}
+exploration: {policy: epsilon_greedy, epsilon: 0.1}
+train: {total_steps: 2000, eval_every: 0, eval_episodes: 1, log_every: 100, progress: "off"}
+"""
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_diverged_run_says_so_to_eval_and_resume(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "diverging.yaml"
+    config.write_text(DIVERGING_DQN)
+    args = ["train", str(config), "--logdir", str(tmp_path), "--set", "run_name=nan"]
+    assert main(args) == 2
+    assert "training has diverged" in capsys.readouterr().err
+    run_dir = tmp_path / "nan"
+    record = json.loads((run_dir / "diverged.json").read_text())
+    assert 50 < record["step"] < 2000 and "NaN" in record["message"]
+    for command in (["eval", str(run_dir)], ["train", "--resume", str(run_dir)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"run dir {str(run_dir)!r} diverged (its values became NaN or infinite)" in err
+        assert f"at step {record['step']}, before any checkpoint" in err
+        assert "train it again with a lower agent.lr or with agent.max_grad_norm set" in err
+        assert "let its training finish" not in err

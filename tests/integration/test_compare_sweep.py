@@ -226,7 +226,7 @@ def test_a_swept_grid_runs_and_its_times_match_the_runs_histories(tmp_path, caps
     logdir = tmp_path / "runs"
     assert main(["compare", str(path), "--workers", "2", "--logdir", str(logdir)]) == 0
     captured = capsys.readouterr()
-    assert "(1 variants × 2 seeds × 2 swept cells)" in captured.err
+    assert "(1 variant × 2 seeds × 2 swept cells)" in captured.err
     assert "rlsoft/DeepSea-v0 size=3: steps to reach" in captured.out
     assert (logdir / "scaling_rlsoft_DeepSea-v0.png").stat().st_size > 0
     rows = {(r["env"], r["metric"], r["statistic"], r["variant"]): r

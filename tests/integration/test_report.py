@@ -279,3 +279,27 @@ def test_discover_skips_the_root_and_checkpoints(tmp_path):
     write_run(tmp_path / "r", [(1, 1.0)])
     write_run(tmp_path / "r" / "checkpoints" / "x", [(1, 1.0)])
     assert discover_run_dirs(tmp_path) == [tmp_path / "r"]
+
+
+def test_one_run_dir_is_refused_with_the_directory_to_pass(tmp_path, capsys):
+    run = write_run(tmp_path / "runs" / "taxi__s0__t", [(1, 1.0)], config=taxi_config("taxi"))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rlsoft: error: {str(run)!r} is one run dir; rlsoft report compares")
+    assert f"pass its parent {tmp_path / 'runs'}" in err and "rlsoft eval" in err
+    assert not list(run.glob("summary.*[dv]")) and not list(run.glob("*.png"))  # nothing written
+
+
+def test_the_report_names_the_evaluation_policy_from_the_run_configs(tmp_path, capsys):
+    for seed in range(2):
+        config = {**taxi_config("atari_like", seed=seed), "train": {"eval_epsilon": 0.05}}
+        write_run(tmp_path / "E" / "v" / f"seed_{seed}", [(1, 1.0 + seed)], config=config)
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Taxi-v4: final ε-greedy (ε 0.05) evaluation return" in out and "greedy eval" not in out
+    text = (tmp_path / "summary.md").read_text()
+    assert "**Final ε-greedy (ε 0.05) evaluation return**" in text
+    assert "final evaluation return (ε-greedy (ε 0.05) policy" in text
+    write_run(tmp_path / "E" / "w" / "seed_0", [(1, 1.0)], config=taxi_config("w"))
+    analysis, _ = report(tmp_path, n_resamples=100)
+    assert analysis.evaluation == "greedy or ε-greedy (ε per run: 0, 0.05)"

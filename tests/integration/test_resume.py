@@ -1162,3 +1162,53 @@ def test_checkpoints_without_the_replay_are_small_and_resume_by_refilling(tmp_pa
     final = torch.load(agent_file(latest_checkpoint(tmp_path / "left_out")), weights_only=True)
     assert final["counters"]["updates"] == updates
     assert updates < (total - agent["learning_starts"]) // agent["train_freq"]
+
+
+# --------------------------------------------------------------------------------------------
+# One process at a time trains a run dir
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_run_in_use_by_another_process_is_not_resumed(tmp_path, capsys):
+    """A second ``--resume`` of a run that is still training would write every curve and
+    checkpoint twice: it is refused, naming the process, and changes nothing."""
+    from rlsoft.cli import main
+
+    data = _kind_config(tmp_path, "q_learning", "busy", total=500)
+    run_experiment(validate_config(data))
+    run_dir = tmp_path / "busy"
+    assert not (run_dir / ".rlsoft-pid").exists()  # released and tidied after training
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN_DIR, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+        args = ["train", "--resume", str(run_dir), "--set", "train.total_steps=800"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"rlsoft: error: run dir {str(run_dir)!r} is in use by another process (pid "
+            f"{holder.pid}), which is training it; wait for it to finish, or stop it, before "
+            "resuming\n"
+        )
+        assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel released the lock with the process (killed, so its pid file stayed behind).
+    assert main(["train", "--resume", str(run_dir), "--set", "train.total_steps=800"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 800
+
+
+HOLD_RUN_DIR = """
+import sys, time
+from pathlib import Path
+from rlsoft.run.experiment import hold_run_dir
+with hold_run_dir(Path(sys.argv[1])):
+    print("holding", flush=True)
+    time.sleep(60)
+"""

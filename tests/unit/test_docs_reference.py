@@ -126,3 +126,24 @@ def test_readme_sections_are_cut_at_the_next_heading(gen, tmp_path):
         gen.readme_section("C", readme)
     page = gen.fill_readme_sections("# T\n\n<!-- rlsoft:readme-section B -->\n", readme)
     assert page == "# T\n\nbody b\n\n"
+
+
+def test_readmes_command_line_synopsis_has_every_subcommand_and_flag(gen):
+    """README's synopsis is where a new user looks first: a flag missing there is unknown."""
+    from rlsoft.cli.main import build_parser
+
+    synopsis = gen.readme_section("Command line", GENERATOR.parents[1] / "README.md")
+    synopsis = synopsis.split("```text\n", 1)[1].split("```", 1)[0]
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    usage: dict[str, str] = {}  # subcommand → its lines (continuation lines are indented)
+    command = ""
+    for line in synopsis.splitlines():
+        command = line.split()[1] if line.startswith("rlsoft ") else command
+        usage[command] = usage.get(command, "") + line + "\n"
+    for name, sub in commands.choices.items():
+        assert name in usage, f"README's synopsis lacks rlsoft {name}"
+        for action in sub._actions:
+            flags = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+            if flags and not any(f"{f} " in usage[name] or f"{f}]" in usage[name] for f in flags):
+                pytest.fail(f"README's synopsis lacks rlsoft {name} {flags[0]}")

@@ -42,3 +42,29 @@ def test_shipped_config_validates(path: Path, tmp_path: Path) -> None:
 
 def test_the_configs_directory_is_not_empty() -> None:
     assert len(CONFIGS) >= 20
+
+
+ROOT = CONFIGS[0].parents[1]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_files_a_config_header_cites_exist(path: Path) -> None:
+    """A header pointing at a moved test or script sends the reader nowhere."""
+    import re
+
+    cited = re.findall(
+        r"\b((?:tests|scripts|docs|configs)/[\w./-]+\.(?:py|yaml|md|png))", path.read_text()
+    )
+    for name in cited:
+        assert (ROOT / name).is_file(), f"{path.name} cites {name}, which does not exist"
+
+
+@pytest.mark.parametrize("name", ["digits_mlp", "digits_softmax_regression"])
+def test_digits_configs_count_the_images_of_their_splits(name: str) -> None:
+    from rlsoft.run.experiment import build_driver
+
+    path = ROOT / "configs" / f"{name}.yaml"
+    splits = build_driver(load_config(path)).splits
+    text = path.read_text()
+    assert f"validation_fraction: 0.1   # {len(splits.y_val)} images" in text
+    assert f"test_fraction: 0.2         # {len(splits.y_test)} images" in text

@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from rlsoft.rl.memory import check_fits
+
 
 class DeepSeaEnv(gym.Env[np.ndarray, int]):
     """bsuite's DeepSea(N) as a Gymnasium environment.
@@ -66,6 +68,12 @@ class DeepSeaEnv(gym.Env[np.ndarray, int]):
             raise ValueError(f"observation must be 'grid' or 'index', got {observation!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        # The per-cell action map (int64) and each grid observation (float32) are N×N: a
+        # size of 10^5 would need 112 GiB, refused here rather than as numpy's MemoryError.
+        parts = {"DeepSea's N×N action map": 8.0 * size * size}
+        if observation == "grid":
+            parts["one N×N grid observation"] = 4.0 * size * size
+        check_fits(parts, f"lower env.kwargs.size ({size:,}: DeepSea holds N×N arrays)")
         self.size = int(size)
         self.deterministic = bool(deterministic)
         self.move_cost = float(unscaled_move_cost) / self.size
@@ -77,7 +85,7 @@ class DeepSeaEnv(gym.Env[np.ndarray, int]):
             mapping = np.random.RandomState(mapping_seed).binomial(1, 0.5, (size, size))
         else:
             mapping = np.ones((size, size), dtype=np.int64)
-        self.action_right = mapping.astype(np.int64)
+        self.action_right = mapping.astype(np.int64, copy=False)  # no second N×N copy
         """``action_right[row, column]`` is the action that moves right in that cell."""
         no_cost = 1.0 if self.deterministic else (1.0 - 1.0 / self.size) ** (self.size - 1)
         self.optimal_return = no_cost - float(unscaled_move_cost)

@@ -141,6 +141,13 @@ def test_cli_train_writes_tags_report_checkpoint_and_eval_reads_it(tmp_path: Pat
     assert "6 epochs trained" in out and "calibration on the test split" in out
     assert f"accuracy {final['eval/accuracy']:.4f}" in out
     assert f"calibration/temperature {final['calibration/temperature']:.4f}" in out
+    # Episodes, their seed and rendering do not exist for a test-set score: refused, not ignored.
+    assert main(["eval", str(run_dir), "--episodes", "5", "--seed", "1"]) == 2
+    _, err = capsys.readouterr()
+    assert err == (
+        "rlsoft: error: --episodes and --seed cannot apply here: a classifier is scored on its "
+        "test set, with no episodes; leave --episodes and --seed out\n"
+    )
 
 
 def test_early_stopping_ends_the_run_before_the_budget(tmp_path: Path, capsys) -> None:
@@ -383,6 +390,10 @@ def test_behavior_cloning_trains_a_missing_tabular_teacher_first(tmp_path: Path,
     out, _ = capsys.readouterr()
     assert "greedy classifier policy on FrozenLake-v1: return 1.00 ± 0.00" in out
     assert "teacher run" not in out  # evaluating reuses the teacher, never retrains it
+    assert main(["eval", str(tmp_path / "runs" / "bc"), "--episodes", "2", "--seed", "4"]) == 0
+    assert "over 2 episodes" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "runs" / "bc"), "--render"]) == 2
+    assert "--render cannot apply here" in capsys.readouterr().err
 
     shutil.rmtree(teacher_run)
     assert main(["eval", str(tmp_path / "runs" / "bc")]) == 2

@@ -622,7 +622,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "agent.pt"
     make_agent().save(path)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(RlsoftError, match="cannot read checkpoint"):
+    with pytest.raises(RlsoftError, match="is corrupt or unreadable"):
         make_agent().load(path)
 
 

@@ -110,3 +110,20 @@ def test_shorten_bounds_any_value() -> None:
     assert len(text) <= 80 and "\n" not in text
     assert time.perf_counter() - start < 1.0
     assert shorten("a\nb") == "'a\\nb'"
+
+
+def test_counts_and_articles_follow_english_grammar() -> None:
+    from rlsoft.errors import a_type, count
+
+    assert [count(n, "seed") for n in (0, 1, 2, 1000)] == [
+        "0 seeds",
+        "1 seed",
+        "2 seeds",
+        "1,000 seeds",
+    ]
+    assert (a_type(3), a_type([]), a_type("x"), a_type(None)) == (
+        "an int",
+        "a list",
+        "a str",
+        "a NoneType",
+    )

@@ -426,7 +426,7 @@ def test_load_rejects_another_agents_or_environments_checkpoint(tmp_path):
     with pytest.raises(RlsoftError, match=r"shape \(3, 2\).*\(5, 2\)"):
         make(QLearning, states=5).load(path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(RlsoftError, match="cannot read checkpoint"):
+    with pytest.raises(RlsoftError, match="is corrupt or unreadable"):
         make(QLearning).load(tmp_path / "junk.npz")
     with np.load(path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
