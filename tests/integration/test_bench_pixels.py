@@ -269,4 +269,12 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         assert run["steps"] == (32 if "train" in case else 100) and run["steps_per_s"] > 0
     verdicts = {goal["what"]: goal["verdict"] for goal in results["goals"]}
     assert verdicts[f"{game}: rlsoft / SB3 training steps/s"] in ("PASS", "FAIL")
-    assert f"{game}: rlsoft collection / bare env steps/s" in verdicts
+    # rlsoft's collection against the env it steps: ale-py's native one for Atari.
+    bare = "bare native env" if game == "atari" else "bare env"
+    assert f"{game}: rlsoft collection / {bare} steps/s" in verdicts
+    assert f"{game}: sb3 collection / bare env steps/s" in verdicts
+    if game == "atari":  # rlsoft on SB3's env too, which separates library from backend
+        run = cases["rlsoft train gymnasium env"][0]
+        assert run["steps"] == 32 and run["updates"] == updates
+        assert cases["bare native env"][0]["steps"] == 100
+        assert f"{game}: rlsoft on the Gymnasium env / SB3 training steps/s" in verdicts
