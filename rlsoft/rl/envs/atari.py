@@ -56,6 +56,7 @@ __all__ = [
     "is_atari_id",
     "learning_signal_single",
     "learning_signal_vector",
+    "silence_ale_banner",
 ]
 
 LEARN_REWARD = "rlsoft_learn_reward"
@@ -84,6 +85,14 @@ class AtariSettings(Protocol):
 def is_atari_id(env_id: str) -> bool:
     """Whether ``env_id`` names an ALE game (``ALE/Pong-v5``)."""
     return env_id.startswith("ALE/")
+
+
+def silence_ale_banner() -> None:
+    """Keep ALE's log to errors: it prints its version banner to stderr for every emulator it
+    starts (training, evaluation and each native copy), noise in a command's output."""
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
 
 def atari_make_kwargs(settings: AtariSettings) -> dict[str, Any]:

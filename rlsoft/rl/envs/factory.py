@@ -221,8 +221,9 @@ def _make_kwargs(config: EnvSpec, render_mode: str | None) -> dict[str, Any]:
     kwargs = dict(config.kwargs)
     atari = getattr(config, "atari", None)
     if atari is not None:  # ALE must not skip frames itself: AtariPreprocessing does
-        from rlsoft.rl.envs.atari import atari_make_kwargs
+        from rlsoft.rl.envs.atari import atari_make_kwargs, silence_ale_banner
 
+        silence_ale_banner()
         kwargs.update(atari_make_kwargs(atari))
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
@@ -347,6 +348,7 @@ def uses_native_atari(config: EnvSpec) -> bool:
 
 
 def _make_native_atari(config: EnvSpec) -> gym.vector.VectorEnv:
+    from rlsoft.rl.envs.atari import silence_ale_banner
     from rlsoft.rl.envs.atari_native import (
         DEFAULT_MAX_FRAMES,
         NativeAtariVectorEnv,
@@ -354,6 +356,7 @@ def _make_native_atari(config: EnvSpec) -> gym.vector.VectorEnv:
     )
 
     register_optional_envs(config.id)
+    silence_ale_banner()
     with _versions_as_choices(config.id):
         spec = gym.spec(resolve_env_id(config.id))
     game = spec.kwargs.get("game")

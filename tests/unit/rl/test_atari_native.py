@@ -277,3 +277,22 @@ def test_the_full_action_space_reaches_the_native_env():
     env = make_vector_env(EnvConfig(id=BREAKOUT, num_envs=2, kwargs={"full_action_space": True}))
     assert env.single_action_space.n == 18
     env.close()
+
+
+def test_making_atari_envs_prints_no_ale_banner():
+    """ALE's version banner (printed to stderr by every emulator it starts) stays out of a
+    command's output, on both backends; a fresh process, since the log level is global."""
+    import subprocess
+    import sys
+
+    code = (
+        "from rlsoft.run.config import EnvConfig\n"
+        "from rlsoft.rl.envs.factory import make_env, make_vector_env\n"
+        "make_vector_env(EnvConfig(id='ALE/Pong-v5', num_envs=2)).reset(seed=0)\n"
+        "make_env(EnvConfig(id='ALE/Pong-v5')).reset(seed=0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "A.L.E" not in done.stderr and "Stella" not in done.stderr, done.stderr
