@@ -463,8 +463,9 @@ class AtariConfig(StrictModel):
     ``scripts/bench_atari_vector.py``; :mod:`rlsoft.rl.envs.atari_native`), ``gymnasium`` the
     wrapper stack above in Gymnasium's vector env (``env.vectorization``). ``auto`` (default):
     native unless the config asks for what only the Gymnasium path has (``env.wrappers``,
-    ``env.kwargs`` other than ``full_action_space``). Both resume exactly; the same seed gives
-    different episodes on the two. Evaluations and tabular agents use the Gymnasium stack."""
+    ``env.kwargs`` other than ``full_action_space``, ``env.vectorization: async``). Both
+    resume exactly; the same seed gives different episodes on the two. Evaluations and
+    tabular agents use the Gymnasium stack."""
     threads: int | None = Field(None, ge=1, le=256)
     """Emulator threads of the native backend (default: one per copy, up to the CPUs this
     process may use). Results do not depend on it."""
@@ -524,8 +525,14 @@ class EnvConfig(StrictModel):
                 from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
 
                 unsupported = sorted(set(self.kwargs) - NATIVE_MAKE_KEYWORDS)
-                if unsupported or self.wrappers:
-                    what = f"env.kwargs.{unsupported[0]}" if unsupported else "env.wrappers"
+                if unsupported or self.wrappers or self.vectorization == "async":
+                    what = (
+                        f"env.kwargs.{unsupported[0]}"
+                        if unsupported
+                        else "env.wrappers"
+                        if self.wrappers
+                        else "env.vectorization: async (its copies run in threads)"
+                    )
                     raise ValueError(
                         f"env.atari.backend 'native' (ale-py's vector env) cannot apply "
                         f"{what}; remove it or set env.atari.backend: gymnasium"

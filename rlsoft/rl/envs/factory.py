@@ -335,7 +335,7 @@ def make_vector_env(
 def uses_native_atari(config: EnvSpec) -> bool:
     """Whether :func:`make_vector_env` steps ``config`` in ale-py's native vector env:
     ``env.atari.backend`` native, or auto and nothing that only the Gymnasium path can apply
-    (wrappers, ``env.kwargs`` beyond ``full_action_space``)."""
+    (wrappers, ``env.kwargs`` beyond ``full_action_space``, async vectorization)."""
     atari = getattr(config, "atari", None)
     if atari is None:
         return False
@@ -344,7 +344,11 @@ def uses_native_atari(config: EnvSpec) -> bool:
         return backend == "native"
     from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
 
-    return not config.wrappers and set(config.kwargs) <= NATIVE_MAKE_KEYWORDS
+    return (
+        not config.wrappers
+        and set(config.kwargs) <= NATIVE_MAKE_KEYWORDS
+        and config.vectorization != "async"  # processes asked for: Gymnasium's AsyncVectorEnv
+    )
 
 
 def _make_native_atari(config: EnvSpec) -> gym.vector.VectorEnv:

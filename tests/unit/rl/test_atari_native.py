@@ -242,6 +242,7 @@ def test_records_of_the_gymnasium_backend_name_the_setting_that_resumes_them():
             False,
         ),
         ({"num_envs": 4, "atari": {"backend": "gymnasium"}}, False),
+        ({"num_envs": 2, "vectorization": "async"}, False),
         ({"num_envs": 1, "atari": {"backend": "native"}}, True),
     ],
 )
@@ -258,6 +259,7 @@ def test_auto_picks_the_native_env_when_it_can(env, native):
     [
         ({"kwargs": {"mode": 0}}, "env.kwargs.mode"),
         ({"wrappers": EPISODE_STATISTICS}, "env.wrappers"),
+        ({"vectorization": "async"}, "env.vectorization: async"),
     ],
 )
 def test_asking_the_native_env_for_what_only_gymnasium_does_is_one_sentence(env, what):
