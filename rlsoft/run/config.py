@@ -377,6 +377,8 @@ def check_exploration_keys(section: Any, keys: Any, where: str) -> None:
     """
     if not isinstance(section, dict):
         return
+    if set(ExplorationConfig.model_fields) <= set(section):
+        return  # every field listed: a config rlsoft wrote (a run's config.yaml), not a choice
     policy = section.get("policy", ExplorationConfig.model_fields["policy"].default)
     used = POLICY_FIELDS.get(policy)
     if used is None:
@@ -536,6 +538,16 @@ class EnvConfig(StrictModel):
                     raise ValueError(
                         f"env.atari.backend 'native' (ale-py's vector env) cannot apply "
                         f"{what}; remove it or set env.atari.backend: gymnasium"
+                    )
+            if self.atari.threads is not None:
+                from rlsoft.rl.envs.factory import uses_native_atari
+
+                if not uses_native_atari(self):
+                    raise ValueError(
+                        "env.atari.threads sets the native backend's emulator threads, but this "
+                        "config steps the Gymnasium stack (env.atari.backend gymnasium, or "
+                        "env.wrappers, env.kwargs or async vectorization that need it); "
+                        "remove env.atari.threads"
                     )
         return self
 

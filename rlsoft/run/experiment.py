@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -119,9 +120,11 @@ def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path,
     """:func:`create_run_dir`, also returning the outermost directory it created."""
     run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
     created = _first_missing(run_dir if config.run_name else run_dir.parent)
+    claimed = config.run_name is not None  # a named run dir is this call's (plan_run_dir)
     try:
         if config.run_name is None:
             run_dir = _claim_new_dir(run_dir)
+            claimed = True
             created = created or run_dir
         else:
             _make_dir(run_dir)
@@ -129,7 +132,12 @@ def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path,
         data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
     except OSError as exc:
-        _remove_created(run_dir, created)
+        if claimed:
+            _remove_created(run_dir, created)
+        else:
+            # No name was claimed: run_dir is the taken base name, another run's dir; only
+            # the parents made here go, and only while empty.
+            _remove_empty_parents(run_dir.parent, created)
         reason = exc.strerror or type(exc).__name__
         raise RlsoftError(
             f"cannot write the run dir {str(run_dir)!r} ({reason}); pass a --logdir you can "
@@ -211,19 +219,29 @@ def _remove_created(run_dir: Path, created: Path | None) -> None:
     """
     if created is not None:
         shutil.rmtree(run_dir, ignore_errors=True)
-        parent = run_dir
-        while parent != created:
-            parent = parent.parent
-            try:
-                parent.rmdir()
-            except OSError:  # not empty: another run lives there now
-                return
+        if run_dir != created:
+            _remove_empty_parents(run_dir.parent, created)
         return
     for child in run_dir.iterdir() if run_dir.is_dir() else ():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
+
+
+def _remove_empty_parents(directory: Path, created: Path | None) -> None:
+    """``rmdir`` ``directory`` and its parents up to ``created`` (the outermost this call
+    made; None: none), stopping at the first that is not empty: another run lives there."""
+    if created is None:
+        return
+    while True:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        if directory == created:
+            return
+        directory = directory.parent
 
 
 def _write_run_config(run_dir: Path, data: dict[str, Any]) -> None:
@@ -267,7 +285,18 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
         for key in ("name", "run_name"):
             if isinstance(data.get(key), str) and not PATH_NAME.match(data[key]):
                 data[key] = default_name(data[key])
+        _pin_old_atari_backend(data)
     return validate_config(data, str(path))
+
+
+def _pin_old_atari_backend(data: dict[str, Any]) -> None:
+    """An Atari run written before ``env.atari.backend`` existed stepped the Gymnasium stack;
+    its config has no ``backend``, which would now read as ``auto`` (the native env) and make
+    its checkpoint's environment records unreplayable. Such a run keeps the Gymnasium stack."""
+    env = data.get("env")
+    atari = env.get("atari") if isinstance(env, dict) else None
+    if isinstance(atari, dict) and "backend" not in atari:
+        atari["backend"] = "gymnasium"
 
 
 def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver:
@@ -384,6 +413,16 @@ def hold_run_dir(run_dir: Path) -> Iterator[None]:
                 f"run dir {str(run_dir)!r} is in use by another process{holder}, which is "
                 "training it; wait for it to finish, or stop it, before resuming"
             ) from None
+        except OSError as exc:
+            # A file system without flock on directories (NFS emulates it with fcntl locks,
+            # which need a file open for writing): train unguarded rather than not at all.
+            warnings.warn(
+                f"run dir {str(run_dir)!r} cannot be locked on this file system "
+                f"({exc.strerror or type(exc).__name__}), so a second process could resume it "
+                "while this one trains; do not start one",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         with contextlib.suppress(OSError):  # the pid only adds to the message
             pid_file.write_text(str(os.getpid()), encoding="utf-8")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -239,6 +240,56 @@ def test_a_run_dir_is_claimed_by_one_process_only(tmp_path: Path) -> None:
     first, second = _claim_new_dir(planned), _claim_new_dir(planned)
     assert (first, second) == (planned, planned.with_name("x__s0__t-2"))
     assert first.is_dir() and second.is_dir()
+
+
+@pytest.mark.parametrize("fresh_logdir", [False, True])
+def test_a_failed_claim_leaves_the_run_that_has_the_name_alone(
+    config: Path, tmp_path: Path, monkeypatch, capsys, fresh_logdir: bool
+) -> None:
+    """The default name is taken (another run of the same second) and making ``-2`` fails
+    (a full disk): one sentence, and the other run's dir keeps its files, whether or not
+    this call made the logdir."""
+    import errno
+
+    from rlsoft.run import experiment
+
+    monkeypatch.setattr(experiment, "default_run_name", lambda config: "same__s0__second")
+    logdir = tmp_path / "runs"
+    other = logdir / "same__s0__second"
+    other.mkdir(parents=True)
+    (other / "config.yaml").write_text("seed: 0\n")
+    real_mkdir = os.mkdir
+
+    def full_disk(path, *args, **kwargs):
+        if str(path).endswith("-2"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(experiment.os, "mkdir", full_disk)
+    target = tmp_path / "new" / "runs" if fresh_logdir else logdir
+    if fresh_logdir:  # the taken name is in a logdir this call makes (a second process's)
+        target.mkdir(parents=True)
+        (target / "same__s0__second").mkdir()
+        (target / "same__s0__second" / "config.yaml").write_text("seed: 0\n")
+        other = target / "same__s0__second"
+    assert main(["train", str(config), "--logdir", str(target)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert (other / "config.yaml").read_text() == "seed: 0\n"
+
+
+def test_a_runs_own_config_trains_a_new_run(config: Path, tmp_path: Path, capsys) -> None:
+    """A run's config.yaml lists every exploration field, the unused ones included: it is
+    what the messages send users back to (train the run afresh), so it must train."""
+    import rlsoft
+
+    assert main(["train", str(config), "--logdir", str(tmp_path / "runs")]) == 0
+    saved = _single_run(tmp_path / "runs") / "config.yaml"
+    assert {"epsilon", "temperature", "mu"} <= set(yaml.safe_load(saved.read_text())["exploration"])
+    assert main(["train", str(saved), "--logdir", str(tmp_path / "again")]) == 0, (
+        capsys.readouterr().err
+    )
+    run = rlsoft.train(str(saved), logdir=tmp_path / "api")
+    assert rlsoft.train(run.config.to_dict() | {"run_name": None}, logdir=tmp_path / "api")
 
 
 def test_the_done_line_names_the_policy_of_the_evaluation_it_shows(

@@ -695,6 +695,25 @@ def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_p
     assert history[-1]["changed"] == {"train.total_steps": {"from": splits[-1], "to": total}}
 
 
+def test_an_atari_run_from_before_the_backend_setting_resumes_on_the_gymnasium_stack(tmp_path):
+    """A run written before ``env.atari.backend`` existed has no such key in its config.yaml
+    and its checkpoint holds the Gymnasium stack's episode records: it resumes on that stack
+    (not on what ``auto`` means now), exactly."""
+    pytest.importorskip("ale_py", reason="Atari is an optional extra")
+    kind = "dqn_atari_breakout_gymnasium"
+    config, splits = KINDS[kind]
+    total = config["train"]["total_steps"]
+    run_experiment(validate_config(_kind_config(tmp_path, kind, "continuous")))
+    run_experiment(validate_config(_kind_config(tmp_path, kind, "split", total=splits[0])))
+    saved = tmp_path / "split" / "config.yaml"
+    old = saved.read_text()
+    assert "backend: gymnasium\n" in old
+    saved.write_text(old.replace("    backend: gymnasium\n", "").replace("    threads: null\n", ""))
+    _next_second()
+    resume_experiment(tmp_path / "split", {"train": {"total_steps": total}})
+    assert_same_run(tmp_path / "split", tmp_path / "continuous", splits[:1])
+
+
 def test_an_atari_run_resumed_on_other_emulator_threads_equals_the_continuous_run(tmp_path):
     """``env.atari.threads`` may change on resume (a bigger machine): the native env's
     emulators give the same games on any number of threads, so the run stays exact."""
@@ -1202,6 +1221,21 @@ def test_a_run_in_use_by_another_process_is_not_resumed(tmp_path, capsys):
     # The kernel released the lock with the process (killed, so its pid file stayed behind).
     assert main(["train", "--resume", str(run_dir), "--set", "train.total_steps=800"]) == 0
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 800
+
+
+def test_a_file_system_without_directory_locks_trains_with_a_warning(tmp_path, monkeypatch):
+    """NFS refuses flock on a directory opened read-only (EBADF): the run trains unguarded,
+    with a warning that says so, instead of failing."""
+    import errno
+    import fcntl
+
+    def no_lock(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", no_lock)
+    with pytest.warns(RuntimeWarning, match="cannot be locked on this file system"):
+        run_experiment(validate_config(_kind_config(tmp_path, "q_learning", "nfs", total=300)))
+    assert json.loads((tmp_path / "nfs" / "summary.json").read_text())["steps"] == 300
 
 
 HOLD_RUN_DIR = """

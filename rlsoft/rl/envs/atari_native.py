@@ -186,7 +186,7 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One agent step of every copy; finished copies start their next episode in the same
         step (``info["final_obs"]``/``info["final_info"]`` hold the end of the last one)."""
-        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        actions = self._checked_actions(actions)
         rewards, terminated, truncated, info = self._advance(actions, self._all)
         done = terminated | truncated
         if done.any():
@@ -204,7 +204,30 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
         return self._stacks.copy(), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
-        self._native.close()
+        # The emulator threads stop when ale-py's interface is destroyed, not at its close().
+        native, self._native = self._native, None
+        if native is not None:
+            native.close()
+            del native
+
+    def _checked_actions(self, actions: Any) -> np.ndarray:
+        """``actions`` as one int64 per copy, each in the action set: ale-py's native env
+        waits forever on an action outside it (ale-py 0.12.1), where ALE's Gymnasium env
+        raises."""
+        array = np.asarray(actions)
+        n = int(self.single_action_space.n)
+        if (
+            array.shape not in ((self.num_envs,), (self.num_envs, 1))
+            or array.dtype.kind not in "iu"
+            or array.min(initial=0) < 0
+            or array.max(initial=0) >= n
+        ):
+            raise ValueError(
+                f"actions must be {self.num_envs} integers in 0..{n - 1}, one per copy; got "
+                f"{np.array2string(array.ravel()[:8], separator=', ')} ({array.dtype}, shape "
+                f"{array.shape})"
+            )
+        return array.astype(np.int64, copy=False).reshape(self.num_envs)
 
     # ------------------------------------------------------------------ internals
 
@@ -249,7 +272,8 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
         # FrameStackObservation's padding: the first frame fills the whole stack.
         self._stacks[copies] = frames[copies, -1:]
         self._lives[copies] = info["lives"][copies]
-        return {"lives": np.asarray(info["lives"]), "_lives": np.ones(self.num_envs, dtype=bool)}
+        lives = np.asarray(info["lives"], dtype=np.int64)
+        return {"lives": lives, "_lives": np.ones(self.num_envs, dtype=bool)}
 
     def _advance(
         self, actions: np.ndarray, recorded: np.ndarray
@@ -290,7 +314,8 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
                     successors[i] = stacks[i].copy()
                     stacks[i, :-1] = stacks[i, -1]  # the stack restarts as after a reset
                 info[LEARN_FINAL_OBS], info[f"_{LEARN_FINAL_OBS}"] = successors, restart
-        self._lives = lives
+        # A copy: the reset of a finished copy updates self._lives, not this step's info.
+        self._lives = lives.copy()
         return rewards, terminated, truncated, info
 
     # ------------------------------------------------------------------ exact resume

@@ -4,6 +4,8 @@ actions only, and snapshots that replay exactly (exact resume)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -56,20 +58,19 @@ def test_observations_and_learning_signal_equal_the_gymnasium_stacks(life_loss):
     """With the emulator deterministic (no sticky actions, no no-op starts) both backends play
     the same game for the same actions: the native env's stacks, rewards and learning signal
     equal those of Gymnasium's AtariPreprocessing + FrameStackObservation + rlsoft's
-    AtariLearningSignal, byte for byte, lost lives included (Breakout loses its first life
-    within about 30 random steps)."""
+    AtariLearningSignal, byte for byte, lost lives (Breakout loses its first within about 30
+    random steps), game overs and the games after them included."""
     atari = {"noop_max": 0, "repeat_action_probability": 0.0, "terminal_on_life_loss": life_loss}
     native = _native(num_envs=1, **atari)
     gym_env = make_env(EnvConfig(id=BREAKOUT, atari=atari))
-    actions = np.random.default_rng(0).integers(4, size=150)
+    actions = np.random.default_rng(0).integers(4, size=3000)
     obs, _ = native.reset(seed=0)
     reference, _ = gym_env.reset(seed=0)
     np.testing.assert_array_equal(obs[0], reference)
-    lives_lost = 0
+    lives_lost = games = 0
     for a in actions:
         obs, reward, terminated, _, info = native.step(np.array([a]))
         ref_obs, ref_reward, ref_terminated, _, ref_info = gym_env.step(int(a))
-        np.testing.assert_array_equal(obs[0], ref_obs)
         assert reward[0] == ref_reward and terminated[0] == ref_terminated
         assert info[LEARN_REWARD][0] == ref_info[LEARN_REWARD]
         assert info[LEARN_TERMINATED][0] == ref_info[LEARN_TERMINATED]
@@ -79,8 +80,14 @@ def test_observations_and_learning_signal_equal_the_gymnasium_stacks(life_loss):
         if LEARN_FINAL_OBS in ref_info:
             lives_lost += 1
             np.testing.assert_array_equal(info[LEARN_FINAL_OBS][0], ref_info[LEARN_FINAL_OBS])
-        if ref_terminated:
-            break
+        if ref_terminated:  # the native env started the next game in the same step
+            games += 1
+            np.testing.assert_array_equal(info["final_obs"][0], ref_obs)
+            ref_obs, _ = gym_env.reset()
+            if games == 3:
+                break
+        np.testing.assert_array_equal(obs[0], ref_obs)
+    assert games == 3
     assert lives_lost >= (1 if life_loss else 0)
     native.close()
     gym_env.close()
@@ -273,6 +280,60 @@ def test_asking_the_native_env_for_what_only_gymnasium_does_is_one_sentence(env,
     text = str(info.value)
     assert "\n" not in text
     assert what in text and "env.atari.backend: gymnasium" in text
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"atari": {"backend": "gymnasium", "threads": 2}},
+        {"atari": {"threads": 2}, "vectorization": "async", "num_envs": 2},
+    ],
+)
+def test_threads_for_the_gymnasium_stack_are_refused(env):
+    with pytest.raises(ConfigError) as info:
+        validate_config({"env": {"id": BREAKOUT, **env}, "agent": {"type": "dqn"}})
+    assert "remove env.atari.threads" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("actions", [[4, 0], [-1, 0], [1.0, 0.0], [0], [[0, 1]], ["a", "b"]])
+def test_an_action_outside_the_set_is_refused_instead_of_hanging(actions):
+    """ale-py's native env would wait forever on an action outside the game's set."""
+    env = _native(num_envs=2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions must be 2 integers in 0\.\.3"):
+        env.step(np.array(actions))
+    env.step(np.array([1, 3], dtype=np.int32))  # int32 is fine
+    env.close()
+
+
+def test_final_info_keeps_the_finished_episodes_lives():
+    """Gymnasium's layout: ``final_info`` holds the step that ended the game (0 lives left),
+    the top-level info the new episode's (5 in Breakout)."""
+    env = _native(num_envs=2)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        _, _, terminated, _, info = env.step(rng.integers(4, size=2))
+        if terminated.any():
+            i = int(np.flatnonzero(terminated)[0])
+            assert info["final_info"]["lives"][i] == 0 and info["lives"][i] == 5
+            break
+    else:
+        pytest.fail("no game over in 2,000 random steps")
+    env.close()
+
+
+def test_close_stops_the_emulator_threads():
+    import threading
+
+    before = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+    if before is None:
+        pytest.skip("counts threads through /proc")
+    env = _native(num_envs=2, threads=2)
+    env.reset(seed=0)
+    assert len(os.listdir("/proc/self/task")) > before
+    env.close()
+    assert len(os.listdir("/proc/self/task")) == before, threading.enumerate()
 
 
 def test_the_full_action_space_reaches_the_native_env():
