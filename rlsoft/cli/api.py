@@ -477,7 +477,7 @@ class TrainedAgent:
                 "(a batch); check the layout (channels first or last) and the frame stack of "
                 "the environment it was trained on"
             )
-        self._check_states(obs, array)
+        array = self._check_states(obs, array)
         return (array[None], True) if array.ndim == ndim else (array, False)
 
     def _check_values(self, obs: Any, array: np.ndarray) -> None:
@@ -499,13 +499,18 @@ class TrainedAgent:
                 "numbers (check the environment or the preprocessing that made it)"
             )
 
-    def _check_states(self, obs: Any, array: np.ndarray) -> None:
+    def _check_states(self, obs: Any, array: np.ndarray) -> np.ndarray:
         """For discrete states (tabular agents, of an array of the right shape): integers
-        inside the space."""
+        inside the space (whole numbers written as floats, ``3.0``, taken as the integers);
+        returns the array to act on."""
+        import numpy as np
+
         bounds = _discrete_bounds(self.observation_space)
         if bounds is None:
-            return
+            return array
         low, high = bounds
+        if array.dtype.kind == "f" and np.array_equal(array, np.round(array)):
+            array = array.astype(np.int64)
         if array.dtype.kind not in "biu":
             raise RlsoftError(
                 f"this agent's states are integers in {_ranges(low, high)}, got {shorten(obs)}; "
@@ -518,6 +523,7 @@ class TrainedAgent:
                 f"state {value} is outside this agent's states {_ranges(low, high)}; pass "
                 "the environment's observation unchanged"
             )
+        return array
 
     # ------------------------------------------------------------------ acting
 

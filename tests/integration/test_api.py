@@ -417,7 +417,8 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
         (-1, "state -1 is outside this agent's states 0..4"),
         (np.array([0, 7]), "state 7 is outside"),
         (3.5, "this agent's states are integers in 0..4, got 3.5"),
-        (np.array([1.0]), "states are integers in 0..4"),
+        (np.array([1.0, 2.5]), "states are integers in 0..4"),
+        (7.0, "state 7 is outside"),
         ("a", "observations must be numbers, got 'a'"),
         (None, "observations must be numbers, got None"),
         (float("nan"), "the observation contains NaN"),
@@ -436,6 +437,8 @@ def test_a_tabular_agent_takes_numpy_integers_as_states(chain_run):
     agent = rlsoft.load(chain_run.run_dir)
     assert agent.predict(np.int64(2)) == agent.predict(np.array(2)) == agent.predict(2) == 1
     assert agent.predict(np.uint8(4)) in (0, 1, 2)
+    # A whole number written as a float (a state read back from JSON or a CSV) is that state.
+    assert agent.predict(2.0) == agent.predict(np.array([2.0]))[0] == 1
 
 
 def test_a_dqn_agent_refuses_text_and_nan_observations(dqn_run):
