@@ -523,6 +523,11 @@ class EnvConfig(StrictModel):
                     f"env.kwargs.{clash[0]} is set by the Atari protocol: "
                     f"{ATARI_MAKE_KEYWORDS[clash[0]]}"
                 )
+            full = self.kwargs.get("full_action_space", False)
+            if not isinstance(full, bool):  # ALE would take any truthy value as true
+                raise ValueError(
+                    f"env.kwargs.full_action_space must be true or false, got {shorten(full)}"
+                )
             if self.atari.backend == "native":
                 from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
 
@@ -687,6 +692,10 @@ class ExperimentConfig(StrictModel):
             agent = validate_agent_section(self.agent)
         except (RlsoftError, ValueError):
             return self  # the agent section's own error is reported where it is validated
+        if hasattr(agent, "frame_stack") and "frame_stack" not in self.agent:
+            # Not written: the env's stack is the one the agent gets (a minimal config works).
+            self.agent["frame_stack"] = atari.frame_stack
+            return self
         stack = getattr(agent, "frame_stack", None)
         replay = getattr(agent, "frame_replay", "off")
         if stack is not None and replay != "off" and stack != atari.frame_stack:

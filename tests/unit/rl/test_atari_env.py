@@ -105,7 +105,7 @@ def test_atari_combinations_that_make_no_sense_are_refused():
         _config({"id": "ALE/Pong-v5", "kwargs": {"repeat_action_probability": 0.0}})
     assert "env.atari.repeat_action_probability" in _one_sentence(info)
     with pytest.raises(ConfigError) as info:  # the frame replay would store stacks as frames
-        _config({"id": "ALE/Pong-v5"}, {"type": "dqn"})
+        _config({"id": "ALE/Pong-v5"}, {"type": "dqn", "frame_stack": 1})
     assert "agent.frame_stack (1) must equal env.atari.frame_stack (4)" in _one_sentence(info)
     _config({"id": "ALE/Pong-v5", "atari": {"frame_stack": 1}}, {"type": "dqn"})  # agrees
 

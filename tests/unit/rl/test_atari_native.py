@@ -25,6 +25,7 @@ from rlsoft.rl.envs.state import EpisodeRecorder, restore_vector_env, snapshot_v
 from rlsoft.run.config import AtariConfig, EnvConfig, validate_config
 
 BREAKOUT = "ALE/Breakout-v5"
+DQN = {"type": "dqn"}
 EPISODE_STATISTICS = [{"path": "gymnasium.wrappers:RecordEpisodeStatistics"}]
 
 
@@ -359,3 +360,24 @@ def test_making_atari_envs_prints_no_ale_banner():
     )
     assert done.returncode == 0, done.stderr
     assert "A.L.E" not in done.stderr and "Stella" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("value", ["maybe", "false", 1, None])
+def test_full_action_space_must_be_a_boolean(value):
+    with pytest.raises(ConfigError, match=r"env\.kwargs\.full_action_space must be true or"):
+        validate_config(
+            {"env": {"id": BREAKOUT, "kwargs": {"full_action_space": value}}, "agent": DQN}
+        )
+
+
+def test_a_minimal_atari_config_gives_the_agent_the_envs_frame_stack():
+    """Neither frame_stack written: the agent takes the env's (4), so ``env: {id: ALE/…}``
+    with a DQN trains instead of being refused for a mismatch the user never wrote."""
+    config = validate_config({"env": {"id": BREAKOUT}, "agent": {"type": "dqn"}})
+    assert config.agent_config().frame_stack == 4
+    config = validate_config(
+        {"env": {"id": BREAKOUT, "atari": {"frame_stack": 2}}, "agent": {"type": "dqn"}}
+    )
+    assert config.agent_config().frame_stack == 2
+    with pytest.raises(ConfigError, match=r"agent.frame_stack \(3\) must equal"):
+        validate_config({"env": {"id": BREAKOUT}, "agent": {"type": "dqn", "frame_stack": 3}})
