@@ -129,7 +129,12 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
             game=game,
             num_envs=int(num_envs),
             num_threads=int(num_threads),
-            max_num_frames_per_episode=int(max_episode_frames),
+            # Its own limit counts the frames after the no-op start; the protocol's counts
+            # them all (as the Gymnasium stack's TimeLimit does), which _advance checks: this
+            # one is never reached first.
+            max_num_frames_per_episode=int(max_episode_frames)
+            + int(settings.noop_max)
+            + 2 * int(settings.frame_skip),
             repeat_action_probability=float(settings.repeat_action_probability),
             full_action_space=bool(full_action_space),
             autoreset_mode=AutoresetMode.NEXT_STEP,  # never reached: this class resets
@@ -146,6 +151,7 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
             use_fire_reset=False,
         )
         self.num_envs = int(num_envs)
+        self.max_episode_frames = int(max_episode_frames)
         self.clip_rewards = bool(settings.clip_rewards)
         self.terminal_on_life_loss = bool(settings.terminal_on_life_loss)
         k, side = int(settings.frame_stack), int(settings.screen_size)
@@ -194,13 +200,12 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
             final_obs = np.empty(self.num_envs, dtype=object)
             for i in finished:
                 final_obs[i] = self._stacks[i].copy()
-            info["final_obs"], info["_final_obs"] = final_obs, done
-            info["final_info"] = {
-                key: info[key] for key in (LEARN_REWARD, LEARN_TERMINATED, "lives")
-            } | {f"_{LEARN_REWARD}": done, f"_{LEARN_TERMINATED}": done, "_lives": done}
+            keys = [key for key in info if not key.startswith("_")]
+            info["final_info"] = {key: info[key] for key in keys} | {f"_{k}": done for k in keys}
             info["_final_info"] = done
+            info["final_obs"], info["_final_obs"] = final_obs, done
             # As in Gymnasium's same-step autoreset, a finished copy's info is its reset's.
-            info["lives"] = self._next_episodes(finished)["lives"]
+            info.update(self._next_episodes(finished))
         return self._stacks.copy(), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -272,8 +277,16 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
         # FrameStackObservation's padding: the first frame fills the whole stack.
         self._stacks[copies] = frames[copies, -1:]
         self._lives[copies] = info["lives"][copies]
-        lives = np.asarray(info["lives"], dtype=np.int64)
-        return {"lives": lives, "_lives": np.ones(self.num_envs, dtype=bool)}
+        return self._game_info(info)
+
+    def _game_info(self, native_info: dict[str, Any]) -> dict[str, Any]:
+        """The game's counters, as ALE's Gymnasium env reports them, for every copy."""
+        every = np.ones(self.num_envs, dtype=bool)
+        info: dict[str, Any] = {}
+        for key in ("lives", "episode_frame_number", "frame_number"):
+            info[key] = np.asarray(native_info[key], dtype=np.int64)
+            info[f"_{key}"] = every
+        return info
 
     def _advance(
         self, actions: np.ndarray, recorded: np.ndarray
@@ -292,13 +305,15 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
         stacks[:, -1] = frames[:, -1]
         rewards = np.asarray(rewards, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
-        truncated = np.asarray(truncated, dtype=bool)
-        lives = np.asarray(native_info["lives"], dtype=np.int64)
+        info = self._game_info(native_info)
+        lives = info["lives"]
+        # The episode's frame limit, no-op start included (the Gymnasium stack's TimeLimit),
+        # checked at the end of the agent step.
+        over = info["episode_frame_number"] >= self.max_episode_frames
+        truncated = (np.asarray(truncated, dtype=bool) | over) & ~terminated
         learn_terminated = terminated.copy()
         all_copies = np.ones(self.num_envs, dtype=bool)
-        info: dict[str, Any] = {
-            "lives": lives,
-            "_lives": all_copies,
+        info |= {
             LEARN_REWARD: np.sign(rewards) if self.clip_rewards else rewards.copy(),
             f"_{LEARN_REWARD}": all_copies,
             LEARN_TERMINATED: learn_terminated,

@@ -381,3 +381,26 @@ def test_a_minimal_atari_config_gives_the_agent_the_envs_frame_stack():
     assert config.agent_config().frame_stack == 2
     with pytest.raises(ConfigError, match=r"agent.frame_stack \(3\) must equal"):
         validate_config({"env": {"id": BREAKOUT}, "agent": {"type": "dqn", "frame_stack": 3}})
+
+
+@pytest.mark.parametrize("backend", ["native", "gymnasium"])
+def test_the_frame_limit_counts_the_no_op_start_on_both_backends(backend):
+    """``env.max_episode_steps`` counts emulator frames from the reset, the 1 to 30 no-op
+    frames included, on both backends: a game truncated at 200 frames lasts (200 − no-ops)/4
+    agent steps (the native env ends it at the agent step that reaches the limit)."""
+    config = EnvConfig(id=BREAKOUT, num_envs=2, max_episode_steps=200, atari={"backend": backend})
+    env = make_vector_env(config, wrap=EpisodeRecorder)
+    env.reset(seed=0)
+    lengths, steps = [], np.zeros(2, dtype=int)
+    while len(lengths) < 6:
+        _, _, terminated, truncated, info = env.step(np.array([1, 1]))  # FIRE: no game over
+        steps += 1
+        for i in np.flatnonzero(truncated):
+            assert not terminated[i]
+            if backend == "native":
+                assert 200 <= info["final_info"]["episode_frame_number"][i] < 204
+            lengths.append(int(steps[i]))
+            steps[i] = 0
+    assert all(43 <= n <= 50 for n in lengths), lengths  # 30 no-ops at most: ceil(170/4)
+    assert len(set(lengths)) > 1  # the no-op count varies
+    env.close()
