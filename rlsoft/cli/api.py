@@ -507,7 +507,7 @@ class TrainedAgent:
 
         bounds = _discrete_bounds(self.observation_space)
         if bounds is None:
-            return array
+            return self._check_pixels(obs, array)
         low, high = bounds
         if array.dtype.kind == "f" and np.array_equal(array, np.round(array)):
             array = array.astype(np.int64)
@@ -524,6 +524,30 @@ class TrainedAgent:
                 "the environment's observation unchanged"
             )
         return array
+
+    def _check_pixels(self, obs: Any, array: np.ndarray) -> np.ndarray:
+        """For a ``Box`` of integers or booleans (Atari's uint8 frames, MinAtar's grids):
+        whole numbers inside its bounds, returned in the space's dtype. The agent scales uint8
+        frames by 1/255 itself, so frames already divided by 255, or values past 255, would be
+        read as other pictures."""
+        import numpy as np
+        from gymnasium.spaces import Box
+
+        space = self.observation_space
+        if not isinstance(space, Box) or space.dtype is None or space.dtype.kind not in "biu":
+            return array
+        low, high = (0, 1) if space.dtype.kind == "b" else (space.low.min(), space.high.max())
+        whole = array.dtype.kind in "biu" or bool(np.array_equal(array, np.round(array)))
+        if not whole or array.min(initial=low) < low or array.max(initial=high) > high:
+            raise RlsoftError(
+                f"this agent's observations are {space.dtype} values in {low}..{high}, as the "
+                f"environment returns them, got values from {array.min():g} to "
+                f"{array.max():g}{' with fractions' if not whole else ''}; pass the "
+                "observation unscaled"
+            )
+        # The agent scales by the dtype it was trained on (uint8 frames by 1/255): the same
+        # whole numbers as floats would skip that scaling.
+        return array.astype(space.dtype, copy=False)
 
     # ------------------------------------------------------------------ acting
 

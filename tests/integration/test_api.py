@@ -499,3 +499,36 @@ def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(t
     assert rlsoft.evaluate(agent, episodes=3).episodes == 3
     with pytest.raises(RlsoftError, match=re.escape("observation shape (3,) (one")):
         agent.predict((14, 10))
+
+
+def test_a_pixel_agent_refuses_frames_outside_its_uint8_range(tmp_path):
+    """Atari frames are uint8 0..255 and the agent scales them itself: values past 255, below
+    0 or already divided by 255 would be read as other pictures, so they are refused; the
+    env's own observation (from the native backend it trained on) is acted on."""
+    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+    run = rlsoft.train(
+        {
+            "env": {
+                "id": "ALE/Breakout-v5",
+                "max_episode_steps": 400,
+                "atari": {"screen_size": 36, "frame_stack": 2},
+            },
+            "agent": {"type": "dqn", "network": "nature_cnn", "hidden_sizes": [8]},
+            "train": {"total_steps": 40, "eval_episodes": 1, "eval_every": 0},
+            "device": "cpu",
+        },
+        overrides={"agent.learning_starts": 1000, "agent.buffer_size": 100},
+        logdir=tmp_path,
+    )
+    agent = rlsoft.load(run.run_dir)
+    frame = np.random.default_rng(0).integers(0, 256, size=(2, 36, 36), dtype=np.uint8)
+    assert agent.predict(frame) in range(4)
+    assert agent.predict(frame.astype(np.float32)) == agent.predict(frame)  # whole numbers
+    for bad, what in (
+        (np.full((2, 36, 36), 300), "from 300 to 300"),
+        (np.full((2, 36, 36), -1), "from -1 to -1"),
+        (frame / 255.0, "with fractions"),
+    ):
+        with pytest.raises(RlsoftError, match=r"observations are uint8 values in 0\.\.255") as info:
+            agent.predict(bad)
+        assert what in str(info.value) and "\n" not in str(info.value)
