@@ -124,7 +124,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise RlsoftError("give either a CONFIG or --resume RUN_DIR, not both")
         if args.seed is not None or args.logdir is not None:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
+        finished_at = _finished_steps(args.resume)
         result = api.resume(args.resume, overrides=args.overrides)
+        if finished_at is not None and result.steps <= finished_at:
+            print(
+                f"rlsoft: the run had already reached its train.total_steps ({finished_at:,}), "
+                "so nothing was trained; pass --set train.total_steps=N with a larger N to "
+                "train it further",
+                file=sys.stderr,
+            )
     else:
         if not args.config:
             raise RlsoftError("rlsoft train needs a CONFIG file (or --resume RUN_DIR)")
@@ -150,6 +158,21 @@ def _warn_uneven_budget(config) -> None:
             f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}",
             file=sys.stderr,
         )
+
+
+def _finished_steps(run_dir: str) -> int | None:
+    """The steps of a finished run (its ``summary.json``), or None: not finished, unreadable
+    (the resume itself reports a bad run dir)."""
+    import json
+
+    from rlsoft.run.checkpoint import SUMMARY_FILE
+    from rlsoft.run.experiment import run_dir_of
+
+    try:
+        summary = json.loads((run_dir_of(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
+        return int(summary["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _summary_line(result) -> str:

@@ -292,6 +292,21 @@ def test_a_runs_own_config_trains_a_new_run(config: Path, tmp_path: Path, capsys
     assert rlsoft.train(run.config.to_dict() | {"run_name": None}, logdir=tmp_path / "api")
 
 
+def test_resuming_a_finished_run_says_that_nothing_was_trained(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    assert main(["train", str(config), "--logdir", str(tmp_path / "runs")]) == 0
+    run_dir = _single_run(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "had already reached its train.total_steps" in err and "nothing was trained" in err
+    steps = json.loads((run_dir / "summary.json").read_text())["steps"]
+    args = ["train", "--resume", str(run_dir), "--set", f"train.total_steps={steps + 500}"]
+    assert main(args) == 0
+    assert "nothing was trained" not in capsys.readouterr().err
+
+
 def test_the_done_line_names_the_policy_of_the_evaluation_it_shows(
     config: Path, tmp_path: Path, capsys
 ) -> None:
