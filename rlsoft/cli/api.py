@@ -709,8 +709,11 @@ def make_eval_env(
 ) -> tuple[Any, bool]:
     """``(environment, owned)`` from a registered id, an entry point ``module:Name``, a
     factory (called with no arguments), an env instance, or ``None`` (``default``: an env
-    config). ``owned``: made here, so the caller closes it. An id or entry point is made bare
-    (no wrappers): pass a factory or an instance to evaluate with wrappers."""
+    config). ``owned``: made here, so the caller closes it. The run's own id is made as the
+    run made it (``default``: its kwargs, wrappers, time limit and Atari protocol); another
+    ``ALE/`` id gets the run's Atari protocol and ``full_action_space`` (the network's input
+    and output); any other id or entry point is made bare: pass a factory or an instance to
+    evaluate with wrappers."""
     import gymnasium as gym
 
     from rlsoft.rl.envs.factory import make_env
@@ -724,8 +727,15 @@ def make_eval_env(
 
         from rlsoft.run.config import EnvConfig
 
+        if default is not None and env == getattr(default, "id", None):
+            return make_env(default, render_mode=render_mode), True
+        atari = getattr(default, "atari", None)
         try:
-            config = EnvConfig(id=env)
+            if atari is not None and env.startswith("ALE/"):  # the network's input and actions
+                actions = {k: v for k, v in default.kwargs.items() if k == "full_action_space"}
+                config = EnvConfig(id=env, atari=atari, kwargs=actions)
+            else:
+                config = EnvConfig(id=env)
         except ValidationError as exc:
             raise RlsoftError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
         return make_env(config, render_mode=render_mode), True

@@ -532,3 +532,26 @@ def test_a_pixel_agent_refuses_frames_outside_its_uint8_range(tmp_path):
         with pytest.raises(RlsoftError, match=r"observations are uint8 values in 0\.\.255") as info:
             agent.predict(bad)
         assert what in str(info.value) and "\n" not in str(info.value)
+
+
+def test_evaluate_makes_the_runs_own_id_as_the_run_made_it(tmp_path):
+    """``env="ALE/Breakout-v5"`` for a run trained on it with its own Atari settings (36×36
+    frames, 2-frame stacks, no no-op starts): the same env as ``env=None``, not the defaults
+    (84×84 stacks of 4, which the network could not take)."""
+    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+    atari = {"screen_size": 36, "frame_stack": 2, "noop_max": 0}
+    run = rlsoft.train(
+        {
+            "env": {"id": "ALE/Breakout-v5", "max_episode_steps": 400, "atari": atari},
+            "agent": {"type": "dqn", "network": "nature_cnn", "hidden_sizes": [8]},
+            "train": {"total_steps": 40, "eval_episodes": 1, "eval_every": 0},
+            "device": "cpu",
+        },
+        overrides={"agent.learning_starts": 1000, "agent.buffer_size": 100},
+        logdir=tmp_path,
+    )
+    agent = rlsoft.load(run.run_dir)
+    own = rlsoft.evaluate(agent, episodes=2, epsilon=0.05)
+    named = rlsoft.evaluate(agent, env="ALE/Breakout-v5", episodes=2, epsilon=0.05)
+    np.testing.assert_array_equal(named.lengths, own.lengths)
+    np.testing.assert_array_equal(named.returns, own.returns)
