@@ -350,6 +350,11 @@ CASES = [
     ),
     C("exploration-mu-with-epsilon-greedy", f"{TRAIN} --set exploration.mu=3", "(ez_greedy)"),
     C(
+        "choice-misspelt",
+        f"{TRAIN} --set exploration.policy=boltzman",
+        "(got 'boltzman') (did you mean 'boltzmann'?)",
+    ),
+    C(
         "exploration-unused-in-the-file",
         "train {tmp}/t.yaml",
         "t.yaml sets exploration.epsilon, which exploration.policy boltzmann ignores",
