@@ -52,9 +52,10 @@ def steps_per_second(env: gym.vector.VectorEnv, steps: int, seed: int = 0) -> fl
 
 
 def rlsoft_env(game: str, num_envs: int, backend: str, threads: int) -> gym.vector.VectorEnv:
-    config = EnvConfig(
-        id=f"ALE/{game}-v5", num_envs=num_envs, atari={"backend": backend, "threads": threads}
-    )
+    atari: dict[str, object] = {"backend": backend}
+    if backend == "native":  # the Gymnasium stack has no emulator threads to set
+        atari["threads"] = threads
+    config = EnvConfig(id=f"ALE/{game}-v5", num_envs=num_envs, atari=atari)
     return make_vector_env(config, wrap=EpisodeRecorder)
 
 

@@ -461,7 +461,7 @@ class AtariConfig(StrictModel):
     it)."""
     backend: Literal["auto", "native", "gymnasium"] = "auto"
     """What steps the training env: ``native`` is ale-py's C++ vector env (``AtariVectorEnv``:
-    the same preprocessing, byte for byte, 1.9× to 3.7× the Gymnasium path's steps/s in
+    the same preprocessing, byte for byte, 1.7× to 3.7× the Gymnasium path's steps/s in
     ``scripts/bench_atari_vector.py``; :mod:`rlsoft.rl.envs.atari_native`), ``gymnasium`` the
     wrapper stack above in Gymnasium's vector env (``env.vectorization``). ``auto`` (default):
     native unless the config asks for what only the Gymnasium path has (``env.wrappers``,

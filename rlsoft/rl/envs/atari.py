@@ -30,7 +30,7 @@ of that generator's state and the actions, and exact resume
 agents and ``env.atari.backend: gymnasium`` use (in Gymnasium's ``SyncVectorEnv``/
 ``AsyncVectorEnv`` for several copies). DQN's training env is by default (``auto``) ale-py's
 native ``AtariVectorEnv`` driven by :class:`rlsoft.rl.envs.atari_native.NativeAtariVectorEnv`:
-the same observations byte for byte and the same learning signal in ``info``, 1.9× to 3.7× the
+the same observations byte for byte and the same learning signal in ``info``, 1.7× to 3.7× the
 steps per second of this stack in ``scripts/bench_atari_vector.py``, and exact resume too.
 """
 
