@@ -470,7 +470,8 @@ class AtariConfig(StrictModel):
     tabular agents use the Gymnasium stack."""
     threads: int | None = Field(None, ge=1, le=256)
     """Emulator threads of the native backend (default: one per copy, up to the CPUs this
-    process may use). Results do not depend on it."""
+    process may use and ``OMP_NUM_THREADS`` where set, 1 in ``rlsoft compare``'s workers).
+    Results do not depend on it."""
 
 
 ATARI_MAKE_KEYWORDS = {

@@ -40,6 +40,7 @@ episodes on the two backends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -88,13 +89,17 @@ _SEED_BOUND = 2**31  # ALE takes a non-negative 32-bit seed
 
 def native_threads(num_envs: int, threads: int | None) -> int:
     """Emulator threads: ``threads`` if given, else one per copy up to the CPUs this process
-    may run on."""
+    may run on, or up to ``OMP_NUM_THREADS`` where that is set (the usual limit of a
+    process's threads; ``rlsoft compare`` sets it to 1 in its workers, which already use
+    every core)."""
     if threads is not None:
         return int(threads)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    with contextlib.suppress(ValueError):  # unset or not a number: no limit
+        cpus = min(cpus, int(os.environ.get("OMP_NUM_THREADS", "")))
     return max(1, min(int(num_envs), cpus))
 
 

@@ -404,3 +404,15 @@ def test_the_frame_limit_counts_the_no_op_start_on_both_backends(backend):
     assert all(43 <= n <= 50 for n in lengths), lengths  # 30 no-ops at most: ceil(170/4)
     assert len(set(lengths)) > 1  # the no-op count varies
     env.close()
+
+
+def test_default_threads_follow_the_copies_the_cpus_and_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert atari_native.native_threads(1, None) == 1
+    assert atari_native.native_threads(64, None) == cpus
+    assert atari_native.native_threads(8, 3) == 3  # given: as given
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as in rlsoft compare's workers
+    assert atari_native.native_threads(8, None) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert atari_native.native_threads(1, None) == 1
