@@ -764,6 +764,7 @@ def evaluate(
     deterministic: bool = True,
     render: bool = False,
     epsilon: float | None = None,
+    on_episode: Callable[[int, float, int], None] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes of ``agent`` and return their returns and lengths.
 
@@ -777,6 +778,8 @@ def evaluate(
     :param epsilon: with ``deterministic``, act ε-greedily with this ε in [0, 1]
         (:func:`rlsoft.rl.evaluation.evaluate_greedy`; the draws are seeded by ``seed``);
         ``None``: the run's ``train.eval_epsilon`` (0, greedy, unless the config set it).
+    :param on_episode: called with ``(episode, return, length)`` after each episode, e.g. to
+        show progress (``rlsoft eval`` does on a terminal).
     """
     import numpy as np
 
@@ -785,7 +788,7 @@ def evaluate(
     if not isinstance(agent, TrainedAgent):
         raise RlsoftError(f"evaluate needs an agent made by rlsoft.load, got {a_type(agent)}")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise RlsoftError(f"episodes must be at least 1, got {shorten(episodes)}")
+        raise RlsoftError(f"episodes must be a whole number of at least 1, got {shorten(episodes)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     if not agent.is_policy:
@@ -818,7 +821,7 @@ def evaluate(
             )
         actor = agent if deterministic else _Sampler(agent)
         returns, lengths = evaluate_greedy(
-            actor, made, episodes, seed, render=render, epsilon=epsilon
+            actor, made, episodes, seed, render=render, epsilon=epsilon, on_episode=on_episode
         )
     finally:
         if owned:

@@ -240,7 +240,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env = _eval_env(config, args)
         try:
             stats = api.evaluate(
-                agent, env, args.episodes, seed=args.seed, render=args.render, epsilon=args.epsilon
+                agent,
+                env,
+                args.episodes,
+                seed=args.seed,
+                render=args.render,
+                epsilon=args.epsilon,
+                on_episode=_episode_progress(args.episodes),
             )
         finally:
             env.close()
@@ -250,6 +256,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
+
+
+def _episode_progress(episodes: int):
+    """On a terminal, a line on stderr updated after every episode (an Atari game can take
+    half a minute; 100 of them would otherwise pass in silence); elsewhere nothing."""
+    if not sys.stderr.isatty():
+        return None
+    total = 0.0
+
+    def show(episode: int, episode_return: float, length: int) -> None:
+        nonlocal total
+        total += episode_return
+        done = episode + 1
+        end = "\n" if done == episodes else ""
+        print(
+            f"\r\033[Kepisode {done}/{episodes}: return {episode_return:g} in {length:,} "
+            f"steps; mean so far {total / done:.2f}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
 
 
 def _refuse_unused_classifier_flags(args: argparse.Namespace, is_policy: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +24,7 @@ def evaluate_greedy(
     *,
     epsilon: float = 0.0,
     rng: np.random.Generator | None = None,
+    on_episode: Callable[[int, float, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``episodes`` episodes with ``agent.act_greedy`` and return (returns, lengths).
 
@@ -37,6 +39,7 @@ def evaluate_greedy(
         procedure) evaluate Atari agents with ε = 0.05. 0: greedy, and nothing is drawn.
     :param rng: the generator of those draws (one uniform per step, then the random action
         when it is below ε); default ``np.random.default_rng(seed)``.
+    :param on_episode: called with ``(episode, return, length)`` after each episode (progress).
     """
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
@@ -63,4 +66,6 @@ def evaluate_greedy(
                 frame = env.render()
                 if isinstance(frame, str):  # text renderings (ansi) are printed
                     print(frame)
+        if on_episode is not None:
+            on_episode(episode, float(returns[episode]), int(lengths[episode]))
     return returns, lengths

@@ -397,8 +397,10 @@ def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
         rlsoft.evaluate(agent, env=42)
     with pytest.raises(RlsoftError, match="observation space"):
         rlsoft.evaluate(agent, env="Taxi-v4", episodes=1)
-    with pytest.raises(RlsoftError, match="episodes must be at least 1"):
+    with pytest.raises(RlsoftError, match="episodes must be a whole number of at least 1"):
         rlsoft.evaluate(agent, episodes=0)
+    with pytest.raises(RlsoftError, match=r"episodes must be a whole number .* got '3'"):
+        rlsoft.evaluate(agent, episodes="3")
     with pytest.raises(RlsoftError, match=re.escape("returned an int, not a gymnasium.Env")):
         rlsoft.evaluate(agent, env=lambda: 3)
     with pytest.raises(RlsoftError, match="do not match one observation"):
@@ -555,3 +557,22 @@ def test_evaluate_makes_the_runs_own_id_as_the_run_made_it(tmp_path):
     named = rlsoft.evaluate(agent, env="ALE/Breakout-v5", episodes=2, epsilon=0.05)
     np.testing.assert_array_equal(named.lengths, own.lengths)
     np.testing.assert_array_equal(named.returns, own.returns)
+
+
+def test_evaluate_reports_each_episode_as_it_ends(chain_run, monkeypatch, capsys):
+    """``on_episode`` sees every episode's return and length as it ends (what ``rlsoft eval``
+    shows on a terminal), the same numbers as the result."""
+    import sys
+
+    from rlsoft.cli.main import main as cli_main
+
+    agent = rlsoft.load(chain_run.run_dir)
+    seen: list[tuple[int, float, int]] = []
+    result = rlsoft.evaluate(agent, episodes=3, on_episode=lambda *e: seen.append(e))
+    assert [e[0] for e in seen] == [0, 1, 2]
+    np.testing.assert_array_equal([e[1] for e in seen], result.returns)
+    np.testing.assert_array_equal([e[2] for e in seen], result.lengths)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert cli_main(["eval", str(chain_run.run_dir), "--episodes", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "episode 1/2: return" in err and "episode 2/2: return" in err and err.endswith("\n")
