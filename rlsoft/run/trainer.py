@@ -377,10 +377,20 @@ class Trainer:
     def _record_divergence(self, exc: DivergedError) -> None:
         """Write :data:`DIVERGED_FILE`: the run stopped for good, and later commands (``rlsoft
         eval``, ``--resume``) can say so rather than wait for a checkpoint that never comes."""
-        fields = type(self.config.agent_config()).model_fields
-        fixes = [f"a lower agent.{name}" for name in ("lr", "learning_rate") if name in fields]
+        agent = self.config.agent_config()
+        fields = type(agent).model_fields
+        fixes = [
+            f"a lower agent.{name} (it was {getattr(agent, name):g})"
+            for name in ("lr", "learning_rate")
+            if name in fields and isinstance(getattr(agent, name), (int, float))
+        ]
+        clip = getattr(agent, "max_grad_norm", None)
         if "max_grad_norm" in fields:
-            fixes.append("with agent.max_grad_norm set (gradient clipping)")
+            fixes.append(
+                "with agent.max_grad_norm set (gradient clipping)"
+                if clip is None
+                else f"a lower agent.max_grad_norm (it was {clip:g})"
+            )
         record = {
             "step": self.step,
             "message": " ".join(str(exc).split()),
