@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 import shlex
@@ -114,9 +115,15 @@ def read_scalars(run_dir: Path, tags: Iterable[str]) -> dict[str, tuple[np.ndarr
     return out
 
 
-def _eval_epsilon(config: dict[str, Any] | None) -> float:
-    """A run config's ``train.eval_epsilon`` (0, greedy, when absent or unreadable)."""
-    value = _get_dotted(config or {}, "train.eval_epsilon")
+def _eval_epsilon(config: dict[str, Any] | None, run_dir: Path) -> float:
+    """The ε of a run's last evaluation: ``final_eval_epsilon`` in its ``summary.json`` (a
+    resume may have changed ``train.eval_epsilon`` after it), else its config's
+    ``train.eval_epsilon`` (0, greedy, when absent or unreadable)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        value = summary["final_eval_epsilon"]
+    except (OSError, ValueError, KeyError, TypeError):
+        value = _get_dotted(config or {}, "train.eval_epsilon")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
@@ -214,7 +221,7 @@ def load_runs(
             episodes=episodes,
             env_id=env_id,
             sweep_value=sweep_value,
-            eval_epsilon=_eval_epsilon(config),
+            eval_epsilon=_eval_epsilon(config, run_dir),
         )
         records.append(record)
         if not from_layout:

@@ -303,3 +303,9 @@ def test_the_report_names_the_evaluation_policy_from_the_run_configs(tmp_path, c
     write_run(tmp_path / "E" / "w" / "seed_0", [(1, 1.0)], config=taxi_config("w"))
     analysis, _ = report(tmp_path, n_resamples=100)
     assert analysis.evaluation == "greedy or ε-greedy (ε per run: 0, 0.05)"
+    # A resume that set train.eval_epsilon after the last evaluation: the summary's ε counts.
+    for seed in range(2):
+        summary = tmp_path / "E" / "v" / f"seed_{seed}" / "summary.json"
+        summary.write_text(json.dumps({"steps": 1, "final_eval_epsilon": 0.0}))
+    analysis, _ = report(tmp_path, n_resamples=100)
+    assert analysis.evaluation == "greedy"
