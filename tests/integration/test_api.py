@@ -503,25 +503,26 @@ def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(t
         agent.predict((14, 10))
 
 
-def test_a_pixel_agent_refuses_frames_outside_its_uint8_range(tmp_path):
-    """Atari frames are uint8 0..255 and the agent scales them itself: values past 255, below
-    0 or already divided by 255 would be read as other pictures, so they are refused; the
-    env's own observation (from the native backend it trained on) is acted on."""
-    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
-    run = rlsoft.train(
+def _tiny_breakout_run(logdir, atari: dict) -> rlsoft.Run:
+    """40 steps of an untrained Breakout DQN (no updates: learning starts later)."""
+    return rlsoft.train(
         {
-            "env": {
-                "id": "ALE/Breakout-v5",
-                "max_episode_steps": 400,
-                "atari": {"screen_size": 36, "frame_stack": 2},
-            },
+            "env": {"id": "ALE/Breakout-v5", "max_episode_steps": 400, "atari": atari},
             "agent": {"type": "dqn", "network": "nature_cnn", "hidden_sizes": [8]},
             "train": {"total_steps": 40, "eval_episodes": 1, "eval_every": 0},
             "device": "cpu",
         },
         overrides={"agent.learning_starts": 1000, "agent.buffer_size": 100},
-        logdir=tmp_path,
+        logdir=logdir,
     )
+
+
+def test_a_pixel_agent_refuses_frames_outside_its_uint8_range(tmp_path):
+    """Atari frames are uint8 0..255 and the agent scales them itself: values past 255, below
+    0 or already divided by 255 would be read as other pictures, so they are refused; the
+    env's own observation (from the native backend it trained on) is acted on."""
+    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+    run = _tiny_breakout_run(tmp_path, {"screen_size": 36, "frame_stack": 2})
     agent = rlsoft.load(run.run_dir)
     frame = np.random.default_rng(0).integers(0, 256, size=(2, 36, 36), dtype=np.uint8)
     assert agent.predict(frame) in range(4)
@@ -541,17 +542,7 @@ def test_evaluate_makes_the_runs_own_id_as_the_run_made_it(tmp_path):
     frames, 2-frame stacks, no no-op starts): the same env as ``env=None``, not the defaults
     (84×84 stacks of 4, which the network could not take)."""
     pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
-    atari = {"screen_size": 36, "frame_stack": 2, "noop_max": 0}
-    run = rlsoft.train(
-        {
-            "env": {"id": "ALE/Breakout-v5", "max_episode_steps": 400, "atari": atari},
-            "agent": {"type": "dqn", "network": "nature_cnn", "hidden_sizes": [8]},
-            "train": {"total_steps": 40, "eval_episodes": 1, "eval_every": 0},
-            "device": "cpu",
-        },
-        overrides={"agent.learning_starts": 1000, "agent.buffer_size": 100},
-        logdir=tmp_path,
-    )
+    run = _tiny_breakout_run(tmp_path, {"screen_size": 36, "frame_stack": 2, "noop_max": 0})
     agent = rlsoft.load(run.run_dir)
     own = rlsoft.evaluate(agent, episodes=2, epsilon=0.05)
     named = rlsoft.evaluate(agent, env="ALE/Breakout-v5", episodes=2, epsilon=0.05)

@@ -365,6 +365,22 @@ if CATCH not in gym.registry:
     gym.register(CATCH, entry_point=CatchImageEnv, max_episode_steps=100)
 
 
+def _atari_breakout(backend: str) -> dict:
+    """A small Breakout DQN (36×36 frames, 2-frame stacks, life-loss terminals, 2 copies)."""
+    atari = {"screen_size": 36, "frame_stack": 2, "noop_max": 8, "terminal_on_life_loss": True}
+    return {
+        "env": {
+            "id": "ALE/Breakout-v5",
+            "num_envs": 2,
+            "max_episode_steps": 600,  # emulator frames: 150 agent steps
+            "atari": {**atari, "backend": backend},
+        },
+        "agent": {**DQN_AGENT, "network": "nature_cnn", "hidden_sizes": [8], "frame_stack": 2},
+        "exploration": EPSILON,
+        "train": {**DQN_TRAIN, "eval_episodes": 1},
+    }
+
+
 # (config, split steps). Vector runs split at multiples of num_envs (a vector step is
 # num_envs environment steps); every other split is off the logging and evaluation grid.
 KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
@@ -526,45 +542,8 @@ KINDS: dict[str, tuple[dict, tuple[int, ...]]] = {
     # on the Gymnasium wrapper stack: sticky actions and no-op starts reseeded at every
     # reset, life-loss terminals for learning beside the game's episodes, clipped rewards,
     # and the frame replay of 2-frame stacks.
-    "dqn_atari_breakout": (
-        {
-            "env": {
-                "id": "ALE/Breakout-v5",
-                "num_envs": 2,
-                "max_episode_steps": 600,  # emulator frames: 150 agent steps
-                "atari": {
-                    "screen_size": 36,
-                    "frame_stack": 2,
-                    "noop_max": 8,
-                    "terminal_on_life_loss": True,
-                },
-            },
-            "agent": {**DQN_AGENT, "network": "nature_cnn", "hidden_sizes": [8], "frame_stack": 2},
-            "exploration": EPSILON,
-            "train": {**DQN_TRAIN, "eval_episodes": 1},
-        },
-        (246, 402),
-    ),
-    "dqn_atari_breakout_gymnasium": (
-        {
-            "env": {
-                "id": "ALE/Breakout-v5",
-                "num_envs": 2,
-                "max_episode_steps": 600,  # emulator frames: 150 agent steps
-                "atari": {
-                    "screen_size": 36,
-                    "frame_stack": 2,
-                    "noop_max": 8,
-                    "terminal_on_life_loss": True,
-                    "backend": "gymnasium",
-                },
-            },
-            "agent": {**DQN_AGENT, "network": "nature_cnn", "hidden_sizes": [8], "frame_stack": 2},
-            "exploration": EPSILON,
-            "train": {**DQN_TRAIN, "eval_episodes": 1},
-        },
-        (246, 402),
-    ),
+    "dqn_atari_breakout": (_atari_breakout("native"), (246, 402)),
+    "dqn_atari_breakout_gymnasium": (_atari_breakout("gymnasium"), (246, 402)),
     "classifier_mlp_adam": (
         {
             "env": None,
