@@ -127,7 +127,7 @@ class NativeAtariVectorEnv(gym.vector.VectorEnv):
             from ale_py.vector_env import AtariVectorEnv
         except ImportError:
             raise RlsoftError(
-                "env.atari.backend 'native' needs ale-py's vector env (ale-py 0.11 or newer); "
+                "env.atari.backend 'native' needs ale-py's vector env (ale-py 0.12.1 or newer); "
                 "install it with: pip install 'rlsoft[atari]'"
             ) from None
         self._native = AtariVectorEnv(
