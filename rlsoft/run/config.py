@@ -734,7 +734,34 @@ def validate_agent_section(section: Any) -> BaseModel:
     try:
         return spec.config_model.model_validate(body)
     except ValidationError as exc:
-        raise ConfigError(_describe_error(exc, spec.config_model, prefix="agent")) from None
+        foreign = _foreign_agent_keys(exc, spec.name)
+        raise ConfigError(
+            foreign or _describe_error(exc, spec.config_model, prefix="agent")
+        ) from None
+
+
+def _foreign_agent_keys(exc: ValidationError, agent_type: str) -> str | None:
+    """One sentence for an agent section written for another agent type (``--set
+    agent.type=q_learning`` on a DQN config): several keys the type lacks, all of which
+    another registered type has. None when that is not the case (a typo gets its hint)."""
+    from rlsoft.rl.agent import agent_names
+
+    unknown = [str(e["loc"][-1]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+    if len(unknown) < 2:
+        return None
+    owners = [
+        name
+        for name in agent_names()
+        if name != agent_type
+        and set(unknown) <= set(get_agent_spec(name).config_model.model_fields)
+    ]
+    if not owners:
+        return None
+    shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+    return (
+        f"agent.type is {agent_type}, but the agent section has settings of "
+        f"{' or '.join(owners[:3])} ({shown}); set agent.type back or remove those settings"
+    )
 
 
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -887,6 +914,12 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
         return f"unknown config key {shorten(path)}{hint}{suffix}"
     if error["type"] == "missing":
         return f"config field {path!r} is required but missing{suffix}"
+    if error["type"] == "model_type" and len(loc) >= 2 and loc[-2] == "wrappers":
+        return (
+            f"config field {path!r}: a wrapper is a mapping such as {{path: "
+            f"gymnasium.wrappers:TimeLimit, kwargs: {{max_episode_steps: 200}}}}, got "
+            f"{shorten(error.get('input'))}{suffix}"
+        )
     ctx = error.get("ctx") or {}
     if error["type"] == "union_tag_invalid":
         key = str(ctx.get("discriminator", "'type'")).strip("'")

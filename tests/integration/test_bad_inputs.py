@@ -350,6 +350,16 @@ CASES = [
     ),
     C("exploration-mu-with-epsilon-greedy", f"{TRAIN} --set exploration.mu=3", "(ez_greedy)"),
     C(
+        "agent-type-switched-under-its-settings",
+        f"{DQN_TRAIN} --set agent.type=q_learning",
+        "agent.type is q_learning, but the agent section has settings of dqn (",
+    ),
+    C(
+        "wrapper-as-a-bare-path",
+        f"{TRAIN} --set env.wrappers=[gymnasium.wrappers:RecordEpisodeStatistics]",
+        "config field 'env.wrappers.0': a wrapper is a mapping such as {path: ",
+    ),
+    C(
         "choice-misspelt",
         f"{TRAIN} --set exploration.policy=boltzman",
         "(got 'boltzman') (did you mean 'boltzmann'?)",
