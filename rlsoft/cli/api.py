@@ -35,7 +35,7 @@ import csv
 import io
 import numbers
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -119,9 +119,9 @@ def _apply_overrides(
     line, ``["train.total_steps=20000"]`` (values parsed as YAML)."""
     from rlsoft.run.config import apply_overrides
 
+    overrides = _checked_overrides(overrides)
     if overrides is None:
         return data
-    _check_overrides(overrides)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             _set_dotted(data, key, copy.deepcopy(value))
@@ -129,19 +129,23 @@ def _apply_overrides(
     return apply_overrides(data, list(overrides))
 
 
-def _check_overrides(overrides: Any) -> None:
-    """Refuse overrides that are neither a mapping of dotted keys nor a list of
-    ``key=value`` strings (a string alone would be read one character at a time)."""
+def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:
+    """``overrides`` as a mapping of dotted keys or a list of ``key=value`` strings (any
+    iterable of strings, a generator or a tuple, becomes a list); anything else is refused
+    (a string alone would be read one character at a time)."""
     if overrides is None:
-        return
+        return None
     if isinstance(overrides, Mapping):
         for key in overrides:
             if not isinstance(key, str) or not key:
                 raise RlsoftError(f"override keys are dotted paths such as 'train.total_steps', "
                                   f"got {shorten(key)}")  # fmt: skip
-        return
-    if isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides):
-        return
+        return overrides
+    if isinstance(overrides, Iterable) and not isinstance(overrides, (str, bytes)):
+        items = list(overrides)
+        if all(isinstance(o, str) for o in items):
+            return items
+        overrides = items
     kind = "string" if isinstance(overrides, str) else type(overrides).__name__
     raise RlsoftError(
         f"overrides must be a dict such as {{'train.total_steps': 20000}} or a list of "
@@ -228,7 +232,7 @@ def experiment_config(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     data, source = _config_data(config)
-    _check_overrides(overrides)
+    overrides = _checked_overrides(overrides)
     # Exploration settings the policy ignores, written in the file or given as overrides
     # (a validated config lists every field, and a file's value left behind by an override
     # of the policy is not refused); checked after validation, which names bad values first.
@@ -345,7 +349,7 @@ def resume(
     from rlsoft.run.experiment import read_run_config, resume_experiment
 
     _register_agents()
-    _check_overrides(overrides)
+    overrides = _checked_overrides(overrides)
     nested: dict[str, Any] = {}
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
@@ -915,7 +919,7 @@ def plan_compare(
     from rlsoft.compare.plan import load_comparison, plan_comparison
 
     _register_agents()
-    _check_overrides(overrides)
+    overrides = _checked_overrides(overrides)
     logdir = check_logdir(logdir)
     if isinstance(overrides, Mapping):
         texts = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]

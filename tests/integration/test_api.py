@@ -461,6 +461,12 @@ def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
         rlsoft.train(config, overrides=5)
     with pytest.raises(RlsoftError, match=r"overrides must be a dict .* got the list"):
         rlsoft.train(config, overrides=["train.total_steps=5", 3])
+    with pytest.raises(RlsoftError, match=r"overrides must be a dict .* got the string"):
+        rlsoft.train(config, overrides="train.total_steps=5")
+    # Any iterable of 'key=value' strings will do, a generator or a tuple included.
+    texts = (f"train.{key}=50" for key in ("total_steps",))
+    run = rlsoft.train(config, overrides=texts, logdir=tmp_path)
+    assert run.steps == 50
     with pytest.raises(RlsoftError, match="logdir must be a directory path, got the int 5"):
         rlsoft.train(config, logdir=5)
     with pytest.raises(RlsoftError, match="logdir is empty"):
