@@ -153,10 +153,6 @@ def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:
     )
 
 
-def _is_text_list(overrides: Any) -> bool:
-    return isinstance(overrides, (list, tuple))
-
-
 def _exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
     """The ``exploration`` fields that ``overrides`` set (``exploration.temperature=3``, or
     ``{"exploration": {"temperature": 3}}``)."""
@@ -237,7 +233,7 @@ def experiment_config(
     # (a validated config lists every field, and a file's value left behind by an override
     # of the policy is not refused); checked after validation, which names bad values first.
     section = data.get("exploration") if not isinstance(config, ExperimentConfig) else None
-    given = "--set" if _is_text_list(overrides) else "overrides"
+    given = "--set" if isinstance(overrides, list) else "overrides"  # checked: list or mapping
     file_section = copy.deepcopy(section) if isinstance(section, dict) else None
     unused_checks = [
         (file_section, list(file_section or ()), source),  # against the file's own policy
