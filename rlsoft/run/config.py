@@ -529,32 +529,22 @@ class EnvConfig(StrictModel):
                 raise ValueError(
                     f"env.kwargs.full_action_space must be true or false, got {shorten(full)}"
                 )
-            if self.atari.backend == "native":
-                from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
+            from rlsoft.rl.envs.factory import gymnasium_only_setting, uses_native_atari
 
-                unsupported = sorted(set(self.kwargs) - NATIVE_MAKE_KEYWORDS)
-                if unsupported or self.wrappers or self.vectorization == "async":
-                    what = (
-                        f"env.kwargs.{unsupported[0]}"
-                        if unsupported
-                        else "env.wrappers"
-                        if self.wrappers
-                        else "env.vectorization: async (its copies run in threads)"
-                    )
+            if self.atari.backend == "native":
+                what = gymnasium_only_setting(self)
+                if what is not None:
                     raise ValueError(
                         f"env.atari.backend 'native' (ale-py's vector env) cannot apply "
                         f"{what}; remove it or set env.atari.backend: gymnasium"
                     )
-            if self.atari.threads is not None:
-                from rlsoft.rl.envs.factory import uses_native_atari
-
-                if not uses_native_atari(self):
-                    raise ValueError(
-                        "env.atari.threads sets the native backend's emulator threads, but this "
-                        "config steps the Gymnasium stack (env.atari.backend gymnasium, or "
-                        "env.wrappers, env.kwargs or async vectorization that need it); "
-                        "remove env.atari.threads"
-                    )
+            if self.atari.threads is not None and not uses_native_atari(self):
+                raise ValueError(
+                    "env.atari.threads sets the native backend's emulator threads, but this "
+                    "config steps the Gymnasium stack (env.atari.backend gymnasium, or "
+                    "env.wrappers, env.kwargs or async vectorization that need it); "
+                    "remove env.atari.threads"
+                )
         return self
 
     @field_validator("id")

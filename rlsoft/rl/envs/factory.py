@@ -335,20 +335,30 @@ def make_vector_env(
 def uses_native_atari(config: EnvSpec) -> bool:
     """Whether :func:`make_vector_env` steps ``config`` in ale-py's native vector env:
     ``env.atari.backend`` native, or auto and nothing that only the Gymnasium path can apply
-    (wrappers, ``env.kwargs`` beyond ``full_action_space``, async vectorization)."""
+    (:func:`gymnasium_only_setting`)."""
     atari = getattr(config, "atari", None)
     if atari is None:
         return False
     backend = getattr(atari, "backend", "gymnasium")
     if backend != "auto":
         return backend == "native"
+    return gymnasium_only_setting(config) is None
+
+
+def gymnasium_only_setting(config: EnvSpec) -> str | None:
+    """The first setting of ``config`` that only the Gymnasium Atari stack can apply, as the
+    config names it (``env.kwargs.mode``, ``env.wrappers``, ``env.vectorization: async``:
+    processes asked for), or None."""
     from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
 
-    return (
-        not config.wrappers
-        and set(config.kwargs) <= NATIVE_MAKE_KEYWORDS
-        and config.vectorization != "async"  # processes asked for: Gymnasium's AsyncVectorEnv
-    )
+    unsupported = sorted(set(config.kwargs) - NATIVE_MAKE_KEYWORDS)
+    if unsupported:
+        return f"env.kwargs.{unsupported[0]}"
+    if config.wrappers:
+        return "env.wrappers"
+    if config.vectorization == "async":
+        return "env.vectorization: async (its copies run in threads)"
+    return None
 
 
 def _make_native_atari(config: EnvSpec) -> gym.vector.VectorEnv:
