@@ -26,21 +26,21 @@ other in this process.
 Each training run takes ``--warmup`` steps without updates (``learning_starts``; not timed:
 start-up, the first replay contents) and then ``--steps`` timed training steps. ε is held at
 the config's final value (0.1 in both configs) in both libraries, the regime of most of a run:
-with the initial ε = 1 SB3 would skip its forward pass while acting and rlsoft would not, which
-is not what a long run measures. The replay holds ``--speed-buffer`` transitions in both
-(default 100k: the window fills a few thousand, and SB3's 1M Atari replay does not fit in this
-machine's memory). SB3 uses ``optimize_memory_usage=True`` in the speed runs too
-(``--sb3-plain-replay`` for its default buffer). rlsoft runs its normal loop (``Trainer``,
-TensorBoard logging included) with the final greedy evaluation and checkpoint stubbed out (both
-after the timed window; an untrained greedy Breakout agent can play 27k steps without firing);
-SB3 runs ``learn``. Steps/s are on wall-clock time and on the process's CPU time, all its
-threads counted (ale-py's native env steps in a thread of its own; CPU time moves less when
-other processes share the cores).
+with the initial ε = 1 both would skip the forward pass while acting (each computes Q-values on
+greedy steps only), which is not what a long run measures. The replay holds ``--speed-buffer``
+transitions in both (default 100k: the window fills a few thousand, and SB3's 1M Atari replay
+does not fit in this machine's memory). SB3 uses ``optimize_memory_usage=True`` in the speed
+runs too (``--sb3-plain-replay`` for its default buffer). rlsoft runs its normal loop
+(``Trainer``, TensorBoard logging included) with the final greedy evaluation and checkpoint
+stubbed out (both after the timed window; an untrained greedy Breakout agent can play 27k steps
+without firing); SB3 runs ``learn``. Steps/s are on wall-clock time and on the process's CPU
+time, all its threads counted (ale-py's native env steps in a thread of its own; CPU time moves
+less when other processes share the cores).
 
 **Collection only.** The same runs with updates disabled (``learning_starts`` beyond the
 budget; for SB3, ``gradient_steps=0`` after its warm-up, as it acts at random before
 ``learning_starts``): ``--collect-steps`` steps of rlsoft's DQN collection (ε-greedy acting,
-with the Q-values computed at every step, and storing in the frame replay) and of SB3's (a
+a forward pass on its greedy steps, and storing in the frame replay) and of SB3's (likewise a
 forward pass on its greedy steps), against the bare environment stepping pre-drawn random
 actions, all timed in the same run. The ratio *collection / bare env* is the share of the
 environment's speed a run keeps when learning costs nothing.

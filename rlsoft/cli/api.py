@@ -153,28 +153,6 @@ def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:
     )
 
 
-def _exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
-    """The ``exploration`` fields that ``overrides`` set (``exploration.temperature=3``, or
-    ``{"exploration": {"temperature": 3}}``)."""
-    from rlsoft.run.config import parse_override
-
-    if overrides is None:
-        return []
-    if isinstance(overrides, Mapping):
-        pairs = [(str(key).split("."), value) for key, value in overrides.items()]
-    else:
-        pairs = [parse_override(text) for text in overrides]
-    keys: list[str] = []
-    for path, value in pairs:
-        if path[0] != "exploration":
-            continue
-        if len(path) > 1:
-            keys.append(path[1])
-        elif isinstance(value, Mapping):
-            keys += [str(k) for k in value]
-    return keys
-
-
 def _check_one_seed(seed: int, overrides: Mapping[str, Any] | Sequence[str] | None) -> None:
     """Refuse ``seed`` together with an override of ``seed`` to another value: one of the two
     would be silently ignored (``rlsoft train --seed 5 --set seed=6``)."""
@@ -222,7 +200,12 @@ def experiment_config(
 ) -> ExperimentConfig:
     """A validated :class:`ExperimentConfig` from a path, a dict or a config, with
     ``overrides``, ``seed`` and ``progress`` (``None`` keeps the config's) applied."""
-    from rlsoft.run.config import ExperimentConfig, check_exploration_keys, validate_config
+    from rlsoft.run.config import (
+        ExperimentConfig,
+        check_exploration_keys,
+        exploration_override_keys,
+        validate_config,
+    )
 
     _register_agents()  # the agent section is validated by its family's model
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
@@ -237,7 +220,7 @@ def experiment_config(
     file_section = copy.deepcopy(section) if isinstance(section, dict) else None
     unused_checks = [
         (file_section, list(file_section or ()), source),  # against the file's own policy
-        (None, _exploration_override_keys(overrides), given),  # against the final one
+        (None, exploration_override_keys(overrides), given),  # against the final one
     ]
     data = _apply_overrides(data, overrides)
     if seed is not None:

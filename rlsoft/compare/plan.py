@@ -46,10 +46,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from rlsoft.errors import ConfigError, RlsoftError, shorten
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 from rlsoft.run.config import (
+    POLICY_FIELDS,
+    ExplorationConfig,
     StrictModel,
     _describe_error,
     apply_overrides,
+    check_exploration_keys,
     check_path_name,
+    exploration_override_keys,
     load_config_dict,
     parse_override,
     parse_yaml,
@@ -370,6 +374,8 @@ def plan_comparison(
             validated = validate_config(data_run, source=where).to_dict()
             _set_cadence(validated, config.checkpoints_per_run)
             runs.append(RunSpec(env_id, variant, seed, validated))
+    policies = {run.variant: run.config["exploration"]["policy"] for run in runs}
+    _check_unused_exploration(config, policies, base, overrides, source, Path(base_dir or "."))
     definition = {**config.model_dump(mode="json"), "name": name}
     return Comparison(
         name=name,
@@ -380,6 +386,63 @@ def plan_comparison(
         runs=runs,
         definition=definition,
     )
+
+
+def _check_unused_exploration(
+    config: CompareConfig,
+    policies: Mapping[str, str],
+    base: Mapping[str, Any] | None,
+    cli_overrides: Sequence[str],
+    source: str,
+    base_dir: Path,
+) -> None:
+    """Refuse exploration settings that no run reads (``exploration.temperature`` in a variant
+    that stays ε-greedy), as ``rlsoft train`` does (:func:`check_exploration_keys`).
+
+    A variant's own settings are checked against its policy, and an experiment file named as
+    a variant against the file's policy. Settings every variant inherits (the base's, the
+    comparison's ``overrides`` and ``sweep``, ``--set``) are refused only when no variant's
+    policy reads them: a base's ε is legitimately unused by a Boltzmann variant.
+
+    :param policies: each variant's final ``exploration.policy``.
+    """
+    for variant, spec in config.variants.items():
+        where = f"{source}: variant {variant!r}"
+        if isinstance(spec, str):
+            path = _resolve_file(spec, base_dir, source, f"variant {variant!r}")
+            section = load_config_dict(path).get("exploration")
+            if isinstance(section, dict):  # a wrong type was refused by validation
+                check_exploration_keys(section, list(section), f"{where} ({path.name})")
+            continue
+        keys = exploration_override_keys(spec)
+        check_exploration_keys({"policy": policies[variant]}, keys, where)
+    inherited = [(f"{source}: overrides", exploration_override_keys(config.overrides))]
+    if config.sweep:
+        swept = dict.fromkeys(config.sweep.keys())
+        inherited.append((f"{source}: sweep", exploration_override_keys(swept)))
+    inherited.append(("--set", exploration_override_keys(list(cli_overrides))))
+    section = (base or {}).get("exploration")
+    if isinstance(section, dict) and not set(ExplorationConfig.model_fields) <= set(section):
+        inherited.append((f"{source}: base", list(section)))  # a run's config.yaml lists all
+    for where, keys in inherited:
+        for key in keys:
+            distinct = list(dict.fromkeys(policies.values()))
+            refusals = []
+            for policy in distinct:
+                try:
+                    check_exploration_keys({"policy": policy}, [key], where)
+                except ConfigError as exc:
+                    refusals.append(exc)
+            if len(refusals) < len(distinct):
+                continue
+            if len(distinct) == 1:
+                raise refusals[0]
+            users = [p for p, fields in POLICY_FIELDS.items() if key in fields]
+            raise ConfigError(
+                f"{where} sets exploration.{key}, which no variant's policy reads (they use "
+                f"{', '.join(distinct)}); remove it, or give a variant a policy that uses it "
+                f"({' or '.join(users)})"
+            )
 
 
 def _validate(data: Mapping[str, Any], source: str) -> CompareConfig:

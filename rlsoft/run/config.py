@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import re
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -364,6 +364,27 @@ POLICY_FIELDS: dict[str, tuple[str, ...]] = {
     "boltzmann": ("temperature",),
 }
 """The :class:`ExplorationConfig` fields each ``policy`` reads; the others are ignored by it."""
+
+
+def exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The ``exploration`` fields that ``overrides`` set: ``key=value`` strings
+    (``exploration.temperature=3``) or a mapping of dotted keys or sections
+    (``{"exploration.temperature": 3}``, ``{"exploration": {"temperature": 3}}``)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        pairs = [(str(key).split("."), value) for key, value in overrides.items()]
+    else:
+        pairs = [parse_override(text) for text in overrides]
+    keys: list[str] = []
+    for path, value in pairs:
+        if path[0] != "exploration":
+            continue
+        if len(path) > 1:
+            keys.append(path[1])
+        elif isinstance(value, Mapping):
+            keys += [str(k) for k in value]
+    return keys
 
 
 def check_exploration_keys(section: Any, keys: Any, where: str) -> None:

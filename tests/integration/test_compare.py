@@ -193,6 +193,21 @@ def test_base_and_variants_may_be_experiment_files(tmp_path):
         ({"variants": {"bad": {"agent.type": "q_lerning"}}}, "did you mean 'q_learning'?"),
         ({"variants": {"bad": {"seed": 3}}}, "sets 'seed', which the comparison sets"),
         ({"base": "missing.yaml"}, "base names 'missing.yaml'"),
+        (
+            {"variants": {"bad": {"exploration.temperature": 2.0}}},
+            "variant 'bad' sets exploration.temperature, which exploration.policy "
+            "epsilon_greedy ignores",
+        ),
+        (
+            {"overrides": {"exploration.mu": 2.0}},
+            "overrides sets exploration.mu, which no variant's policy reads (they use "
+            "epsilon_greedy, boltzmann); remove it, or give a variant a policy that uses it "
+            "(ez_greedy)",
+        ),
+        (
+            {"base": {**BASE, "exploration": {"temperature": 2.0}}, "variants": {"e": {}}},
+            "base sets exploration.temperature, which exploration.policy epsilon_greedy ignores",
+        ),
     ],
 )
 def test_bad_comparisons_fail_fast_with_one_sentence(tmp_path, changes, message):
@@ -206,6 +221,32 @@ def test_bad_comparisons_fail_fast_with_one_sentence(tmp_path, changes, message)
     else:
         assert message in text
     assert not any(tmp_path.iterdir())  # nothing was created
+
+
+def test_inherited_exploration_settings_need_one_variant_that_reads_them(tmp_path):
+    # The base's ε is unused by the Boltzmann variant and the shared temperature by the
+    # ε-greedy one: each is read by some variant, so the comparison plans.
+    base = {**BASE, "exploration": {"epsilon": 0.3}}
+    variants = {"eps": {}, "boltzmann": {"exploration.policy": "boltzmann"}}
+    shared = {"exploration.temperature": 2.0}
+    comparison = plan(tmp_path, base=base, variants=variants, overrides=shared)
+    by_variant = {run.variant: run.config["exploration"] for run in comparison.runs}
+    assert by_variant["eps"]["epsilon"] == 0.3
+    assert by_variant["boltzmann"]["temperature"] == 2.0
+    with pytest.raises(ConfigError, match=r"^--set sets exploration\.mu, which no variant"):
+        plan_comparison(
+            {"base": BASE, "variants": VARIANTS}, logdir=tmp_path, overrides=["exploration.mu=3"]
+        )
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_experiment_file_as_a_variant_is_checked_against_its_own_policy(tmp_path):
+    path = tmp_path / "eps.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "exploration": {"temperature": 2.0}}))
+    data = {"variants": {"eps": "eps.yaml"}}
+    with pytest.raises(ConfigError, match=r"^t\.yaml: variant 'eps' \(eps\.yaml\) sets "):
+        plan_comparison(data, source="t.yaml", base_dir=tmp_path, logdir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_command_line_errors_exit_2_with_one_line(tmp_path, capsys):

@@ -89,7 +89,11 @@ def is_atari_id(env_id: str) -> bool:
 
 def silence_ale_banner() -> None:
     """Keep ALE's log to errors: it prints its version banner to stderr for every emulator it
-    starts (training, evaluation and each native copy), noise in a command's output."""
+    starts (training, evaluation and each native copy), noise in a command's output.
+
+    ``ALEInterface.setLoggerMode`` is process-wide and ale-py offers no getter, so the
+    previous mode cannot be restored: other ALE emulators of the process log errors only
+    too (README, "Atari")."""
     import ale_py
 
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
