@@ -47,7 +47,6 @@ from rlsoft.errors import ConfigError, RlsoftError, shorten
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
 from rlsoft.run.config import (
     POLICY_FIELDS,
-    ExplorationConfig,
     StrictModel,
     _describe_error,
     apply_overrides,
@@ -399,10 +398,12 @@ def _check_unused_exploration(
     """Refuse exploration settings that no run reads (``exploration.temperature`` in a variant
     that stays ε-greedy), as ``rlsoft train`` does (:func:`check_exploration_keys`).
 
-    A variant's own settings are checked against its policy, and an experiment file named as
-    a variant against the file's policy. Settings every variant inherits (the base's, the
-    comparison's ``overrides`` and ``sweep``, ``--set``) are refused only when no variant's
-    policy reads them: a base's ε is legitimately unused by a Boltzmann variant.
+    A variant's own settings are checked against its policy; the base, and an experiment file
+    named as a variant, against the file's own policy (a value a variant's new policy leaves
+    unread is not refused, as with ``rlsoft train --set exploration.policy=...``). Settings
+    every variant receives (the comparison's ``overrides`` and ``sweep``, ``--set``) are
+    refused only when no variant's policy reads them: a shared temperature is unused by the
+    ε-greedy variants and read by the Boltzmann one.
 
     :param policies: each variant's final ``exploration.policy``.
     """
@@ -422,8 +423,8 @@ def _check_unused_exploration(
         inherited.append((f"{source}: sweep", exploration_override_keys(swept)))
     inherited.append(("--set", exploration_override_keys(list(cli_overrides))))
     section = (base or {}).get("exploration")
-    if isinstance(section, dict) and not set(ExplorationConfig.model_fields) <= set(section):
-        inherited.append((f"{source}: base", list(section)))  # a run's config.yaml lists all
+    if isinstance(section, dict):  # an experiment of its own: its values fit its own policy
+        check_exploration_keys(section, list(section), f"{source}: base")
     for where, keys in inherited:
         for key in keys:
             distinct = list(dict.fromkeys(policies.values()))
