@@ -476,6 +476,16 @@ class DQNAgent:
             if rounds:
                 self.train(rounds * cfg.gradient_steps, after)
 
+    def restart_episodes(self, envs: np.ndarray) -> None:
+        """The loop started these environments' episodes over (a resume that could not replay
+        them): their last stored transitions end their episodes, as truncations, and
+        bootstrapped DQN draws their active heads anew, as at any episode's end."""
+        self.buffer.end_streams([int(e) for e in envs])
+        if self._bootstrap is not None:
+            done = np.zeros(self.num_envs, dtype=bool)
+            done[envs] = True
+            self._bootstrap.episodes_ended(done)
+
     @torch.no_grad()
     def update_target(self, times: int = 1) -> None:
         """``times`` target updates θ′ ← τ·θ + (1 − τ)·θ′ at once (a hard copy for τ = 1).

@@ -55,6 +55,10 @@ class Agent(Protocol):
     # ``eval_rng: numpy.random.Generator``; the driver reseeds it before every evaluation
     # (rlsoft.rl.collector.reseed_evaluation), so an evaluation depends on the step only, and
     # how often a run was evaluated (or stopped and resumed) changes nothing that follows.
+    # Optional too: ``restart_episodes(envs: numpy.ndarray) -> None``, called on resume when
+    # the loop starts the episodes of those environments over (one too long to replay, or an
+    # environment that did not replay exactly): an agent that links consecutive transitions
+    # (a replay forming n-step returns or rebuilding frame stacks) ends those episodes there.
 
     checkpoint_suffix: str
     """File suffix of :meth:`save` (``".npz"``, ``".pt"``)."""

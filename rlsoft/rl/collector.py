@@ -340,26 +340,24 @@ class EnvDriver:
 
     def _restore_env(self, saved: dict[str, Any]) -> None:
         """Replay each environment to its saved state and check the observations agree
-        (a single environment is stored as a vector of one)."""
+        (a single environment is stored as a vector of one).
+
+        An episode that cannot be continued exactly starts over from its recorded reset, with
+        a warning, and the agent is told (``restart_episodes``, see
+        :class:`rlsoft.rl.agent.Agent`): one too long to have been recorded, and one whose
+        replay did not reach the saved observation (an environment not deterministic given
+        its seed), since the agent's replay holds the interrupted episode's transitions and
+        would otherwise join them to a different one.
+        """
         snapshots = saved["sub_envs"]
-        if self.vectorized:
-            observations = restore_vector_env(self.env, snapshots)
-        else:
-            if len(snapshots) != 1:
-                raise ValueError(
-                    f"saved state has {len(snapshots)} environments, but this run has one"
-                )
-            observations = [self.env.rlsoft_restore(snapshots[0])]
-        replayed = np.stack([np.asarray(o) for o in observations])
+        if not self.vectorized and len(snapshots) != 1:
+            raise ValueError(f"saved state has {len(snapshots)} environments, but this run has one")
+        observations = self._replay_env(snapshots)
         expected = np.asarray(saved["obs"], dtype=saved["obs_dtype"])
         ep_return = np.asarray(saved["episode_return"], dtype=np.float64)
         ep_length = np.asarray(saved["episode_length"], dtype=np.int64)
         restarted = [i for i, snap in enumerate(snapshots) if snap["actions"] is None]
         if restarted:
-            # Episodes too long to have been recorded start over: their running statistics
-            # start over with them.
-            ep_return[restarted] = 0.0
-            ep_length[restarted] = 0
             warnings.warn(
                 f"environment {self.config.env.id!r} was in an episode longer than "
                 f"{envstate.MAX_RECORDED_ACTIONS:,} steps when the checkpoint was written, too "
@@ -368,14 +366,33 @@ class EnvDriver:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        elif not np.array_equal(replayed, expected):
+        diverged = [
+            i
+            for i, obs in enumerate(observations)
+            if i not in restarted and not np.array_equal(np.asarray(obs), expected[i])
+        ]
+        if diverged:
             warnings.warn(
                 f"environment {self.config.env.id!r} did not replay to its saved state (it is "
-                "not deterministic given its seed), so the resumed run continues from a "
-                "slightly different state than the interrupted one",
+                "not deterministic given its seed), so the resumed run starts the interrupted "
+                "episode over",
                 RuntimeWarning,
                 stacklevel=2,
             )
+            snapshots = [
+                {**snap, "actions": None} if i in diverged else snap
+                for i, snap in enumerate(snapshots)
+            ]
+            observations = self._replay_env(snapshots)
+        started_over = sorted(restarted + diverged)
+        if started_over:
+            # Their running statistics start over with them.
+            ep_return[started_over] = 0.0
+            ep_length[started_over] = 0
+            restart = getattr(self.agent, "restart_episodes", None)
+            if restart is not None:
+                restart(np.asarray(started_over, dtype=np.int64))
+        replayed = np.stack([np.asarray(o) for o in observations])
         if self.vectorized:
             self.obs = replayed.astype(expected.dtype, copy=False)
             self._ep_return, self._ep_length = ep_return, ep_length
@@ -385,6 +402,12 @@ class EnvDriver:
             self._ep_return = float(ep_return[0])
             self._ep_length = int(ep_length[0])
         self.env.action_space.np_random.bit_generator.state = saved["action_space_rng"]
+
+    def _replay_env(self, snapshots: list[dict[str, Any]]) -> list[Any]:
+        """Each environment's observation after replaying its episode record."""
+        if self.vectorized:
+            return restore_vector_env(self.env, snapshots)
+        return [self.env.rlsoft_restore(snapshots[0])]
 
     def close(self) -> None:
         self.env.close()

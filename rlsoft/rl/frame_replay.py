@@ -52,6 +52,7 @@ least 16 frames, and at most twice what is needed), and 22 bytes of per-transiti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,25 @@ class FrameReplayBuffer(TransitionRing):
         if self.pos == self.rows:
             self.pos = 0
             self.full = True
+
+    def end_streams(self, envs: Sequence[int]) -> list[int]:
+        """As :meth:`TransitionRing.end_streams`; the marked transitions' successor frames
+        move to the side table of final frames (the next :meth:`add` overwrites their row with
+        a reset frame), and the next observation of each stream in ``envs`` must start an
+        episode."""
+        marked = super().end_streams(envs)
+        if marked:
+            self._reserve(len(marked))
+            rows = (self._final_head + self._final_count + np.arange(len(marked))) % len(
+                self.final_frames
+            )
+            after = (self.added % self.frame_rows) * self.num_envs
+            streams = np.asarray(marked) % self.num_envs
+            self.final_frames[rows] = self.frames[after + streams]
+            self.final_ref[marked] = rows
+            self._final_count += len(marked)
+        self._next_step[np.asarray(envs, dtype=np.int64)] = 0
+        return marked
 
     def _check(self, obs: np.ndarray, next_obs: np.ndarray) -> None:
         """Raise ``ValueError`` unless the stacks can be rebuilt bit for bit from their frames."""

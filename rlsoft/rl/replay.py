@@ -29,6 +29,7 @@ of its first transition.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,22 @@ class TransitionRing:
 
     def gather(self, idx: np.ndarray, out: ReplayBatch | None = None) -> ReplayBatch:
         raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def end_streams(self, envs: Sequence[int]) -> list[int]:
+        """End the episodes in progress of environments ``envs`` at their newest stored
+        transition, as a truncation (its target still bootstraps from the stored successor):
+        the loop started those episodes over (a resume that could not replay them exactly), so
+        no n-step window may join the old episode to the new one.
+
+        :return: the flat indices of the transitions it marked (none for a stream whose newest
+            transition already ended its episode, or with nothing stored).
+        """
+        if len(self) == 0:
+            return []
+        newest = (self.pos - 1) % self.rows * self.num_envs
+        marked = [newest + int(e) for e in envs if not self.done[newest + int(e)]]
+        self.done[marked] = True
+        return marked
 
     def _check_saved_settings(self, state: dict[str, Any], settings: dict[str, Any]) -> None:
         """A saved buffer fits this one: the same capacity, ``num_envs``, ``n_step`` and

@@ -1094,6 +1094,53 @@ def test_an_episode_too_long_to_record_starts_over_with_a_warning(tmp_path, monk
     assert json.loads((tmp_path / "long" / "summary.json").read_text())["steps"] == 400
 
 
+class ShiftedCatchEnv(CatchImageEnv):
+    """CatchImage whose ball is drawn ``shift`` columns over, a class-wide setting a test
+    changes between a run and its resume: an environment whose replay, in the resumed run,
+    does not reach the saved observations (not deterministic given its seed)."""
+
+    shift = 0
+
+    def _obs(self) -> np.ndarray:
+        board = super()._obs()
+        board[..., 0] = np.roll(board[..., 0], self.shift, axis=1)
+        return board
+
+
+SHIFTED_CATCH = "rlsoft_test/ShiftedCatch-v0"
+if SHIFTED_CATCH not in gym.registry:
+    gym.register(SHIFTED_CATCH, entry_point=ShiftedCatchEnv, max_episode_steps=100)
+
+
+@pytest.mark.parametrize("checkpoint_replay", [True, False])
+def test_an_environment_that_replays_differently_starts_its_episodes_over(
+    tmp_path, monkeypatch, checkpoint_replay
+):
+    """The replay reaches other observations than were saved: the resumed run says so,
+    starts the interrupted episodes over, and the agent's frame replay ends them at their last
+    stored transitions, as truncations (the n-step returns of 3 stop there), instead of
+    refusing the new episode's frames."""
+    monkeypatch.setattr(ShiftedCatchEnv, "shift", 0)
+    split, total = 246, 400
+    data = _dqn({"id": SHIFTED_CATCH, "num_envs": 2}, BOLTZMANN, n_step=3, network="minatar_cnn")
+    data["train"] = {**data["train"], "total_steps": split, "checkpoint_replay": checkpoint_replay}
+    data.update(seed=2, device="cpu", logdir=str(tmp_path), run_name="shifted")
+    run_experiment(validate_config(data))
+    saved = _trainer_state(tmp_path / "shifted")["driver"]["env"]
+    assert min(saved["episode_length"]) > 0  # both copies are mid-episode
+    monkeypatch.setattr(ShiftedCatchEnv, "shift", 1)
+    _next_second()
+    with pytest.warns(RuntimeWarning, match="starts the interrupted episode over"):
+        resume_experiment(tmp_path / "shifted", {"train": {"total_steps": total}})
+    assert json.loads((tmp_path / "shifted" / "summary.json").read_text())["steps"] == total
+    replay = torch.load(agent_file(latest_checkpoint(tmp_path / "shifted")), weights_only=True)
+    replay = replay["replay"]
+    if checkpoint_replay:
+        cut = slice(split - 2, split)  # the last vector step before the checkpoint
+        assert replay["done"][cut].all() and not replay["terminated"][cut].any()
+        assert (replay["episode_step"][split : split + 2] == 0).all()  # new episodes
+
+
 def test_the_episode_record_is_capped():
     recorder = EpisodeRecorder(gym.make("CliffWalking-v1"), max_actions=5)
     first, _ = recorder.reset(seed=3)

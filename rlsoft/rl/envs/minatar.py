@@ -11,6 +11,11 @@ episode started by an unseeded reset could not be replayed from the environment'
 (:mod:`rlsoft.rl.envs.state`, exact resume). :class:`MinAtarSeeding` closes the gap: every
 reset reseeds the game from the environment's ``np_random`` (itself seeded by a seeded
 reset), so each episode is a function of that generator's state and the actions.
+
+One more piece of state crosses episodes: sticky actions (Machado et al. 2018) repeat the
+game's ``last_action``, which MinAtar's reset leaves at the previous episode's last action, so
+a fresh copy replaying an episode (which starts from 0) could take another first action. The
+wrapper sets it to 0, the no-op, at every reset, as the ALE does for its sticky actions.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ __all__ = ["MinAtarSeeding"]
 
 
 class MinAtarSeeding(gym.Wrapper):
-    """Reseed a MinAtar game from ``env.unwrapped.np_random`` at every reset."""
+    """Reseed a MinAtar game from ``env.unwrapped.np_random`` and start its sticky action
+    from the no-op at every reset."""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         base = self.unwrapped
@@ -32,4 +38,7 @@ class MinAtarSeeding(gym.Wrapper):
             base.np_random, _ = seeding.np_random(seed)
         # MinAtar seeds its RandomState with this integer (any value below 2**32).
         game_seed = int(base.np_random.integers(2**32))
+        game = getattr(base, "game", None)  # minatar.gym.BaseEnv's minatar.Environment
+        if game is not None and hasattr(game, "last_action"):
+            game.last_action = 0
         return self.env.reset(seed=game_seed, options=options)

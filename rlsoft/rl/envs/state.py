@@ -112,7 +112,9 @@ class EpisodeRecorder(gym.Wrapper):
         """Reset as the recorded episode did and replay its actions; returns the observation.
 
         A record without actions (an episode longer than ``max_actions``) only resets as the
-        episode did, so the environment starts that episode again from its beginning.
+        episode did, so the environment starts that episode again from its beginning; so does a
+        replay that ends before its last action (an environment not deterministic given its
+        seed), whose caller then finds the observation differs from the saved one.
         """
         if snapshot.get("format") != FORMAT:
             raise ValueError(f"not an episode record of rlsoft: format {snapshot.get('format')!r}")
@@ -128,9 +130,9 @@ class EpisodeRecorder(gym.Wrapper):
         for action in self.action_space.from_jsonable(snapshot["actions"]):
             obs, _, terminated, truncated, _ = self.step(action)
             if terminated or truncated:
-                raise ValueError(
-                    "a replayed episode ended early; the environment is not deterministic"
-                )
+                # Not deterministic given its seed: the episode starts over, and the caller
+                # finds the observation differs from the saved one.
+                return self.rlsoft_restore({**snapshot, "actions": None})
         return obs
 
     def rlsoft_restore_pending(self) -> Any:

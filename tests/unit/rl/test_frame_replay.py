@@ -461,3 +461,67 @@ def test_each_frame_is_stored_once():
     assert buf.nbytes <= 0.3 * capacity * 4 * frame
     stacked = ReplayBuffer(capacity, (4, 84, 84), obs_dtype=np.uint8)
     assert stacked.obs.nbytes + stacked.next_obs.nbytes == 2 * capacity * 4 * frame
+
+
+@pytest.mark.parametrize(
+    ("frame_stack", "frame_shape", "dtype", "padding"),
+    [
+        (4, (5, 6), np.uint8, "reset"),
+        (3, (4, 4), np.uint8, "zero"),
+        (1, (4, 4, 3), np.bool_, "reset"),
+    ],
+)
+def test_ending_streams_mid_episode_is_a_truncation_there(frame_stack, frame_shape, dtype, padding):
+    """``end_streams`` (a resume that starts an episode over): the stream's newest stored
+    transition becomes a truncation bootstrapped from its stored successor, and the next
+    observation may be a fresh reset stack. Checked against the naive buffer told the same,
+    at every step while the ring wraps, for both rlsoft buffers."""
+    num_envs, n_step = 3, 3
+    obs_shape = (frame_stack, *frame_shape) if frame_stack > 1 else frame_shape
+    streams = StackedStreams(4, num_envs, frame_stack, frame_shape, padding, 9, dtype)
+    buf = FrameReplayBuffer(
+        17, obs_shape, frame_stack=frame_stack, num_envs=num_envs, n_step=n_step, gamma=0.9,
+        obs_dtype=dtype, padding=padding,
+    )  # fmt: skip
+    stacks = ReplayBuffer(
+        17, obs_shape, num_envs=num_envs, n_step=n_step, gamma=0.9, obs_dtype=dtype
+    )
+    naive = NaiveBuffer(17, num_envs, n_step, 0.9)
+    rng = np.random.default_rng(5)
+    cuts = 0
+    for _ in range(200):
+        transition = streams.step()
+        for memory in (buf, stacks, naive):
+            memory.add(*transition)
+        if rng.random() < 0.3:
+            envs = sorted(rng.choice(num_envs, int(rng.integers(1, num_envs + 1)), replace=False))
+            newest = (naive.pos - 1) % naive.rows * num_envs
+            expected = [newest + e for e in envs if not naive.slots[newest + e]["done"]]
+            assert buf.end_streams(envs) == expected and stacks.end_streams(envs) == expected
+            for i in expected:
+                naive.slots[i]["done"] = True
+            for e in envs:  # the environment starts a new episode
+                streams.stacks[e], streams.left[e] = streams._reset(), streams._length()
+            cuts += len(expected)
+        everything = np.arange(len(buf))
+        batch = buf.gather(everything)
+        assert_batch_matches(batch, naive, everything)
+        other = stacks.gather(everything)
+        for field in ("obs", "next_obs", "returns", "discounts", "terminated", "steps"):
+            np.testing.assert_array_equal(getattr(batch, field), getattr(other, field))
+    assert cuts > 20
+
+
+def test_ending_the_streams_of_an_empty_buffer_lets_them_start_an_episode():
+    """A resume without the replay continues the stacks in progress (``continue_streams``);
+    ending them instead means the next observation starts an episode."""
+    streams = StackedStreams(2, 2, 4, (3, 3), "reset", 50, np.uint8)
+    full = FrameReplayBuffer(20, (4, 3, 3), frame_stack=4, num_envs=2)
+    for _ in range(5):
+        full.add(*streams.step())
+    empty = FrameReplayBuffer(20, (4, 3, 3), frame_stack=4, num_envs=2)
+    empty.continue_streams(full.stream_state())
+    assert empty.end_streams([0, 1]) == []
+    streams.stacks = [streams._reset(), streams._reset()]
+    empty.add(*streams.step())
+    assert len(empty) == 2 and (empty.episode_step[:2] == 0).all()

@@ -100,3 +100,39 @@ def test_minatar_episodes_replay_exactly_from_the_environment_generator():
             np.testing.assert_array_equal(x, y)
     original.close()
     restored.close()
+
+
+def test_minatar_sticky_actions_start_every_episode_from_noop():
+    """MinAtar's sticky actions repeat ``last_action``, which its own reset leaves at the
+    previous episode's last action; a fresh copy replaying an episode starts from 0 (no-op).
+    rlsoft resets it to no-op at every reset (as the ALE does, Machado et al. 2018), so every
+    episode is replayable: a snapshot taken in each of many episodes, with sticky actions at
+    0.5 and never a no-op chosen, restores into a fresh copy that then steps identically."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    config = EnvConfig(id="MinAtar/Breakout-v1", kwargs={"sticky_action_prob": 0.5})
+    original = EpisodeRecorder(factory.make_env(config))
+    rng = np.random.default_rng(1)
+    original.reset(seed=3)
+    checked = 0
+    while checked < 12:
+        _, _, terminated, truncated, _ = original.step(int(rng.integers(1, 3)))
+        if terminated or truncated:
+            original.reset()
+            continue
+        if rng.random() > 0.05:
+            continue
+        restored = EpisodeRecorder(factory.make_env(config))
+        restored.reset(seed=99)
+        restored_obs = restored.rlsoft_restore(json.loads(json.dumps(original.rlsoft_snapshot())))
+        np.testing.assert_array_equal(restored_obs, original.unwrapped.game.state())
+        checked += 1
+        for _ in range(20):
+            action = int(rng.integers(1, 3))
+            a, b = original.step(action), restored.step(action)
+            for x, y in zip(a[:4], b[:4], strict=True):
+                np.testing.assert_array_equal(x, y)
+            if a[2] or a[3]:
+                original.reset()
+                break
+        restored.close()
+    original.close()
