@@ -503,6 +503,40 @@ ATARI_MAKE_KEYWORDS = {
 """``env.kwargs`` the Atari protocol sets or needs itself, and what to do instead."""
 
 
+MINATAR_ID_KEYWORDS = {
+    "game": "name the game in env.id instead (MinAtar/Asterix-v1)",
+    "use_minimal_action_set": "env.id chooses it: -v1 is the game's minimal action set, "
+    "-v0 all six actions",
+}
+"""``env.kwargs`` a ``MinAtar/`` id sets itself, and what to do instead."""
+
+
+def check_minatar_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Refuse MinAtar keyword values its games would take silently or fail on mid-run:
+    ``sticky_action_prob`` must be a probability (MinAtar compares it with a uniform draw, so
+    2.0 would repeat the no-op for ever and ``"abc"`` fail at the first step) and
+    ``difficulty_ramping`` true or false.
+
+    :raises ValueError: naming the keyword and the fix.
+    """
+    for key, fix in MINATAR_ID_KEYWORDS.items():
+        if key in kwargs:
+            raise ValueError(f"env.kwargs.{key} is set by the id {env_id}: {fix}")
+    if "sticky_action_prob" in kwargs:
+        value = kwargs["sticky_action_prob"]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not 0.0 <= value <= 1.0:
+            raise ValueError(
+                "env.kwargs.sticky_action_prob must be a probability from 0 to 1 (MinAtar's "
+                f"default is 0.1), got {shorten(value)}"
+            )
+    ramping = kwargs.get("difficulty_ramping", True)
+    if not isinstance(ramping, bool):
+        raise ValueError(
+            f"env.kwargs.difficulty_ramping must be true or false, got {shorten(ramping)}"
+        )
+
+
 class EnvConfig(StrictModel):
     """Which Gymnasium environment to train on and how many copies to step at once.
 
@@ -527,6 +561,20 @@ class EnvConfig(StrictModel):
     atari: AtariConfig | None = None
     """The Atari protocol (:class:`AtariConfig`): filled in with its standard values for
     ``ALE/`` ids, refused for others; set fields to change them, e.g. ``{noop_max: 0}``."""
+
+    @model_validator(mode="after")
+    def _kwargs_checked_early(self) -> EnvConfig:
+        if "render_mode" in self.kwargs and self.id.startswith("ALE/"):
+            # Every copy would open its own SDL window, and a second one crashes ALE (a
+            # segmentation fault at the first step, ale-py 0.12); one copy draws in rlsoft eval.
+            raise ValueError(
+                "env.kwargs.render_mode makes every Atari copy (training and evaluation) open "
+                "its own window, which crashes ALE; remove it, and watch or record a trained "
+                "agent with rlsoft eval RUN_DIR --render or --video DIR"
+            )
+        if self.id.startswith("MinAtar/"):
+            check_minatar_kwargs(self.id, self.kwargs)
+        return self
 
     @model_validator(mode="after")
     def _atari_protocol(self) -> EnvConfig:

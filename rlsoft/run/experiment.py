@@ -312,11 +312,10 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
         _configure_torch(config, seeds.torch)
     observation_space = action_space = None
     if spec.kind == "rl":
-        from rlsoft.rl.envs.factory import make_env
+        from rlsoft.rl.envs.factory import probe_spaces
 
-        probe = make_env(config.env)
-        observation_space, action_space = probe.observation_space, probe.action_space
-        probe.close()
+        with _missing_render_dependency(config):
+            observation_space, action_space = probe_spaces(config.env)
     context = BuildContext(
         config=config.agent_config(),
         observation_space=observation_space,

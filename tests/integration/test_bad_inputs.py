@@ -177,6 +177,29 @@ def _huge_grid_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(gym.envs.registry, spec.id, spec)
 
 
+class _ScaledRewardEnv(gym.Env):
+    """Stores ``scale`` unchecked and uses it at the first step, as MinAtar's
+    ``sticky_action_prob`` is: a value of the wrong type fails only when the env steps."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 1.0 * self.scale, False, False, {}
+
+
+def _scaled_reward_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = gym.envs.registration.EnvSpec("ScaledRewardTest-v0", entry_point=_ScaledRewardEnv)
+    monkeypatch.setitem(gym.envs.registry, spec.id, spec)
+
+
 def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     def patch(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
@@ -220,6 +243,10 @@ needs_ale = pytest.mark.skipif(
     importlib.util.find_spec("ale_py") is None, reason="Atari is an optional extra"
 )
 DQN_TRAIN = "train {tmp}/dqn.yaml --logdir {logdir}"
+MINATAR_TRAIN = f"{DQN_TRAIN} --set env.id=MinAtar/Breakout-v1"
+needs_minatar = pytest.mark.skipif(
+    importlib.util.find_spec("minatar") is None, reason="MinAtar is an optional extra"
+)
 no_cuda = pytest.mark.skipif(
     __import__("torch").cuda.is_available(), reason="needs a machine without a GPU"
 )
@@ -877,6 +904,47 @@ CASES = [
         "agent.frame_stack (2) must equal env.atari.frame_stack (4)",
         files=_files(**{"atari.yaml": ATARI}),
         marks=(needs_ale,),
+    ),
+    C(
+        "atari-render-mode-in-kwargs",
+        [*ATARI_TRAIN.split(), "--set", "env.kwargs={render_mode: human}"],
+        "env.kwargs.render_mode makes every Atari copy (training and evaluation) open its own "
+        "window, which crashes ALE; remove it",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    # ---- MinAtar keywords (stored unchecked by MinAtar, used at the first step) ----
+    C(
+        "minatar-sticky-not-a-number",
+        [*MINATAR_TRAIN.split(), "--set", "env.kwargs={sticky_action_prob: abc}"],
+        "env.kwargs.sticky_action_prob must be a probability from 0 to 1 (MinAtar's default is "
+        "0.1), got 'abc'",
+        marks=(needs_minatar,),
+    ),
+    C(
+        "minatar-sticky-above-one",
+        f"{MINATAR_TRAIN} --set env.kwargs.sticky_action_prob=2.0",
+        "env.kwargs.sticky_action_prob must be a probability from 0 to 1",
+        marks=(needs_minatar,),
+    ),
+    C(
+        "minatar-ramping-not-a-bool",
+        f"{MINATAR_TRAIN} --set env.kwargs.difficulty_ramping=1",
+        "env.kwargs.difficulty_ramping must be true or false, got 1",
+        marks=(needs_minatar,),
+    ),
+    C(
+        "minatar-game-in-kwargs",
+        f"{MINATAR_TRAIN} --set env.kwargs.game=asterix",
+        "env.kwargs.game is set by the id MinAtar/Breakout-v1: name the game in env.id",
+        marks=(needs_minatar,),
+    ),
+    C(
+        "env-kwarg-fails-at-the-first-step",
+        f"{DQN_TRAIN} --set env.id=ScaledRewardTest-v0 --set env.kwargs.scale=abc",
+        "environment 'ScaledRewardTest-v0' failed its first step with env.kwargs {'scale': 'abc'} "
+        "(TypeError: \"can't multiply sequence by non-int of type 'float'\"); check env.kwargs",
+        patch=_scaled_reward_registered,
     ),
     C(
         "atari-block-on-cartpole",

@@ -283,6 +283,36 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
     return env
 
 
+def probe_spaces(config: EnvSpec) -> tuple[gym.Space, gym.Space]:
+    """The observation and action spaces of one throwaway copy of the environment.
+
+    A copy made with ``env.kwargs`` or ``env.wrappers`` also resets and takes one step first:
+    a value of the wrong type that the constructor stored unchecked (MinAtar's
+    ``sticky_action_prob: abc``) then fails here, as one sentence before a run dir exists,
+    not at the first training step.
+    """
+    probe = make_env(config)
+    try:
+        if config.kwargs or config.wrappers:
+            try:
+                probe.reset(seed=0)
+                probe.action_space.seed(0)
+                probe.step(probe.action_space.sample())
+            except (RlsoftError, gym.error.DependencyNotInstalled):
+                raise  # already one sentence, or the caller's (a renderer's missing pygame)
+            except Exception as exc:  # the env's own code: any error is the settings' fault
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                where = "env.kwargs and env.wrappers" if config.wrappers else "env.kwargs"
+                raise RlsoftError(
+                    f"environment {config.id!r} failed its first step with env.kwargs "
+                    f"{shorten(config.kwargs)} ({type(exc).__name__}: {shorten(reason, 160)}); "
+                    f"check {where} in the config"
+                ) from None
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+
+
 LEAN_SINGLE_ENV = True
 """Whether one synchronous copy is stepped by :class:`~rlsoft.rl.envs.single_vector.
 SingleVectorEnv` rather than ``gymnasium.make_vec``'s ``SyncVectorEnv`` (same outputs);
