@@ -7,6 +7,7 @@ vector environment with same-step autoreset (agents that act on batches, such as
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -254,7 +255,7 @@ class EnvDriver:
             return ""
         return f"return {np.mean(self._recent):.2f}"
 
-    def evaluate(self, step: int) -> dict[str, float]:
+    def evaluate(self, step: int, stop: threading.Event | None = None) -> dict[str, float]:
         if self.eval_env is None:
             self.eval_env = make_env(self.config.env)
         reseed_evaluation(self.agent, self.seeds.evaluation, step)
@@ -267,6 +268,7 @@ class EnvDriver:
             epsilon=epsilon,
             # Like the tie-breaks, a function of the seed and the step only (exact resume).
             rng=np.random.default_rng([self.seeds.evaluation, step, 1]) if epsilon else None,
+            stop=stop,
         )
         return {
             "eval/mean_return": float(np.mean(returns)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,12 @@ from rlsoft.rl.spaces import discrete_actions
 MAX_EVAL_EPISODE_STEPS = 100_000
 
 
+class EvaluationStopped(Exception):
+    """An evaluation gave up part way because a stop was requested (its ``stop`` event was
+    set): an Atari evaluation can take minutes, longer than anyone waits after Ctrl-C. The
+    trainer checkpoints and redoes the whole evaluation when the run resumes."""
+
+
 def evaluate_greedy(
     agent: Any,
     env: gym.Env,
@@ -25,6 +32,7 @@ def evaluate_greedy(
     epsilon: float = 0.0,
     rng: np.random.Generator | None = None,
     on_episode: Callable[[int, float, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``episodes`` episodes with ``agent.act_greedy`` and return (returns, lengths).
 
@@ -40,6 +48,7 @@ def evaluate_greedy(
     :param rng: the generator of those draws (one uniform per step, then the random action
         when it is below ε); default ``np.random.default_rng(seed)``.
     :param on_episode: called with ``(episode, return, length)`` after each episode (progress).
+    :param stop: checked before every step; once set, :class:`EvaluationStopped` is raised.
     """
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
@@ -54,6 +63,8 @@ def evaluate_greedy(
         obs, _ = env.reset(seed=seed + episode)
         done = False
         while not done:
+            if stop is not None and stop.is_set():
+                raise EvaluationStopped(f"stopped in evaluation episode {episode + 1}")
             if epsilon > 0 and rng.random() < epsilon:
                 action = int(rng.integers(n_actions))
             else:

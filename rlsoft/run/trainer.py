@@ -21,6 +21,7 @@ checkpoint) and resumed ends bit-identical to a run that never stopped.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import shlex
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlsoft.errors import DivergedError
+from rlsoft.rl.evaluation import EvaluationStopped
 from rlsoft.run.checkpoint import (
     SUMMARY_FILE,
     atomic_write_text,
@@ -99,9 +101,10 @@ class Driver(Protocol):
     def status(self) -> str:
         """A short text for the progress bar (e.g. the recent mean return)."""
 
-    def evaluate(self, step: int) -> dict[str, float]:
+    def evaluate(self, step: int, stop: threading.Event | None = None) -> dict[str, float]:
         """Evaluation (greedy, or ε-greedy with ``train.eval_epsilon``); must include
-        ``eval/mean_return`` or ``eval/accuracy``."""
+        ``eval/mean_return`` or ``eval/accuracy``. A long one checks ``stop`` as it goes and
+        raises :class:`~rlsoft.rl.evaluation.EvaluationStopped` once it is set."""
 
     def save_agent(self, path: Path) -> None: ...
 
@@ -170,6 +173,8 @@ class Trainer:
         self.elapsed = float(state.get("elapsed", 0.0))
         self.eval_seconds = float(state.get("eval_seconds", 0.0))
         self.last_eval_epsilon: float | None = state.get("last_eval_epsilon")
+        self.eval_pending = bool(state.get("eval_pending", False))
+        """The evaluation at ``step`` was stopped part way: a resume does it first."""
         self.console = console
         self.hparams_domain = hparams_domain
         # Everything logged at the checkpoint's own step happened before that checkpoint was
@@ -235,7 +240,9 @@ class Trainer:
         before the run was the default action (SIGTERM in a plain process, such as a
         ``rlsoft compare`` worker) the signal is raised again and terminates the process;
         otherwise (Python's SIGINT handler, the CLI's handlers) :class:`RunInterrupted` is
-        raised. A signal that arrives during the final evaluation lets the run finish first.
+        raised. An evaluation in progress stops within a step of the request, the final one
+        included; the checkpoint marks it pending, and the resumed run does it first (it
+        depends on the step only, so the result is the one the continuous run gets).
 
         :raises RunInterrupted: after a stop request, once the checkpoint is written.
         """
@@ -273,6 +280,8 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         stop = self.stop_event
         try:
+            if self.eval_pending and self.step < total:
+                self._evaluate()  # the one a stop cut short before the checkpoint
             while self.step < total and not getattr(self.driver, "finished", False):
                 if stop.is_set():
                     self.elapsed = time.perf_counter() - started
@@ -293,15 +302,18 @@ class Trainer:
                     next_log = _next_multiple(self.step, train.log_every)
                     progress.update(self.step, self.driver.status(), rate=sps)
                 if self.step >= next_eval and self.step < total:
-                    self._evaluate()
                     next_eval = _next_multiple(self.step, train.eval_every)
+                    if not self._evaluate():
+                        continue  # stopped part way: the loop's next check checkpoints
                 if self.step >= next_ckpt and self.step < total:
                     self.elapsed = time.perf_counter() - started
                     self._checkpoint()
                     next_ckpt = _next_multiple(self.step, train.checkpoint_every)
-            self._evaluate()
+            evaluated = self._evaluate()
             self.elapsed = time.perf_counter() - started
             self._checkpoint()
+            if not evaluated:
+                raise RunInterrupted(self.run_dir, self.step, total)
             self._write_hparams()
             result = RunResult(
                 self.run_dir,
@@ -329,12 +341,19 @@ class Trainer:
         values["charts/sps"] = sps
         self.logger.scalars(values, self.step)
 
-    def _evaluate(self) -> None:
+    def _evaluate(self) -> bool:
+        """Evaluate at the current step and log it; False when a stop request cut the
+        evaluation short (nothing is logged, and the checkpoint records it as pending)."""
         if self.eval_history and self.eval_history[-1][0] == self.step:
-            return  # already evaluated at this step (a resumed run that had finished)
+            return True  # already evaluated at this step (a resumed run that had finished)
         self.logger.hand_off()  # an evaluation can take a while: show the curves so far
         tick = time.perf_counter()
-        result = self.driver.evaluate(self.step)
+        try:
+            result = self._driver_evaluate()
+        except EvaluationStopped:
+            self.eval_pending = True
+            return False
+        self.eval_pending = False
         seconds = time.perf_counter() - tick
         self.eval_seconds += seconds
         self.last_eval = result
@@ -343,9 +362,18 @@ class Trainer:
         if headline is not None:
             self.eval_history.append((self.step, float(headline)))
         self.logger.scalars({**result, "charts/eval_seconds": seconds}, self.step)
+        return True
+
+    def _driver_evaluate(self) -> dict[str, float]:
+        """The driver's evaluation, stoppable where the driver takes ``stop`` (a driver
+        written before it could be stopped runs to its end)."""
+        if "stop" in inspect.signature(self.driver.evaluate).parameters:
+            return self.driver.evaluate(self.step, stop=self.stop_event)
+        return self.driver.evaluate(self.step)
 
     def _trainer_state(self) -> dict[str, Any]:
         return {
+            "eval_pending": self.eval_pending,
             "step": self.step,
             "elapsed": self.elapsed,
             "eval_seconds": self.eval_seconds,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -624,9 +625,10 @@ class SupervisedDriver:
         text = f"val nll {val_loss:.4f}  val acc {val_accuracy:.4f}"
         return text if self.options.patience is None else f"{text}  best @ {self.best_epoch}"
 
-    def evaluate(self, step: int) -> dict[str, float]:
+    def evaluate(self, step: int, stop: threading.Event | None = None) -> dict[str, float]:
         """Test metrics before and after temperature scaling (+ policy returns); the
-        evaluation that ends training (or ``rlsoft eval``) prints them."""
+        evaluation that ends training (or ``rlsoft eval``) prints them. ``stop`` is not
+        checked: one pass over the test set takes a moment."""
         report = calibration_report(
             self.logits(self.splits.x_val),
             self.splits.y_val,

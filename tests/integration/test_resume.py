@@ -883,6 +883,53 @@ def test_a_stop_requested_from_another_thread_checkpoints_and_raises(tmp_path):
     assert _trainer_state(run_dir)["step"] == caught.value.step < SIGNAL_TOTAL
 
 
+@pytest.mark.parametrize("evaluation", [2, 3], ids=["mid-run", "final"])
+def test_a_stop_during_an_evaluation_cuts_it_short_and_the_resume_redoes_it(
+    tmp_path, monkeypatch, evaluation
+):
+    """A stop requested in the middle of an evaluation (an Atari one takes minutes) does not
+    wait for its end: the run checkpoints at once with that evaluation pending, logs none of
+    it, and the resumed run does it first, ending bit-identical to the continuous run —
+    for an evaluation during training and for the final one."""
+    import threading
+
+    from rlsoft.rl import collector
+    from rlsoft.run.trainer import RunInterrupted
+
+    run_experiment(validate_config(_kind_config(tmp_path, "dqn_single_env", "continuous")))
+    original = collector.evaluate_greedy
+    calls, episodes = [], []
+
+    def stopping(*args, stop=None, **kwargs):
+        calls.append(1)
+        if len(calls) == evaluation:  # after the first of its episodes: part way through
+
+            def on_episode(*episode):
+                episodes.append(episode)
+                stop.set()
+
+            kwargs["on_episode"] = on_episode
+        return original(*args, stop=stop, **kwargs)
+
+    monkeypatch.setattr(collector, "evaluate_greedy", stopping)
+    config = validate_config(_kind_config(tmp_path, "dqn_single_env", "split"))
+    assert config.train.eval_episodes >= 2
+    with pytest.raises(RunInterrupted) as caught:
+        run_experiment(config, stop_event=threading.Event())
+    step = caught.value.step
+    assert step == config.train.eval_every * evaluation and len(episodes) == 1
+    split = tmp_path / "split"
+    state = _trainer_state(split)
+    assert state["step"] == step and state["eval_pending"] is True
+    assert step not in [s for s, _ in state["eval_history"]]
+    assert not (split / "summary.json").exists()
+    monkeypatch.setattr(collector, "evaluate_greedy", original)
+    _next_second()
+    resume_experiment(split)
+    assert _trainer_state(split)["eval_pending"] is False
+    assert_same_run(split, tmp_path / "continuous", split_steps=(step,))
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_second_ctrl_c_aborts_at_once_and_handlers_are_restored(tmp_path, monkeypatch):
     """Two SIGINTs in a row: the second one raises KeyboardInterrupt without waiting for the
