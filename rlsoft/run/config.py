@@ -632,7 +632,19 @@ class EnvConfig(StrictModel):
                 raise ValueError(str(exc)) from None
         # An entry point is imported only when the env is made (after `rlsoft compare` has
         # listed the modules it imports), so only its form is checked here.
-        if value not in gym.envs.registry and not ENTRY_POINT.match(value):
+        from rlsoft.rl.envs.factory import atari_id_hint
+
+        spec = gym.envs.registry.get(value)
+        # ale-py also registers the gym-era ids (PongNoFrameskip-v4) once imported; they
+        # would train on raw 210×160 RGB frames without the Atari protocol.
+        legacy_ale = spec is not None and str(spec.entry_point).startswith("ale_py")
+        if (spec is None or legacy_ale) and not value.startswith("ALE/"):
+            hint = atari_id_hint(value)
+            if hint is not None:
+                if legacy_ale:
+                    raise ValueError(f"{shorten(value)} is a gym-era Atari id: {hint}")
+                raise ValueError(f"unknown environment id {shorten(value)}: {hint}")
+        if spec is None and not ENTRY_POINT.match(value):
             raise ValueError(
                 f"unknown environment id {shorten(value)}{nearest_hint(value, gym.envs.registry)}"
                 " (or an entry point module:Name)"

@@ -906,6 +906,23 @@ CASES = [
         marks=(needs_ale,),
     ),
     C(
+        "atari-gym-era-id",
+        f"{ATARI_TRAIN} --set env.id=PongNoFrameskip-v4",
+        # "unknown environment id", or "a gym-era Atari id" once ale_py registered it
+        "rlsoft runs Atari games as ALE/<Game>-v5 ids with the standard protocol (env.atari): "
+        "use env.id ALE/Pong-v5",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-id-without-prefix",
+        f"{ATARI_TRAIN} --set env.id=SpaceInvaders-v5",
+        "use env.id ALE/SpaceInvaders-v5",
+        files=_files(**{"atari.yaml": ATARI}),
+        forbidden=("did you mean",),
+        marks=(needs_ale,),
+    ),
+    C(
         "atari-render-mode-in-kwargs",
         [*ATARI_TRAIN.split(), "--set", "env.kwargs={render_mode: human}"],
         "env.kwargs.render_mode makes every Atari copy (training and evaluation) open its own "

@@ -77,6 +77,37 @@ def _env_adapters(config: EnvSpec) -> list[Callable[[gym.Env], gym.Env]]:
     return []
 
 
+ATARI_LEGACY_ID = re.compile(r"^([A-Z][A-Za-z0-9]*?)(NoFrameskip|Deterministic)?-v(\d+)$")
+"""``PongNoFrameskip-v4``, ``Pong-v5``: an Atari game named the way other libraries do."""
+
+
+def atari_id_hint(env_id: str) -> str | None:
+    """For an id that names an Atari game without rlsoft's ``ALE/`` prefix (the gym-era
+    ``PongNoFrameskip-v4``, or ``Pong-v5``), the sentence that names the id to use.
+
+    The game is looked up among ale-py's ROMs when it is installed; without it, only the
+    unmistakable ``NoFrameskip``/``Deterministic`` forms get the hint.
+    """
+    match = ATARI_LEGACY_ID.match(env_id)
+    if match is None:
+        return None
+    game, variant, _ = match.groups()
+    try:
+        from ale_py.roms import get_all_rom_ids
+
+        roms = set(get_all_rom_ids())
+    except ImportError:
+        roms = None
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
+    if (roms is None and variant is None) or (roms is not None and snake not in roms):
+        return None
+    return (
+        f"rlsoft runs Atari games as ALE/<Game>-v5 ids with the standard protocol (env.atari): "
+        f"use env.id ALE/{game}-v5 (frame skipping is env.atari.frame_skip; the v4 ids' "
+        "actions without stickiness are env.atari.repeat_action_probability: 0)"
+    )
+
+
 def register_optional_envs(env_id: str) -> None:
     """Import the optional package that registers ``env_id`` with Gymnasium (``MinAtar/…``
     ids, in any case: ``minatar``), if it is one of :data:`OPTIONAL_ENV_PACKAGES`' and not

@@ -52,6 +52,33 @@ def test_a_missing_ale_py_names_the_extra(monkeypatch):
     assert EXTRA in _one_sentence(info)
 
 
+def test_gym_era_atari_ids_name_the_ale_id_to_use(monkeypatch):
+    """``PongNoFrameskip-v4`` (unregistered, or registered by an ale_py imported for another
+    config, where it would train on raw frames without the protocol) and ``Pong-v5`` name
+    ``ALE/Pong-v5``; without ale_py only the NoFrameskip/Deterministic forms are recognised."""
+    pytest.importorskip("ale_py", reason="Atari is an optional extra")
+    for env_id, game in [
+        ("PongNoFrameskip-v4", "Pong"),
+        ("Pong-v5", "Pong"),
+        ("SpaceInvadersDeterministic-v4", "SpaceInvaders"),
+        ("MontezumaRevenge-v4", "MontezumaRevenge"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            _config({"id": env_id})
+        assert f"use env.id ALE/{game}-v5" in _one_sentence(info)
+    import ale_py
+
+    gym.register_envs(ale_py)  # registers the gym-era ids too
+    assert "BreakoutNoFrameskip-v4" in gym.registry
+    with pytest.raises(ConfigError, match=r"'BreakoutNoFrameskip-v4' is a gym-era Atari id"):
+        _config({"id": "BreakoutNoFrameskip-v4"})
+    assert factory.atari_id_hint("CartPole-v1") is None  # not a game
+    assert factory.atari_id_hint("Ant-v5") is None
+    monkeypatch.setitem(sys.modules, "ale_py.roms", None)  # ale_py missing
+    assert "ALE/Pong-v5" in factory.atari_id_hint("PongNoFrameskip-v4")
+    assert factory.atari_id_hint("Pong-v5") is None
+
+
 # -- the config block ----------------------------------------------------------------------
 
 
