@@ -204,6 +204,7 @@ def experiment_config(
         ExperimentConfig,
         check_exploration_keys,
         exploration_override_keys,
+        override_paths,
         validate_config,
     )
 
@@ -233,7 +234,9 @@ def experiment_config(
             data["train"] = train_section = {}
         if isinstance(train_section, dict):  # a wrong type is reported by validation
             train_section["progress"] = shown
-    validated = validate_config(data, source=source)
+    validated = validate_config(
+        data, source=source, overridden=override_paths(overrides), override_source=given
+    )
     final = validated.exploration.model_dump(include={"policy"})
     for exploration, keys, where in unused_checks:
         check_exploration_keys(final if exploration is None else exploration, keys, where)
@@ -335,7 +338,8 @@ def resume(
             _set_dotted(nested, str(key), copy.deepcopy(value))
     elif overrides is not None:
         nested = apply_overrides({}, list(overrides))
-    result = resume_experiment(Path(run_dir), nested)
+    given = "--set" if isinstance(overrides, list) else "overrides"  # checked: list or mapping
+    result = resume_experiment(Path(run_dir), nested, override_source=given)
     config = read_run_config(result.run_dir)
     return Run(
         result.run_dir,

@@ -366,25 +366,35 @@ POLICY_FIELDS: dict[str, tuple[str, ...]] = {
 """The :class:`ExplorationConfig` fields each ``policy`` reads; the others are ignored by it."""
 
 
-def exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
-    """The ``exploration`` fields that ``overrides`` set: ``key=value`` strings
+def override_paths(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The dotted config paths that ``overrides`` set, each once: ``key=value`` strings
     (``exploration.temperature=3``) or a mapping of dotted keys or sections
-    (``{"exploration.temperature": 3}``, ``{"exploration": {"temperature": 3}}``)."""
+    (``{"exploration.temperature": 3}``, ``{"exploration": {"temperature": 3}}``), sections
+    flattened to their leaves."""
     if overrides is None:
         return []
     if isinstance(overrides, Mapping):
-        pairs = [(str(key).split("."), value) for key, value in overrides.items()]
+        pairs = [(str(key), value) for key, value in overrides.items()]
     else:
-        pairs = [parse_override(text) for text in overrides]
-    keys: list[str] = []
+        pairs = [(".".join(path), value) for path, value in map(parse_override, overrides)]
+    paths: list[str] = []
+
+    def leaves(path: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, inner in value.items():
+                leaves(f"{path}.{key}", inner)
+        else:
+            paths.append(path)
+
     for path, value in pairs:
-        if path[0] != "exploration":
-            continue
-        if len(path) > 1:
-            keys.append(path[1])
-        elif isinstance(value, Mapping):
-            keys += [str(k) for k in value]
-    return keys
+        leaves(path, value)
+    return list(dict.fromkeys(paths))
+
+
+def exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The ``exploration`` fields that ``overrides`` set (see :func:`override_paths`)."""
+    parts = [path.split(".") for path in override_paths(overrides)]
+    return list(dict.fromkeys(p[1] for p in parts if p[0] == "exploration" and len(p) > 1))
 
 
 def check_exploration_keys(section: Any, keys: Any, where: str) -> None:
@@ -1147,17 +1157,35 @@ def load_config_dict(
     return data
 
 
-def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a config dict, including its agent section, into an :class:`ExperimentConfig`."""
+def validate_config(
+    data: dict[str, Any],
+    source: str = "config",
+    *,
+    overridden: Sequence[str] = (),
+    override_source: str = "--set",
+) -> ExperimentConfig:
+    """Validate a config dict, including its agent section, into an :class:`ExperimentConfig`.
+
+    :param source: where ``data`` came from, named first in an error (a file's path).
+    :param overridden: the dotted paths an override set (:func:`override_paths`); an error in
+        one of them names ``override_source`` instead, since the value came from there.
+    """
     try:
         config = ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe_error(exc, ExperimentConfig)}") from None
-    try:
         config.agent_config()
+    except ValidationError as exc:
+        message = _describe_error(exc, ExperimentConfig)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    return config
+        message = str(exc)
+    else:
+        return config
+    named = re.search(r"config (?:field|key) '([^']+)'", message)
+    field_path = named.group(1) if named else None
+    from_override = field_path is not None and any(
+        field_path == key or field_path.startswith(f"{key}.") or key.startswith(f"{field_path}.")
+        for key in overridden
+    )
+    raise ConfigError(f"{override_source if from_override else source}: {message}") from None
 
 
 def load_config(
@@ -1167,7 +1195,7 @@ def load_config(
     data = apply_overrides(load_config_dict(path), list(overrides or []))
     if seed is not None:
         data["seed"] = seed
-    return validate_config(data, source=str(path))
+    return validate_config(data, source=str(path), overridden=override_paths(overrides))
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from rlsoft.run.config import (
     check_path_name,
     deep_merge,
     default_name,
+    override_paths,
     parse_yaml,
     read_text_file,
     resume_changes,
@@ -469,6 +470,7 @@ def resume_experiment(
     *,
     stop_event: threading.Event | None = None,
     hparams_domain: dict[str, Any] | None = None,
+    override_source: str = "overrides",
 ) -> RunResult:
     """Continue ``run_dir`` from its newest checkpoint.
 
@@ -478,11 +480,13 @@ def resume_experiment(
     changed fields with their old and new values).
 
     :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
+    :param override_source: what an error in an overridden field names (``--set`` from the
+        command line).
     :raises ConfigError: an override that would change what the run learns.
     """
     run_dir = run_dir_of(run_dir)
     with hold_run_dir(run_dir):
-        return _resume_held(run_dir, overrides, stop_event, hparams_domain)
+        return _resume_held(run_dir, overrides, stop_event, hparams_domain, override_source)
 
 
 def _resume_held(
@@ -490,6 +494,7 @@ def _resume_held(
     overrides: dict[str, Any] | None,
     stop_event: threading.Event | None,
     hparams_domain: dict[str, Any] | None,
+    override_source: str,
 ) -> RunResult:
     """:func:`resume_experiment` once this process holds ``run_dir``."""
     saved = read_run_config(run_dir)
@@ -497,7 +502,12 @@ def _resume_held(
     if overrides:
         # Deep merge: --set train.total_steps=N must keep the rest of the train section.
         data = deep_merge(saved.to_dict(), overrides)
-        config = validate_config(data, source=str(run_dir / CONFIG_FILE))
+        config = validate_config(
+            data,
+            source=str(run_dir / CONFIG_FILE),
+            overridden=override_paths(overrides),
+            override_source=override_source,
+        )
     checkpoint, state = _read_checkpoint(run_dir, "resume")
     step = int(state["step"])
     changes = resume_changes(saved, config, step)

@@ -981,6 +981,26 @@ CASES = [
         "(DeepSea's N×N action map 74.5 GiB, one N×N grid observation 37.3 GiB) but only 16 GiB",
         forbidden=("Unable to allocate",),
     ),
+    C(
+        "set-bad-value-names-the-set",
+        f"{TRAIN} --set train.total_steps=abc",
+        "--set: config field 'train.total_steps': Input should be a valid integer",
+        forbidden=("c.yaml",),
+    ),
+    C(
+        "resume-set-bad-value-names-the-set",
+        "train --resume {run} --set train.eval_every=-5",
+        "--set: config field 'train.eval_every': Input should be greater than or equal to 0",
+        run="tabular",
+        forbidden=("config.yaml",),
+    ),
+    C(
+        "resume-set-unknown-key-names-the-set",
+        "train --resume {run} --set train.bogus=1",
+        "--set: unknown config key 'train.bogus'",
+        run="tabular",
+        forbidden=("config.yaml",),
+    ),
     C("seed-twice", f"{TRAIN} --seed 5 --set seed=6", "the seed is given twice, as 5"),
     C("logdir-empty", ["train", "{tmp}/c.yaml", "--logdir", ""], "--logdir is empty"),
     C(
