@@ -380,6 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlsoftError as exc:
         print(f"rlsoft: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (rlsoft report | head -1): no traceback, and no second error
+        # when Python flushes stdout at exit (the way the Python docs recommend, as rich does).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt as exc:
         # A training run stopped gracefully (rlsoft.run.trainer.RunInterrupted) says where it
         # stopped and how to resume; recognised by its attribute, so that importing the CLI

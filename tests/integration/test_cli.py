@@ -97,6 +97,27 @@ def test_eval_render_prints_text_frames(config: Path, tmp_path: Path, capsys) ->
     assert "+---------+" in capsys.readouterr().out  # the Taxi grid
 
 
+@pytest.mark.parametrize("command", [["eval", "--episodes", "20", "--render"], ["report"]])
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    config: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """``rlsoft eval RUN --render | head -1`` and ``rlsoft report RUNS | head -1``: the closed
+    pipe ends the command with exit code 1 and nothing on stderr, not a traceback."""
+    main(["train", str(config), "--logdir", str(tmp_path / "runs")])
+    target = _single_run(tmp_path / "runs") if command[0] == "eval" else tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlsoft.cli", command[0], str(target), *command[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode(), err.decode()
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
