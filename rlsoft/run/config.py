@@ -79,12 +79,34 @@ def _leaf_types(annotation: Any) -> set[Any]:
     return {annotation}
 
 
-def _no_boolean(annotation: Any, value: Any) -> Any:
-    """``value`` as a field of type ``annotation`` should see it when YAML gave a boolean where
-    none belongs: a bare ``on``/``off`` (which YAML 1.1 reads as ``true``/``false``) becomes
-    the string for a field whose choices include both; for a number, or a list of numbers, a
-    boolean becomes the string ``"true"``/``"false"``, which the number's validation refuses
-    where pydantic would have read it as 1 or 0. Anything else is returned unchanged."""
+class QuotedNumber:
+    """A string written where only a number belongs (``frame_skip: "4"``): pydantic would
+    read it as 4, so :func:`_as_written` hands it over wrapped in this, which no number type
+    accepts, and the error names the quotes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+def _number_or_mapping(leaf: Any) -> bool:
+    """Whether no string can be a value of type ``leaf`` (a number, None, a section such as a
+    schedule)."""
+    return leaf in (int, float, type(None)) or (
+        isinstance(leaf, type) and issubclass(leaf, BaseModel)
+    )
+
+
+def _as_written(annotation: Any, value: Any) -> Any:
+    """``value`` as a field of type ``annotation`` should see it when YAML gave a boolean or a
+    string where none belongs: a bare ``on``/``off`` (which YAML 1.1 reads as ``true``/
+    ``false``) becomes the string for a field whose choices include both; for a number, or a
+    list of numbers, a boolean becomes the string ``"true"``/``"false"``, which the number's
+    validation refuses where pydantic would have read it as 1 or 0, and a string (``"4"``,
+    which pydantic would read as 4) becomes a :class:`QuotedNumber`, which it refuses too.
+    Anything else is returned unchanged."""
     leaves = _leaf_types(annotation)
     if bool in leaves or Any in leaves:
         return value
@@ -93,18 +115,20 @@ def _no_boolean(annotation: Any, value: Any) -> Any:
         if {"on", "off"} <= choices:
             return "on" if value else "off"
         return str(value).lower() if leaves & {int, float} else value
+    if isinstance(value, str) and leaves & {int, float} and all(map(_number_or_mapping, leaves)):
+        return QuotedNumber(value)
     if isinstance(value, list):
         items = {i for leaf in leaves if get_origin(leaf) is list for i in get_args(leaf)[:1]}
-        if items and any(isinstance(v, bool) for v in value):
+        if items and any(isinstance(v, (bool, str)) for v in value):
             item = Union[tuple(items)] if len(items) > 1 else items.pop()  # noqa: UP007
-            return [_no_boolean(item, v) for v in value]
+            return [_as_written(item, v) for v in value]
     return value
 
 
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors, values are validated on assignment,
-    and a boolean is never taken for a number (:func:`_no_boolean`), on validation
-    (:meth:`_booleans`) and on assignment (:meth:`__setattr__`)."""
+    and neither a boolean nor a quoted string is taken for a number (:func:`_as_written`), on
+    validation (:meth:`_as_written_values`) and on assignment (:meth:`__setattr__`)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -117,19 +141,19 @@ class StrictModel(BaseModel):
     # on the discriminator field of the schedule models.
     @model_validator(mode="before")
     @classmethod
-    def _booleans(cls, data: Any) -> Any:
+    def _as_written_values(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
         fields = cls.model_fields
         return {
-            k: _no_boolean(fields[k].annotation, v) if isinstance(k, str) and k in fields else v
+            k: _as_written(fields[k].annotation, v) if isinstance(k, str) and k in fields else v
             for k, v in data.items()
         }
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Assignment validates the value itself, not what the model validator returns.
         field = type(self).model_fields.get(name)
-        super().__setattr__(name, value if field is None else _no_boolean(field.annotation, value))
+        super().__setattr__(name, value if field is None else _as_written(field.annotation, value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -770,6 +794,8 @@ class ExperimentConfig(StrictModel):
         atari = self.env.atari if self.env is not None else None
         if atari is None:
             return self
+        if "frame_stack" in self.agent and self.agent["frame_stack"] is None:
+            del self.agent["frame_stack"]  # null (--set agent.frame_stack=null): not written
         try:
             agent = validate_agent_section(self.agent)
         except (RlsoftError, ValueError):
@@ -978,7 +1004,9 @@ def _unknown_key_hint(key: str, valid: list[str], path: str) -> str:
 def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """One sentence for the first validation error, naming the field path."""
     errors = exc.errors()
-    error = _first_error(errors)
+    # A quoted number in a number-or-schedule field fails both; the quotes are the problem.
+    quoted = [e for e in errors if isinstance(e.get("input"), QuotedNumber)]
+    error = quoted[0] if quoted else _first_error(errors)
     loc = _field_path(error["loc"])
     path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
     first_field = _field_path(errors[0]["loc"])
@@ -1024,8 +1052,17 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
             )
         return f"config field {path!r}: a mapping here needs a {key!r} key{suffix}"
     given = error.get("input")
+    if isinstance(given, QuotedNumber):
+        kind = "an integer" if error["type"].startswith("int") else "a number"
+        try:
+            float(given.text)
+            fix = "; write the number without quotes"
+        except ValueError:
+            fix = ""
+        return f"config field {path!r}: expected {kind}, got the string {given!r}{fix}{suffix}"
+
     if error["type"] in ("int_parsing", "float_parsing") and given in ("true", "false"):
-        # StrictModel._booleans: a YAML boolean where a number belongs.
+        # StrictModel._as_written_values: a YAML boolean where a number belongs.
         kind = "an integer" if error["type"] == "int_parsing" else "a number"
         return f"config field {path!r}: expected {kind}, got the boolean {given}{suffix}"
     message = error["msg"].removeprefix("Value error, ")

@@ -397,7 +397,17 @@ CASES = [
         "t.yaml sets exploration.epsilon, which exploration.policy boltzmann ignores",
         files=_files(**{"t.yaml": TABULAR.replace("policy: epsilon_greedy", "policy: boltzmann")}),
     ),
-    C("set-not-a-number", f"{TRAIN} --set agent.learning_rate=abc", "valid number"),
+    C(
+        "set-not-a-number",
+        f"{TRAIN} --set agent.learning_rate=abc",
+        "config field 'agent.learning_rate': expected a number, got the string 'abc'",
+        forbidden=("without quotes",),
+    ),
+    C(
+        "set-quoted-number",
+        [*TRAIN.split(), "--set", 'train.total_steps="500"'],
+        "expected an integer, got the string '500'; write the number without quotes",
+    ),
     C("set-fraction-for-int", f"{TRAIN} --set train.total_steps=1.5", "valid integer"),
     C("set-negative-steps", f"{TRAIN} --set train.total_steps=-5", "greater than or equal to 1"),
     C("set-zero-steps", f"{TRAIN} --set train.total_steps=0", "greater than or equal to 1"),
@@ -735,7 +745,7 @@ CASES = [
     C(
         "resume-bad-budget",
         "train --resume {run} --set train.total_steps=abc",
-        "valid integer",
+        "expected an integer, got the string 'abc'",
         run="tabular",
     ),
     C(
@@ -984,7 +994,7 @@ CASES = [
     C(
         "set-bad-value-names-the-set",
         f"{TRAIN} --set train.total_steps=abc",
-        "--set: config field 'train.total_steps': Input should be a valid integer",
+        "--set: config field 'train.total_steps': expected an integer, got the string 'abc'",
         forbidden=("c.yaml",),
     ),
     C(

@@ -154,6 +154,47 @@ def test_booleans_are_not_numbers_on_assignment_or_in_lists_either() -> None:
     assert DQNConfig(hidden_sizes=[32, 64], double=1).double is True  # bool fields: as before
 
 
+@pytest.mark.parametrize(
+    ("override", "field", "kind"),
+    [
+        ('train.total_steps="100"', "train.total_steps", "an integer"),
+        ('seed="3"', "seed", "an integer"),
+        ('exploration.epsilon="0.1"', "exploration.epsilon", "a number"),  # number or schedule
+        ('agent.gamma="0.9"', "agent.gamma", "a number"),
+    ],
+)
+def test_a_quoted_number_is_refused_naming_the_quotes(
+    config_file: Path, override: str, field: str, kind: str
+) -> None:
+    """Pydantic would read ``"100"`` as 100; a quoted value where only a number belongs is
+    more likely a mistake than a choice, so it is one sentence naming the quotes."""
+    assert f"config field '{field}': expected {kind}, got the string" in _error(
+        config_file, override
+    )
+    assert "write the number without quotes" in _error(config_file, override)
+
+
+def test_quoted_numbers_are_refused_in_lists_and_on_assignment_too() -> None:
+    from pydantic import ValidationError
+
+    from agents.dqn.config import DQNConfig
+    from rlsoft.run.config import TrainConfig
+
+    with pytest.raises(ValidationError, match=r"hidden_sizes\.1"):
+        DQNConfig(hidden_sizes=[32, "64"])
+    train = TrainConfig()
+    with pytest.raises(ValidationError):
+        train.total_steps = "5"
+    train.total_steps = 5.0  # a whole float, as YAML reads 1e3: still accepted
+    assert train.total_steps == 5
+
+
+def test_a_null_agent_frame_stack_takes_the_atari_stack() -> None:
+    pytest.importorskip("ale_py", reason="Atari is an optional extra")
+    config = load_config(Path("configs/atari_pong_dqn.yaml"), ["agent.frame_stack=null"])
+    assert config.agent_config().frame_stack == config.env.atari.frame_stack == 4
+
+
 def test_an_evaluation_epsilon_needs_an_environment() -> None:
     with pytest.raises(ConfigError, match=r"train.eval_epsilon \(0.5\) sets the ε of an RL"):
         load_config(Path("configs/digits_mlp.yaml"), ["train.eval_epsilon=0.5"])
