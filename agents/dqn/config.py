@@ -148,6 +148,26 @@ class DQNConfig(StrictModel):
     3}``; null: one Q-network. ``q`` head only (plain or dueling), with any target, Double
     DQN and n-step."""
 
+    def unread_fields(self) -> dict[str, tuple[str, str]]:
+        """The fields this configuration ignores, each with the setting that would read it
+        and this configuration's value of that setting (``munchausen_alpha`` →
+        ``("target: munchausen", "target standard")``): a value written for one of them
+        looks like a setting that worked (see :func:`rlsoft.run.config.check_agent_keys`)."""
+        unread: dict[str, tuple[str, str]] = {}
+        if self.head != "c51":
+            for name in ("atoms", "v_min", "v_max"):
+                unread[name] = ("head: c51", f"head {self.head}")
+        if not self.noisy:
+            unread["noisy_sigma0"] = ("noisy: true", "noisy false")
+        if self.target not in ("soft", "munchausen"):
+            unread["soft_temperature"] = ("target: soft or munchausen", f"target {self.target}")
+        if self.target != "munchausen":
+            for name in ("munchausen_alpha", "munchausen_clip"):
+                unread[name] = ("target: munchausen", f"target {self.target}")
+        if self.target != "mellowmax":
+            unread["mellowmax_omega"] = ("target: mellowmax", f"target {self.target}")
+        return unread
+
     @field_validator("hidden_sizes")
     @classmethod
     def _positive_widths(cls, value: list[int] | None) -> list[int] | None:

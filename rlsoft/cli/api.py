@@ -202,10 +202,14 @@ def experiment_config(
     ``overrides``, ``seed`` and ``progress`` (``None`` keeps the config's) applied."""
     from rlsoft.run.config import (
         ExperimentConfig,
+        agent_override_keys,
+        check_agent_keys,
         check_exploration_keys,
         exploration_override_keys,
         override_paths,
+        validate_agent_section,
         validate_config,
+        written_agent_keys,
     )
 
     _register_agents()  # the agent section is validated by its family's model
@@ -222,6 +226,14 @@ def experiment_config(
     unused_checks = [
         (file_section, list(file_section or ()), source),  # against the file's own policy
         (None, exploration_override_keys(overrides), given),  # against the final one
+    ]
+    # Agent settings the agent ignores (munchausen_alpha with the standard target), the same
+    # way: the file's against the file's own agent, the overrides' against the final one.
+    agent_section = data.get("agent") if not isinstance(config, ExperimentConfig) else None
+    file_agent = copy.deepcopy(agent_section) if isinstance(agent_section, dict) else None
+    unused_agent_checks = [
+        (file_agent, written_agent_keys(file_agent), source),
+        (None, agent_override_keys(overrides), given),
     ]
     data = _apply_overrides(data, overrides)
     if seed is not None:
@@ -240,6 +252,10 @@ def experiment_config(
     final = validated.exploration.model_dump(include={"policy"})
     for exploration, keys, where in unused_checks:
         check_exploration_keys(final if exploration is None else exploration, keys, where)
+    for agent, keys, where in unused_agent_checks:
+        if keys:
+            own = validated.agent_config() if agent is None else validate_agent_section(agent)
+            check_agent_keys(own, keys, where)
     return validated
 
 

@@ -49,14 +49,18 @@ from rlsoft.run.config import (
     POLICY_FIELDS,
     StrictModel,
     _describe_error,
+    agent_override_keys,
     apply_overrides,
+    check_agent_keys,
     check_exploration_keys,
     check_path_name,
     exploration_override_keys,
     load_config_dict,
     parse_override,
     parse_yaml,
+    validate_agent_section,
     validate_config,
+    written_agent_keys,
 )
 from rlsoft.run.config import set_dotted as _set_dotted
 from rlsoft.run.logger import flatten
@@ -375,6 +379,8 @@ def plan_comparison(
             runs.append(RunSpec(env_id, variant, seed, validated))
     policies = {run.variant: run.config["exploration"]["policy"] for run in runs}
     _check_unused_exploration(config, policies, base, overrides, source, Path(base_dir or "."))
+    agents = {run.variant: validate_agent_section(run.config["agent"]) for run in runs}
+    _check_unused_agent_settings(config, agents, base, overrides, source, Path(base_dir or "."))
     definition = {**config.model_dump(mode="json"), "name": name}
     return Comparison(
         name=name,
@@ -443,6 +449,61 @@ def _check_unused_exploration(
                 f"{where} sets exploration.{key}, which no variant's policy reads (they use "
                 f"{', '.join(distinct)}); remove it, or give a variant a policy that uses it "
                 f"({' or '.join(users)})"
+            )
+
+
+def _check_unused_agent_settings(
+    config: CompareConfig,
+    agents: Mapping[str, Any],
+    base: Mapping[str, Any] | None,
+    cli_overrides: Sequence[str],
+    source: str,
+    base_dir: Path,
+) -> None:
+    """Refuse agent settings that no run reads (``agent.munchausen_alpha`` in a variant that
+    keeps the standard target), as ``rlsoft train`` does (:func:`check_agent_keys`), on the
+    pattern of :func:`_check_unused_exploration`: a variant's own settings against its agent,
+    the base and a variant's experiment file against their own, and the settings every
+    variant receives only when no variant's agent reads them.
+
+    :param agents: each variant's final, validated ``agent:`` section.
+    """
+    for variant, spec in config.variants.items():
+        where = f"{source}: variant {variant!r}"
+        if isinstance(spec, str):
+            path = _resolve_file(spec, base_dir, source, f"variant {variant!r}")
+            section = load_config_dict(path).get("agent")
+            keys = written_agent_keys(section)
+            if keys:
+                check_agent_keys(validate_agent_section(section), keys, f"{where} ({path.name})")
+            continue
+        check_agent_keys(agents[variant], agent_override_keys(spec), where)
+    section = (base or {}).get("agent")
+    keys = written_agent_keys(section)
+    if keys:
+        check_agent_keys(validate_agent_section(section), keys, f"{source}: base")
+    inherited = [(f"{source}: overrides", agent_override_keys(config.overrides))]
+    if config.sweep:
+        inherited.append(
+            (f"{source}: sweep", agent_override_keys(dict.fromkeys(config.sweep.keys())))
+        )
+    inherited.append(("--set", agent_override_keys(list(cli_overrides))))
+    for where, keys in inherited:
+        for key in keys:
+            refusals = []
+            for agent in agents.values():
+                try:
+                    check_agent_keys(agent, [key], where)
+                except ConfigError as exc:
+                    refusals.append(exc)
+            if len(refusals) < len(agents):
+                continue
+            if len(agents) == 1:
+                raise refusals[0]
+            readers = sorted({agent.unread_fields()[key][0] for agent in agents.values()})
+            raise ConfigError(
+                f"{where} sets agent.{key}, which no variant's agent reads; remove it, or give "
+                f"a variant the setting that reads it (agent.{' or '.join(readers)})"
             )
 
 

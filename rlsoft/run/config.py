@@ -449,6 +449,46 @@ def check_exploration_keys(section: Any, keys: Any, where: str) -> None:
         )
 
 
+def agent_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The ``agent`` fields that ``overrides`` set (see :func:`override_paths`)."""
+    parts = [path.split(".") for path in override_paths(overrides)]
+    return list(dict.fromkeys(p[1] for p in parts if p[0] == "agent" and len(p) > 1))
+
+
+def check_agent_keys(agent: Any, keys: Any, where: str) -> None:
+    """Refuse agent settings in ``keys`` that ``agent`` (a validated agent config) ignores,
+    as its ``unread_fields()`` names them (``munchausen_alpha`` with DQN's standard target).
+
+    :param agent: the validated ``agent:`` section; one without ``unread_fields`` reads all.
+    :param keys: the field names a user wrote in one place (a file, or ``--set``).
+    :param where: that place, for the message.
+    """
+    unread_fields = getattr(agent, "unread_fields", None)
+    if unread_fields is None:
+        return
+    unread = unread_fields()
+    for key in keys:
+        if key in unread:
+            reader, current = unread[key]
+            raise ConfigError(
+                f"{where} sets agent.{key}, which only {reader} reads (this config has "
+                f"{current}); remove it, or set agent.{reader}"
+            )
+
+
+def written_agent_keys(section: Any) -> list[str]:
+    """The agent fields a user wrote in an ``agent:`` section; none for a section that lists
+    every field (a config rlsoft wrote, a run's config.yaml) or is not a valid one."""
+    if not isinstance(section, dict):
+        return []
+    try:
+        model = type(validate_agent_section(section))
+    except (RlsoftError, ValueError):
+        return []  # validation names the problem
+    keys = [k for k in section if k != "type"]
+    return [] if set(model.model_fields) <= set(keys) else keys
+
+
 # --------------------------------------------------------------------------------------------
 # Environment, training budget, experiment
 # --------------------------------------------------------------------------------------------

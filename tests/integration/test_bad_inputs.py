@@ -1011,6 +1011,20 @@ CASES = [
         run="tabular",
         forbidden=("config.yaml",),
     ),
+    C(
+        "set-agent-setting-the-agent-ignores",
+        f"{DQN_TRAIN} --set agent.munchausen_alpha=0.5",
+        "--set sets agent.munchausen_alpha, which only target: munchausen reads (this config "
+        "has target standard); remove it, or set agent.target: munchausen",
+    ),
+    C(
+        "file-agent-setting-the-agent-ignores",
+        DQN_TRAIN,
+        "dqn.yaml sets agent.atoms, which only head: c51 reads (this config has head q)",
+        files=_files(
+            **{"dqn.yaml": DQN.replace("learning_starts: 50}", "learning_starts: 50, atoms: 11}")}
+        ),
+    ),
     C("seed-twice", f"{TRAIN} --seed 5 --set seed=6", "the seed is given twice, as 5"),
     C("logdir-empty", ["train", "{tmp}/c.yaml", "--logdir", ""], "--logdir is empty"),
     C(

@@ -240,6 +240,47 @@ def test_inherited_exploration_settings_need_one_variant_that_reads_them(tmp_pat
     assert not any(tmp_path.iterdir())
 
 
+DQN_BASE = {
+    "env": {"id": "CartPole-v1"},
+    "agent": {"type": "dqn", "hidden_sizes": [8], "buffer_size": 500, "learning_starts": 50},
+    "train": {"total_steps": 200, "eval_every": 100, "eval_episodes": 1, "log_every": 100},
+}
+DQN_VARIANTS = {"standard": {}, "munchausen": {"agent.target": "munchausen"}}
+
+
+def test_agent_settings_need_a_variant_whose_agent_reads_them(tmp_path):
+    """As with exploration: a variant's own agent settings must be read by its agent, the
+    base's by the base's agent, and a shared one by at least one variant's."""
+
+    def dqn_plan(**changes):
+        data = {"name": "t", "base": DQN_BASE, "seeds": 1, "variants": DQN_VARIANTS, **changes}
+        return plan_comparison(data, source="t.yaml", logdir=tmp_path / "runs")
+
+    shared = {"agent.munchausen_alpha": 0.5, "agent.soft_temperature": 0.1}
+    comparison = dqn_plan(overrides=shared)  # read by the Munchausen variant
+    by_variant = {run.variant: run.config["agent"] for run in comparison.runs}
+    assert by_variant["munchausen"]["munchausen_alpha"] == 0.5
+    with pytest.raises(ConfigError) as error:
+        dqn_plan(variants={**DQN_VARIANTS, "c": {"agent.atoms": 11}})
+    assert str(error.value) == (
+        "t.yaml: variant 'c' sets agent.atoms, which only head: c51 reads (this config has "
+        "head q); remove it, or set agent.head: c51"
+    )
+    with pytest.raises(ConfigError, match=r"^t\.yaml: overrides sets agent\.noisy_sigma0, which "
+                       r"no variant's agent reads; .*\(agent\.noisy: true\)$"):  # fmt: skip
+        dqn_plan(overrides={"agent.noisy_sigma0": 0.3})
+    with pytest.raises(ConfigError, match=r"^--set sets agent\.mellowmax_omega, which no"):
+        plan_comparison(
+            {"base": DQN_BASE, "variants": DQN_VARIANTS},
+            logdir=tmp_path / "runs",
+            overrides=["agent.mellowmax_omega=2"],
+        )
+    base = {**DQN_BASE, "agent": {**DQN_BASE["agent"], "munchausen_alpha": 0.5}}
+    with pytest.raises(ConfigError, match=r"^t\.yaml: base sets agent\.munchausen_alpha, which"):
+        dqn_plan(base=base)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_an_experiment_file_as_a_variant_is_checked_against_its_own_policy(tmp_path):
     path = tmp_path / "eps.yaml"
     path.write_text(yaml.safe_dump({**BASE, "exploration": {"temperature": 2.0}}))
