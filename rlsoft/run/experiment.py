@@ -28,6 +28,7 @@ from rlsoft.run.checkpoint import (
     atomic_write_text,
     latest_checkpoint,
     list_checkpoints,
+    verify_checkpoint,
 )
 from rlsoft.run.config import (
     PATH_NAME,
@@ -595,6 +596,8 @@ def _read_checkpoint(run_dir: Path, purpose: str) -> tuple[Path, dict[str, Any]]
         )
     checkpoint = latest_checkpoint(run_dir)
     with _damaged_checkpoint(run_dir, checkpoint):
+        if checkpoint is not None:
+            verify_checkpoint(checkpoint)
         checkpoint, state = resume_state(run_dir)
         if not isinstance(state, dict) or not isinstance(state.get("step"), int):
             raise ValueError("trainer.json holds no step counter")

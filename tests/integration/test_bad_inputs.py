@@ -15,6 +15,7 @@ machine.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -81,6 +82,34 @@ def _files(**overrides: str | bytes | None) -> dict[str, str | bytes | None]:
 
 
 # -- damage done to a copied run --------------------------------------------------------------
+
+
+def _before_manifests(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``damage`` done to a checkpoint written before rlsoft kept a manifest (none to catch
+    it first): what each loader makes of the damage itself."""
+
+    def damaged(run: Path) -> None:
+        for checkpoint in latest_checkpoint(run).parent.iterdir():
+            (checkpoint / "manifest.json").unlink(missing_ok=True)
+        damage(run)
+
+    damaged.__name__ = damage.__name__
+    return damaged
+
+
+def _flip_agent_byte(run: Path) -> None:
+    """One byte changed in the middle of the agent file: same size, still loadable."""
+    path = next((latest_checkpoint(run)).glob("agent.*"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _edit_trainer_step(run: Path) -> None:
+    path = latest_checkpoint(run) / "trainer.json"
+    state = json.loads(path.read_text(encoding="utf-8"))
+    state["step"] += 1000
+    path.write_text(json.dumps(state), encoding="utf-8")
 
 
 def _truncate_agent(run: Path) -> None:
@@ -614,7 +643,7 @@ CASES = [
         "eval {run}",
         "is damaged and cannot be read (BadZipFile",
         run="tabular",
-        damage=_truncate_agent,
+        damage=_before_manifests(_truncate_agent),
         subprocess=True,
     ),
     C(
@@ -622,7 +651,7 @@ CASES = [
         "eval {run}",
         "agent.npz' is corrupt or unreadable (it is not a NumPy archive); train the run afresh",
         run="tabular",
-        damage=_junk_npz,
+        damage=_before_manifests(_junk_npz),
         forbidden=("allow_pickle",),
     ),
     C(
@@ -638,14 +667,14 @@ CASES = [
         "eval {run}",
         "is damaged and cannot be read (JSONDecodeError",
         run="tabular",
-        damage=_corrupt_trainer_json,
+        damage=_before_manifests(_corrupt_trainer_json),
     ),
     C(
         "eval-foreign-npz",
         "eval {run}",
         "is not a tabular-agent checkpoint",
         run="tabular",
-        damage=_foreign_npz,
+        damage=_before_manifests(_foreign_npz),
     ),
     C(
         "eval-bad-run-config",
@@ -681,14 +710,14 @@ CASES = [
         "eval {run}",
         "is corrupt or unreadable",
         run="dqn",
-        damage=_truncate_agent,
+        damage=_before_manifests(_truncate_agent),
     ),
     C(
         "eval-malicious-pickle",
         "eval {run}",
         "refusing to load",
         run="dqn",
-        damage=_malicious_pt,
+        damage=_before_manifests(_malicious_pt),
         forbidden=("weights_only=False", "will likely succeed"),
     ),
     C(
@@ -726,21 +755,21 @@ CASES = [
         "train --resume {run} --set train.total_steps=4000",
         "is damaged and cannot be read (BadZipFile",
         run="tabular",
-        damage=_truncate_agent,
+        damage=_before_manifests(_truncate_agent),
     ),
     C(
         "resume-corrupt-trainer-json",
         "train --resume {run} --set train.total_steps=4000",
         "is damaged and cannot be read (JSONDecodeError",
         run="tabular",
-        damage=_corrupt_trainer_json,
+        damage=_before_manifests(_corrupt_trainer_json),
     ),
     C(
         "resume-trainer-json-not-mapping",
         "train --resume {run}",
         "holds no step counter",
         run="tabular",
-        damage=_trainer_json_not_a_mapping,
+        damage=_before_manifests(_trainer_json_not_a_mapping),
     ),
     C(
         "resume-bad-budget",
@@ -1024,6 +1053,34 @@ CASES = [
         files=_files(
             **{"dqn.yaml": DQN.replace("learning_starts: 50}", "learning_starts: 50, atoms: 11}")}
         ),
+    ),
+    C(
+        "eval-flipped-byte-npz",
+        "eval {run}",
+        "is damaged: agent.npz has changed since it was written",
+        run="tabular",
+        damage=_flip_agent_byte,
+    ),
+    C(
+        "resume-flipped-byte-pt",
+        "train --resume {run} --set train.total_steps=400",
+        "is damaged: agent.pt has changed since it was written",
+        run="dqn",
+        damage=_flip_agent_byte,
+    ),
+    C(
+        "resume-edited-step",
+        "train --resume {run} --set train.total_steps=9000",
+        "is damaged: trainer.json has changed since it was written",
+        run="tabular",
+        damage=_edit_trainer_step,
+    ),
+    C(
+        "resume-edited-step-before-manifests",
+        "train --resume {run} --set train.total_steps=9000",
+        "its trainer.json says step 3,000, but the checkpoint is of step 2,000",
+        run="tabular",
+        damage=_before_manifests(_edit_trainer_step),
     ),
     C("seed-twice", f"{TRAIN} --seed 5 --set seed=6", "the seed is given twice, as 5"),
     C("logdir-empty", ["train", "{tmp}/c.yaml", "--logdir", ""], "--logdir is empty"),

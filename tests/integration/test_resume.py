@@ -1038,6 +1038,8 @@ def test_a_failed_load_on_resume_closes_the_environments(tmp_path, monkeypatch):
 
     run_experiment(validate_config(_kind_config(tmp_path, "dqn", "broken", total=100)))
     agent_file(latest_checkpoint(tmp_path / "broken")).write_bytes(b"not a checkpoint")
+    # Without the manifest (a checkpoint from before it) the damage shows when loading.
+    (latest_checkpoint(tmp_path / "broken") / "manifest.json").unlink()
     closed = []
     original = EnvDriver.close
     monkeypatch.setattr(EnvDriver, "close", lambda self: closed.append(original(self)))
