@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
@@ -378,9 +378,9 @@ def plan_comparison(
             _set_cadence(validated, config.checkpoints_per_run)
             runs.append(RunSpec(env_id, variant, seed, validated))
     policies = {run.variant: run.config["exploration"]["policy"] for run in runs}
-    _check_unused_exploration(config, policies, base, overrides, source, Path(base_dir or "."))
     agents = {run.variant: validate_agent_section(run.config["agent"]) for run in runs}
-    _check_unused_agent_settings(config, agents, base, overrides, source, Path(base_dir or "."))
+    for check in (_exploration_check(policies), _agent_check(agents)):
+        _refuse_unread_settings(config, check, base, overrides, source, Path(base_dir or "."))
     definition = {**config.model_dump(mode="json"), "name": name}
     return Comparison(
         name=name,
@@ -393,118 +393,119 @@ def plan_comparison(
     )
 
 
-def _check_unused_exploration(
+@dataclass(frozen=True)
+class _UnreadCheck:
+    """How :func:`_refuse_unread_settings` checks one config section for settings no run
+    reads: ``exploration`` (against the policy) or ``agent`` (against ``unread_fields``)."""
+
+    section: str
+    override_keys: Callable[[Any], list[str]]
+    """The section's fields that overrides (a variant's, ``overrides``, ``--set``) set."""
+    written: Callable[[Any], list[str]]
+    """The fields a user wrote in a file's section (none for one rlsoft wrote whole)."""
+    check_file: Callable[[Any, list[str], str], None]
+    """Raise :class:`ConfigError` for ``keys`` the file's section itself leaves unread."""
+    check_variant: Callable[[str, list[str], str], None]
+    """Raise :class:`ConfigError` for ``keys`` that the variant's final config leaves unread."""
+    read_by_none: Callable[[str, str], str]
+    """The sentence for a shared ``key`` that no variant reads, given where it was set."""
+
+
+def _refuse_unread_settings(
     config: CompareConfig,
-    policies: Mapping[str, str],
+    check: _UnreadCheck,
     base: Mapping[str, Any] | None,
     cli_overrides: Sequence[str],
     source: str,
     base_dir: Path,
 ) -> None:
-    """Refuse exploration settings that no run reads (``exploration.temperature`` in a variant
-    that stays ε-greedy), as ``rlsoft train`` does (:func:`check_exploration_keys`).
+    """Refuse settings that no run reads (``exploration.temperature`` in a variant that stays
+    ε-greedy, ``agent.atoms`` without C51), as ``rlsoft train`` does.
 
-    A variant's own settings are checked against its policy; the base, and an experiment file
-    named as a variant, against the file's own policy (a value a variant's new policy leaves
-    unread is not refused, as with ``rlsoft train --set exploration.policy=...``). Settings
-    every variant receives (the comparison's ``overrides`` and ``sweep``, ``--set``) are
-    refused only when no variant's policy reads them: a shared temperature is unused by the
+    A variant's own settings are checked against its final config; the base, and an
+    experiment file named as a variant, against the file's own (a value a variant's new policy
+    leaves unread is not refused, as with ``rlsoft train --set exploration.policy=...``).
+    Settings every variant receives (the comparison's ``overrides`` and ``sweep``, ``--set``)
+    are refused only when no variant reads them: a shared temperature is unused by the
     ε-greedy variants and read by the Boltzmann one.
-
-    :param policies: each variant's final ``exploration.policy``.
     """
     for variant, spec in config.variants.items():
         where = f"{source}: variant {variant!r}"
         if isinstance(spec, str):
             path = _resolve_file(spec, base_dir, source, f"variant {variant!r}")
-            section = load_config_dict(path).get("exploration")
-            if isinstance(section, dict):  # a wrong type was refused by validation
-                check_exploration_keys(section, list(section), f"{where} ({path.name})")
+            section = load_config_dict(path).get(check.section)
+            if keys := check.written(section):
+                check.check_file(section, keys, f"{where} ({path.name})")
             continue
-        keys = exploration_override_keys(spec)
-        check_exploration_keys({"policy": policies[variant]}, keys, where)
-    inherited = [(f"{source}: overrides", exploration_override_keys(config.overrides))]
+        check.check_variant(variant, check.override_keys(spec), where)
+    section = (base or {}).get(check.section)
+    if keys := check.written(section):
+        check.check_file(section, keys, f"{source}: base")
+    inherited = [(f"{source}: overrides", check.override_keys(config.overrides))]
     if config.sweep:
         swept = dict.fromkeys(config.sweep.keys())
-        inherited.append((f"{source}: sweep", exploration_override_keys(swept)))
-    inherited.append(("--set", exploration_override_keys(list(cli_overrides))))
-    section = (base or {}).get("exploration")
-    if isinstance(section, dict):  # an experiment of its own: its values fit its own policy
-        check_exploration_keys(section, list(section), f"{source}: base")
+        inherited.append((f"{source}: sweep", check.override_keys(swept)))
+    inherited.append(("--set", check.override_keys(list(cli_overrides))))
     for where, keys in inherited:
         for key in keys:
-            distinct = list(dict.fromkeys(policies.values()))
             refusals = []
-            for policy in distinct:
+            for variant in config.variants:
                 try:
-                    check_exploration_keys({"policy": policy}, [key], where)
+                    check.check_variant(variant, [key], where)
                 except ConfigError as exc:
-                    refusals.append(exc)
-            if len(refusals) < len(distinct):
+                    refusals.append(str(exc))
+            if len(refusals) < len(config.variants):
                 continue
-            if len(distinct) == 1:
-                raise refusals[0]
-            users = [p for p, fields in POLICY_FIELDS.items() if key in fields]
-            raise ConfigError(
-                f"{where} sets exploration.{key}, which no variant's policy reads (they use "
-                f"{', '.join(distinct)}); remove it, or give a variant a policy that uses it "
-                f"({' or '.join(users)})"
-            )
+            if len(set(refusals)) == 1:  # every variant refuses it for the same reason
+                raise ConfigError(refusals[0])
+            raise ConfigError(check.read_by_none(key, where))
 
 
-def _check_unused_agent_settings(
-    config: CompareConfig,
-    agents: Mapping[str, Any],
-    base: Mapping[str, Any] | None,
-    cli_overrides: Sequence[str],
-    source: str,
-    base_dir: Path,
-) -> None:
-    """Refuse agent settings that no run reads (``agent.munchausen_alpha`` in a variant that
-    keeps the standard target), as ``rlsoft train`` does (:func:`check_agent_keys`), on the
-    pattern of :func:`_check_unused_exploration`: a variant's own settings against its agent,
-    the base and a variant's experiment file against their own, and the settings every
-    variant receives only when no variant's agent reads them.
+def _exploration_check(policies: Mapping[str, str]) -> _UnreadCheck:
+    """:class:`_UnreadCheck` of the exploration section; ``policies``: each variant's final
+    ``exploration.policy``."""
 
-    :param agents: each variant's final, validated ``agent:`` section.
-    """
-    for variant, spec in config.variants.items():
-        where = f"{source}: variant {variant!r}"
-        if isinstance(spec, str):
-            path = _resolve_file(spec, base_dir, source, f"variant {variant!r}")
-            section = load_config_dict(path).get("agent")
-            keys = written_agent_keys(section)
-            if keys:
-                check_agent_keys(validate_agent_section(section), keys, f"{where} ({path.name})")
-            continue
-        check_agent_keys(agents[variant], agent_override_keys(spec), where)
-    section = (base or {}).get("agent")
-    keys = written_agent_keys(section)
-    if keys:
-        check_agent_keys(validate_agent_section(section), keys, f"{source}: base")
-    inherited = [(f"{source}: overrides", agent_override_keys(config.overrides))]
-    if config.sweep:
-        inherited.append(
-            (f"{source}: sweep", agent_override_keys(dict.fromkeys(config.sweep.keys())))
+    def read_by_none(key: str, where: str) -> str:
+        distinct = ", ".join(dict.fromkeys(policies.values()))
+        users = " or ".join(p for p, fields in POLICY_FIELDS.items() if key in fields)
+        return (
+            f"{where} sets exploration.{key}, which no variant's policy reads (they use "
+            f"{distinct}); remove it, or give a variant a policy that uses it ({users})"
         )
-    inherited.append(("--set", agent_override_keys(list(cli_overrides))))
-    for where, keys in inherited:
-        for key in keys:
-            refusals = []
-            for agent in agents.values():
-                try:
-                    check_agent_keys(agent, [key], where)
-                except ConfigError as exc:
-                    refusals.append(exc)
-            if len(refusals) < len(agents):
-                continue
-            if len(agents) == 1:
-                raise refusals[0]
-            readers = sorted({agent.unread_fields()[key][0] for agent in agents.values()})
-            raise ConfigError(
-                f"{where} sets agent.{key}, which no variant's agent reads; remove it, or give "
-                f"a variant the setting that reads it (agent.{' or '.join(readers)})"
-            )
+
+    return _UnreadCheck(
+        section="exploration",
+        override_keys=exploration_override_keys,
+        written=lambda section: list(section) if isinstance(section, dict) else [],
+        check_file=check_exploration_keys,
+        check_variant=lambda v, keys, where: check_exploration_keys(
+            {"policy": policies[v]}, keys, where
+        ),
+        read_by_none=read_by_none,
+    )
+
+
+def _agent_check(agents: Mapping[str, Any]) -> _UnreadCheck:
+    """:class:`_UnreadCheck` of the agent section; ``agents``: each variant's final,
+    validated ``agent:`` section."""
+
+    def read_by_none(key: str, where: str) -> str:
+        readers = sorted({agent.unread_fields()[key][0] for agent in agents.values()})
+        return (
+            f"{where} sets agent.{key}, which no variant's agent reads; remove it, or give a "
+            f"variant the setting that reads it (agent.{' or '.join(readers)})"
+        )
+
+    return _UnreadCheck(
+        section="agent",
+        override_keys=agent_override_keys,
+        written=written_agent_keys,
+        check_file=lambda section, keys, where: check_agent_keys(
+            validate_agent_section(section), keys, where
+        ),
+        check_variant=lambda v, keys, where: check_agent_keys(agents[v], keys, where),
+        read_by_none=read_by_none,
+    )
 
 
 def _validate(data: Mapping[str, Any], source: str) -> CompareConfig:

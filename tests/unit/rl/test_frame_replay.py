@@ -157,14 +157,19 @@ def run_against_naive(
         naive.add(*transition)
         assert len(buf) == naive.count == len(stacks)
         if every_step or t == steps - 1:
-            everything = np.arange(len(buf))
-            batch = buf.gather(everything)
-            assert_batch_matches(batch, naive, everything)
-            # rlsoft's stack-storing buffer agrees too, bit for bit (the same n-step rule).
-            other = stacks.gather(everything)
-            for field in ("obs", "next_obs", "actions", "returns", "discounts", "terminated"):
-                np.testing.assert_array_equal(getattr(batch, field), getattr(other, field))
+            assert_every_index_matches(buf, stacks, naive)
     return buf, stacks, naive
+
+
+def assert_every_index_matches(buf, stacks, naive):
+    """Every stored index of the frame buffer against the naive buffer, and against rlsoft's
+    stack-storing buffer bit for bit (the same n-step rule)."""
+    everything = np.arange(len(buf))
+    batch = buf.gather(everything)
+    assert_batch_matches(batch, naive, everything)
+    other = stacks.gather(everything)
+    for field in ("obs", "next_obs", "actions", "returns", "discounts", "terminated", "steps"):
+        np.testing.assert_array_equal(getattr(batch, field), getattr(other, field))
 
 
 # ---------------------------------------------------------------------------- the comparison
@@ -503,12 +508,7 @@ def test_ending_streams_mid_episode_is_a_truncation_there(frame_stack, frame_sha
             for e in envs:  # the environment starts a new episode
                 streams.stacks[e], streams.left[e] = streams._reset(), streams._length()
             cuts += len(expected)
-        everything = np.arange(len(buf))
-        batch = buf.gather(everything)
-        assert_batch_matches(batch, naive, everything)
-        other = stacks.gather(everything)
-        for field in ("obs", "next_obs", "returns", "discounts", "terminated", "steps"):
-            np.testing.assert_array_equal(getattr(batch, field), getattr(other, field))
+        assert_every_index_matches(buf, stacks, naive)
     assert cuts > 20
 
 
