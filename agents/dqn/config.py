@@ -157,6 +157,8 @@ class DQNConfig(StrictModel):
         if self.head != "c51":
             for name in ("atoms", "v_min", "v_max"):
                 unread[name] = ("head: c51", f"head {self.head}")
+        else:  # the distributional head always trains by cross-entropy
+            unread["loss"] = ("head: q", "head c51")
         if not self.noisy:
             unread["noisy_sigma0"] = ("noisy: true", "noisy false")
         if self.target not in ("soft", "munchausen"):

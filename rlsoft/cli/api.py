@@ -207,7 +207,7 @@ def experiment_config(
         check_exploration_keys,
         exploration_override_keys,
         override_paths,
-        validate_agent_section,
+        own_agent_config,
         validate_config,
         written_agent_keys,
     )
@@ -254,7 +254,7 @@ def experiment_config(
         check_exploration_keys(final if exploration is None else exploration, keys, where)
     for agent, keys, where in unused_agent_checks:
         if keys:
-            own = validated.agent_config() if agent is None else validate_agent_section(agent)
+            own = validated.agent_config() if agent is None else own_agent_config(agent)
             check_agent_keys(own, keys, where)
     return validated
 

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import os
+import select
 import shlex
 import signal
 import sys
@@ -363,6 +364,20 @@ def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed (``poll`` reports an
+    error on the writing end then); False where that cannot be told."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # replaced by an object without a descriptor (a test's capture)
+    if not hasattr(select, "poll"):
+        return True  # Windows: no poll; a broken pipe while writing output is ours
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & select.POLLERR for _, event in poller.poll(0))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # rlsoft's config models need no pydantic plugins, and looking for them scans every
     # installed distribution's entry points at the first model (about 8 ms of the 0.3 s a
@@ -381,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlsoft: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe (an async env's worker): not the reader of our output
         # The reader went away (rlsoft report | head -1): no traceback, and no second error
         # when Python flushes stdout at exit (the way the Python docs recommend, as rich does).
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -56,6 +56,7 @@ from rlsoft.run.config import (
     check_path_name,
     exploration_override_keys,
     load_config_dict,
+    own_agent_config,
     parse_override,
     parse_yaml,
     validate_agent_section,
@@ -377,8 +378,13 @@ def plan_comparison(
             validated = validate_config(data_run, source=where).to_dict()
             _set_cadence(validated, config.checkpoints_per_run)
             runs.append(RunSpec(env_id, variant, seed, validated))
-    policies = {run.variant: run.config["exploration"]["policy"] for run in runs}
-    agents = {run.variant: validate_agent_section(run.config["agent"]) for run in runs}
+    # Each variant's configs over the grid's cells (a sweep may change its policy or target).
+    first_seed = [run for run in runs if run.seed == seed_list[0]]
+    policies: dict[str, list[str]] = {}
+    agents: dict[str, list[Any]] = {}
+    for run in first_seed:
+        policies.setdefault(run.variant, []).append(run.config["exploration"]["policy"])
+        agents.setdefault(run.variant, []).append(validate_agent_section(run.config["agent"]))
     for check in (_exploration_check(policies), _agent_check(agents)):
         _refuse_unread_settings(config, check, base, overrides, source, Path(base_dir or "."))
     definition = {**config.model_dump(mode="json"), "name": name}
@@ -405,10 +411,25 @@ class _UnreadCheck:
     """The fields a user wrote in a file's section (none for one rlsoft wrote whole)."""
     check_file: Callable[[Any, list[str], str], None]
     """Raise :class:`ConfigError` for ``keys`` the file's section itself leaves unread."""
-    check_variant: Callable[[str, list[str], str], None]
-    """Raise :class:`ConfigError` for ``keys`` that the variant's final config leaves unread."""
+    cells: Mapping[str, Sequence[Any]]
+    """Each variant's final settings in every cell of the grid (its policy, its agent)."""
+    check_cell: Callable[[Any, list[str], str], None]
+    """Raise :class:`ConfigError` for ``keys`` that one cell's settings leave unread."""
     read_by_none: Callable[[str, str], str]
     """The sentence for a shared ``key`` that no variant reads, given where it was set."""
+
+    def refusals(self, variants: Sequence[str], key: str, where: str) -> list[str] | None:
+        """Why each cell of ``variants`` leaves ``key`` unread, or None when one reads it."""
+        found = []
+        for variant in variants:
+            for cell in self.cells[variant]:
+                try:
+                    self.check_cell(cell, [key], where)
+                except ConfigError as exc:
+                    found.append(str(exc))
+                else:
+                    return None
+        return found
 
 
 def _refuse_unread_settings(
@@ -437,7 +458,10 @@ def _refuse_unread_settings(
             if keys := check.written(section):
                 check.check_file(section, keys, f"{where} ({path.name})")
             continue
-        check.check_variant(variant, check.override_keys(spec), where)
+        for key in check.override_keys(spec):
+            refused = check.refusals([variant], key, where)
+            if refused:  # no cell of the variant reads it
+                raise ConfigError(refused[0])
     section = (base or {}).get(check.section)
     if keys := check.written(section):
         check.check_file(section, keys, f"{source}: base")
@@ -448,25 +472,20 @@ def _refuse_unread_settings(
     inherited.append(("--set", check.override_keys(list(cli_overrides))))
     for where, keys in inherited:
         for key in keys:
-            refusals = []
-            for variant in config.variants:
-                try:
-                    check.check_variant(variant, [key], where)
-                except ConfigError as exc:
-                    refusals.append(str(exc))
-            if len(refusals) < len(config.variants):
+            refused = check.refusals(list(config.variants), key, where)
+            if refused is None:
                 continue
-            if len(set(refusals)) == 1:  # every variant refuses it for the same reason
-                raise ConfigError(refusals[0])
+            if len(set(refused)) == 1:  # every variant refuses it for the same reason
+                raise ConfigError(refused[0])
             raise ConfigError(check.read_by_none(key, where))
 
 
-def _exploration_check(policies: Mapping[str, str]) -> _UnreadCheck:
+def _exploration_check(policies: Mapping[str, Sequence[str]]) -> _UnreadCheck:
     """:class:`_UnreadCheck` of the exploration section; ``policies``: each variant's final
-    ``exploration.policy``."""
+    ``exploration.policy`` in each cell."""
 
     def read_by_none(key: str, where: str) -> str:
-        distinct = ", ".join(dict.fromkeys(policies.values()))
+        distinct = ", ".join(dict.fromkeys(p for cells in policies.values() for p in cells))
         users = " or ".join(p for p, fields in POLICY_FIELDS.items() if key in fields)
         return (
             f"{where} sets exploration.{key}, which no variant's policy reads (they use "
@@ -478,19 +497,20 @@ def _exploration_check(policies: Mapping[str, str]) -> _UnreadCheck:
         override_keys=exploration_override_keys,
         written=lambda section: list(section) if isinstance(section, dict) else [],
         check_file=check_exploration_keys,
-        check_variant=lambda v, keys, where: check_exploration_keys(
-            {"policy": policies[v]}, keys, where
+        cells=policies,
+        check_cell=lambda policy, keys, where: check_exploration_keys(
+            {"policy": policy}, keys, where
         ),
         read_by_none=read_by_none,
     )
 
 
-def _agent_check(agents: Mapping[str, Any]) -> _UnreadCheck:
+def _agent_check(agents: Mapping[str, Sequence[Any]]) -> _UnreadCheck:
     """:class:`_UnreadCheck` of the agent section; ``agents``: each variant's final,
-    validated ``agent:`` section."""
+    validated ``agent:`` section in each cell."""
 
     def read_by_none(key: str, where: str) -> str:
-        readers = sorted({agent.unread_fields()[key][0] for agent in agents.values()})
+        readers = sorted({a.unread_fields()[key][0] for cells in agents.values() for a in cells})
         return (
             f"{where} sets agent.{key}, which no variant's agent reads; remove it, or give a "
             f"variant the setting that reads it (agent.{' or '.join(readers)})"
@@ -501,9 +521,10 @@ def _agent_check(agents: Mapping[str, Any]) -> _UnreadCheck:
         override_keys=agent_override_keys,
         written=written_agent_keys,
         check_file=lambda section, keys, where: check_agent_keys(
-            validate_agent_section(section), keys, where
+            own_agent_config(section), keys, where
         ),
-        check_variant=lambda v, keys, where: check_agent_keys(agents[v], keys, where),
+        cells=agents,
+        check_cell=check_agent_keys,
         read_by_none=read_by_none,
     )
 

@@ -335,12 +335,16 @@ class EnvDriver:
             self._lengths = [int(n) for n in window["lengths"]]
             dtype = window.get("samples_dtype")
             self._samples = [np.asarray(s, dtype=dtype) for s in window["samples"]]
+        started_over: list[int] = []
         if state.get("env"):
-            self._restore_env(state["env"])
+            started_over = self._restore_env(state["env"])
         if state.get("policy"):
             self.agent.policy.load_state_dict(state["policy"])
+        end_episode = self._policy_episode_end()
+        for env in started_over if end_episode is not None else ():
+            end_episode(env)  # an εz-greedy option does not run on into the new episode
 
-    def _restore_env(self, saved: dict[str, Any]) -> None:
+    def _restore_env(self, saved: dict[str, Any]) -> list[int]:
         """Replay each environment to its saved state and check the observations agree
         (a single environment is stored as a vector of one).
 
@@ -350,6 +354,8 @@ class EnvDriver:
         replay did not reach the saved observation (an environment not deterministic given
         its seed), since the agent's replay holds the interrupted episode's transitions and
         would otherwise join them to a different one.
+
+        :return: the environments whose episodes started over.
         """
         snapshots = saved["sub_envs"]
         if not self.vectorized and len(snapshots) != 1:
@@ -368,32 +374,38 @@ class EnvDriver:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        diverged = [
-            i
-            for i, obs in enumerate(observations)
-            if i not in restarted and not np.array_equal(np.asarray(obs), expected[i])
-        ]
-        if diverged:
-            warnings.warn(
-                f"environment {self.config.env.id!r} did not replay to its saved state (it is "
-                "not deterministic given its seed), so the resumed run starts the interrupted "
-                "episode over",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        started_over = set(restarted)
+        while True:
+            # Replaying again replays every copy: one that matched before may not now.
+            diverged = {
+                i
+                for i, obs in enumerate(observations)
+                if i not in started_over and not np.array_equal(np.asarray(obs), expected[i])
+            }
+            if not diverged:
+                break
+            if started_over <= set(restarted):  # warned once
+                warnings.warn(
+                    f"environment {self.config.env.id!r} did not replay to its saved state (it "
+                    "is not deterministic given its seed), so the resumed run starts the "
+                    "interrupted episode over",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            started_over |= diverged
             snapshots = [
-                {**snap, "actions": None} if i in diverged else snap
+                {**snap, "actions": None} if i in started_over else snap
                 for i, snap in enumerate(snapshots)
             ]
             observations = self._replay_env(snapshots)
-        started_over = sorted(restarted + diverged)
         if started_over:
             # Their running statistics start over with them.
-            ep_return[started_over] = 0.0
-            ep_length[started_over] = 0
+            indices = sorted(started_over)
+            ep_return[indices] = 0.0
+            ep_length[indices] = 0
             restart = getattr(self.agent, "restart_episodes", None)
             if restart is not None:
-                restart(np.asarray(started_over, dtype=np.int64))
+                restart(np.asarray(indices, dtype=np.int64))
         replayed = np.stack([np.asarray(o) for o in observations])
         if self.vectorized:
             self.obs = replayed.astype(expected.dtype, copy=False)
@@ -404,6 +416,7 @@ class EnvDriver:
             self._ep_return = float(ep_return[0])
             self._ep_length = int(ep_length[0])
         self.env.action_space.np_random.bit_generator.state = saved["action_space_rng"]
+        return sorted(started_over)
 
     def _replay_env(self, snapshots: list[dict[str, Any]]) -> list[Any]:
         """Each environment's observation after replaying its episode record."""

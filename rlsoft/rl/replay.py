@@ -118,7 +118,8 @@ class TransitionRing:
         if len(self) == 0:
             return []
         newest = (self.pos - 1) % self.rows * self.num_envs
-        marked = [newest + int(e) for e in envs if not self.done[newest + int(e)]]
+        streams = dict.fromkeys(int(e) for e in envs)  # each once: marked once, freed once
+        marked = [newest + e for e in streams if not self.done[newest + e]]
         self.done[marked] = True
         return marked
 

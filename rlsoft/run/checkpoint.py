@@ -133,7 +133,11 @@ def write_checkpoint(
             handle.write(json.dumps(trainer_state))
             handle.flush()
             os.fsync(handle.fileno())
-        manifest = {f.name: _fingerprint(f) for f in sorted(tmp.iterdir())}
+        manifest = {
+            f.relative_to(tmp).as_posix(): _fingerprint(f)
+            for f in sorted(tmp.rglob("*"))
+            if f.is_file()  # an agent may save a directory of files
+        }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
         for written in tmp.iterdir():  # the agent's own file(s), whatever wrote them
             _fsync_file(written)
@@ -202,8 +206,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _fingerprint(path: Path) -> dict[str, int]:
-    """Size and CRC-32 of a file (zlib's, read in 16 MiB blocks: a few GB/s, a small part of
-    the time torch.save takes to write the same bytes)."""
+    """Size and CRC-32 of a file (zlib's, read in 16 MiB blocks at about 2 GB/s here: a
+    7 GB Atari replay adds about 3.5 s to each checkpoint and to each load, from the page
+    cache)."""
     crc = 0
     with open(path, "rb") as handle:
         while block := handle.read(1 << 24):

@@ -482,11 +482,18 @@ def written_agent_keys(section: Any) -> list[str]:
     if not isinstance(section, dict):
         return []
     try:
-        model = type(validate_agent_section(section))
+        model = type(own_agent_config(section))
     except (RlsoftError, ValueError):
         return []  # validation names the problem
-    keys = [k for k in section if k != "type"]
-    return [] if set(model.model_fields) <= set(keys) else keys
+    keys = [k for k, v in section.items() if k != "type" and v is not None]
+    return [] if set(model.model_fields) <= set(section) else keys
+
+
+def own_agent_config(section: dict[str, Any]) -> BaseModel:
+    """A file's ``agent:`` section validated on its own, nulls left out: a null is no setting
+    (``frame_stack: null`` takes the env's stack) and may be valid only in the whole config."""
+    written = {k: v for k, v in section.items() if v is not None or k == "type"}
+    return validate_agent_section(written)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1257,11 +1264,15 @@ def validate_config(
     else:
         return config
     named = re.search(r"config (?:field|key) '([^']+)'", message)
-    field_path = named.group(1) if named else None
-    from_override = field_path is not None and any(
-        field_path == key or field_path.startswith(f"{key}.") or key.startswith(f"{field_path}.")
-        for key in overridden
-    )
+    field_path = named.group(1) if named else ""
+
+    def from_this(key: str) -> bool:
+        if field_path == key or field_path.startswith(f"{key}."):
+            return True  # the error is at or inside what the override set
+        # A check of a whole section (env, agent) names the field it refused in its sentence.
+        return (not field_path or key.startswith(f"{field_path}.")) and key in message
+
+    from_override = any(from_this(key) for key in overridden)
     raise ConfigError(f"{override_source if from_override else source}: {message}") from None
 
 

@@ -72,10 +72,12 @@ class RunInterrupted(KeyboardInterrupt):
         return f"rlsoft train --resume {shlex.quote(str(self.run_dir))}"
 
     def __str__(self) -> str:
-        return (
-            f"stopped at step {self.step:,} of {self.total:,} with a checkpoint; continue with: "
-            f"{self.resume_command}"
+        where = (
+            f"during the final evaluation at step {self.step:,}"
+            if self.step >= self.total
+            else f"at step {self.step:,} of {self.total:,}"
         )
+        return f"stopped {where} with a checkpoint; continue with: {self.resume_command}"
 
 
 class Driver(Protocol):
@@ -367,7 +369,8 @@ class Trainer:
     def _driver_evaluate(self) -> dict[str, float]:
         """The driver's evaluation, stoppable where the driver takes ``stop`` (a driver
         written before it could be stopped runs to its end)."""
-        if "stop" in inspect.signature(self.driver.evaluate).parameters:
+        parameters = inspect.signature(self.driver.evaluate).parameters.values()
+        if any(p.name == "stop" or p.kind is p.VAR_KEYWORD for p in parameters):
             return self.driver.evaluate(self.step, stop=self.stop_event)
         return self.driver.evaluate(self.step)
 

@@ -962,6 +962,15 @@ CASES = [
         marks=(needs_ale,),
     ),
     C(
+        "atari-unread-agent-setting-beside-a-null",
+        ATARI_TRAIN,
+        "atari.yaml sets agent.atoms, which only head: c51 reads",
+        files=_files(
+            **{"atari.yaml": ATARI.replace("frame_stack: 4", "frame_stack: null, atoms: 11")}
+        ),
+        marks=(needs_ale,),
+    ),
+    C(
         "atari-render-mode-in-kwargs",
         [*ATARI_TRAIN.split(), "--set", "env.kwargs={render_mode: human}"],
         "env.kwargs.render_mode makes every Atari copy (training and evaluation) open its own "
@@ -1045,6 +1054,11 @@ CASES = [
         f"{DQN_TRAIN} --set agent.munchausen_alpha=0.5",
         "--set sets agent.munchausen_alpha, which only target: munchausen reads (this config "
         "has target standard); remove it, or set agent.target: munchausen",
+    ),
+    C(
+        "set-loss-of-a-c51-head",
+        f"{DQN_TRAIN} --set agent.head=c51 --set agent.loss=mse",
+        "--set sets agent.loss, which only head: q reads (this config has head c51)",
     ),
     C(
         "file-agent-setting-the-agent-ignores",

@@ -105,17 +105,21 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(
     pipe ends the command with exit code 1 and nothing on stderr, not a traceback."""
     main(["train", str(config), "--logdir", str(tmp_path / "runs")])
     target = _single_run(tmp_path / "runs") if command[0] == "eval" else tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rlsoft.cli", command[0], str(target), *command[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-    assert proc.stdout.readline()
-    proc.stdout.close()  # the reader goes away after one line
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode(), err.decode()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line: every write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "rlsoft.cli", command[0], str(target), *command[1:]],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "120"},
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 @pytest.mark.parametrize(

@@ -290,6 +290,17 @@ def test_agent_settings_need_a_variant_whose_agent_reads_them(tmp_path):
     with pytest.raises(ConfigError, match=r"^t\.yaml: base sets agent\.munchausen_alpha, which"):
         dqn_plan(base=base)
     assert not (tmp_path / "runs").exists()
+    # A sweep of the target: the variant's α is read in one cell, whichever comes first.
+    alpha = {"alpha": {"agent.munchausen_alpha": 0.5}}
+    for targets in (["munchausen", "standard"], ["standard", "munchausen"]):
+        sweep = {
+            "parameter": "agent.gamma",
+            "values": [0.9, 0.99],
+            "along": {"agent.target": targets},
+        }
+        assert dqn_plan(variants=alpha, sweep=sweep).runs
+    with pytest.raises(ConfigError, match=r"variant 'c' sets agent\.atoms, which only head: c51"):
+        dqn_plan(variants={"c": {"agent.atoms": 11}}, sweep=sweep)
 
 
 def test_an_experiment_file_as_a_variant_is_checked_against_its_own_policy(tmp_path):

@@ -918,6 +918,12 @@ def test_a_stop_during_an_evaluation_cuts_it_short_and_the_resume_redoes_it(
         run_experiment(config, stop_event=threading.Event())
     step = caught.value.step
     assert step == config.train.eval_every * evaluation and len(episodes) == 1
+    final = step == config.train.total_steps
+    assert str(caught.value).startswith(
+        f"stopped during the final evaluation at step {step:,}"
+        if final
+        else f"stopped at step {step:,} of {config.train.total_steps:,}"
+    )
     split = tmp_path / "split"
     state = _trainer_state(split)
     assert state["step"] == step and state["eval_pending"] is True

@@ -77,6 +77,9 @@ def _env_adapters(config: EnvSpec) -> list[Callable[[gym.Env], gym.Env]]:
     return []
 
 
+MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+"""The games of the ``minatar`` package (``MinAtar/<Game>-v0/v1``), as ale-py names ROMs."""
+
 ATARI_LEGACY_ID = re.compile(r"^([A-Z][A-Za-z0-9]*?)(NoFrameskip|Deterministic)?-v(\d+)$")
 """``PongNoFrameskip-v4``, ``Pong-v5``: an Atari game named the way other libraries do."""
 
@@ -101,10 +104,15 @@ def atari_id_hint(env_id: str) -> str | None:
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
     if (roms is None and variant is None) or (roms is not None and snake not in roms):
         return None
+    minatar = (
+        f", or MinAtar/{game}-v1 for MinAtar's 10×10 version"
+        if snake in MINATAR_GAMES and variant is None
+        else ""
+    )
     return (
         f"rlsoft runs Atari games as ALE/<Game>-v5 ids with the standard protocol (env.atari): "
-        f"use env.id ALE/{game}-v5 (frame skipping is env.atari.frame_skip; the v4 ids' "
-        "actions without stickiness are env.atari.repeat_action_probability: 0)"
+        f"use env.id ALE/{game}-v5{minatar} (frame skipping is env.atari.frame_skip; the v4 "
+        "ids' actions without stickiness are env.atari.repeat_action_probability: 0)"
     )
 
 
@@ -325,19 +333,23 @@ def probe_spaces(config: EnvSpec) -> tuple[gym.Space, gym.Space]:
     probe = make_env(config)
     try:
         if config.kwargs or config.wrappers:
+            call = "reset"
             try:
                 probe.reset(seed=0)
+                call = "first step"
                 probe.action_space.seed(0)
                 probe.step(probe.action_space.sample())
             except (RlsoftError, gym.error.DependencyNotInstalled):
                 raise  # already one sentence, or the caller's (a renderer's missing pygame)
             except Exception as exc:  # the env's own code: any error is the settings' fault
                 reason = " ".join(str(exc).split()) or type(exc).__name__
-                where = "env.kwargs and env.wrappers" if config.wrappers else "env.kwargs"
+                given = [f"env.kwargs {shorten(config.kwargs)}"] if config.kwargs else []
+                if config.wrappers:
+                    given.append(f"env.wrappers ({len(config.wrappers)})")
                 raise RlsoftError(
-                    f"environment {config.id!r} failed its first step with env.kwargs "
-                    f"{shorten(config.kwargs)} ({type(exc).__name__}: {shorten(reason, 160)}); "
-                    f"check {where} in the config"
+                    f"environment {config.id!r} failed its {call} with {' and '.join(given)} "
+                    f"({type(exc).__name__}: {shorten(reason, 160)}); check "
+                    f"{' and '.join(g.split()[0] for g in given)} in the config"
                 ) from None
         return probe.observation_space, probe.action_space
     finally:

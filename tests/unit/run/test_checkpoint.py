@@ -231,3 +231,37 @@ def test_rlsoft_train_on_a_full_disk_stops_with_one_sentence_and_resumes(
     monkeypatch.setattr(TabularAgent, "save", real_save)  # space freed
     assert main(["train", "--resume", str(run_dir)]) == 0
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 5000
+
+
+def test_the_manifest_finds_any_changed_file_and_a_wrong_step(tmp_path):
+    """Every file written, an agent's directory of files included, is in the manifest with
+    its size and CRC-32 (checked against zlib's): a changed byte, a removed file or a step in
+    trainer.json that is not the checkpoint's is a CheckpointError naming it."""
+    import zlib
+
+    from rlsoft.errors import CheckpointError
+    from rlsoft.run.checkpoint import MANIFEST_FILE, verify_checkpoint
+
+    def save_directory(path: Path) -> None:
+        path.mkdir()
+        (path / "weights.bin").write_bytes(bytes(range(256)) * 10)
+        (path / "meta.txt").write_text("meta", encoding="utf-8")
+
+    checkpoint = write_checkpoint(tmp_path, 7, save_directory, "agent.d", {"step": 7}, 3)
+    manifest = json.loads((checkpoint / MANIFEST_FILE).read_text(encoding="utf-8"))
+    assert sorted(manifest) == ["agent.d/meta.txt", "agent.d/weights.bin", "trainer.json"]
+    weights = (checkpoint / "agent.d" / "weights.bin").read_bytes()
+    assert manifest["agent.d/weights.bin"] == {"bytes": 2560, "crc32": zlib.crc32(weights)}
+    verify_checkpoint(checkpoint)
+    (checkpoint / "agent.d" / "weights.bin").write_bytes(weights[:-1] + b"\x00")
+    with pytest.raises(CheckpointError, match=r"agent.d/weights.bin has changed since it was"):
+        verify_checkpoint(checkpoint)
+    (checkpoint / "agent.d" / "weights.bin").unlink()
+    with pytest.raises(CheckpointError, match=r"agent.d/weights.bin is missing"):
+        verify_checkpoint(checkpoint)
+    old = write(tmp_path, 20, "a")
+    (old / MANIFEST_FILE).unlink()  # as written before manifests: the step is still checked
+    verify_checkpoint(old)
+    (old / "trainer.json").write_text(json.dumps({"step": 30, "tag": "a"}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"says step 30, but the checkpoint is of step 20"):
+        verify_checkpoint(old)
