@@ -130,7 +130,8 @@ def write_checkpoint(
         tmp.mkdir()
         save_agent(tmp / agent_file)
         with open(tmp / "trainer.json", "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(trainer_state))
+            # Says a manifest was written, so a deleted one is not taken for an old checkpoint.
+            handle.write(json.dumps({**trainer_state, "manifest": MANIFEST_FILE}))
             handle.flush()
             os.fsync(handle.fileno())
         manifest = {
@@ -220,12 +221,16 @@ def verify_checkpoint(checkpoint: Path) -> None:
     """Check every file of ``checkpoint`` against the manifest written with it, and the step
     in ``trainer.json`` against the directory's name.
 
-    A checkpoint written before rlsoft kept a manifest is checked for the step only.
+    A checkpoint written before rlsoft kept a manifest is checked for the step only (one
+    written since says so in ``trainer.json``, so deleting its manifest is damage too).
 
     :raises CheckpointError: naming the file that changed since it was written.
     """
     where = f"checkpoint {str(checkpoint)!r}"
     manifest_path = checkpoint / MANIFEST_FILE
+    state = read_trainer_state(checkpoint)
+    if not manifest_path.exists() and isinstance(state, dict) and "manifest" in state:
+        raise CheckpointError(f"{where} is damaged: its {MANIFEST_FILE} is missing")
     if manifest_path.exists():
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -246,7 +251,6 @@ def verify_checkpoint(checkpoint: Path) -> None:
                     f"{where} is damaged: {name} has changed since it was written (its size "
                     "or checksum differs from the one recorded with it)"
                 )
-    state = read_trainer_state(checkpoint)
     step = state.get("step") if isinstance(state, dict) else None
     named = checkpoint.name.removeprefix(_PREFIX)
     if isinstance(step, int) and named.isdigit() and step != int(named):

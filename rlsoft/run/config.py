@@ -602,6 +602,9 @@ def check_minatar_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
     """
     for key, fix in MINATAR_ID_KEYWORDS.items():
         if key in kwargs:
+            if key == "game" and isinstance(kwargs[key], str):  # name the id of that game
+                title = kwargs[key].replace("_", " ").title().replace(" ", "")
+                fix = fix.replace("MinAtar/Asterix-v1", f"MinAtar/{title}-v1")
             raise ValueError(f"env.kwargs.{key} is set by the id {env_id}: {fix}")
     if "sticky_action_prob" in kwargs:
         value = kwargs["sticky_action_prob"]
@@ -645,7 +648,7 @@ class EnvConfig(StrictModel):
 
     @model_validator(mode="after")
     def _kwargs_checked_early(self) -> EnvConfig:
-        if "render_mode" in self.kwargs and self.id.startswith("ALE/"):
+        if self.kwargs.get("render_mode") == "human" and self.id.startswith("ALE/"):
             # Every copy would open its own SDL window, and a second one crashes ALE (a
             # segmentation fault at the first step, ale-py 0.12); one copy draws in rlsoft eval.
             raise ValueError(
@@ -1321,6 +1324,36 @@ def _flat_fields(data: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in data.items():
         flat.update(_flat_fields(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
+
+
+def check_unedited(written: Any, current: ExperimentConfig, where: str) -> None:
+    """Refuse a run whose ``config.yaml`` was edited since a checkpoint: ``written`` is the
+    config the checkpoint's run had (``trainer.json``), ``current`` what ``config.yaml`` says
+    now. The budget and cadence (:data:`RESUME_CHANGEABLE`) may differ (a resume with
+    ``--set`` writes them), and so may the run's names (a copied or moved run dir).
+
+    A checkpoint written before rlsoft kept the config, or one whose config no longer
+    validates, is not checked.
+
+    :raises ConfigError: naming the first changed field.
+    """
+    if not isinstance(written, dict):
+        return
+    try:
+        before = _flat_fields(validate_config(copy.deepcopy(written)).to_dict())
+    except RlsoftError:
+        return
+    after = _flat_fields(current.to_dict())
+    for key in sorted(before.keys() | after.keys()):
+        if key in RESUME_CHANGEABLE or key in ("logdir", "run_name"):
+            continue
+        if before.get(key) != after.get(key):
+            raise ConfigError(
+                f"{where} was edited after the checkpoint it resumes from: {key} is "
+                f"{after.get(key)!r} there but was {before.get(key)!r}, which changes what the "
+                "run learns; put it back, or start a new run from the edited file with rlsoft "
+                "train"
+            )
 
 
 def resume_changes(

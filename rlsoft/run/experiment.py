@@ -34,6 +34,7 @@ from rlsoft.run.config import (
     PATH_NAME,
     ExperimentConfig,
     check_path_name,
+    check_unedited,
     deep_merge,
     default_name,
     override_paths,
@@ -510,6 +511,7 @@ def _resume_held(
             override_source=override_source,
         )
     checkpoint, state = _read_checkpoint(run_dir, "resume")
+    check_unedited(state.get("config"), saved, str(run_dir / CONFIG_FILE))
     step = int(state["step"])
     changes = resume_changes(saved, config, step)
     driver = build_driver(config)

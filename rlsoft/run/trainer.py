@@ -354,6 +354,7 @@ class Trainer:
             result = self._driver_evaluate()
         except EvaluationStopped:
             self.eval_pending = True
+            self.eval_seconds += time.perf_counter() - tick  # spent evaluating, not training
             return False
         self.eval_pending = False
         seconds = time.perf_counter() - tick
@@ -376,6 +377,8 @@ class Trainer:
 
     def _trainer_state(self) -> dict[str, Any]:
         return {
+            # What the run learns from, to find a config.yaml edited by hand before a resume.
+            "config": self.config.to_dict(),
             "eval_pending": self.eval_pending,
             "step": self.step,
             "elapsed": self.elapsed,

@@ -91,6 +91,9 @@ def _before_manifests(damage: Callable[[Path], None]) -> Callable[[Path], None]:
     def damaged(run: Path) -> None:
         for checkpoint in latest_checkpoint(run).parent.iterdir():
             (checkpoint / "manifest.json").unlink(missing_ok=True)
+            state = json.loads((checkpoint / "trainer.json").read_text(encoding="utf-8"))
+            state.pop("manifest")  # nor did trainer.json say it had one
+            (checkpoint / "trainer.json").write_text(json.dumps(state), encoding="utf-8")
         damage(run)
 
     damaged.__name__ = damage.__name__
@@ -103,6 +106,18 @@ def _flip_agent_byte(run: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def _edit_run_gamma(run: Path) -> None:
+    path = run / "config.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "gamma: 0.99" in text
+    path.write_text(text.replace("gamma: 0.99", "gamma: 0.5"), encoding="utf-8")
+
+
+def _delete_manifest(run: Path) -> None:
+    (latest_checkpoint(run) / "manifest.json").unlink()
+    _flip_agent_byte(run)
 
 
 def _edit_trainer_step(run: Path) -> None:
@@ -1081,6 +1096,21 @@ CASES = [
         "is damaged: agent.pt has changed since it was written",
         run="dqn",
         damage=_flip_agent_byte,
+    ),
+    C(
+        "resume-after-config-yaml-was-edited",
+        "train --resume {run} --set train.total_steps=9000",
+        "config.yaml was edited after the checkpoint it resumes from: agent.gamma is 0.5 there "
+        "but was 0.99, which changes what the run learns",
+        run="tabular",
+        damage=_edit_run_gamma,
+    ),
+    C(
+        "eval-deleted-manifest",
+        "eval {run}",
+        "is damaged: its manifest.json is missing",
+        run="tabular",
+        damage=_delete_manifest,
     ),
     C(
         "resume-edited-step",

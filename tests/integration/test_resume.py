@@ -1045,7 +1045,11 @@ def test_a_failed_load_on_resume_closes_the_environments(tmp_path, monkeypatch):
     run_experiment(validate_config(_kind_config(tmp_path, "dqn", "broken", total=100)))
     agent_file(latest_checkpoint(tmp_path / "broken")).write_bytes(b"not a checkpoint")
     # Without the manifest (a checkpoint from before it) the damage shows when loading.
-    (latest_checkpoint(tmp_path / "broken") / "manifest.json").unlink()
+    checkpoint = latest_checkpoint(tmp_path / "broken")
+    (checkpoint / "manifest.json").unlink()
+    state = json.loads((checkpoint / "trainer.json").read_text())
+    state.pop("manifest")
+    (checkpoint / "trainer.json").write_text(json.dumps(state))
     closed = []
     original = EnvDriver.close
     monkeypatch.setattr(EnvDriver, "close", lambda self: closed.append(original(self)))

@@ -260,7 +260,11 @@ def test_the_manifest_finds_any_changed_file_and_a_wrong_step(tmp_path):
     with pytest.raises(CheckpointError, match=r"agent.d/weights.bin is missing"):
         verify_checkpoint(checkpoint)
     old = write(tmp_path, 20, "a")
-    (old / MANIFEST_FILE).unlink()  # as written before manifests: the step is still checked
+    (old / MANIFEST_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"its manifest.json is missing"):
+        verify_checkpoint(old)  # trainer.json says one was written
+    # As written before manifests: no manifest and no word of one; the step is still checked.
+    (old / "trainer.json").write_text(json.dumps({"step": 20, "tag": "a"}), encoding="utf-8")
     verify_checkpoint(old)
     (old / "trainer.json").write_text(json.dumps({"step": 30, "tag": "a"}), encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"says step 30, but the checkpoint is of step 20"):
