@@ -247,7 +247,7 @@ def experiment_config(
         if isinstance(train_section, dict):  # a wrong type is reported by validation
             train_section["progress"] = shown
     validated = validate_config(
-        data, source=source, overridden=override_paths(overrides), override_source=given
+        data, source=source, overrides_from=[(given, override_paths(overrides))]
     )
     final = validated.exploration.model_dump(include={"policy"})
     for exploration, keys, where in unused_checks:

@@ -56,6 +56,7 @@ from rlsoft.run.config import (
     check_path_name,
     exploration_override_keys,
     load_config_dict,
+    override_paths,
     own_agent_config,
     parse_override,
     parse_yaml,
@@ -370,12 +371,27 @@ def plan_comparison(
         for env_id in config.envs or [_env_id(experiment)]:
             for cell, data in _cells(experiment, env_id, config.sweep, source):
                 resolved[(cell, variant)] = _placed(data, env_id, variant, root, several_envs, cell)
+    # A bad value is blamed on the layer that set it last: --set, the common overrides, the
+    # sweep, envs:, the variant's own overrides, else the base (or the variant's own file).
+    shared = [
+        ("--set", override_paths(list(overrides))),
+        (f"{source}: overrides", override_paths(config.overrides)),
+    ]
+    if config.sweep:
+        shared.append((f"{source}: sweep", [config.sweep.parameter, *config.sweep.along]))
+    if config.envs:
+        shared.append((f"{source}: envs", ["env.id"]))
     runs: list[RunSpec] = []
     for seed in seed_list:  # seed-major order: partial results cover every variant early
         for (env_id, variant), experiment in resolved.items():
             data_run = {**copy.deepcopy(experiment), "seed": seed, "run_name": f"seed_{seed}"}
             where = f"{source}: variant {variant!r}" + (f" on {env_id}" if several_envs else "")
-            validated = validate_config(data_run, source=where).to_dict()
+            spec = config.variants[variant]
+            layers = list(shared)
+            if isinstance(spec, dict):
+                layers.append((where, override_paths(spec)))
+                where = f"{source}: base" + (f" on {env_id}" if several_envs else "")
+            validated = validate_config(data_run, source=where, overrides_from=layers).to_dict()
             _set_cadence(validated, config.checkpoints_per_run)
             runs.append(RunSpec(env_id, variant, seed, validated))
     # Each variant's configs over the grid's cells (a sweep may change its policy or target).

@@ -1248,14 +1248,15 @@ def validate_config(
     data: dict[str, Any],
     source: str = "config",
     *,
-    overridden: Sequence[str] = (),
-    override_source: str = "--set",
+    overrides_from: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> ExperimentConfig:
     """Validate a config dict, including its agent section, into an :class:`ExperimentConfig`.
 
     :param source: where ``data`` came from, named first in an error (a file's path).
-    :param overridden: the dotted paths an override set (:func:`override_paths`); an error in
-        one of them names ``override_source`` instead, since the value came from there.
+    :param overrides_from: ``(where, paths)`` for each layer of overrides applied last first
+        (``--set``, then a comparison's ``overrides``), with the dotted paths it set
+        (:func:`override_paths`): an error in one of them names that layer instead of
+        ``source``, since the value came from there.
     """
     try:
         config = ExperimentConfig.model_validate(data)
@@ -1275,8 +1276,8 @@ def validate_config(
         # A check of a whole section (env, agent) names the field it refused in its sentence.
         return (not field_path or key.startswith(f"{field_path}.")) and key in message
 
-    from_override = any(from_this(key) for key in overridden)
-    raise ConfigError(f"{override_source if from_override else source}: {message}") from None
+    blamed = next((where for where, paths in overrides_from if any(map(from_this, paths))), source)
+    raise ConfigError(f"{blamed}: {message}") from None
 
 
 def load_config(
@@ -1286,7 +1287,9 @@ def load_config(
     data = apply_overrides(load_config_dict(path), list(overrides or []))
     if seed is not None:
         data["seed"] = seed
-    return validate_config(data, source=str(path), overridden=override_paths(overrides))
+    return validate_config(
+        data, source=str(path), overrides_from=[("--set", override_paths(overrides))]
+    )
 
 
 # --------------------------------------------------------------------------------------------

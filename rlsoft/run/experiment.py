@@ -507,8 +507,7 @@ def _resume_held(
         config = validate_config(
             data,
             source=str(run_dir / CONFIG_FILE),
-            overridden=override_paths(overrides),
-            override_source=override_source,
+            overrides_from=[(override_source, override_paths(overrides))],
         )
     checkpoint, state = _read_checkpoint(run_dir, "resume")
     check_unedited(state.get("config"), saved, str(run_dir / CONFIG_FILE))

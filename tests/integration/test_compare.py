@@ -208,6 +208,16 @@ def test_base_and_variants_may_be_experiment_files(tmp_path):
             {"base": {**BASE, "exploration": {"temperature": 2.0}}, "variants": {"e": {}}},
             "base sets exploration.temperature, which exploration.policy epsilon_greedy ignores",
         ),
+        # A bad value is blamed on the layer that set it, not on the first variant.
+        (
+            {"overrides": {"train.total_steps": "200"}},
+            "t.yaml: overrides: config field 'train.total_steps': expected an integer",
+        ),
+        (
+            {"base": {**BASE, "agent": {**BASE["agent"], "gamma": 3}}},
+            "t.yaml: base: config field 'agent.gamma'",
+        ),
+        ({"envs": ["PongNoFrameskip-v4"]}, "t.yaml: envs: config field 'env.id'"),
     ],
 )
 def test_bad_comparisons_fail_fast_with_one_sentence(tmp_path, changes, message):
@@ -236,6 +246,12 @@ def test_inherited_exploration_settings_need_one_variant_that_reads_them(tmp_pat
     with pytest.raises(ConfigError, match=r"^--set sets exploration\.mu, which no variant"):
         plan_comparison(
             {"base": BASE, "variants": VARIANTS}, logdir=tmp_path, overrides=["exploration.mu=3"]
+        )
+    with pytest.raises(ConfigError, match=r"^--set: config field 'agent\.learning_rate'"):
+        plan_comparison(
+            {"base": BASE, "variants": VARIANTS},
+            logdir=tmp_path,
+            overrides=["agent.learning_rate=abc"],
         )
     assert not any(tmp_path.iterdir())
 
