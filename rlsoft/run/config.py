@@ -1102,6 +1102,12 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
             )
         return f"config field {path!r}: a mapping here needs a {key!r} key{suffix}"
     given = error.get("input")
+    if given is None and error["type"].endswith("_type") and loc:
+        # `key: null`, `key:` or `--set key=`: no value where the field needs one.
+        return (
+            f"config field {path!r} has no value (null or empty); give one, or leave the key "
+            f"out for its default{suffix}"
+        )
     if isinstance(given, QuotedNumber):
         kind = "an integer" if error["type"].startswith("int") else "a number"
         try:

@@ -448,6 +448,23 @@ CASES = [
         forbidden=("without quotes",),
     ),
     C(
+        "env-kwarg-misspelt",
+        f"{TRAIN} --set env.id=FrozenLake-v1 --set env.kwargs.is_slipery=false",
+        "environment 'FrozenLake-v1' takes no keyword argument 'is_slipery' (did you mean "
+        "'is_slippery'?); remove env.kwargs.is_slipery",
+    ),
+    C(
+        "set-null-value",
+        f"{TRAIN} --set train.total_steps=null",
+        "--set: config field 'train.total_steps' has no value (null or empty); give one, or "
+        "leave the key out for its default",
+    ),
+    C(
+        "set-empty-value",
+        f"{TRAIN} --set seed=",
+        "--set: config field 'seed' has no value (null or empty)",
+    ),
+    C(
         "set-quoted-number",
         [*TRAIN.split(), "--set", 'train.total_steps="500"'],
         "expected an integer, got the string '500'; write the number without quotes",
@@ -519,7 +536,7 @@ CASES = [
     C(
         "env-kwargs-unknown",
         f"{TRAIN} --set env.kwargs.bogus=1",
-        "rejected its arguments {'bogus': 1} (TypeError",
+        "environment 'Taxi-v4' takes no keyword argument 'bogus'; remove env.kwargs.bogus",
     ),
     C(
         "env-kwargs-bad-value",

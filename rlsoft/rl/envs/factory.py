@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ from gymnasium.envs.registration import EnvSpec as GymEnvSpec
 from gymnasium.vector import AutoresetMode
 
 import rlsoft.rl.envs  # noqa: F401  (registers the rlsoft/... environment ids)
-from rlsoft.errors import RlsoftError, shorten
+from rlsoft.errors import RlsoftError, nearest_hint, shorten
 
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.-]*$")
 """``package.module:Attribute`` (the attribute may be dotted: ``module:Outer.Inner``), or
@@ -291,6 +292,25 @@ def _versions_as_choices(env_id: str) -> Iterator[None]:
         yield
 
 
+def _keyword_hint(target: str | GymEnvSpec, name: str) -> str:
+    """`` (did you mean 'x'?)`` from the keyword arguments the environment's class or
+    function takes, where they can be read from its signature (else empty)."""
+    spec = gym.spec(target) if isinstance(target, str) else target
+    creator = spec.entry_point
+    try:
+        if isinstance(creator, str):
+            module, _, attribute = creator.partition(":")
+            creator = getattr(importlib.import_module(module), attribute)
+        parameters = list(inspect.signature(creator).parameters)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return ""
+    if spec.id.startswith("MinAtar/"):  # its gym class passes **kwargs on to the game
+        from rlsoft.rl.envs.minatar import MINATAR_KEYWORDS
+
+        parameters += MINATAR_KEYWORDS
+    return nearest_hint(name, [p for p in parameters if p not in ("self", "render_mode")])
+
+
 def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | None) -> gym.Env:
     try:
         with _versions_as_choices(config.id):
@@ -310,6 +330,13 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
         # mode: 99 a RuntimeError), or an
         # entry point made something that is not an environment (the env checker asserts).
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", reason)
+        if unknown and unknown.group(1) in config.kwargs:
+            name = unknown.group(1)
+            raise RlsoftError(
+                f"environment {config.id!r} takes no keyword argument {name!r}"
+                f"{_keyword_hint(target, name)}; remove env.kwargs.{name}"
+            ) from None
         raise RlsoftError(
             f"environment {config.id!r} rejected its arguments {shorten(config.kwargs)} "
             f"({type(exc).__name__}: {shorten(reason, 160)}); check env.kwargs in the config"

@@ -25,7 +25,11 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.utils import seeding
 
-__all__ = ["MinAtarSeeding"]
+__all__ = ["MINATAR_KEYWORDS", "MinAtarSeeding"]
+
+MINATAR_KEYWORDS = ("sticky_action_prob", "difficulty_ramping")
+"""The keyword arguments of a MinAtar game (``minatar.Environment``) that ``env.kwargs`` may
+set; the game and the action set come from the id."""
 
 
 class MinAtarSeeding(gym.Wrapper):
