@@ -43,7 +43,7 @@ from rlsoft.run.config import (
     resume_changes,
     validate_config,
 )
-from rlsoft.run.trainer import DIVERGED_FILE, Driver, RunResult, Trainer, resume_state
+from rlsoft.run.trainer import DIVERGED_FILE, PID_FILE, Driver, RunResult, Trainer, resume_state
 
 RESUME_HISTORY_FILE = "resume_history.json"
 
@@ -375,11 +375,6 @@ def _configure_torch(config: ExperimentConfig, seed: int) -> None:
 
     torch.set_num_threads(config.train.torch_threads)
     seed_torch(seed)
-
-
-PID_FILE = ".rlsoft-pid"
-"""Inside a run dir while a process trains it: that process's id, for the message a second
-process gets (removed when the training ends)."""
 
 
 @contextlib.contextmanager

@@ -46,6 +46,10 @@ from rlsoft.run.config import ExperimentConfig
 from rlsoft.run.logger import RunLogger, flatten
 from rlsoft.run.progress import RunProgress, progress_enabled
 
+PID_FILE = ".rlsoft-pid"
+"""Inside a run dir while a process trains it: that process's id, for the message a second
+process gets (removed when the training ends)."""
+
 DIVERGED_FILE = "diverged.json"
 """Written into a run dir whose training stopped on non-finite values: the step, the error
 and the settings to change."""
@@ -265,6 +269,8 @@ class Trainer:
         if signum is not None and previous.get(signum, False) in (signal.SIG_DFL, None):
             self._restore_signal_handlers(previous)
             sys.stderr.flush()
+            # Terminating skips the run dir holder's cleanup, so leave no pid behind here.
+            (self.run_dir / PID_FILE).unlink(missing_ok=True)
             signal.raise_signal(signum)  # the default action: terminate
 
     def _run(self) -> RunResult:

@@ -858,6 +858,7 @@ def test_a_terminated_compare_worker_leaves_a_checkpoint_and_exits(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGTERM, err
+    assert not (run_dir / ".rlsoft-pid").exists()  # no stale pid from the terminated worker
     step = int(latest_checkpoint(run_dir).name.removeprefix("step_"))
     assert 0 < step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
     assert _trainer_state(run_dir)["step"] == step
