@@ -886,7 +886,10 @@ class ExperimentConfig(StrictModel):
 def validate_agent_section(section: Any) -> BaseModel:
     if not isinstance(section, dict) or "type" not in section:
         raise ConfigError("config field 'agent' needs a 'type' naming the agent, e.g. q_learning")
-    spec = get_agent_spec(str(section["type"]))
+    try:
+        spec = get_agent_spec(str(section["type"]))
+    except ConfigError as exc:  # named as a field, so an error from --set names --set
+        raise ConfigError(f"config field 'agent.type': {exc}") from None
     body = {k: v for k, v in section.items() if k != "type"}
     try:
         return spec.config_model.model_validate(body)

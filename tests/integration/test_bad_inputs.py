@@ -509,7 +509,11 @@ CASES = [
     C("unknown-device", f"{TRAIN} --set device=gpu", "'cuda'"),
     C("unknown-progress", f"{TRAIN} --set train.progress=maybe", "'auto'"),
     C("agent-not-mapping", f"{TRAIN} --set agent=5", "config field 'agent'"),
-    C("unknown-agent-type", f"{TRAIN} --set agent.type=q_lerning", "unknown agent type"),
+    C(
+        "unknown-agent-type",
+        f"{TRAIN} --set agent.type=q_lerning",
+        "--set: config field 'agent.type': unknown agent type 'q_lerning'",
+    ),
     C(
         "unknown-env-id",
         f"{TRAIN} --set env.id=Taxi-v9",
