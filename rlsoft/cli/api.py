@@ -786,12 +786,14 @@ def evaluate(
     """
     import numpy as np
 
-    from rlsoft.rl.evaluation import evaluate_greedy
+    from rlsoft.rl.evaluation import MAX_EVAL_EPISODES, evaluate_greedy
 
     if not isinstance(agent, TrainedAgent):
         raise RlsoftError(f"evaluate needs an agent made by rlsoft.load, got {a_type(agent)}")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise RlsoftError(f"episodes must be a whole number of at least 1, got {shorten(episodes)}")
+    if episodes > MAX_EVAL_EPISODES:
+        raise RlsoftError(f"episodes must be at most {MAX_EVAL_EPISODES:,}, got {episodes:,}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     if not agent.is_policy:
@@ -984,7 +986,7 @@ def run_compare(
 
     :raises GridInterrupted: Ctrl-C stopped it; run it again to redo the unfinished runs.
     """
-    from rlsoft.compare.grid import run_comparison
+    from rlsoft.compare.grid import check_comparison, run_comparison
     from rlsoft.compare.report import report
     from rlsoft.run.experiment import prepare_logdir
 
@@ -995,9 +997,10 @@ def run_compare(
         )
     if workers is not None and workers < 1:
         raise RlsoftError(
-            f"--workers must be at least 1, got {workers}; leave it out to use every core"
+            f"workers must be at least 1, got {workers}; leave it out to use every core"
         )
     check_imports(comparison)
+    check_comparison(comparison, backend=backend, address=address)
     prepare_logdir(comparison.logdir)
     outcome = run_comparison(
         comparison,

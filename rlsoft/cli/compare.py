@@ -94,7 +94,7 @@ def _cores() -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from rlsoft.cli import api
-    from rlsoft.compare.grid import GridInterrupted
+    from rlsoft.compare.grid import GridInterrupted, check_comparison
     from rlsoft.compare.report import print_tables
     from rlsoft.compare.runners import RAY_MISSING
     from rlsoft.errors import RlsoftError
@@ -114,6 +114,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = api.plan_compare(
         args.config, overrides=args.overrides, seeds=args.seeds, logdir=args.logdir
     )
+    # Entry points in the configs import code: say which before importing any of it.
+    api.describe_imports(comparison)
+    # What would fail in the workers fails here, in one sentence, before the header.
+    api.check_imports(comparison)
+    check_comparison(comparison, backend=args.backend, address=args.address)
     prepare_logdir(comparison.logdir)
     total = len(comparison.runs)
     already = sum(spec.is_done() for spec in comparison.runs)
@@ -123,8 +128,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else f"{args.workers or _cores()} {args.backend} worker(s)"
         + (" on a local Ray instance" if args.backend == "ray" else "")
     )
-    # Entry points in the configs import code: say which before importing any of it.
-    api.describe_imports(comparison)
     print(
         f"rlsoft compare {comparison.name}: {count(total, 'run')} "
         f"({count(len(comparison.variants), 'variant')} × {count(len(comparison.seeds), 'seed')} × "

@@ -208,9 +208,12 @@ def _summary_line(result) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from rlsoft.cli import api
+    from rlsoft.rl.evaluation import MAX_EVAL_EPISODES
 
-    if args.episodes is not None and args.episodes < 1:
-        raise RlsoftError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.episodes is not None and not 1 <= args.episodes <= MAX_EVAL_EPISODES:
+        raise RlsoftError(
+            f"--episodes must be from 1 to {MAX_EVAL_EPISODES:,}, got {args.episodes:,}"
+        )
     if args.seed is not None and args.seed < 0:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:

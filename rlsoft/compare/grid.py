@@ -134,6 +134,44 @@ class GridProgress:
         self._display.close()
 
 
+def check_comparison(
+    comparison: Comparison, *, backend: Backend = "local", address: str | None = None
+) -> None:
+    """Refuse, before anything is written or started, what would otherwise fail in the
+    workers: an unknown backend, a finished run dir made with another config, and an
+    environment whose ``env.kwargs`` or ``env.wrappers`` it rejects (each distinct one is made
+    and stepped once, as ``rlsoft train`` does before its run dir exists; on the local backend
+    only, since a Ray cluster's nodes may have packages this machine lacks).
+
+    :raises RlsoftError: one sentence naming the variant.
+    """
+    if backend not in ("local", "ray"):
+        raise RlsoftError(f"unknown backend {backend!r}; choose local or ray")
+    if address and backend != "ray":
+        raise RlsoftError("--address names a Ray cluster; use it with --backend ray")
+    for spec in comparison.runs:
+        if spec.is_done():
+            check_finished(spec)
+    if backend != "local":
+        return
+    from rlsoft.rl.envs.factory import probe_spaces
+    from rlsoft.run.config import EnvConfig
+
+    probed: set[str] = set()
+    for spec in comparison.runs:
+        env = spec.config.get("env")
+        if spec.is_done() or not env or not (env.get("kwargs") or env.get("wrappers")):
+            continue
+        key = yaml.safe_dump(env, sort_keys=True)
+        if key in probed:
+            continue
+        probed.add(key)
+        try:
+            probe_spaces(EnvConfig.model_validate(env))
+        except RlsoftError as exc:
+            raise RlsoftError(f"variant {spec.variant!r}: {exc}") from None
+
+
 def run_comparison(
     comparison: Comparison,
     *,
@@ -151,13 +189,10 @@ def run_comparison(
     :raises GridInterrupted: on Ctrl-C, after stopping the workers.
     """
     started = time.perf_counter()
-    if address and backend != "ray":
-        raise RlsoftError("--address names a Ray cluster; use it with --backend ray")
+    check_comparison(comparison, backend=backend, address=address)
     if backend == "ray":
         _import_ray()
     done = [spec for spec in comparison.runs if spec.is_done()]
-    for spec in done:
-        check_finished(spec)
     todo = [spec for spec in comparison.runs if not spec.is_done()]
     comparison.logdir.mkdir(parents=True, exist_ok=True)
     _write_compare_file(comparison)

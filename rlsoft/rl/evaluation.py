@@ -15,6 +15,10 @@ from rlsoft.rl.spaces import discrete_actions
 # circle would never end an episode; evaluation stops such an episode here.
 MAX_EVAL_EPISODE_STEPS = 100_000
 
+MAX_EVAL_EPISODES = 10_000_000
+"""Most episodes one evaluation runs: the returns and lengths are kept, 16 bytes an episode,
+and ten million already take days on any environment."""
+
 
 class EvaluationStopped(Exception):
     """An evaluation gave up part way because a stop was requested (its ``stop`` event was

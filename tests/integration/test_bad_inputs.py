@@ -454,6 +454,24 @@ CASES = [
         "'is_slippery'?); remove env.kwargs.is_slipery",
     ),
     C(
+        "eval-too-many-episodes",
+        "eval {run} --episodes 99999999999999999999",
+        "--episodes must be from 1 to 10,000,000",
+        run="tabular",
+    ),
+    C(
+        "compare-env-kwarg-the-env-rejects",
+        "compare {tmp}/cmp.yaml --logdir {logdir}",
+        "variant 'bad': environment 'Taxi-v4' takes no keyword argument 'size'",
+        files=_files(
+            **{
+                "cmp.yaml": COMPARISON.replace(
+                    "variants:", "variants:\n  bad: {env.kwargs: {size: 3}}"
+                )
+            }
+        ),
+    ),
+    C(
         "set-null-value",
         f"{TRAIN} --set train.total_steps=null",
         "--set: config field 'train.total_steps' has no value (null or empty); give one, or "
@@ -657,7 +675,7 @@ CASES = [
     C(
         "eval-episodes-zero",
         "eval {run} --episodes 0",
-        "--episodes must be at least 1",
+        "--episodes must be from 1 to 10,000,000, got 0",
         run="tabular",
     ),
     C(

@@ -411,13 +411,29 @@ GRID = {
     "name": "grid",
     "base": BASE,
     "seeds": 2,
-    "variants": {**VARIANTS, "broken": {"env.kwargs": {"no_such_option": 1}}},
+    # Accepted by the checks in this process before the grid starts, fails in the workers.
+    "variants": {**VARIANTS, "broken": {"env.wrappers": [{"path": "grid_faults:FailsInWorkers"}]}},
 }
+
+GRID_FAULTS = """
+import multiprocessing
+
+import gymnasium as gym
+
+
+class FailsInWorkers(gym.Wrapper):
+    def __init__(self, env):
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("the broken variant's wrapper fails on purpose")
+        super().__init__(env)
+"""
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
+    (root / "grid_faults.py").write_text(GRID_FAULTS)
+    sys.path.insert(0, str(root))  # spawned workers inherit sys.path
     cfg = root / "grid.yaml"
     cfg.write_text(yaml.safe_dump(GRID))
     logdir = root / "runs"
@@ -472,7 +488,7 @@ def test_compare_runs_the_grid_and_writes_tables_summaries_plots(grid):
 
 def test_a_failing_run_is_reported_and_does_not_stop_the_others(grid):
     err = grid["result"].stderr
-    assert "run Taxi-v4/broken/seed_0 failed: " in err and "no_such_option" in err
+    assert "run Taxi-v4/broken/seed_0 failed: " in err and "fails on purpose" in err
     assert "run Taxi-v4/broken/seed_1 failed" in err
     assert "2 of 6 runs failed" in err
     assert "Traceback" not in err
@@ -552,7 +568,7 @@ def test_tensorboard_shows_hparams_and_custom_scalars(grid):
         assert sorted(infos["name"]["domainDiscrete"]) == ["boltzmann", "broken", "eps"]
         assert {"exploration.policy", "exploration.temperature", "seed"} <= set(infos)
         # the dashboard shows the flagged columns first, five of them: name, the fields that
-        # differ (the broken variant's env.kwargs too), env.id and seed
+        # differ (the broken variant's env.wrappers too), env.id and seed
         shown = [name for name, info in infos.items() if info.get("differs")]
         assert sorted(shown) == sorted(
             [
@@ -560,7 +576,7 @@ def test_tensorboard_shows_hparams_and_custom_scalars(grid):
                 "exploration.policy",
                 "exploration.epsilon",
                 "exploration.temperature",
-                "env.kwargs.no_such_option",
+                "env.wrappers",
             ]
         )
         # the broken variant keeps the base's ε-greedy policy with its default ε = 0.1
@@ -589,7 +605,7 @@ def test_tensorboard_shows_hparams_and_custom_scalars(grid):
         assert session["hparams"]["name"] == "boltzmann"
         assert session["hparams"]["exploration.epsilon"] == "n/a"  # Boltzmann reads no ε
         assert session["hparams"]["exploration.temperature"] == "1"
-        assert session["hparams"]["env.kwargs.no_such_option"] == "n/a"
+        assert session["hparams"]["env.wrappers"] == "[]"  # the base has none
         assert set(session["hparams"]) == set(infos)  # every trial has every column
         values = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
         assert values["eval/mean_return"] == pytest.approx(expected[-1][1])
