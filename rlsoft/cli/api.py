@@ -786,6 +786,7 @@ def evaluate(
     """
     import numpy as np
 
+    from rlsoft.rl.collector import reseed_evaluation
     from rlsoft.rl.evaluation import MAX_EVAL_EPISODES, evaluate_greedy
 
     if not isinstance(agent, TrainedAgent):
@@ -825,6 +826,9 @@ def evaluate(
                 f"{agent.action_space}; pass the environment it was trained on"
             )
         actor = agent if deterministic else _Sampler(agent)
+        # Greedy ties are broken from the agent's generator: restart it from the seed, so the
+        # same call gives the same returns however often it is made.
+        reseed_evaluation(agent.agent, seed, 0)
         returns, lengths = evaluate_greedy(
             actor, made, episodes, seed, render=render, epsilon=epsilon, on_episode=on_episode
         )

@@ -229,6 +229,20 @@ def test_dqn_q_values_and_evaluate_with_id_entry_point_callable_and_instance(dqn
     np.testing.assert_array_equal(explored[0].returns, explored[1].returns)  # seeded draws
 
 
+def test_the_same_evaluation_twice_gives_the_same_returns_when_greedy_ties_occur(tmp_path):
+    """A barely trained Taxi table is full of ties, broken at random: the generator restarts
+    from the seed at every call, so one agent evaluated twice gives the same returns."""
+    run = rlsoft.train(
+        "configs/taxi_qlearning_epsilon.yaml",
+        overrides={"train.total_steps": 300, "train.eval_episodes": 1},
+        logdir=tmp_path,
+    )
+    agent = rlsoft.load(run.run_dir)
+    first, second = (rlsoft.evaluate(agent, episodes=3, seed=11) for _ in range(2))
+    np.testing.assert_array_equal(first.returns, second.returns)
+    assert len(set(first.returns)) > 1  # the ties made the episodes differ
+
+
 # --------------------------------------------------------------------------------------------
 # The classifier: digits, and behaviour cloning played in its env
 # --------------------------------------------------------------------------------------------
