@@ -347,6 +347,8 @@ def resume(
     from rlsoft.run.experiment import read_run_config, resume_experiment
 
     _register_agents()
+    if not isinstance(run_dir, (str, PathLike)):
+        raise RlsoftError(f"run_dir must be a directory path, got {a_type(run_dir)}")
     overrides = _checked_overrides(overrides)
     nested: dict[str, Any] = {}
     if isinstance(overrides, Mapping):
@@ -795,6 +797,10 @@ def evaluate(
         raise RlsoftError(f"episodes must be a whole number of at least 1, got {shorten(episodes)}")
     if episodes > MAX_EVAL_EPISODES:
         raise RlsoftError(f"episodes must be at most {MAX_EVAL_EPISODES:,}, got {episodes:,}")
+    if on_episode is not None and not callable(on_episode):
+        raise RlsoftError(
+            f"on_episode must be a function of (episode, return, length), got {a_type(on_episode)}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     if not agent.is_policy:

@@ -148,7 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except GridInterrupted as exc:
         print(
             f"rlsoft: interrupted: {exc.finished} of {exc.total} runs are finished; run the same "
-            "command again to redo the unfinished ones",
+            "command again to resume the unfinished ones",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

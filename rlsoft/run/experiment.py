@@ -268,6 +268,11 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
             f"{str(run_dir)!r} is a file, not a run dir; pass the directory made by rlsoft "
             "train, e.g. runs/<run-name>"
         )
+    if not run_dir.exists():
+        raise RlsoftError(
+            f"run dir {str(run_dir)!r} does not exist; pass a directory made by rlsoft train, "
+            "e.g. runs/<run-name>"
+        )
     if not path.is_file():
         raise RlsoftError(
             f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "

@@ -396,6 +396,8 @@ def test_bad_envs_in_a_config_are_one_sentence_and_leave_nothing(tmp_path, env, 
 def test_bad_api_arguments_are_one_sentence(tmp_path, chain_run):
     with pytest.raises(RlsoftError, match="is not a run dir"):
         rlsoft.load(tmp_path)
+    with pytest.raises(RlsoftError, match="run_dir must be a directory path, got an int"):
+        rlsoft.resume(5)
     with pytest.raises(RlsoftError, match="does not exist"):
         rlsoft.train(tmp_path / "missing.yaml")
     with pytest.raises(RlsoftError, match="must be a YAML path, a dict"):

@@ -670,7 +670,7 @@ CASES = [
         patch=_unwritable,
     ),
     # ---- eval ----
-    C("eval-missing-dir", "eval {tmp}/nope", "is not a run dir"),
+    C("eval-missing-dir", "eval {tmp}/nope", "run dir '{tmp}/nope' does not exist"),
     C("eval-not-a-run", "eval {tmp}", "is not a run dir"),
     C(
         "eval-episodes-zero",
@@ -789,7 +789,7 @@ CASES = [
         patch=_without("moviepy"),
     ),
     # ---- resume ----
-    C("resume-missing-dir", "train --resume {tmp}/nope", "is not a run dir"),
+    C("resume-missing-dir", "train --resume {tmp}/nope", "run dir '{tmp}/nope' does not exist"),
     C("resume-with-config", "train {tmp}/c.yaml --resume {run}", "not both", run="tabular"),
     C(
         "resume-with-seed",
