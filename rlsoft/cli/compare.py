@@ -128,11 +128,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else f"{args.workers or _cores()} {args.backend} worker(s)"
         + (" on a local Ray instance" if args.backend == "ray" else "")
     )
+    cells = len(comparison.envs)
+    grid = f"{count(len(comparison.variants), 'variant')} × {count(len(comparison.seeds), 'seed')}"
+    # A variant with an env.id of its own is not a cell of every variant: no product then.
+    if len(comparison.variants) * len(comparison.seeds) * cells == total:
+        grid += f" × {cells} {'swept cells' if comparison.definition.get('sweep') else 'env(s)'}"
     print(
-        f"rlsoft compare {comparison.name}: {count(total, 'run')} "
-        f"({count(len(comparison.variants), 'variant')} × {count(len(comparison.seeds), 'seed')} × "
-        f"{len(comparison.envs)} "
-        f"{'swept cells' if comparison.definition.get('sweep') else 'env(s)'}), {already} already "
+        f"rlsoft compare {comparison.name}: {count(total, 'run')} ({grid}), {already} already "
         f"finished; running on {where}; logdir {comparison.logdir}",
         file=sys.stderr,
         flush=True,
