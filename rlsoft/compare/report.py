@@ -643,6 +643,39 @@ def read_compare_file(logdir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _independent_runs(
+    runs: list[RunRecord], meta: dict[str, Any], skipped: list[tuple[Path, str]]
+) -> list[RunRecord]:
+    """The runs the statistics may treat as independent samples of their variant: those of
+    the comparison ``compare.yaml`` describes now (its seeds and variants, when ``meta`` has
+    them: a re-run with fewer seeds leaves the others' run dirs), and one run per (env,
+    variant, seed), the newest (a config trained twice with one seed is one sample, not two).
+    The others go to ``skipped`` with the reason."""
+    seeds, variants = meta.get("seeds"), meta.get("variants")
+    dropped: set[Path] = set()
+    same_seed: dict[tuple[str, str, int], list[RunRecord]] = {}
+    for run in runs:
+        if isinstance(seeds, list) and run.seed is not None and run.seed not in seeds:
+            skipped.append((run.run_dir, "seed not in the comparison (compare.yaml)"))
+            dropped.add(run.run_dir)
+        elif isinstance(variants, list) and variants and run.variant not in variants:
+            skipped.append((run.run_dir, "variant not in the comparison (compare.yaml)"))
+            dropped.add(run.run_dir)
+        elif run.seed is not None:
+            same_seed.setdefault((run.env, run.variant, run.seed), []).append(run)
+    for group in same_seed.values():
+        *older, newest = sorted(group, key=_finished_time)
+        for run in older:
+            skipped.append((run.run_dir, f"the same seed as {newest.run_dir.name}, used"))
+            dropped.add(run.run_dir)
+    return [run for run in runs if run.run_dir not in dropped]
+
+
+def _finished_time(run: RunRecord) -> float:
+    summary = run.run_dir / SUMMARY_FILE
+    return summary.stat().st_mtime if summary.is_file() else run.run_dir.stat().st_mtime
+
+
 def report(
     logdir: Path,
     *,
@@ -685,6 +718,7 @@ def report(
         threshold = _get_dotted(definition, "analysis.return_threshold")
         threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     runs, skipped = load_runs(logdir, run_dirs, sweep_parameter=parameter)
+    runs = _independent_runs(runs, meta if run_dirs is None else {}, skipped)
     analysis = analyse(
         runs,
         title=str(meta.get("name") or logdir.resolve().name),

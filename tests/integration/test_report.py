@@ -309,3 +309,36 @@ def test_the_report_names_the_evaluation_policy_from_the_run_configs(tmp_path, c
         summary.write_text(json.dumps({"steps": 1, "final_eval_epsilon": 0.0}))
     analysis, _ = report(tmp_path, n_resamples=100)
     assert analysis.evaluation == "greedy"
+
+
+def test_runs_of_one_variant_and_seed_count_once_the_newest(tmp_path):
+    """A config trained three times with seed 0 is one sample, not three: the newest run is
+    used, the others are listed as skipped with the reason."""
+    import os
+
+    for k, final in enumerate([1.0, 2.0, 3.0]):
+        run = write_run(
+            tmp_path / f"taxi__s0__2026120{k}", [(0, -5.0), (100, final)], config=taxi_config("t")
+        )
+        os.utime(run / "summary.json", (1_000_000 + k, 1_000_000 + k))
+    write_run(tmp_path / "taxi__s1", [(0, -5.0), (100, 7.0)], config=taxi_config("t", seed=1))
+    analysis, _ = report(tmp_path, n_resamples=200)
+    used = sorted(run.run_dir.name for run in analysis.runs)
+    assert used == ["taxi__s0__20261202", "taxi__s1"]
+    reasons = dict(analysis.skipped)
+    assert sorted(str(p) for p in reasons) == ["taxi__s0__20261200", "taxi__s0__20261201"]
+    assert all("the same seed as taxi__s0__20261202" in r for r in reasons.values())
+
+
+def test_a_comparison_report_leaves_out_runs_its_config_no_longer_has(grid_logdir):
+    """After ``rlsoft compare`` ran again with fewer seeds (compare.yaml says which), the
+    runs of the dropped seeds stay on disk but are not counted."""
+    meta = {"name": "g", "variants": ["eps", "boltz"], "seeds": [0, 1, 2], "definition": {}}
+    (grid_logdir / "compare.yaml").write_text(yaml.safe_dump(meta))
+    analysis, _ = report(grid_logdir, n_resamples=200)
+    assert sorted({run.seed for run in analysis.runs}) == [0, 1, 2]
+    assert sorted(str(p) for p, _ in analysis.skipped) == [
+        "Taxi-v4/boltz/seed_3",
+        "Taxi-v4/eps/seed_3",
+    ]
+    assert all(r == "seed not in the comparison (compare.yaml)" for _, r in analysis.skipped)
