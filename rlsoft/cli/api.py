@@ -991,14 +991,15 @@ def run_compare(
     backend: Literal["local", "ray"] = "local",
     address: str | None = None,
     progress: bool = False,
+    on_start: Callable[[], None] | None = None,
 ) -> CompareResult:
     """Run a planned comparison (finished runs are skipped), then write and return its report.
 
+    :param on_start: called when every check has passed, just before the runs start.
     :raises GridInterrupted: Ctrl-C stopped it; run it again to redo the unfinished runs.
     """
-    from rlsoft.compare.grid import check_comparison, run_comparison
+    from rlsoft.compare.grid import run_comparison
     from rlsoft.compare.report import report
-    from rlsoft.run.experiment import prepare_logdir
 
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise RlsoftError(
@@ -1010,8 +1011,6 @@ def run_compare(
             f"workers must be at least 1, got {workers}; leave it out to use every core"
         )
     check_imports(comparison)
-    check_comparison(comparison, backend=backend, address=address)
-    prepare_logdir(comparison.logdir)
     outcome = run_comparison(
         comparison,
         backend=backend,
@@ -1019,6 +1018,7 @@ def run_compare(
         address=address,
         modules=AGENT_MODULES,
         progress=progress,
+        on_start=on_start,
     )
     finished = outcome.finished_dirs()
     analysis, written = report(comparison.logdir, run_dirs=finished) if finished else (None, [])

@@ -94,11 +94,10 @@ def _cores() -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from rlsoft.cli import api
-    from rlsoft.compare.grid import GridInterrupted, check_comparison
+    from rlsoft.compare.grid import GridInterrupted
     from rlsoft.compare.report import print_tables
     from rlsoft.compare.runners import RAY_MISSING
     from rlsoft.errors import RlsoftError
-    from rlsoft.run.experiment import prepare_logdir
     from rlsoft.run.progress import progress_enabled
 
     # Checked before the plan is printed, so a mistake is the only line on stderr.
@@ -116,10 +115,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     # Entry points in the configs import code: say which before importing any of it.
     api.describe_imports(comparison)
-    # What would fail in the workers fails here, in one sentence, before the header.
-    api.check_imports(comparison)
-    check_comparison(comparison, backend=args.backend, address=args.address)
-    prepare_logdir(comparison.logdir)
     total = len(comparison.runs)
     already = sum(spec.is_done() for spec in comparison.runs)
     where = (
@@ -133,15 +128,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # A variant with an env.id of its own is not a cell of every variant: no product then.
     if len(comparison.variants) * len(comparison.seeds) * cells == total:
         grid += f" × {cells} {'swept cells' if comparison.definition.get('sweep') else 'env(s)'}"
-    print(
-        f"rlsoft compare {comparison.name}: {count(total, 'run')} ({grid}), {already} already "
-        f"finished; running on {where}; logdir {comparison.logdir}",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def announce() -> None:  # after the checks: what would fail in the workers comes first
+        print(
+            f"rlsoft compare {comparison.name}: {count(total, 'run')} ({grid}), {already} "
+            f"already finished; running on {where}; logdir {comparison.logdir}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     try:
         result = api.run_compare(
             comparison,
+            on_start=announce,
             backend=args.backend,
             workers=args.workers,
             address=args.address,

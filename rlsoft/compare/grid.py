@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,20 +181,28 @@ def run_comparison(
     modules: Sequence[str] = (),
     progress: bool = False,
     retries: int = MAX_RETRIES,
+    on_start: Callable[[], None] | None = None,
 ) -> CompareRun:
-    """Prepare the logdir, skip finished runs, redo unfinished ones and run the rest.
+    """Check the comparison (:func:`check_comparison`), prepare the logdir, skip finished
+    runs, redo unfinished ones and run the rest.
 
     A run whose worker dies is retried from its newest checkpoint (see :func:`run_grid`).
 
+    :param on_start: called once the checks passed and the logdir is ready, before any run
+        starts (the CLI prints its header there, so a refusal comes without one).
     :raises GridInterrupted: on Ctrl-C, after stopping the workers.
     """
+    from rlsoft.run.experiment import prepare_logdir
+
     started = time.perf_counter()
     check_comparison(comparison, backend=backend, address=address)
     if backend == "ray":
         _import_ray()
     done = [spec for spec in comparison.runs if spec.is_done()]
     todo = [spec for spec in comparison.runs if not spec.is_done()]
-    comparison.logdir.mkdir(parents=True, exist_ok=True)
+    prepare_logdir(comparison.logdir)
+    if on_start is not None:
+        on_start()
     _write_compare_file(comparison)
     metrics = dashboard_metrics(comparison)
     write_dashboards(comparison, metrics)
