@@ -34,6 +34,7 @@ import copy
 import csv
 import io
 import numbers
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,7 +188,19 @@ def check_logdir(logdir: Any, flag: str = "logdir") -> str | None:
     return text
 
 
+def check_flag(name: str, value: Any, *, none_means: str | None = None) -> None:
+    """Refuse a flag that is not ``True`` or ``False`` (``None`` too where ``none_means`` says
+    what it does): ``progress="no"`` would otherwise count as true."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or (value is None and none_means is not None):
+        return
+    allowed = "True or False" + (f" (or None: {none_means})" if none_means else "")
+    raise RlsoftError(f"{name} must be {allowed}, got {a_type(value)} {shorten(value)}")
+
+
 def _progress_value(progress: bool | None) -> str | None:
+    check_flag("progress", progress, none_means="keep the config's train.progress")
     return None if progress is None else ("on" if progress else "off")
 
 
@@ -394,12 +407,17 @@ class TrainedAgent:
     gives one per row (``(n, A)``).
     """
 
-    def __init__(self, run_dir: Path, config: ExperimentConfig, driver: Any) -> None:
+    def __init__(
+        self, run_dir: Path, config: ExperimentConfig, driver: Any, *, step: int | None = None
+    ) -> None:
         import numpy as np
 
         from rlsoft.rl.collector import EnvDriver
 
         self.run_dir = run_dir
+        self.step = step
+        """The checkpoint's environment steps (epochs for a classifier): a run still training
+        may have gone on since it was written."""
         self.config = config
         self._driver = driver
         self.kind: Literal["rl", "classifier"] = (
@@ -602,6 +620,7 @@ class TrainedAgent:
         """
         import numpy as np
 
+        check_flag("deterministic", deterministic)
         batch, single = self._as_batch(obs)
         if deterministic and self.kind == "rl":
             actions = np.array([self.agent.act_greedy(o) for o in batch])
@@ -668,15 +687,15 @@ def load(run_dir: str | Path) -> TrainedAgent:
     :raises RlsoftError: not a run dir, no checkpoint yet, or a damaged checkpoint (the same
         sentences as ``rlsoft eval``).
     """
-    from rlsoft.run.experiment import load_trained, run_dir_of
+    from rlsoft.run.experiment import load_newest_checkpoint, run_dir_of
 
     if not isinstance(run_dir, (str, Path)):
         raise RlsoftError(f"run_dir must be a path, got {a_type(run_dir)}")
     _register_agents()
     path = run_dir_of(run_dir)
-    config, driver = load_trained(path)
+    config, driver, step = load_newest_checkpoint(path)
     try:
-        return TrainedAgent(path, config, driver)
+        return TrainedAgent(path, config, driver, step=step)
     except BaseException:
         driver.close()
         raise
@@ -803,6 +822,8 @@ def evaluate(
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
+    check_flag("deterministic", deterministic)
+    check_flag("render", render)
     if not agent.is_policy:
         raise RlsoftError(
             f"the run {str(agent.run_dir)!r} is a classifier of a data set, not a policy; "
@@ -984,6 +1005,18 @@ def check_imports(comparison: Comparison) -> None:
                 seen.add(path)
 
 
+class ReportInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the report a comparison writes after its runs (the runs are kept; the
+    files it had written are whole, each replaced atomically)."""
+
+    def __init__(self, logdir: Path, finished: int) -> None:
+        self.resume_command = f"rlsoft report {shlex.quote(str(logdir))}"
+        super().__init__(
+            f"while writing the report; the runs are finished ({finished:,} of them, kept), "
+            f"and {self.resume_command} writes the report"
+        )
+
+
 def run_compare(
     comparison: Comparison,
     *,
@@ -997,10 +1030,12 @@ def run_compare(
 
     :param on_start: called when every check has passed, just before the runs start.
     :raises GridInterrupted: Ctrl-C stopped it; run it again to redo the unfinished runs.
+    :raises ReportInterrupted: Ctrl-C stopped the report, after every run had ended.
     """
     from rlsoft.compare.grid import run_comparison
     from rlsoft.compare.report import report
 
+    check_flag("progress", progress)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise RlsoftError(
             f"workers must be a whole number of parallel runs, got the {type(workers).__name__} "
@@ -1021,7 +1056,10 @@ def run_compare(
         on_start=on_start,
     )
     finished = outcome.finished_dirs()
-    analysis, written = report(comparison.logdir, run_dirs=finished) if finished else (None, [])
+    try:
+        analysis, written = report(comparison.logdir, run_dirs=finished) if finished else (None, [])
+    except KeyboardInterrupt:
+        raise ReportInterrupted(comparison.logdir, len(finished)) from None
     return CompareResult(
         logdir=comparison.logdir,
         rows=summary_rows(analysis) if analysis is not None else [],

@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
@@ -255,11 +256,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         finally:
             env.close()
     print(
-        f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}: mean return "
-        f"{stats.mean_return:.2f} ± {stats.std_return:.2f} over "
+        f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}{_at_step(agent.step)}: "
+        f"mean return {stats.mean_return:.2f} ± {stats.std_return:.2f} over "
         f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
+
+
+def _at_step(step: int | None) -> str:
+    return "" if step is None else f" (checkpoint at step {step:,})"
 
 
 def _episode_progress(episodes: int):
@@ -333,6 +338,10 @@ def _eval_env(config, args: argparse.Namespace):
             f"--render shows {config.env.id} in a window, which needs pygame; install the video "
             "extra: pip install 'rlsoft[video]'"
         )
+    if "render_fps" not in probe.metadata:
+        # MinAtar paces its own window (display_time) but declares no fps, for which
+        # Gymnasium's env checker warns at the first frame: nothing for the user to fix.
+        warnings.filterwarnings("ignore", message=r".*No render fps was declared")
     return make_env(config.env, render_mode="human")
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from rlsoft.compare.analysis import ALL_ENVS, TIME_UNITS
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from rlsoft.compare.analysis import Analysis
 
 __all__ = [
@@ -294,15 +296,23 @@ def write_plots(analysis: Analysis, logdir: Path) -> list[Path]:
     written = []
     for env in analysis.envs:
         path = Path(logdir) / f"learning_curves_{slug(env)}.png"
-        learning_curves_figure(analysis, env).savefig(path, dpi=110)
+        _save_png(learning_curves_figure(analysis, env), path)
         written.append(path)
     for block in analysis.blocks():
         name = "all_envs" if block == ALL_ENVS else slug(block)
         path = Path(logdir) / f"final_scores_{name}.png"
-        final_scores_figure(analysis, block).savefig(path, dpi=110)
+        _save_png(final_scores_figure(analysis, block), path)
         written.append(path)
     for env_id in scaling_series(analysis, "steps"):
         path = Path(logdir) / f"scaling_{slug(env_id)}.png"
-        scaling_figure(analysis, env_id).savefig(path, dpi=110)
+        _save_png(scaling_figure(analysis, env_id), path)
         written.append(path)
     return written
+
+
+def _save_png(figure: Figure, path: Path) -> None:
+    """Write ``figure`` atomically: a Ctrl-C or a full disk leaves the previous plot, never
+    half a PNG."""
+    from rlsoft.run.checkpoint import atomic_write
+
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))

@@ -42,7 +42,7 @@ from rlsoft.compare.plan import cell_name
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
 from rlsoft.rl.agent import agent_title
-from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
+from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
 
 EVAL_TAG = "eval/mean_return"
 ENTROPY_TAG = "exploration/entropy"
@@ -627,8 +627,8 @@ def write_outputs(analysis: Analysis, logdir: Path) -> list[Path]:
     logdir.mkdir(parents=True, exist_ok=True)
     written = plots.write_plots(analysis, logdir)
     csv_path, md_path = logdir / SUMMARY_CSV, logdir / SUMMARY_MD
-    csv_path.write_text(summary_csv(analysis), encoding="utf-8")
-    md_path.write_text(summary_markdown(analysis, [p.name for p in written]), encoding="utf-8")
+    atomic_write_text(csv_path, summary_csv(analysis))
+    atomic_write_text(md_path, summary_markdown(analysis, [p.name for p in written]))
     return [csv_path, md_path, *written]
 
 

@@ -199,17 +199,19 @@ def _resume(run_dir: Path, hparams: dict[str, Any] | None) -> Any:
 
 
 def _init_worker(modules: Sequence[str]) -> None:
-    """Local worker start-up: Ctrl-C is the parent's to handle; one OpenMP thread unless
-    the environment says otherwise; the trainer, the TensorBoard writer and ``modules``
-    loaded once per worker, not once per run. torch is not preloaded: a grid of tabular runs
-    never needs it (1-2 s per worker), and a DQN run imports it when its agent is built and
-    sets its threads from ``train.torch_threads`` (default 1)."""
+    """Local worker start-up: Ctrl-C is the parent's to handle and to announce; one OpenMP
+    thread unless the environment says otherwise; the trainer, the TensorBoard writer and
+    ``modules`` loaded once per worker, not once per run. torch is not preloaded: a grid of
+    tabular runs never needs it (1-2 s per worker), and a DQN run imports it when its agent
+    is built and sets its threads from ``train.torch_threads`` (default 1)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
 
     import rlsoft.run.experiment  # noqa: F401 - preload
+    from rlsoft.run.trainer import silence_stop_notices
 
+    silence_stop_notices()
     _import_modules(modules)
 
 

@@ -584,6 +584,43 @@ ATARI_MAKE_KEYWORDS = {
 """``env.kwargs`` the Atari protocol sets or needs itself, and what to do instead."""
 
 
+ATARI_KEYWORD_TYPES = {
+    "mode": "a whole number (one of the game's modes) or null",
+    "difficulty": "a whole number (one of the game's difficulties) or null",
+    "full_action_space": "true or false",
+    "continuous": "true or false",
+    "sound_obs": "true or false",
+    "continuous_action_threshold": "a number",
+    "max_num_frames_per_episode": "a whole number of at least 1 or null",
+}
+"""The ``env.kwargs`` of ale-py's ``AtariEnv`` rlsoft checks before making a copy, and the
+values each takes (ale-py's own error for ``mode: "0"`` is a C++ binding's signature)."""
+
+
+def check_atari_kwargs(kwargs: dict[str, Any]) -> None:
+    """Refuse ``env.kwargs`` of an ``ALE/`` id whose type ale-py would reject with a binding
+    error (``mode: "0"``) or take silently (``full_action_space: "no"`` is truthy); whether a
+    mode exists in the game is checked when the env is made.
+
+    :raises ValueError: naming the keyword, what it takes and what it got.
+    """
+    for key, wanted in ATARI_KEYWORD_TYPES.items():
+        if key not in kwargs:
+            continue
+        value = kwargs[key]
+        if wanted == "true or false":
+            fits = isinstance(value, bool)
+        elif wanted == "a number":
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            least = 1 if "at least 1" in wanted else 0
+            fits = value is None or (
+                isinstance(value, int) and not isinstance(value, bool) and value >= least
+            )
+        if not fits:
+            raise ValueError(f"env.kwargs.{key} must be {wanted}, got {shorten(value)}")
+
+
 MINATAR_ID_KEYWORDS = {
     "game": "name the game in env.id instead (MinAtar/Asterix-v1)",
     "use_minimal_action_set": "env.id chooses it: -v1 is the game's minimal action set, "
@@ -677,11 +714,7 @@ class EnvConfig(StrictModel):
                     f"env.kwargs.{clash[0]} is set by the Atari protocol: "
                     f"{ATARI_MAKE_KEYWORDS[clash[0]]}"
                 )
-            full = self.kwargs.get("full_action_space", False)
-            if not isinstance(full, bool):  # ALE would take any truthy value as true
-                raise ValueError(
-                    f"env.kwargs.full_action_space must be true or false, got {shorten(full)}"
-                )
+            check_atari_kwargs(self.kwargs)
             from rlsoft.rl.envs.factory import gymnasium_only_setting, uses_native_atari
 
             if self.atari.backend == "native":

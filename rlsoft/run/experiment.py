@@ -562,9 +562,16 @@ def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any
 
 def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
+    config, driver, _ = load_newest_checkpoint(run_dir)
+    return config, driver
+
+
+def load_newest_checkpoint(run_dir: Path) -> tuple[ExperimentConfig, Driver, int]:
+    """:func:`load_trained` and the step (epoch, for a classifier) of the checkpoint loaded:
+    a run still training may have gone on since."""
     run_dir = run_dir_of(run_dir)
     config = read_run_config(run_dir)
-    checkpoint, _ = _read_checkpoint(run_dir, "evaluate")
+    checkpoint, state = _read_checkpoint(run_dir, "evaluate")
     driver = build_driver(config, eval_only=True)
     try:
         with _damaged_checkpoint(run_dir, checkpoint):
@@ -572,7 +579,7 @@ def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     except BaseException:
         driver.close()
         raise
-    return config, driver
+    return config, driver, state["step"]
 
 
 _DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)

@@ -57,6 +57,16 @@ MAX_CHUNK = 256
 """The most steps between two checks for a stop request (so Ctrl-C is answered quickly)."""
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
 
+_announce_stops = True
+
+
+def silence_stop_notices() -> None:
+    """Stop printing the line a stop signal gets: for a ``rlsoft compare`` worker, whose
+    parent sends every worker SIGTERM on Ctrl-C and says itself what was interrupted (one
+    line per worker would repeat it)."""
+    global _announce_stops
+    _announce_stops = False
+
 
 class RunInterrupted(KeyboardInterrupt):
     """A stop was requested (Ctrl-C, SIGTERM or :meth:`Trainer.request_stop`); the trainer
@@ -207,6 +217,8 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop_signal = signum
         self.request_stop()
+        if not _announce_stops:
+            return
         name = signal.Signals(signum).name
         print(
             f"rlsoft: {name} received: finishing the current step and writing a checkpoint "

@@ -508,7 +508,22 @@ def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
             plan_compare(comparison, seeds=seeds)
     with pytest.raises(RlsoftError, match=r"workers must be a whole number .* got the str '2'"):
         rlsoft.compare(comparison, workers="2", logdir=tmp_path / "cmp")
+    # A flag given as text would be truthy: "no" must not draw the bar or act greedily.
+    with pytest.raises(RlsoftError, match=r"progress must be True or False, got a str 'no'"):
+        rlsoft.compare(comparison, progress="no", logdir=tmp_path / "cmp")
     assert not (tmp_path / "cmp").exists()
+    with pytest.raises(RlsoftError, match=r"progress must be True or False \(or None: .*'yes'"):
+        rlsoft.train(config, progress="yes", logdir=tmp_path / "flags")
+    assert not (tmp_path / "flags").exists()
+    agent = run.load()
+    assert agent.step == run.steps == 50  # the step of the checkpoint it loaded
+    with pytest.raises(RlsoftError, match=r"deterministic must be True or False, got a str"):
+        agent.predict(0, deterministic="no")
+    with pytest.raises(RlsoftError, match=r"render must be True or False, got an int 0"):
+        rlsoft.evaluate(agent, episodes=1, render=0)
+    with pytest.raises(RlsoftError, match=r"deterministic must be True or False, got a str"):
+        rlsoft.evaluate(agent, episodes=1, deterministic="no")
+    assert rlsoft.evaluate(agent, episodes=1, deterministic=np.bool_(False)).episodes == 1
 
 
 def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(tmp_path):

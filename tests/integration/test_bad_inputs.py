@@ -987,7 +987,30 @@ CASES = [
     C(
         "atari-bad-game-mode",
         f"{ATARI_TRAIN} --set env.kwargs.mode=99",
-        "rejected its arguments",
+        "env.kwargs.mode 99 is not one of ALE/Pong-v5's modes (0, 1); pick one, or remove it "
+        "for the game's default",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-bad-difficulty",
+        f"{ATARI_TRAIN} --set env.kwargs.difficulty=7",
+        "env.kwargs.difficulty 7 is not one of ALE/Pong-v5's difficulties (0, 1, 2, 3); pick one",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-game-mode-quoted",
+        [*ATARI_TRAIN.split(), "--set", "env.kwargs.mode='0'"],
+        "env.kwargs.mode must be a whole number (one of the game's modes) or null, got '0'",
+        files=_files(**{"atari.yaml": ATARI}),
+        forbidden=("setMode",),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-frame-limit-zero",
+        f"{ATARI_TRAIN} --set env.kwargs.max_num_frames_per_episode=0",
+        "env.kwargs.max_num_frames_per_episode must be a whole number of at least 1 or null, got 0",
         files=_files(**{"atari.yaml": ATARI}),
         marks=(needs_ale,),
     ),

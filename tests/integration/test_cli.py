@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -95,6 +96,33 @@ def test_eval_render_prints_text_frames(config: Path, tmp_path: Path, capsys) ->
     capsys.readouterr()
     assert main(["eval", str(_single_run(tmp_path / "runs")), "--episodes", "1", "--render"]) == 0
     assert "+---------+" in capsys.readouterr().out  # the Taxi grid
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("minatar") is None or importlib.util.find_spec("pygame") is None,
+    reason="needs the minatar and video extras",
+)
+def test_eval_render_of_a_minatar_game_shows_no_gymnasium_fps_warning(tmp_path: Path) -> None:
+    """MinAtar paces its own matplotlib window but declares no render fps; Gymnasium's
+    warning about it is nothing a user can act on."""
+    import rlsoft
+
+    run = rlsoft.train(
+        "configs/minatar_breakout_dqn.yaml",
+        overrides={"train.total_steps": 100, "agent.learning_starts": 50, "train.eval_episodes": 1},
+        logdir=tmp_path,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "rlsoft.cli", "eval", str(run.run_dir), "--render", "--episodes",
+         "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "render fps" not in done.stderr, done.stderr
+    assert "over 1 episode on MinAtar/Breakout-v1" in done.stdout
 
 
 @pytest.mark.parametrize("command", [["eval", "--episodes", "20", "--render"], ["report"]])
@@ -223,7 +251,9 @@ def test_eval_takes_the_run_config_path_and_counts_one_episode_in_the_singular(
     capsys.readouterr()
     assert main(["eval", str(run_dir / "config.yaml"), "--episodes", "1"]) == 0
     out = capsys.readouterr().out
-    assert f"policy of {run_dir / 'config.yaml'}" in out and "over 1 episode on Taxi-v4" in out
+    steps = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["total_steps"]
+    assert f"policy of {run_dir / 'config.yaml'} (checkpoint at step {steps:,}): " in out
+    assert "over 1 episode on Taxi-v4" in out
     assert main(["eval", str(run_dir / "summary.json")]) == 2
     assert "is a file, not a run dir" in capsys.readouterr().err
 

@@ -66,6 +66,8 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("rlsoft: interrupted: ") and "run the same command again" in last
     assert "Traceback" not in err
+    # The workers stop on the parent's SIGTERM without a line each: the parent's says it all.
+    assert "SIGTERM received" not in err and "SIGINT received" not in err, err
 
     run_dirs = sorted(logdir.glob("*/*/seed_*"))
     assert run_dirs, "the interrupted run dirs should still be there"
@@ -81,3 +83,51 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
     assert f"{finished} already finished" in err
     assert len(list(logdir.glob("*/*/seed_*/summary.json"))) == 4
     assert "Taxi-v4: final greedy evaluation return" in out
+
+
+def test_ctrl_c_during_the_report_keeps_the_runs_and_names_the_command_that_writes_it(
+    tmp_path, monkeypatch, capsys
+):
+    from rlsoft.cli.main import main
+    from rlsoft.compare import plots
+
+    grid = {**GRID, "seeds": 1, "variants": {"eps": {}}}
+    grid["base"] = {**GRID["base"], "train": {"total_steps": 2000, "eval_every": 1000}}
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(yaml.safe_dump(grid))
+    logdir = tmp_path / "my runs"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "learning_curves_figure", interrupted)
+    assert main(["compare", str(cfg), "--workers", "1", "--logdir", str(logdir)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "rlsoft: interrupted: while writing the report; the runs are finished (1 of them, "
+        f"kept), and rlsoft report '{logdir}' writes the report"
+    )
+    assert len(list(logdir.glob("*/*/seed_*/summary.json"))) == 1
+    assert not list(logdir.glob("*.png")) and not list(logdir.glob(".*tmp*"))
+    monkeypatch.undo()
+    assert main(["report", str(logdir)]) == 0
+    assert (logdir / "summary.csv").is_file() and list(logdir.glob("learning_curves_*.png"))
+
+
+def test_a_plot_interrupted_half_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from rlsoft.compare import plots
+
+    path = tmp_path / "learning_curves_x.png"
+    plots._save_png(Figure(), path)
+    before = path.read_bytes()
+
+    def half_then_interrupted(self, handle, **kwargs):
+        handle.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", half_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plots._save_png(Figure(), path)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]

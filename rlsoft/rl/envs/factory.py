@@ -311,6 +311,23 @@ def _keyword_hint(target: str | GymEnvSpec, name: str) -> str:
     return nearest_hint(name, [p for p in parameters if p not in ("self", "render_mode")])
 
 
+def _ale_choices(config: EnvSpec, target: str | GymEnvSpec, setting: str) -> str:
+    """The sentence for an ALE ``mode`` or ``difficulty`` the game does not have, listing the
+    ones it has (read from a copy made without either)."""
+    bare = gym.make(target, full_action_space=bool(config.kwargs.get("full_action_space")))
+    try:
+        ale = bare.unwrapped.ale  # type: ignore[attr-defined]
+        modes = ale.getAvailableModes() if setting == "mode" else ale.getAvailableDifficulties()
+    finally:
+        bare.close()
+    return (
+        f"env.kwargs.{setting} {config.kwargs.get(setting)!r} is not one of {config.id}'s "
+        f"{'modes' if setting == 'mode' else 'difficulties'} "
+        f"({', '.join(str(int(m)) for m in modes)}); pick one, or remove it for the game's "
+        "default"
+    )
+
+
 def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | None) -> gym.Env:
     try:
         with _versions_as_choices(config.id):
@@ -337,6 +354,9 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
                 f"environment {config.id!r} takes no keyword argument {name!r}"
                 f"{_keyword_hint(target, name)}; remove env.kwargs.{name}"
             ) from None
+        choice = re.fullmatch(r"Invalid (?:game )?(mode|difficulty) requested", reason)
+        if choice and config.id.startswith("ALE/"):
+            raise RlsoftError(_ale_choices(config, target, choice.group(1))) from None
         raise RlsoftError(
             f"environment {config.id!r} rejected its arguments {shorten(config.kwargs)} "
             f"({type(exc).__name__}: {shorten(reason, 160)}); check env.kwargs in the config"
