@@ -72,6 +72,11 @@ memory of SB3's with ``optimize_memory_usage``; the collection ratio reported.
     python scripts/bench_pixels.py --skip-speed --memory-large 0    # memory at 250k only
     python scripts/bench_pixels.py --set atari:agent.batch_size=64  # a config override
     python scripts/bench_pixels.py --autograd --skip-memory    # + rlsoft with autograd (MinAtar)
+    python scripts/bench_pixels.py --games atari --skip-memory --bfloat16   # + bfloat16 convs
+
+``--bfloat16`` adds an Atari row of rlsoft with ``agent.precision: bfloat16`` (the Nature
+network's convolutions in mixed precision), and its ratio to SB3 is reported beside the goal,
+not as it: SB3 computes in float32, and the goal compares the same arithmetic.
 
 Needs the benchmark extra (``pip install 'rlsoft[bench]'``: stable-baselines3) and the games
 (``pip install 'rlsoft[minatar,atari]'``).
@@ -131,6 +136,7 @@ CASE_NAMES = {
     "rlsoft train": "rlsoft training",
     "rlsoft train autograd": "rlsoft training, autograd",
     "rlsoft train gymnasium env": "rlsoft training, Gymnasium env",
+    "rlsoft train bfloat16": "rlsoft training, bfloat16 convs",
 }
 
 
@@ -364,6 +370,13 @@ def gymnasium_backend(config: Any) -> Any:
     return config.model_copy(update={"env": config.env.model_copy(update={"atari": atari})})
 
 
+def bfloat16_convolutions(config: Any) -> Any:
+    """``config`` with ``agent.precision: bfloat16``: the Nature network's convolutions in
+    mixed precision (SB3 has no such setting; its row stays float32)."""
+    agent = {**config.agent, "precision": "bfloat16"}
+    return config.model_copy(update={"agent": agent})
+
+
 def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str, Any]:
     """rlsoft's normal training loop, timed from the first step at or after ``warmup`` to the
     end of the last environment step (the final evaluation and checkpoint are stubbed);
@@ -501,6 +514,7 @@ def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[st
         "sb3 train": lambda: run_sb3(train, args.warmup, optimize_memory=optimize),
         "rlsoft train": lambda: run_rlsoft(train, args.warmup),
         "rlsoft train autograd": lambda: run_rlsoft(train, args.warmup, autograd=True),
+        "rlsoft train bfloat16": lambda: run_rlsoft(bfloat16_convolutions(train), args.warmup),
     } | (
         {
             "bare native env": lambda: bare_native_env(collect, args.collect_steps, args.seed),
@@ -795,6 +809,15 @@ def report(
                         "verdict": "—",
                     }
                 )
+            if "rlsoft train bfloat16" in sps:
+                goals.append(
+                    {
+                        "what": f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s",
+                        "ratio": sps["rlsoft train bfloat16"] / sps["sb3 train"],
+                        "goal": "reported",
+                        "verdict": "—",
+                    }
+                )
             if "rlsoft train gymnasium env" in sps:
                 goals.append(
                     {
@@ -915,6 +938,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time rlsoft training with autograd instead of its written-out backward",
     )
+    speed.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="also time rlsoft's Atari training with agent.precision: bfloat16 (mixed-precision "
+        "convolutions; reported beside the float32 goal, not instead of it)",
+    )
     speed.add_argument("--minatar-config", help=f"instead of {GAMES['minatar']}")
     speed.add_argument("--atari-config", help=f"instead of {GAMES['atari']}")
     memory = parser.add_argument_group("memory")
@@ -967,6 +996,8 @@ def main(argv: list[str] | None = None) -> int:
                 cases = speed_cases(game, args, sets[game])
                 native = tuple(c for c in NATIVE_CASES if c in cases)
                 chosen = CASES + native + (("rlsoft train autograd",) if args.autograd else ())
+                if args.bfloat16 and game == "atari":  # MinAtar's network has one small conv
+                    chosen += ("rlsoft train bfloat16",)
                 speed[game] = {case: [] for case in chosen}
                 for repeat in range(args.repeats):
                     # Alternate the order so that a drift in machine load favours no one.

@@ -205,6 +205,14 @@ class DQNAgent:
                     self.plan.image,
                     channels_last=self.plan.channels_last,
                 )
+            if config.precision != "float32":
+                if self.plan.name != "nature_cnn":
+                    raise RlsoftError(
+                        f"agent.precision {config.precision} applies to the nature_cnn "
+                        f"network's convolutions, and this run's network is {self.plan.name}, "
+                        "where it saves nothing: remove agent.precision"
+                    )
+                torso.compute_dtype = getattr(torch, config.precision)
             # The layout a channels-first batch is converted into (None: as it comes).
             self._input_format = (
                 torso.memory_format if torso is not None and not self.plan.channels_last else None

@@ -38,6 +38,17 @@ class DQNConfig(StrictModel):
     """Where a 3-D image observation keeps its channels: ``first`` (C, H, W), as
     ``FrameStackObservation`` stacks frames; ``last`` (H, W, C), Gymnasium's image convention
     and MinAtar's; ``auto``: first when the first axis is strictly the shortest, else last."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """The arithmetic of the ``nature_cnn`` convolutions. ``float32`` (default) computes
+    everything in float32, as SB3, CleanRL and the papers do. ``bfloat16`` runs the three
+    convolutions, forward and backward, in bfloat16 under ``torch.autocast`` (mixed
+    precision: the weights, their gradients, Adam, the dense layers, the targets and the loss
+    stay float32; Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training").
+    On CPUs with bfloat16 instructions (AVX512-BF16, AMX) and on GPUs it halves the
+    convolutions' time; the Q-values it learns differ in rounding from float32's, so runs
+    are reproducible given the seed but not bit-identical to float32 runs. Elsewhere
+    bfloat16 is emulated and slower: ``scripts/bench_pixels.py --bfloat16`` measures it.
+    Applies to ``nature_cnn`` only (MinAtar's one small convolution gains nothing)."""
     hidden_sizes: list[int] | None = None
     """Widths of the dense hidden layers after the torso, e.g. ``[256, 256]`` (``[]``: a
     linear model on the features). Unset: the network's own, ``[256, 256]`` for the MLP,

@@ -269,6 +269,9 @@ class ConvTorso(nn.Module):
             channels = filters
         self.convs = nn.ModuleList(convs)
         self.memory_format = torch.channels_last if len(convs) > 1 else None
+        self.compute_dtype: torch.dtype | None = None
+        """Where set (``agent.precision: bfloat16``), the convolutions run under
+        ``torch.autocast`` in this dtype and the features return as float32."""
         self.out_features = int(np.prod(conv_output_shape(layers, *image)))
         self.out_positions = self.out_features // convs[-1].out_channels
         """``H′·W′``: the output positions of each filter."""
@@ -315,9 +318,14 @@ class ConvTorso(nn.Module):
             out = self.convolve(self.patches(obs))
             return out.view(len(out), self.out_features)  # (filters, H′, W′): torch's flatten
         x = self.images(obs)
-        for conv in self.convs:
-            x = torch.relu(conv(x))
-        return x.flatten(1)
+        if self.compute_dtype is None:
+            for conv in self.convs:
+                x = torch.relu(conv(x))
+            return x.flatten(1)
+        with torch.autocast(x.device.type, dtype=self.compute_dtype):
+            for conv in self.convs:
+                x = torch.relu(conv(x))
+        return x.flatten(1).float()
 
 
 def uses_frame_replay(setting: str, plan: NetworkPlan, dtype: np.dtype, frame_stack: int) -> bool:

@@ -588,6 +588,17 @@ CASES = [
         "cannot exceed buffer_size",
     ),
     C(
+        "dqn-bfloat16-on-an-mlp",
+        f"{DQN_TRAIN} --set agent.precision=bfloat16",
+        "agent.precision bfloat16 applies to the nature_cnn network's convolutions, and this "
+        "run's network is mlp, where it saves nothing: remove agent.precision",
+    ),
+    C(
+        "dqn-precision-float16",
+        f"{DQN_TRAIN} --set agent.precision=float16",
+        "'agent.precision': Input should be 'float32' or 'bfloat16' (got 'float16')",
+    ),
+    C(
         "dqn-double-soft",
         f"{DQN_TRAIN} --set agent.double=true --set agent.target=soft",
         "double applies",

@@ -235,7 +235,8 @@ def test_memory_children_measure_the_layouts_arithmetic(tmp_path) -> None:
 def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, train_freq) -> None:
     """32 timed steps after 32 random ones: both libraries make exactly 32 / train_freq
     gradient steps (the configs' one per round), and so does rlsoft with autograd
-    (``--autograd``, MinAtar); collection makes none."""
+    (``--autograd``, MinAtar) and with bfloat16 convolutions (``--bfloat16``, Atari);
+    collection makes none."""
     _needs("stable_baselines3", module)
     out = tmp_path / "speed.json"
     done = _run(
@@ -252,7 +253,7 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         "1000",
         "--out",
         str(out),
-        *(["--autograd"] if game == "minatar" else []),
+        *(["--autograd"] if game == "minatar" else ["--bfloat16"]),
         timeout=240,
     )
     assert done.returncode == 0, done.stderr
@@ -278,3 +279,6 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         assert run["steps"] == 32 and run["updates"] == updates
         assert cases["bare native env"][0]["steps"] == 100
         assert f"{game}: rlsoft on the Gymnasium env / SB3 training steps/s" in verdicts
+        # --bfloat16: the mixed-precision row, reported beside the goal and not as it.
+        assert cases["rlsoft train bfloat16"][0]["updates"] == updates
+        assert verdicts[f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s"] == "—"

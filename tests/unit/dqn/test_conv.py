@@ -163,6 +163,60 @@ def test_the_nature_network_runs_channels_last_with_the_same_values_and_gradient
     assert minatar.images(grid).data_ptr() == grid.data_ptr()
 
 
+def _bfloat16(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).float()
+
+
+def test_bfloat16_precision_convolves_bfloat16_values_and_keeps_the_rest_float32():
+    """``agent.precision: bfloat16`` (Kalamkar et al. 2019's mixed precision): each
+    convolution is the float32 convolution of the bfloat16-rounded input, weight and bias,
+    its output rounded to bfloat16, written out here in torch's functional API; the dense
+    layers, the parameters and their gradients stay float32, and the gradients point where
+    float32's do."""
+    agent = make_agent(ATARI, n_actions=4, buffer_size=64, precision="bfloat16")
+    net = agent.online
+    assert net.torso.compute_dtype == torch.bfloat16
+    frames = np.random.default_rng(2).integers(0, 256, (6, 4, 84, 84), dtype=np.uint8)
+    x = torch.from_numpy(frames.astype(np.float32) / 255.0)
+    h = x
+    for conv in net.torso.convs:
+        w, b = _bfloat16(conv.weight), _bfloat16(conv.bias)
+        h = _bfloat16(F.relu(F.conv2d(_bfloat16(h), w, b, conv.stride)))
+    h = h.reshape(len(h), -1)
+    for layer in net.body:
+        h = F.relu(F.linear(h, layer.weight, layer.bias))
+    emulated = F.linear(h, net.head.weight, net.head.bias).detach().numpy()
+    q = agent.q_values(frames)
+    assert q.dtype == np.float32
+    # Summation order inside the convolutions may move a value by one bfloat16 step (2⁻⁸).
+    np.testing.assert_allclose(q, emulated, rtol=2e-2, atol=2e-3)
+    exact = _reference_q(net, x).detach().numpy()
+    assert not np.array_equal(q, exact)  # the option changes the arithmetic…
+    np.testing.assert_allclose(q, exact, rtol=5e-2, atol=5e-3)  # …by rounding only
+    params = list(net.parameters())
+    got = torch.autograd.grad(net(x).square().sum(), params)
+    want = torch.autograd.grad(_reference_q(net, x).square().sum(), params)
+    assert all(p.dtype == g.dtype == torch.float32 for p, g in zip(params, got, strict=True))
+    flat_got, flat_want = torch.cat([g.ravel() for g in got]), torch.cat([w.ravel() for w in want])
+    assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.999
+
+
+def test_bfloat16_training_is_deterministic_and_refused_where_it_saves_nothing():
+    """The same seed gives the same parameters, bit for bit (exact resume relies on it); a
+    network without the Nature convolutions refuses the setting in one sentence."""
+    space = gym.spaces.Box(0, 255, (4, 40, 40), np.uint8)  # the Nature network's smallest input
+    runs = []
+    for _ in range(2):
+        agent = make_agent(space, n_actions=3, seed=3, network="nature_cnn", precision="bfloat16")
+        feed(agent, 40, seed=8)
+        runs.append(agent)
+    assert runs[0].updates > 0
+    torch.testing.assert_close(runs[0]._flat, runs[1]._flat, rtol=0, atol=0)
+    for space, network in ((MINATAR, "minatar_cnn"), (gym.spaces.Box(-1, 1, (4,)), "mlp")):
+        with pytest.raises(RlsoftError, match=rf"network is {network}, where it saves nothing"):
+            make_agent(space, precision="bfloat16")
+
+
 def test_frame_stacks_are_converted_into_the_nature_networks_layout_in_one_pass():
     """The Nature network's uint8 batch becomes channels-last float32 scaled by 1/255 in one
     pass: exactly the values of converting and then scaling, and no further copy when the
