@@ -64,4 +64,5 @@ def a_type(value: Any) -> str:
     """``"a list"``, ``"an int"``: the article and the type name of ``value``, for messages
     that say what was given instead."""
     name = type(value).__name__
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+    spoken_with_a_vowel = name[:1].lower() in "aeiou" or name == "ndarray"  # "en-d-array"
+    return f"{'an' if spoken_with_a_vowel else 'a'} {name}"

@@ -984,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value in positive.items():
         if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
+    if args.bfloat16 and ("atari" not in games or args.skip_speed):
+        parser.error("--bfloat16 times Atari training: use it with --games atari (or both)")
     if args.memory_large < 0 or args.plain_capacity < 0:
         parser.error("--memory-large and --plain-capacity must be 0 (off) or positive")
     try:

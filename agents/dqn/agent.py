@@ -54,6 +54,7 @@ from agents.dqn.config import DQNConfig
 from agents.dqn.conv import (
     CONV_LAYERS,
     ConvTorso,
+    bfloat16_on,
     input_scale,
     plan_network,
     storage_dtype,
@@ -206,13 +207,8 @@ class DQNAgent:
                     channels_last=self.plan.channels_last,
                 )
             if config.precision != "float32":
-                if self.plan.name != "nature_cnn":
-                    raise RlsoftError(
-                        f"agent.precision {config.precision} applies to the nature_cnn "
-                        f"network's convolutions, and this run's network is {self.plan.name}, "
-                        "where it saves nothing: remove agent.precision"
-                    )
-                torso.compute_dtype = getattr(torch, config.precision)
+                config.check_observations(lambda: observation_space)
+                torso.compute_dtype = bfloat16_on(self.device)
             # The layout a channels-first batch is converted into (None: as it comes).
             self._input_format = (
                 torso.memory_format if torso is not None and not self.plan.channels_last else None

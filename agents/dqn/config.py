@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
+import gymnasium as gym
 from pydantic import Field, field_validator, model_validator
 
 from agents.dqn.ensemble_config import EnsembleConfig
+from rlsoft.errors import RlsoftError
 from rlsoft.run.config import NumberOrSchedule, StrictModel, schedule_endpoints
 
 __all__ = ["ACTIVATIONS", "DQNConfig"]
@@ -41,14 +44,17 @@ class DQNConfig(StrictModel):
     precision: Literal["float32", "bfloat16"] = "float32"
     """The arithmetic of the ``nature_cnn`` convolutions. ``float32`` (default) computes
     everything in float32, as SB3, CleanRL and the papers do. ``bfloat16`` runs the three
-    convolutions, forward and backward, in bfloat16 under ``torch.autocast`` (mixed
-    precision: the weights, their gradients, Adam, the dense layers, the targets and the loss
-    stay float32; Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training").
-    On CPUs with bfloat16 instructions (AVX512-BF16, AMX) and on GPUs it halves the
-    convolutions' time; the Q-values it learns differ in rounding from float32's, so runs
-    are reproducible given the seed but not bit-identical to float32 runs. Elsewhere
-    bfloat16 is emulated and slower: ``scripts/bench_pixels.py --bfloat16`` measures it.
-    Applies to ``nature_cnn`` only (MinAtar's one small convolution gains nothing)."""
+    convolutions, forward and backward, in both the online and the target network, in
+    bfloat16 under ``torch.autocast`` (mixed precision: the weights, their gradients, Adam,
+    the dense layers and the loss stay float32; Kalamkar et al. 2019, "A Study of BFLOAT16
+    for Deep Learning Training"). On an AMD EPYC with AVX512-BF16 and one thread the Nature
+    torso's forward and backward pass on a batch of 32 took 0.6× float32's time and Atari
+    training ran at 1.19× the steps/s (``scripts/bench_pixels.py --bfloat16``, 2026-12-06);
+    acting on one frame gains nothing. The Q-values it learns differ in rounding from
+    float32's, so runs are reproducible given the seed and resume exactly, but are not
+    bit-identical to float32 runs. CPUs without bfloat16 instructions emulate it, slower;
+    a GPU without bfloat16 (before Ampere) is refused. Applies to ``nature_cnn`` only
+    (MinAtar's one small convolution gains nothing)."""
     hidden_sizes: list[int] | None = None
     """Widths of the dense hidden layers after the torso, e.g. ``[256, 256]`` (``[]``: a
     linear model on the features). Unset: the network's own, ``[256, 256]`` for the MLP,
@@ -159,6 +165,30 @@ class DQNConfig(StrictModel):
     3}``; null: one Q-network. ``q`` head only (plain or dueling), with any target, Double
     DQN and n-step."""
 
+    def check_observations(self, observation_space: Callable[[], gym.Space]) -> None:
+        """Refuse settings that cannot run on the environment's observations, which only the
+        space decides (``precision: bfloat16`` where ``network: auto`` picks a network other
+        than ``nature_cnn``). ``observation_space`` makes the space (an environment probe)
+        and is called only where a setting depends on it; ``rlsoft compare`` calls this
+        before its workers start, and the agent when it is built.
+
+        :raises RlsoftError: one sentence naming the setting to change.
+        """
+        if self.precision == "float32":
+            return
+        from agents.dqn.conv import plan_network
+
+        space = observation_space()
+        if not isinstance(space, gym.spaces.Box):
+            return  # the agent refuses the space itself, in its own sentence
+        plan = plan_network(space, self.network, self.channel_axis, self.hidden_sizes)
+        if plan.name != "nature_cnn":
+            raise RlsoftError(
+                f"agent.precision {self.precision} applies to the nature_cnn network's "
+                f"convolutions, and this run's network is {plan.name}, where it saves "
+                "nothing: remove agent.precision"
+            )
+
     def unread_fields(self) -> dict[str, tuple[str, str]]:
         """The fields this configuration ignores, each with the setting that would read it
         and this configuration's value of that setting (``munchausen_alpha`` →
@@ -231,6 +261,11 @@ class DQNConfig(StrictModel):
             raise ValueError(
                 f"channel_axis {self.channel_axis!r} applies to the convolutional networks, not "
                 "to network 'mlp' (which flattens the observation): leave it at auto"
+            )
+        if self.precision != "float32" and self.network in ("mlp", "minatar_cnn"):
+            raise ValueError(
+                f"agent.precision {self.precision} applies to the nature_cnn network's "
+                f"convolutions, not to agent.network {self.network}: remove agent.precision"
             )
         if self.frame_stack > 1 and self.frame_replay == "off":
             raise ValueError(

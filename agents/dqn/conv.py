@@ -328,6 +328,18 @@ class ConvTorso(nn.Module):
         return x.flatten(1).float()
 
 
+def bfloat16_on(device: torch.device) -> torch.dtype:
+    """``torch.bfloat16`` for ``agent.precision: bfloat16`` on ``device``, or one sentence
+    where the device has no bfloat16 arithmetic (a GPU before Ampere: V100, T4), on which
+    autocast would fail at the first forward pass."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise RlsoftError(
+            f"agent.precision bfloat16 needs a GPU with bfloat16 arithmetic, and "
+            f"{torch.cuda.get_device_name(device)} has none: remove agent.precision"
+        )
+    return torch.bfloat16
+
+
 def uses_frame_replay(setting: str, plan: NetworkPlan, dtype: np.dtype, frame_stack: int) -> bool:
     """Whether the agent stores each frame once (``agent.frame_replay``): ``on``/``off`` as
     said; ``auto`` for images stored compactly (a convolutional network on ``uint8`` or bool

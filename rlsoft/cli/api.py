@@ -42,7 +42,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlsoft.errors import RlsoftError, a_type, shorten
+from rlsoft.errors import RlsoftError, a_type, count, shorten
 
 if TYPE_CHECKING:  # annotations only: importing the API stays cheap
     import gymnasium as gym
@@ -98,6 +98,21 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
+def _plain_values(value: Any) -> Any:
+    """``value`` with numpy scalars (``np.float32(0.5)``, ``np.int64(3)``, ``np.bool_``)
+    made the Python numbers they stand for, inside dicts, lists and tuples too: validation
+    would refuse some as the wrong type and the run's ``config.yaml`` cannot hold them."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: _plain_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_values(item) for item in value)
+    return value
+
+
 def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str]:
     """``(mutable dict, source label)`` of a config path, mapping or :class:`ExperimentConfig`."""
     from rlsoft.run.config import ExperimentConfig, load_config_dict
@@ -105,7 +120,7 @@ def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str
     if isinstance(config, ExperimentConfig):
         return config.to_dict(), "config"
     if isinstance(config, Mapping):
-        return copy.deepcopy(dict(config)), "config"
+        return _plain_values(copy.deepcopy(dict(config))), "config"
     if isinstance(config, (str, Path)):
         return load_config_dict(config), str(config)
     raise RlsoftError(
@@ -141,7 +156,7 @@ def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:
             if not isinstance(key, str) or not key:
                 raise RlsoftError(f"override keys are dotted paths such as 'train.total_steps', "
                                   f"got {shorten(key)}")  # fmt: skip
-        return overrides
+        return _plain_values(overrides)
     if isinstance(overrides, Iterable) and not isinstance(overrides, (str, bytes)):
         items = list(overrides)
         if all(isinstance(o, str) for o in items):
@@ -196,7 +211,8 @@ def check_flag(name: str, value: Any, *, none_means: str | None = None) -> None:
     if isinstance(value, (bool, np.bool_)) or (value is None and none_means is not None):
         return
     allowed = "True or False" + (f" (or None: {none_means})" if none_means else "")
-    raise RlsoftError(f"{name} must be {allowed}, got {a_type(value)} {shorten(value)}")
+    given = "None" if value is None else f"{a_type(value)} {shorten(value)}"
+    raise RlsoftError(f"{name} must be {allowed}, got {given}")
 
 
 def _progress_value(progress: bool | None) -> str | None:
@@ -728,6 +744,38 @@ class EvalResult:
         return len(self.returns)
 
 
+def render_mode_to_show(env: Any) -> str:
+    """How ``rlsoft eval --render`` and ``evaluate(render=True)`` show ``env`` (a copy made
+    without rendering, for its metadata): as text where it can (``ansi``, printed), else in
+    a window (``human``, which needs pygame for Gymnasium's own environments).
+
+    :raises RlsoftError: a window is needed and pygame is missing.
+    """
+    import importlib.util
+
+    modes = env.metadata.get("render_modes") or []
+    if "ansi" in modes:
+        return "ansi"
+    if importlib.util.find_spec("pygame") is None:  # imported only at the first frame
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise RlsoftError(
+            f"rendering shows {name} in a window, which needs pygame; install the video "
+            "extra: pip install 'rlsoft[video]'"
+        )
+    quiet_missing_render_fps(env)
+    return "human"
+
+
+def quiet_missing_render_fps(env: Any) -> None:
+    """MinAtar paces its own window (``display_time``) and records at a fixed rate but
+    declares no render fps, for which Gymnasium's env checker and video recorder warn at
+    the first frame: nothing a user can fix, so that warning is ignored for such envs."""
+    import warnings
+
+    if env.metadata.get("render_fps") is None:
+        warnings.filterwarnings("ignore", message=r".*No render fps was declared")
+
+
 def make_eval_env(
     env: Any, default: Any = None, render_mode: str | None = None
 ) -> tuple[Any, bool]:
@@ -836,7 +884,14 @@ def evaluate(
             "evaluated greedily in its teacher's environment: leave epsilon out"
         )
     epsilon = _evaluation_epsilon(agent, epsilon, deterministic)
-    made, owned = make_eval_env(env, agent.env_config)
+    mode = None
+    if render and (env is None or isinstance(env, str)):  # an env made here renders
+        probe, _ = make_eval_env(env, agent.env_config)
+        try:
+            mode = render_mode_to_show(probe)
+        finally:
+            probe.close()
+    made, owned = make_eval_env(env, agent.env_config, render_mode=mode)
     try:
         if (
             agent.observation_space is not None
@@ -1012,8 +1067,8 @@ class ReportInterrupted(KeyboardInterrupt):
     def __init__(self, logdir: Path, finished: int) -> None:
         self.resume_command = f"rlsoft report {shlex.quote(str(logdir))}"
         super().__init__(
-            f"while writing the report; the runs are finished ({finished:,} of them, kept), "
-            f"and {self.resume_command} writes the report"
+            f"while writing the report, after the runs had ended ({count(finished, 'run')} "
+            f"finished, all kept); {self.resume_command} writes the report"
         )
 
 

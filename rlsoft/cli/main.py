@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import os
 import select
 import shlex
 import signal
 import sys
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
@@ -313,7 +311,9 @@ def _policy_kind(epsilon: float) -> str:
 def _eval_env(config, args: argparse.Namespace):
     import gymnasium as gym
 
+    from rlsoft.cli.api import quiet_missing_render_fps, render_mode_to_show
     from rlsoft.rl.envs.factory import make_env
+    from rlsoft.rl.envs.video import VideoFrames
 
     if args.video:
         try:
@@ -323,26 +323,20 @@ def _eval_env(config, args: argparse.Namespace):
                 "--video needs moviepy; install the video extra: pip install 'rlsoft[video]'"
             ) from None
         env = make_env(config.env, render_mode="rgb_array")
+        quiet_missing_render_fps(env)
         return gym.wrappers.RecordVideo(
-            env, args.video, episode_trigger=lambda _: True, disable_logger=True
+            VideoFrames(env), args.video, episode_trigger=lambda _: True, disable_logger=True
         )
     if not args.render:
         return make_env(config.env)
     probe = make_env(config.env)
-    modes = probe.metadata.get("render_modes") or []
-    probe.close()
-    if "ansi" in modes:
-        return make_env(config.env, render_mode="ansi")
-    if importlib.util.find_spec("pygame") is None:  # imported only at the first frame
-        raise RlsoftError(
-            f"--render shows {config.env.id} in a window, which needs pygame; install the video "
-            "extra: pip install 'rlsoft[video]'"
-        )
-    if "render_fps" not in probe.metadata:
-        # MinAtar paces its own window (display_time) but declares no fps, for which
-        # Gymnasium's env checker warns at the first frame: nothing for the user to fix.
-        warnings.filterwarnings("ignore", message=r".*No render fps was declared")
-    return make_env(config.env, render_mode="human")
+    try:
+        mode = render_mode_to_show(probe)
+    except RlsoftError as exc:
+        raise RlsoftError(str(exc).replace("rendering shows", "--render shows", 1)) from None
+    finally:
+        probe.close()
+    return make_env(config.env, render_mode=mode)
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -155,19 +156,29 @@ def check_comparison(
     if backend != "local":
         return
     from rlsoft.rl.envs.factory import probe_spaces
-    from rlsoft.run.config import EnvConfig
+    from rlsoft.run.config import EnvConfig, validate_agent_section
 
-    probed: set[str] = set()
+    spaces: dict[str, Any] = {}
+
+    def observation_space(env: dict[str, Any]) -> Any:
+        key = yaml.safe_dump(env, sort_keys=True)
+        if key not in spaces:
+            spaces[key] = probe_spaces(EnvConfig.model_validate(env))[0]
+        return spaces[key]
+
     for spec in comparison.runs:
         env = spec.config.get("env")
-        if spec.is_done() or not env or not (env.get("kwargs") or env.get("wrappers")):
+        if spec.is_done() or not env:
             continue
-        key = yaml.safe_dump(env, sort_keys=True)
-        if key in probed:
-            continue
-        probed.add(key)
         try:
-            probe_spaces(EnvConfig.model_validate(env))
+            if env.get("kwargs") or env.get("wrappers"):
+                observation_space(env)
+            # Agent settings only the observations decide (DQN's precision: bfloat16).
+            agent = spec.config.get("agent")
+            agent_config = validate_agent_section(agent) if isinstance(agent, dict) else None
+            check = getattr(agent_config, "check_observations", None)
+            if check is not None:
+                check(lambda env=env: observation_space(env))
         except RlsoftError as exc:
             raise RlsoftError(f"variant {spec.variant!r}: {exc}") from None
 

@@ -584,40 +584,53 @@ ATARI_MAKE_KEYWORDS = {
 """``env.kwargs`` the Atari protocol sets or needs itself, and what to do instead."""
 
 
+_INT32_MAX = 2**31 - 1
+
 ATARI_KEYWORD_TYPES = {
-    "mode": "a whole number (one of the game's modes) or null",
-    "difficulty": "a whole number (one of the game's difficulties) or null",
+    "mode": "a whole number from 0 (one of the game's modes) or null",
+    "difficulty": "a whole number from 0 (one of the game's difficulties) or null",
     "full_action_space": "true or false",
-    "continuous": "true or false",
-    "sound_obs": "true or false",
-    "continuous_action_threshold": "a number",
-    "max_num_frames_per_episode": "a whole number of at least 1 or null",
+    "max_num_frames_per_episode": "a whole number from 1 or null",
 }
 """The ``env.kwargs`` of ale-py's ``AtariEnv`` rlsoft checks before making a copy, and the
 values each takes (ale-py's own error for ``mode: "0"`` is a C++ binding's signature)."""
 
+ATARI_UNUSABLE_KEYWORDS = {
+    "continuous": "DQN chooses among the game's discrete actions",
+    "sound_obs": "the protocol's observations are the screen only",
+    "continuous_action_threshold": "it applies to continuous actions, which DQN does not take",
+}
+"""``AtariEnv`` keywords no rlsoft agent can use with the Atari protocol, and why."""
+
 
 def check_atari_kwargs(kwargs: dict[str, Any]) -> None:
     """Refuse ``env.kwargs`` of an ``ALE/`` id whose type ale-py would reject with a binding
-    error (``mode: "0"``) or take silently (``full_action_space: "no"`` is truthy); whether a
-    mode exists in the game is checked when the env is made.
+    error (``mode: "0"``, ``mode: 2**40``: its setters take a C ``int``) or take silently
+    (``full_action_space: "no"`` is truthy), and the keywords the protocol cannot use (sound
+    in the observation, continuous actions); whether a mode exists in the game is checked
+    when the env is made.
 
     :raises ValueError: naming the keyword, what it takes and what it got.
     """
+    for key, why in ATARI_UNUSABLE_KEYWORDS.items():
+        if key in kwargs and (key == "continuous_action_threshold" or kwargs[key] is not False):
+            raise ValueError(f"env.kwargs.{key} cannot be used here ({why}); remove it")
     for key, wanted in ATARI_KEYWORD_TYPES.items():
         if key not in kwargs:
             continue
         value = kwargs[key]
         if wanted == "true or false":
             fits = isinstance(value, bool)
-        elif wanted == "a number":
-            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
         else:
-            least = 1 if "at least 1" in wanted else 0
+            least = 1 if "from 1" in wanted else 0
             fits = value is None or (
-                isinstance(value, int) and not isinstance(value, bool) and value >= least
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and least <= value <= _INT32_MAX
             )
         if not fits:
+            if isinstance(value, int) and not isinstance(value, bool) and value > _INT32_MAX:
+                wanted = f"at most {_INT32_MAX:,} (ALE takes a C int)"
             raise ValueError(f"env.kwargs.{key} must be {wanted}, got {shorten(value)}")
 
 

@@ -11,6 +11,7 @@ import csv
 import math
 import re
 import threading
+from pathlib import Path
 from typing import ClassVar
 
 import gymnasium as gym
@@ -524,6 +525,29 @@ def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
     with pytest.raises(RlsoftError, match=r"deterministic must be True or False, got a str"):
         rlsoft.evaluate(agent, episodes=1, deterministic="no")
     assert rlsoft.evaluate(agent, episodes=1, deterministic=np.bool_(False)).episodes == 1
+
+
+def test_numpy_numbers_in_a_config_or_overrides_are_the_numbers_they_stand_for(tmp_path):
+    """np.float32 and np.int64 values (from a sweep written in numpy) validate and save as
+    the Python numbers they are; the run's config.yaml holds plain numbers."""
+    config = yaml.safe_load(Path("configs/taxi_qlearning_epsilon.yaml").read_text())
+    config["agent"]["learning_rate"] = np.float32(0.5)
+    run = rlsoft.train(
+        config, overrides={"train.total_steps": np.int64(300), "seed": np.int32(2)}, logdir=tmp_path
+    )
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert run.steps == 300 and saved["seed"] == 2 and saved["agent"]["learning_rate"] == 0.5
+
+
+def test_evaluate_renders_the_env_it_makes(tmp_path, capsys):
+    """render=True shows what the env draws: Taxi's text grid is printed every step."""
+    run = rlsoft.train(
+        "configs/taxi_qlearning_epsilon.yaml", overrides={"train.total_steps": 300}, logdir=tmp_path
+    )
+    capsys.readouterr()
+    result = rlsoft.evaluate(run.load(), episodes=1, render=True)
+    frames = capsys.readouterr().out.count("+---------+")
+    assert frames >= 2 * result.lengths[0]  # each frame has a top and a bottom border
 
 
 def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(tmp_path):

@@ -472,6 +472,21 @@ CASES = [
         ),
     ),
     C(
+        # network: auto picks the MLP for CartPole, which only the env's space tells: the
+        # comparison refuses the variant before its runs start, not in a worker.
+        "compare-bfloat16-variant-where-the-network-is-an-mlp",
+        "compare {tmp}/cmp.yaml --logdir {logdir}",
+        "variant 'bf16': agent.precision bfloat16 applies to the nature_cnn network's "
+        "convolutions, and this run's network is mlp",
+        files=_files(
+            **{
+                "cmp.yaml": COMPARISON.replace("base: c.yaml", "base: dqn.yaml").replace(
+                    "variants:", "variants:\n  bf16: {agent.precision: bfloat16}"
+                )
+            }
+        ),
+    ),
+    C(
         "set-null-value",
         f"{TRAIN} --set train.total_steps=null",
         "--set: config field 'train.total_steps' has no value (null or empty); give one, or "
@@ -1013,15 +1028,38 @@ CASES = [
     C(
         "atari-game-mode-quoted",
         [*ATARI_TRAIN.split(), "--set", "env.kwargs.mode='0'"],
-        "env.kwargs.mode must be a whole number (one of the game's modes) or null, got '0'",
+        "env.kwargs.mode must be a whole number from 0 (one of the game's modes) or null, got '0'",
         files=_files(**{"atari.yaml": ATARI}),
         forbidden=("setMode",),
         marks=(needs_ale,),
     ),
     C(
+        "atari-mode-beyond-a-c-int",
+        f"{ATARI_TRAIN} --set env.kwargs.mode=99999999999999999999",
+        "env.kwargs.mode must be at most 2,147,483,647 (ALE takes a C int), got 99999999999",
+        files=_files(**{"atari.yaml": ATARI}),
+        forbidden=("setMode",),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-sound-observations",
+        f"{ATARI_TRAIN} --set env.kwargs.sound_obs=true",
+        "env.kwargs.sound_obs cannot be used here (the protocol's observations are the screen "
+        "only); remove it",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-continuous-actions",
+        f"{ATARI_TRAIN} --set env.kwargs.continuous_action_threshold=.inf",
+        "env.kwargs.continuous_action_threshold cannot be used here",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
         "atari-frame-limit-zero",
         f"{ATARI_TRAIN} --set env.kwargs.max_num_frames_per_episode=0",
-        "env.kwargs.max_num_frames_per_episode must be a whole number of at least 1 or null, got 0",
+        "env.kwargs.max_num_frames_per_episode must be a whole number from 1 or null, got 0",
         files=_files(**{"atari.yaml": ATARI}),
         marks=(needs_ale,),
     ),

@@ -100,15 +100,19 @@ def test_ctrl_c_during_the_report_keeps_the_runs_and_names_the_command_that_writ
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "learning_curves_figure", interrupted)
+    # The learning curves are written whole; the final scores' plot is interrupted.
+    monkeypatch.setattr(plots, "final_scores_figure", interrupted)
     assert main(["compare", str(cfg), "--workers", "1", "--logdir", str(logdir)]) == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (
-        "rlsoft: interrupted: while writing the report; the runs are finished (1 of them, "
-        f"kept), and rlsoft report '{logdir}' writes the report"
+        "rlsoft: interrupted: while writing the report, after the runs had ended (1 run "
+        f"finished, all kept); rlsoft report '{logdir}' writes the report"
     )
     assert len(list(logdir.glob("*/*/seed_*/summary.json"))) == 1
-    assert not list(logdir.glob("*.png")) and not list(logdir.glob(".*tmp*"))
+    written = list(logdir.glob("*.png"))
+    assert [p.name.split("_")[0] for p in written] == ["learning"], written
+    assert written[0].read_bytes().startswith(b"\x89PNG") and not list(logdir.glob(".*tmp*"))
+    assert not (logdir / "summary.csv").exists()
     monkeypatch.undo()
     assert main(["report", str(logdir)]) == 0
     assert (logdir / "summary.csv").is_file() and list(logdir.glob("learning_curves_*.png"))

@@ -465,13 +465,19 @@ def uses_native_atari(config: EnvSpec) -> bool:
     return gymnasium_only_setting(config) is None
 
 
+DEFAULTED_BY_NULL = frozenset({"mode", "difficulty"})
+"""ALE keywords whose null is the game's default setting, as leaving them out is."""
+
+
 def gymnasium_only_setting(config: EnvSpec) -> str | None:
     """The first setting of ``config`` that only the Gymnasium Atari stack can apply, as the
     config names it (``env.kwargs.mode``, ``env.wrappers``, ``env.vectorization: async``:
     processes asked for), or None."""
     from rlsoft.rl.envs.atari_native import NATIVE_MAKE_KEYWORDS
 
-    unsupported = sorted(set(config.kwargs) - NATIVE_MAKE_KEYWORDS)
+    # mode: null and difficulty: null are the game's defaults, which the native env plays.
+    given = {k for k, v in config.kwargs.items() if v is not None or k not in DEFAULTED_BY_NULL}
+    unsupported = sorted(given - NATIVE_MAKE_KEYWORDS)
     if unsupported:
         return f"env.kwargs.{unsupported[0]}"
     if config.wrappers:

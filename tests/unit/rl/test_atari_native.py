@@ -245,6 +245,8 @@ def test_records_of_the_gymnasium_backend_name_the_setting_that_resumes_them():
         ({"num_envs": 4}, True),
         ({"num_envs": 4, "kwargs": {"full_action_space": True}}, True),
         ({"num_envs": 4, "kwargs": {"mode": 0}}, False),
+        # null is the game's default, which the native env plays
+        ({"num_envs": 2, "kwargs": {"mode": None, "difficulty": None}}, True),
         (
             {"num_envs": 4, "wrappers": EPISODE_STATISTICS},
             False,
