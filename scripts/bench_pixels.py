@@ -392,6 +392,8 @@ def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str,
         driver = build_driver(config)
         torch.set_num_threads(1)
         written_out = driver.agent._manual_gradient is not None
+        torso = getattr(driver.agent.online, "torso", None)
+        compute = str(getattr(torso, "compute_dtype", None) or torch.float32).removeprefix("torch.")
         if autograd:  # the agent falls back to autograd when it has no written-out backward
             driver.agent._manual_gradient = None
         driver.evaluate = lambda step: {"eval/mean_return": 0.0}  # outside the window
@@ -410,7 +412,11 @@ def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str,
         driver.advance = timed_advance
         Trainer(driver, config, run_dir).run()
         updates = int(driver.agent.updates)
-    return {**_window(marks, warmup, updates), "written_out": written_out and not autograd}
+    return {
+        **_window(marks, warmup, updates),
+        "written_out": written_out and not autograd,
+        "convolutions": compute,  # the dtype the network's convolutions computed in
+    }
 
 
 def run_sb3(config: Any, warmup: int, *, optimize_memory: bool) -> dict[str, Any]:

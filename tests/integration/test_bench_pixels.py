@@ -281,4 +281,6 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         assert f"{game}: rlsoft on the Gymnasium env / SB3 training steps/s" in verdicts
         # --bfloat16: the mixed-precision row, reported beside the goal and not as it.
         assert cases["rlsoft train bfloat16"][0]["updates"] == updates
+        assert cases["rlsoft train bfloat16"][0]["convolutions"] == "bfloat16"
+        assert cases["rlsoft train"][0]["convolutions"] == "float32"
         assert verdicts[f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s"] == "—"
