@@ -61,8 +61,10 @@ def count(n: int, noun: str) -> str:
 
 
 def a_type(value: Any) -> str:
-    """``"a list"``, ``"an int"``: the article and the type name of ``value``, for messages
-    that say what was given instead."""
+    """``"a list"``, ``"an int"``: the article and the type name of ``value`` (``"None"`` for
+    None), for messages that say what was given instead."""
+    if value is None:
+        return "None"
     name = type(value).__name__
     spoken_with_a_vowel = name[:1].lower() in "aeiou" or name == "ndarray"  # "en-d-array"
     return f"{'an' if spoken_with_a_vowel else 'a'} {name}"

@@ -100,12 +100,15 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 def _plain_values(value: Any) -> Any:
     """``value`` with numpy scalars (``np.float32(0.5)``, ``np.int64(3)``, ``np.bool_``)
-    made the Python numbers they stand for, inside dicts, lists and tuples too: validation
+    and arrays made the Python numbers and lists they stand for, inside dicts, lists and
+    tuples too: validation
     would refuse some as the wrong type and the run's ``config.yaml`` cannot hold them."""
     import numpy as np
 
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, Mapping):
         return {key: _plain_values(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -242,6 +245,7 @@ def experiment_config(
     )
 
     _register_agents()  # the agent section is validated by its family's model
+    seed = _plain_values(seed)  # np.int64(4) is the seed 4
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise RlsoftError(f"seed must be a non-negative integer, got {shorten(seed)}")
     data, source = _config_data(config)
@@ -754,10 +758,16 @@ def render_mode_to_show(env: Any) -> str:
     import importlib.util
 
     modes = env.metadata.get("render_modes") or []
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     if "ansi" in modes:
         return "ansi"
+    if "human" not in modes:
+        video = "; record it with --video DIR instead" if "rgb_array" in modes else ""
+        raise RlsoftError(
+            f"rendering needs a render mode {name} does not have (it has "
+            f"{', '.join(modes) or 'none'}){video}"
+        )
     if importlib.util.find_spec("pygame") is None:  # imported only at the first frame
-        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         raise RlsoftError(
             f"rendering shows {name} in a window, which needs pygame; install the video "
             "extra: pip install 'rlsoft[video]'"
@@ -860,6 +870,7 @@ def evaluate(
 
     if not isinstance(agent, TrainedAgent):
         raise RlsoftError(f"evaluate needs an agent made by rlsoft.load, got {a_type(agent)}")
+    episodes, seed = _plain_values(episodes), _plain_values(seed)  # numpy integers as ints
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise RlsoftError(f"episodes must be a whole number of at least 1, got {shorten(episodes)}")
     if episodes > MAX_EVAL_EPISODES:
@@ -1016,7 +1027,7 @@ def plan_compare(
         return load_comparison(config, overrides=texts, seeds=seeds, logdir=logdir)
     if isinstance(config, Mapping):
         return plan_comparison(
-            copy.deepcopy(dict(config)), source="comparison", base_dir=Path.cwd(),
+            _plain_values(copy.deepcopy(dict(config))), source="comparison", base_dir=Path.cwd(),
             overrides=texts, seeds=seeds, logdir=logdir,
         )  # fmt: skip
     raise RlsoftError(f"a comparison config must be a YAML path or a dict, got {a_type(config)}")
@@ -1091,6 +1102,7 @@ def run_compare(
     from rlsoft.compare.report import report
 
     check_flag("progress", progress)
+    workers = _plain_values(workers)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise RlsoftError(
             f"workers must be a whole number of parallel runs, got the {type(workers).__name__} "

@@ -322,6 +322,15 @@ def _eval_env(config, args: argparse.Namespace):
             raise RlsoftError(
                 "--video needs moviepy; install the video extra: pip install 'rlsoft[video]'"
             ) from None
+        probe = make_env(config.env)
+        modes = probe.metadata.get("render_modes") or []
+        probe.close()
+        if "rgb_array" not in modes:
+            raise RlsoftError(
+                f"--video records rgb_array frames, which {config.env.id} does not render "
+                f"(it has {', '.join(modes) or 'no render modes'})"
+                + ("; show it as text with --render instead" if "ansi" in modes else "")
+            )
         env = make_env(config.env, render_mode="rgb_array")
         quiet_missing_render_fps(env)
         return gym.wrappers.RecordVideo(
@@ -333,7 +342,7 @@ def _eval_env(config, args: argparse.Namespace):
     try:
         mode = render_mode_to_show(probe)
     except RlsoftError as exc:
-        raise RlsoftError(str(exc).replace("rendering shows", "--render shows", 1)) from None
+        raise RlsoftError("--render" + str(exc).removeprefix("rendering")) from None
     finally:
         probe.close()
     return make_env(config.env, render_mode=mode)

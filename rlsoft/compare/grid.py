@@ -139,10 +139,13 @@ def check_comparison(
     comparison: Comparison, *, backend: Backend = "local", address: str | None = None
 ) -> None:
     """Refuse, before anything is written or started, what would otherwise fail in the
-    workers: an unknown backend, a finished run dir made with another config, and an
+    workers: an unknown backend, a finished run dir made with another config, an
     environment whose ``env.kwargs`` or ``env.wrappers`` it rejects (each distinct one is made
-    and stepped once, as ``rlsoft train`` does before its run dir exists; on the local backend
-    only, since a Ray cluster's nodes may have packages this machine lacks).
+    and stepped once, as ``rlsoft train`` does before its run dir exists), and agent settings
+    the environment's observations rule out (``agent.precision: bfloat16`` where the network
+    is not ``nature_cnn``; the env is made only for those). The last two on the local backend
+    only: both make the env, and a Ray cluster's nodes may have packages this machine lacks
+    (there the workers report them).
 
     :raises RlsoftError: one sentence naming the variant.
     """

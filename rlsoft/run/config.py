@@ -567,7 +567,8 @@ class AtariConfig(StrictModel):
     ``scripts/bench_atari_vector.py``; :mod:`rlsoft.rl.envs.atari_native`), ``gymnasium`` the
     wrapper stack above in Gymnasium's vector env (``env.vectorization``). ``auto`` (default):
     native unless the config asks for what only the Gymnasium path has (``env.wrappers``,
-    ``env.kwargs`` other than ``full_action_space``, ``env.vectorization: async``). Both
+    ``env.kwargs`` other than ``full_action_space`` and a null ``mode`` or ``difficulty``,
+    ``env.vectorization: async``). Both
     resume exactly; the same seed gives different episodes on the two. Evaluations and
     tabular agents use the Gymnasium stack."""
     threads: int | None = Field(None, ge=1, le=256)
@@ -590,7 +591,7 @@ ATARI_KEYWORD_TYPES = {
     "mode": "a whole number from 0 (one of the game's modes) or null",
     "difficulty": "a whole number from 0 (one of the game's difficulties) or null",
     "full_action_space": "true or false",
-    "max_num_frames_per_episode": "a whole number from 1 or null",
+    "max_num_frames_per_episode": "a whole number from 1 (leave it out for the id's own limit)",
 }
 """The ``env.kwargs`` of ale-py's ``AtariEnv`` rlsoft checks before making a copy, and the
 values each takes (ale-py's own error for ``mode: "0"`` is a C++ binding's signature)."""
@@ -613,7 +614,7 @@ def check_atari_kwargs(kwargs: dict[str, Any]) -> None:
     :raises ValueError: naming the keyword, what it takes and what it got.
     """
     for key, why in ATARI_UNUSABLE_KEYWORDS.items():
-        if key in kwargs and (key == "continuous_action_threshold" or kwargs[key] is not False):
+        if key in kwargs:  # false too: the default, but it would force the Gymnasium stack
             raise ValueError(f"env.kwargs.{key} cannot be used here ({why}); remove it")
     for key, wanted in ATARI_KEYWORD_TYPES.items():
         if key not in kwargs:
@@ -623,7 +624,8 @@ def check_atari_kwargs(kwargs: dict[str, Any]) -> None:
             fits = isinstance(value, bool)
         else:
             least = 1 if "from 1" in wanted else 0
-            fits = value is None or (
+            # A null limit would be no limit at all (ALE's 0), not the -v5 ids' 108,000 frames.
+            fits = (value is None and key != "max_num_frames_per_episode") or (
                 isinstance(value, int)
                 and not isinstance(value, bool)
                 and least <= value <= _INT32_MAX

@@ -122,6 +122,7 @@ def create_run_dir(config: ExperimentConfig, logdir: str | None = None) -> Path:
 def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path, Path | None]:
     """:func:`create_run_dir`, also returning the outermost directory it created."""
     run_dir = plan_run_dir(config, logdir)  # the default name holds the time: plan it once
+    data = config.to_dict()  # before any directory exists: a value YAML cannot hold fails here
     created = _first_missing(run_dir if config.run_name else run_dir.parent)
     claimed = config.run_name is not None  # a named run dir is this call's (plan_run_dir)
     try:
@@ -131,7 +132,6 @@ def _create_run_dir(config: ExperimentConfig, logdir: str | None) -> tuple[Path,
             created = created or run_dir
         else:
             _make_dir(run_dir)
-        data = config.to_dict()
         data["logdir"], data["run_name"] = str(run_dir.parent), run_dir.name
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
     except OSError as exc:

@@ -537,6 +537,23 @@ def test_numpy_numbers_in_a_config_or_overrides_are_the_numbers_they_stand_for(t
     )
     saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
     assert run.steps == 300 and saved["seed"] == 2 and saved["agent"]["learning_rate"] == 0.5
+    dqn = rlsoft.train(
+        "configs/cartpole_dqn_epsilon.yaml",
+        overrides={"agent.hidden_sizes": np.array([8, 8]), "train.total_steps": 100},
+        seed=np.int64(1),
+        logdir=tmp_path / "dqn",
+    )
+    assert dqn.config.agent["hidden_sizes"] == [8, 8] and dqn.config.seed == 1
+    assert rlsoft.evaluate(dqn.load(), episodes=np.int64(2), seed=np.int64(5)).episodes == 2
+    comparison = {
+        "name": "numpy",
+        "base": "configs/taxi_qlearning_epsilon.yaml",
+        "seeds": 1,
+        "overrides": {"train.total_steps": np.int64(200)},
+        "variants": {"a": {"agent.learning_rate": np.float64(0.3)}},
+    }
+    planned = plan_compare(comparison, logdir=tmp_path / "cmp")
+    assert planned.runs[0].config["train"]["total_steps"] == 200
 
 
 def test_evaluate_renders_the_env_it_makes(tmp_path, capsys):

@@ -1057,9 +1057,27 @@ CASES = [
         marks=(needs_ale,),
     ),
     C(
+        # null would be ALE's no limit at all, not the -v5 ids' 108,000 frames
+        "atari-frame-limit-null",
+        f"{ATARI_TRAIN} --set env.kwargs.max_num_frames_per_episode=null",
+        "env.kwargs.max_num_frames_per_episode must be a whole number from 1 (leave it out for "
+        "the id's own limit), got None",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
+        "atari-continuous-false",
+        f"{ATARI_TRAIN} --set env.kwargs.continuous=false",
+        "env.kwargs.continuous cannot be used here (DQN chooses among the game's discrete "
+        "actions); remove it",
+        files=_files(**{"atari.yaml": ATARI}),
+        marks=(needs_ale,),
+    ),
+    C(
         "atari-frame-limit-zero",
         f"{ATARI_TRAIN} --set env.kwargs.max_num_frames_per_episode=0",
-        "env.kwargs.max_num_frames_per_episode must be a whole number from 1 or null, got 0",
+        "env.kwargs.max_num_frames_per_episode must be a whole number from 1 (leave it out for "
+        "the id's own limit), got 0",
         files=_files(**{"atari.yaml": ATARI}),
         marks=(needs_ale,),
     ),

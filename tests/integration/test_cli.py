@@ -98,6 +98,31 @@ def test_eval_render_prints_text_frames(config: Path, tmp_path: Path, capsys) ->
     assert "+---------+" in capsys.readouterr().out  # the Taxi grid
 
 
+def test_render_and_video_name_the_render_modes_an_env_lacks(tmp_path: Path, capsys) -> None:
+    """RiverSwim draws nothing: --render, --video and evaluate(render=True) say so in one
+    sentence (Gymnasium's own error was blamed on env.kwargs)."""
+    import rlsoft
+    from rlsoft.errors import RlsoftError
+
+    argv = ["train", "configs/taxi_qlearning_epsilon.yaml", "--set", "env.id=rlsoft/RiverSwim-v0"]
+    assert main([*argv, "--set", "train.total_steps=300", "--logdir", str(tmp_path)]) == 0
+    run_dir = str(_single_run(tmp_path))
+    capsys.readouterr()
+    assert main(["eval", run_dir, "--render", "--episodes", "1"]) == 2
+    assert capsys.readouterr().err == (
+        "rlsoft: error: --render needs a render mode rlsoft/RiverSwim-v0 does not have (it has "
+        "none)\n"
+    )
+    with pytest.raises(RlsoftError, match="rendering needs a render mode"):
+        rlsoft.evaluate(rlsoft.load(run_dir), episodes=1, render=True)
+    pytest.importorskip("moviepy", reason="--video needs the video extra")
+    assert main(["eval", run_dir, "--video", str(tmp_path / "v"), "--episodes", "1"]) == 2
+    assert "--video records rgb_array frames, which rlsoft/RiverSwim-v0 does not render" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "v").exists()
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("minatar") is None or importlib.util.find_spec("pygame") is None,
     reason="needs the minatar and video extras",

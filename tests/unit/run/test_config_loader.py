@@ -121,9 +121,12 @@ def test_counts_and_articles_follow_english_grammar() -> None:
         "2 seeds",
         "1,000 seeds",
     ]
-    assert (a_type(3), a_type([]), a_type("x"), a_type(None)) == (
+    import numpy as np
+
+    assert (a_type(3), a_type([]), a_type("x"), a_type(None), a_type(np.zeros(2))) == (
         "an int",
         "a list",
         "a str",
-        "a NoneType",
+        "None",
+        "an ndarray",
     )
