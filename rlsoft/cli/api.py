@@ -101,8 +101,8 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def _plain_values(value: Any) -> Any:
     """``value`` with numpy scalars (``np.float32(0.5)``, ``np.int64(3)``, ``np.bool_``)
     and arrays made the Python numbers and lists they stand for, inside dicts, lists and
-    tuples too: validation
-    would refuse some as the wrong type and the run's ``config.yaml`` cannot hold them."""
+    tuples too: validation would refuse some as the wrong type, and the run's
+    ``config.yaml`` cannot hold them."""
     import numpy as np
 
     if isinstance(value, np.generic):
@@ -753,7 +753,8 @@ def render_mode_to_show(env: Any) -> str:
     without rendering, for its metadata): as text where it can (``ansi``, printed), else in
     a window (``human``, which needs pygame for Gymnasium's own environments).
 
-    :raises RlsoftError: a window is needed and pygame is missing.
+    :raises RlsoftError: the env renders neither as text nor in a window, or a window is
+        needed and pygame is missing.
     """
     import importlib.util
 
