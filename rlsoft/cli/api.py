@@ -36,6 +36,7 @@ import io
 import numbers
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -773,16 +774,14 @@ def render_mode_to_show(env: Any) -> str:
             f"rendering shows {name} in a window, which needs pygame; install the video "
             "extra: pip install 'rlsoft[video]'"
         )
-    quiet_missing_render_fps(env)
     return "human"
 
 
 def quiet_missing_render_fps(env: Any) -> None:
     """MinAtar paces its own window (``display_time``) and records at a fixed rate but
     declares no render fps, for which Gymnasium's env checker and video recorder warn at
-    the first frame: nothing a user can fix, so that warning is ignored for such envs."""
-    import warnings
-
+    the first frame: nothing a user can fix, so that warning is ignored for such envs (from
+    now on: call it inside ``warnings.catch_warnings()`` to limit it)."""
     if env.metadata.get("render_fps") is None:
         warnings.filterwarnings("ignore", message=r".*No render fps was declared")
 
@@ -923,9 +922,12 @@ def evaluate(
         # Greedy ties are broken from the agent's generator: restart it from the seed, so the
         # same call gives the same returns however often it is made.
         reseed_evaluation(agent.agent, seed, 0)
-        returns, lengths = evaluate_greedy(
-            actor, made, episodes, seed, render=render, epsilon=epsilon, on_episode=on_episode
-        )
+        with warnings.catch_warnings():  # the caller's warning filters come back afterwards
+            if render:
+                quiet_missing_render_fps(made)
+            returns, lengths = evaluate_greedy(
+                actor, made, episodes, seed, render=render, epsilon=epsilon, on_episode=on_episode
+            )
     finally:
         if owned:
             made.close()

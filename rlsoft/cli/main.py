@@ -345,6 +345,7 @@ def _eval_env(config, args: argparse.Namespace):
         raise RlsoftError("--render" + str(exc).removeprefix("rendering")) from None
     finally:
         probe.close()
+    quiet_missing_render_fps(probe)  # this process is the command's: for its whole run
     return make_env(config.env, render_mode=mode)
 
 
