@@ -758,6 +758,11 @@ def memory_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 # -------------------------------------------------------------------------------- report
 
 
+def reported(what: str, ratio: float) -> dict[str, Any]:
+    """A ratio the report prints without a goal or a verdict."""
+    return {"what": what, "ratio": ratio, "goal": "reported", "verdict": "—"}
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -797,52 +802,42 @@ def report(
                 }
             )
             goals.append(
-                {
-                    "what": f"{game}: the same per CPU second (less moved by load)",
-                    "ratio": cpu["rlsoft train"] / cpu["sb3 train"],
-                    "goal": "reported",
-                    "verdict": "—",
-                }
+                reported(
+                    f"{game}: the same per CPU second (less moved by load)",
+                    cpu["rlsoft train"] / cpu["sb3 train"],
+                )
             )
             # Only where the agent has a written-out backward (MinAtar's network); elsewhere
             # both rows would be autograd.
             if "rlsoft train autograd" in sps and cases["rlsoft train"][0]["written_out"]:
                 goals.append(
-                    {
-                        "what": f"{game}: rlsoft written-out backward / autograd steps/s",
-                        "ratio": sps["rlsoft train"] / sps["rlsoft train autograd"],
-                        "goal": "reported",
-                        "verdict": "—",
-                    }
+                    reported(
+                        f"{game}: rlsoft written-out backward / autograd steps/s",
+                        sps["rlsoft train"] / sps["rlsoft train autograd"],
+                    )
                 )
             if "rlsoft train bfloat16" in sps:
                 goals.append(
-                    {
-                        "what": f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s",
-                        "ratio": sps["rlsoft train bfloat16"] / sps["sb3 train"],
-                        "goal": "reported",
-                        "verdict": "—",
-                    }
+                    reported(
+                        f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s",
+                        sps["rlsoft train bfloat16"] / sps["sb3 train"],
+                    )
                 )
             if "rlsoft train gymnasium env" in sps:
                 goals.append(
-                    {
-                        "what": f"{game}: rlsoft on the Gymnasium env / SB3 training steps/s",
-                        "ratio": sps["rlsoft train gymnasium env"] / sps["sb3 train"],
-                        "goal": "reported",
-                        "verdict": "—",
-                    }
+                    reported(
+                        f"{game}: rlsoft on the Gymnasium env / SB3 training steps/s",
+                        sps["rlsoft train gymnasium env"] / sps["sb3 train"],
+                    )
                 )
             # Each library against the env it steps: rlsoft's native env where it trains on it.
             for library, bare in (("rlsoft", "bare native env"), ("sb3", "bare env")):
                 bare = bare if bare in sps else "bare env"
                 goals.append(
-                    {
-                        "what": f"{game}: {library} collection / {bare} steps/s",
-                        "ratio": sps[f"{library} collect"] / sps[bare],
-                        "goal": "reported",
-                        "verdict": "—",
-                    }
+                    reported(
+                        f"{game}: {library} collection / {bare} steps/s",
+                        sps[f"{library} collect"] / sps[bare],
+                    )
                 )
     if memory:
         print(f"\nMemory: {MEMORY_ENV} replay of 4×84×84 uint8 stacks, real frames, RSS growth")
