@@ -27,14 +27,19 @@ class DivergedError(RlsoftError, ValueError):
     """Training produced NaN (or infinite) values; the message names the likely fix."""
 
 
-def nearest_hint(name: str, choices: Iterable[str]) -> str:
+def nearest_hint(name: str, choices: Iterable[str], *, unique: bool = False) -> str:
     """``" (did you mean 'x'?)"`` for the closest choice, or an empty string. Case is ignored
-    when comparing (``ale/pong-v5`` finds ``ALE/Pong-v5``); the choice is shown as spelled."""
+    when comparing (``ale/pong-v5`` finds ``ALE/Pong-v5``); the choice is shown as spelled.
+    With ``unique``, only a name close to exactly one choice gets a hint: for a message that
+    already lists every choice, where ``float64`` (as near ``float32`` as ``bfloat16``) is a
+    different value rather than a misspelling."""
     by_lower: dict[str, str] = {}
     for choice in map(str, choices):
         by_lower.setdefault(choice.lower(), choice)
-    match = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""
+    matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=2, cutoff=0.6)
+    if not matches or (unique and len(matches) > 1):
+        return ""
+    return f" (did you mean {by_lower[matches[0]]!r}?)"
 
 
 def shorten(value: Any, limit: int = ECHO_LIMIT) -> str:

@@ -34,6 +34,7 @@ import copy
 import csv
 import io
 import numbers
+import os
 import shlex
 import sys
 import warnings
@@ -761,20 +762,67 @@ def render_mode_to_show(env: Any) -> str:
 
     modes = env.metadata.get("render_modes") or []
     name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    video = "; record it with --video DIR instead" if "rgb_array" in modes else ""
     if "ansi" in modes:
         return "ansi"
     if "human" not in modes:
-        video = "; record it with --video DIR instead" if "rgb_array" in modes else ""
         raise RlsoftError(
             f"rendering needs a render mode {name} does not have (it has "
             f"{', '.join(modes) or 'none'}){video}"
         )
-    if importlib.util.find_spec("pygame") is None:  # imported only at the first frame
-        raise RlsoftError(
+    # MinAtar draws its window with matplotlib (a dependency of rlsoft); Gymnasium's own
+    # environments and most others with pygame.
+    library = "matplotlib" if type(env.unwrapped).__module__.startswith("minatar") else "pygame"
+    if library == "pygame" and importlib.util.find_spec("pygame") is None:
+        raise RlsoftError(  # pygame is imported only at the first frame
             f"rendering shows {name} in a window, which needs pygame; install the video "
             "extra: pip install 'rlsoft[video]'"
         )
+    missing = missing_display(library)
+    if missing:
+        raise RlsoftError(f"rendering shows {name} in a window, but {missing}{video}")
     return "human"
+
+
+def missing_display(library: Literal["pygame", "matplotlib"]) -> str | None:
+    """Why a window cannot open here, or ``None``. On Linux and the BSDs a window needs an X
+    or Wayland display (``DISPLAY``, ``WAYLAND_DISPLAY``); without one pygame draws to no
+    screen and matplotlib falls back to its file-only Agg backend, so ``--render`` would run
+    showing nothing. A driver or backend the user chose (``SDL_VIDEODRIVER``, ``MPLBACKEND``)
+    is left to them. macOS and Windows always have a screen for a desktop session."""
+    if sys.platform == "darwin" or os.name != "posix":
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    chosen = "SDL_VIDEODRIVER" if library == "pygame" else "MPLBACKEND"
+    if os.environ.get(chosen):
+        return None
+    return "this session has no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+
+
+def check_shown_render_mode(env: Any) -> None:
+    """Refuse ``evaluate(render=True)`` on an env the caller made (an instance, or a function's)
+    whose ``render_mode`` shows nothing: ``None`` renders nothing at all (Gymnasium only warns)
+    and ``rgb_array`` returns frames that a rollout has nowhere to show.
+
+    :raises RlsoftError: naming the mode to make it with, or ``RecordVideo`` for frames.
+    """
+    shown = ("ansi", "human")  # render_mode_to_show's preference: text where there is one
+    mode = getattr(env, "render_mode", None)
+    if mode in shown:
+        return
+    modes = [m for m in shown if m in (env.metadata.get("render_modes") or [])]
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    how = (
+        f"make it with render_mode={modes[0]!r}, or pass its id and rlsoft makes it so"
+        if modes
+        else "it has no human or ansi mode to show"
+    )
+    frames = "; record frames with gymnasium.wrappers.RecordVideo" if mode else ""
+    raise RlsoftError(
+        f"render=True shows each step, but the {name} env passed was made with render_mode "
+        f"{mode!r}, which shows nothing: {how}{frames}"
+    )
 
 
 def quiet_missing_render_fps(env: Any) -> None:
@@ -856,7 +904,8 @@ def evaluate(
         teacher's).
     :param deterministic: greedy actions (ε-greedy with ``epsilon``, as ``rlsoft eval``) or
         the behaviour policy's.
-    :param render: call ``env.render()`` after every step (text renderings are printed).
+    :param render: call ``env.render()`` after every step (text renderings are printed); an
+        env passed in must have been made with ``render_mode`` ``"human"`` or ``"ansi"``.
     :param epsilon: with ``deterministic``, act ε-greedily with this ε in [0, 1]
         (:func:`rlsoft.rl.evaluation.evaluate_greedy`; the draws are seeded by ``seed``);
         ``None``: the run's ``train.eval_epsilon`` (0, greedy, unless the config set it).
@@ -904,6 +953,8 @@ def evaluate(
             probe.close()
     made, owned = make_eval_env(env, agent.env_config, render_mode=mode)
     try:
+        if render and mode is None:
+            check_shown_render_mode(made)
         if (
             agent.observation_space is not None
             and made.observation_space != agent.observation_space
@@ -1092,19 +1143,24 @@ def run_compare(
     workers: int | None = None,
     backend: Literal["local", "ray"] = "local",
     address: str | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     on_start: Callable[[], None] | None = None,
 ) -> CompareResult:
     """Run a planned comparison (finished runs are skipped), then write and return its report.
 
+    :param progress: draw the grid's progress line; ``None`` draws it on a terminal only, as
+        ``rlsoft compare`` does.
     :param on_start: called when every check has passed, just before the runs start.
     :raises GridInterrupted: Ctrl-C stopped it; run it again to redo the unfinished runs.
     :raises ReportInterrupted: Ctrl-C stopped the report, after every run had ended.
     """
     from rlsoft.compare.grid import run_comparison
     from rlsoft.compare.report import report
+    from rlsoft.run.progress import progress_enabled
 
-    check_flag("progress", progress)
+    check_flag("progress", progress, none_means="on a terminal only, as rlsoft compare")
+    if progress is None:
+        progress = progress_enabled("auto")
     workers = _plain_values(workers)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise RlsoftError(
@@ -1149,7 +1205,7 @@ def compare(
     logdir: str | Path | None = None,
     backend: Literal["local", "ray"] = "local",
     address: str | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> CompareResult:
     """Run a comparison (as ``rlsoft compare``) and return its summary as data.
 

@@ -1183,7 +1183,8 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
     shown = "" if already_shown else f" (got {shorten(given)})"
     if error["type"] == "literal_error" and isinstance(given, str):
         # A misspelt choice (backend: nativ, policy: boltzman): name the nearest one.
-        shown += nearest_hint(given, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        shown += nearest_hint(given, expected, unique=True)
     field_name = f"config field {path!r}: " if path else ""  # a check across several fields
     return f"{field_name}{message}{shown}{suffix}"
 

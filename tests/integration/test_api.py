@@ -21,6 +21,7 @@ import yaml
 from scipy import stats
 
 import rlsoft
+import rlsoft.compare.grid
 from rlsoft.cli.api import plan_compare
 from rlsoft.cli.main import main
 from rlsoft.errors import RlsoftError
@@ -312,7 +313,7 @@ def test_a_behaviour_cloned_classifier_plays_its_environment(tmp_path, dqn_run):
 
 
 def test_compare_returns_the_summary_csv_as_data_and_the_cli_names_imported_modules(
-    tmp_path, capsys
+    tmp_path, capsys, monkeypatch
 ):
     comparison = {
         "name": "api_compare",
@@ -343,7 +344,18 @@ def test_compare_returns_the_summary_csv_as_data_and_the_cli_names_imported_modu
     assert "gymnasium.envs.toy_text.frozen_lake, gymnasium.wrappers" in imports
     assert err.index(imports) < err.index("4 runs")  # named before anything runs
 
-    result = rlsoft.compare(str(path), workers=2)  # every run is finished: only the report
+    # Every run is finished: only the report. progress=None: a line on a terminal only, and
+    # pytest's captured stderr is none.
+    shown = []
+
+    def spy(total, already, title, enabled):
+        shown.append(enabled)
+        return progress_class(total, already, title, enabled)
+
+    progress_class = rlsoft.compare.grid.GridProgress
+    monkeypatch.setattr(rlsoft.compare.grid, "GridProgress", spy)
+    result = rlsoft.compare(str(path), workers=2, progress=None)
+    assert shown == [False]
     assert result.failed == [] and result.logdir == tmp_path / "cmp"
     with open(result.logdir / "summary.csv", newline="") as f:
         written = list(csv.DictReader(f))
@@ -510,7 +522,9 @@ def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
     with pytest.raises(RlsoftError, match=r"workers must be a whole number .* got the str '2'"):
         rlsoft.compare(comparison, workers="2", logdir=tmp_path / "cmp")
     # A flag given as text would be truthy: "no" must not draw the bar or act greedily.
-    with pytest.raises(RlsoftError, match=r"progress must be True or False, got a str 'no'"):
+    with pytest.raises(
+        RlsoftError, match=r"progress must be True or False \(or None: on a terminal .*a str 'no'"
+    ):
         rlsoft.compare(comparison, progress="no", logdir=tmp_path / "cmp")
     assert not (tmp_path / "cmp").exists()
     with pytest.raises(RlsoftError, match=r"progress must be True or False \(or None: .*'yes'"):
@@ -565,6 +579,24 @@ def test_evaluate_renders_the_env_it_makes(tmp_path, capsys):
     result = rlsoft.evaluate(run.load(), episodes=1, render=True)
     frames = capsys.readouterr().out.count("+---------+")
     assert frames >= 2 * result.lengths[0]  # each frame has a top and a bottom border
+
+    # An env the caller made renders what its render_mode says: ansi is printed too.
+    taxi = run.config.env.id  # Taxi-v3 or -v4, as the installed Gymnasium names it
+    made = gym.make(taxi, render_mode="ansi")
+    result = rlsoft.evaluate(run.load(), made, episodes=1, render=True)
+    assert capsys.readouterr().out.count("+---------+") >= 2 * result.lengths[0]
+    # Made without a mode (Gymnasium would only warn, once) or with frames nobody shows.
+    for mode, fix in ((None, "render_mode='ansi'"), ("rgb_array", "RecordVideo")):
+        made = gym.make(taxi, render_mode=mode)
+        with pytest.raises(RlsoftError, match=rf"made with render_mode {mode!r}.*{fix}"):
+            rlsoft.evaluate(run.load(), made, episodes=1, render=True)
+        with pytest.raises(RlsoftError, match=rf"render_mode {mode!r}"):
+            rlsoft.evaluate(
+                run.load(),
+                lambda mode=mode: gym.make(taxi, render_mode=mode),
+                episodes=1,
+                render=True,
+            )
 
 
 def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(tmp_path):

@@ -251,6 +251,13 @@ def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     return patch
 
 
+def _headless(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Linux session with no X or Wayland display and no video driver chosen (SSH, CI)."""
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _without_ale(monkeypatch: pytest.MonkeyPatch) -> None:
     """ale_py not installed: its ALE/ ids unregistered and its import failing."""
     for env_id in [k for k in gym.envs.registry if k.startswith("ALE/")]:
@@ -614,6 +621,12 @@ CASES = [
         "'agent.precision': Input should be 'float32' or 'bfloat16' (got 'float16')",
     ),
     C(
+        "dqn-precision-float64-is-no-misspelling",
+        f"{DQN_TRAIN} --set agent.precision=float64",
+        "'agent.precision': Input should be 'float32' or 'bfloat16' (got 'float64')",
+        forbidden=("did you mean",),
+    ),
+    C(
         "dqn-double-soft",
         f"{DQN_TRAIN} --set agent.double=true --set agent.target=soft",
         "double applies",
@@ -806,6 +819,14 @@ CASES = [
         "pip install 'rlsoft[video]'",
         run="dqn",
         patch=_without("pygame"),
+    ),
+    C(
+        "eval-render-without-a-display",
+        "eval {run} --render --episodes 1",
+        "--render shows CartPole-v1 in a window, but this session has no display (neither "
+        "DISPLAY nor WAYLAND_DISPLAY is set); record it with --video DIR instead",
+        run="dqn",
+        patch=_headless,
     ),
     C(
         "eval-video-without-moviepy",

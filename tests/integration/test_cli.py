@@ -150,6 +150,39 @@ def test_eval_render_of_a_minatar_game_shows_no_gymnasium_fps_warning(tmp_path: 
     assert "over 1 episode on MinAtar/Breakout-v1" in done.stdout
 
 
+def test_a_window_needs_a_display_or_a_driver_the_user_chose(monkeypatch) -> None:
+    from rlsoft.cli.api import missing_display
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    assert "no display" in missing_display("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # pygame's choice, not matplotlib's
+    assert missing_display("pygame") is None and "no display" in missing_display("matplotlib")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    assert missing_display("matplotlib") is None
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert missing_display("pygame") is None
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    assert missing_display("pygame") is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("minatar") is None, reason="needs the minatar extra")
+def test_a_minatar_window_is_drawn_by_matplotlib_and_needs_no_pygame(monkeypatch) -> None:
+    from rlsoft.cli.api import render_mode_to_show
+    from rlsoft.rl.envs.factory import make_env
+    from rlsoft.run.config import EnvConfig
+
+    env = make_env(EnvConfig(id="MinAtar/Breakout-v1"))
+    monkeypatch.setitem(sys.modules, "pygame", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # nothing installed
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert render_mode_to_show(env) == "human"
+    env.close()
+
+
 @pytest.mark.parametrize("command", [["eval", "--episodes", "20", "--render"], ["report"]])
 def test_a_reader_that_stops_early_ends_the_command_quietly(
     config: Path, tmp_path: Path, command: list[str]

@@ -68,7 +68,7 @@ __all__ = [
 DEFAULT_MAX_FRAMES = 108_000
 """The ``-v5`` ids' episode limit in emulator frames (30 minutes of play at 60 Hz)."""
 
-NATIVE_MAKE_KEYWORDS = frozenset({"full_action_space"})
+NATIVE_MAKE_KEYWORDS = frozenset({"full_action_space", "max_num_frames_per_episode"})
 """The ``env.kwargs`` of an ``ALE/`` id that the native env supports (its other options,
 such as ``mode`` and ``difficulty``, exist only on the Gymnasium path)."""
 

@@ -503,7 +503,11 @@ def _make_native_atari(config: EnvSpec) -> gym.vector.VectorEnv:
     if not isinstance(game, str):
         raise RlsoftError(f"environment {config.id!r} names no ALE game; it cannot run natively")
     atari = config.atari  # type: ignore[attr-defined]  (checked by uses_native_atari)
-    limit = int(spec.kwargs.get("max_num_frames_per_episode") or DEFAULT_MAX_FRAMES)
+    limit = int(
+        config.kwargs.get("max_num_frames_per_episode")  # checked: a whole number from 1
+        or spec.kwargs.get("max_num_frames_per_episode")
+        or DEFAULT_MAX_FRAMES
+    )
     if config.max_episode_steps is not None:  # counts emulator frames, as on the Gymnasium path
         limit = min(limit, int(config.max_episode_steps))
     return NativeAtariVectorEnv(

@@ -30,14 +30,13 @@ def video_frame(frame: np.ndarray) -> np.ndarray:
 class VideoFrames(gym.Wrapper):
     """``render()`` returns :func:`video_frame` of the environment's frame (for
     ``RecordVideo``); Gymnasium's warning that the inner frame is not ``uint8`` is what this
-    wrapper repairs, so it is not shown."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        warnings.filterwarnings(
-            "ignore", message=r".*RGB-array rendering should return a numpy array with dtype"
-        )
+    wrapper repairs, so it is not shown (during the inner ``render()`` only: the caller's
+    filters are left as they were)."""
 
     def render(self) -> Any:
-        frame = self.env.render()
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".*RGB-array rendering should return a numpy array with dtype"
+            )
+            frame = self.env.render()
         return video_frame(frame) if isinstance(frame, np.ndarray) else frame

@@ -118,13 +118,19 @@ def test_a_finished_copy_starts_its_next_episode_in_the_same_step():
     env.close()
 
 
-def test_an_episode_is_truncated_at_the_frame_limit_of_the_config():
-    """``env.max_episode_steps`` counts emulator frames on both backends: 400 frames are 100
-    agent steps of 4 frames (with no no-op starts), and the native env checks at the end of
-    the agent step."""
-    env = make_vector_env(
-        EnvConfig(id=BREAKOUT, num_envs=2, max_episode_steps=400, atari={"noop_max": 0})
-    )
+@pytest.mark.parametrize("backend", ["native", "gymnasium"])
+@pytest.mark.parametrize(
+    "limit",
+    [{"max_episode_steps": 400}, {"kwargs": {"max_num_frames_per_episode": 400}}],
+    ids=["max_episode_steps", "ale_max_num_frames_per_episode"],
+)
+def test_an_episode_is_truncated_at_the_frame_limit_of_the_config(limit, backend):
+    """``env.max_episode_steps`` and ALE's ``max_num_frames_per_episode`` count emulator
+    frames on both backends: 400 frames are 100 agent steps of 4 frames (with no no-op
+    starts), and the native env checks at the end of the agent step."""
+    config = EnvConfig(id=BREAKOUT, num_envs=2, atari={"noop_max": 0, "backend": backend}, **limit)
+    env = make_vector_env(config)
+    assert isinstance(env, NativeAtariVectorEnv) == (backend == "native")
     env.reset(seed=0)
     for step in range(1, 101):
         _, _, terminated, truncated, _ = env.step(np.array([1, 1]))  # FIRE: no game over
@@ -254,6 +260,7 @@ def test_records_of_the_gymnasium_backend_name_the_setting_that_resumes_them():
         ({"num_envs": 4, "atari": {"backend": "gymnasium"}}, False),
         ({"num_envs": 2, "vectorization": "async"}, False),
         ({"num_envs": 1, "atari": {"backend": "native"}}, True),
+        ({"num_envs": 1, "kwargs": {"max_num_frames_per_episode": 400}}, True),
     ],
 )
 def test_auto_picks_the_native_env_when_it_can(env, native):

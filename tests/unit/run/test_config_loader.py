@@ -112,6 +112,23 @@ def test_shorten_bounds_any_value() -> None:
     assert shorten("a\nb") == "'a\\nb'"
 
 
+def test_nearest_hint_names_a_misspelt_choice_and_not_a_different_value() -> None:
+    from rlsoft.errors import nearest_hint
+
+    assert nearest_hint("boltzman", ["greedy", "boltzmann"]) == " (did you mean 'boltzmann'?)"
+    assert nearest_hint("ale/pong-v5", ["ALE/Pong-v5"]) == " (did you mean 'ALE/Pong-v5'?)"
+    assert nearest_hint("zzz", ["float32", "bfloat16"]) == ""
+    # float64 is close to both choices: a different value, not a misspelling of either.
+    assert nearest_hint("float64", ["float32", "bfloat16"], unique=True) == ""
+    assert nearest_hint("nativ", ["native", "gymnasium"], unique=True) == (
+        " (did you mean 'native'?)"
+    )
+    # Without ``unique`` (an id among many registered ones) the closest still gets its hint.
+    assert nearest_hint("ALE/Pong-v4", ["ALE/Pong-v5", "ALE/Pooyan-v5"]) == (
+        " (did you mean 'ALE/Pong-v5'?)"
+    )
+
+
 def test_counts_and_articles_follow_english_grammar() -> None:
     from rlsoft.errors import a_type, count
 
