@@ -54,6 +54,7 @@ from agents.dqn.config import DQNConfig
 from agents.dqn.conv import (
     CONV_LAYERS,
     ConvTorso,
+    NetworkPlan,
     bfloat16_on,
     input_scale,
     plan_network,
@@ -142,6 +143,53 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
     )
 
 
+def check_spaces(
+    config: DQNConfig, observation_space: gym.Space, action_space: gym.Space
+) -> tuple[int, NetworkPlan]:
+    """``(actions, network plan)`` of a DQN agent on these spaces, or the one sentence that
+    says which setting they rule out: a space DQN cannot take (not a ``Box`` of observations,
+    not ``Discrete`` actions), a network the images do not fit (``nature_cnn`` on MinAtar's
+    10×10 grids), ``precision: bfloat16`` where the network is not ``nature_cnn``,
+    ``ensemble`` on images or integers, a ``frame_stack`` that does not describe the
+    observations the frame replay stores. The agent calls it when it is built and ``rlsoft
+    compare`` (through :meth:`DQNConfig.check_spaces`) before its workers start.
+
+    :raises RlsoftError: one sentence naming the setting to change.
+    """
+    who = "the DQN agent"
+    n_actions = discrete_actions(
+        action_space,
+        who,
+        "DQN chooses among finitely many actions: discretise the actions with a wrapper, "
+        "or use an actor-critic method for continuous control",
+    )
+    shape = check_observation_space(observation_space, who)
+    plan = plan_network(observation_space, config.network, config.channel_axis, config.hidden_sizes)
+    if config.precision != "float32" and plan.name != "nature_cnn":
+        raise RlsoftError(
+            f"agent.precision {config.precision} applies to the nature_cnn network's "
+            f"convolutions, and this run's network is {plan.name}, where it saves "
+            "nothing: remove agent.precision"
+        )
+    if config.ensemble is not None and (
+        plan.image is not None or input_scale(observation_space) != 1.0
+    ):
+        raise RlsoftError(
+            "agent.ensemble (Bootstrapped DQN) runs on MLPs of flat float observations, "
+            "and this environment's observations are images or integers: drop "
+            "agent.ensemble, or flatten and convert the observations with a wrapper"
+        )
+    dtype = storage_dtype(observation_space)
+    k = config.frame_stack
+    if uses_frame_replay(config.frame_replay, plan, dtype, k) and not stacks_frames(shape, k):
+        raise RlsoftError(
+            f"agent.frame_stack {k} does not fit observations of shape {shape}, which are "
+            f"not stacks of {k} frames (({k}, *frame_shape), newest last); set it to the "
+            "stack size of the environment's FrameStackObservation, or 1"
+        )
+    return n_actions, plan
+
+
 class DQNAgent:
     """Deep Q-learning with an MLP or a convolutional network, experience replay and a target
     network.
@@ -175,14 +223,8 @@ class DQNAgent:
         num_envs: int = 1,
         device: str = "cpu",
     ) -> None:
-        who = "the DQN agent"
-        self.n_actions = discrete_actions(
-            action_space,
-            who,
-            "DQN chooses among finitely many actions: discretise the actions with a wrapper, "
-            "or use an actor-critic method for continuous control",
-        )
-        self.obs_shape = check_observation_space(observation_space, who)
+        self.n_actions, self.plan = check_spaces(config, observation_space, action_space)
+        self.obs_shape = tuple(int(d) for d in observation_space.shape)
         self.config = config
         self.policy = policy
         self.rng = rng
@@ -192,9 +234,6 @@ class DQNAgent:
         self.device = torch.device(device)
         self.categorical = config.head == "c51"
         obs_dim = int(np.prod(self.obs_shape))
-        self.plan = plan_network(
-            observation_space, config.network, config.channel_axis, config.hidden_sizes
-        )
         self.obs_dtype = storage_dtype(observation_space)
         self._input_scale = input_scale(observation_space)
         with torch.random.fork_rng(devices=[]):
@@ -206,8 +245,7 @@ class DQNAgent:
                     self.plan.image,
                     channels_last=self.plan.channels_last,
                 )
-            if config.precision != "float32":
-                config.check_observations(lambda: observation_space)
+            if config.precision != "float32":  # nature_cnn: check_spaces saw to it
                 torso.compute_dtype = bfloat16_on(self.device)
             # The layout a channels-first batch is converted into (None: as it comes).
             self._input_format = (
@@ -287,13 +325,7 @@ class DQNAgent:
         """The Bootstrapped DQN ensemble (:mod:`agents.dqn.ensemble`), if configured."""
         cfg, ensemble = self.config, self.config.ensemble
         if ensemble is None:
-            return None
-        if self.plan.image is not None or self._input_scale != 1.0:
-            raise RlsoftError(
-                "agent.ensemble (Bootstrapped DQN) runs on MLPs of flat float observations, "
-                "and this environment's observations are images or integers: drop "
-                "agent.ensemble, or flatten and convert the observations with a wrapper"
-            )
+            return None  # (check_spaces refused an ensemble on images or integers)
         return EnsembleQNetwork(
             obs_dim,
             self.n_actions,
@@ -337,15 +369,12 @@ class DQNAgent:
                 mask_size=masks,
                 **common,
             )
-        shape, k = self.obs_shape, cfg.frame_stack
-        if not stacks_frames(shape, k):
-            raise RlsoftError(
-                f"agent.frame_stack {k} does not fit observations of shape {shape}, which are "
-                f"not stacks of {k} frames (({k}, *frame_shape), newest last); set it to the "
-                "stack size of the environment's FrameStackObservation, or 1"
-            )
-        return FrameReplayBuffer(
-            cfg.buffer_size, shape, frame_stack=k, obs_dtype=self.obs_dtype, **common
+        return FrameReplayBuffer(  # (check_spaces saw that the stacks fit frame_stack)
+            cfg.buffer_size,
+            self.obs_shape,
+            frame_stack=cfg.frame_stack,
+            obs_dtype=self.obs_dtype,
+            **common,
         )
 
     # -- acting ----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import gymnasium as gym
 from pydantic import Field, field_validator, model_validator
 
 from agents.dqn.ensemble_config import EnsembleConfig
-from rlsoft.errors import RlsoftError
 from rlsoft.run.config import NumberOrSchedule, StrictModel, schedule_endpoints
 
 __all__ = ["ACTIVATIONS", "DQNConfig"]
@@ -144,8 +143,8 @@ class DQNConfig(StrictModel):
     frame_stack: int = Field(1, ge=1)
     """The observations are stacks of this many frames on their first axis, newest last, as
     ``FrameStackObservation(env, stack_size=k)`` makes them (padding by repeating the reset
-    frame, its default); the frame replay stores each frame once. 1: every observation is
-    one frame (MinAtar). Needs ``frame_replay`` on or auto."""
+    frame, its default); the frame replay stores each frame once. 1 (or null): every
+    observation is one frame (MinAtar). Needs ``frame_replay`` on or auto."""
     learning_starts: int = Field(1_000, ge=0)
     """No gradient steps until more than this many environment steps were collected."""
     train_freq: int = Field(4, ge=1)
@@ -165,29 +164,18 @@ class DQNConfig(StrictModel):
     3}``; null: one Q-network. ``q`` head only (plain or dueling), with any target, Double
     DQN and n-step."""
 
-    def check_observations(self, observation_space: Callable[[], gym.Space]) -> None:
-        """Refuse settings that cannot run on the environment's observations, which only the
-        space decides (``precision: bfloat16`` where ``network: auto`` picks a network other
-        than ``nature_cnn``). ``observation_space`` makes the space (an environment probe)
-        and is called only where a setting depends on it; ``rlsoft compare`` calls this
-        before its workers start, and the agent when it is built.
+    def check_spaces(self, spaces: Callable[[], tuple[gym.Space, gym.Space]]) -> None:
+        """Refuse settings the environment's spaces rule out (see
+        :func:`agents.dqn.agent.check_spaces`); ``spaces`` makes ``(observation_space,
+        action_space)``, an environment probe. ``rlsoft compare`` calls this before its
+        workers start, so a network that cannot take one of its games is one sentence, not
+        a failed run per seed.
 
         :raises RlsoftError: one sentence naming the setting to change.
         """
-        if self.precision == "float32":
-            return
-        from agents.dqn.conv import plan_network
+        from agents.dqn.agent import check_spaces
 
-        space = observation_space()
-        if not isinstance(space, gym.spaces.Box):
-            return  # the agent refuses the space itself, in its own sentence
-        plan = plan_network(space, self.network, self.channel_axis, self.hidden_sizes)
-        if plan.name != "nature_cnn":
-            raise RlsoftError(
-                f"agent.precision {self.precision} applies to the nature_cnn network's "
-                f"convolutions, and this run's network is {plan.name}, where it saves "
-                "nothing: remove agent.precision"
-            )
+        check_spaces(self, *spaces())
 
     def unread_fields(self) -> dict[str, tuple[str, str]]:
         """The fields this configuration ignores, each with the setting that would read it
@@ -218,6 +206,12 @@ class DQNConfig(StrictModel):
             if width < 1:
                 raise ValueError(f"hidden layer widths must be at least 1, got {value}")
         return value
+
+    @field_validator("frame_stack", mode="before")
+    @classmethod
+    def _null_frame_stack(cls, value: object) -> object:
+        # null (--set agent.frame_stack=null) removes a file's frame_stack: one frame.
+        return 1 if value is None else value
 
     @field_validator("lr")
     @classmethod
@@ -271,7 +265,7 @@ class DQNConfig(StrictModel):
             raise ValueError(
                 f"frame_stack {self.frame_stack} tells the frame replay how observations are "
                 "stacked, but frame_replay is off: set frame_replay to on or auto, or drop "
-                "frame_stack"
+                "frame_stack (set it to null)"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

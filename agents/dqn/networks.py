@@ -237,10 +237,11 @@ class NumpyForward:
         """Q-values ``(n, A)`` or logits ``(n, A, K)`` for observations ``(n, ...)``."""
         n = obs.shape[0]
         x, plan, dueling, conv = self._scratch(n)
-        np.copyto(x, obs.reshape(n, -1), casting="unsafe")
+        np.copyto(x, obs.reshape(x.shape), casting="unsafe")  # (n, inputs): n may be 0
         if conv:
             (weight, bias, index), (patches, out) = self._conv, conv
-            np.take(x, index, axis=1, out=patches.reshape(n, -1), mode="clip")  # all in range
+            flat_patches = patches.reshape(n, len(index))
+            np.take(x, index, axis=1, out=flat_patches, mode="clip")  # all in range
             np.matmul(weight, patches, out=out)
             out += bias
             np.maximum(out, 0.0, out=out)

@@ -158,9 +158,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _print_written(result.written, comparison.logdir)
         _warn_few_runs(result.analysis)
     if result.failed:
+        reported = "the others are reported; " if result.analysis is not None else ""
         print(
-            f"rlsoft: {len(result.failed)} of {total} runs failed (errors above); the others "
-            "are reported; run the same command again to retry the failed ones",
+            f"rlsoft: {len(result.failed)} of {total} runs failed (errors above); {reported}"
+            "run the same command again to retry the failed ones",
             file=sys.stderr,
         )
         return EXIT_RUNS_FAILED

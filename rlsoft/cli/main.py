@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from rlsoft import __version__
@@ -141,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.config, overrides=args.overrides, seed=args.seed, progress=None
         )
         _warn_uneven_budget(config)
+        _warn_no_learning(config)
         result = api.train(config, logdir=args.logdir, progress=None)
     print(_summary_line(result))
     return 0
@@ -156,6 +158,23 @@ def _warn_uneven_budget(config) -> None:
         print(
             f"rlsoft: warning: train.total_steps ({total:,}) is not a multiple of env.num_envs "
             f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}",
+            file=sys.stderr,
+        )
+
+
+def _warn_no_learning(config) -> None:
+    """One line on stderr when a replay agent's learning would start only after the budget:
+    the run would end with the network as initialised (a short trial of a shipped config)."""
+    starts = getattr(config.agent_config(), "learning_starts", None)
+    total = config.train.total_steps
+    copies = config.env.num_envs if config.env is not None else 1
+    # Updates start once a step's count passes learning_starts; the last vector step ends at
+    # total_steps rounded up to whole vector steps.
+    if starts is not None and starts >= -(-total // copies) * copies:
+        print(
+            f"rlsoft: warning: agent.learning_starts ({starts:,}) is not below "
+            f"train.total_steps ({total:,}), so no gradient step will run and the network "
+            "stays as initialised; lower agent.learning_starts or raise train.total_steps",
             file=sys.stderr,
         )
 
@@ -217,6 +236,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise RlsoftError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
         raise RlsoftError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    if args.render and args.video:
+        raise RlsoftError(
+            "--render shows the episodes and --video records them, one rendering each: pass "
+            "one of the two"
+        )
+    if args.video:
+        _check_video_dir(Path(args.video))
     agent = api.load(args.run_dir)
     with agent:
         config = agent.config
@@ -259,6 +285,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
+
+
+def _check_video_dir(folder: Path) -> None:
+    """``--video DIR`` must be a directory that is new or empty, or one that can be made: a
+    folder holding other files would mix them with this evaluation's videos (Gymnasium
+    overwrites ``rl-video-episode-N.mp4`` by number), and a run dir would gain MP4s."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise RlsoftError(f"--video {str(folder)!r} is a file; pass a directory for the videos")
+        held = sorted(p.name for p in folder.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (", …" if len(held) > 3 else "")
+            raise RlsoftError(
+                f"--video {str(folder)!r} is not empty (it holds {shown}); "
+                "pass a new or empty directory, so that it holds this evaluation's videos only"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise RlsoftError(f"--video {str(folder)!r} is not writable; pass another directory")
+        return
+    parent = folder.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise RlsoftError(
+            f"--video {str(folder)!r} cannot be created: {str(parent)!r} is not a writable "
+            "directory; pass a directory you can write to"
+        )
 
 
 def _at_step(step: int | None) -> str:
@@ -332,6 +385,14 @@ def _eval_env(config, args: argparse.Namespace):
                 + ("; show it as text with --render instead" if "ansi" in modes else "")
             )
         env = make_env(config.env, render_mode="rgb_array")
+        try:  # what the checks before loading could not foresee (/proc, a read-only mount)
+            os.makedirs(args.video, exist_ok=True)
+        except OSError as exc:
+            env.close()
+            raise RlsoftError(
+                f"--video {args.video!r} cannot be created ({exc.strerror}); pass a directory "
+                "you can write to"
+            ) from None
         quiet_missing_render_fps(env)
         return gym.wrappers.RecordVideo(
             VideoFrames(env), args.video, episode_trigger=lambda _: True, disable_logger=True

@@ -241,6 +241,11 @@ class Analysis:
         ``greedy``, ``ε-greedy (ε 0.05)``, or ``greedy or ε-greedy`` when the runs differ."""
         return evaluation_policy([r.eval_epsilon for r in self.runs])
 
+    def evaluation_in(self, env: str) -> str:
+        """:attr:`evaluation` of one environment's runs: a report over several environments
+        may evaluate each its own way (Atari ε-greedily with ε 0.05, MinAtar greedily)."""
+        return evaluation_policy([r.eval_epsilon for r in self.runs if r.env == env])
+
     def time_result(self, env: str, variant: str) -> ThresholdResult | None:
         return next((r for r in self.times if r.env == env and r.variant == variant), None)
 

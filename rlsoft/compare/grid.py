@@ -142,10 +142,11 @@ def check_comparison(
     workers: an unknown backend, a finished run dir made with another config, an
     environment whose ``env.kwargs`` or ``env.wrappers`` it rejects (each distinct one is made
     and stepped once, as ``rlsoft train`` does before its run dir exists), and agent settings
-    the environment's observations rule out (``agent.precision: bfloat16`` where the network
-    is not ``nature_cnn``; the env is made only for those). The last two on the local backend
-    only: both make the env, and a Ray cluster's nodes may have packages this machine lacks
-    (there the workers report them).
+    the environment's spaces rule out (an agent config's ``check_spaces``: DQN's network too
+    big for MinAtar's grids, ``agent.precision: bfloat16`` where the network is not
+    ``nature_cnn``, ...). The last two on the local backend only: both make the env, and a
+    Ray cluster's nodes may have packages this machine lacks (there the workers report
+    them).
 
     :raises RlsoftError: one sentence naming the variant.
     """
@@ -163,25 +164,31 @@ def check_comparison(
 
     spaces: dict[str, Any] = {}
 
-    def observation_space(env: dict[str, Any]) -> Any:
+    def env_spaces(env: dict[str, Any]) -> Any:
         key = yaml.safe_dump(env, sort_keys=True)
         if key not in spaces:
-            spaces[key] = probe_spaces(EnvConfig.model_validate(env))[0]
+            spaces[key] = probe_spaces(EnvConfig.model_validate(env))
         return spaces[key]
 
+    checked: set[str] = set()
     for spec in comparison.runs:
         env = spec.config.get("env")
         if spec.is_done() or not env:
             continue
         try:
             if env.get("kwargs") or env.get("wrappers"):
-                observation_space(env)
-            # Agent settings only the observations decide (DQN's precision: bfloat16).
+                env_spaces(env)
+            # Agent settings only the environment's spaces decide (DQN's network on MinAtar's
+            # grids, precision: bfloat16): once per distinct agent section and environment.
             agent = spec.config.get("agent")
+            pair = yaml.safe_dump({"agent": agent, "env": env}, sort_keys=True)
+            if pair in checked:
+                continue
+            checked.add(pair)
             agent_config = validate_agent_section(agent) if isinstance(agent, dict) else None
-            check = getattr(agent_config, "check_observations", None)
+            check = getattr(agent_config, "check_spaces", None)
             if check is not None:
-                check(lambda env=env: observation_space(env))
+                check(lambda env=env: env_spaces(env))
         except RlsoftError as exc:
             raise RlsoftError(f"variant {spec.variant!r}: {exc}") from None
 

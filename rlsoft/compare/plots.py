@@ -116,11 +116,14 @@ def learning_curves_figure(analysis: Analysis, env: str):
             steps, values = entropies[variant]
             ax_h.plot(steps, values, color=colour, lw=1.5)
     ax.set_title(
-        f"{env}: {analysis.evaluation} evaluation return during training — {analysis.title}\n"
+        f"{env}: {analysis.evaluation_in(env)} evaluation return during training — "
+        f"{analysis.title}\n"
         f"line: interquartile mean (IQM) over seeds; band: {ci} bootstrap confidence interval",
         fontsize=11,
     )
-    ax.set_ylabel(f"{analysis.evaluation} evaluation return\n(mean over evaluation episodes)")
+    ax.set_ylabel(
+        f"{analysis.evaluation_in(env)} evaluation return\n(mean over evaluation episodes)"
+    )
     ax.grid(alpha=0.3)
     bottom = ax
     if ax_h is not None:
@@ -144,7 +147,7 @@ def final_scores_figure(analysis: Analysis, block: str):
         "final_return": (
             ("final return", "min–max normalised return (0 worst, 1 best)")
             if block == ALL_ENVS
-            else ("final return", f"{analysis.evaluation} evaluation return")
+            else ("final return", f"{analysis.evaluation_in(block)} evaluation return")
         ),
         "auc": ("normalised AUC", "area under the eval curve (0 worst, 1 best)"),
     }

@@ -320,7 +320,7 @@ def _metric_names(block: str, analysis: Analysis) -> dict[str, str]:
     if block == ALL_ENVS:
         return METRICS_ALL_ENVS
     # Worded from the runs' configs: train.eval_epsilon > 0 evaluates ε-greedily.
-    return {**METRICS, "final_return": f"final {analysis.evaluation} evaluation return"}
+    return {**METRICS, "final_return": f"final {analysis.evaluation_in(block)} evaluation return"}
 
 
 def _fmt(interval: stats.Interval, few_runs: bool = False) -> str:

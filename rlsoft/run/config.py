@@ -898,12 +898,14 @@ class ExperimentConfig(StrictModel):
             agent = validate_agent_section(self.agent)
         except (RlsoftError, ValueError):
             return self  # the agent section's own error is reported where it is validated
-        if hasattr(agent, "frame_stack") and "frame_stack" not in self.agent:
-            # Not written: the env's stack is the one the agent gets (a minimal config works).
-            self.agent["frame_stack"] = atari.frame_stack
-            return self
         stack = getattr(agent, "frame_stack", None)
         replay = getattr(agent, "frame_replay", "off")
+        if stack is not None and "frame_stack" not in self.agent:
+            # Not written: the env's stack is the one the frame replay gets (a minimal config
+            # works); with the replay off nothing reads it, and each stack is stored whole.
+            if replay != "off":
+                self.agent["frame_stack"] = atari.frame_stack
+            return self
         if stack is not None and replay != "off" and stack != atari.frame_stack:
             raise ValueError(
                 f"agent.frame_stack ({stack}) must equal env.atari.frame_stack "

@@ -677,3 +677,27 @@ def test_evaluate_reports_each_episode_as_it_ends(chain_run, monkeypatch, capsys
     assert cli_main(["eval", str(chain_run.run_dir), "--episodes", "2"]) == 0
     err = capsys.readouterr().err
     assert "episode 1/2: return" in err and "episode 2/2: return" in err and err.endswith("\n")
+
+
+@pytest.mark.parametrize("head", ["q", "c51"])
+def test_an_empty_batch_of_minatar_grids_gives_empty_answers(tmp_path, head):
+    """A batch of no observations is a batch: (0, A) Q-values and probabilities, no actions
+    (numpy acting has its own forward pass for the MinAtar network, plain and C51)."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    run = rlsoft.train(
+        "configs/minatar_breakout_dqn.yaml",
+        overrides={
+            "train.total_steps": 60,
+            "agent.learning_starts": 40,
+            "agent.head": head,
+            "train.eval_episodes": 1,
+        },
+        logdir=tmp_path,
+    )
+    agent = rlsoft.load(run.run_dir)
+    empty = np.zeros((0, 10, 10, 4), dtype=bool)
+    assert agent.q_values(empty).shape == (0, 3)
+    assert agent.action_probabilities(empty).shape == (0, 3)
+    assert len(agent.predict(empty)) == 0
+    one = np.zeros((1, 10, 10, 4), dtype=bool)
+    assert agent.q_values(one).shape == (1, 3)

@@ -14,6 +14,7 @@ machine.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -258,6 +259,18 @@ def _headless(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def _read_only_video_mount(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a directory named ``ro-videos`` fails as on a read-only mount (or /proc)."""
+    makedirs = os.makedirs
+
+    def refuse(path, *args, **kwargs):
+        if "ro-videos" in str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", refuse)
+
+
 def _without_ale(monkeypatch: pytest.MonkeyPatch) -> None:
     """ale_py not installed: its ALE/ ids unregistered and its import failing."""
     for env_id in [k for k in gym.envs.registry if k.startswith("ALE/")]:
@@ -492,6 +505,53 @@ CASES = [
                 )
             }
         ),
+    ),
+    C(
+        # Each worker would build its agent and fail: said once, before any run starts.
+        "compare-dqn-on-continuous-actions",
+        "compare {tmp}/cmp.yaml --logdir {logdir}",
+        "variant 'eps': the DQN agent needs a Discrete action space, but this environment's "
+        "is Box(",
+        files=_files(
+            **{
+                "cmp.yaml": COMPARISON.replace("base: c.yaml", "base: dqn.yaml").replace(
+                    "seeds: 1", "seeds: 1\nenvs: [CartPole-v1, Pendulum-v1]"
+                )
+            }
+        ),
+    ),
+    *(
+        C(
+            f"compare-minatar-{name}",
+            "compare {tmp}/cmp.yaml --logdir {logdir}",
+            f"variant '{name}': {message}",
+            files=_files(
+                **{
+                    "cmp.yaml": COMPARISON.replace("base: c.yaml", "base: dqn.yaml").replace(
+                        "variants:",
+                        f"envs: [MinAtar/Breakout-v1]\nvariants:\n  {name}: {{{setting}}}",
+                    )
+                }
+            ),
+            marks=(needs_minatar,),
+        )
+        for name, setting, message in (
+            (
+                "nature",
+                "agent.network: nature_cnn",
+                "agent.network nature_cnn needs images of at least 36×36 pixels",
+            ),
+            (
+                "boot",
+                "agent.ensemble: {heads: 3}",
+                "agent.ensemble (Bootstrapped DQN) runs on MLPs of flat float observations",
+            ),
+            (
+                "stack",
+                "agent.frame_stack: 4",
+                "agent.frame_stack 4 does not fit observations of shape (10, 10, 4)",
+            ),
+        )
     ),
     C(
         "set-null-value",
@@ -834,6 +894,39 @@ CASES = [
         "pip install 'rlsoft[video]'",
         run="tabular",
         patch=_without("moviepy"),
+    ),
+    C(
+        "eval-video-into-a-file",
+        "eval {run} --video {tmp}/f.txt --episodes 1",
+        "--video '{tmp}/f.txt' is a file; pass a directory for the videos",
+        run="tabular",
+        files=_files(**{"f.txt": "notes"}),
+    ),
+    C(
+        "eval-video-under-a-file",
+        "eval {run} --video {tmp}/f.txt/videos --episodes 1",
+        "--video '{tmp}/f.txt/videos' cannot be created: '{tmp}/f.txt' is not a writable directory",
+        run="tabular",
+        files=_files(**{"f.txt": "notes"}),
+    ),
+    C(
+        "eval-video-into-the-run-dir",
+        "eval {run} --video {run} --episodes 1",
+        "--video '{tmp}/run' is not empty (it holds checkpoints, config.yaml, ",
+        run="tabular",
+    ),
+    C(
+        "eval-video-on-a-read-only-mount",
+        "eval {run} --video {tmp}/ro-videos --episodes 1",
+        "--video '{tmp}/ro-videos' cannot be created (Read-only file system); pass a directory",
+        run="tabular",
+        patch=_read_only_video_mount,
+    ),
+    C(
+        "eval-render-and-video",
+        "eval {run} --render --video {tmp}/v --episodes 1",
+        "--render shows the episodes and --video records them, one rendering each: pass one",
+        run="tabular",
     ),
     # ---- resume ----
     C("resume-missing-dir", "train --resume {tmp}/nope", "run dir '{tmp}/nope' does not exist"),
@@ -1437,6 +1530,28 @@ def test_an_uneven_vector_budget_is_one_warning_and_the_steps_it_names(
         "vector step takes 3 steps, so the run ends after 201"
     ]
     assert captured.out.splitlines()[-1].startswith("done: 201 steps")  # 67 vector steps of 3
+
+
+def test_a_budget_that_ends_before_learning_starts_is_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A short trial of a shipped config (learning_starts 5,000 against 3,000 steps) trains
+    nothing: said once, and the run still completes as asked."""
+    config = tmp_path / "dqn.yaml"
+    config.write_text(DQN, encoding="utf-8")
+    argv = ["train", str(config), "--logdir", str(tmp_path), "--set", "agent.learning_starts=200"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "rlsoft: warning: agent.learning_starts (200) is not below train.total_steps (200), so "
+        "no gradient step will run and the network stays as initialised; lower "
+        "agent.learning_starts or raise train.total_steps"
+    ]
+    assert captured.out.splitlines()[-1].startswith("done: 200 steps")
+    # One step fewer to wait: the last step updates, and nothing is said.
+    argv[-1] = "agent.learning_starts=199"
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_a_run_made_before_names_were_checked_can_still_be_evaluated(

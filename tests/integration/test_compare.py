@@ -490,7 +490,7 @@ def test_a_failing_run_is_reported_and_does_not_stop_the_others(grid):
     err = grid["result"].stderr
     assert "run Taxi-v4/broken/seed_0 failed: " in err and "fails on purpose" in err
     assert "run Taxi-v4/broken/seed_1 failed" in err
-    assert "2 of 6 runs failed" in err
+    assert "2 of 6 runs failed (errors above); the others are reported; run the same" in err
     assert "Traceback" not in err
     assert not (grid["logdir"] / "Taxi-v4" / "broken" / "seed_0").exists()
 

@@ -311,6 +311,29 @@ def test_the_report_names_the_evaluation_policy_from_the_run_configs(tmp_path, c
     assert analysis.evaluation == "greedy"
 
 
+def test_each_environment_is_headed_by_its_own_evaluation_policy(tmp_path, capsys):
+    """A logdir with an ε-greedily evaluated game (Atari's ε 0.05) and a greedily evaluated
+    one: each heading, plot axis and summary.md section names its own environment's ε."""
+    for seed in range(2):
+        atari = {**taxi_config("v", seed=seed), "train": {"eval_epsilon": 0.05}}
+        write_run(tmp_path / "A" / "v" / f"seed_{seed}", [(1, 1.0 + seed)], config=atari)
+        lake = {**taxi_config("v", seed=seed), "env": {"id": "FrozenLake-v1"}}
+        write_run(tmp_path / "B" / "v" / f"seed_{seed}", [(1, 0.5 * seed)], config=lake)
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Taxi-v4: final ε-greedy (ε 0.05) evaluation return" in out
+    assert "FrozenLake-v1: final greedy evaluation return" in out
+    headings = [line for line in out.splitlines() if ": final " in line]
+    assert len(headings) == 3 and not any("ε per run" in line for line in headings)  # + all envs
+    sections = (tmp_path / "summary.md").read_text().split("## Method")[0]
+    assert "ε per run" not in sections  # the Method section names both
+    analysis, _ = report(tmp_path, n_resamples=100)
+    assert analysis.evaluation_in("Taxi-v4") == "ε-greedy (ε 0.05)"
+    assert analysis.evaluation_in("FrozenLake-v1") == "greedy"
+    # Over the whole report (its Method section) both are named.
+    assert analysis.evaluation == "greedy or ε-greedy (ε per run: 0, 0.05)"
+
+
 def test_runs_of_one_variant_and_seed_count_once_the_newest(tmp_path):
     """A config trained three times with seed 0 is one sample, not three: the newest run is
     used, the others are listed as skipped with the reason."""

@@ -392,6 +392,19 @@ def test_a_minimal_atari_config_gives_the_agent_the_envs_frame_stack():
         validate_config({"env": {"id": BREAKOUT}, "agent": {"type": "dqn", "frame_stack": 3}})
 
 
+def test_with_the_frame_replay_off_an_atari_agent_needs_no_frame_stack():
+    """The replay then stores each (4, 84, 84) stack whole and nothing reads frame_stack: it
+    is not filled in from the env, and a written one is dropped with null (the shipped
+    Atari configs write 4), rather than having to claim a stack of 1."""
+    off = {"type": "dqn", "frame_replay": "off"}
+    config = validate_config({"env": {"id": BREAKOUT}, "agent": off})
+    assert config.agent_config().frame_stack == 1 and "frame_stack" not in config.agent
+    config = validate_config({"env": {"id": BREAKOUT}, "agent": {**off, "frame_stack": None}})
+    assert config.agent_config().frame_stack == 1
+    with pytest.raises(ConfigError, match=r"frame_replay is off: .* \(set it to null\)"):
+        validate_config({"env": {"id": BREAKOUT}, "agent": {**off, "frame_stack": 4}})
+
+
 @pytest.mark.parametrize("backend", ["native", "gymnasium"])
 def test_the_frame_limit_counts_the_no_op_start_on_both_backends(backend):
     """``env.max_episode_steps`` counts emulator frames from the reset, the 1 to 30 no-op
