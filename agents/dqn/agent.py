@@ -54,10 +54,8 @@ from agents.dqn.config import DQNConfig
 from agents.dqn.conv import (
     CONV_LAYERS,
     ConvTorso,
-    NetworkPlan,
     bfloat16_on,
     input_scale,
-    plan_network,
     storage_dtype,
     uses_frame_replay,
 )
@@ -66,14 +64,14 @@ from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient, covers_to
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
+from agents.dqn.spaces import check_spaces
 from rlsoft.errors import CheckpointError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
 from rlsoft.rl.agent import BuildContext
-from rlsoft.rl.frame_replay import FrameReplayBuffer, stacks_frames
+from rlsoft.rl.frame_replay import FrameReplayBuffer
 from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
-from rlsoft.rl.spaces import describe_space, discrete_actions
 from rlsoft.run.checkpoint import atomic_write
 from rlsoft.run.config import build_schedule
 
@@ -120,76 +118,6 @@ def denormals_flushed() -> bool:
     return _SUBNORMAL * 1.0 == 0.0 or _NORMAL / 3.0 == 0.0
 
 
-def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
-    """The shape of a Box observation space; anything else is a clear error.
-
-    Vectors (any shape, flattened) feed the MLP; images — ``(H, W, C)``, ``(C, H, W)`` or a
-    ``uint8`` ``(H, W)`` frame — a convolutional network (:func:`agents.dqn.conv.plan_network`
-    chooses, and refuses images the chosen network cannot take).
-    """
-    if isinstance(space, gym.spaces.Box):
-        return tuple(int(d) for d in space.shape)
-    discrete = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Tuple)
-    if isinstance(space, discrete):
-        hint = (
-            "a tabular agent (agent.type: q_learning, sarsa, expected_sarsa, double_q_learning "
-            "or soft_q_learning) learns on discrete observations"
-        )
-    else:
-        hint = "flatten it into a Box with gymnasium.wrappers.FlattenObservation"
-    raise RlsoftError(
-        f"{who} needs a Box observation space (a vector or an image), but this environment's is "
-        f"{describe_space(space)}; {hint}"
-    )
-
-
-def check_spaces(
-    config: DQNConfig, observation_space: gym.Space, action_space: gym.Space
-) -> tuple[int, NetworkPlan]:
-    """``(actions, network plan)`` of a DQN agent on these spaces, or the one sentence that
-    says which setting they rule out: a space DQN cannot take (not a ``Box`` of observations,
-    not ``Discrete`` actions), a network the images do not fit (``nature_cnn`` on MinAtar's
-    10×10 grids), ``precision: bfloat16`` where the network is not ``nature_cnn``,
-    ``ensemble`` on images or integers, a ``frame_stack`` that does not describe the
-    observations the frame replay stores. The agent calls it when it is built and ``rlsoft
-    compare`` (through :meth:`DQNConfig.check_spaces`) before its workers start.
-
-    :raises RlsoftError: one sentence naming the setting to change.
-    """
-    who = "the DQN agent"
-    n_actions = discrete_actions(
-        action_space,
-        who,
-        "DQN chooses among finitely many actions: discretise the actions with a wrapper, "
-        "or use an actor-critic method for continuous control",
-    )
-    shape = check_observation_space(observation_space, who)
-    plan = plan_network(observation_space, config.network, config.channel_axis, config.hidden_sizes)
-    if config.precision != "float32" and plan.name != "nature_cnn":
-        raise RlsoftError(
-            f"agent.precision {config.precision} applies to the nature_cnn network's "
-            f"convolutions, and this run's network is {plan.name}, where it saves "
-            "nothing: remove agent.precision"
-        )
-    if config.ensemble is not None and (
-        plan.image is not None or input_scale(observation_space) != 1.0
-    ):
-        raise RlsoftError(
-            "agent.ensemble (Bootstrapped DQN) runs on MLPs of flat float observations, "
-            "and this environment's observations are images or integers: drop "
-            "agent.ensemble, or flatten and convert the observations with a wrapper"
-        )
-    dtype = storage_dtype(observation_space)
-    k = config.frame_stack
-    if uses_frame_replay(config.frame_replay, plan, dtype, k) and not stacks_frames(shape, k):
-        raise RlsoftError(
-            f"agent.frame_stack {k} does not fit observations of shape {shape}, which are "
-            f"not stacks of {k} frames (({k}, *frame_shape), newest last); set it to the "
-            "stack size of the environment's FrameStackObservation, or 1"
-        )
-    return n_actions, plan
-
-
 class DQNAgent:
     """Deep Q-learning with an MLP or a convolutional network, experience replay and a target
     network.
@@ -223,7 +151,17 @@ class DQNAgent:
         num_envs: int = 1,
         device: str = "cpu",
     ) -> None:
-        self.n_actions, self.plan = check_spaces(config, observation_space, action_space)
+        self.n_actions, self.plan = check_spaces(
+            observation_space,
+            action_space,
+            network=config.network,
+            channel_axis=config.channel_axis,
+            hidden_sizes=config.hidden_sizes,
+            precision=config.precision,
+            ensemble=config.ensemble is not None,
+            frame_replay=config.frame_replay,
+            frame_stack=config.frame_stack,
+        )
         self.obs_shape = tuple(int(d) for d in observation_space.shape)
         self.config = config
         self.policy = policy

@@ -166,16 +166,25 @@ class DQNConfig(StrictModel):
 
     def check_spaces(self, spaces: Callable[[], tuple[gym.Space, gym.Space]]) -> None:
         """Refuse settings the environment's spaces rule out (see
-        :func:`agents.dqn.agent.check_spaces`); ``spaces`` makes ``(observation_space,
+        :func:`agents.dqn.spaces.check_spaces`); ``spaces`` makes ``(observation_space,
         action_space)``, an environment probe. ``rlsoft compare`` calls this before its
         workers start, so a network that cannot take one of its games is one sentence, not
         a failed run per seed.
 
         :raises RlsoftError: one sentence naming the setting to change.
         """
-        from agents.dqn.agent import check_spaces
+        from agents.dqn.spaces import check_spaces
 
-        check_spaces(self, *spaces())
+        check_spaces(
+            *spaces(),
+            network=self.network,
+            channel_axis=self.channel_axis,
+            hidden_sizes=self.hidden_sizes,
+            precision=self.precision,
+            ensemble=self.ensemble is not None,
+            frame_replay=self.frame_replay,
+            frame_stack=self.frame_stack,
+        )
 
     def unread_fields(self) -> dict[str, tuple[str, str]]:
         """The fields this configuration ignores, each with the setting that would read it
@@ -197,6 +206,8 @@ class DQNConfig(StrictModel):
                 unread[name] = ("target: munchausen", f"target {self.target}")
         if self.target != "mellowmax":
             unread["mellowmax_omega"] = ("target: mellowmax", f"target {self.target}")
+        if self.hidden_sizes == []:  # no hidden layer; the convolutions are ReLU's
+            unread["activation"] = ("hidden_sizes: [n, ...]", "hidden_sizes []")
         return unread
 
     @field_validator("hidden_sizes")

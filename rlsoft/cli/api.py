@@ -136,18 +136,42 @@ def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str
 def _apply_overrides(
     data: dict[str, Any], overrides: Mapping[str, Any] | Sequence[str] | None
 ) -> dict[str, Any]:
-    """Overrides as ``{"train.total_steps": 20000}`` (values as given) or, as on the command
-    line, ``["train.total_steps=20000"]`` (values parsed as YAML)."""
+    """Overrides as ``{"train.total_steps": 20000}`` (values as given; a section's mapping,
+    ``{"train": {"total_steps": 20000}}``, sets its leaves) or, as on the command line,
+    ``["train.total_steps=20000"]`` (values parsed as YAML)."""
     from rlsoft.run.config import apply_overrides
 
     overrides = _checked_overrides(overrides)
     if overrides is None:
         return data
     if isinstance(overrides, Mapping):
+        # A section given as a mapping sets its leaves and keeps the rest of the section,
+        # as a comparison's overrides do ({"agent": {"dueling": True}} keeps agent.type).
         for key, value in overrides.items():
-            _set_dotted(data, key, copy.deepcopy(value))
+            _merge_override(data, key, copy.deepcopy(value))
         return data
     return apply_overrides(data, list(overrides))
+
+
+def _merge_override(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` to ``value``, except that a mapping given for a section the config has
+    sets its keys one by one and keeps the rest (``{"agent": {"dueling": True}}`` keeps
+    ``agent.type``). A schedule is a value, not a section: one given replaces the one there,
+    or the number (``{"type": "linear", ...}`` for ``exploration.epsilon``)."""
+    from rlsoft.run.config import SCHEDULE_TYPES
+
+    def schedule(node: Any) -> bool:
+        return isinstance(node, Mapping) and node.get("type") in SCHEDULE_TYPES
+
+    node: Any = data
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    section = isinstance(node, dict) and not schedule(node)
+    if section and isinstance(value, Mapping) and value and not schedule(value):
+        for inner, leaf in value.items():
+            _merge_override(data, f"{key}.{inner}", leaf)
+        return
+    _set_dotted(data, key, value)
 
 
 def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:

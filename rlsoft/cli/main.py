@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.seed is not None or args.logdir is not None:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
         finished_at = _finished_steps(args.resume)
+        if finished_at is None or _budget_set(args.overrides, finished_at):
+            _note_replay_left_out(args.resume)
         result = api.resume(args.resume, overrides=args.overrides)
         if finished_at is not None and result.steps <= finished_at:
             print(
@@ -177,6 +179,43 @@ def _warn_no_learning(config) -> None:
             "stays as initialised; lower agent.learning_starts or raise train.total_steps",
             file=sys.stderr,
         )
+
+
+def _budget_set(overrides: list[str], finished_at: int) -> bool:
+    """Whether ``--set train.total_steps=N`` takes a finished run beyond ``finished_at``."""
+    from rlsoft.run.config import parse_override
+
+    total = None
+    for text in overrides or ():
+        try:
+            path, value = parse_override(text)
+        except RlsoftError:
+            return False  # the resume reports it
+        if path == ["train", "total_steps"]:
+            total = value  # the last one given counts
+    return isinstance(total, int) and total > finished_at
+
+
+def _note_replay_left_out(run_dir: str) -> None:
+    """One line on stderr when the run's checkpoints leave the replay out (the pixel configs'
+    ``train.checkpoint_replay: false``): the resumed run refills it before learning again."""
+    from rlsoft.run.experiment import read_run_config, run_dir_of
+
+    try:
+        config = read_run_config(run_dir_of(run_dir))
+        agent = config.agent_config()
+    except (RlsoftError, OSError, ValueError):
+        return  # the resume itself names what is wrong with the run dir
+    starts = getattr(agent, "learning_starts", None)
+    if config.train.checkpoint_replay or starts is None:
+        return
+    wait = min(starts, agent.buffer_size - 1)
+    print(
+        "rlsoft: this run's checkpoints leave the replay out (train.checkpoint_replay: "
+        f"false): it resumes with an empty replay, and gradient steps wait until it holds more "
+        f"than {wait:,} new transitions, as at the start of the run",
+        file=sys.stderr,
+    )
 
 
 def _finished_steps(run_dir: str) -> int | None:

@@ -323,6 +323,8 @@ ScheduleConfig = Annotated[
     LinearScheduleConfig | ExponentialScheduleConfig, Field(discriminator="type")
 ]
 NumberOrSchedule = float | ScheduleConfig
+SCHEDULE_TYPES = frozenset({"linear", "exponential"})
+"""The ``type`` of each schedule mapping (:data:`ScheduleConfig`)."""
 
 
 def build_schedule(spec: NumberOrSchedule) -> Schedule:
@@ -1333,8 +1335,18 @@ def validate_config(
     def from_this(key: str) -> bool:
         if field_path == key or field_path.startswith(f"{key}."):
             return True  # the error is at or inside what the override set
-        # A check of a whole section (env, agent) names the field it refused in its sentence.
-        return (not field_path or key.startswith(f"{field_path}.")) and key in message
+        if not field_path:
+            return key in message
+        if not key.startswith(f"{field_path}."):
+            return False
+        # A check of a whole section (env, agent) names the fields it compares in its
+        # sentence, by their path or their name (n_step, env.atari, frame_skip).
+        parts = key.split(".")
+        names = {
+            ".".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)
+        }
+        names.discard(field_path)
+        return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", message) for n in names)
 
     blamed = next((where for where, paths in overrides_from if any(map(from_this, paths))), source)
     raise ConfigError(f"{blamed}: {message}") from None

@@ -533,7 +533,8 @@ def _resume_held(
         raise
     if changes:
         _write_run_config(run_dir, config.to_dict())
-    _append_resume_history(run_dir, step, changes)
+    if changes or step < config.train.total_steps:  # not a finished run resumed as it was
+        _append_resume_history(run_dir, step, changes)
     if (run_dir / SUMMARY_FILE).exists() and step < config.train.total_steps:
         (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
     return trainer.run()

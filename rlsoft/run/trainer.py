@@ -297,6 +297,9 @@ class Trainer:
         # charts/sps counts the time spent in the driver's steps only, not evaluations,
         # checkpoints or logging between them.
         window_start, window_seconds = self.step, 0.0
+        # The bar moves with every chunk of steps, between log windows too (the Atari configs
+        # log every 10,000 steps, a minute or more); its text and rate change at each window.
+        status, rate = "", None
         started = time.perf_counter() - self.elapsed
         stop = self.stop_event
         try:
@@ -312,6 +315,9 @@ class Trainer:
                 tick = time.perf_counter()
                 self.step += self.driver.advance(target - self.step, self.step)
                 window_seconds += time.perf_counter() - tick
+                if rate is None and window_seconds >= 1.0:  # a first rate for the ETA
+                    rate = (self.step - window_start) / window_seconds
+                progress.update(self.step, status, rate=rate)
                 if self.step >= next_sample:
                     self.driver.sample(self.step)
                     next_sample = _next_multiple(self.step, self.sample_every)
@@ -320,7 +326,8 @@ class Trainer:
                     self._log_window(sps)
                     window_start, window_seconds = self.step, 0.0
                     next_log = _next_multiple(self.step, train.log_every)
-                    progress.update(self.step, self.driver.status(), rate=sps)
+                    status, rate = self.driver.status(), sps
+                    progress.update(self.step, status, rate=rate)
                 if self.step >= next_eval and self.step < total:
                     next_eval = _next_multiple(self.step, train.eval_every)
                     if not self._evaluate():

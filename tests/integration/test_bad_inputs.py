@@ -1272,8 +1272,32 @@ CASES = [
     C(
         "atari-block-on-cartpole",
         f"{DQN_TRAIN} --set env.atari.noop_max=0",
-        "env.atari applies to ALE/ ids only",
+        # A check of the whole env section, blamed on the --set that wrote env.atari.
+        "rlsoft: error: --set: config field 'env': env.atari applies to ALE/ ids only",
         marks=(needs_ale,),
+    ),
+    C(
+        "dqn-activation-without-hidden-layers",
+        f"{DQN_TRAIN} --set agent.hidden_sizes=[] --set agent.activation=tanh",
+        "--set sets agent.activation, which only hidden_sizes: [n, ...] reads (this config has "
+        "hidden_sizes [])",
+    ),
+    C(
+        "set-two-agent-fields-that-conflict",
+        f"{DQN_TRAIN} --set agent.n_step=3 --set agent.target=munchausen",
+        "rlsoft: error: --set: config field 'agent': n_step must be 1 with target 'munchausen'",
+    ),
+    C(
+        "set-one-field-against-the-files-other",
+        f"{DQN_TRAIN} --set agent.buffer_size=10",
+        "rlsoft: error: --set: config field 'agent': batch_size (16) cannot exceed buffer_size "
+        "(10)",
+    ),
+    C(
+        "file-section-check-with-an-unrelated-set",
+        "train {tmp}/b.yaml --set train.total_steps=300",
+        "rlsoft: error: {tmp}/b.yaml: config field 'agent': batch_size (16) cannot exceed",
+        files=_files(**{"b.yaml": DQN.replace("buffer_size: 1000", "buffer_size: 10")}),
     ),
     C(
         "render-human-without-pygame",

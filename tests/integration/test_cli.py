@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -472,3 +473,31 @@ def test_a_diverged_run_says_so_to_eval_and_resume(tmp_path: Path, capsys) -> No
             "set" in err
         )
         assert "let its training finish" not in err
+
+
+def test_a_resume_says_once_when_its_replay_was_left_out(tmp_path: Path, capsys) -> None:
+    """train.checkpoint_replay: false (the pixel configs'): the resumed run refills its replay
+    before learning, which one line says; a run with its replay, or finished, says nothing,
+    and resuming a finished run as it was adds nothing to its resume history."""
+    config = "configs/cartpole_dqn_epsilon.yaml"
+    base = ["--logdir", str(tmp_path), "--set", "train.total_steps=300"]
+    for replay in ("false", "true"):
+        main(["train", config, *base, "--set", f"train.checkpoint_replay={replay}",
+              "--set", "agent.learning_starts=100"])  # fmt: skip
+        run_dir = max(tmp_path.glob("cartpole_dqn_epsilon__*"), key=lambda p: p.stat().st_mtime)
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run_dir), "--set", "train.total_steps=400"]) == 0
+        notes = [line for line in capsys.readouterr().err.splitlines() if "replay" in line]
+        if replay == "false":
+            assert notes == [
+                "rlsoft: this run's checkpoints leave the replay out (train.checkpoint_replay: "
+                "false): it resumes with an empty replay, and gradient steps wait until it "
+                "holds more than 100 new transitions, as at the start of the run"
+            ]
+        else:
+            assert notes == []
+        history = (run_dir / "resume_history.json").read_text()
+        assert main(["train", "--resume", str(run_dir)]) == 0  # finished: nothing to train
+        assert "checkpoint_replay" not in capsys.readouterr().err
+        assert (run_dir / "resume_history.json").read_text() == history
+        time.sleep(0.01)  # the next run dir's name differs by its time stamp

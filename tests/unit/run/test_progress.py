@@ -91,3 +91,34 @@ def test_format_count(n, text):
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_a_run_moves_its_bar_between_log_windows(tmp_path, monkeypatch):
+    """With one log window for the whole run (the Atari configs log every 10,000 steps) the
+    bar still counts the steps as they are taken, a chunk at a time."""
+    import rlsoft
+    import rlsoft.run.trainer
+
+    shown: list[int] = []
+
+    class Recorder:
+        def __init__(self, total, description, enabled, **kwargs):
+            pass
+
+        def update(self, completed, status="", *, rate=None):
+            shown.append(completed)
+
+        def print(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(rlsoft.run.trainer, "RunProgress", Recorder)
+    rlsoft.train(
+        "configs/taxi_qlearning_epsilon.yaml",
+        overrides={"train.total_steps": 2000, "train.log_every": 2000, "train.eval_every": 0},
+        logdir=tmp_path,
+    )
+    between = [n for n in shown if 0 < n < 2000]
+    assert len(between) >= 5 and between == sorted(between) and shown[-1] == 2000
