@@ -30,15 +30,22 @@ class DivergedError(RlsoftError, ValueError):
 def nearest_hint(name: str, choices: Iterable[str], *, unique: bool = False) -> str:
     """``" (did you mean 'x'?)"`` for the closest choice, or an empty string. Case is ignored
     when comparing (``ale/pong-v5`` finds ``ALE/Pong-v5``); the choice is shown as spelled.
-    With ``unique``, only a name close to exactly one choice gets a hint: for a message that
-    already lists every choice, where ``float64`` (as near ``float32`` as ``bfloat16``) is a
-    different value rather than a misspelling."""
+    With ``unique``, a name about as close to a second choice gets no hint (its similarity,
+    difflib's ratio, within 0.1 of the closest's): for a message that already lists every
+    choice, where ``float64`` (0.80 to ``bfloat16``, 0.71 to ``float32``) is a different
+    value rather than a misspelling, while ``epsilon-greedy`` (0.93 to ``epsilon_greedy``,
+    0.61 to ``ez_greedy``) is one."""
     by_lower: dict[str, str] = {}
     for choice in map(str, choices):
         by_lower.setdefault(choice.lower(), choice)
-    matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=2, cutoff=0.6)
-    if not matches or (unique and len(matches) > 1):
+    given = str(name).lower()
+    matches = difflib.get_close_matches(given, list(by_lower), n=2, cutoff=0.6)
+    if not matches:
         return ""
+    if unique and len(matches) > 1:
+        first, second = (difflib.SequenceMatcher(None, given, m).ratio() for m in matches)
+        if first - second < 0.1:
+            return ""
     return f" (did you mean {by_lower[matches[0]]!r}?)"
 
 

@@ -4,7 +4,8 @@ read against (README's MinAtar table: "well above the random policy").
 For each environment id, ``--episodes`` episodes of actions drawn uniformly from the action
 space, episode ``i`` reset with seed ``--seed + i`` and the actions drawn from one generator
 seeded with ``--seed``; it prints the mean return with its standard error
-``s / √n`` (``s`` the sample standard deviation over episodes) and the mean episode length.
+``s / √n`` (``s`` the sample standard deviation over episodes; nan for one episode) and the
+mean episode length.
 Environments are made by rlsoft's env factory, so ids are as in a config (``MinAtar/…``
 registers the MinAtar games; ``--set``-style kwargs are not taken).
 
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be at least 1, got {args.episodes}")
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     from pydantic import ValidationError
 
     from rlsoft.errors import RlsoftError

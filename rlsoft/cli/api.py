@@ -136,42 +136,18 @@ def _config_data(config: Any, what: str = "config") -> tuple[dict[str, Any], str
 def _apply_overrides(
     data: dict[str, Any], overrides: Mapping[str, Any] | Sequence[str] | None
 ) -> dict[str, Any]:
-    """Overrides as ``{"train.total_steps": 20000}`` (values as given; a section's mapping,
-    ``{"train": {"total_steps": 20000}}``, sets its leaves) or, as on the command line,
-    ``["train.total_steps=20000"]`` (values parsed as YAML)."""
+    """Overrides as ``{"train.total_steps": 20000}`` (values as given) or, as on the command
+    line, ``["train.total_steps=20000"]`` (values parsed as YAML)."""
     from rlsoft.run.config import apply_overrides
 
     overrides = _checked_overrides(overrides)
     if overrides is None:
         return data
     if isinstance(overrides, Mapping):
-        # A section given as a mapping sets its leaves and keeps the rest of the section,
-        # as a comparison's overrides do ({"agent": {"dueling": True}} keeps agent.type).
         for key, value in overrides.items():
-            _merge_override(data, key, copy.deepcopy(value))
+            _set_dotted(data, key, copy.deepcopy(value))
         return data
     return apply_overrides(data, list(overrides))
-
-
-def _merge_override(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key`` to ``value``, except that a mapping given for a section the config has
-    sets its keys one by one and keeps the rest (``{"agent": {"dueling": True}}`` keeps
-    ``agent.type``). A schedule is a value, not a section: one given replaces the one there,
-    or the number (``{"type": "linear", ...}`` for ``exploration.epsilon``)."""
-    from rlsoft.run.config import SCHEDULE_TYPES
-
-    def schedule(node: Any) -> bool:
-        return isinstance(node, Mapping) and node.get("type") in SCHEDULE_TYPES
-
-    node: Any = data
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    section = isinstance(node, dict) and not schedule(node)
-    if section and isinstance(value, Mapping) and value and not schedule(value):
-        for inner, leaf in value.items():
-            _merge_override(data, f"{key}.{inner}", leaf)
-        return
-    _set_dotted(data, key, value)
 
 
 def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:
@@ -264,7 +240,7 @@ def experiment_config(
         check_agent_keys,
         check_exploration_keys,
         exploration_override_keys,
-        override_paths,
+        override_sources,
         own_agent_config,
         validate_config,
         written_agent_keys,
@@ -306,7 +282,7 @@ def experiment_config(
         if isinstance(train_section, dict):  # a wrong type is reported by validation
             train_section["progress"] = shown
     validated = validate_config(
-        data, source=source, overrides_from=[(given, override_paths(overrides))]
+        data, source=source, overrides_from=[(given, override_sources(overrides))]
     )
     final = validated.exploration.model_dump(include={"policy"})
     for exploration, keys, where in unused_checks:
@@ -359,6 +335,7 @@ def train(
     seed: int | None = None,
     logdir: str | Path | None = None,
     progress: bool | None = False,
+    on_start: Callable[[], None] | None = None,
 ) -> Run:
     """Train a new run and return where it is.
 
@@ -369,6 +346,7 @@ def train(
     :param logdir: parent of the run dir (default: the config's, ``runs/``).
     :param progress: ``False`` (default) trains silently, ``True`` draws the progress bar,
         ``None`` keeps the config's ``train.progress``.
+    :param on_start: called once every check has passed, just before the first step.
     :raises RlsoftError: a bad config, override or run dir (nothing is left behind).
     :raises RunInterrupted: a ``KeyboardInterrupt`` (the notebook's stop button) stopped the
         run after a checkpoint; ``rlsoft train --resume RUN_DIR`` continues it.
@@ -379,7 +357,7 @@ def train(
 
     logdir = check_logdir(logdir)
     validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
-    result = run_experiment(validated, logdir=logdir)
+    result = run_experiment(validated, logdir=logdir, on_start=on_start)
     # The run's own names (a default name made unique, --logdir), as its config.yaml has them.
     actual = validated.model_copy(
         update={"logdir": str(result.run_dir.parent), "run_name": result.run_dir.name}
@@ -399,9 +377,11 @@ def resume(
     run_dir: str | Path,
     *,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Run:
     """Continue ``run_dir`` from its newest checkpoint; ``overrides`` may change only the
-    budget and the cadence of logging, evaluation and checkpoints."""
+    budget and the cadence of logging, evaluation and checkpoints. ``on_start`` is called
+    once every check has passed, just before the first step."""
     from rlsoft.run.config import apply_overrides
     from rlsoft.run.experiment import read_run_config, resume_experiment
 
@@ -416,7 +396,7 @@ def resume(
     elif overrides is not None:
         nested = apply_overrides({}, list(overrides))
     given = "--set" if isinstance(overrides, list) else "overrides"  # checked: list or mapping
-    result = resume_experiment(Path(run_dir), nested, override_source=given)
+    result = resume_experiment(Path(run_dir), nested, override_source=given, on_start=on_start)
     config = read_run_config(result.run_dir)
     return Run(
         result.run_dir,

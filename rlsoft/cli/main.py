@@ -126,9 +126,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.seed is not None or args.logdir is not None:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
         finished_at = _finished_steps(args.resume)
-        if finished_at is None or _budget_set(args.overrides, finished_at):
-            _note_replay_left_out(args.resume)
-        result = api.resume(args.resume, overrides=args.overrides)
+        note = finished_at is None or _budget_set(args.overrides, finished_at)
+        result = api.resume(
+            args.resume,
+            overrides=args.overrides,
+            on_start=(lambda: _note_replay_left_out(args.resume)) if note else None,
+        )
         if finished_at is not None and result.steps <= finished_at:
             print(
                 f"rlsoft: the run had already reached its train.total_steps ({finished_at:,}), "
@@ -143,9 +146,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = api.experiment_config(
             args.config, overrides=args.overrides, seed=args.seed, progress=None
         )
-        _warn_uneven_budget(config)
-        _warn_no_learning(config)
-        result = api.train(config, logdir=args.logdir, progress=None)
+
+        def warn() -> None:  # once the run passed every check: never above a refusal
+            _warn_uneven_budget(config)
+            _warn_no_learning(config)
+
+        result = api.train(config, logdir=args.logdir, progress=None, on_start=warn)
     print(_summary_line(result))
     return 0
 
@@ -403,7 +409,7 @@ def _policy_kind(epsilon: float) -> str:
 def _eval_env(config, args: argparse.Namespace):
     import gymnasium as gym
 
-    from rlsoft.cli.api import quiet_missing_render_fps, render_mode_to_show
+    from rlsoft.cli.api import missing_display, quiet_missing_render_fps, render_mode_to_show
     from rlsoft.rl.envs.factory import make_env
     from rlsoft.rl.envs.video import VideoFrames
 
@@ -423,19 +429,22 @@ def _eval_env(config, args: argparse.Namespace):
                 f"(it has {', '.join(modes) or 'no render modes'})"
                 + ("; show it as text with --render instead" if "ansi" in modes else "")
             )
+        if missing_display("pygame"):
+            # Frames are drawn off screen: SDL's dummy driver, instead of its complaint that
+            # there is no display (XDG_RUNTIME_DIR) on a headless machine.
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = make_env(config.env, render_mode="rgb_array")
-        try:  # what the checks before loading could not foresee (/proc, a read-only mount)
-            os.makedirs(args.video, exist_ok=True)
-        except OSError as exc:
+        quiet_missing_render_fps(env)
+        try:  # it makes the directory (a made one would draw its "overwriting" warning)
+            return gym.wrappers.RecordVideo(
+                VideoFrames(env), args.video, episode_trigger=lambda _: True, disable_logger=True
+            )
+        except OSError as exc:  # what the checks could not foresee: /proc, a read-only mount
             env.close()
             raise RlsoftError(
                 f"--video {args.video!r} cannot be created ({exc.strerror}); pass a directory "
                 "you can write to"
             ) from None
-        quiet_missing_render_fps(env)
-        return gym.wrappers.RecordVideo(
-            VideoFrames(env), args.video, episode_trigger=lambda _: True, disable_logger=True
-        )
     if not args.render:
         return make_env(config.env)
     probe = make_env(config.env)

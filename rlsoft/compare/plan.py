@@ -56,7 +56,7 @@ from rlsoft.run.config import (
     check_path_name,
     exploration_override_keys,
     load_config_dict,
-    override_paths,
+    override_sources,
     own_agent_config,
     parse_override,
     parse_yaml,
@@ -374,8 +374,8 @@ def plan_comparison(
     # A bad value is blamed on the layer that set it last: --set, the common overrides, the
     # sweep, envs:, the variant's own overrides, else the base (or the variant's own file).
     shared = [
-        ("--set", override_paths(list(overrides))),
-        (f"{source}: overrides", override_paths(config.overrides)),
+        ("--set", override_sources(list(overrides))),
+        (f"{source}: overrides", override_sources(config.overrides)),
     ]
     if config.sweep:
         shared.append((f"{source}: sweep", [config.sweep.parameter, *config.sweep.along]))
@@ -389,7 +389,7 @@ def plan_comparison(
             spec = config.variants[variant]
             layers = list(shared)
             if isinstance(spec, dict):
-                layers.append((where, override_paths(spec)))
+                layers.append((where, override_sources(spec)))
                 where = f"{source}: base" + (f" on {env_id}" if several_envs else "")
             validated = validate_config(data_run, source=where, overrides_from=layers).to_dict()
             _set_cadence(validated, config.checkpoints_per_run)

@@ -323,8 +323,6 @@ ScheduleConfig = Annotated[
     LinearScheduleConfig | ExponentialScheduleConfig, Field(discriminator="type")
 ]
 NumberOrSchedule = float | ScheduleConfig
-SCHEDULE_TYPES = frozenset({"linear", "exponential"})
-"""The ``type`` of each schedule mapping (:data:`ScheduleConfig`)."""
 
 
 def build_schedule(spec: NumberOrSchedule) -> Schedule:
@@ -415,6 +413,20 @@ def override_paths(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[
     for path, value in pairs:
         leaves(path, value)
     return list(dict.fromkeys(paths))
+
+
+def override_sources(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The paths to blame an error on ``overrides`` for: each key as given and the leaves
+    under it (:func:`override_paths`). A mapping given for a key replaces what it held, so an
+    error anywhere in a section set whole (``{"agent": {"dueling": True}}``, which has no
+    ``type``) is the override's."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        given = [str(key) for key in overrides]
+    else:
+        given = [".".join(path) for path, _ in map(parse_override, overrides)]
+    return list(dict.fromkeys([*given, *override_paths(overrides)]))
 
 
 def exploration_override_keys(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
@@ -1249,15 +1261,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with every leaf of the nested ``overrides`` set into it
-    (:func:`set_dotted`), so ``{"train": {"total_steps": N}}`` keeps the rest of ``train``."""
+    (:func:`set_dotted`), so ``{"train": {"total_steps": N}}`` keeps the rest of ``train``.
+    A mapping goes into a section ``base`` has (or a schedule of the same ``type``) and
+    replaces anything else whole: a schedule for a number, or for a schedule of another
+    type."""
     merged = copy.deepcopy(base)
 
     def merge(node: dict[str, Any], prefix: list[str]) -> None:
         for key, value in node.items():
-            if isinstance(value, dict) and value:
-                merge(value, [*prefix, key])
+            path = [*prefix, key]
+            target: Any = merged
+            for part in path:
+                target = target.get(part) if isinstance(target, dict) else None
+            # Into a section the base has; a mapping for a value (a schedule for a number) or
+            # of another type (a linear schedule for an exponential one) replaces it whole.
+            if (
+                isinstance(value, dict)
+                and value
+                and isinstance(target, dict)
+                and value.get("type", target.get("type")) == target.get("type")
+            ):
+                merge(value, path)
             else:
-                set_dotted(merged, [*prefix, key], value, f"override {'.'.join([*prefix, key])}")
+                set_dotted(merged, path, value, f"override {'.'.join(path)}")
 
     merge(overrides, [])
     return merged
@@ -1346,7 +1372,8 @@ def validate_config(
             ".".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)
         }
         names.discard(field_path)
-        return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", message) for n in names)
+        # A whole word or path: env.atari, not the env.atari.threads of another field.
+        return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w|\.\w)", message) for n in names)
 
     blamed = next((where for where, paths in overrides_from if any(map(from_this, paths))), source)
     raise ConfigError(f"{blamed}: {message}") from None
@@ -1360,7 +1387,7 @@ def load_config(
     if seed is not None:
         data["seed"] = seed
     return validate_config(
-        data, source=str(path), overrides_from=[("--set", override_paths(overrides))]
+        data, source=str(path), overrides_from=[("--set", override_sources(overrides))]
     )
 
 
@@ -1440,9 +1467,21 @@ def resume_changes(
     :raises ConfigError: a change outside :data:`RESUME_CHANGEABLE` (it would make the run
         something other than what its ``config.yaml`` says), or a budget below ``step``.
     """
-    old, new = _flat_fields(saved.to_dict()), _flat_fields(resumed.to_dict())
+    saved_dict, resumed_dict = saved.to_dict(), resumed.to_dict()
+    old, new = _flat_fields(saved_dict), _flat_fields(resumed_dict)
+
+    def value(flat: dict[str, Any], nested: dict[str, Any], key: str) -> Any:
+        # A number where the other side has a schedule (agent.lr: 0.5 against {type: ...}):
+        # the whole schedule, not None.
+        if key in flat:
+            return flat[key]
+        node: Any = nested
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
     changes = {
-        key: [old.get(key), new.get(key)]
+        key: [value(old, saved_dict, key), value(new, resumed_dict, key)]
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key)
     }

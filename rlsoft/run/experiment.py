@@ -37,7 +37,7 @@ from rlsoft.run.config import (
     check_unedited,
     deep_merge,
     default_name,
-    override_paths,
+    override_sources,
     parse_yaml,
     read_text_file,
     resume_changes,
@@ -441,11 +441,14 @@ def run_experiment(
     logdir: str | None = None,
     hparams_domain: dict[str, Any] | None = None,
     stop_event: threading.Event | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunResult:
     """Train a new run from ``config``; a failure before the first step removes the run dir.
 
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.run.logger.RunLogger.hparams`.
+    :param on_start: called once every check has passed, just before the first step (the
+        command line prints its warnings there, never above a refusal).
     :param stop_event: set it (from any thread) for a graceful stop: the run writes a
         checkpoint and raises :class:`~rlsoft.run.trainer.RunInterrupted`. SIGINT and SIGTERM do
         the same when the run is in the main thread.
@@ -463,6 +466,8 @@ def run_experiment(
                 driver.close()
             _remove_created(run_dir, created)
             raise
+        if on_start is not None:
+            on_start()
         return trainer.run()
 
 
@@ -473,6 +478,7 @@ def resume_experiment(
     stop_event: threading.Event | None = None,
     hparams_domain: dict[str, Any] | None = None,
     override_source: str = "overrides",
+    on_start: Callable[[], None] | None = None,
 ) -> RunResult:
     """Continue ``run_dir`` from its newest checkpoint.
 
@@ -484,11 +490,14 @@ def resume_experiment(
     :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
     :param override_source: what an error in an overridden field names (``--set`` from the
         command line).
+    :param on_start: as for :func:`run_experiment`.
     :raises ConfigError: an override that would change what the run learns.
     """
     run_dir = run_dir_of(run_dir)
     with hold_run_dir(run_dir):
-        return _resume_held(run_dir, overrides, stop_event, hparams_domain, override_source)
+        return _resume_held(
+            run_dir, overrides, stop_event, hparams_domain, override_source, on_start
+        )
 
 
 def _resume_held(
@@ -497,6 +506,7 @@ def _resume_held(
     stop_event: threading.Event | None,
     hparams_domain: dict[str, Any] | None,
     override_source: str,
+    on_start: Callable[[], None] | None = None,
 ) -> RunResult:
     """:func:`resume_experiment` once this process holds ``run_dir``."""
     saved = read_run_config(run_dir)
@@ -507,7 +517,7 @@ def _resume_held(
         config = validate_config(
             data,
             source=str(run_dir / CONFIG_FILE),
-            overrides_from=[(override_source, override_paths(overrides))],
+            overrides_from=[(override_source, override_sources(overrides))],
         )
     checkpoint, state = _read_checkpoint(run_dir, "resume")
     check_unedited(state.get("config"), saved, str(run_dir / CONFIG_FILE))
@@ -537,6 +547,8 @@ def _resume_held(
         _append_resume_history(run_dir, step, changes)
     if (run_dir / SUMMARY_FILE).exists() and step < config.train.total_steps:
         (run_dir / SUMMARY_FILE).unlink()  # no longer finished: the budget grew
+    if on_start is not None:
+        on_start()
     return trainer.run()
 
 

@@ -703,34 +703,33 @@ def test_an_empty_batch_of_minatar_grids_gives_empty_answers(tmp_path, head):
     assert agent.q_values(one).shape == (1, 3)
 
 
-def test_a_section_given_as_a_mapping_keeps_the_rest_of_the_section(tmp_path):
-    """overrides={"agent": {...}} sets the keys it holds (the agent keeps its type); a
-    schedule given for a number, or for another schedule, replaces it whole."""
+def test_a_mapping_override_replaces_what_its_path_held(tmp_path):
+    """As ``--set "agent={...}"``: a section given whole is the whole section (switching the
+    agent type leaves none of the old agent's keys behind), a schedule replaces a number,
+    and an error in a section set whole is blamed on the overrides, not on the file."""
     run = rlsoft.train(
-        "configs/taxi_qlearning_epsilon.yaml",
+        "configs/taxi_softq.yaml",
         overrides={
-            "agent": {"learning_rate": 0.3},
-            "train": {"total_steps": 200},
-            "exploration": {
-                "epsilon": {"type": "linear", "start": 1.0, "end": 0.1, "duration": 50}
-            },
+            "agent": {"type": "q_learning", "learning_rate": 0.3},
+            "train": {"total_steps": 200, "eval_episodes": 2},
+            "exploration.epsilon": {"type": "linear", "start": 1.0, "end": 0.1, "duration": 50},
+            "exploration.policy": "epsilon_greedy",
         },
         logdir=tmp_path,
     )
     saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
-    assert saved["agent"]["type"] == "q_learning" and saved["agent"]["learning_rate"] == 0.3
+    assert saved["agent"]["type"] == "q_learning" and "temperature" not in saved["agent"]
     assert saved["exploration"]["epsilon"]["type"] == "linear" and run.steps == 200
-    again = rlsoft.train(
-        run.run_dir / "config.yaml",
-        overrides={"exploration": {"epsilon": {"type": "exponential", "start": 1.0, "end": 0.1,
-                                               "half_life": 20}}},
-        logdir=tmp_path / "again",
-    )  # fmt: skip
-    assert again.config.exploration.epsilon.type == "exponential"  # no linear keys left over
+    with pytest.raises(RlsoftError, match=r"^overrides: config field 'agent' needs a 'type'"):
+        rlsoft.train(
+            "configs/cartpole_dqn_epsilon.yaml",
+            overrides={"agent": {"dueling": True}},
+            logdir=tmp_path / "bad",
+        )
     with pytest.raises(RlsoftError, match=r"^overrides: config field 'agent': .*n_step"):
         rlsoft.train(
             "configs/cartpole_dqn_epsilon.yaml",
-            overrides={"agent": {"n_step": 3, "target": "munchausen"}},
+            overrides={"agent.n_step": 3, "agent.target": "munchausen"},
             logdir=tmp_path / "bad",
         )
     assert not (tmp_path / "bad").exists()

@@ -703,6 +703,14 @@ CASES = [
         subprocess=False,
     ),
     C(
+        # Learning would never start (a warning), but the run is refused first: the refusal
+        # is the only line.
+        "dqn-replay-too-big-and-learning-never-starts",
+        f"{DQN_TRAIN} --set agent.buffer_size=1e12 --set agent.learning_starts=500",
+        "needs about 42,841 GiB of memory",
+        subprocess=False,
+    ),
+    C(
         "dqn-network-too-big",
         [*DQN_TRAIN.split(), "--set", "agent.hidden_sizes=[200000, 200000]"],
         # (4+1)·200000 + (200000+1)·200000 + (200000+1)·2 parameters, 6 float32 copies each
@@ -1292,6 +1300,21 @@ CASES = [
         f"{DQN_TRAIN} --set agent.buffer_size=10",
         "rlsoft: error: --set: config field 'agent': batch_size (16) cannot exceed buffer_size "
         "(10)",
+    ),
+    C(
+        # --set wrote env.atari.noop_max; the error names env.atari.threads, the file's.
+        "file-atari-threads-with-another-atari-set",
+        "train {tmp}/b.yaml --set env.atari.noop_max=0",
+        "rlsoft: error: {tmp}/b.yaml: config field 'env': env.atari.threads",
+        files=_files(
+            **{
+                "b.yaml": ATARI.replace(
+                    "env: {id: ALE/Pong-v5}",
+                    "env: {id: ALE/Pong-v5, atari: {threads: 2, backend: gymnasium}}",
+                )
+            }
+        ),
+        marks=(needs_ale,),
     ),
     C(
         "file-section-check-with-an-unrelated-set",

@@ -65,6 +65,13 @@ def test_the_command_prints_a_markdown_row_per_environment():
         timeout=120,
     )
     assert bad.returncode == 2 and "--episodes must be at least 1" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), "FrozenLake-v1", "--seed", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--seed must be a non-negative integer" in bad.stderr
     unknown = subprocess.run(
         [sys.executable, str(SCRIPT), "FrozenLak-v1"], capture_output=True, text=True, timeout=120
     )

@@ -1004,6 +1004,18 @@ def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override
     assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
 
 
+def test_a_schedule_for_a_number_is_named_whole_in_the_refusal(small_dqn_run, capsys):
+    """agent.lr was a number; the override makes it a schedule: the sentence shows both
+    values (a flattened comparison would have shown the missing side as None)."""
+    from rlsoft.cli import main
+
+    schedule = "agent.lr={type: linear, start: 0.001, end: 0.0001, duration: 300}"
+    assert main(["train", "--resume", str(small_dqn_run), "--set", schedule]) == 2
+    err = capsys.readouterr().err
+    assert "a resumed run cannot change agent.lr (" in err and "None" not in err, err
+    assert "→ {'type': 'linear', 'start': 0.001" in err
+
+
 def test_resume_refuses_to_shorten_a_run(small_dqn_run, capsys):
     from rlsoft.cli import main
 

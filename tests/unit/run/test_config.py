@@ -221,10 +221,15 @@ def test_deep_merge_sets_leaves_and_keeps_siblings() -> None:
         "env": {"id": "Taxi-v3"},
     }
     assert base["train"]["total_steps"] == 10  # the base is not modified
-    with pytest.raises(
-        ConfigError, match=re.escape("override seed.x: 'seed' is a value, not a section")
-    ):
-        deep_merge(base, {"seed": {"x": 1}})
+    # A mapping for a value replaces it (validation then judges it): a schedule for a number.
+    schedule = {"type": "linear", "start": 1.0, "end": 0.1, "duration": 10}
+    lr = deep_merge({"agent": {"type": "dqn", "lr": 0.5}}, {"agent": {"lr": schedule}})
+    assert lr == {"agent": {"type": "dqn", "lr": schedule}}
+    # A schedule of another type replaces the old one whole (no linear keys left over), one
+    # of the same type is merged like a section.
+    exponential = {"type": "exponential", "start": 1.0, "end": 0.1, "half_life": 5}
+    assert deep_merge({"eps": schedule}, {"eps": exponential}) == {"eps": exponential}
+    assert deep_merge({"eps": schedule}, {"eps": {"end": 0.2}})["eps"] == {**schedule, "end": 0.2}
 
 
 def test_set_dotted_copies_the_value_and_names_a_bad_key() -> None:

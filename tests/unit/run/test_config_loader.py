@@ -123,6 +123,11 @@ def test_nearest_hint_names_a_misspelt_choice_and_not_a_different_value() -> Non
     assert nearest_hint("nativ", ["native", "gymnasium"], unique=True) == (
         " (did you mean 'native'?)"
     )
+    # Near two choices, but much nearer one: a misspelling of it.
+    policies = ["greedy", "epsilon_greedy", "boltzmann", "ez_greedy"]
+    assert nearest_hint("epsilon-greedy", policies, unique=True) == (
+        " (did you mean 'epsilon_greedy'?)"
+    )
     # Without ``unique`` (an id among many registered ones) the closest still gets its hint.
     assert nearest_hint("ALE/Pong-v4", ["ALE/Pong-v5", "ALE/Pooyan-v5"]) == (
         " (did you mean 'ALE/Pong-v5'?)"
