@@ -1081,12 +1081,15 @@ def plan_compare(
         texts = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     else:
         texts = list(overrides or [])
+    given = "--set" if isinstance(overrides, list) else "overrides"  # as train names them
     if isinstance(config, (str, Path)):
-        return load_comparison(config, overrides=texts, seeds=seeds, logdir=logdir)
+        return load_comparison(
+            config, overrides=texts, seeds=seeds, logdir=logdir, overrides_source=given
+        )
     if isinstance(config, Mapping):
         return plan_comparison(
             _plain_values(copy.deepcopy(dict(config))), source="comparison", base_dir=Path.cwd(),
-            overrides=texts, seeds=seeds, logdir=logdir,
+            overrides=texts, seeds=seeds, logdir=logdir, overrides_source=given,
         )  # fmt: skip
     raise RlsoftError(f"a comparison config must be a YAML path or a dict, got {a_type(config)}")
 

@@ -338,6 +338,7 @@ def plan_comparison(
     overrides: Sequence[str] = (),
     seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
+    overrides_source: str = "--set",
 ) -> Comparison:
     """Validate a comparison and every one of its run configs (before anything runs).
 
@@ -347,6 +348,8 @@ def plan_comparison(
     :param overrides: ``key.path=value`` strings applied to every run last (``--set``).
     :param seeds: replaces the config's ``seeds``: a number of seeds or a list of seeds.
     :param logdir: replaces the config's ``logdir``.
+    :param overrides_source: what an error in ``overrides`` names them (``overrides`` for
+        the Python API's).
     :raises ConfigError: one sentence naming the comparison, the variant and the bad field.
     """
     config = _validate(data, source)
@@ -359,7 +362,10 @@ def plan_comparison(
         _check_managed(swept, f"{source}: sweep", several_envs)
     _check_managed(list(config.overrides), f"{source}: overrides", several_envs, swept)
     _check_managed(
-        [".".join(parse_override(o)[0]) for o in overrides], "--set", several_envs, swept
+        [".".join(parse_override(o)[0]) for o in overrides],
+        overrides_source,
+        several_envs,
+        swept,
     )
     base = _experiment_base(config.base, Path(base_dir or "."), source)
 
@@ -374,7 +380,7 @@ def plan_comparison(
     # A bad value is blamed on the layer that set it last: --set, the common overrides, the
     # sweep, envs:, the variant's own overrides, else the base (or the variant's own file).
     shared = [
-        ("--set", override_sources(list(overrides))),
+        (overrides_source, override_sources(list(overrides))),
         (f"{source}: overrides", override_sources(config.overrides)),
     ]
     if config.sweep:
@@ -402,7 +408,9 @@ def plan_comparison(
         policies.setdefault(run.variant, []).append(run.config["exploration"]["policy"])
         agents.setdefault(run.variant, []).append(validate_agent_section(run.config["agent"]))
     for check in (_exploration_check(policies), _agent_check(agents)):
-        _refuse_unread_settings(config, check, base, overrides, source, Path(base_dir or "."))
+        _refuse_unread_settings(
+            config, check, base, overrides, source, Path(base_dir or "."), overrides_source
+        )
     definition = {**config.model_dump(mode="json"), "name": name}
     return Comparison(
         name=name,
@@ -455,6 +463,7 @@ def _refuse_unread_settings(
     cli_overrides: Sequence[str],
     source: str,
     base_dir: Path,
+    overrides_source: str = "--set",
 ) -> None:
     """Refuse settings that no run reads (``exploration.temperature`` in a variant that stays
     ε-greedy, ``agent.atoms`` without C51), as ``rlsoft train`` does.
@@ -485,7 +494,7 @@ def _refuse_unread_settings(
     if config.sweep:
         swept = dict.fromkeys(config.sweep.keys())
         inherited.append((f"{source}: sweep", check.override_keys(swept)))
-    inherited.append(("--set", check.override_keys(list(cli_overrides))))
+    inherited.append((overrides_source, check.override_keys(list(cli_overrides))))
     for where, keys in inherited:
         for key in keys:
             refused = check.refusals(list(config.variants), key, where)
@@ -657,6 +666,7 @@ def load_comparison(
     overrides: Sequence[str] = (),
     seeds: int | Sequence[int] | None = None,
     logdir: str | Path | None = None,
+    overrides_source: str = "--set",
 ) -> Comparison:
     """Read a comparison file and plan it (see :func:`plan_comparison`)."""
     path = Path(path)
@@ -670,6 +680,7 @@ def load_comparison(
         overrides=overrides,
         seeds=seeds,
         logdir=logdir,
+        overrides_source=overrides_source,
     )
 
 

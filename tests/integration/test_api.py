@@ -733,3 +733,9 @@ def test_a_mapping_override_replaces_what_its_path_held(tmp_path):
             logdir=tmp_path / "bad",
         )
     assert not (tmp_path / "bad").exists()
+    # The same in a comparison's overrides: a section given whole, blamed on them.
+    comparison = {"base": "configs/cartpole_dqn_epsilon.yaml", "variants": {"a": {}}, "seeds": 1}
+    with pytest.raises(RlsoftError, match=r"^overrides: config field 'agent' needs a 'type'"):
+        plan_compare(comparison, overrides={"agent": {"dueling": True}})
+    with pytest.raises(RlsoftError, match=r"^--set: config field 'agent' needs a 'type'"):
+        plan_compare(comparison, overrides=["agent={dueling: true}"])
