@@ -64,7 +64,6 @@ from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient, covers_to
 from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
-from agents.dqn.spaces import check_spaces
 from rlsoft.errors import CheckpointError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
@@ -151,17 +150,7 @@ class DQNAgent:
         num_envs: int = 1,
         device: str = "cpu",
     ) -> None:
-        self.n_actions, self.plan = check_spaces(
-            observation_space,
-            action_space,
-            network=config.network,
-            channel_axis=config.channel_axis,
-            hidden_sizes=config.hidden_sizes,
-            precision=config.precision,
-            ensemble=config.ensemble is not None,
-            frame_replay=config.frame_replay,
-            frame_stack=config.frame_stack,
-        )
+        self.n_actions, self.plan = config.check_spaces(lambda: (observation_space, action_space))
         self.obs_shape = tuple(int(d) for d in observation_space.shape)
         self.config = config
         self.policy = policy

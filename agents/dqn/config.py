@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import gymnasium as gym
 from pydantic import Field, field_validator, model_validator
 
 from agents.dqn.ensemble_config import EnsembleConfig
 from rlsoft.run.config import NumberOrSchedule, StrictModel, schedule_endpoints
+
+if TYPE_CHECKING:
+    from agents.dqn.conv import NetworkPlan
 
 __all__ = ["ACTIVATIONS", "DQNConfig"]
 
@@ -164,18 +167,21 @@ class DQNConfig(StrictModel):
     3}``; null: one Q-network. ``q`` head only (plain or dueling), with any target, Double
     DQN and n-step."""
 
-    def check_spaces(self, spaces: Callable[[], tuple[gym.Space, gym.Space]]) -> None:
+    def check_spaces(
+        self, spaces: Callable[[], tuple[gym.Space, gym.Space]]
+    ) -> tuple[int, NetworkPlan]:
         """Refuse settings the environment's spaces rule out (see
         :func:`agents.dqn.spaces.check_spaces`); ``spaces`` makes ``(observation_space,
         action_space)``, an environment probe. ``rlsoft compare`` calls this before its
         workers start, so a network that cannot take one of its games is one sentence, not
         a failed run per seed.
 
+        :returns: the number of actions and the network the observations get.
         :raises RlsoftError: one sentence naming the setting to change.
         """
         from agents.dqn.spaces import check_spaces
 
-        check_spaces(
+        return check_spaces(
             *spaces(),
             network=self.network,
             channel_axis=self.channel_axis,

@@ -1,6 +1,6 @@
 """What a DQN agent's settings need of the environment's spaces, checked before anything is
-built: by the agent itself, and by ``rlsoft compare`` (through
-:meth:`agents.dqn.config.DQNConfig.check_spaces`) before its workers start."""
+built, through :meth:`agents.dqn.config.DQNConfig.check_spaces`: by the agent itself, and by
+``rlsoft compare`` before its workers start."""
 
 from __future__ import annotations
 

@@ -48,32 +48,28 @@ def test_the_returns_are_the_random_episodes_counted_independently(script):
     assert 0 < result.mean < 0.2  # the goal is rare for a random walk
 
 
-def test_the_command_prints_a_markdown_row_per_environment():
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "FrozenLake-v1", "FrozenLake8x8-v1", "--episodes", "5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def _script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
     )
+
+
+def test_the_command_prints_a_markdown_row_per_environment():
+    done = _script("FrozenLake-v1", "FrozenLake8x8-v1", "--episodes", "5")
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 3 and "| FrozenLake-v1 | 5 |" in rows[1]  # a header, two games
-    bad = subprocess.run(
-        [sys.executable, str(SCRIPT), "FrozenLake-v1", "--episodes", "0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "--episodes must be at least 1" in bad.stderr
-    bad = subprocess.run(
-        [sys.executable, str(SCRIPT), "FrozenLake-v1", "--seed", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "--seed must be a non-negative integer" in bad.stderr
-    unknown = subprocess.run(
-        [sys.executable, str(SCRIPT), "FrozenLak-v1"], capture_output=True, text=True, timeout=120
-    )
-    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
-    assert "did you mean 'FrozenLake-v1'?" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["FrozenLake-v1", "--episodes", "0"], "--episodes must be at least 1"),
+        (["FrozenLake-v1", "--seed", "-1"], "--seed must be a non-negative integer"),
+        (["FrozenLak-v1"], "did you mean 'FrozenLake-v1'?"),
+    ],
+)
+def test_bad_arguments_are_one_sentence(args, message):
+    done = _script(*args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in done.stderr and done.stdout == ""
