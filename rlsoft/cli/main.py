@@ -126,11 +126,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.seed is not None or args.logdir is not None:
             raise RlsoftError("--seed and --logdir cannot change a resumed run; it keeps its own")
         finished_at = _finished_steps(args.resume)
-        note = finished_at is None or _budget_set(args.overrides, finished_at)
+        # Read before the resume, which may rewrite config.yaml: the checkpoint being resumed
+        # was written under the run's setting until now.
+        note = _replay_left_out(args.resume)
+        if finished_at is not None and not _budget_set(args.overrides, finished_at):
+            note = None  # nothing will train
         result = api.resume(
             args.resume,
             overrides=args.overrides,
-            on_start=(lambda: _note_replay_left_out(args.resume)) if note else None,
+            on_start=(lambda: print(note, file=sys.stderr)) if note else None,
         )
         if finished_at is not None and result.steps <= finished_at:
             print(
@@ -202,8 +206,8 @@ def _budget_set(overrides: list[str], finished_at: int) -> bool:
     return isinstance(total, int) and total > finished_at
 
 
-def _note_replay_left_out(run_dir: str) -> None:
-    """One line on stderr when the run's checkpoints leave the replay out (the pixel configs'
+def _replay_left_out(run_dir: str) -> str | None:
+    """The line to print when the run's checkpoints leave the replay out (the pixel configs'
     ``train.checkpoint_replay: false``): the resumed run refills it before learning again."""
     from rlsoft.run.experiment import read_run_config, run_dir_of
 
@@ -211,16 +215,15 @@ def _note_replay_left_out(run_dir: str) -> None:
         config = read_run_config(run_dir_of(run_dir))
         agent = config.agent_config()
     except (RlsoftError, OSError, ValueError):
-        return  # the resume itself names what is wrong with the run dir
+        return None  # the resume itself names what is wrong with the run dir
     starts = getattr(agent, "learning_starts", None)
     if config.train.checkpoint_replay or starts is None:
-        return
+        return None
     wait = min(starts, agent.buffer_size - 1)
-    print(
+    return (
         "rlsoft: this run's checkpoints leave the replay out (train.checkpoint_replay: "
         f"false): it resumes with an empty replay, and gradient steps wait until it holds more "
-        f"than {wait:,} new transitions, as at the start of the run",
-        file=sys.stderr,
+        f"than {wait:,} new transitions, as at the start of the run"
     )
 
 
