@@ -15,12 +15,14 @@ machine.
 from __future__ import annotations
 
 import errno
+import importlib.machinery
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,14 +255,27 @@ def _without(module: str) -> Callable[[pytest.MonkeyPatch], None]:
 
 
 def _headless(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Linux session with no X or Wayland display and no video driver chosen (SSH, CI)."""
+    """A Linux session with no X or Wayland display and no video driver chosen (SSH, CI),
+    where pygame is installed (whether or not this test environment has the video extra)."""
     monkeypatch.setattr(sys, "platform", "linux")
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "MPLBACKEND"):
         monkeypatch.delenv(name, raising=False)
+    find_spec = importlib.util.find_spec
+
+    def installed(name: str, *args: object):
+        if name == "pygame":
+            return importlib.machinery.ModuleSpec("pygame", None)
+        return find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", installed)
 
 
 def _read_only_video_mount(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Making a directory named ``ro-videos`` fails as on a read-only mount (or /proc)."""
+    """Making a directory named ``ro-videos`` fails as on a read-only mount (or /proc), where
+    moviepy is installed (a stand-in where this test environment lacks the video extra: the
+    directory fails before any frame is encoded)."""
+    if importlib.util.find_spec("moviepy") is None:
+        monkeypatch.setitem(sys.modules, "moviepy", types.ModuleType("moviepy"))
     makedirs = os.makedirs
 
     def refuse(path, *args, **kwargs):
