@@ -150,45 +150,47 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = api.experiment_config(
             args.config, overrides=args.overrides, seed=args.seed, progress=None
         )
+        # Worded now, printed once the run has passed every check (never above a refusal).
+        notes = [line for line in (_uneven_budget(config), _no_learning(config)) if line]
 
-        def warn() -> None:  # once the run passed every check: never above a refusal
-            _warn_uneven_budget(config)
-            _warn_no_learning(config)
+        def show_notes() -> None:
+            for line in notes:
+                print(line, file=sys.stderr)
 
-        result = api.train(config, logdir=args.logdir, progress=None, on_start=warn)
+        result = api.train(config, logdir=args.logdir, progress=None, on_start=show_notes)
     print(_summary_line(result))
     return 0
 
 
-def _warn_uneven_budget(config) -> None:
-    """One line on stderr when vector steps cannot end exactly at ``train.total_steps``."""
+def _uneven_budget(config) -> str | None:
+    """The warning when vector steps cannot end exactly at ``train.total_steps``."""
     if config.env is None:
-        return
+        return None
     total, n = config.train.total_steps, config.env.num_envs
-    if total % n:
-        steps = -(-total // n) * n
-        print(
-            f"rlsoft: warning: train.total_steps ({total:,}) is not a multiple of env.num_envs "
-            f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}",
-            file=sys.stderr,
-        )
+    if not total % n:
+        return None
+    steps = -(-total // n) * n
+    return (
+        f"rlsoft: warning: train.total_steps ({total:,}) is not a multiple of env.num_envs "
+        f"({n}); every vector step takes {n} steps, so the run ends after {steps:,}"
+    )
 
 
-def _warn_no_learning(config) -> None:
-    """One line on stderr when a replay agent's learning would start only after the budget:
-    the run would end with the network as initialised (a short trial of a shipped config)."""
+def _no_learning(config) -> str | None:
+    """The warning when a replay agent's learning would start only after the budget: the run
+    would end with the network as initialised (a short trial of a shipped config)."""
     starts = getattr(config.agent_config(), "learning_starts", None)
     total = config.train.total_steps
     copies = config.env.num_envs if config.env is not None else 1
     # Updates start once a step's count passes learning_starts; the last vector step ends at
     # total_steps rounded up to whole vector steps.
-    if starts is not None and starts >= -(-total // copies) * copies:
-        print(
-            f"rlsoft: warning: agent.learning_starts ({starts:,}) is not below "
-            f"train.total_steps ({total:,}), so no gradient step will run and the network "
-            "stays as initialised; lower agent.learning_starts or raise train.total_steps",
-            file=sys.stderr,
-        )
+    if starts is None or starts < -(-total // copies) * copies:
+        return None
+    return (
+        f"rlsoft: warning: agent.learning_starts ({starts:,}) is not below "
+        f"train.total_steps ({total:,}), so no gradient step will run and the network "
+        "stays as initialised; lower agent.learning_starts or raise train.total_steps"
+    )
 
 
 def _budget_set(overrides: list[str], finished_at: int) -> bool:
