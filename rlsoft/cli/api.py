@@ -765,7 +765,7 @@ def render_mode_to_show(env: Any) -> str:
     import importlib.util
 
     modes = env.metadata.get("render_modes") or []
-    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    name = _env_name(env)
     video = "; record it with --video DIR instead" if "rgb_array" in modes else ""
     if "ansi" in modes:
         return "ansi"
@@ -786,6 +786,11 @@ def render_mode_to_show(env: Any) -> str:
     if missing:
         raise RlsoftError(f"rendering shows {name} in a window, but {missing}{video}")
     return "human"
+
+
+def _env_name(env: Any) -> str:
+    """The id an env was made from, or its class's name (an instance made by hand)."""
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
 
 
 def missing_display(library: Literal["pygame", "matplotlib"]) -> str | None:
@@ -816,7 +821,7 @@ def check_shown_render_mode(env: Any) -> None:
     if mode in shown:
         return
     modes = [m for m in shown if m in (env.metadata.get("render_modes") or [])]
-    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    name = _env_name(env)
     how = (
         f"make it with render_mode={modes[0]!r}, or pass its id and rlsoft makes it so"
         if modes

@@ -43,6 +43,7 @@ from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
 from rlsoft.rl.agent import agent_title
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
+from rlsoft.run.config import get_dotted
 
 EVAL_TAG = "eval/mean_return"
 ENTROPY_TAG = "exploration/entropy"
@@ -123,7 +124,7 @@ def _eval_epsilon(config: dict[str, Any] | None, run_dir: Path) -> float:
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
         value = summary["final_eval_epsilon"]
     except (OSError, ValueError, KeyError, TypeError):
-        value = _get_dotted(config or {}, "train.eval_epsilon")
+        value = get_dotted(config or {}, "train.eval_epsilon")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
@@ -165,15 +166,6 @@ def _signature(config: dict[str, Any] | None) -> str:
     return f"{agent}:{policy}"
 
 
-def _get_dotted(config: dict[str, Any] | None, key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def load_runs(
     logdir: Path, run_dirs: Sequence[Path] | None = None, *, sweep_parameter: str | None = None
 ) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
@@ -203,7 +195,7 @@ def load_runs(
         entropy_steps, entropy = scalars.get(ENTROPY_TAG, (np.zeros(0), np.zeros(0)))
         episode_steps, episodes = scalars.get(EPISODES_TAG, (np.zeros(0), np.zeros(0)))
         env_id, sweep_value = env, None
-        value = _get_dotted(config, sweep_parameter) if sweep_parameter else None
+        value = get_dotted(config, sweep_parameter) if sweep_parameter else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             sweep_value = float(value)
             env = cell_name(env_id, sweep_parameter, sweep_value)
@@ -715,7 +707,7 @@ def report(
     sweep = definition.get("sweep") if isinstance(definition.get("sweep"), dict) else {}
     parameter = sweep.get("parameter") if isinstance(sweep.get("parameter"), str) else None
     if threshold is None:
-        threshold = _get_dotted(definition, "analysis.return_threshold")
+        threshold = get_dotted(definition, "analysis.return_threshold")
         threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     runs, skipped = load_runs(logdir, run_dirs, sweep_parameter=parameter)
     runs = _independent_runs(runs, meta if run_dirs is None else {}, skipped)

@@ -1251,6 +1251,17 @@ def set_dotted(data: dict[str, Any], key: str | Sequence[str], value: Any, where
     node[parts[-1]] = copy.deepcopy(value)
 
 
+def get_dotted(data: Any, key: str | Sequence[str]) -> Any:
+    """``data[a][b][c]`` for ``key = "a.b.c"`` (or ``["a", "b", "c"]``), or ``None`` where a
+    part is missing or the path runs through a value (not a section)."""
+    node = data
+    for part in key.split(".") if isinstance(key, str) else key:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set each ``key.path=value`` in a nested dict (creating sections as needed)."""
     for text in overrides:
@@ -1270,9 +1281,7 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     def merge(node: dict[str, Any], prefix: list[str]) -> None:
         for key, value in node.items():
             path = [*prefix, key]
-            target: Any = merged
-            for part in path:
-                target = target.get(part) if isinstance(target, dict) else None
+            target = get_dotted(merged, path)
             # Into a section the base has; a mapping for a value (a schedule for a number) or
             # of another type (a linear schedule for an exponential one) replaces it whole.
             if (
@@ -1473,12 +1482,7 @@ def resume_changes(
     def value(flat: dict[str, Any], nested: dict[str, Any], key: str) -> Any:
         # A number where the other side has a schedule (agent.lr: 0.5 against {type: ...}):
         # the whole schedule, not None.
-        if key in flat:
-            return flat[key]
-        node: Any = nested
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return node
+        return flat[key] if key in flat else get_dotted(nested, key)
 
     changes = {
         key: [value(old, saved_dict, key), value(new, resumed_dict, key)]
