@@ -72,11 +72,22 @@ memory of SB3's with ``optimize_memory_usage``; the collection ratio reported.
     python scripts/bench_pixels.py --skip-speed --memory-large 0    # memory at 250k only
     python scripts/bench_pixels.py --set atari:agent.batch_size=64  # a config override
     python scripts/bench_pixels.py --autograd --skip-memory    # + rlsoft with autograd (MinAtar)
-    python scripts/bench_pixels.py --games atari --skip-memory --bfloat16   # + bfloat16 convs
+    python scripts/bench_pixels.py --games atari --skip-memory --bfloat16   # + bfloat16
 
 ``--bfloat16`` adds an Atari row of rlsoft with ``agent.precision: bfloat16`` (the Nature
-network's convolutions in mixed precision), and its ratio to SB3 is reported beside the goal,
-not as it: SB3 computes in float32, and the goal compares the same arithmetic.
+network's convolutions and hidden layer in mixed precision), and its ratio to SB3 is
+reported beside the goal, not as it: SB3 computes in float32, and the goal compares the same
+arithmetic.
+
+**Arithmetic ceiling.** After the speed runs the script times one torch thread multiplying
+1024×1024 matrices (float32, and bfloat16 with ``--bfloat16``): about the best this core's
+matrix kernels do. It counts the multiply-adds of the config's network per environment step
+(:func:`multiply_adds_per_step`: the gradient steps' forward and backward passes, the target
+network's pass and acting's) and prints the steps/s that arithmetic alone allows at that
+peak, alone and with the bare environment's time per step added. The reported row *2x SB3 /
+the float32 ceiling with the env* near 1 says the goal needs every flop at the matrix
+kernels' best; above 1, that no float32 implementation of the same network, batch and
+number of updates can meet it on this core.
 
 Needs the benchmark extra (``pip install 'rlsoft[bench]'``: stable-baselines3) and the games
 (``pip install 'rlsoft[minatar,atari]'``).
@@ -136,7 +147,7 @@ CASE_NAMES = {
     "rlsoft train": "rlsoft training",
     "rlsoft train autograd": "rlsoft training, autograd",
     "rlsoft train gymnasium env": "rlsoft training, Gymnasium env",
-    "rlsoft train bfloat16": "rlsoft training, bfloat16 convs",
+    "rlsoft train bfloat16": "rlsoft training, bfloat16",
 }
 
 
@@ -370,9 +381,9 @@ def gymnasium_backend(config: Any) -> Any:
     return config.model_copy(update={"env": config.env.model_copy(update={"atari": atari})})
 
 
-def bfloat16_convolutions(config: Any) -> Any:
-    """``config`` with ``agent.precision: bfloat16``: the Nature network's convolutions in
-    mixed precision (SB3 has no such setting; its row stays float32)."""
+def bfloat16_network(config: Any) -> Any:
+    """``config`` with ``agent.precision: bfloat16``: the Nature network's convolutions and
+    hidden layer in mixed precision (SB3 has no such setting; its row stays float32)."""
     agent = {**config.agent, "precision": "bfloat16"}
     return config.model_copy(update={"agent": agent})
 
@@ -412,8 +423,20 @@ def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str,
         driver.advance = timed_advance
         Trainer(driver, config, run_dir).run()
         updates = int(driver.agent.updates)
+        forward, first = forward_multiply_adds(driver.agent.online)
+        agent = driver.agent.config
+        per_step = multiply_adds_per_step(
+            forward,
+            first,
+            batch=agent.batch_size,
+            gradient_steps=agent.gradient_steps,
+            train_freq=agent.train_freq,
+            epsilon=final_epsilon(config.exploration),
+            double=agent.double,
+        )
     return {
         **_window(marks, warmup, updates),
+        "multiply_adds_per_step": per_step,
         "written_out": written_out and not autograd,
         "convolutions": compute,  # the dtype the network's convolutions computed in
     }
@@ -492,6 +515,71 @@ def _speed(steps: int, wall: float, cpu: float, updates: int) -> dict[str, Any]:
     }
 
 
+def forward_multiply_adds(net: Any) -> tuple[int, int]:
+    """``(F, F₁)``: the multiply-adds of one observation's forward pass through ``net`` (a
+    :class:`agents.dqn.networks.QNetwork`), and of its first layer alone.
+
+    A convolution of ``C`` input channels and ``k×k`` kernels costs ``C·k²`` per output
+    element (``H′·W′·filters`` of them, ``H′ = ⌊(H − k)/s⌋ + 1``); a dense layer ``in·out``.
+    The ReLUs, biases and the loss are left out: they are a vanishing share of the work.
+    """
+    from torch import nn
+
+    counts = []
+    if net.torso is not None:
+        _, h, w = net.torso.image
+        for conv in net.torso.convs:
+            (k, _), (s, _) = conv.kernel_size, conv.stride
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+            counts.append(h * w * conv.out_channels * conv.in_channels * k * k)
+    counts += [m.in_features * m.out_features for m in net.modules() if isinstance(m, nn.Linear)]
+    return sum(counts), counts[0]
+
+
+def multiply_adds_per_step(
+    forward: int,
+    first: int,
+    *,
+    batch: int,
+    gradient_steps: int,
+    train_freq: int,
+    epsilon: float,
+    double: bool = False,
+) -> float:
+    """The multiply-adds of DQN (a standard target) per environment step:
+
+    ``(g/f)·B·(4F − F₁) + (1 − ε)·F`` — each of the ``g`` gradient steps every ``f``
+    environment steps runs the online network forward and backward on ``B`` observations
+    (forward ``F``, the weights' gradients ``F``, the inputs' gradients ``F − F₁``: the
+    first layer's input needs none) and the target network forward on ``B`` next
+    observations (``F``); acting runs one forward pass on each greedy step (``1 − ε``).
+    Double DQN adds the online network's pass on the next observations, ``B·F`` per
+    gradient step.
+    """
+    per_gradient_step = batch * (4 * forward - first + (forward if double else 0))
+    return gradient_steps / train_freq * per_gradient_step + (1 - epsilon) * forward
+
+
+def peak_flops(dtype_name: str, size: int = 1024, repeats: int = 5) -> float:
+    """Floating-point operations per second of one torch thread multiplying two
+    ``size × size`` matrices (``2·size³`` each), the best of ``repeats`` timings of 10
+    products: about what this core's matrix kernels reach at their best."""
+    import torch
+
+    torch.set_num_threads(1)
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    a @ b  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2 * size**3 / best
+
+
 def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[str, Callable]:
     """The measurements of one game, each a function returning :func:`_speed`'s dict: the
     five of :data:`CASES`, autograd, and where rlsoft trains on ale-py's native env
@@ -520,7 +608,7 @@ def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[st
         "sb3 train": lambda: run_sb3(train, args.warmup, optimize_memory=optimize),
         "rlsoft train": lambda: run_rlsoft(train, args.warmup),
         "rlsoft train autograd": lambda: run_rlsoft(train, args.warmup, autograd=True),
-        "rlsoft train bfloat16": lambda: run_rlsoft(bfloat16_convolutions(train), args.warmup),
+        "rlsoft train bfloat16": lambda: run_rlsoft(bfloat16_network(train), args.warmup),
     } | (
         {
             "bare native env": lambda: bare_native_env(collect, args.collect_steps, args.seed),
@@ -767,10 +855,46 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def arithmetic_ceiling(
+    game: str, cases: dict[str, list[dict]], sps: dict[str, float], peaks: dict[str, float]
+) -> dict[str, Any]:
+    """Print the steps/s the network's arithmetic allows at this core's matrix peak
+    (:func:`multiply_adds_per_step` × 2 flops, over :func:`peak_flops`), alone and with the
+    bare environment's time per step added (the env rlsoft steps), and the share of the
+    float32 peak rlsoft's training reached; return the reported row: the goal's steps/s (2×
+    SB3's) over the float32 ceiling with the env. Near 1, the goal needs every flop at the
+    matrix kernels' best; above 1, no float32 implementation of the same network, batch and
+    number of updates reaches it on this core."""
+    flops = 2 * cases["rlsoft train"][0]["multiply_adds_per_step"]
+    env = sps.get("bare native env", sps["bare env"])
+    alone = {dtype: peak / flops for dtype, peak in peaks.items()}
+    with_env = {dtype: 1 / (1 / ceiling + 1 / env) for dtype, ceiling in alone.items()}
+    goal = SPEED_GOAL * sps["sb3 train"]
+    ceilings = "; ".join(
+        f"{dtype} ({peaks[dtype] / 1e9:.0f} GFLOP/s): {alone[dtype]:,.0f} steps/s, "
+        f"{with_env[dtype]:,.0f} with the env's {1e3 / env:.2f} ms per step"
+        for dtype in peaks
+    )
+    share = sps["rlsoft train"] * flops / peaks["float32"]
+    print(
+        f"{game}: {flops / 1e6:,.1f} MFLOP of network arithmetic per environment step; at "
+        f"this core's matrix peak, {ceilings}. The goal is {goal:,.0f} steps/s; rlsoft's "
+        f"float32 training ran its arithmetic at {share:.0%} of the float32 peak."
+    )
+    return reported(
+        f"{game}: {SPEED_GOAL:g}x SB3 / the float32 ceiling with the env",
+        goal / with_env["float32"],
+    )
+
+
 def report(
-    speed: dict[str, dict[str, list[dict]]], memory: list[dict], args: argparse.Namespace
+    speed: dict[str, dict[str, list[dict]]],
+    memory: list[dict],
+    args: argparse.Namespace,
+    peaks: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Print the tables and return the goal rows (also for ``--out``)."""
+    """Print the tables and return the goal rows (also for ``--out``); ``peaks`` are
+    :func:`peak_flops` by dtype name, for the arithmetic ceilings."""
     goals: list[dict[str, Any]] = []
     if speed:
         print(
@@ -819,7 +943,7 @@ def report(
             if "rlsoft train bfloat16" in sps:
                 goals.append(
                     reported(
-                        f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s",
+                        f"{game}: rlsoft bfloat16 / SB3 (float32) steps/s",
                         sps["rlsoft train bfloat16"] / sps["sb3 train"],
                     )
                 )
@@ -830,6 +954,8 @@ def report(
                         sps["rlsoft train gymnasium env"] / sps["sb3 train"],
                     )
                 )
+            if peaks and "float32" in peaks:
+                goals.append(arithmetic_ceiling(game, cases, sps, peaks))
             # Each library against the env it steps: rlsoft's native env where it trains on it.
             for library, bare in (("rlsoft", "bare native env"), ("sb3", "bare env")):
                 bare = bare if bare in sps else "bare env"
@@ -942,8 +1068,8 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--bfloat16",
         action="store_true",
-        help="also time rlsoft's Atari training with agent.precision: bfloat16 (mixed-precision "
-        "convolutions; reported beside the float32 goal, not instead of it)",
+        help="also time rlsoft's Atari training with agent.precision: bfloat16 (mixed precision; "
+        "reported beside the float32 goal, not instead of it)",
     )
     speed.add_argument("--minatar-config", help=f"instead of {GAMES['minatar']}")
     speed.add_argument("--atari-config", help=f"instead of {GAMES['atari']}")
@@ -1016,11 +1142,20 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench_pixels: error: {exc}", file=sys.stderr)
         return 2
+    # The arithmetic ceilings: this core's matrix peak, measured in the same run.
+    dtypes = ("float32", "bfloat16") if args.bfloat16 else ("float32",)
+    peaks = {dtype: peak_flops(dtype) for dtype in dtypes} if speed else {}
     memory = [] if args.skip_memory else memory_section(args)
-    goals = report(speed, memory, args)
+    goals = report(speed, memory, args, peaks)
     print(f"\n({time.perf_counter() - started:.0f} s in all)")
     if args.out:
-        results = {"args": vars(args), "speed": speed, "memory": memory, "goals": goals}
+        results = {
+            "args": vars(args),
+            "speed": speed,
+            "memory": memory,
+            "peak_flops": peaks,
+            "goals": goals,
+        }
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0
 

@@ -44,19 +44,18 @@ class DQNConfig(StrictModel):
     ``FrameStackObservation`` stacks frames; ``last`` (H, W, C), Gymnasium's image convention
     and MinAtar's; ``auto``: first when the first axis is strictly the shortest, else last."""
     precision: Literal["float32", "bfloat16"] = "float32"
-    """The arithmetic of the ``nature_cnn`` convolutions. ``float32`` (default) computes
+    """The arithmetic of the ``nature_cnn`` network. ``float32`` (default) computes
     everything in float32, as SB3, CleanRL and the papers do. ``bfloat16`` runs the three
-    convolutions, forward and backward, in both the online and the target network, in
-    bfloat16 under ``torch.autocast`` (mixed precision: the weights, their gradients, Adam,
-    the dense layers and the loss stay float32; Kalamkar et al. 2019, "A Study of BFLOAT16
-    for Deep Learning Training"). On an AMD EPYC with AVX512-BF16 and one thread the Nature
-    torso's forward and backward pass on a batch of 32 took 0.6× float32's time and Atari
-    training ran at 1.19× the steps/s (``scripts/bench_pixels.py --bfloat16``, 2026-12-06);
-    acting on one frame gains nothing. The Q-values it learns differ in rounding from
-    float32's, so runs are reproducible given the seed and resume exactly, but are not
-    bit-identical to float32 runs. CPUs without bfloat16 instructions emulate it, slower;
-    a GPU without bfloat16 (before Ampere) is refused. Applies to ``nature_cnn`` only
-    (MinAtar's one small convolution gains nothing)."""
+    convolutions and the hidden dense layers, forward and backward, in both the online and
+    the target network, in bfloat16 under ``torch.autocast`` (mixed precision: the weights,
+    their gradients, Adam, the output layer, the targets and the loss stay float32; Kalamkar
+    et al. 2019, "A Study of BFLOAT16 for Deep Learning Training"). On an AMD EPYC with
+    AVX512-BF16 and one thread, Atari training ran at 1.33× float32's steps/s (1.80× SB3's;
+    ``scripts/bench_pixels.py --bfloat16``, 2026-12-07, see README). The Q-values it
+    learns differ in rounding from float32's, so runs are reproducible given the seed and
+    resume exactly, but are not bit-identical to float32 runs. CPUs without bfloat16
+    instructions emulate it, slower; a GPU without bfloat16 (before Ampere) is refused.
+    Applies to ``nature_cnn`` only (MinAtar's one small convolution gains nothing)."""
     hidden_sizes: list[int] | None = None
     """Widths of the dense hidden layers after the torso, e.g. ``[256, 256]`` (``[]``: a
     linear model on the features). Unset: the network's own, ``[256, 256]`` for the MLP,

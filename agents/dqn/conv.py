@@ -271,7 +271,8 @@ class ConvTorso(nn.Module):
         self.memory_format = torch.channels_last if len(convs) > 1 else None
         self.compute_dtype: torch.dtype | None = None
         """Where set (``agent.precision: bfloat16``), the convolutions run under
-        ``torch.autocast`` in this dtype and the features return as float32."""
+        ``torch.autocast`` in this dtype and the features return in it (the hidden dense
+        layers of :class:`agents.dqn.networks.QNetwork` take them as they are)."""
         self.out_features = int(np.prod(conv_output_shape(layers, *image)))
         self.out_positions = self.out_features // convs[-1].out_channels
         """``H′·W′``: the output positions of each filter."""
@@ -325,7 +326,7 @@ class ConvTorso(nn.Module):
         with torch.autocast(x.device.type, dtype=self.compute_dtype):
             for conv in self.convs:
                 x = torch.relu(conv(x))
-        return x.flatten(1).float()
+        return x.flatten(1)
 
 
 def bfloat16_on(device: torch.device) -> torch.dtype:

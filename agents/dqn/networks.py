@@ -132,12 +132,13 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.torso is None:
-            x, linear = obs.reshape(obs.shape[0], -1), F.linear
-        else:
-            x, linear = self.torso(obs), wide_linear
-        act = self._act
-        for layer in self.body:
-            x = act(linear(x, layer.weight, layer.bias))
+            x = self._hidden(obs.reshape(obs.shape[0], -1), F.linear)
+        elif self.torso.compute_dtype is None:
+            x = self._hidden(self.torso(obs), wide_linear)
+        else:  # agent.precision: the hidden layers too; the output layers stay float32
+            with torch.autocast(obs.device.type, dtype=self.torso.compute_dtype):
+                x = self._hidden(self.torso(obs), wide_linear)
+            x = x.float()
         if not self.atoms:
             if not self.dueling:
                 return F.linear(x, self.head.weight, self.head.bias)
@@ -152,6 +153,12 @@ class QNetwork(nn.Module):
             )
             return value + adv - adv.mean(dim=1, keepdim=True)
         return F.linear(x, self.head.weight, self.head.bias).view(-1, self.n_actions, k)
+
+    def _hidden(self, x: torch.Tensor, linear: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """The hidden layers: ``h ← act(W·h + b)`` for each of ``body``."""
+        for layer in self.body:
+            x = self._act(linear(x, layer.weight, layer.bias))
+        return x
 
 
 class NumpyForward:

@@ -163,6 +163,45 @@ def test_sb3_network_has_the_papers_parameter_count(
     assert sum(p.numel() for p in policy.q_net.parameters()) == parameters
 
 
+@pytest.mark.parametrize("dueling", [False, True])
+def test_multiply_adds_are_the_papers_networks_counted_by_hand(dueling) -> None:
+    """Nature DQN on 4×84×84 with 4 actions: 20·20·32·(4·8·8) + 9·9·64·(32·4·4) +
+    7·7·64·(64·3·3) + 3136·512 + 512·4; MinAtar on 10×10×4 with 3 actions: 8·8·16·(4·3·3) +
+    1024·128 + 128·3 (a dueling head: one value unit more). A DQN step of the Atari config
+    (batch 32, one gradient step per 4 env steps, ε 0.1) then costs 8·(4F − F₁) + 0.9·F."""
+    import gymnasium as gym
+
+    from agents.dqn import DQNAgent, DQNConfig
+    from rlsoft.explore.policies import EpsilonGreedy
+
+    def network(shape, dtype, actions):
+        agent = DQNAgent(
+            observation_space=gym.spaces.Box(0, 255 if dtype == np.uint8 else 1, shape, dtype),
+            action_space=gym.spaces.Discrete(actions),
+            policy=EpsilonGreedy(0.1),
+            config=DQNConfig(buffer_size=64, dueling=dueling),
+            rng=np.random.default_rng(0),
+            torch_seed=0,
+        )
+        return agent.online
+
+    value = 512 if dueling else 0
+    first = 20 * 20 * 32 * 4 * 8 * 8
+    nature = first + 9 * 9 * 64 * 32 * 4 * 4 + 7 * 7 * 64 * 64 * 9 + 3136 * 512 + 512 * 4 + value
+    assert bench.forward_multiply_adds(network((4, 84, 84), np.uint8, 4)) == (nature, first)
+    conv = 8 * 8 * 16 * 4 * 9
+    minatar = conv + 1024 * 128 + 128 * 3 + (128 if dueling else 0)
+    assert bench.forward_multiply_adds(network((10, 10, 4), np.bool_, 3)) == (minatar, conv)
+    per_step = bench.multiply_adds_per_step(
+        nature, first, batch=32, gradient_steps=1, train_freq=4, epsilon=0.1
+    )
+    assert per_step == pytest.approx(8 * (4 * nature - first) + 0.9 * nature)
+    double = bench.multiply_adds_per_step(
+        nature, first, batch=32, gradient_steps=1, train_freq=4, epsilon=0.1, double=True
+    )
+    assert double - per_step == pytest.approx(8 * nature)
+
+
 def test_recorded_stacks_are_frame_stack_observations() -> None:
     """frame_stacks of recorded frames == what FrameStackObservation returned for the same
     seed and actions, padding after every reset included; the cyclic transitions chain."""
@@ -283,4 +322,9 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         assert cases["rlsoft train bfloat16"][0]["updates"] == updates
         assert cases["rlsoft train bfloat16"][0]["convolutions"] == "bfloat16"
         assert cases["rlsoft train"][0]["convolutions"] == "float32"
-        assert verdicts[f"{game}: rlsoft bfloat16 convs / SB3 (float32) steps/s"] == "—"
+        assert verdicts[f"{game}: rlsoft bfloat16 / SB3 (float32) steps/s"] == "—"
+        assert set(results["peak_flops"]) == {"float32", "bfloat16"}
+    # The ceiling the network's arithmetic sets at this core's measured matrix peak.
+    assert results["peak_flops"]["float32"] > 1e8
+    assert verdicts[f"{game}: 2x SB3 / the float32 ceiling with the env"] == "—"
+    assert f"{game}: " in done.stdout and "MFLOP of network arithmetic" in done.stdout

@@ -66,7 +66,7 @@ def train(precision: str, seed: int) -> DQNAgent:
     return agent
 
 
-def test_ci_bfloat16_convolutions_learn_the_q_values_float32_learns():
+def test_ci_bfloat16_network_learns_the_q_values_float32_learns():
     torch.set_num_threads(1)
     held_out, sides = frames(np.random.default_rng(12345), 300)
     truth = np.stack([sides == 0, sides == 1], axis=1).astype(np.float32)
