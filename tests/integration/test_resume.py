@@ -778,7 +778,9 @@ def _assert_stopped_with_checkpoint(proc: subprocess.Popen, run_dir: Path) -> in
     assert last.startswith("rlsoft: interrupted: stopped at step ")
     assert last.endswith(f"continue with: rlsoft train --resume {run_dir}"), last
     step = int(latest_checkpoint(run_dir).name.removeprefix("step_"))
-    assert 0 < step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
+    # The events file exists just before the first step, so on a loaded machine the signal
+    # can land before it: a checkpoint at step 0 is then the right answer.
+    assert 0 <= step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
     assert f"stopped at step {step:,} of {SIGNAL_TOTAL:,}" in last
     return step
 
@@ -860,7 +862,7 @@ def test_a_terminated_compare_worker_leaves_a_checkpoint_and_exits(tmp_path):
     assert proc.returncode == -signal.SIGTERM, err
     assert not (run_dir / ".rlsoft-pid").exists()  # no stale pid from the terminated worker
     step = int(latest_checkpoint(run_dir).name.removeprefix("step_"))
-    assert 0 < step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()
+    assert 0 <= step < SIGNAL_TOTAL and not (run_dir / "summary.json").exists()  # as above
     assert _trainer_state(run_dir)["step"] == step
 
 
