@@ -455,7 +455,7 @@ class TrainedAgent:
         self.env_config = config.env
         if self.kind == "rl":
             self.agent = driver.agent
-            self.observation_space, self.action_space = _spaces(config.env)
+            self.observation_space, self.action_space = driver.spaces
         else:
             self.agent = driver
             policy_eval = getattr(driver, "policy_eval", None)
@@ -709,6 +709,10 @@ def _spaces(env_config: Any) -> tuple[gym.Space, gym.Space]:
 
 def load(run_dir: str | Path) -> TrainedAgent:
     """The newest checkpoint of ``run_dir`` as a :class:`TrainedAgent`.
+
+    An RL agent is built from the spaces the run recorded (``spaces.json``) and no
+    environment is made: acting needs neither the emulator nor its package; evaluating makes
+    the environment. A run dir without that file probes its environment instead.
 
     :raises RlsoftError: not a run dir, no checkpoint yet, or a damaged checkpoint (the same
         sentences as ``rlsoft eval``).

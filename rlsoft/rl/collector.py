@@ -65,11 +65,16 @@ class EnvDriver:
 
     :param agent: an :class:`rlsoft.rl.agent.Agent`; one with ``vectorized = True`` acts on
         batches and gets a vector environment (also for ``num_envs: 1``).
+    :param training_env: make the environment(s) to train in; without them (a checkpoint
+        loaded to act or evaluate) the driver only evaluates, in an environment of its own
+        made at the first evaluation.
     """
 
     unit = "steps"
 
-    def __init__(self, agent: Agent, config: RunSettings, seeds: RunSeeds) -> None:
+    def __init__(
+        self, agent: Agent, config: RunSettings, seeds: RunSeeds, *, training_env: bool = True
+    ) -> None:
         assert config.env is not None  # validated by the caller: RL agents need an env
         self.agent = agent
         self.config = config
@@ -87,16 +92,18 @@ class EnvDriver:
         # Atari: the env reports the game's reward and episodes (charts/episodic_return is the
         # unclipped score) and puts what the agent learns from in info; see _stepping.
         self.learns_apart = getattr(config.env, "atari", None) is not None
+        self.env: Any = None
+        self.num_envs = config.env.num_envs if self.vectorized else 1
+        if not training_env:
+            return
         # The recorder lets a checkpoint capture each environment's exact state.
         if self.vectorized:
             self.env = make_vector_env(config.env, wrap=EpisodeRecorder)
-            self.num_envs = config.env.num_envs
             self.obs, _ = self.env.reset(seed=seeds.env)
             self._ep_return = np.zeros(self.num_envs)
             self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
         else:
             self.env = EpisodeRecorder(make_env(config.env))
-            self.num_envs = 1
             self.obs, _ = self.env.reset(seed=seeds.env)
             self._ep_return = 0.0
             self._ep_length = 0
@@ -425,6 +432,7 @@ class EnvDriver:
         return [self.env.rlsoft_restore(snapshots[0])]
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
         if self.eval_env is not None:
             self.eval_env.close()

@@ -68,3 +68,66 @@ def discrete_state_encoder(
         return sum(stride * (int(o) - start) for (stride, start), o in zip(parts, obs, strict=True))
 
     return n_states, encode
+
+
+def space_to_json(space: gym.Space) -> dict[str, Any] | None:
+    """``space`` as plain JSON data that :func:`space_from_json` turns back into an equal
+    space, or None for a kind it does not cover (``Text``, ``Graph``, ``Sequence``, …).
+
+    ``Box`` bounds are one number when every element shares it (an image's 0 and 255), else
+    nested lists; infinite bounds are written as JSON's ``Infinity`` (Python's ``json``
+    reads and writes it). ``Tuple`` and ``Dict`` hold their parts' encodings.
+    """
+
+    def bound(values: np.ndarray) -> Any:
+        first = values.flat[0] if values.size else 0
+        return first.item() if np.all(values == first) else values.tolist()
+
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": space.dtype.name,
+            "low": bound(space.low),
+            "high": bound(space.high),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "nvec": space.nvec.tolist(),
+            "start": space.start.tolist(),
+            "dtype": space.dtype.name,
+        }
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    parts: list[Any] | dict[str, Any]
+    if isinstance(space, gym.spaces.Tuple):
+        parts = [space_to_json(part) for part in space.spaces]
+        return None if None in parts else {"type": "Tuple", "spaces": parts}
+    if isinstance(space, gym.spaces.Dict):
+        parts = {key: space_to_json(part) for key, part in space.spaces.items()}
+        return None if None in parts.values() else {"type": "Dict", "spaces": parts}
+    return None
+
+
+def space_from_json(data: dict[str, Any]) -> gym.Space:
+    """The space :func:`space_to_json` encoded (its bounds, shapes and dtypes)."""
+    kind = data["type"]
+    if kind == "Box":
+        shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
+        low = np.broadcast_to(np.asarray(data["low"], dtype=dtype), shape)
+        high = np.broadcast_to(np.asarray(data["high"], dtype=dtype), shape)
+        return gym.spaces.Box(low, high, shape, dtype)
+    if kind == "Discrete":
+        return gym.spaces.Discrete(data["n"], start=data["start"])
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(data["nvec"], dtype=data["dtype"], start=data["start"])
+    if kind == "MultiBinary":
+        return gym.spaces.MultiBinary(data["n"])
+    if kind == "Tuple":
+        return gym.spaces.Tuple([space_from_json(part) for part in data["spaces"]])
+    if kind == "Dict":
+        return gym.spaces.Dict({key: space_from_json(part) for key, part in data["spaces"].items()})
+    raise ValueError(f"unknown space type {kind!r}")

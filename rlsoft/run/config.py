@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -764,9 +765,11 @@ class EnvConfig(StrictModel):
 
     @field_validator("id")
     @classmethod
-    def _registered(cls, value: str) -> str:
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
         import gymnasium as gym
 
+        if (info.context or {}).get(RECORDED_SPACES):
+            return value  # a run's config, read to act: its package may be missing here
         if value not in gym.envs.registry:
             # rlsoft's own ids (rlsoft/DeepSea-v0, ...) and optional packages' (MinAtar/...)
             # are registered on first use, so a config naming neither imports neither.
@@ -1341,22 +1344,31 @@ def load_config_dict(
     return data
 
 
+RECORDED_SPACES = "recorded_spaces"
+"""The validation context key (true) for a run's config read to act from its checkpoint
+with the spaces the run recorded: ``env.id`` need not be registered, nor its package
+installed (acting needs no environment; evaluating makes one and says what is missing)."""
+
+
 def validate_config(
     data: dict[str, Any],
     source: str = "config",
     *,
     overrides_from: Sequence[tuple[str, Sequence[str]]] = (),
+    recorded_spaces: bool = False,
 ) -> ExperimentConfig:
     """Validate a config dict, including its agent section, into an :class:`ExperimentConfig`.
 
     :param source: where ``data`` came from, named first in an error (a file's path).
+    :param recorded_spaces: the config of a run whose spaces are recorded, read to act: see
+        :data:`RECORDED_SPACES`.
     :param overrides_from: ``(where, paths)`` for each layer of overrides applied last first
         (``--set``, then a comparison's ``overrides``), with the dotted paths it set
         (:func:`override_paths`): an error in one of them names that layer instead of
         ``source``, since the value came from there.
     """
     try:
-        config = ExperimentConfig.model_validate(data)
+        config = ExperimentConfig.model_validate(data, context={RECORDED_SPACES: recorded_spaces})
         config.agent_config()
     except ValidationError as exc:
         message = _describe_error(exc, ExperimentConfig)

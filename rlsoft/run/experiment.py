@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -45,7 +45,14 @@ from rlsoft.run.config import (
 )
 from rlsoft.run.trainer import DIVERGED_FILE, PID_FILE, Driver, RunResult, Trainer, resume_state
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+
 RESUME_HISTORY_FILE = "resume_history.json"
+SPACES_FILE = "spaces.json"
+"""An RL run's observation and action spaces (:func:`rlsoft.rl.spaces.space_to_json`),
+written when it starts: loading its checkpoints to act then needs no environment (nor the
+environment's package), only to evaluate."""
 
 
 def resolve_device(name: str) -> str:
@@ -260,7 +267,10 @@ def run_dir_of(path: str | Path) -> Path:
     return path
 
 
-def read_run_config(run_dir: Path) -> ExperimentConfig:
+def read_run_config(run_dir: Path, *, recorded_spaces: bool = False) -> ExperimentConfig:
+    """The run's validated config; ``recorded_spaces``: read to act with the spaces the run
+    recorded, so its environment's package need not be installed
+    (:data:`rlsoft.run.config.RECORDED_SPACES`)."""
     run_dir = run_dir_of(run_dir)
     path = run_dir / CONFIG_FILE
     if run_dir.is_file():
@@ -294,7 +304,7 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
             if isinstance(data.get(key), str) and not PATH_NAME.match(data[key]):
                 data[key] = default_name(data[key])
         _pin_old_atari_backend(data)
-    return validate_config(data, str(path))
+    return validate_config(data, str(path), recorded_spaces=recorded_spaces)
 
 
 def _pin_old_atari_backend(data: dict[str, Any]) -> None:
@@ -307,8 +317,20 @@ def _pin_old_atari_backend(data: dict[str, Any]) -> None:
         atari["backend"] = "gymnasium"
 
 
-def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver:
-    """The agent (through the registry) and the driver that runs it."""
+def build_driver(
+    config: ExperimentConfig,
+    *,
+    eval_only: bool = False,
+    spaces: tuple[gym.Space, gym.Space] | None = None,
+) -> Driver:
+    """The agent (through the registry) and the driver that runs it.
+
+    :param eval_only: to evaluate or act from a checkpoint: an RL driver then makes no
+        training environment.
+    :param spaces: an RL agent's ``(observation, action)`` spaces as the run recorded them
+        (:data:`SPACES_FILE`); None: probe a copy of the environment. An RL driver keeps
+        them as ``spaces``.
+    """
     spec = get_agent_spec(config.agent_type)
     seeds = derive_seeds(config.seed)
     # Only torch agents have a device: resolving "auto" imports torch, which a tabular run
@@ -319,7 +341,9 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
     if spec.uses_torch:
         _configure_torch(config, seeds.torch)
     observation_space = action_space = None
-    if spec.kind == "rl":
+    if spec.kind == "rl" and spaces is not None:
+        observation_space, action_space = spaces
+    elif spec.kind == "rl":
         from rlsoft.rl.envs.factory import probe_spaces
 
         with _missing_render_dependency(config):
@@ -345,7 +369,9 @@ def build_driver(config: ExperimentConfig, *, eval_only: bool = False) -> Driver
     built = spec.build(context)
     if spec.kind == "rl":
         with _missing_render_dependency(config):
-            return EnvDriver(built, config, seeds)
+            driver = EnvDriver(built, config, seeds, training_env=not eval_only)
+        driver.spaces = (observation_space, action_space)
+        return driver
     return built  # supervised agents build their own driver
 
 
@@ -458,6 +484,7 @@ def run_experiment(
         driver = None
         try:
             driver = build_driver(config)
+            _record_spaces(run_dir, driver)
             trainer = Trainer(
                 driver, config, run_dir, hparams_domain=hparams_domain, stop_event=stop_event
             )
@@ -543,6 +570,8 @@ def _resume_held(
         raise
     if changes:
         _write_run_config(run_dir, config.to_dict())
+    if not (run_dir / SPACES_FILE).exists():  # a run dir from before the file
+        _record_spaces(run_dir, driver)
     if changes or step < config.train.total_steps:  # not a finished run resumed as it was
         _append_resume_history(run_dir, step, changes)
     if (run_dir / SUMMARY_FILE).exists() and step < config.train.total_steps:
@@ -573,6 +602,31 @@ def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any
     atomic_write_text(path, json.dumps(history, indent=2) + "\n")
 
 
+def _record_spaces(run_dir: Path, driver: Driver) -> None:
+    """Write :data:`SPACES_FILE` for an RL driver whose spaces JSON can hold."""
+    from rlsoft.rl.spaces import space_to_json
+
+    spaces = getattr(driver, "spaces", None)
+    if spaces is None:
+        return
+    encoded = [space_to_json(space) for space in spaces]
+    if None not in encoded:
+        text = json.dumps({"observation": encoded[0], "action": encoded[1]}, indent=1)
+        atomic_write_text(run_dir / SPACES_FILE, text + "\n")
+
+
+def _recorded_spaces(run_dir: Path) -> tuple[gym.Space, gym.Space] | None:
+    """The spaces :func:`_record_spaces` wrote, or None (a run dir from before it, or an
+    unreadable file: the environment is probed instead, as it was)."""
+    from rlsoft.rl.spaces import space_from_json
+
+    try:
+        data = json.loads((run_dir / SPACES_FILE).read_text(encoding="utf-8"))
+        return space_from_json(data["observation"]), space_from_json(data["action"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_trained(run_dir: Path) -> tuple[ExperimentConfig, Driver]:
     """The run's config and a driver whose agent holds the newest checkpoint (for eval)."""
     config, driver, _ = load_newest_checkpoint(run_dir)
@@ -583,9 +637,10 @@ def load_newest_checkpoint(run_dir: Path) -> tuple[ExperimentConfig, Driver, int
     """:func:`load_trained` and the step (epoch, for a classifier) of the checkpoint loaded:
     a run still training may have gone on since."""
     run_dir = run_dir_of(run_dir)
-    config = read_run_config(run_dir)
+    spaces = _recorded_spaces(run_dir)
+    config = read_run_config(run_dir, recorded_spaces=spaces is not None)
     checkpoint, state = _read_checkpoint(run_dir, "evaluate")
-    driver = build_driver(config, eval_only=True)
+    driver = build_driver(config, eval_only=True, spaces=spaces)
     try:
         with _damaged_checkpoint(run_dir, checkpoint):
             driver.load_agent(agent_file(checkpoint))

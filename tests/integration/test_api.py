@@ -647,6 +647,80 @@ def test_a_pixel_agent_refuses_frames_outside_its_uint8_range(tmp_path):
         assert what in str(info.value) and "\n" not in str(info.value)
 
 
+def test_load_builds_the_agent_from_the_recorded_spaces_without_an_environment(
+    dqn_run, chain_run, monkeypatch
+):
+    """A run dir records its spaces (``spaces.json``) and ``load`` builds the agent from
+    them: no environment is made to act, the spaces equal the environment's, and the
+    answers are those of the agent loaded by probing the environment (as a run dir from
+    before the file is)."""
+
+    made: list[str] = []
+    original = gym.make
+
+    def counting_make(*args, **kwargs):
+        made.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gym, "make", counting_make)
+    for run, env in ((dqn_run, original("CartPole-v1")), (chain_run, None)):
+        assert (run.run_dir / "spaces.json").is_file()
+        (run.run_dir / "spaces.json").rename(run.run_dir / "hidden.json")
+        probed = rlsoft.load(run.run_dir)  # a run dir from before the file: probes its env
+        assert made
+        (run.run_dir / "hidden.json").rename(run.run_dir / "spaces.json")
+        made.clear()
+        recorded = rlsoft.load(run.run_dir)
+        assert made == []  # acting needs no environment
+        if env is not None:
+            assert recorded.observation_space == env.observation_space
+            assert recorded.action_space == env.action_space
+        obs = [recorded.observation_space.sample() for _ in range(5)]
+        np.testing.assert_array_equal(recorded.q_values(obs), probed.q_values(obs))
+        assert rlsoft.evaluate(recorded, episodes=2).episodes == 2 and made  # this makes one
+        made.clear()
+
+
+ATARI_WITHOUT_ALE = """
+import sys
+sys.modules["ale_py"] = None  # the atari extra is not installed here
+import json, numpy as np, rlsoft
+from rlsoft.errors import RlsoftError
+agent = rlsoft.load(sys.argv[1])
+frames = np.load(sys.argv[2])
+print(json.dumps(agent.q_values(frames).ravel().tolist()))
+try:
+    rlsoft.evaluate(agent, episodes=1)
+except RlsoftError as exc:
+    print(exc)
+"""
+
+
+def test_an_atari_agent_loads_and_acts_where_ale_py_is_not_installed(tmp_path):
+    """Trained where ale-py is, loaded where it is not: the agent predicts on frames with
+    the Q-values it has where it was trained; evaluating says which extra to install."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+    run = _tiny_breakout_run(tmp_path, {"screen_size": 36, "frame_stack": 2})
+    frames = np.random.default_rng(0).integers(0, 256, size=(3, 2, 36, 36), dtype=np.uint8)
+    np.save(tmp_path / "frames.npy", frames)
+    here = rlsoft.load(run.run_dir).q_values(frames)
+    done = subprocess.run(
+        [sys.executable, "-c", ATARI_WITHOUT_ALE, str(run.run_dir), str(tmp_path / "frames.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    q_line, message = done.stdout.strip().splitlines()
+    np.testing.assert_array_equal(np.array(json.loads(q_line), np.float32), here.ravel())
+    assert "needs the ale_py package" in message and "pip install 'rlsoft[atari]'" in message
+
+
 def test_evaluate_makes_the_runs_own_id_as_the_run_made_it(tmp_path):
     """``env="ALE/Breakout-v5"`` for a run trained on it with its own Atari settings (36×36
     frames, 2-frame stacks, no no-op starts): the same env as ``env=None``, not the defaults
