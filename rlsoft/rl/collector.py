@@ -94,6 +94,8 @@ class EnvDriver:
         self.learns_apart = getattr(config.env, "atari", None) is not None
         self.env: Any = None
         self.num_envs = config.env.num_envs if self.vectorized else 1
+        self.spaces: tuple[gym.Space, gym.Space] | None = None
+        """The agent's ``(observation, action)`` spaces, as its builder got them."""
         if not training_env:
             return
         # The recorder lets a checkpoint capture each environment's exact state.

@@ -1360,12 +1360,12 @@ def validate_config(
     """Validate a config dict, including its agent section, into an :class:`ExperimentConfig`.
 
     :param source: where ``data`` came from, named first in an error (a file's path).
-    :param recorded_spaces: the config of a run whose spaces are recorded, read to act: see
-        :data:`RECORDED_SPACES`.
     :param overrides_from: ``(where, paths)`` for each layer of overrides applied last first
         (``--set``, then a comparison's ``overrides``), with the dotted paths it set
         (:func:`override_paths`): an error in one of them names that layer instead of
         ``source``, since the value came from there.
+    :param recorded_spaces: the config of a run whose spaces are recorded, read to act: see
+        :data:`RECORDED_SPACES`.
     """
     try:
         config = ExperimentConfig.model_validate(data, context={RECORDED_SPACES: recorded_spaces})
