@@ -80,8 +80,9 @@ def space_to_json(space: gym.Space) -> dict[str, Any] | None:
     """
 
     def bound(values: np.ndarray) -> Any:
-        first = values.flat[0] if values.size else 0
-        return first.item() if np.all(values == first) else values.tolist()
+        if values.size and np.all(values == values.flat[0]):
+            return values.flat[0].item()
+        return values.tolist()
 
     if isinstance(space, gym.spaces.Box):
         return {

@@ -19,6 +19,7 @@ SPACES = {
     "cartpole": gym.make("CartPole-v1").observation_space,  # per-element and infinite bounds
     "float64 bounds": gym.spaces.Box(np.array([0.0, -1.5]), np.array([1.0, 2.5]), dtype=np.float64),
     "integer box": gym.spaces.Box(-3, 7, (2, 3), np.int32),
+    "empty box": gym.spaces.Box(0, 1, (0,), np.float32),
     "discrete from -2": gym.spaces.Discrete(5, start=-2),
     "multidiscrete": gym.spaces.MultiDiscrete([3, 4], start=[1, 0]),
     "multibinary": gym.spaces.MultiBinary([2, 3]),
