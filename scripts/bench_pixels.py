@@ -77,7 +77,9 @@ memory of SB3's with ``optimize_memory_usage``; the collection ratio reported.
 ``--bfloat16`` adds an Atari row of rlsoft with ``agent.precision: bfloat16`` (the Nature
 network's convolutions and hidden layer in mixed precision), and its ratio to SB3 is
 reported beside the goal, not as it: SB3 computes in float32, and the goal compares the same
-arithmetic.
+arithmetic. It also times the same training with the weights cast under ``torch.autocast``
+at every pass instead of once after each change (:class:`agents.dqn.networks.CastCopy`; the
+same numbers) and reports the ratio of the two.
 
 **Arithmetic ceiling.** After the speed runs the script times one torch thread multiplying
 1024×1024 matrices (float32, and bfloat16 with ``--bfloat16``): about the best this core's
@@ -148,7 +150,10 @@ CASE_NAMES = {
     "rlsoft train autograd": "rlsoft training, autograd",
     "rlsoft train gymnasium env": "rlsoft training, Gymnasium env",
     "rlsoft train bfloat16": "rlsoft training, bfloat16",
+    "rlsoft train bfloat16 autocast": "rlsoft training, bfloat16, autocast",
 }
+
+CASE_WIDTH = max(len(name) for name in CASE_NAMES.values())
 
 
 class BenchError(Exception):
@@ -388,10 +393,14 @@ def bfloat16_network(config: Any) -> Any:
     return config.model_copy(update={"agent": agent})
 
 
-def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str, Any]:
+def run_rlsoft(
+    config: Any, warmup: int, *, autograd: bool = False, autocast: bool = False
+) -> dict[str, Any]:
     """rlsoft's normal training loop, timed from the first step at or after ``warmup`` to the
     end of the last environment step (the final evaluation and checkpoint are stubbed);
-    ``autograd`` computes the gradients with autograd instead of agents/dqn/fastgrad.py."""
+    ``autograd`` computes the gradients with autograd instead of agents/dqn/fastgrad.py;
+    ``autocast`` casts a bfloat16 network's weights under autocast at every pass instead of
+    once after each change (agents.dqn.networks.CastCopy)."""
     import torch
 
     from rlsoft.run.experiment import build_driver, create_run_dir
@@ -407,6 +416,10 @@ def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str,
         compute = str(getattr(torso, "compute_dtype", None) or torch.float32).removeprefix("torch.")
         if autograd:  # the agent falls back to autograd when it has no written-out backward
             driver.agent._manual_gradient = None
+        if autocast:  # the networks fall back to autocast when they have no cast copy
+            driver.agent.online.cast_copy = driver.agent.target.cast_copy = None
+            driver.agent._online_cast = driver.agent._target_cast = None
+        cast_once = getattr(driver.agent.online, "cast_copy", None) is not None
         driver.evaluate = lambda step: {"eval/mean_return": 0.0}  # outside the window
         driver.save_agent = lambda path: Path(path).write_bytes(b"")  # ditto
         advance = driver.advance
@@ -439,6 +452,7 @@ def run_rlsoft(config: Any, warmup: int, *, autograd: bool = False) -> dict[str,
         "multiply_adds_per_step": per_step,
         "written_out": written_out and not autograd,
         "convolutions": compute,  # the dtype the network's convolutions computed in
+        "weights_cast_once": cast_once,  # bfloat16 weights from a CastCopy, not autocast
     }
 
 
@@ -609,6 +623,9 @@ def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[st
         "rlsoft train": lambda: run_rlsoft(train, args.warmup),
         "rlsoft train autograd": lambda: run_rlsoft(train, args.warmup, autograd=True),
         "rlsoft train bfloat16": lambda: run_rlsoft(bfloat16_network(train), args.warmup),
+        "rlsoft train bfloat16 autocast": lambda: run_rlsoft(
+            bfloat16_network(train), args.warmup, autocast=True
+        ),
     } | (
         {
             "bare native env": lambda: bare_native_env(collect, args.collect_steps, args.seed),
@@ -902,11 +919,12 @@ def report(
             f"{args.collect_steps:,} collection steps; one env, CPU, one torch thread; "
             f"median of {args.repeats}"
         )
-        print(f"{'game':8} {'case':32} {'steps/s':>9} {'steps/cpu-s':>12} {'updates':>8}")
+        width = CASE_WIDTH
+        print(f"{'game':8} {'case':{width}} {'steps/s':>9} {'steps/cpu-s':>12} {'updates':>8}")
         for game, cases in speed.items():
             for case, runs in cases.items():
                 print(
-                    f"{game:8} {CASE_NAMES[case]:32} "
+                    f"{game:8} {CASE_NAMES[case]:{width}} "
                     f"{median([r['steps_per_s'] for r in runs]):9.0f} "
                     f"{median([r['steps_per_cpu_s'] for r in runs]):12.0f} "
                     f"{median([r['updates'] for r in runs]):8.0f}"
@@ -945,6 +963,13 @@ def report(
                     reported(
                         f"{game}: rlsoft bfloat16 / SB3 (float32) steps/s",
                         sps["rlsoft train bfloat16"] / sps["sb3 train"],
+                    )
+                )
+            if "rlsoft train bfloat16 autocast" in sps:
+                goals.append(
+                    reported(
+                        f"{game}: rlsoft bfloat16, weights cast once / under autocast",
+                        sps["rlsoft train bfloat16"] / sps["rlsoft train bfloat16 autocast"],
                     )
                 )
             if "rlsoft train gymnasium env" in sps:
@@ -1126,7 +1151,7 @@ def main(argv: list[str] | None = None) -> int:
                 native = tuple(c for c in NATIVE_CASES if c in cases)
                 chosen = CASES + native + (("rlsoft train autograd",) if args.autograd else ())
                 if args.bfloat16 and game == "atari":  # MinAtar's network has one small conv
-                    chosen += ("rlsoft train bfloat16",)
+                    chosen += ("rlsoft train bfloat16", "rlsoft train bfloat16 autocast")
                 speed[game] = {case: [] for case in chosen}
                 for repeat in range(args.repeats):
                     # Alternate the order so that a drift in machine load favours no one.
@@ -1134,7 +1159,8 @@ def main(argv: list[str] | None = None) -> int:
                         result = cases[case]()
                         speed[game][case].append(result)
                         print(
-                            f"{game:8} {CASE_NAMES[case]:32} {result['steps_per_s']:8.0f} "
+                            f"{game:8} {CASE_NAMES[case]:{CASE_WIDTH}} "
+                            f"{result['steps_per_s']:8.0f} "
                             f"steps/s ({result['steps_per_cpu_s']:.0f}/cpu-s, "
                             f"{result['updates']} updates)",
                             flush=True,

@@ -55,13 +55,14 @@ from agents.dqn.conv import (
     CONV_LAYERS,
     ConvTorso,
     bfloat16_on,
+    channels_last_planes,
     input_scale,
     storage_dtype,
     uses_frame_replay,
 )
 from agents.dqn.ensemble import Bootstrap, EnsembleQNetwork
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient, covers_torso
-from agents.dqn.networks import NumpyForward, QNetwork, expected_q_numpy
+from agents.dqn.networks import CastCopy, NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
 from rlsoft.errors import CheckpointError, RlsoftError
@@ -195,6 +196,13 @@ class DQNAgent:
         # Each network's parameters live in one flat buffer (see agents.dqn.optim).
         self._flat, self._grads = flatten_parameters(self.online)
         self._target_flat, _ = flatten_parameters(self.target, gradients=False)
+        # agent.precision: passes without gradients read weights cast once after each change
+        # (agents.dqn.networks.CastCopy); NoisyNet's noisy weights are formed per pass.
+        self._online_cast = self._target_cast = None
+        if torso is not None and torso.compute_dtype is not None and not config.noisy:
+            self._online_cast = CastCopy(self.online, self._flat, torso.compute_dtype)
+            self._online_cast.overwrite = True  # optimizer.zero_grad() precedes each backward
+            self._target_cast = CastCopy(self.target, self._target_flat, torso.compute_dtype)
         self.support = (
             torch.linspace(config.v_min, config.v_max, config.atoms, device=self.device)
             if self.categorical
@@ -369,27 +377,16 @@ class DQNAgent:
         """Observations as the network takes them: float32, ``uint8`` pixels scaled by 1/255
         (:func:`agents.dqn.conv.input_scale`). Compact (bool, integer) batches are converted
         here, on the device; float32 ones pass through untouched. A batch of frame stacks
-        for the Nature network is converted, scaled and laid out channels-last in one pass
-        (the same values as converting, scaling and copying to channels-last in turn, which
-        wrote the batch three times): ``python scripts/bench_pixels.py --games atari
-        --skip-memory --repeats 3``, back to back without and with it on a shared machine
-        (2026-12-06), trained Atari Breakout at 103 and 107 steps/s, SB3 at 71 and 74 — no
-        slower, and a gain within that machine's noise. With ``agent.precision: bfloat16``
-        the batch is written in bfloat16: the float32 values rounded once, as autocast
-        would round them at the first convolution."""
+        for the Nature network is converted and laid out channels-last in one pass
+        (:func:`agents.dqn.conv.channels_last_planes`), then scaled in place. With
+        ``agent.precision: bfloat16`` the batch is written in bfloat16: uint8 is exact in
+        bfloat16, whose multiplication computes in float32 and rounds once, so the values are
+        the float32 batch's rounded once, as autocast would round them at the first
+        convolution."""
         if obs.dtype == torch.float32:
             return obs
         if self._input_format is not None and obs.dim() == 4:
-            if self._input_dtype != torch.float32:
-                # uint8 is exact in bfloat16, whose arithmetic computes in float32 and rounds
-                # once: the values of rounding the float32 batch, in passes over 1- and 2-byte
-                # data (one mixed-dtype pass measured 2.4× slower on a batch of 32 stacks).
-                x = obs.contiguous(memory_format=self._input_format).to(self._input_dtype)
-                return x.mul_(self._input_scale)
-            x = torch.empty(
-                obs.shape, dtype=torch.float32, device=obs.device, memory_format=self._input_format
-            )
-            return torch.mul(obs, self._input_scale, out=x)
+            return channels_last_planes(obs, self._input_dtype).mul_(self._input_scale)
         x = obs.to(torch.float32)
         if self._input_scale != 1.0:
             x.mul_(self._input_scale)
@@ -473,6 +470,8 @@ class DQNAgent:
             self._target_flat.copy_(self._flat)
         else:
             self._target_flat.lerp_(self._flat, 1.0 - (1.0 - tau) ** times)
+        if self._target_cast is not None:
+            self._target_cast.invalidate()
         self.target_updates += times
 
     def train(self, gradient_steps: int, step: int) -> None:
@@ -542,6 +541,8 @@ class DQNAgent:
                 norm, scale = clip_scale(self._grads, max_norm)
                 norms.append(norm)
             self.optimizer.step(self._lr, grad_scale=scale)
+            if self._online_cast is not None:
+                self._online_cast.invalidate()
             losses.append(loss.detach())
             q_means.append(q_mean)
         self.updates += gradient_steps

@@ -248,11 +248,17 @@ def _number_or_schedule(value: Any, symbol: str) -> str:
 
 
 def _dqn_options(agent: dict[str, Any]) -> str:
-    """The head and target of a DQN-family agent when they are not the plain ones, e.g.
-    ``" (Munchausen target τ=0.03, α=0.9)"``; a value the config does not hold is left out."""
+    """The head, target, return and arithmetic of a DQN-family agent where they are not the
+    plain ones, e.g. ``" (Munchausen target τ=0.03, α=0.9)"`` or ``" (dueling) (3-step)
+    (bfloat16)"``; a value the config does not hold is left out."""
     text = " (C51)" if agent.get("head") == "c51" else ""
+    if agent.get("dueling") is True:
+        text += " (dueling)"
     if agent.get("double") is True:
         text += " (Double)"
+    n_step = agent.get("n_step")
+    if isinstance(n_step, int) and not isinstance(n_step, bool) and n_step > 1:
+        text += f" ({n_step}-step)"
     target = agent.get("target")
     values = {
         "soft": [("τ", "soft_temperature")],
@@ -267,6 +273,9 @@ def _dqn_options(agent: dict[str, Any]) -> str:
         )
         name = "Munchausen" if target == "munchausen" else target
         text += f" ({name} target{' ' + shown if shown else ''})"
+    precision = agent.get("precision")
+    if isinstance(precision, str) and precision != "float32":
+        text += f" ({precision})"
     return text
 
 

@@ -274,8 +274,8 @@ def test_memory_children_measure_the_layouts_arithmetic(tmp_path) -> None:
 def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, train_freq) -> None:
     """32 timed steps after 32 random ones: both libraries make exactly 32 / train_freq
     gradient steps (the configs' one per round), and so does rlsoft with autograd
-    (``--autograd``, MinAtar) and with bfloat16 convolutions (``--bfloat16``, Atari);
-    collection makes none."""
+    (``--autograd``, MinAtar) and with bfloat16 convolutions, their weights cast once or under
+    autocast (``--bfloat16``, Atari); collection makes none."""
     _needs("stable_baselines3", module)
     out = tmp_path / "speed.json"
     done = _run(
@@ -323,6 +323,13 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         assert cases["rlsoft train bfloat16"][0]["convolutions"] == "bfloat16"
         assert cases["rlsoft train"][0]["convolutions"] == "float32"
         assert verdicts[f"{game}: rlsoft bfloat16 / SB3 (float32) steps/s"] == "—"
+        # and the same under autocast, against which the weights cast once are compared
+        autocast = cases["rlsoft train bfloat16 autocast"][0]
+        assert autocast["updates"] == updates and autocast["convolutions"] == "bfloat16"
+        assert cases["rlsoft train bfloat16"][0]["weights_cast_once"]
+        assert not autocast["weights_cast_once"]
+        assert not cases["rlsoft train"][0]["weights_cast_once"]
+        assert verdicts[f"{game}: rlsoft bfloat16, weights cast once / under autocast"] == "—"
         assert set(results["peak_flops"]) == {"float32", "bfloat16"}
     # The ceiling the network's arithmetic sets at this core's measured matrix peak.
     assert results["peak_flops"]["float32"] > 1e8

@@ -236,6 +236,11 @@ def test_describe_config_names_dqn_heads_and_targets():
     assert describe_config(config) == "DQN (C51) (Double), ε-greedy (ε=0.1)"
     config["agent"] = {"type": "dqn", "target": "mellowmax", "mellowmax_omega": 10.0}
     assert describe_config(config) == "DQN (mellowmax target ω=10), ε-greedy (ε=0.1)"
+    # compare_atari_precision.yaml's two variants differ in the arithmetic alone
+    config["agent"] = {"type": "dqn", "precision": "bfloat16", "n_step": 3, "dueling": True}
+    assert describe_config(config) == "DQN (dueling) (3-step) (bfloat16), ε-greedy (ε=0.1)"
+    config["agent"] = {"type": "dqn", "precision": "float32", "n_step": 1, "dueling": False}
+    assert describe_config(config) == "DQN, ε-greedy (ε=0.1)"
 
 
 def test_describe_config_names_agents_by_their_registered_title(request):

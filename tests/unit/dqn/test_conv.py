@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.dqn import DQNAgent, DQNConfig
-from agents.dqn.conv import ConvTorso, plan_network, storage_dtype
+from agents.dqn.conv import ConvTorso, channels_last_planes, plan_network, storage_dtype
 from agents.dqn.memory import frame_replay_bytes, parameter_count, replay_bytes
 from rlsoft.errors import RlsoftError
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy
@@ -205,7 +205,9 @@ def test_bfloat16_precision_computes_the_hidden_layers_in_bfloat16_and_the_rest_
     assert not np.array_equal(q, exact)  # the option changes the arithmetic…
     np.testing.assert_allclose(q, exact, rtol=5e-2, atol=5e-3)  # …by rounding only
     params = list(net.parameters())
-    got = torch.autograd.grad(net(x).square().sum(), params)
+    agent.optimizer.zero_grad()
+    net(x).square().sum().backward()  # the weights' bfloat16 copies hand the gradients on
+    got = [p.grad.clone() for p in params]
     want = torch.autograd.grad(_reference_q(net, x).square().sum(), params)
     assert all(p.dtype == g.dtype == torch.float32 for p, g in zip(params, got, strict=True))
     flat_got, flat_want = torch.cat([g.ravel() for g in got]), torch.cat([w.ravel() for w in want])
@@ -226,6 +228,82 @@ def test_bfloat16_training_is_deterministic_and_refused_where_it_saves_nothing()
     for space, network in ((MINATAR, "minatar_cnn"), (gym.spaces.Box(-1, 1, (4,)), "mlp")):
         with pytest.raises(RlsoftError, match=rf"network is {network}, where it saves nothing"):
             make_agent(space, precision="bfloat16")
+
+
+def _autocast(agent: DQNAgent) -> DQNAgent:
+    """``agent``, made to cast its weights under autocast at every pass (no CastCopy)."""
+    agent.online.cast_copy = agent.target.cast_copy = None
+    agent._online_cast = agent._target_cast = None
+    return agent
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"double": True, "dueling": True}, {"head": "c51", "target": "munchausen"}],
+    ids=["dqn", "double-dueling", "c51-munchausen"],
+)
+def test_bfloat16_weights_cast_once_per_change_give_autocasts_numbers(variant):
+    """With ``agent.precision: bfloat16`` the weights are cast once after each change
+    (``CastCopy``) instead of at every call under autocast: the Q-values, the gradients and
+    a whole training run are the same, bit for bit, as autocast's, through gradient steps,
+    target updates and loading a checkpoint."""
+    space = gym.spaces.Box(0, 255, (4, 40, 40), np.uint8)
+    agent, twin = (
+        make_agent(
+            space, n_actions=3, seed=3, network="nature_cnn", precision="bfloat16", **variant
+        )
+        for _ in range(2)
+    )
+    assert agent.online.cast_copy is not None and agent.target.cast_copy is not None
+    _autocast(twin)
+    frames = np.random.default_rng(5).integers(0, 256, (7, *space.shape), dtype=np.uint8)
+
+    def same_q() -> None:
+        np.testing.assert_array_equal(agent.q_values(frames), twin.q_values(frames))
+        x = agent._as_input(torch.from_numpy(frames))
+        with torch.no_grad():
+            assert torch.equal(agent.target(x), twin.target(x))
+
+    same_q()
+    x = agent._as_input(torch.from_numpy(frames))
+    for a in (agent, twin):
+        a.optimizer.zero_grad()
+        a.online(x).square().sum().backward()
+    # The same gradients; a written zero may carry the sign that adding to +0 drops.
+    assert torch.equal(agent._grads + 0.0, twin._grads + 0.0)
+    assert agent._grads.abs().sum() > 0
+    obs = None
+    for start in (0, 30):  # about 30 gradient steps and 3 target updates each time
+        feed(twin, 30, seed=8 + start, start=start, obs=obs)
+        _, obs = feed(agent, 30, seed=8 + start, start=start, obs=obs)
+        assert agent.updates > 0 and agent.target_updates > 0
+        assert torch.equal(agent._flat, twin._flat)
+        assert torch.equal(agent._target_flat, twin._target_flat)
+        same_q()
+    other = make_agent(
+        space, n_actions=3, seed=4, network="nature_cnn", precision="bfloat16", **variant
+    )
+    feed(other, 20, seed=9)
+    for a in (agent, twin):
+        a.load_state_dict(other.state_dict())
+    assert torch.equal(agent._flat, other._flat)
+    same_q()
+    np.testing.assert_array_equal(agent.q_values(frames), other.q_values(frames))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.uint8])
+def test_channels_last_planes_is_torchs_channels_last_copy(dtype):
+    """The plane-by-plane copy gives the tensor of torch's own permuting copy: values,
+    dtype, shape and memory layout, also from a non-contiguous batch."""
+    rng = np.random.default_rng(3)
+    for shape in ((32, 4, 84, 84), (1, 4, 84, 84), (3, 2, 5, 7), (2, 1, 3, 3)):
+        batch = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8))
+        for source in (batch, batch.flip(0), batch.permute(0, 1, 3, 2)):
+            want = source.contiguous(memory_format=torch.channels_last).to(dtype)
+            got = channels_last_planes(source, dtype)
+            assert got.dtype == dtype and got.shape == source.shape
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(got, want)
 
 
 def test_frame_stacks_are_converted_into_the_nature_networks_layout_in_one_pass():
