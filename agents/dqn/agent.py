@@ -196,8 +196,9 @@ class DQNAgent:
         # Each network's parameters live in one flat buffer (see agents.dqn.optim).
         self._flat, self._grads = flatten_parameters(self.online)
         self._target_flat, _ = flatten_parameters(self.target, gradients=False)
-        # agent.precision: passes without gradients read weights cast once after each change
-        # (agents.dqn.networks.CastCopy); NoisyNet's noisy weights are formed per pass.
+        # agent.precision: the networks compute with weights cast once after each change
+        # (agents.dqn.networks.CastCopy); NoisyNet's noisy weights are formed per pass, so it
+        # keeps autocast's casts.
         self._online_cast = self._target_cast = None
         if torso is not None and torso.compute_dtype is not None and not config.noisy:
             self._online_cast = CastCopy(self.online, self._flat, torso.compute_dtype)

