@@ -242,10 +242,9 @@ class CastCopy:
         self.overwrite = False
         """Each backward pass writes the parameters' gradients instead of adding to them:
         for an owner that zeroes them before every backward pass, which is the same."""
-        self._params = dict(net.named_parameters())
         self._views: dict[str, torch.Tensor] = {}
         offset = 0
-        for name, p in self._params.items():
+        for name, p in net.named_parameters():
             if p.data_ptr() != flat[offset:].data_ptr():
                 raise ValueError(f"parameter {name} is not at offset {offset} of the flat buffer")
             view = self.copy[offset : offset + p.numel()].view_as(p)
