@@ -290,4 +290,9 @@ class DQNConfig(StrictModel):
             raise ValueError(
                 f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})"
             )
+        if self.n_step > self.buffer_size:
+            raise ValueError(
+                f"n_step ({self.n_step}) cannot exceed buffer_size ({self.buffer_size}): the "
+                "replay would never hold a window of that many steps"
+            )
         return self

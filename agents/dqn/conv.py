@@ -45,6 +45,7 @@ order of :func:`agents.dqn.networks.wide_linear`, faster on the CPU for these wi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -146,6 +147,31 @@ def _layout(shape: tuple[int, ...], channel_axis: str) -> tuple[tuple[int, int, 
     return (shape[2], shape[0], shape[1]), True
 
 
+def _check_channel_axis(shape: tuple[int, ...], channel_axis: str) -> None:
+    """Refuse an explicit ``channel_axis`` where there is no channel axis to choose (not a 3-D
+    observation), and warn where it reads more channels than pixels along a side while
+    ``auto`` would read the strictly shortest axis as the channels: (4, 84, 84) frame stacks read
+    channels last are 84 channels of 4×84 images, on which ``auto`` would then pick
+    ``minatar_cnn``."""
+    if len(shape) != 3:
+        raise RlsoftError(
+            f"agent.channel_axis {channel_axis} says which axis of a 3-D image holds the "
+            f"channels, but this environment's observations have shape {shape}: leave "
+            "agent.channel_axis at auto"
+        )
+    (c, h, w), _ = _layout(shape, channel_axis)
+    other, _ = _layout(shape, "auto")
+    if other != (c, h, w) and c > min(h, w) and other[0] < min(other[1:]):
+        warnings.warn(
+            f"agent.channel_axis {channel_axis} reads observations of shape {shape} as {c} "
+            f"channels of {h}×{w} images, more channels than pixels along a side "
+            f"(auto would read {other[0]} channels of {other[1]}×{other[2]}); set "
+            "agent.channel_axis to auto if the channels are on the other axis",
+            RuntimeWarning,
+            stacklevel=2,  # one location, so one warning however often the plan is made
+        )
+
+
 def plan_network(
     space: gym.spaces.Box,
     network: str = "auto",
@@ -161,6 +187,8 @@ def plan_network(
     """
     shape = tuple(int(d) for d in space.shape)
     image_like = len(shape) == 3 or (len(shape) == 2 and space.dtype == np.uint8)
+    if channel_axis != "auto":
+        _check_channel_axis(shape, channel_axis)
     if network == "auto":
         if not image_like:
             network = "mlp"
@@ -372,9 +400,14 @@ def uses_frame_replay(setting: str, plan: NetworkPlan, dtype: np.dtype, frame_st
     else:
         used = setting == "on"
     if frame_stack > 1 and not used:
+        why = (
+            f"the network is {plan.name}, not a convolutional one"
+            if plan.image is None
+            else "the observations are floats, not compact uint8 or bool images"
+        )
         raise RlsoftError(
             f"agent.frame_stack {frame_stack} describes stacked frames for the frame replay, "
-            "which auto leaves off for these observations (not compact images); set "
-            "agent.frame_replay: on, or drop agent.frame_stack"
+            f"which auto leaves off here ({why}); set agent.frame_replay: on, or drop "
+            "agent.frame_stack"
         )
     return used

@@ -355,6 +355,7 @@ def train(
     """
     from rlsoft.run.experiment import run_experiment
 
+    _check_on_start(on_start)
     logdir = check_logdir(logdir)
     validated = experiment_config(config, overrides=overrides, seed=seed, progress=progress)
     result = run_experiment(validated, logdir=logdir, on_start=on_start)
@@ -373,6 +374,14 @@ def train(
     )
 
 
+def _check_on_start(on_start: object) -> None:
+    """One sentence for an ``on_start`` that cannot be called."""
+    if on_start is not None and not callable(on_start):
+        raise RlsoftError(
+            f"on_start must be a function of no arguments (or None), got {a_type(on_start)}"
+        )
+
+
 def resume(
     run_dir: str | Path,
     *,
@@ -388,6 +397,7 @@ def resume(
     _register_agents()
     if not isinstance(run_dir, (str, PathLike)):
         raise RlsoftError(f"run_dir must be a directory path, got {a_type(run_dir)}")
+    _check_on_start(on_start)  # before the run dir is touched
     overrides = _checked_overrides(overrides)
     nested: dict[str, Any] = {}
     if isinstance(overrides, Mapping):
@@ -1175,6 +1185,7 @@ def run_compare(
     from rlsoft.run.progress import progress_enabled
 
     check_flag("progress", progress, none_means="on a terminal only, as rlsoft compare")
+    _check_on_start(on_start)
     if progress is None:
         progress = progress_enabled("auto")
     workers = _plain_values(workers)

@@ -72,7 +72,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="recompute a comparison's statistics and plots from the event files on disk",
         description="Read eval/mean_return (and exploration/entropy) from the TensorBoard event "
         "files under LOGDIR — a comparison's logdir, or runs made by hand with rlsoft train, "
-        "grouped by their config name — and write summary.csv, summary.md and the plots there.",
+        "grouped by their config name and split by the settings in which their configs differ "
+        "(name[agent.gamma=0.9]) — and write summary.csv, summary.md and the plots there.",
     )
     r.add_argument("logdir", help="a directory of run dirs, e.g. runs/compare_taxi_exploration")
     r.add_argument(

@@ -223,9 +223,9 @@ def _replay_left_out(run_dir: str) -> str | None:
         return None
     wait = min(starts, agent.buffer_size - 1)
     return (
-        "rlsoft: this run's checkpoints leave the replay out (train.checkpoint_replay: "
-        f"false): it resumes with an empty replay, and gradient steps wait until it holds more "
-        f"than {wait:,} new transitions, as at the start of the run"
+        "rlsoft: the checkpoint this run resumes from holds no replay (it was written with "
+        "train.checkpoint_replay: false): it resumes with an empty replay, and gradient steps "
+        f"wait until it holds more than {wait:,} new transitions, as at the start of the run"
     )
 
 

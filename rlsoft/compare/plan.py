@@ -352,6 +352,12 @@ def plan_comparison(
         the Python API's).
     :raises ConfigError: one sentence naming the comparison, the variant and the bad field.
     """
+    if "variants" not in data and "agent" in data:
+        raise ConfigError(
+            f"{source} is one run's config (it has an agent: section and no variants:), not a "
+            "comparison: train it with rlsoft train, or compare variants of it in a file that "
+            "names it as base: (see configs/compare_taxi_exploration.yaml)"
+        )
     config = _validate(data, source)
     seed_list = _seed_override(seeds) if seeds is not None else config.seed_list()
     name = config.name or "comparison"

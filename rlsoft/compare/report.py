@@ -43,7 +43,7 @@ from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
 from rlsoft.rl.agent import agent_title
 from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
-from rlsoft.run.config import get_dotted
+from rlsoft.run.config import RESUME_CHANGEABLE, flat_fields, get_dotted
 
 EVAL_TAG = "eval/mean_return"
 ENTROPY_TAG = "exploration/entropy"
@@ -217,16 +217,56 @@ def load_runs(
         )
         records.append(record)
         if not from_layout:
-            fallback.append((record, _signature(config)))
+            fallback.append((record, _signature(config), _learning_fields(config)))
     # Hand-made runs are grouped by their config name; when runs of one name differ in agent
     # or exploration policy (e.g. made with --set exploration.policy=...), split them.
     by_name: dict[tuple[str, str], set[str]] = {}
-    for record, signature in fallback:
+    for record, signature, _ in fallback:
         by_name.setdefault((record.env, record.variant), set()).add(signature)
-    for record, signature in fallback:
+    for record, signature, _ in fallback:
         if len(by_name[(record.env, record.variant)]) > 1:
             record.variant = f"{record.variant}:{signature}"
+    _split_by_setting([(record, fields) for record, _, fields in fallback])
     return records, skipped
+
+
+_NOT_LEARNING = frozenset({"seed", "name", "run_name", "logdir", "device"})
+"""Config fields that do not make two hand-made runs different variants (with
+:data:`rlsoft.run.config.RESUME_CHANGEABLE`, the budget and cadences)."""
+
+
+def _learning_fields(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's config flattened (``{"agent.precision": "bfloat16"}``) without the fields
+    that leave what it learns unchanged."""
+    if not config:
+        return {}
+    return {
+        key: value
+        for key, value in flat_fields(config).items()
+        if key not in _NOT_LEARNING and key not in RESUME_CHANGEABLE
+    }
+
+
+def _split_by_setting(runs: list[tuple[RunRecord, dict[str, Any]]]) -> None:
+    """Give hand-made runs of one label whose configs still differ (``--set
+    agent.precision=bfloat16`` on one of them) the differing settings in their label, so that
+    they are compared as variants rather than taken for seeds of one."""
+    groups: dict[tuple[str, str], list[tuple[RunRecord, dict[str, Any]]]] = {}
+    for record, fields in runs:
+        groups.setdefault((record.env, record.variant), []).append((record, fields))
+    for group in groups.values():
+        keys = sorted({key for _, fields in group for key in fields})
+        differing = [k for k in keys if len({repr(f.get(k)) for _, f in group}) > 1]
+        if not differing:
+            continue
+        for record, fields in group:
+            shown = [f"{k}={fields.get(k)}" for k in differing[:_SHOWN_SETTINGS]]
+            more = len(differing) - _SHOWN_SETTINGS
+            record.variant += f"[{', '.join(shown)}{f', +{more} more' if more > 0 else ''}]"
+
+
+_SHOWN_SETTINGS = 3
+"""How many differing settings a split variant's label names."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -184,6 +184,12 @@ def _write_error(exc: OSError, run_dir: Path, final: Path) -> CheckpointWriteErr
     return error
 
 
+def _is_step_name(name: str) -> bool:
+    """``step_`` and digits: a checkpoint's name (a user's ``step_old`` copy is not one)."""
+    digits = name.removeprefix(_PREFIX)
+    return digits != name and digits.isascii() and digits.isdigit()
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first (temporary directories are ignored).
 
@@ -193,10 +199,10 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     root = run_dir / CHECKPOINT_DIR
     if not root.is_dir():
         return []
-    found = {p.name: p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX)}
+    found = {p.name: p for p in root.iterdir() if p.is_dir() and _is_step_name(p.name)}
     for aside in root.glob(f"{_ASIDE}{_PREFIX}*"):
         name = aside.name.removeprefix(_ASIDE)
-        if aside.is_dir() and name not in found:
+        if aside.is_dir() and _is_step_name(name) and name not in found:
             found[name] = aside
     return [found[name] for name in sorted(found)]
 

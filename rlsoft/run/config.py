@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -1367,6 +1368,11 @@ def validate_config(
     :param recorded_spaces: the config of a run whose spaces are recorded, read to act: see
         :data:`RECORDED_SPACES`.
     """
+    if isinstance(data, dict) and "variants" in data and "agent" not in data:
+        raise ConfigError(
+            f"{source} is a comparison (it has a variants: section), not one run's config: run "
+            "it with rlsoft compare, or train one of its runs from the config its base: names"
+        )
     try:
         config = ExperimentConfig.model_validate(data, context={RECORDED_SPACES: recorded_spaces})
         config.agent_config()
@@ -1396,8 +1402,10 @@ def validate_config(
         # A whole word or path: env.atari, not the env.atari.threads of another field.
         return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w|\.\w)", message) for n in names)
 
-    blamed = next((where for where, paths in overrides_from if any(map(from_this, paths))), source)
-    raise ConfigError(f"{blamed}: {message}") from None
+    # Every layer whose fields the sentence names: --set agent.network against a variant's
+    # agent.precision is a clash of the two.
+    blamed = [where for where, paths in overrides_from if any(map(from_this, paths))]
+    raise ConfigError(f"{' and '.join(blamed) or source}: {message}") from None
 
 
 def load_config(
@@ -1439,13 +1447,13 @@ field defines the learning problem (agent, env, exploration, seed, device, shape
 differently) and is fixed for the life of a run."""
 
 
-def _flat_fields(data: Any, prefix: str = "") -> dict[str, Any]:
+def flat_fields(data: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a.b": value}`` for every leaf of nested dicts (lists are leaves)."""
     if not isinstance(data, dict) or (prefix and not data):
         return {prefix: data}
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        flat.update(_flat_fields(value, f"{prefix}.{key}" if prefix else str(key)))
+        flat.update(flat_fields(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
 
 
@@ -1463,10 +1471,10 @@ def check_unedited(written: Any, current: ExperimentConfig, where: str) -> None:
     if not isinstance(written, dict):
         return
     try:
-        before = _flat_fields(validate_config(copy.deepcopy(written)).to_dict())
+        before = flat_fields(validate_config(copy.deepcopy(written)).to_dict())
     except RlsoftError:
         return
-    after = _flat_fields(current.to_dict())
+    after = flat_fields(current.to_dict())
     for key in sorted(before.keys() | after.keys()):
         if key in RESUME_CHANGEABLE or key in ("logdir", "run_name"):
             continue
@@ -1479,6 +1487,72 @@ def check_unedited(written: Any, current: ExperimentConfig, where: str) -> None:
             )
 
 
+_ABSENT = object()
+
+
+def refuse_learning_changes(
+    saved: dict[str, Any], resumed: dict[str, Any], only: Sequence[str] | None = None
+) -> dict[str, list[Any]]:
+    """The fields ``resumed`` changes relative to ``saved`` (two configs' dicts) as
+    ``{field: [old, new]}``, checked against :data:`RESUME_CHANGEABLE`.
+
+    :param only: look at these fields alone (those a resume's overrides set, when the merged
+        config does not validate: its change is the error to report, not the validation's),
+        and at none where one of them is not in ``saved`` (a typo, which validation names).
+    :raises ConfigError: a change outside :data:`RESUME_CHANGEABLE`, with the ``--set`` that
+        starts a new run with it.
+    """
+    old, new = flat_fields(saved), flat_fields(resumed)
+    if only is not None and not all(any(_under(k, field) for k in old) for field in only):
+        return {}  # a field the run's config does not have (a typo): validation names it
+    if only is not None:
+        old = {k: v for k, v in old.items() if any(_under(k, field) for field in only)}
+        new = {k: v for k, v in new.items() if any(_under(k, field) for field in only)}
+
+    def value(flat: dict[str, Any], nested: dict[str, Any], key: str) -> Any:
+        # A number where the other side has a schedule (agent.lr: 0.5 against {type: ...}):
+        # the whole schedule, not None.
+        return flat[key] if key in flat else get_dotted(nested, key)
+
+    changes = {
+        key: [value(old, saved, key), value(new, resumed, key)]
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+    for key, (before, after) in changes.items():
+        if key not in RESUME_CHANGEABLE:
+            # A section on both sides (env.kwargs): its changed leaves, so that the suggested
+            # --set keeps the rest of it.
+            leaves = [(key, after)]
+            if isinstance(before, dict) and isinstance(after, dict):
+                leaves = [
+                    (k, v)
+                    for k, v in new.items()
+                    if k.startswith(f"{key}.") and old.get(k, _ABSENT) != v
+                ] or leaves
+            sets = " ".join(f"--set {_set_argument(k, v)}" for k, v in leaves)
+            raise ConfigError(
+                f"a resumed run cannot change {key} ({before!r} → {after!r}) because it changes "
+                f"what the run learns; start a new run with rlsoft train CONFIG {sets}"
+            )
+    return changes
+
+
+def _under(key: str, field: str) -> bool:
+    """``key`` is ``field`` or inside it, or ``field`` is inside ``key`` (a section set)."""
+    return key == field or key.startswith(f"{field}.") or field.startswith(f"{key}.")
+
+
+def _set_argument(key: str, value: Any) -> str:
+    """``key=value`` as ``--set`` parses it (the value in YAML flow style), quoted for a
+    POSIX shell where it needs to be."""
+    text = yaml.safe_dump(
+        value, default_flow_style=True, width=1_000_000, allow_unicode=True, sort_keys=False
+    )
+    text = text.removesuffix("\n").removesuffix("\n...")  # a scalar's end-of-document marker
+    return shlex.quote(f"{key}={text}")
+
+
 def resume_changes(
     saved: ExperimentConfig, resumed: ExperimentConfig, step: int
 ) -> dict[str, list[Any]]:
@@ -1488,26 +1562,7 @@ def resume_changes(
     :raises ConfigError: a change outside :data:`RESUME_CHANGEABLE` (it would make the run
         something other than what its ``config.yaml`` says), or a budget below ``step``.
     """
-    saved_dict, resumed_dict = saved.to_dict(), resumed.to_dict()
-    old, new = _flat_fields(saved_dict), _flat_fields(resumed_dict)
-
-    def value(flat: dict[str, Any], nested: dict[str, Any], key: str) -> Any:
-        # A number where the other side has a schedule (agent.lr: 0.5 against {type: ...}):
-        # the whole schedule, not None.
-        return flat[key] if key in flat else get_dotted(nested, key)
-
-    changes = {
-        key: [value(old, saved_dict, key), value(new, resumed_dict, key)]
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-    }
-    for key, (before, after) in changes.items():
-        if key not in RESUME_CHANGEABLE:
-            raise ConfigError(
-                f"a resumed run cannot change {key} ({before!r} → {after!r}) because it changes "
-                "what the run learns; start a new run with rlsoft train CONFIG --set "
-                f"{key}={after}"
-            )
+    changes = refuse_learning_changes(saved.to_dict(), resumed.to_dict())
     if resumed.train.total_steps < step:
         raise ConfigError(
             f"train.total_steps={resumed.train.total_steps:,} is below the step of the newest "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rlsoft.errors import CheckpointError, RlsoftError, a_type, shorten
+from rlsoft.errors import CheckpointError, ConfigError, RlsoftError, a_type, shorten
 from rlsoft.rl.agent import BuildContext, get_agent_spec
 from rlsoft.rl.collector import EnvDriver
 from rlsoft.rl.seeding import derive_seeds, seed_torch
@@ -40,6 +41,7 @@ from rlsoft.run.config import (
     override_sources,
     parse_yaml,
     read_text_file,
+    refuse_learning_changes,
     resume_changes,
     validate_config,
 )
@@ -541,11 +543,20 @@ def _resume_held(
     if overrides:
         # Deep merge: --set train.total_steps=N must keep the rest of the train section.
         data = deep_merge(saved.to_dict(), overrides)
-        config = validate_config(
-            data,
-            source=str(run_dir / CONFIG_FILE),
-            overrides_from=[(override_source, override_sources(overrides))],
-        )
+        try:
+            config = validate_config(
+                copy.deepcopy(data),
+                source=str(run_dir / CONFIG_FILE),
+                overrides_from=[(override_source, override_sources(overrides))],
+            )
+        except ConfigError:
+            # An override the resume may not make at all is the error to report (changing
+            # env.atari.backend is refused as a change, not for a clash it causes).
+            # (A bad run name is its own error: the names are not what the run learns.)
+            learned = [f for f in override_sources(overrides) if f not in ("logdir", "run_name")]
+            if learned:
+                refuse_learning_changes(saved.to_dict(), data, only=learned)
+            raise
     checkpoint, state = _read_checkpoint(run_dir, "resume")
     check_unedited(state.get("config"), saved, str(run_dir / CONFIG_FILE))
     step = int(state["step"])
@@ -713,6 +724,10 @@ def _damaged_checkpoint(run_dir: Path, checkpoint: Path | None) -> Iterator[None
         raise  # already one sentence (some are ValueErrors too)
     except _DAMAGE as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename:  # the file's name, not a cut-off path
+            name = Path(exc.filename)
+            name = name.relative_to(checkpoint) if name.is_relative_to(checkpoint) else name
+            reason = f"{exc.strerror or 'cannot be read'}: {name}"
         raise RlsoftError(
             f"checkpoint {str(checkpoint)!r} is damaged and cannot be read "
             f"({type(exc).__name__}: {shorten(reason)}); {fix}"

@@ -22,7 +22,7 @@ from scipy import stats
 
 import rlsoft
 import rlsoft.compare.grid
-from rlsoft.cli.api import plan_compare
+from rlsoft.cli.api import plan_compare, run_compare
 from rlsoft.cli.main import main
 from rlsoft.errors import RlsoftError
 
@@ -526,10 +526,20 @@ def test_api_arguments_of_the_wrong_type_are_one_sentence(tmp_path, chain_run):
         RlsoftError, match=r"progress must be True or False \(or None: on a terminal .*a str 'no'"
     ):
         rlsoft.compare(comparison, progress="no", logdir=tmp_path / "cmp")
+    with pytest.raises(RlsoftError, match=r"on_start must be a function .* got a list"):
+        run_compare(planned, on_start=[])
     assert not (tmp_path / "cmp").exists()
     with pytest.raises(RlsoftError, match=r"progress must be True or False \(or None: .*'yes'"):
         rlsoft.train(config, progress="yes", logdir=tmp_path / "flags")
     assert not (tmp_path / "flags").exists()
+    # A resume refused for its on_start leaves the finished run as it was.
+    before = {f.name: f.read_bytes() for f in run.run_dir.iterdir() if f.is_file()}
+    with pytest.raises(RlsoftError, match=r"on_start must be a function of no arguments .*a str"):
+        rlsoft.resume(run.run_dir, overrides={"train.total_steps": 80}, on_start="x")
+    assert {f.name: f.read_bytes() for f in run.run_dir.iterdir() if f.is_file()} == before
+    with pytest.raises(RlsoftError, match=r"on_start must be a function .* got an int"):
+        rlsoft.train(config, on_start=1, logdir=tmp_path / "starts")
+    assert not (tmp_path / "starts").exists()
     agent = run.load()
     assert agent.step == run.steps == 50  # the step of the checkpoint it loaded
     with pytest.raises(RlsoftError, match=r"deterministic must be True or False, got a str"):

@@ -140,6 +140,10 @@ def _corrupt_trainer_json(run: Path) -> None:
     (latest_checkpoint(run) / "trainer.json").write_text('{"step": 20', encoding="utf-8")
 
 
+def _no_trainer_json(run: Path) -> None:
+    (latest_checkpoint(run) / "trainer.json").unlink()
+
+
 def _trainer_json_not_a_mapping(run: Path) -> None:
     (latest_checkpoint(run) / "trainer.json").write_text("[1, 2]", encoding="utf-8")
 
@@ -685,6 +689,11 @@ CASES = [
         "cannot exceed buffer_size",
     ),
     C(
+        "dqn-n-step-above-buffer",
+        f"{DQN_TRAIN} --set agent.buffer_size=50 --set agent.batch_size=8 --set agent.n_step=60",
+        "n_step (60) cannot exceed buffer_size (50): the replay would never hold a window",
+    ),
+    C(
         "dqn-bfloat16-on-an-mlp",
         f"{DQN_TRAIN} --set agent.precision=bfloat16",
         "agent.precision bfloat16 applies to the nature_cnn network's convolutions, and this "
@@ -844,6 +853,14 @@ CASES = [
         "is damaged and cannot be read (JSONDecodeError",
         run="tabular",
         damage=_before_manifests(_corrupt_trainer_json),
+    ),
+    C(
+        "eval-missing-trainer-json",
+        "eval {run}",
+        "is damaged and cannot be read (FileNotFoundError: 'No such file or directory: "
+        "trainer.json')",
+        run="tabular",
+        damage=_no_trainer_json,
     ),
     C(
         "eval-foreign-npz",
@@ -1056,6 +1073,33 @@ CASES = [
         "compare {tmp}/cmp.yaml",
         "which the comparison sets",
         files=_files(**{"cmp.yaml": COMPARISON.replace("exploration.epsilon: 0.2", "seed: 3")}),
+    ),
+    C(
+        "train-a-comparison",
+        "train {tmp}/cmp.yaml",
+        "cmp.yaml is a comparison (it has a variants: section), not one run's config: run it "
+        "with rlsoft compare",
+        files=_files(**{"cmp.yaml": COMPARISON}),
+    ),
+    C(
+        "compare-a-training-config",
+        "compare {tmp}/c.yaml",
+        "c.yaml is one run's config (it has an agent: section and no variants:), not a "
+        "comparison: train it with rlsoft train",
+    ),
+    C(
+        # The clash of a variant's setting with --set is blamed on both.
+        "compare-set-clashes-with-a-variant",
+        "compare {tmp}/cmp.yaml --set agent.n_step=3",
+        "--set and {tmp}/cmp.yaml: variant 'soft': config field 'agent': n_step must be 1 with "
+        "target 'soft' (got 3)",
+        files=_files(
+            **{
+                "cmp.yaml": COMPARISON.replace("c.yaml", "dqn.yaml").replace(
+                    "  eps: {exploration.epsilon: 0.2}", "  soft: {agent.target: soft}"
+                )
+            }
+        ),
     ),
     C(
         "compare-variant-typo",

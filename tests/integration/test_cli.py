@@ -254,6 +254,13 @@ def test_crash_while_saving_leaves_no_checkpoint(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path) is None
 
 
+def test_a_directory_named_like_a_checkpoint_without_a_step_is_not_one(tmp_path: Path) -> None:
+    write_checkpoint(tmp_path, 100, lambda path: path.write_bytes(b"x"), "agent.npz", {})
+    for stray in ("step_abc", "step_", "step_0000000100_copy", ".replaced_step_old"):
+        (tmp_path / "checkpoints" / stray).mkdir()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000000100"]
+
+
 @pytest.mark.parametrize("command", [[], ["train"], ["eval"]])
 def test_help(command: list[str]) -> None:
     result = subprocess.run(
@@ -490,9 +497,10 @@ def test_a_resume_says_once_when_its_replay_was_left_out(tmp_path: Path, capsys)
         notes = [line for line in capsys.readouterr().err.splitlines() if "replay" in line]
         if replay == "false":
             assert notes == [
-                "rlsoft: this run's checkpoints leave the replay out (train.checkpoint_replay: "
-                "false): it resumes with an empty replay, and gradient steps wait until it "
-                "holds more than 100 new transitions, as at the start of the run"
+                "rlsoft: the checkpoint this run resumes from holds no replay (it was written "
+                "with train.checkpoint_replay: false): it resumes with an empty replay, and "
+                "gradient steps wait until it holds more than 100 new transitions, as at the "
+                "start of the run"
             ]
         else:
             assert notes == []

@@ -167,6 +167,29 @@ def test_hand_made_runs_are_grouped_by_config_name_and_split_by_policy(tmp_path)
     ]
 
 
+def test_hand_made_runs_of_one_name_that_differ_in_a_setting_are_variants_not_seeds(tmp_path):
+    """rlsoft train CONFIG twice, once with --set agent.gamma=0.9: two variants named by the
+    setting, each seed kept (not skipped as a repeat of the other's seed); a longer budget or
+    another device alone does not make a variant."""
+    for seed in range(2):
+        write_run(tmp_path / f"taxi__s{seed}__a", [(1, 1.0)], config=taxi_config("taxi", seed=seed))
+    longer = {**taxi_config("taxi", seed=1), "train": {"total_steps": 999}, "device": "cuda"}
+    write_run(tmp_path / "taxi__s1__b", [(1, 1.0)], config=longer)
+    other = taxi_config("taxi", seed=0)
+    other["agent"]["gamma"] = 0.9
+    write_run(tmp_path / "taxi__s0__c", [(1, 2.0)], config=other)
+    runs, _ = load_runs(tmp_path)
+    assert sorted((r.variant, r.seed) for r in runs) == [
+        ("taxi[agent.gamma=0.9]", 0),
+        ("taxi[agent.gamma=None]", 0),
+        ("taxi[agent.gamma=None]", 1),
+        ("taxi[agent.gamma=None]", 1),
+    ]
+    analysis, _ = report(tmp_path)
+    kept = {p.name for p, why in analysis.skipped if "same seed" in why}
+    assert kept == {"taxi__s1__a"} or kept == {"taxi__s1__b"}  # the repeat of seed 1 only
+
+
 def test_several_envs_get_a_stratified_all_envs_block(tmp_path):
     for env, scale in (("Taxi-v4", 1.0), ("FrozenLake-v1", 0.01)):
         for variant, finals in FINALS.items():

@@ -990,6 +990,10 @@ def small_dqn_run(tmp_path_factory) -> Path:
         ("exploration.policy=boltzmann", "exploration.policy"),
         ("seed=4", "seed"),
         ("train.torch_threads=2", "train.torch_threads"),
+        # Also invalid with the run's n_step 2: refused as a change, not for that clash.
+        ("agent.target=soft", "agent.target"),
+        # A section: the suggestion sets the changed leaf, not a dict in Python's spelling.
+        ("env.kwargs.sutton_barto_reward=true", "env.kwargs"),
     ],
 )
 def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override, field, capsys):
@@ -1002,7 +1006,8 @@ def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override
     assert err.count("\n") == 1 and err.startswith(
         f"rlsoft: error: a resumed run cannot change {field} ("
     ), err
-    assert "start a new run" in err
+    # The fix it suggests is the override itself, ready to paste.
+    assert err.rstrip().endswith(f"start a new run with rlsoft train CONFIG --set {override}")
     assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
 
 
@@ -1016,6 +1021,10 @@ def test_a_schedule_for_a_number_is_named_whole_in_the_refusal(small_dqn_run, ca
     err = capsys.readouterr().err
     assert "a resumed run cannot change agent.lr (" in err and "None" not in err, err
     assert "→ {'type': 'linear', 'start': 0.001" in err
+    # A number that became a section is suggested whole, in --set's YAML, quoted for a shell.
+    assert err.rstrip().endswith(
+        "--set 'agent.lr={type: linear, start: 0.001, end: 0.0001, duration: 300, begin: 0}'"
+    ), err
 
 
 def test_resume_refuses_to_shorten_a_run(small_dqn_run, capsys):

@@ -5,6 +5,7 @@ top of a convolutional torso, and the frame replay wired into the agent."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -364,10 +365,42 @@ def test_channel_axis_override_and_unusable_images_are_one_sentence():
         plan_network(gym.spaces.Box(0, 1, (2, 2, 9), np.uint8), "minatar_cnn")
     with pytest.raises(ValueError, match="channel_axis 'last' applies to the convolutional"):
         DQNConfig(network="mlp", channel_axis="last")
+    # Where there is no channel axis to choose, an explicit one is refused, not ignored.
+    for space in (
+        gym.spaces.Box(-1, 1, (4,), np.float32),
+        gym.spaces.Box(0, 9, (84, 84), np.uint8),
+    ):
+        with pytest.raises(RlsoftError, match=r"channel_axis first says which axis of a 3-D"):
+            plan_network(space, "auto", "first")
+    with pytest.raises(RlsoftError, match=r"channel_axis last .* shape \(84, 84\): leave"):
+        plan_network(gym.spaces.Box(0, 9, (84, 84), np.uint8), "nature_cnn", "last")
+
+
+def test_a_channel_axis_reading_more_channels_than_pixels_against_auto_warns():
+    stacks = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"shape \(4, 84, 84\) as 84 channels of 4×84 .*"
+        r"auto would read 4 channels of 84×84",
+    ):
+        plan = plan_network(stacks, "auto", "last")
+    assert plan.name == "minatar_cnn" and plan.image == (84, 4, 84)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # The reading auto makes anyway, a square image, and few channels: no warning.
+        plan_network(stacks, "auto", "first")
+        plan_network(MINATAR, "auto", "last")
+        plan_network(gym.spaces.Box(0, 1, (6, 6, 6), np.uint8), "auto", "first")
+        plan_network(gym.spaces.Box(0, 1, (12, 10, 8), np.uint8), "auto", "last")
     with pytest.raises(ValueError, match="frame_replay is off"):
         DQNConfig(frame_stack=4, frame_replay="off")
-    with pytest.raises(RlsoftError, match=r"agent\.frame_stack 4 describes stacked frames"):
+    with pytest.raises(
+        RlsoftError, match=r"agent\.frame_stack 4 describes .* \(the observations are floats,"
+    ):
         make_agent(gym.spaces.Box(-1, 1, (4, 8, 8), np.float32), frame_stack=4)
+    # Frame-stacked MinAtar grids are 4-D, which auto gives the MLP.
+    with pytest.raises(RlsoftError, match=r"\(the network is mlp, not a convolutional one\)"):
+        make_agent(gym.spaces.Box(0, 1, (2, 10, 10, 4), np.bool_), frame_stack=2)
     with pytest.raises(RlsoftError, match=r"agent\.frame_stack 3 does not fit"):
         make_agent(gym.spaces.Box(0, 255, (4, 40, 40), np.uint8), frame_stack=3)
 
