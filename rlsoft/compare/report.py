@@ -158,6 +158,15 @@ def _identify(
     return "unknown env", run_dir.parent.name or "run", None, False
 
 
+def _readable_summary(path: Path) -> bool:
+    """Whether a finished run's ``summary.json`` reads as the mapping rlsoft writes (one cut
+    short or edited is not taken as the mark of a finished run)."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def _signature(config: dict[str, Any] | None) -> str:
     if not config:
         return ""
@@ -185,6 +194,9 @@ def load_runs(
         config = _read_config(run_dir)
         if config is not None and not (run_dir / SUMMARY_FILE).is_file():
             skipped.append((run_dir, "unfinished (no summary.json)"))
+            continue
+        if config is not None and not _readable_summary(run_dir / SUMMARY_FILE):
+            skipped.append((run_dir, "damaged summary.json (not a JSON mapping)"))
             continue
         scalars = read_scalars(run_dir, [EVAL_TAG, ENTROPY_TAG, EPISODES_TAG])
         if EVAL_TAG not in scalars:

@@ -1201,6 +1201,8 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
         or shorten(given) in message
     )
     shown = "" if already_shown else f" (got {shorten(given)})"
+    if error["type"] == "literal_error" and (given is None or isinstance(given, (dict, list))):
+        shown = f" (got {'null' if given is None else shorten(given)})"  # one of the choices
     if error["type"] == "literal_error" and isinstance(given, str):
         # A misspelt choice (backend: nativ, policy: boltzman): name the nearest one.
         expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))

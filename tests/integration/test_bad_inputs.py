@@ -689,6 +689,18 @@ CASES = [
         "cannot exceed buffer_size",
     ),
     C(
+        "dqn-network-null",
+        f"{DQN_TRAIN} --set agent.network=null",
+        "config field 'agent.network': Input should be 'auto', 'mlp', 'nature_cnn' or "
+        "'minatar_cnn' (got null)",
+    ),
+    C(
+        "dqn-precision-a-list",
+        f"{DQN_TRAIN} --set agent.precision=[bfloat16]",
+        "config field 'agent.precision': Input should be 'float32' or 'bfloat16' (got "
+        "['bfloat16'])",
+    ),
+    C(
         "dqn-n-step-above-buffer",
         f"{DQN_TRAIN} --set agent.buffer_size=50 --set agent.batch_size=8 --set agent.n_step=60",
         "n_step (60) cannot exceed buffer_size (50): the replay would never hold a window",

@@ -138,11 +138,14 @@ def test_unfinished_and_curveless_runs_are_skipped(tmp_path):
     write_run(tmp_path / "E" / "a" / "seed_0", [(1, 1.0)], config=taxi_config("a"))
     write_run(tmp_path / "E" / "a" / "seed_1", [(1, 1.0)], config=taxi_config("a"), finished=False)
     write_run(tmp_path / "E" / "b" / "seed_0", [(1, 1.0)], tag="charts/sps")
+    write_run(tmp_path / "E" / "a" / "seed_2", [(1, 1.0)], config=taxi_config("a"))
+    (tmp_path / "E" / "a" / "seed_2" / "summary.json").write_text('{"steps": 1', encoding="utf-8")
     runs, skipped = load_runs(tmp_path)
     assert [r.run_dir.name for r in runs] == ["seed_0"]
     reasons = {p.parent.name + "/" + p.name: why for p, why in skipped}
     assert reasons == {
         "a/seed_1": "unfinished (no summary.json)",
+        "a/seed_2": "damaged summary.json (not a JSON mapping)",
         "b/seed_0": "no eval/mean_return scalars",
     }
 
