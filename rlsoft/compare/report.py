@@ -116,14 +116,13 @@ def read_scalars(run_dir: Path, tags: Iterable[str]) -> dict[str, tuple[np.ndarr
     return out
 
 
-def _eval_epsilon(config: dict[str, Any] | None, run_dir: Path) -> float:
+def _eval_epsilon(config: dict[str, Any] | None, summary: dict[str, Any] | None) -> float:
     """The ε of a run's last evaluation: ``final_eval_epsilon`` in its ``summary.json`` (a
     resume may have changed ``train.eval_epsilon`` after it), else its config's
     ``train.eval_epsilon`` (0, greedy, when absent or unreadable)."""
-    try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    if summary is not None and "final_eval_epsilon" in summary:
         value = summary["final_eval_epsilon"]
-    except (OSError, ValueError, KeyError, TypeError):
+    else:
         value = get_dotted(config or {}, "train.eval_epsilon")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
@@ -158,13 +157,14 @@ def _identify(
     return "unknown env", run_dir.parent.name or "run", None, False
 
 
-def _readable_summary(path: Path) -> bool:
-    """Whether a finished run's ``summary.json`` reads as the mapping rlsoft writes (one cut
-    short or edited is not taken as the mark of a finished run)."""
+def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run's ``summary.json`` as the mapping rlsoft writes, or None: missing, cut short or
+    edited into something else (not taken as the mark of a finished run)."""
     try:
-        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def _signature(config: dict[str, Any] | None) -> str:
@@ -195,7 +195,8 @@ def load_runs(
         if config is not None and not (run_dir / SUMMARY_FILE).is_file():
             skipped.append((run_dir, "unfinished (no summary.json)"))
             continue
-        if config is not None and not _readable_summary(run_dir / SUMMARY_FILE):
+        summary = _read_summary(run_dir)
+        if config is not None and summary is None:
             skipped.append((run_dir, "damaged summary.json (not a JSON mapping)"))
             continue
         scalars = read_scalars(run_dir, [EVAL_TAG, ENTROPY_TAG, EPISODES_TAG])
@@ -225,7 +226,7 @@ def load_runs(
             episodes=episodes,
             env_id=env_id,
             sweep_value=sweep_value,
-            eval_epsilon=_eval_epsilon(config, run_dir),
+            eval_epsilon=_eval_epsilon(config, summary),
         )
         records.append(record)
         if not from_layout:
@@ -259,6 +260,10 @@ def _learning_fields(config: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+_SHOWN_SETTINGS = 3
+"""How many differing settings a split variant's label names."""
+
+
 def _split_by_setting(runs: list[tuple[RunRecord, dict[str, Any]]]) -> None:
     """Give hand-made runs of one label whose configs still differ (``--set
     agent.precision=bfloat16`` on one of them) the differing settings in their label, so that
@@ -275,10 +280,6 @@ def _split_by_setting(runs: list[tuple[RunRecord, dict[str, Any]]]) -> None:
             shown = [f"{k}={fields.get(k)}" for k in differing[:_SHOWN_SETTINGS]]
             more = len(differing) - _SHOWN_SETTINGS
             record.variant += f"[{', '.join(shown)}{f', +{more} more' if more > 0 else ''}]"
-
-
-_SHOWN_SETTINGS = 3
-"""How many differing settings a split variant's label names."""
 
 
 # --------------------------------------------------------------------------------------------
