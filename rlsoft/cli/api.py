@@ -84,22 +84,6 @@ def _register_agents() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``data["a"]["b"] = value`` for ``key = "a.b"``, creating sections on the way."""
-    *parents, last = key.split(".")
-    node = data
-    for part in parents:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise RlsoftError(
-                f"override {key!r}: {part!r} is a value, not a section; override it whole"
-            )
-        node = child
-    node[last] = value
-
-
 def _plain_values(value: Any) -> Any:
     """``value`` with numpy scalars (``np.float32(0.5)``, ``np.int64(3)``, ``np.bool_``)
     and arrays made the Python numbers and lists they stand for, inside dicts, lists and
@@ -140,14 +124,7 @@ def _apply_overrides(
     line, ``["train.total_steps=20000"]`` (values parsed as YAML)."""
     from rlsoft.run.config import apply_overrides
 
-    overrides = _checked_overrides(overrides)
-    if overrides is None:
-        return data
-    if isinstance(overrides, Mapping):
-        for key, value in overrides.items():
-            _set_dotted(data, key, copy.deepcopy(value))
-        return data
-    return apply_overrides(data, list(overrides))
+    return apply_overrides(data, _checked_overrides(overrides))
 
 
 def _checked_overrides(overrides: Any) -> Mapping[str, Any] | list[str] | None:
@@ -391,7 +368,6 @@ def resume(
     """Continue ``run_dir`` from its newest checkpoint; ``overrides`` may change only the
     budget and the cadence of logging, evaluation and checkpoints. ``on_start`` is called
     once every check has passed, just before the first step."""
-    from rlsoft.run.config import apply_overrides
     from rlsoft.run.experiment import read_run_config, resume_experiment
 
     _register_agents()
@@ -399,14 +375,8 @@ def resume(
         raise RlsoftError(f"run_dir must be a directory path, got {a_type(run_dir)}")
     _check_on_start(on_start)  # before the run dir is touched
     overrides = _checked_overrides(overrides)
-    nested: dict[str, Any] = {}
-    if isinstance(overrides, Mapping):
-        for key, value in overrides.items():
-            _set_dotted(nested, str(key), copy.deepcopy(value))
-    elif overrides is not None:
-        nested = apply_overrides({}, list(overrides))
     given = "--set" if isinstance(overrides, list) else "overrides"  # checked: list or mapping
-    result = resume_experiment(Path(run_dir), nested, override_source=given, on_start=on_start)
+    result = resume_experiment(Path(run_dir), overrides, override_source=given, on_start=on_start)
     config = read_run_config(result.run_dir)
     return Run(
         result.run_dir,

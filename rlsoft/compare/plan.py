@@ -44,7 +44,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rlsoft.errors import ConfigError, RlsoftError, shorten
-from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE
+from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE, read_summary
 from rlsoft.run.config import (
     POLICY_FIELDS,
     StrictModel,
@@ -702,7 +702,8 @@ def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
 def check_finished(spec: RunSpec) -> None:
     """A finished run dir must have been made with the same config; otherwise skipping it
     would silently mix two experiments. Its ``config.yaml`` is validated by today's models
-    first, so fields added since then take their defaults on both sides."""
+    first, so fields added since then take their defaults on both sides. Its
+    ``summary.json`` must be readable: the comparison reports the run from it."""
     path = spec.run_dir / CONFIG_FILE
     try:
         old = validate_config(parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
@@ -718,6 +719,12 @@ def check_finished(spec: RunSpec) -> None:
             f"finished run dir {str(spec.run_dir)!r} was made with a different config "
             f"({key} is {then!r} there and {now!r} now); use "
             "another logdir (--logdir) or delete that run dir"
+        )
+    if read_summary(spec.run_dir) is None:
+        raise RlsoftError(
+            f"finished run dir {str(spec.run_dir)!r} has a damaged {SUMMARY_FILE} (not a JSON "
+            "mapping); delete that file and rlsoft compare continues the run from its newest "
+            "checkpoint (or redoes it, if it has none)"
         )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 import shlex
@@ -42,7 +41,13 @@ from rlsoft.compare.plan import cell_name
 from rlsoft.errors import RlsoftError
 from rlsoft.numerics import stats
 from rlsoft.rl.agent import agent_title
-from rlsoft.run.checkpoint import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
+from rlsoft.run.checkpoint import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    atomic_write_text,
+    read_summary,
+)
 from rlsoft.run.config import RESUME_CHANGEABLE, flat_fields, get_dotted
 
 EVAL_TAG = "eval/mean_return"
@@ -82,15 +87,24 @@ def _has_events(path: Path) -> bool:
     )
 
 
+def _is_rlsoft_run(path: Path) -> bool:
+    """An rlsoft run dir, with or without its event files: its ``config.yaml`` beside the
+    ``summary.json`` or the checkpoints the trainer writes."""
+    return (path / CONFIG_FILE).is_file() and (
+        (path / SUMMARY_FILE).exists() or (path / CHECKPOINT_DIR).is_dir()
+    )
+
+
 def discover_run_dirs(logdir: Path) -> list[Path]:
     """Directories below ``logdir`` (not ``logdir`` itself) that hold TensorBoard event files,
-    skipping checkpoint folders and comparisons' dashboard files; sorted by path."""
+    or are rlsoft run dirs whose event files are gone (so that the report says so), skipping
+    checkpoint folders and comparisons' dashboard files; sorted by path."""
     logdir = Path(logdir)
     found = []
     for path in sorted(p for p in logdir.rglob("*") if p.is_dir()):
-        if "checkpoints" in path.relative_to(logdir).parts:
+        if CHECKPOINT_DIR in path.relative_to(logdir).parts:
             continue
-        if _has_events(path):
+        if _has_events(path) or _is_rlsoft_run(path):
             found.append(path)
     return found
 
@@ -157,16 +171,6 @@ def _identify(
     return "unknown env", run_dir.parent.name or "run", None, False
 
 
-def _read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """A run's ``summary.json`` as the mapping rlsoft writes, or None: missing, cut short or
-    edited into something else (not taken as the mark of a finished run)."""
-    try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
 def _signature(config: dict[str, Any] | None) -> str:
     if not config:
         return ""
@@ -195,9 +199,12 @@ def load_runs(
         if config is not None and not (run_dir / SUMMARY_FILE).is_file():
             skipped.append((run_dir, "unfinished (no summary.json)"))
             continue
-        summary = _read_summary(run_dir)
+        summary = read_summary(run_dir)
         if config is not None and summary is None:
             skipped.append((run_dir, "damaged summary.json (not a JSON mapping)"))
+            continue
+        if not _has_events(run_dir):
+            skipped.append((run_dir, "no TensorBoard event files (deleted or never written)"))
             continue
         scalars = read_scalars(run_dir, [EVAL_TAG, ENTROPY_TAG, EPISODES_TAG])
         if EVAL_TAG not in scalars:

@@ -102,6 +102,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run's ``summary.json`` as the mapping rlsoft writes, or None: missing, cut short or
+    edited into something else (not the mark of a finished run)."""
+    try:
+        summary = json.loads((Path(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"{_PREFIX}{step:010d}"
 

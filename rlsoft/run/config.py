@@ -1229,8 +1229,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def set_dotted(data: dict[str, Any], key: str | Sequence[str], value: Any, where: str) -> None:
     """``data[a][b][c] = deepcopy(value)`` for ``key = "a.b.c"`` (or ``["a", "b", "c"]``),
-    creating sections as needed: the semantics of ``--set``, shared by ``--set``, the
-    comparison's overrides and variants, and :func:`deep_merge`.
+    creating sections as needed: the semantics of ``--set``, shared by ``--set``, the Python
+    API's overrides and the comparison's overrides and variants.
 
     :param where: what set it, for errors (``--set seed.x=1``, ``compare.yaml: overrides``).
     :raises ConfigError: a dotted key with an empty part, or a path through a value (not a
@@ -1268,40 +1268,24 @@ def get_dotted(data: Any, key: str | Sequence[str]) -> Any:
     return node
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each ``key.path=value`` in a nested dict (creating sections as needed)."""
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any] | Sequence[str] | None
+) -> dict[str, Any]:
+    """Set each override into the nested dict ``data``, in order (:func:`set_dotted`):
+    ``key.path=value`` strings as ``--set`` takes them (values parsed as YAML), or a mapping
+    of dotted keys to values as given (``{"train.total_steps": 20000}``). A mapping value
+    replaces what its key held: ``train={total_steps: 20000}`` sets the whole section, the
+    rest of it to the defaults. ``rlsoft train`` and a resume apply them alike."""
+    if overrides is None:
+        return data
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            set_dotted(data, str(key), value, "overrides")
+        return data
     for text in overrides:
         path, value = parse_override(text)
         set_dotted(data, path, value, f"--set {shorten(text)}")
     return data
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with every leaf of the nested ``overrides`` set into it
-    (:func:`set_dotted`), so ``{"train": {"total_steps": N}}`` keeps the rest of ``train``.
-    A mapping goes into a section ``base`` has (or a schedule of the same ``type``) and
-    replaces anything else whole: a schedule for a number, or for a schedule of another
-    type."""
-    merged = copy.deepcopy(base)
-
-    def merge(node: dict[str, Any], prefix: list[str]) -> None:
-        for key, value in node.items():
-            path = [*prefix, key]
-            target = get_dotted(merged, path)
-            # Into a section the base has; a mapping for a value (a schedule for a number) or
-            # of another type (a linear schedule for an exponential one) replaces it whole.
-            if (
-                isinstance(value, dict)
-                and value
-                and isinstance(target, dict)
-                and value.get("type", target.get("type")) == target.get("type")
-            ):
-                merge(value, path)
-            else:
-                set_dotted(merged, path, value, f"override {'.'.join(path)}")
-
-    merge(overrides, [])
-    return merged
 
 
 def read_text_file(path: Path, kind: str = "config file") -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,9 +34,9 @@ from rlsoft.run.checkpoint import (
 from rlsoft.run.config import (
     PATH_NAME,
     ExperimentConfig,
+    apply_overrides,
     check_path_name,
     check_unedited,
-    deep_merge,
     default_name,
     override_sources,
     parse_yaml,
@@ -502,7 +502,7 @@ def run_experiment(
 
 def resume_experiment(
     run_dir: Path,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
     *,
     stop_event: threading.Event | None = None,
     hparams_domain: dict[str, Any] | None = None,
@@ -511,10 +511,12 @@ def resume_experiment(
 ) -> RunResult:
     """Continue ``run_dir`` from its newest checkpoint.
 
-    ``overrides`` may change only the fields in :data:`rlsoft.run.config.RESUME_CHANGEABLE` (a
-    longer budget, another logging cadence); a change is written to the run's
-    ``config.yaml`` and every resume is listed in ``resume_history.json`` (step, time, the
-    changed fields with their old and new values).
+    ``overrides`` (dotted keys to values, or ``key=value`` strings, applied to the run's
+    config as ``rlsoft train`` applies them to a new one:
+    :func:`~rlsoft.run.config.apply_overrides`) may change only the fields in
+    :data:`rlsoft.run.config.RESUME_CHANGEABLE` (a longer budget, another logging cadence);
+    a change is written to the run's ``config.yaml`` and every resume is listed in
+    ``resume_history.json`` (step, time, the changed fields with their old and new values).
 
     :param hparams_domain: as for :func:`run_experiment` (a comparison's retried run).
     :param override_source: what an error in an overridden field names (``--set`` from the
@@ -531,7 +533,7 @@ def resume_experiment(
 
 def _resume_held(
     run_dir: Path,
-    overrides: dict[str, Any] | None,
+    overrides: Mapping[str, Any] | Sequence[str] | None,
     stop_event: threading.Event | None,
     hparams_domain: dict[str, Any] | None,
     override_source: str,
@@ -541,8 +543,7 @@ def _resume_held(
     saved = read_run_config(run_dir)
     config = saved
     if overrides:
-        # Deep merge: --set train.total_steps=N must keep the rest of the train section.
-        data = deep_merge(saved.to_dict(), overrides)
+        data = apply_overrides(saved.to_dict(), overrides)
         try:
             config = validate_config(
                 copy.deepcopy(data),

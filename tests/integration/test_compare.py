@@ -672,6 +672,28 @@ def test_a_changed_config_does_not_silently_reuse_finished_runs(grid):
     )
 
 
+@pytest.mark.parametrize("damage", ['{"seconds', "[1, 2]"])
+def test_a_damaged_summary_of_a_finished_run_is_refused_before_anything_changes(grid, damage):
+    """The comparison would report the run from its summary.json: one that is not a JSON
+    mapping is named with the way out, before the logdir is touched."""
+    logdir = grid["logdir"]
+    summary = logdir / "Taxi-v4/eps/seed_0/summary.json"
+    kept = summary.read_text()
+    summary.write_text(damage)
+    try:
+        before = {p: p.stat().st_mtime_ns for p in logdir.rglob("*") if p.is_file()}
+        result = rlsoft("compare", grid["cfg"], "--logdir", logdir)
+        after = {p: p.stat().st_mtime_ns for p in logdir.rglob("*") if p.is_file()}
+    finally:
+        summary.write_text(kept)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "seed_0' has a damaged summary.json (not a JSON mapping); delete that file" in (
+        result.stderr
+    )
+    assert after == before
+
+
 # --------------------------------------------------------------------------------------------
 # Too few runs: flagged wherever their numbers appear
 # --------------------------------------------------------------------------------------------

@@ -150,6 +150,26 @@ def test_unfinished_and_curveless_runs_are_skipped(tmp_path):
     }
 
 
+def test_runs_whose_event_files_are_gone_are_named_with_the_reason(tmp_path, capsys):
+    """A finished run dir (config.yaml and summary.json) without its event files is
+    reported as skipped for that reason, and when no run is left the error names it."""
+    for seed in range(2):
+        run = write_run(tmp_path / "E" / "a" / f"seed_{seed}", [(1, 1.0)], config=taxi_config("a"))
+        for events in run.glob("events.out.tfevents.*"):
+            events.unlink()
+    stray = tmp_path / "notes"  # a config.yaml alone is not taken for a run dir
+    stray.mkdir()
+    (stray / "config.yaml").write_text("x: 1\n")
+    runs, skipped = load_runs(tmp_path)
+    assert runs == []
+    gone = "no TensorBoard event files (deleted or never written)"
+    assert skipped == [(tmp_path / "E/a/seed_0", gone), (tmp_path / "E/a/seed_1", gone)]
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "only 2 skipped run dirs (E/a/seed_0: no TensorBoard event files" in err
+    assert "rlsoft train --resume RUN_DIR" in err and "rlsoft train first" not in err
+
+
 def test_hand_made_runs_are_grouped_by_config_name_and_split_by_policy(tmp_path):
     # as rlsoft train names them: <name>__s<seed>__<time>
     for seed in range(2):

@@ -135,7 +135,7 @@ def continuous(tmp_path_factory) -> Path:
 def test_split_run_equals_continuous_run(tmp_path, continuous):
     run_experiment(validate_config(make_config(tmp_path, "split", total_steps=HALF)))
     time.sleep(1.1)  # event files are named by the second: keep the resumed one sorted last
-    result = resume_experiment(tmp_path / "split", {"train": {"total_steps": TOTAL}})
+    result = resume_experiment(tmp_path / "split", {"train.total_steps": TOTAL})
     assert result.steps == TOTAL
     assert_same_learning_state(final_agent_state(tmp_path / "split"), final_agent_state(continuous))
     summary = json.loads((continuous / "summary.json").read_text())
@@ -154,7 +154,7 @@ def test_async_environments_resume_exactly_too(tmp_path):
 
     run_experiment(validate_config(config("async_continuous", 1200)))
     run_experiment(validate_config(config("async_split", 600)))
-    resume_experiment(tmp_path / "async_split", {"train": {"total_steps": 1200}})
+    resume_experiment(tmp_path / "async_split", {"train.total_steps": 1200})
     assert_same_learning_state(
         final_agent_state(tmp_path / "async_split"),
         final_agent_state(tmp_path / "async_continuous"),
@@ -663,7 +663,7 @@ def test_every_agent_kind_split_at_several_steps_equals_the_continuous_run(tmp_p
         # εz-greedy: an option still running at the split must carry on after the resume.
         mid_option.append(any(n > 0 for n in driver.get("policy", {}).get("remaining", [])))
         _next_second()
-        resume_experiment(split, {"train": {"total_steps": step}})
+        resume_experiment(split, {"train.total_steps": step})
     assert_same_run(split, tmp_path / "continuous", splits)
     if config["env"] is not None:
         assert any(mid_episode), "no split fell inside an episode: choose other split steps"
@@ -689,7 +689,7 @@ def test_an_atari_run_from_before_the_backend_setting_resumes_on_the_gymnasium_s
     assert "backend: gymnasium\n" in old
     saved.write_text(old.replace("    backend: gymnasium\n", "").replace("    threads: null\n", ""))
     _next_second()
-    resume_experiment(tmp_path / "split", {"train": {"total_steps": total}})
+    resume_experiment(tmp_path / "split", {"train.total_steps": total})
     assert_same_run(tmp_path / "split", tmp_path / "continuous", splits[:1])
 
 
@@ -707,9 +707,7 @@ def test_an_atari_run_resumed_on_other_emulator_threads_equals_the_continuous_ru
     first["env"]["atari"]["threads"] = 1
     run_experiment(validate_config(first))
     _next_second()
-    resume_experiment(
-        tmp_path / "split", {"train": {"total_steps": total}, "env": {"atari": {"threads": 2}}}
-    )
+    resume_experiment(tmp_path / "split", {"train.total_steps": total, "env.atari.threads": 2})
     assert_same_run(tmp_path / "split", tmp_path / "continuous", splits[:1])
     history = json.loads((tmp_path / "split" / "resume_history.json").read_text())
     assert history[-1]["changed"]["env.atari.threads"] == {"from": 1, "to": 2}
@@ -1011,6 +1009,27 @@ def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override
     assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
 
 
+def test_a_section_given_whole_replaces_it_on_resume_as_on_train(small_dqn_run, capsys):
+    """``--set agent={type: dqn}`` means the same on a resume as on ``rlsoft train``: the
+    whole section, the rest of it at the defaults; here that resets the run's n_step of 2,
+    a change a resume may not make. (Merged into the section, it would have been a silent
+    no-op.)"""
+    import rlsoft
+    from rlsoft.cli import main
+    from rlsoft.cli.api import experiment_config
+    from rlsoft.errors import ConfigError
+
+    files = {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()}
+    config = experiment_config(small_dqn_run / "config.yaml", overrides=["agent={type: dqn}"])
+    assert config.agent_config().n_step == 1  # what train makes of it
+    assert main(["train", "--resume", str(small_dqn_run), "--set", "agent={type: dqn}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlsoft: error: a resumed run cannot change agent."), err
+    with pytest.raises(ConfigError, match=r"a resumed run cannot change agent\."):
+        rlsoft.resume(small_dqn_run, overrides={"agent": {"type": "dqn"}})
+    assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
+
+
 def test_a_schedule_for_a_number_is_named_whole_in_the_refusal(small_dqn_run, capsys):
     """agent.lr was a number; the override makes it a schedule: the sentence shows both
     values (a flattened comparison would have shown the missing side as None)."""
@@ -1078,7 +1097,7 @@ def test_a_failed_load_on_resume_closes_the_environments(tmp_path, monkeypatch):
     original = EnvDriver.close
     monkeypatch.setattr(EnvDriver, "close", lambda self: closed.append(original(self)))
     with pytest.raises(RlsoftError, match=r"agent\.pt"):
-        resume_experiment(tmp_path / "broken", {"train": {"total_steps": 200}})
+        resume_experiment(tmp_path / "broken", {"train.total_steps": 200})
     assert len(closed) == 1
 
 
@@ -1173,7 +1192,7 @@ def test_an_episode_too_long_to_record_starts_over_with_a_warning(tmp_path, monk
     saved = _trainer_state(tmp_path / "long")["driver"]["env"]
     assert saved["episode_length"][0] > 50 and saved["sub_envs"][0]["actions"] is None
     with pytest.warns(RuntimeWarning, match="set env.max_episode_steps for an exact resume"):
-        resume_experiment(tmp_path / "long", {"train": {"total_steps": 400}})
+        resume_experiment(tmp_path / "long", {"train.total_steps": 400})
     assert json.loads((tmp_path / "long" / "summary.json").read_text())["steps"] == 400
 
 
@@ -1214,7 +1233,7 @@ def test_an_environment_that_replays_differently_starts_its_episodes_over(
     monkeypatch.setattr(ShiftedCatchEnv, "shift", 1)
     _next_second()
     with pytest.warns(RuntimeWarning, match="starts the interrupted episode over"):
-        resume_experiment(tmp_path / "shifted", {"train": {"total_steps": total}})
+        resume_experiment(tmp_path / "shifted", {"train.total_steps": total})
     assert json.loads((tmp_path / "shifted" / "summary.json").read_text())["steps"] == total
     replay = torch.load(agent_file(latest_checkpoint(tmp_path / "shifted")), weights_only=True)
     replay = replay["replay"]
@@ -1275,7 +1294,7 @@ def test_checkpoints_without_the_replay_are_small_and_resume_by_refilling(tmp_pa
         assert_identical(without[key], with_replay[key], key)
 
     _next_second()
-    resume_experiment(tmp_path / "left_out", {"train": {"total_steps": total}})
+    resume_experiment(tmp_path / "left_out", {"train.total_steps": total})
     assert (tmp_path / "left_out" / "summary.json").exists()
     agent = DQN_AGENT
     updates, stored = 0, 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from rlsoft.errors import ConfigError
 from rlsoft.explore.policies import Boltzmann, EpsilonGreedy
 from rlsoft.run.config import (
     apply_overrides,
-    deep_merge,
     load_config,
     parse_yaml,
     set_dotted,
@@ -212,24 +212,24 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_deep_merge_sets_leaves_and_keeps_siblings() -> None:
-    base = {"seed": 1, "train": {"total_steps": 10, "log_every": 2}, "env": None}
-    merged = deep_merge(base, {"train": {"total_steps": 20}, "env": {"id": "Taxi-v3"}})
-    assert merged == {
-        "seed": 1,
-        "train": {"total_steps": 20, "log_every": 2},
-        "env": {"id": "Taxi-v3"},
-    }
-    assert base["train"]["total_steps"] == 10  # the base is not modified
-    # A mapping for a value replaces it (validation then judges it): a schedule for a number.
-    schedule = {"type": "linear", "start": 1.0, "end": 0.1, "duration": 10}
-    lr = deep_merge({"agent": {"type": "dqn", "lr": 0.5}}, {"agent": {"lr": schedule}})
-    assert lr == {"agent": {"type": "dqn", "lr": schedule}}
-    # A schedule of another type replaces the old one whole (no linear keys left over), one
-    # of the same type is merged like a section.
-    exponential = {"type": "exponential", "start": 1.0, "end": 0.1, "half_life": 5}
-    assert deep_merge({"eps": schedule}, {"eps": exponential}) == {"eps": exponential}
-    assert deep_merge({"eps": schedule}, {"eps": {"end": 0.2}})["eps"] == {**schedule, "end": 0.2}
+def test_overrides_set_leaves_and_replace_sections_in_either_form() -> None:
+    base = {"seed": 1, "train": {"total_steps": 10, "log_every": 2}}
+    for leaf in (["train.total_steps=20"], {"train.total_steps": 20}):
+        data = apply_overrides(copy.deepcopy(base), leaf)
+        assert data == {"seed": 1, "train": {"total_steps": 20, "log_every": 2}}
+    # A mapping value replaces what the key held, from a string or from the Python API.
+    for whole in (["train={total_steps: 20}"], {"train": {"total_steps": 20}}):
+        assert apply_overrides(copy.deepcopy(base), whole)["train"] == {"total_steps": 20}
+    # In order: a later override sets into the section an earlier one replaced.
+    data = apply_overrides(copy.deepcopy(base), ["train={log_every: 5}", "train.total_steps=7"])
+    assert data["train"] == {"log_every": 5, "total_steps": 7}
+    value = {"end": [1]}
+    data = apply_overrides({}, {"exploration.epsilon": value})
+    value["end"].append(2)
+    assert data == {"exploration": {"epsilon": {"end": [1]}}}  # copied
+    with pytest.raises(ConfigError, match=re.escape("overrides: 'seed.x': 'seed' is a value")):
+        apply_overrides({"seed": 1}, {"seed.x": 2})
+    assert apply_overrides(base, None) is base
 
 
 def test_set_dotted_copies_the_value_and_names_a_bad_key() -> None:
