@@ -194,17 +194,14 @@ def _no_learning(config) -> str | None:
 
 
 def _budget_set(overrides: list[str], finished_at: int) -> bool:
-    """Whether ``--set train.total_steps=N`` takes a finished run beyond ``finished_at``."""
-    from rlsoft.run.config import parse_override
+    """Whether the ``--set`` overrides take a finished run's ``train.total_steps`` beyond
+    ``finished_at``."""
+    from rlsoft.run.config import apply_overrides, get_dotted
 
-    total = None
-    for text in overrides or ():
-        try:
-            path, value = parse_override(text)
-        except RlsoftError:
-            return False  # the resume reports it
-        if path == ["train", "total_steps"]:
-            total = value  # the last one given counts
+    try:
+        total = get_dotted(apply_overrides({}, list(overrides or ())), "train.total_steps")
+    except RlsoftError:
+        return False  # the resume reports it
     return isinstance(total, int) and total > finished_at
 
 
@@ -232,16 +229,11 @@ def _replay_left_out(run_dir: str) -> str | None:
 def _finished_steps(run_dir: str) -> int | None:
     """The steps of a finished run (its ``summary.json``), or None: not finished, unreadable
     (the resume itself reports a bad run dir)."""
-    import json
-
-    from rlsoft.run.checkpoint import SUMMARY_FILE
+    from rlsoft.run.checkpoint import read_summary
     from rlsoft.run.experiment import run_dir_of
 
-    try:
-        summary = json.loads((run_dir_of(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
-        return int(summary["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    steps = (read_summary(run_dir_of(run_dir)) or {}).get("steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
 def _summary_line(result) -> str:

@@ -318,15 +318,6 @@ def analyse(
     """Statistics of every variant per environment (and over all environments), the
     probability of improvement of every pair, and the IQM learning curves; with a
     ``threshold``, every variant's time to reach it per environment (or swept cell)."""
-    if not runs and skipped:
-        shown = "; ".join(f"{path}: {reason}" for path, reason in skipped[:3])
-        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        raise RlsoftError(
-            f"found no finished run with an eval/mean_return curve to compare, only "
-            f"{len(skipped)} skipped run dir{'s' if len(skipped) > 1 else ''} ({shown}{more}); "
-            "finish them (rlsoft train --resume RUN_DIR), redo them (delete the run dir and "
-            "run rlsoft compare CONFIG again) or pass the logdir that holds the finished runs"
-        )
     if not runs:
         raise RlsoftError(
             "found no finished run with an eval/mean_return curve to compare; run rlsoft "

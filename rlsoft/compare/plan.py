@@ -722,9 +722,9 @@ def check_finished(spec: RunSpec) -> None:
         )
     if read_summary(spec.run_dir) is None:
         raise RlsoftError(
-            f"finished run dir {str(spec.run_dir)!r} has a damaged {SUMMARY_FILE} (not a JSON "
-            "mapping); delete that file and rlsoft compare continues the run from its newest "
-            "checkpoint (or redoes it, if it has none)"
+            f"finished run dir {str(spec.run_dir)!r} has a {SUMMARY_FILE} that cannot be read as "
+            "the summary rlsoft writes (damaged or edited); delete that file and rlsoft compare "
+            "continues the run from its newest checkpoint (or redoes it, if it has none)"
         )
 
 

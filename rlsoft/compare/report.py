@@ -79,6 +79,21 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+UNFINISHED = "unfinished (no summary.json)"
+DAMAGED_SUMMARY = "damaged summary.json (not a JSON mapping)"
+NO_EVENTS = "no TensorBoard event files (deleted or never written)"
+NO_CURVE = f"no {EVAL_TAG} scalars"
+OUTSIDE = "not in the comparison (compare.yaml)"
+_SKIP_FIXES = {
+    UNFINISHED: "rlsoft train --resume RUN_DIR finishes an unfinished run",
+    DAMAGED_SUMMARY: "delete a damaged summary.json, then resume that run",
+    NO_EVENTS: "train again a run whose event files are gone",
+    NO_CURVE: f"pass a directory of rlsoft runs (they log {EVAL_TAG})",
+    OUTSIDE: "report runs outside compare.yaml from a directory of their own",
+}
+"""Why :func:`load_runs` and the comparison's filter skip a run dir, and what makes it count."""
+
+
 def _has_events(path: Path) -> bool:
     return any(
         p.name.startswith("events.out.tfevents.") and not p.name.endswith(DASHBOARD_SUFFIX)
@@ -197,18 +212,18 @@ def load_runs(
     for run_dir in run_dirs:
         config = _read_config(run_dir)
         if config is not None and not (run_dir / SUMMARY_FILE).is_file():
-            skipped.append((run_dir, "unfinished (no summary.json)"))
+            skipped.append((run_dir, UNFINISHED))
             continue
         summary = read_summary(run_dir)
         if config is not None and summary is None:
-            skipped.append((run_dir, "damaged summary.json (not a JSON mapping)"))
+            skipped.append((run_dir, DAMAGED_SUMMARY))
             continue
         if not _has_events(run_dir):
-            skipped.append((run_dir, "no TensorBoard event files (deleted or never written)"))
+            skipped.append((run_dir, NO_EVENTS))
             continue
         scalars = read_scalars(run_dir, [EVAL_TAG, ENTROPY_TAG, EPISODES_TAG])
         if EVAL_TAG not in scalars:
-            skipped.append((run_dir, f"no {EVAL_TAG} scalars"))
+            skipped.append((run_dir, NO_CURVE))
             continue
         env, variant, seed, from_layout = _identify(run_dir, logdir, config)
         steps, returns = scalars[EVAL_TAG]
@@ -717,10 +732,10 @@ def _independent_runs(
     same_seed: dict[tuple[str, str, int], list[RunRecord]] = {}
     for run in runs:
         if isinstance(seeds, list) and run.seed is not None and run.seed not in seeds:
-            skipped.append((run.run_dir, "seed not in the comparison (compare.yaml)"))
+            skipped.append((run.run_dir, f"seed {OUTSIDE}"))
             dropped.add(run.run_dir)
         elif isinstance(variants, list) and variants and run.variant not in variants:
-            skipped.append((run.run_dir, "variant not in the comparison (compare.yaml)"))
+            skipped.append((run.run_dir, f"variant {OUTSIDE}"))
             dropped.add(run.run_dir)
         elif run.seed is not None:
             same_seed.setdefault((run.env, run.variant, run.seed), []).append(run)
@@ -730,6 +745,19 @@ def _independent_runs(
             skipped.append((run.run_dir, f"the same seed as {newest.run_dir.name}, used"))
             dropped.add(run.run_dir)
     return [run for run in runs if run.run_dir not in dropped]
+
+
+def _nothing_to_compare(logdir: Path, skipped: Sequence[tuple[Path, str]]) -> str:
+    """The sentence for a logdir whose every run dir was skipped: two of them with the
+    reason, and what makes each kind of them count (short: the CLI prints 500 characters)."""
+    shown = "; ".join(f"{_relative(path, logdir)}: {why}" for path, why in skipped[:2])
+    if len(skipped) > 2:
+        shown += f"; and {len(skipped) - 2} more"
+    fixes = dict.fromkeys(
+        fix for _, why in skipped for reason, fix in _SKIP_FIXES.items() if why.endswith(reason)
+    )
+    which = f"all {len(skipped)} run dirs were" if len(skipped) > 1 else "its one run dir was"
+    return f"found no run to compare: {which} skipped ({shown}); {'; '.join(fixes)}"
 
 
 def _finished_time(run: RunRecord) -> float:
@@ -780,6 +808,8 @@ def report(
         threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     runs, skipped = load_runs(logdir, run_dirs, sweep_parameter=parameter)
     runs = _independent_runs(runs, meta if run_dirs is None else {}, skipped)
+    if not runs and skipped:
+        raise RlsoftError(_nothing_to_compare(logdir, skipped))
     analysis = analyse(
         runs,
         title=str(meta.get("name") or logdir.resolve().name),

@@ -103,13 +103,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """A run's ``summary.json`` as the mapping rlsoft writes, or None: missing, cut short or
-    edited into something else (not the mark of a finished run)."""
+    """A run's ``summary.json`` as the mapping rlsoft writes (its ``final_eval`` a mapping
+    too), or None: missing, unreadable, cut short or edited into something else (not the
+    mark of a finished run)."""
     try:
         summary = json.loads((Path(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return summary if isinstance(summary, dict) else None
+    if not isinstance(summary, dict) or not isinstance(summary.get("final_eval", {}), dict):
+        return None
+    return summary
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

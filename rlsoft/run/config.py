@@ -1247,12 +1247,15 @@ def set_dotted(data: dict[str, Any], key: str | Sequence[str], value: Any, where
     else:
         parts = list(key)
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], 1):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise ConfigError(f"{where}: {part!r} is a value, not a section")
+            whole = ".".join(parts[:depth])
+            raise ConfigError(
+                f"{where}: {part!r} is a value, not a section; set {whole} itself ({whole}=VALUE)"
+            )
         node = child
     node[parts[-1]] = copy.deepcopy(value)
 
@@ -1522,6 +1525,60 @@ def refuse_learning_changes(
                 f"what the run learns; start a new run with rlsoft train CONFIG {sets}"
             )
     return changes
+
+
+def replaced_sections(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """The keys that ``overrides`` give a mapping, each a section (or schedule) set whole
+    (``train={total_steps: 3000}``), in the order given."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        pairs = [(str(key), value) for key, value in overrides.items()]
+    else:
+        pairs = [(".".join(path), value) for path, value in map(parse_override, overrides)]
+    return list(dict.fromkeys(key for key, value in pairs if isinstance(value, Mapping)))
+
+
+def refuse_section_side_effects(
+    saved: dict[str, Any],
+    resumed: dict[str, Any],
+    overrides: Mapping[str, Any] | Sequence[str],
+    where: str,
+) -> None:
+    """Refuse a resume's override that sets a section of the run's config whole where that
+    changes fields it does not name: the rest of the section back at the defaults, as
+    ``rlsoft train`` would make it, which on a run under way would silently change its
+    evaluation or checkpoint cadence (``train={total_steps: 3000}``).
+
+    :param where: what gave the overrides, for the message (``--set``).
+    :raises ConfigError: naming the section, up to three of the fields it would change and the
+        fields to set one by one instead.
+    """
+    named = set(override_paths(overrides))
+    old, new = flat_fields(saved), flat_fields(resumed)
+    for section in replaced_sections(overrides):
+        if not isinstance(get_dotted(saved, section), dict):
+            continue  # a schedule for a number: a change of that field, refused as such
+        inside = [k for k in old.keys() | new.keys() if k.startswith(f"{section}.")]
+        unnamed = sorted(
+            k for k in inside if k not in named and old.get(k, _ABSENT) != new.get(k, _ABSENT)
+        )
+        if not unnamed:
+            continue
+        shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in unnamed[:3]) + (
+            f" and {len(unnamed) - 3} more" if len(unnamed) > 3 else ""
+        )
+        leaves = [
+            k
+            for k in sorted(named)
+            if k.startswith(f"{section}.") and old.get(k, _ABSENT) != new.get(k, _ABSENT)
+        ]
+        instead = " ".join(f"--set {_set_argument(k, get_dotted(resumed, k))}" for k in leaves)
+        raise ConfigError(
+            f"{where} gives the whole {section} section, which replaces it as on rlsoft train "
+            f"and so would also change {shown} on this resumed run; set the fields to change "
+            f"one by one instead{f' ({instead})' if instead else ''}"
+        )
 
 
 def _under(key: str, field: str) -> bool:

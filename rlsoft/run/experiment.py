@@ -38,10 +38,13 @@ from rlsoft.run.config import (
     check_path_name,
     check_unedited,
     default_name,
+    override_paths,
     override_sources,
     parse_yaml,
     read_text_file,
     refuse_learning_changes,
+    refuse_section_side_effects,
+    replaced_sections,
     resume_changes,
     validate_config,
 )
@@ -544,6 +547,9 @@ def _resume_held(
     config = saved
     if overrides:
         data = apply_overrides(saved.to_dict(), overrides)
+        # The fields the overrides name (a section set empty names none of its own).
+        whole = replaced_sections(overrides)
+        learned = [f for f in override_paths(overrides) if f not in ("logdir", "run_name", *whole)]
         try:
             config = validate_config(
                 copy.deepcopy(data),
@@ -554,10 +560,14 @@ def _resume_held(
             # An override the resume may not make at all is the error to report (changing
             # env.atari.backend is refused as a change, not for a clash it causes).
             # (A bad run name is its own error: the names are not what the run learns.)
-            learned = [f for f in override_sources(overrides) if f not in ("logdir", "run_name")]
             if learned:
                 refuse_learning_changes(saved.to_dict(), data, only=learned)
             raise
+        # The fields the user named first: agent={type: dqn} on a Q-learning run is refused
+        # for agent.type, not for the first of the agent fields it would reset.
+        if learned:
+            refuse_learning_changes(saved.to_dict(), config.to_dict(), only=learned)
+        refuse_section_side_effects(saved.to_dict(), config.to_dict(), overrides, override_source)
     checkpoint, state = _read_checkpoint(run_dir, "resume")
     check_unedited(state.get("config"), saved, str(run_dir / CONFIG_FILE))
     step = int(state["step"])

@@ -672,7 +672,7 @@ def test_a_changed_config_does_not_silently_reuse_finished_runs(grid):
     )
 
 
-@pytest.mark.parametrize("damage", ['{"seconds', "[1, 2]"])
+@pytest.mark.parametrize("damage", ['{"seconds', "[1, 2]", '{"final_eval": [1]}'])
 def test_a_damaged_summary_of_a_finished_run_is_refused_before_anything_changes(grid, damage):
     """The comparison would report the run from its summary.json: one that is not a JSON
     mapping is named with the way out, before the logdir is touched."""
@@ -688,8 +688,9 @@ def test_a_damaged_summary_of_a_finished_run_is_refused_before_anything_changes(
         summary.write_text(kept)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "seed_0' has a damaged summary.json (not a JSON mapping); delete that file" in (
-        result.stderr
+    assert (
+        "seed_0' has a summary.json that cannot be read as the summary rlsoft writes (damaged "
+        "or edited); delete that file" in result.stderr
     )
     assert after == before
 

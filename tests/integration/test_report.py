@@ -166,8 +166,31 @@ def test_runs_whose_event_files_are_gone_are_named_with_the_reason(tmp_path, cap
     assert skipped == [(tmp_path / "E/a/seed_0", gone), (tmp_path / "E/a/seed_1", gone)]
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "only 2 skipped run dirs (E/a/seed_0: no TensorBoard event files" in err
-    assert "rlsoft train --resume RUN_DIR" in err and "rlsoft train first" not in err
+    assert err.startswith(
+        "rlsoft: error: found no run to compare: all 2 run dirs were skipped (E/a/seed_0: no "
+        "TensorBoard event files (deleted or never written); "
+    ), err
+    assert err.rstrip().endswith("; train again a run whose event files are gone")
+    assert err.count("\n") == 1
+
+
+def test_a_logdir_of_skipped_runs_gets_each_kind_s_fix(tmp_path, capsys):
+    """Unfinished, damaged and outside the comparison: the error lists them and says what
+    makes each kind count, once per kind."""
+    write_run(tmp_path / "E" / "a" / "seed_0", [(1, 1.0)], config=taxi_config("a"), finished=False)
+    write_run(tmp_path / "E" / "a" / "seed_1", [(1, 1.0)], config=taxi_config("a"), finished=False)
+    write_run(tmp_path / "E" / "a" / "seed_2", [(1, 1.0)], config=taxi_config("a"))
+    (tmp_path / "E" / "a" / "seed_2" / "summary.json").write_text('{"final_eval": 3}')
+    write_run(tmp_path / "E" / "b" / "seed_0", [(1, 1.0)], config=taxi_config("b"))
+    write_run(tmp_path / "E" / "b" / "seed_1", [(1, 1.0)], config=taxi_config("b", seed=1))
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump({"variants": ["a"], "seeds": [0, 1]}))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "all 5 run dirs were skipped (E/a/seed_0: unfinished (no summary.json); " in err
+    assert "; and 3 more); rlsoft train --resume RUN_DIR finishes an unfinished run; " in err
+    assert err.count("finishes an unfinished run") == 1
+    assert "; delete a damaged summary.json, then resume that run; " in err
+    assert err.rstrip().endswith("report runs outside compare.yaml from a directory of their own")
 
 
 def test_hand_made_runs_are_grouped_by_config_name_and_split_by_policy(tmp_path):

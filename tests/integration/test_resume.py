@@ -1009,11 +1009,11 @@ def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override
     assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
 
 
-def test_a_section_given_whole_replaces_it_on_resume_as_on_train(small_dqn_run, capsys):
+def test_a_section_given_whole_is_refused_where_it_would_reset_other_fields(small_dqn_run, capsys):
     """``--set agent={type: dqn}`` means the same on a resume as on ``rlsoft train``: the
-    whole section, the rest of it at the defaults; here that resets the run's n_step of 2,
-    a change a resume may not make. (Merged into the section, it would have been a silent
-    no-op.)"""
+    whole section, the rest of it at the defaults. On a run under way that would silently
+    reset fields the user did not name (here n_step 2; for ``train={...}`` the evaluation
+    and checkpoint cadence), so it is refused, naming them, for the fields one by one."""
     import rlsoft
     from rlsoft.cli import main
     from rlsoft.cli.api import experiment_config
@@ -1024,9 +1024,22 @@ def test_a_section_given_whole_replaces_it_on_resume_as_on_train(small_dqn_run, 
     assert config.agent_config().n_step == 1  # what train makes of it
     assert main(["train", "--resume", str(small_dqn_run), "--set", "agent={type: dqn}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rlsoft: error: a resumed run cannot change agent."), err
-    with pytest.raises(ConfigError, match=r"a resumed run cannot change agent\."):
-        rlsoft.resume(small_dqn_run, overrides={"agent": {"type": "dqn"}})
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        "rlsoft: error: --set gives the whole agent section, which replaces it as on rlsoft "
+        "train and so would also change "
+    ), err
+    assert "more on this resumed run; set the fields to change one by one instead" in err
+    assert err.rstrip().endswith("one by one instead")  # agent.type is dqn already
+    assert main(["train", "--resume", str(small_dqn_run), "--set", "train={total_steps: 400}"])
+    err = capsys.readouterr().err
+    assert "gives the whole train section" in err and "train.eval_every" in err, err
+    assert err.rstrip().endswith("one by one instead (--set train.total_steps=400)"), err
+    with pytest.raises(ConfigError, match=r"overrides gives the whole train section"):
+        rlsoft.resume(small_dqn_run, overrides={"train": {"total_steps": 400}})
+    # A field the user names is refused as the change it is, before the section's others.
+    assert main(["train", "--resume", str(small_dqn_run), "--set", "agent={type: c51}"]) == 2
+    assert "a resumed run cannot change agent.type ('dqn' → 'c51')" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
 
 
