@@ -80,7 +80,7 @@ __all__ = [
 
 
 UNFINISHED = "unfinished (no summary.json)"
-DAMAGED_SUMMARY = "damaged summary.json (not a JSON mapping)"
+DAMAGED_SUMMARY = "damaged summary.json (not the summary rlsoft writes)"
 NO_EVENTS = "no TensorBoard event files (deleted or never written)"
 NO_CURVE = f"no {EVAL_TAG} scalars"
 OUTSIDE = "not in the comparison (compare.yaml)"

@@ -145,7 +145,7 @@ def test_unfinished_and_curveless_runs_are_skipped(tmp_path):
     reasons = {p.parent.name + "/" + p.name: why for p, why in skipped}
     assert reasons == {
         "a/seed_1": "unfinished (no summary.json)",
-        "a/seed_2": "damaged summary.json (not a JSON mapping)",
+        "a/seed_2": "damaged summary.json (not the summary rlsoft writes)",
         "b/seed_0": "no eval/mean_return scalars",
     }
 
