@@ -744,7 +744,13 @@ class DQNAgent:
                 "eval": json.dumps(self.eval_rng.bit_generator.state),
                 **({"noise": self._noise.state_dict()} if self._noise is not None else {}),
             },
-            "counters": {"updates": self.updates, "target_updates": self.target_updates},
+            # min_fill: a refill in progress (resumed without the replay) carries on in a
+            # checkpoint that holds the replay again.
+            "counters": {
+                "updates": self.updates,
+                "target_updates": self.target_updates,
+                "min_fill": self._min_fill,
+            },
             # The window's per-step values are saved unsummed: folding them into the sums
             # here would round differently from the uninterrupted run, which folds them when
             # the window is logged.
@@ -844,6 +850,8 @@ class DQNAgent:
             ) from None
         self.updates = int(state["counters"]["updates"])
         self.target_updates = int(state["counters"]["target_updates"])
+        if state["replay"].get("kept", True):  # else _load_replay set the wait for a refill
+            self._min_fill = int(state["counters"].get("min_fill", 0))
         metrics = state["metrics"]
         self._reset_metrics()
         self._sums.copy_(metrics["sums"])

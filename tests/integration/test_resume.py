@@ -1324,6 +1324,36 @@ def test_checkpoints_without_the_replay_are_small_and_resume_by_refilling(tmp_pa
     assert updates < (total - agent["learning_starts"]) // agent["train_freq"]
 
 
+def test_a_refill_split_by_a_checkpoint_with_the_replay_resumes_exactly(tmp_path):
+    """Resumed without its replay at 246, the run waits for 100 new transitions; a
+    checkpoint written at 300, mid-refill, with ``train.checkpoint_replay`` switched on must
+    carry that wait, so that the run resumed from it equals one resumed once to the end."""
+    split, middle, total = 246, 300, 600
+
+    def config(name: str) -> dict:
+        data = _dqn({"id": CATCH, "num_envs": 2}, BOLTZMANN, network="minatar_cnn")
+        data["train"] = {**data["train"], "total_steps": split, "checkpoint_replay": False}
+        return {**data, "seed": 3, "device": "cpu", "logdir": str(tmp_path), "run_name": name}
+
+    for name in ("once", "twice"):
+        run_experiment(validate_config(config(name)))
+    _next_second()
+    resume_experiment(tmp_path / "once", {"train.total_steps": total})
+    resume_experiment(
+        tmp_path / "twice", {"train.total_steps": middle, "train.checkpoint_replay": True}
+    )
+    mid = torch.load(agent_file(latest_checkpoint(tmp_path / "twice")), weights_only=True)
+    assert mid["replay"].get("kept", True) and len(mid["replay"]["actions"]) == middle - split
+    assert mid["counters"]["updates"] == split // 2 - 100 // 2  # none since the split
+    resume_experiment(tmp_path / "twice", {"train.total_steps": total})
+    once, twice = (
+        torch.load(agent_file(latest_checkpoint(tmp_path / name)), weights_only=True)
+        for name in ("once", "twice")
+    )
+    for key in ("online", "target", "optimizer", "counters"):
+        assert_identical(twice[key], once[key], key)
+
+
 # --------------------------------------------------------------------------------------------
 # One process at a time trains a run dir
 # --------------------------------------------------------------------------------------------
