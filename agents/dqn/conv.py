@@ -371,9 +371,10 @@ def channels_last_planes(batch: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     596 µs into float32 (with the 1/255 scaling after either), 515 µs against 774 µs into
     bfloat16.
     """
-    n, c = batch.shape[:2]
-    out = torch.empty((n, *batch.shape[2:], c), dtype=dtype, device=batch.device)
-    planes, source = out.view(n, -1, c), batch.reshape(n, c, -1)
+    n, c, h, w = batch.shape
+    out = torch.empty((n, h, w, c), dtype=dtype, device=batch.device)
+    # Sizes spelled out: an empty batch has no -1 to infer.
+    planes, source = out.view(n, h * w, c), batch.reshape(n, c, h * w)
     for i in range(c):
         planes[:, :, i].copy_(source[:, i])
     return out.permute(0, 3, 1, 2)

@@ -297,7 +297,7 @@ def test_channels_last_planes_is_torchs_channels_last_copy(dtype):
     """The plane-by-plane copy gives the tensor of torch's own permuting copy: values,
     dtype, shape and memory layout, also from a non-contiguous batch."""
     rng = np.random.default_rng(3)
-    for shape in ((32, 4, 84, 84), (1, 4, 84, 84), (3, 2, 5, 7), (2, 1, 3, 3)):
+    for shape in ((32, 4, 84, 84), (1, 4, 84, 84), (3, 2, 5, 7), (2, 1, 3, 3), (0, 4, 84, 84)):
         batch = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8))
         for source in (batch, batch.flip(0), batch.permute(0, 1, 3, 2)):
             want = source.contiguous(memory_format=torch.channels_last).to(dtype)
@@ -305,6 +305,13 @@ def test_channels_last_planes_is_torchs_channels_last_copy(dtype):
             assert got.dtype == dtype and got.shape == source.shape
             assert got.is_contiguous(memory_format=torch.channels_last)
             assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_an_empty_batch_of_frame_stacks_gives_empty_q_values(precision):
+    """A batch of no observations is a batch for the Nature network too: (0, A)."""
+    agent = make_agent(ATARI, n_actions=4, buffer_size=64, precision=precision)
+    assert agent.q_values(np.zeros((0, 4, 84, 84), dtype=np.uint8)).shape == (0, 4)
 
 
 def test_frame_stacks_are_converted_into_the_nature_networks_layout_in_one_pass():
