@@ -17,6 +17,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -500,6 +501,37 @@ def _stdout_reader_gone() -> bool:
     return any(event & select.POLLERR for _, event in poller.poll(0))
 
 
+def _is_own_code(filename: str) -> bool:
+    """Whether ``filename`` is a module of rlsoft or of its agents package."""
+    path = Path(filename).resolve()
+    for package in ("rlsoft", "agents"):
+        module = sys.modules.get(package)
+        location = getattr(module, "__file__", None)
+        if location and path.is_relative_to(Path(location).resolve().parent):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _own_warnings_as_lines() -> Iterator[None]:
+    """Show the warnings rlsoft itself raises as ``rlsoft: warning: …`` lines, like the CLI's
+    own, instead of Python's ``file:line: RuntimeWarning`` with the source line; other
+    libraries' warnings keep their format."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not _is_own_code(filename):
+            shown(message, category, filename, lineno, file, line)
+            return
+        print(f"rlsoft: warning: {one_line(str(message))}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # rlsoft's config models need no pydantic plugins, and looking for them scans every
     # installed distribution's entry points at the first model (about 8 ms of the 0.3 s a
@@ -509,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _own_warnings_as_lines():
             import agents  # noqa: F401 - registers every agent family
 
             handler = COMMANDS.get(args.command) or args.handler

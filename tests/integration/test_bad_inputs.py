@@ -1672,6 +1672,27 @@ def test_a_budget_that_ends_before_learning_starts_is_one_warning(
     assert capsys.readouterr().err == ""
 
 
+def test_rlsofts_own_warnings_are_rlsoft_warning_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning the library raises (here the channel axis read against ``auto``'s reading)
+    reaches the command line as one ``rlsoft: warning:`` line, not as Python's
+    ``file:line: RuntimeWarning`` followed by a source line."""
+    pytest.importorskip("minatar", reason="MinAtar is an optional extra")
+    config = Path(__file__).resolve().parents[2] / "configs/minatar_breakout_dqn.yaml"
+    argv = ["train", str(config), "--logdir", str(tmp_path)]
+    for item in ("agent.channel_axis=first", "train.total_steps=100", "agent.learning_starts=50",
+                 "train.eval_episodes=1"):  # fmt: skip
+        argv += ["--set", item]
+    assert main(argv) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "rlsoft: warning: agent.channel_axis first reads observations of shape (10, 10, 4) as "
+        "10 channels of 10×4 images, more channels than pixels along a side (auto would read "
+        "4 channels of 10×10); set agent.channel_axis to auto if the channels are on the other "
+        "axis"
+    ]
+
+
 def test_a_run_made_before_names_were_checked_can_still_be_evaluated(
     tmp_path: Path, trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
