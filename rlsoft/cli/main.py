@@ -433,10 +433,17 @@ def _eval_env(config, args: argparse.Namespace):
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = make_env(config.env, render_mode="rgb_array")
         quiet_missing_render_fps(env)
-        try:  # it makes the directory (a made one would draw its "overwriting" warning)
-            return gym.wrappers.RecordVideo(
-                VideoFrames(env), args.video, episode_trigger=lambda _: True, disable_logger=True
-            )
+        try:  # it makes the directory
+            with warnings.catch_warnings():
+                # An existing directory is empty (checked with the arguments): nothing to
+                # overwrite, whatever Gymnasium's warning about an existing folder says.
+                warnings.filterwarnings("ignore", message=r".*Overwriting existing videos")
+                return gym.wrappers.RecordVideo(
+                    VideoFrames(env),
+                    args.video,
+                    episode_trigger=lambda _: True,
+                    disable_logger=True,
+                )
         except OSError as exc:  # what the checks could not foresee: /proc, a read-only mount
             env.close()
             raise RlsoftError(

@@ -515,17 +515,24 @@ def test_a_resume_says_once_when_its_replay_was_left_out(tmp_path: Path, capsys)
     importlib.util.find_spec("moviepy") is None or importlib.util.find_spec("pygame") is None,
     reason="needs the video extra",
 )
-def test_eval_video_records_into_a_new_directory_without_noise(tmp_path: Path) -> None:
+@pytest.mark.parametrize("made", [False, True])
+def test_eval_video_records_into_a_new_or_empty_directory_without_noise(
+    tmp_path: Path, made: bool
+) -> None:
     """--video DIR on a headless machine: one MP4 per episode, and nothing on stderr from
-    Gymnasium (a directory made beforehand would read as "overwriting") or SDL (no display)."""
+    Gymnasium (an empty directory made beforehand is not "overwriting existing videos") or
+    SDL (no display)."""
     main(["train", "configs/cartpole_dqn_epsilon.yaml", "--logdir", str(tmp_path / "runs"),
           "--set", "train.total_steps=300"])  # fmt: skip
     run_dir = _single_run(tmp_path / "runs")
+    folder = tmp_path / "videos" / "new"
+    if made:
+        folder.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.pop("SDL_VIDEODRIVER", None)
     done = subprocess.run(
         [sys.executable, "-m", "rlsoft.cli", "eval", str(run_dir), "--episodes", "2", "--video",
-         str(tmp_path / "videos" / "new")],
+         str(folder)],
         capture_output=True,
         text=True,
         env=env,
@@ -533,5 +540,5 @@ def test_eval_video_records_into_a_new_directory_without_noise(tmp_path: Path) -
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
-    videos = sorted(p.name for p in (tmp_path / "videos" / "new").iterdir())
+    videos = sorted(p.name for p in folder.iterdir())
     assert videos == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
