@@ -310,6 +310,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.episodes = args.episodes or EVAL_EPISODES
         args.seed = EVAL_SEED if args.seed is None else args.seed
         env = _eval_env(config, args)
+        finished: list[float] = []
+        progress = _episode_progress(args.episodes)
+
+        def on_episode(episode: int, episode_return: float, length: int) -> None:
+            finished.append(episode_return)
+            if progress is not None:
+                progress(episode, episode_return, length)
+
         try:
             stats = api.evaluate(
                 agent,
@@ -318,16 +326,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 render=args.render,
                 epsilon=args.epsilon,
-                on_episode=_episode_progress(args.episodes),
+                on_episode=on_episode,
             )
+        except KeyboardInterrupt:
+            env.close()  # a recorder writes the unfinished episode's video here
+            env = None
+            _report_interrupted_eval(finished, args)
+            raise
         finally:
-            env.close()
+            if env is not None:
+                env.close()
     print(
         f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}{_at_step(agent.step)}: "
         f"mean return {stats.mean_return:.2f} ± {stats.std_return:.2f} over "
         f"{count(args.episodes, 'episode')} on {config.env.id}"
     )
     return 0
+
+
+def _report_interrupted_eval(finished: list[float], args: argparse.Namespace) -> None:
+    """After Ctrl-C in ``rlsoft eval``: the episodes that finished, and with ``--video`` only
+    their videos (the unfinished episode's recording, cut short, is removed)."""
+    import numpy as np
+
+    removed = False
+    if args.video:
+        for video in Path(args.video).glob("rl-video-episode-*.mp4"):
+            number = video.stem.rsplit("-", 1)[-1]
+            if number.isdigit() and int(number) >= len(finished):
+                video.unlink(missing_ok=True)
+                removed = True
+    if finished:
+        returns = np.asarray(finished, dtype=float)
+        line = (
+            f"rlsoft: eval stopped after {len(finished)} of {count(args.episodes, 'episode')}: "
+            f"mean return {returns.mean():.2f} ± {returns.std():.2f} over those"
+        )
+    else:
+        line = "rlsoft: eval stopped before its first episode ended"
+    if removed:
+        line += "; the unfinished episode's video was removed"
+    if sys.stderr.isatty() and finished:
+        line = "\n" + line  # after the progress line, which has no newline of its own
+    print(line, file=sys.stderr)
 
 
 def _check_video_dir(folder: Path) -> None:

@@ -515,6 +515,48 @@ def test_a_resume_says_once_when_its_replay_was_left_out(tmp_path: Path, capsys)
     importlib.util.find_spec("moviepy") is None or importlib.util.find_spec("pygame") is None,
     reason="needs the video extra",
 )
+def test_an_interrupted_eval_reports_its_finished_episodes_and_keeps_only_their_videos(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Ctrl-C in the third of five episodes: exit 130, the two finished episodes' mean, and
+    their two videos; the third's recording, cut short on close, is removed."""
+    import gymnasium as gym
+
+    cli = sys.modules["rlsoft.cli.main"]  # the module; rlsoft.cli.main is its function
+
+    main(["train", "configs/cartpole_dqn_epsilon.yaml", "--logdir", str(tmp_path / "runs"),
+          "--set", "train.total_steps=300"])  # fmt: skip
+    run_dir = _single_run(tmp_path / "runs")
+    capsys.readouterr()
+    made = cli._eval_env
+
+    class CtrlC(gym.Wrapper):
+        """Ctrl-C after 5 steps of the third episode."""
+
+        resets = steps = 0
+
+        def reset(self, **kwargs):
+            self.resets, self.steps = self.resets + 1, 0
+            return self.env.reset(**kwargs)
+
+        def step(self, action):
+            self.steps += 1
+            if self.resets == 3 and self.steps == 5:
+                raise KeyboardInterrupt
+            return self.env.step(action)
+
+    monkeypatch.setattr(cli, "_eval_env", lambda config, args: CtrlC(made(config, args)))
+    folder = tmp_path / "videos"
+    argv = ["eval", str(run_dir), "--episodes", "5", "--video", str(folder)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("rlsoft: eval stopped after 2 of 5 episodes: mean return "), err
+    assert err[0].endswith(" over those; the unfinished episode's video was removed"), err
+    assert err[1] == "rlsoft: interrupted"
+    videos = sorted(p.name for p in folder.iterdir())
+    assert videos == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
+
+
 @pytest.mark.parametrize("made", [False, True])
 def test_eval_video_records_into_a_new_or_empty_directory_without_noise(
     tmp_path: Path, made: bool
