@@ -337,7 +337,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if env is not None:
                 env.close()
     print(
-        f"{_policy_kind(stats.epsilon)} policy of {args.run_dir}{_at_step(agent.step)}: "
+        f"{_policy_kind(stats.epsilon)} policy of {agent.run_dir}{_at_step(agent.step)}: "
         f"mean return {stats.mean_return:.2f} ± {stats.std_return:.2f} over "
         f"{count(args.episodes, 'episode')} on {config.env.id}"
     )

@@ -272,6 +272,28 @@ def run_dir_of(path: str | Path) -> Path:
     return path
 
 
+def _nearby(folder: Path) -> str:
+    """What to pass instead of ``folder``, which is not a run dir: the run dir it lies in (a
+    checkpoint of it), or those below it (a comparison's logdir), else a run dir's form."""
+    for parent in list(folder.resolve().parents)[:2]:
+        if (parent / CONFIG_FILE).is_file():
+            return (
+                f"it is inside run dir {str(parent)!r}, whose newest checkpoint is the one "
+                "loaded: pass that run dir"
+            )
+    with contextlib.suppress(OSError):
+        # Three levels, as a comparison lays its runs out (<env>/<variant>/seed_<k>): a
+        # directory such as $HOME is not searched through.
+        below = sorted(
+            p.parent for depth in (1, 2, 3) for p in folder.glob("*/" * depth + CONFIG_FILE)
+        )
+        if len(below) == 1:
+            return f"it holds the run dir {str(below[0])!r}: pass that"
+        if below:
+            return f"it holds {len(below)} run dirs, such as {str(below[0])!r}: pass one of them"
+    return "pass a directory made by rlsoft train, e.g. runs/<run-name>"
+
+
 def read_run_config(run_dir: Path, *, recorded_spaces: bool = False) -> ExperimentConfig:
     """The run's validated config; ``recorded_spaces``: read to act with the spaces the run
     recorded, so its environment's package need not be installed
@@ -290,8 +312,7 @@ def read_run_config(run_dir: Path, *, recorded_spaces: bool = False) -> Experime
         )
     if not path.is_file():
         raise RlsoftError(
-            f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); pass a directory made by "
-            "rlsoft train, e.g. runs/<run-name>"
+            f"{str(run_dir)!r} is not a run dir (no {CONFIG_FILE}); {_nearby(run_dir)}"
         )
     text = read_text_file(path, "run config")
     data = parse_yaml(text, str(path))

@@ -318,10 +318,40 @@ def test_eval_takes_the_run_config_path_and_counts_one_episode_in_the_singular(
     assert main(["eval", str(run_dir / "config.yaml"), "--episodes", "1"]) == 0
     out = capsys.readouterr().out
     steps = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["total_steps"]
-    assert f"policy of {run_dir / 'config.yaml'} (checkpoint at step {steps:,}): " in out
+    assert f"policy of {run_dir} (checkpoint at step {steps:,}): " in out  # the run dir
     assert "over 1 episode on Taxi-v4" in out
     assert main(["eval", str(run_dir / "summary.json")]) == 2
     assert "is a file, not a run dir" in capsys.readouterr().err
+
+
+def test_a_checkpoint_or_a_logdir_given_for_a_run_dir_names_the_run_dir(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    logdir = tmp_path / "runs"
+    main(["train", str(config), "--logdir", str(logdir)])
+    run_dir = _single_run(logdir)
+    checkpoint = list_checkpoints(run_dir)[-1]
+    capsys.readouterr()
+    for argv in (["eval", str(checkpoint)], ["train", "--resume", str(checkpoint)]):
+        assert main(argv) == 2
+        assert (
+            capsys.readouterr()
+            .err.rstrip()
+            .endswith(
+                f"is not a run dir (no config.yaml); it is inside run dir {str(run_dir)!r}, whose "
+                "newest checkpoint is the one loaded: pass that run dir"
+            )
+        )
+    assert main(["eval", str(logdir)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .endswith(f"it holds the run dir {str(run_dir)!r}: pass that")
+    )
+    main(["train", str(config), "--logdir", str(logdir), "--seed", "1"])
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "it holds 2 run dirs, such as " in capsys.readouterr().err
 
 
 def test_the_tensorboard_hint_is_quoted_for_the_shell(config: Path, tmp_path: Path, capsys):
