@@ -568,12 +568,15 @@ class TrainedAgent:
         low, high = (0, 1) if space.dtype.kind == "b" else (space.low.min(), space.high.max())
         whole = array.dtype.kind in "biu" or bool(np.array_equal(array, np.round(array)))
         if not whole or array.min(initial=low) < low or array.max(initial=high) > high:
+            # Fractions in [0, 1] for frames of 0..255: divided by 255 already.
+            scaled = not whole and high > 1 and array.min() >= 0 and array.max() <= 1
             raise RlsoftError(
                 f"this agent's observations are {space.dtype} values in {low}..{high}, as the "
                 f"environment returns them, got values from {array.min():g} to "
                 f"{array.max():g}{' with fractions' if not whole else ''}; pass the "
-                "observation unscaled"
-            )
+                + ("observation unscaled (the agent divides by 255 itself)" if scaled else
+                   "environment's observation unchanged")
+            )  # fmt: skip
         # The agent scales by the dtype it was trained on (uint8 frames by 1/255): the same
         # whole numbers as floats would skip that scaling.
         return array.astype(space.dtype, copy=False)

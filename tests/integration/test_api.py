@@ -647,14 +647,16 @@ def test_a_pixel_agent_refuses_frames_outside_its_uint8_range(tmp_path):
     frame = np.random.default_rng(0).integers(0, 256, size=(2, 36, 36), dtype=np.uint8)
     assert agent.predict(frame) in range(4)
     assert agent.predict(frame.astype(np.float32)) == agent.predict(frame)  # whole numbers
-    for bad, what in (
-        (np.full((2, 36, 36), 300), "from 300 to 300"),
-        (np.full((2, 36, 36), -1), "from -1 to -1"),
-        (frame / 255.0, "with fractions"),
+    unchanged = "pass the environment's observation unchanged"
+    for bad, what, fix in (
+        (np.full((2, 36, 36), 300), "from 300 to 300", unchanged),
+        (np.full((2, 36, 36), -1), "from -1 to -1", unchanged),
+        (frame / 255.0, "with fractions", "pass the observation unscaled (the agent divides"),
     ):
         with pytest.raises(RlsoftError, match=r"observations are uint8 values in 0\.\.255") as info:
             agent.predict(bad)
         assert what in str(info.value) and "\n" not in str(info.value)
+        assert str(info.value).endswith(fix if fix == unchanged else f"{fix} by 255 itself)")
 
 
 def test_load_builds_the_agent_from_the_recorded_spaces_without_an_environment(
