@@ -35,6 +35,7 @@ import csv
 import io
 import numbers
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -741,10 +742,15 @@ class EvalResult:
         return len(self.returns)
 
 
-def render_mode_to_show(env: Any) -> str:
+def render_mode_to_show(
+    env: Any, record: str = "record its frames with gymnasium.wrappers.RecordVideo"
+) -> str:
     """How ``rlsoft eval --render`` and ``evaluate(render=True)`` show ``env`` (a copy made
     without rendering, for its metadata): as text where it can (``ansi``, printed), else in
     a window (``human``, which needs pygame for Gymnasium's own environments).
+
+    :param record: how to record the episodes instead, suggested where a window cannot
+        open and the env draws frames (the CLI's ``--video DIR``).
 
     :raises RlsoftError: the env renders neither as text nor in a window, or a window is
         needed and pygame is missing.
@@ -753,7 +759,7 @@ def render_mode_to_show(env: Any) -> str:
 
     modes = env.metadata.get("render_modes") or []
     name = _env_name(env)
-    video = "; record it with --video DIR instead" if "rgb_array" in modes else ""
+    video = f"; {record} instead" if "rgb_array" in modes else ""
     if "ansi" in modes:
         return "ansi"
     if "human" not in modes:
@@ -788,12 +794,27 @@ def missing_display(library: Literal["pygame", "matplotlib"]) -> str | None:
     is left to them. macOS and Windows always have a screen for a desktop session."""
     if sys.platform == "darwin" or os.name != "posix":
         return None
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return None
     chosen = "SDL_VIDEODRIVER" if library == "pygame" else "MPLBACKEND"
-    if os.environ.get(chosen):
+    if os.environ.get("WAYLAND_DISPLAY") or os.environ.get(chosen):
         return None
+    display = os.environ.get("DISPLAY")
+    if display:
+        return _unreachable_x(display)
     return "this session has no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+
+
+def _unreachable_x(display: str) -> str | None:
+    """Why the X display ``display`` names cannot be reached, or ``None``: a local one
+    (``:N``) is a socket ``/tmp/.X11-unix/XN`` of its server (Xorg, Xvfb, XWayland); without
+    it pygame would show no window and matplotlib fall back to Agg, silently. A remote one
+    (``host:N``, as ssh -X sets) is not checked."""
+    local = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
+    if local is None or Path(f"/tmp/.X11-unix/X{local.group(1)}").exists():
+        return None
+    return (
+        f"DISPLAY is {display!r}, where no X server runs (there is no "
+        f"/tmp/.X11-unix/X{local.group(1)})"
+    )
 
 
 def check_shown_render_mode(env: Any) -> None:

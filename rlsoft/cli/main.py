@@ -495,7 +495,7 @@ def _eval_env(config, args: argparse.Namespace):
         return make_env(config.env)
     probe = make_env(config.env)
     try:
-        mode = render_mode_to_show(probe)
+        mode = render_mode_to_show(probe, record="record it with --video DIR")
     except RlsoftError as exc:
         raise RlsoftError("--render" + str(exc).removeprefix("rendering")) from None
     finally:

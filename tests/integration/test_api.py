@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -607,6 +608,21 @@ def test_evaluate_renders_the_env_it_makes(tmp_path, capsys):
                 episodes=1,
                 render=True,
             )
+
+
+def test_render_without_a_display_suggests_recording_with_the_apis_own_means(dqn_run, monkeypatch):
+    """From Python the way out is Gymnasium's RecordVideo, not the CLI's --video flag."""
+    pytest.importorskip("pygame", reason="CartPole's window needs pygame")
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RlsoftError) as info:
+        rlsoft.evaluate(rlsoft.load(dqn_run.run_dir), episodes=1, render=True)
+    assert str(info.value).endswith(
+        "has no display (neither DISPLAY nor WAYLAND_DISPLAY is set); record its frames with "
+        "gymnasium.wrappers.RecordVideo instead"
+    )
+    assert "--video" not in str(info.value)
 
 
 def test_a_tuple_observation_agent_acts_evaluates_and_refuses_the_wrong_length(tmp_path):

@@ -165,8 +165,19 @@ def test_a_window_needs_a_display_or_a_driver_the_user_chose(monkeypatch) -> Non
     monkeypatch.delenv("SDL_VIDEODRIVER")
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
     assert missing_display("pygame") is None
-    monkeypatch.setattr(sys, "platform", "darwin")
     monkeypatch.delenv("WAYLAND_DISPLAY")
+    # An X display: a local one must have its server's socket; a remote one is not checked.
+    monkeypatch.setenv("DISPLAY", ":987")
+    assert missing_display("pygame") == (
+        "DISPLAY is ':987', where no X server runs (there is no /tmp/.X11-unix/X987)"
+    )
+    assert missing_display("matplotlib") is None  # MPLBACKEND: the user's choice
+    monkeypatch.delenv("MPLBACKEND")
+    assert "no X server" in missing_display("matplotlib")
+    monkeypatch.setenv("DISPLAY", "localhost:10.0")
+    assert missing_display("pygame") is None
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.delenv("DISPLAY")
     assert missing_display("pygame") is None
 
 
@@ -179,7 +190,7 @@ def test_a_minatar_window_is_drawn_by_matplotlib_and_needs_no_pygame(monkeypatch
     env = make_env(EnvConfig(id="MinAtar/Breakout-v1"))
     monkeypatch.setitem(sys.modules, "pygame", None)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # nothing installed
-    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setenv("DISPLAY", "localhost:10.0")  # ssh -X's form: not checked
     assert render_mode_to_show(env) == "human"
     env.close()
 
