@@ -247,7 +247,12 @@ def verify_checkpoint(checkpoint: Path) -> None:
     """
     where = f"checkpoint {str(checkpoint)!r}"
     manifest_path = checkpoint / MANIFEST_FILE
-    state = read_trainer_state(checkpoint)
+    try:  # a trainer.json edited into invalid JSON is named by the manifest check below
+        state: Any = read_trainer_state(checkpoint)
+    except (OSError, ValueError):
+        if not manifest_path.exists():
+            raise
+        state = None
     if not manifest_path.exists() and isinstance(state, dict) and "manifest" in state:
         raise CheckpointError(f"{where} is damaged: its {MANIFEST_FILE} is missing")
     if manifest_path.exists():

@@ -130,6 +130,11 @@ def _edit_trainer_step(run: Path) -> None:
     path.write_text(json.dumps(state), encoding="utf-8")
 
 
+def _break_trainer_json(run: Path) -> None:
+    path = latest_checkpoint(run) / "trainer.json"
+    path.write_text(path.read_text(encoding="utf-8").rstrip().removesuffix("}"), encoding="utf-8")
+
+
 def _truncate_agent(run: Path) -> None:
     path = next((latest_checkpoint(run)).glob("agent.*"))
     data = path.read_bytes()
@@ -1479,6 +1484,13 @@ CASES = [
         "is damaged: trainer.json has changed since it was written",
         run="tabular",
         damage=_edit_trainer_step,
+    ),
+    C(
+        "eval-trainer-json-edited-into-invalid-json",
+        "eval {run}",
+        "is damaged: trainer.json has changed since it was written",
+        run="dqn",
+        damage=_break_trainer_json,
     ),
     C(
         "resume-edited-step-before-manifests",
