@@ -660,13 +660,23 @@ def _record_spaces(run_dir: Path, driver: Driver) -> None:
 
 def _recorded_spaces(run_dir: Path) -> tuple[gym.Space, gym.Space] | None:
     """The spaces :func:`_record_spaces` wrote, or None (a run dir from before it, or an
-    unreadable file: the environment is probed instead, as it was)."""
+    unreadable file, said in a warning: the environment is probed instead, as it was, which
+    needs its package installed)."""
     from rlsoft.rl.spaces import space_from_json
 
+    path = run_dir / SPACES_FILE
+    if not path.exists():
+        return None
     try:
-        data = json.loads((run_dir / SPACES_FILE).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         return space_from_json(data["observation"]), space_from_json(data["action"])
     except (OSError, ValueError, KeyError, TypeError):
+        warnings.warn(
+            f"{str(path)!r} is damaged, so the run's environment is made to read its spaces "
+            "(which needs the environment's package); delete the file, and a resume writes it anew",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
 
 

@@ -709,6 +709,20 @@ def test_load_builds_the_agent_from_the_recorded_spaces_without_an_environment(
         made.clear()
 
 
+def test_a_damaged_spaces_file_is_said_and_the_environment_probed(dqn_run, tmp_path):
+    """The recorded spaces are read to act without the environment: a damaged file is not
+    silently passed over (acting then needs the environment's package)."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(dqn_run.run_dir, run_dir)
+    (run_dir / "spaces.json").write_text('{"observation": ', encoding="utf-8")
+    with pytest.warns(RuntimeWarning, match=r"spaces\.json' is damaged, so the run's environment"):
+        agent = rlsoft.load(run_dir)
+    obs = np.zeros(4, dtype=np.float32)
+    np.testing.assert_array_equal(agent.q_values(obs), rlsoft.load(dqn_run.run_dir).q_values(obs))
+
+
 ATARI_WITHOUT_ALE = """
 import sys
 sys.modules["ale_py"] = None  # the atari extra is not installed here
