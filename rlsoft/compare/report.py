@@ -797,6 +797,16 @@ def report(
             f"parent {shlex.quote(str(logdir.parent))}, or see this run alone with rlsoft eval "
             f"{shlex.quote(str(logdir))} or tensorboard --logdir {shlex.quote(str(logdir))}"
         )
+    comparison = next(
+        (p for p in list(logdir.resolve().parents)[:3] if (p / COMPARE_FILE).is_file()), None
+    )
+    if comparison is not None and run_dirs is None and not (logdir / COMPARE_FILE).is_file():
+        # Its report would lack the comparison's seeds and variant order, in the tree of it.
+        raise RlsoftError(
+            f"{str(logdir)!r} is inside the comparison logdir {str(comparison)!r}, whose "
+            f"report covers it (a table and plots per environment): run rlsoft report "
+            f"{shlex.quote(str(comparison))}"
+        )
     if threshold is not None and not math.isfinite(threshold):
         raise RlsoftError(f"--threshold must be a finite number, got {threshold}")
     meta = read_compare_file(logdir)

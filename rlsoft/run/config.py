@@ -16,6 +16,7 @@ nearest valid key for typos.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 import shlex
 import types
@@ -1112,9 +1113,18 @@ KEY_ELSEWHERE: dict[str, tuple[str, str]] = {
 
 def _unknown_key_hint(key: str, valid: list[str], path: str) -> str:
     """``" (did you mean 'x'?)"``: a synonym from :data:`KEY_SYNONYMS` the section has, the
-    place :data:`KEY_ELSEWHERE` names, or the closest spelling."""
+    place :data:`KEY_ELSEWHERE` names, or the closest spelling. A misspelt synonym counts
+    as that synonym where it is nearer to it than to any key of the section: DQN's
+    ``lerning_rate`` is its ``lr``, not ``learning_starts``."""
+    similarity = lambda a, b: difflib.SequenceMatcher(None, a, b).ratio()  # noqa: E731
+    if key not in KEY_SYNONYMS:
+        spelt = difflib.get_close_matches(key, list(KEY_SYNONYMS), n=1, cutoff=0.85)
+        if spelt and similarity(key, spelt[0]) > max(
+            (similarity(key, v) for v in valid), default=0.0
+        ):
+            key = spelt[0]
     for synonym in KEY_SYNONYMS.get(key, ()):
-        if synonym in valid and synonym != key:
+        if synonym in valid:
             return f" (did you mean {synonym!r}?)"
     target, hint = KEY_ELSEWHERE.get(key, (path, ""))
     if target != path:

@@ -439,6 +439,11 @@ CASES = [
         "unknown config key 'agent.learning_rate' (did you mean 'lr'?)",
     ),
     C(
+        "dqn-misspelt-learning-rate-is-lr",  # not learning_starts, the nearer in spelling
+        f"{DQN_TRAIN} --set agent.lerning_rate=0.1",
+        "unknown config key 'agent.lerning_rate' (did you mean 'lr'?)",
+    ),
+    C(
         "tabular-lr-is-learning-rate",
         f"{TRAIN} --set agent.lr=0.1",
         "(did you mean 'learning_rate'?)",
@@ -874,8 +879,7 @@ CASES = [
     C(
         "eval-missing-trainer-json",
         "eval {run}",
-        "is damaged and cannot be read (FileNotFoundError: 'No such file or directory: "
-        "trainer.json')",
+        "is damaged: trainer.json is missing; train the run afresh",  # named by the manifest
         run="tabular",
         damage=_no_trainer_json,
     ),

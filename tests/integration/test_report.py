@@ -193,6 +193,24 @@ def test_a_logdir_of_skipped_runs_gets_each_kind_s_fix(tmp_path, capsys):
     assert err.rstrip().endswith("report runs outside compare.yaml from a directory of their own")
 
 
+def test_a_folder_inside_a_comparison_points_to_the_comparisons_report(tmp_path, capsys):
+    for seed in range(2):
+        write_run(tmp_path / "E" / "a" / f"seed_{seed}", [(1, 1.0)], config=taxi_config("a"))
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump({"variants": ["a"], "seeds": [0, 1]}))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for inner in (tmp_path / "E", tmp_path / "E" / "a"):
+        assert main(["report", str(inner)]) == 2
+        assert (
+            capsys.readouterr()
+            .err.rstrip()
+            .endswith(
+                f"is inside the comparison logdir {str(tmp_path)!r}, whose report covers it (a "
+                f"table and plots per environment): run rlsoft report {tmp_path}"
+            )
+        )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 def test_hand_made_runs_are_grouped_by_config_name_and_split_by_policy(tmp_path):
     # as rlsoft train names them: <name>__s<seed>__<time>
     for seed in range(2):
