@@ -1519,6 +1519,12 @@ def refuse_learning_changes(
         if old.get(key) != new.get(key)
     }
     for key, (before, after) in changes.items():
+        if key in ("logdir", "run_name", "name"):
+            raise ConfigError(
+                f"a resumed run cannot change {key} ({before!r} → {after!r}): it continues in "
+                f"its own run dir under the names it has; resume it as it is (a copy of the run "
+                f"dir made elsewhere resumes there too)"
+            )
         if key not in RESUME_CHANGEABLE:
             # A section on both sides (env.kwargs): its changed leaves, so that the suggested
             # --set keeps the rest of it.

@@ -1009,6 +1009,21 @@ def test_resume_refuses_a_change_to_the_learning_problem(small_dqn_run, override
     assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
 
 
+@pytest.mark.parametrize("override", ["logdir=/tmp/elsewhere", "run_name=other", "name=other"])
+def test_resume_keeps_its_run_dir_and_names_without_calling_them_learning(
+    small_dqn_run, override, capsys
+):
+    from rlsoft.cli import main
+
+    files = {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(small_dqn_run), "--set", override]) == 2
+    err = capsys.readouterr().err
+    key = override.split("=")[0]
+    assert err.startswith(f"rlsoft: error: a resumed run cannot change {key} ("), err
+    assert "continues in its own run dir" in err and "what the run learns" not in err
+    assert {p: p.read_bytes() for p in small_dqn_run.rglob("*") if p.is_file()} == files
+
+
 def test_a_section_given_whole_is_refused_where_it_would_reset_other_fields(small_dqn_run, capsys):
     """``--set agent={type: dqn}`` means the same on a resume as on ``rlsoft train``: the
     whole section, the rest of it at the defaults. On a run under way that would silently
