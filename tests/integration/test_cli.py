@@ -598,6 +598,10 @@ def test_an_interrupted_eval_reports_its_finished_episodes_and_keeps_only_their_
     assert videos == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("moviepy") is None or importlib.util.find_spec("pygame") is None,
+    reason="needs the video extra",
+)
 @pytest.mark.parametrize("made", [False, True])
 def test_eval_video_records_into_a_new_or_empty_directory_without_noise(
     tmp_path: Path, made: bool
