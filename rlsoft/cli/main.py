@@ -474,10 +474,13 @@ def _eval_env(config, args: argparse.Namespace):
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = make_env(config.env, render_mode="rgb_array")
         quiet_missing_render_fps(env)
-        try:  # it makes the directory
+        try:
+            # Made here: an OSError inside RecordVideo's constructor would leave a half-made
+            # recorder whose __del__ fails too (Gymnasium 1.0 prints that traceback).
+            os.makedirs(args.video, exist_ok=True)
             with warnings.catch_warnings():
-                # An existing directory is empty (checked with the arguments): nothing to
-                # overwrite, whatever Gymnasium's warning about an existing folder says.
+                # The directory is empty (checked with the arguments): nothing to overwrite,
+                # whatever Gymnasium's warning about an existing folder says.
                 warnings.filterwarnings("ignore", message=r".*Overwriting existing videos")
                 return gym.wrappers.RecordVideo(
                     VideoFrames(env),
