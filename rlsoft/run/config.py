@@ -398,12 +398,6 @@ def override_paths(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[
     (``exploration.temperature=3``) or a mapping of dotted keys or sections
     (``{"exploration.temperature": 3}``, ``{"exploration": {"temperature": 3}}``), sections
     flattened to their leaves."""
-    if overrides is None:
-        return []
-    if isinstance(overrides, Mapping):
-        pairs = [(str(key), value) for key, value in overrides.items()]
-    else:
-        pairs = [(".".join(path), value) for path, value in map(parse_override, overrides)]
     paths: list[str] = []
 
     def leaves(path: str, value: Any) -> None:
@@ -413,9 +407,19 @@ def override_paths(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[
         else:
             paths.append(path)
 
-    for path, value in pairs:
+    for path, value in override_pairs(overrides):
         leaves(path, value)
     return list(dict.fromkeys(paths))
+
+
+def override_pairs(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of each override as given: ``key=value`` strings parsed as
+    ``--set`` parses them, or a mapping's items."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [(str(key), value) for key, value in overrides.items()]
+    return [(".".join(path), value) for path, value in map(parse_override, overrides)]
 
 
 def override_sources(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
@@ -1546,12 +1550,7 @@ def refuse_learning_changes(
 def replaced_sections(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
     """The keys that ``overrides`` give a mapping, each a section (or schedule) set whole
     (``train={total_steps: 3000}``), in the order given."""
-    if overrides is None:
-        return []
-    if isinstance(overrides, Mapping):
-        pairs = [(str(key), value) for key, value in overrides.items()]
-    else:
-        pairs = [(".".join(path), value) for path, value in map(parse_override, overrides)]
+    pairs = override_pairs(overrides)
     return list(dict.fromkeys(key for key, value in pairs if isinstance(value, Mapping)))
 
 
