@@ -1120,7 +1120,10 @@ def _unknown_key_hint(key: str, valid: list[str], path: str) -> str:
     place :data:`KEY_ELSEWHERE` names, or the closest spelling. A misspelt synonym counts
     as that synonym where it is nearer to it than to any key of the section: DQN's
     ``lerning_rate`` is its ``lr``, not ``learning_starts``."""
-    similarity = lambda a, b: difflib.SequenceMatcher(None, a, b).ratio()  # noqa: E731
+
+    def similarity(a: str, b: str) -> float:
+        return difflib.SequenceMatcher(None, a, b).ratio()
+
     if key not in KEY_SYNONYMS:
         spelt = difflib.get_close_matches(key, list(KEY_SYNONYMS), n=1, cutoff=0.85)
         if spelt and similarity(key, spelt[0]) > max(
