@@ -29,6 +29,7 @@ from rlsoft.run.checkpoint import (
     atomic_write_text,
     latest_checkpoint,
     list_checkpoints,
+    read_summary,
     verify_checkpoint,
 )
 from rlsoft.run.config import (
@@ -593,6 +594,15 @@ def _resume_held(
     check_unedited(state.get("config"), saved, str(run_dir / CONFIG_FILE))
     step = int(state["step"])
     changes = resume_changes(saved, config, step)
+    if hparams_domain is None and _finished_as_recorded(run_dir, config, state):
+        # Nothing to train or evaluate: no environment, no agent, and no new event file
+        # holding only a restart marker and a second copy of the run's HParams session.
+        if changes:
+            _write_run_config(run_dir, config.to_dict())
+            _append_resume_history(run_dir, step, changes)
+        if on_start is not None:
+            on_start()
+        return _recorded_result(run_dir, state)
     driver = build_driver(config)
     try:
         # Anything failing from here on closes the environments (and async workers).
@@ -622,6 +632,34 @@ def _resume_held(
     if on_start is not None:
         on_start()
     return trainer.run()
+
+
+def _finished_as_recorded(run_dir: Path, config: ExperimentConfig, state: dict[str, Any]) -> bool:
+    """Whether the checkpoint ``state`` is the run's end as its ``summary.json`` records it:
+    the budget reached, the final evaluation done and the summary readable."""
+    step = int(state["step"])
+    history = state.get("eval_history") or []
+    return (
+        step >= config.train.total_steps
+        and not state.get("eval_pending", False)
+        and bool(history)
+        and int(history[-1][0]) == step
+        and read_summary(run_dir) is not None
+    )
+
+
+def _recorded_result(run_dir: Path, state: dict[str, Any]) -> RunResult:
+    """The :class:`RunResult` a trainer resumed from the finished checkpoint ``state`` returns
+    (it trains nothing and keeps the evaluation made at that step)."""
+    return RunResult(
+        run_dir,
+        int(state["step"]),
+        float(state.get("elapsed", 0.0)),
+        dict(state.get("last_eval", {})),
+        [tuple(point) for point in state.get("eval_history", [])],
+        float(state.get("eval_seconds", 0.0)),
+        state.get("last_eval_epsilon"),
+    )
 
 
 def _append_resume_history(run_dir: Path, step: int, changes: dict[str, list[Any]]) -> None:

@@ -214,15 +214,44 @@ def test_events_logged_after_the_resumed_checkpoint_are_hidden(tmp_path, continu
     assert_same_curves(tmp_path / "stale", continuous)
 
 
+def _files(run_dir):
+    return {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
 def test_resuming_a_finished_run_without_more_budget_changes_nothing(tmp_path):
     data = make_config(tmp_path, "done", total_steps=400, eval_every=0)
-    run_experiment(validate_config(data))
+    first = run_experiment(validate_config(data))
     before = final_agent_state(tmp_path / "done")
+    files = _files(tmp_path / "done")
+    result = resume_experiment(tmp_path / "done")
+    assert (result.steps, result.seconds, result.final_eval) == (
+        400,
+        pytest.approx(first.seconds, abs=1e-3),
+        first.final_eval,
+    )
+    assert (
+        result.eval_history == first.eval_history == [(400, first.final_eval["eval/mean_return"])]
+    )
+    assert (result.eval_seconds, result.eval_epsilon) == (
+        pytest.approx(first.eval_seconds, abs=1e-3),
+        first.eval_epsilon,
+    )
+    assert_same_learning_state(final_agent_state(tmp_path / "done"), before)
+    # Not a byte changed, and no new event file (a restart marker and a second HParams
+    # session, nothing else) next to the run's own.
+    assert _files(tmp_path / "done") == files
+
+
+def test_a_finished_run_whose_summary_was_deleted_gets_it_back_on_resume(tmp_path):
+    data = make_config(tmp_path, "done", total_steps=400, eval_every=0)
+    run_experiment(validate_config(data))
+    summary = json.loads((tmp_path / "done" / "summary.json").read_text())
+    (tmp_path / "done" / "summary.json").unlink()
     result = resume_experiment(tmp_path / "done")
     assert result.steps == 400
-    assert_same_learning_state(final_agent_state(tmp_path / "done"), before)
-    history = json.loads((tmp_path / "done" / "summary.json").read_text())["eval_history"]
-    assert [step for step, _ in history] == [400]  # no second evaluation at the same step
+    again = json.loads((tmp_path / "done" / "summary.json").read_text())
+    assert again["final_eval"] == summary["final_eval"]
+    assert [step for step, _ in again["eval_history"]] == [400]  # not evaluated twice
 
 
 # --------------------------------------------------------------------------------------------
