@@ -803,18 +803,40 @@ def missing_display(library: Literal["pygame", "matplotlib"]) -> str | None:
     return "this session has no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
 
 
+X_TCP_PORT = 6000
+"""An X server listening on TCP serves display ``N`` on port ``6000 + N`` (the X Window
+System protocol, "Connection setup"; ssh -X forwards ``localhost:10`` and up this way)."""
+
+
 def _unreachable_x(display: str) -> str | None:
-    """Why the X display ``display`` names cannot be reached, or ``None``: a local one
-    (``:N``) is a socket ``/tmp/.X11-unix/XN`` of its server (Xorg, Xvfb, XWayland); without
-    it pygame would show no window and matplotlib fall back to Agg, silently. A remote one
-    (``host:N``, as ssh -X sets) is not checked."""
+    """Why the X display ``display`` names cannot be reached, or ``None``. A local one
+    (``:N``) is a socket ``/tmp/.X11-unix/XN`` of its server (Xorg, Xvfb, XWayland); a remote
+    one (``host:N``, as ssh -X sets) is a TCP port, :data:`X_TCP_PORT` ``+ N`` on ``host``,
+    tried once with a two-second limit. Without the server pygame would show no window and
+    matplotlib fall back to Agg, silently. Other forms (IPv6, DECnet) are not checked."""
     local = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
-    if local is None or Path(f"/tmp/.X11-unix/X{local.group(1)}").exists():
+    if local is not None:
+        if Path(f"/tmp/.X11-unix/X{local.group(1)}").exists():
+            return None
+        return (
+            f"DISPLAY is {display!r}, where no X server runs (there is no "
+            f"/tmp/.X11-unix/X{local.group(1)})"
+        )
+    remote = re.fullmatch(r"(?:tcp/)?([A-Za-z0-9][A-Za-z0-9.\-]*):(\d+)(?:\.\d+)?", display)
+    if remote is None:
         return None
-    return (
-        f"DISPLAY is {display!r}, where no X server runs (there is no "
-        f"/tmp/.X11-unix/X{local.group(1)})"
-    )
+    import socket
+
+    host, port = remote.group(1), X_TCP_PORT + int(remote.group(2))
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__  # a timeout has no strerror
+        return (
+            f"DISPLAY is {display!r}, where no X server answers ({host} port {port}: "
+            f"{reason.lower()}; an ssh -X session forwards it only while it lasts)"
+        )
+    return None
 
 
 def check_shown_render_mode(env: Any) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +154,19 @@ def test_eval_render_of_a_minatar_game_shows_no_gymnasium_fps_warning(tmp_path: 
     assert "over 1 episode on MinAtar/Breakout-v1" in done.stdout
 
 
+@contextlib.contextmanager
+def _x_port() -> Iterator[int]:
+    """A TCP port listening on 127.0.0.1 where an X server of display N would (6000 + N);
+    yields N."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        if port <= 6000:  # Linux hands out 32768 and up
+            pytest.skip(f"the free port {port} is below 6000, where no display number maps")
+        server.listen()
+        yield port - 6000
+
+
 def test_a_window_needs_a_display_or_a_driver_the_user_chose(monkeypatch) -> None:
     from rlsoft.cli.api import missing_display
 
@@ -174,7 +190,16 @@ def test_a_window_needs_a_display_or_a_driver_the_user_chose(monkeypatch) -> Non
     assert missing_display("matplotlib") is None  # MPLBACKEND: the user's choice
     monkeypatch.delenv("MPLBACKEND")
     assert "no X server" in missing_display("matplotlib")
-    monkeypatch.setenv("DISPLAY", "localhost:10.0")
+    # A remote one (ssh -X's form) must have its server's TCP port, 6000 + N, listening.
+    with _x_port() as number:
+        monkeypatch.setenv("DISPLAY", f"127.0.0.1:{number}.0")
+        assert missing_display("pygame") is None
+    monkeypatch.setenv("DISPLAY", f"localhost:{number}.0")  # closed now
+    assert missing_display("pygame") == (
+        f"DISPLAY is 'localhost:{number}.0', where no X server answers (localhost port "
+        f"{6000 + number}: connection refused; an ssh -X session forwards it only while it lasts)"
+    )
+    monkeypatch.setenv("DISPLAY", "[::1]:0")  # a form it does not check
     assert missing_display("pygame") is None
     monkeypatch.setattr(sys, "platform", "darwin")
     monkeypatch.delenv("DISPLAY")
@@ -190,8 +215,9 @@ def test_a_minatar_window_is_drawn_by_matplotlib_and_needs_no_pygame(monkeypatch
     env = make_env(EnvConfig(id="MinAtar/Breakout-v1"))
     monkeypatch.setitem(sys.modules, "pygame", None)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # nothing installed
-    monkeypatch.setenv("DISPLAY", "localhost:10.0")  # ssh -X's form: not checked
-    assert render_mode_to_show(env) == "human"
+    with _x_port() as number:  # ssh -X's form, its port listening
+        monkeypatch.setenv("DISPLAY", f"localhost:{number}.0")
+        assert render_mode_to_show(env) == "human"
     env.close()
 
 
