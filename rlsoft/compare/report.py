@@ -298,10 +298,35 @@ def _split_by_setting(runs: list[tuple[RunRecord, dict[str, Any]]]) -> None:
         differing = [k for k in keys if len({repr(f.get(k)) for _, f in group}) > 1]
         if not differing:
             continue
+        shown_keys = _telling_keys([fields for _, fields in group], differing)
+        more = len(differing) - len(shown_keys)
         for record, fields in group:
-            shown = [f"{k}={fields.get(k)}" for k in differing[:_SHOWN_SETTINGS]]
-            more = len(differing) - _SHOWN_SETTINGS
+            shown = [f"{k}={fields.get(k)}" for k in shown_keys]
             record.variant += f"[{', '.join(shown)}{f', +{more} more' if more > 0 else ''}]"
+
+
+def _telling_keys(configs: Sequence[dict[str, Any]], differing: Sequence[str]) -> list[str]:
+    """The settings a split variant's label names: enough of ``differing`` to tell every
+    distinct config of the group apart (greedily, the one that separates the most first), then
+    others up to :data:`_SHOWN_SETTINGS`, in ``differing``'s order. Labels that named only the
+    first settings alphabetically would give two configs differing further on one label, and
+    the report would take their runs for seeds of one variant."""
+
+    def classes(chosen: list[str]) -> int:
+        return len({tuple(repr(fields.get(k)) for k in chosen) for fields in configs})
+
+    distinct = classes(list(differing))
+    chosen: list[str] = []
+    while classes(chosen) < distinct:
+        chosen.append(
+            max((k for k in differing if k not in chosen), key=lambda k: classes([*chosen, k]))
+        )
+    for key in differing:
+        if len(chosen) >= _SHOWN_SETTINGS:
+            break
+        if key not in chosen:
+            chosen.append(key)
+    return [k for k in differing if k in chosen]
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,6 +508,7 @@ def _ci_label(analysis: Analysis) -> str:
 def print_tables(analysis: Analysis, console: Any = None) -> None:
     """The summary as rich tables on the terminal (stdout)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console(width=None if _stdout_is_terminal() else 120)
@@ -491,7 +517,7 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
         for metric, label in _metric_names(block, analysis).items():
             few = _block_has_few_runs(analysis, block)
             table = Table(
-                title=f"{block}: {label}  (value [{ci}])",
+                title=f"{escape(block)}: {label}  (value [{ci}])",
                 title_justify="left",
                 caption=_few_runs_note(block == ALL_ENVS) if few else None,
                 caption_justify="left",
@@ -499,13 +525,13 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
             for column in ("variant", "runs", "mean", "median", "IQM"):
                 table.add_column(column, justify="left" if column == "variant" else "right")
             for row in _table_rows(analysis, block, metric):
-                table.add_row(*row)
+                table.add_row(*map(escape, row))
             console.print(table)
         for unit in analysis.time_units(block):
             few = any(r.env == block and r.few_runs for r in analysis.times)
             caption = CENSORED_NOTE + ("\n" + _few_runs_note(False) if few else "")
             table = Table(
-                title=f"{block}: {_time_title(analysis, unit)}  (value [{ci}])",
+                title=f"{escape(block)}: {_time_title(analysis, unit)}  (value [{ci}])",
                 title_justify="left",
                 caption=caption,
                 caption_justify="left",
@@ -513,13 +539,13 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
             for column in _TIME_HEADER:
                 table.add_column(column, justify="left" if column == "variant" else "right")
             for row in _time_rows(analysis, block, unit):
-                table.add_row(*row)
+                table.add_row(*map(escape, row))
             console.print(table)
         pair_rows = _pair_rows(analysis, block)
         if pair_rows:
             few = any(p.env == block and p.few_runs for p in analysis.pairs)
             table = Table(
-                title=f"{block}: probability of improvement, P(X > Y) [{ci}]",
+                title=f"{escape(block)}: probability of improvement, P(X > Y) [{ci}]",
                 title_justify="left",
                 caption=_few_runs_note(block == ALL_ENVS) if few else None,
                 caption_justify="left",
@@ -527,7 +553,7 @@ def print_tables(analysis: Analysis, console: Any = None) -> None:
             for column in _pair_header(block):
                 table.add_column(column, justify="right" if column.startswith("P") else "left")
             for row in pair_rows:
-                table.add_row(*row)
+                table.add_row(*map(escape, row))
             console.print(table)
 
 

@@ -254,6 +254,33 @@ def test_hand_made_runs_of_one_name_that_differ_in_a_setting_are_variants_not_se
     assert kept == {"taxi__s1__a"} or kept == {"taxi__s1__b"}  # the repeat of seed 1 only
 
 
+def test_configs_that_differ_past_the_labels_first_settings_stay_apart(tmp_path, capsys):
+    """Three hand-made configs whose first three differing settings (alphabetically) do not
+    tell the last two apart: each is its own variant, named by a setting that separates them,
+    none taken for another's seed, and the terminal table shows the labels' brackets."""
+    base = taxi_config("taxi")
+    changed = {"alpha": 0.5, "beta": 2, "count_bonus": 0.1}
+    configs = {
+        "a": base,
+        "b": {**base, "agent": {**base["agent"], **changed, "gamma": 0.9}},
+        "c": {**base, "agent": {**base["agent"], **changed, "gamma": 0.5}},
+    }
+    for name, config in configs.items():
+        write_run(tmp_path / f"taxi__s0__{name}", [(1, 1.0)], config=config)
+    runs, _ = load_runs(tmp_path)
+    labels = {r.run_dir.name: r.variant for r in runs}
+    assert labels == {
+        "taxi__s0__a": "taxi[agent.alpha=None, agent.beta=None, agent.gamma=None, +1 more]",
+        "taxi__s0__b": "taxi[agent.alpha=0.5, agent.beta=2, agent.gamma=0.9, +1 more]",
+        "taxi__s0__c": "taxi[agent.alpha=0.5, agent.beta=2, agent.gamma=0.5, +1 more]",
+    }
+    assert main(["report", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "same seed" not in err
+    # Rich reads "[agent.alpha=…]" as a style tag unless escaped, and prints "taxi" alone.
+    assert "taxi[agent.alpha=0.5, agent.beta=2," in out.replace("\n│ ", " ")
+
+
 def test_several_envs_get_a_stratified_all_envs_block(tmp_path):
     for env, scale in (("Taxi-v4", 1.0), ("FrozenLake-v1", 0.01)):
         for variant, finals in FINALS.items():
