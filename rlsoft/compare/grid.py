@@ -8,7 +8,6 @@ The comparison is planned by :mod:`rlsoft.compare.plan`, its runs are run by
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -159,6 +158,7 @@ def check_comparison(
             check_finished(spec)
     if backend != "local":
         return
+    _check_gpu(comparison)
     from rlsoft.rl.envs.factory import probe_spaces
     from rlsoft.run.config import EnvConfig, validate_agent_section
 
@@ -193,6 +193,41 @@ def check_comparison(
             raise RlsoftError(f"variant {spec.variant!r}: {exc}") from None
 
 
+def _check_gpu(comparison: Comparison) -> None:
+    """Refuse ``device: cuda`` for a torch agent's run where no GPU is visible (as ``rlsoft
+    train`` does), rather than fail every such run in the workers."""
+    from rlsoft.rl.agent import get_agent_spec
+    from rlsoft.run.experiment import resolve_device
+
+    for spec in comparison.runs:
+        agent = spec.config.get("agent") or {}
+        if spec.is_done() or spec.config.get("device") != "cuda":
+            continue
+        if get_agent_spec(str(agent.get("type"))).uses_torch:
+            try:
+                resolve_device("cuda")
+            except RlsoftError as exc:
+                raise RlsoftError(f"variant {spec.variant!r}: {exc}") from None
+            return
+
+
+def _check_free(runs: Sequence[RunSpec]) -> None:
+    """Refuse a comparison one of whose unfinished run dirs another process is training:
+    another ``rlsoft compare`` on the same logdir, or a worker left running by one that was
+    killed (it checkpoints and exits once it sees its parent gone)."""
+    from rlsoft.run.experiment import run_dir_holder
+
+    for spec in runs:
+        holder = run_dir_holder(spec.run_dir)
+        if holder is not None:
+            raise RlsoftError(
+                f"run dir {str(spec.run_dir)!r} of this comparison is in use by {holder}, "
+                "which is training it (another rlsoft compare on this logdir, or a worker of "
+                "one that was stopped); wait for it to finish, or stop it, and run the "
+                "comparison again"
+            )
+
+
 def run_comparison(
     comparison: Comparison,
     *,
@@ -213,7 +248,7 @@ def run_comparison(
         starts (the CLI prints its header there, so a refusal comes without one).
     :raises GridInterrupted: on Ctrl-C, after stopping the workers.
     """
-    from rlsoft.run.experiment import prepare_logdir
+    from rlsoft.run.experiment import prepare_logdir, remove_run_dir
 
     started = time.perf_counter()
     check_comparison(comparison, backend=backend, address=address)
@@ -221,6 +256,7 @@ def run_comparison(
         _import_ray()
     done = [spec for spec in comparison.runs if spec.is_done()]
     todo = [spec for spec in comparison.runs if not spec.is_done()]
+    _check_free(todo)
     prepare_logdir(comparison.logdir)
     if on_start is not None:
         on_start()
@@ -229,7 +265,7 @@ def run_comparison(
     write_dashboards(comparison, metrics)
     for spec in todo:  # unfinished attempts continue from their checkpoint, if they have one
         if spec.run_dir.exists() and not _resumable(spec.run_dir, spec.config):
-            shutil.rmtree(spec.run_dir)
+            remove_run_dir(spec.run_dir)
     display = GridProgress(len(comparison.runs), len(done), comparison.name, progress)
 
     def on_result(outcome: RunOutcome) -> None:

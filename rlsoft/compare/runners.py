@@ -18,8 +18,8 @@ import copy
 import json
 import multiprocessing
 import os
-import shutil
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -144,7 +144,9 @@ def run_one(
                 seconds, final = result.seconds, result.final_eval
         else:
             if run_dir.exists() and not (run_dir / SUMMARY_FILE).is_file():
-                shutil.rmtree(run_dir)
+                from rlsoft.run.experiment import remove_run_dir
+
+                remove_run_dir(run_dir)
             result = _train(experiment, domain)
             seconds, final = result.seconds, result.final_eval
     except Exception as exc:
@@ -198,6 +200,23 @@ def _resume(run_dir: Path, hparams: dict[str, Any] | None) -> Any:
     return resume_experiment(run_dir, hparams_domain=hparams)
 
 
+def _stop_when_orphaned() -> None:
+    """Send this worker SIGTERM once its parent (``rlsoft compare``) is gone, killed with
+    SIGKILL say, which gives it no chance to stop its workers. The trainer turns SIGTERM into
+    a stop with a checkpoint, which the comparison run again resumes from; an idle worker just
+    ends. Without it an orphan trained on to the end of its run, and the re-run found the run
+    dir in use."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="rlsoft-parent-watch", daemon=True).start()
+
+
 def _init_worker(modules: Sequence[str]) -> None:
     """Local worker start-up: Ctrl-C is the parent's to handle and to announce; one OpenMP
     thread unless the environment says otherwise; the trainer, the TensorBoard writer and
@@ -205,6 +224,7 @@ def _init_worker(modules: Sequence[str]) -> None:
     tabular runs never needs it (1-2 s per worker), and a DQN run imports it when its agent
     is built and sets its threads from ``train.torch_threads`` (default 1)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stop_when_orphaned()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
 

@@ -460,12 +460,8 @@ def hold_run_dir(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            try:
-                holder = f" (pid {int(pid_file.read_text(encoding='utf-8'))})"
-            except (OSError, ValueError):
-                holder = ""
             raise RlsoftError(
-                f"run dir {str(run_dir)!r} is in use by another process{holder}, which is "
+                f"run dir {str(run_dir)!r} is in use by {_holder(run_dir)}, which is "
                 "training it; wait for it to finish, or stop it, before resuming"
             ) from None
         except OSError as exc:
@@ -486,6 +482,47 @@ def hold_run_dir(run_dir: Path) -> Iterator[None]:
             pid_file.unlink(missing_ok=True)
     finally:
         os.close(fd)  # releases the lock
+
+
+def _holder(run_dir: Path) -> str:
+    """ "another process (pid N)": the process :func:`hold_run_dir` recorded in the run dir."""
+    try:
+        return f"another process (pid {int((Path(run_dir) / PID_FILE).read_text('utf-8'))})"
+    except (OSError, ValueError):
+        return "another process"
+
+
+def run_dir_holder(run_dir: Path) -> str | None:
+    """Who holds ``run_dir`` (:func:`hold_run_dir`), e.g. "another process (pid 4242)", or
+    None: free, missing, or on a system or file system without the lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(run_dir)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # releases the lock, if this took it
+    return None
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Delete an unfinished attempt's ``run_dir`` to start the run again, holding it while
+    deleting, so that a run dir another process is training is refused, not pulled from
+    under it.
+
+    :raises RlsoftError: another process holds it (:func:`hold_run_dir`'s sentence).
+    """
+    with hold_run_dir(run_dir):
+        shutil.rmtree(run_dir)
 
 
 def run_experiment(

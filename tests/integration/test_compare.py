@@ -4,8 +4,10 @@ report reproduction and the TensorBoard dashboards (checked on a real TensorBoar
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -339,6 +341,52 @@ def test_command_line_errors_exit_2_with_one_line(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"base": BASE, "variants": VARIANTS}))
     assert main(["compare", str(cfg), "--address", "ray://x:1"]) == 2
     assert "--backend ray" in capsys.readouterr().err
+
+
+def test_a_run_dir_another_process_trains_is_refused_before_anything_is_written(tmp_path):
+    """A second rlsoft compare on the same logdir (here with another config, which made the
+    first compare's unfinished run dir look like a stale attempt to delete) is refused."""
+    from rlsoft.run.experiment import hold_run_dir, remove_run_dir
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "t", "base": BASE, "seeds": 1, "variants": VARIANTS}))
+    logdir = tmp_path / "runs"
+    training = logdir / "Taxi-v4" / "eps" / "seed_0"
+    training.mkdir(parents=True)
+    (training / "config.yaml").write_text("being written by the other process\n")
+    with hold_run_dir(training):  # another open file description: as another process
+        result = rlsoft("compare", cfg, "--workers", 1, "--logdir", logdir)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"rlsoft: error: run dir '{training}' of this comparison is in use by another "
+            f"process (pid {os.getpid()}), which is training it (another rlsoft compare on "
+            "this logdir, or a worker of one that was stopped); wait for it to finish, or "
+            "stop it, and run the comparison again"
+        ]
+        assert sorted(p.name for p in logdir.iterdir()) == ["Taxi-v4"]  # no compare.yaml
+        assert (training / "config.yaml").is_file()
+        with pytest.raises(RlsoftError, match="is in use by another process"):
+            remove_run_dir(training)  # what a worker does before training the run anew
+        assert (training / "config.yaml").is_file()
+    result = rlsoft("compare", cfg, "--workers", 1, "--logdir", logdir)
+    assert result.returncode == 0, result.stderr
+    assert len(finished_runs(logdir)) == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None or __import__("torch").cuda.is_available(),
+    reason="needs a machine without a CUDA GPU",
+)
+def test_cuda_without_a_gpu_is_refused_before_the_logdir_is_made(tmp_path):
+    logdir = tmp_path / "runs"
+    config = CONFIGS / "compare_cartpole_exploration.yaml"
+    result = rlsoft("compare", config, "--logdir", logdir, "--set", "device=cuda")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "rlsoft: error: variant 'epsilon_greedy': device 'cuda' was asked for but no CUDA GPU "
+        "is visible; use device: auto or cpu"
+    ]
+    assert not logdir.exists()
 
 
 def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):

@@ -13,6 +13,8 @@ import time
 import pytest
 import yaml
 
+from rlsoft.run.trainer import PID_FILE
+
 # Four runs of ~0.5–1 s each on two workers: long enough to interrupt in the middle.
 GRID = {
     "name": "interrupt",
@@ -135,3 +137,53 @@ def test_a_plot_interrupted_half_written_leaves_the_previous_one(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         plots._save_png(Figure(), path)
     assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie an init without reaping keeps does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+TOTAL = 400_000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_whose_compare_is_killed_checkpoints_and_stops(tmp_path):
+    """kill -9 of rlsoft compare gives it no chance to stop its workers: each sees its parent
+    gone, writes a checkpoint and exits, and the same command resumes the run from it
+    instead of finding its run dir in use by an orphan training on."""
+    grid = {**GRID, "seeds": 1, "variants": {"eps": {}}}
+    # Several seconds of Taxi on one core: still training when it is killed, a moment in.
+    grid["base"] = {**GRID["base"], "train": {"total_steps": TOTAL, "eval_every": 0}}
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(yaml.safe_dump(grid))
+    logdir = tmp_path / "runs"
+    run_dir = logdir / "Taxi-v4" / "eps" / "seed_0"
+    process = compare(cfg, logdir)
+    deadline = time.monotonic() + 60
+    while not list(run_dir.glob("events.out.tfevents.*")) or not (run_dir / PID_FILE).is_file():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no run started within 60 s"
+        time.sleep(0.05)
+    worker = int((run_dir / PID_FILE).read_text())
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the orphaned worker still runs 30 s later"
+        time.sleep(0.1)
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints and not (run_dir / "summary.json").exists(), checkpoints
+    stopped_at = int(checkpoints[-1].removeprefix("step_"))
+    assert 0 < stopped_at < TOTAL
+
+    again = compare(cfg, logdir)
+    _, err = again.communicate(timeout=180)
+    assert again.returncode == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == TOTAL
+    history = json.loads((run_dir / "resume_history.json").read_text())
+    assert [entry["step"] for entry in history] == [stopped_at]
