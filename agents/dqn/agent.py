@@ -70,7 +70,7 @@ from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
 from rlsoft.rl.agent import BuildContext
-from rlsoft.rl.frame_replay import FrameReplayBuffer
+from rlsoft.rl.frame_replay import FramePaddingError, FrameReplayBuffer
 from rlsoft.rl.replay import ReplayBatch, ReplayBuffer
 from rlsoft.run.checkpoint import atomic_write
 from rlsoft.run.config import build_schedule
@@ -312,6 +312,7 @@ class DQNAgent:
             self.obs_shape,
             frame_stack=cfg.frame_stack,
             obs_dtype=self.obs_dtype,
+            padding=cfg.frame_padding,
             **common,
         )
 
@@ -430,6 +431,14 @@ class DQNAgent:
         except ValueError as exc:
             if not isinstance(self.buffer, FrameReplayBuffer):
                 raise
+            if isinstance(exc, FramePaddingError):
+                padding = self.config.frame_padding
+                raise RlsoftError(
+                    "the frame replay cannot store these observations: an episode's first "
+                    f"stack is not padded as agent.frame_padding ({padding}) says; set "
+                    "agent.frame_padding to the padding_type of the environment's "
+                    "FrameStackObservation (reset or zero), or agent.frame_replay: off"
+                ) from None
             raise RlsoftError(
                 f"the frame replay cannot store these observations ({exc}); set "
                 "agent.frame_stack to the environment's stack size, or agent.frame_replay: off"

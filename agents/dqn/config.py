@@ -150,6 +150,12 @@ class DQNConfig(StrictModel):
     ``FrameStackObservation(env, stack_size=k)`` makes them (padding by repeating the reset
     frame, its default); the frame replay stores each frame once. 1 (or null): every
     observation is one frame (MinAtar). Needs ``frame_replay`` on or auto."""
+    frame_padding: Literal["reset", "zero"] = "reset"
+    """How the environment fills an episode's first stacks, before ``frame_stack`` frames
+    exist: ``reset`` repeats the reset frame, ``zero`` uses zero frames — the
+    ``padding_type`` of its ``FrameStackObservation`` (``reset``, Gymnasium's default, or
+    ``zero``). The frame replay rebuilds those stacks the same way. Needs ``frame_stack``
+    above 1."""
     learning_starts: int = Field(1_000, ge=0)
     """No gradient steps until more than this many environment steps were collected."""
     train_freq: int = Field(4, ge=1)
@@ -285,6 +291,12 @@ class DQNConfig(StrictModel):
                 f"frame_stack {self.frame_stack} tells the frame replay how observations are "
                 "stacked, but frame_replay is off: set frame_replay to on or auto, or drop "
                 "frame_stack (set it to null)"
+            )
+        if self.frame_padding != "reset" and self.frame_stack == 1:
+            raise ValueError(
+                f"frame_padding {self.frame_padding} says how stacks of frames are padded, but "
+                "frame_stack is 1 (one frame per observation): set agent.frame_stack to the "
+                "environment's stack size, or remove frame_padding"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

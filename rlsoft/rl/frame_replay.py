@@ -70,6 +70,10 @@ def stacks_frames(obs_shape: tuple[int, ...], frame_stack: int) -> bool:
     return frame_stack == 1 or (len(obs_shape) >= 2 and obs_shape[0] == frame_stack)
 
 
+class FramePaddingError(ValueError):
+    """An episode's first observation is not padded as the buffer's ``padding`` says."""
+
+
 class FrameReplayBuffer(TransitionRing):
     """Ring buffer of ``capacity`` transitions whose observations are frame stacks.
 
@@ -265,7 +269,7 @@ class FrameReplayBuffer(TransitionRing):
             first = obs[starting]
             pad = first[:, -1:] if self.padding == "reset" else np.zeros((), first.dtype)
             if not (first[:, :-1] == pad).all():
-                raise ValueError(
+                raise FramePaddingError(
                     f"an episode's first observation is not padded with padding={self.padding!r}"
                     " (the reset frame repeated for 'reset', zeros for 'zero'): build the "
                     "buffer with the padding_type of the environment's FrameStackObservation"

@@ -18,13 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rlsoft.errors import CheckpointError, ConfigError, RlsoftError, a_type, shorten
+from rlsoft.errors import (
+    CheckpointError,
+    ConfigError,
+    DivergedError,
+    RlsoftError,
+    a_type,
+    shorten,
+)
 from rlsoft.rl.agent import BuildContext, get_agent_spec
 from rlsoft.rl.collector import EnvDriver
 from rlsoft.rl.seeding import derive_seeds, seed_torch
 from rlsoft.run.checkpoint import (
     CONFIG_FILE,
     SUMMARY_FILE,
+    CheckpointWriteError,
     agent_file,
     atomic_write_text,
     latest_checkpoint,
@@ -559,7 +567,16 @@ def run_experiment(
             raise
         if on_start is not None:
             on_start()
-        return trainer.run()
+        try:
+            return trainer.run()
+        except RlsoftError as exc:
+            # Bad input the first steps showed (observations the frame replay cannot store):
+            # with no checkpoint there is nothing to resume, so no run dir is left either. A
+            # divergence keeps its record, a failed checkpoint write its curves.
+            kept = isinstance(exc, (DivergedError, CheckpointWriteError))
+            if not kept and latest_checkpoint(run_dir) is None:
+                _remove_created(run_dir, created)
+            raise
 
 
 def resume_experiment(

@@ -70,6 +70,27 @@ class NotAnEnv:
     pass
 
 
+class GlyphEnv(gym.Env):
+    """A 12×12 grayscale image, its pixels all 255 × the rewarded action, never black on
+    reset, so that ``FrameStackObservation``'s zero padding differs from its reset padding."""
+
+    observation_space = gym.spaces.Box(0, 255, (12, 12), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def _image(self):
+        return np.full((12, 12), 100 + 155 * self.bit, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.bit, self.t = int(self.np_random.integers(2)), 0
+        return self._image(), {}
+
+    def step(self, action):
+        reward = float(action == self.bit)
+        self.bit, self.t = int(self.np_random.integers(2)), self.t + 1
+        return self._image(), reward, False, self.t >= 20, {}
+
+
 CHAIN = f"{__name__}:ChainEnv"
 TEMPERATURE = 0.2
 
@@ -855,3 +876,49 @@ def test_a_mapping_override_replaces_what_its_path_held(tmp_path):
         plan_compare(comparison, overrides={"agent": {"dueling": True}})
     with pytest.raises(RlsoftError, match=r"^--set: config field 'agent' needs a 'type'"):
         plan_compare(comparison, overrides=["agent={dueling: true}"])
+
+
+def glyph_config(tmp_path, padding_type: str, **agent):
+    stack = {"stack_size": 4, "padding_type": padding_type}
+    return {
+        "name": "glyph",
+        "logdir": str(tmp_path / "runs"),
+        "device": "cpu",
+        "env": {
+            "id": f"{__name__}:GlyphEnv",
+            "wrappers": [{"path": "gymnasium.wrappers:FrameStackObservation", "kwargs": stack}],
+        },
+        "agent": {
+            "type": "dqn",
+            "frame_stack": 4,
+            "buffer_size": 500,
+            "learning_starts": 50,
+            "batch_size": 8,
+            "n_step": 3,
+            **agent,
+        },
+        "train": {"total_steps": 300, "eval_every": 0, "eval_episodes": 1},
+    }
+
+
+def test_zero_padded_frame_stacks_need_frame_padding_zero_and_then_train(tmp_path):
+    """FrameStackObservation(padding_type="zero") with the default frame_padding is refused
+    at the first episode's start, leaving no run dir; with frame_padding: zero the frame replay
+    stores its stacks, and learns what storing whole transitions learns."""
+    with pytest.raises(RlsoftError) as refused:
+        rlsoft.train(glyph_config(tmp_path, "zero"), seed=0)
+    assert str(refused.value) == (
+        "the frame replay cannot store these observations: an episode's first stack is not "
+        "padded as agent.frame_padding (reset) says; set agent.frame_padding to the "
+        "padding_type of the environment's FrameStackObservation (reset or zero), or "
+        "agent.frame_replay: off"
+    )
+    assert not (tmp_path / "runs").exists()
+    frames = rlsoft.train(glyph_config(tmp_path, "zero", frame_padding="zero"), seed=0)
+    whole = rlsoft.train(
+        glyph_config(tmp_path, "zero", frame_replay="off", frame_stack=None), seed=0
+    )
+    assert frames.steps == whole.steps == 300
+    first, second = (rlsoft.load(run.run_dir) for run in (frames, whole))
+    probe = np.stack([np.zeros((4, 12, 12), np.uint8), np.full((4, 12, 12), 255, np.uint8)])
+    np.testing.assert_array_equal(first.q_values(probe), second.q_values(probe))

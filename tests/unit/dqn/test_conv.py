@@ -401,6 +401,9 @@ def test_a_channel_axis_reading_more_channels_than_pixels_against_auto_warns():
         plan_network(gym.spaces.Box(0, 1, (12, 10, 8), np.uint8), "auto", "last")
     with pytest.raises(ValueError, match="frame_replay is off"):
         DQNConfig(frame_stack=4, frame_replay="off")
+    with pytest.raises(ValueError, match="frame_padding zero says how stacks .* frame_stack is 1"):
+        DQNConfig(frame_padding="zero")
+    assert DQNConfig(frame_stack=4, frame_padding="zero").frame_padding == "zero"
     with pytest.raises(
         RlsoftError, match=r"agent\.frame_stack 4 describes .* \(the observations are floats,"
     ):
