@@ -922,3 +922,26 @@ def test_zero_padded_frame_stacks_need_frame_padding_zero_and_then_train(tmp_pat
     first, second = (rlsoft.load(run.run_dir) for run in (frames, whole))
     probe = np.stack([np.zeros((4, 12, 12), np.uint8), np.full((4, 12, 12), 255, np.uint8)])
     np.testing.assert_array_equal(first.q_values(probe), second.q_values(probe))
+
+
+def test_a_run_on_an_id_registered_by_its_script_names_the_registration_when_it_is_missing(
+    tmp_path,
+):
+    """Trained on an id the script registered; evaluated where nothing registered it (a new
+    process, here the id removed again): the id is named as unknown, with the way out."""
+    gym.register("RlsoftTestGlyph-v0", entry_point=f"{__name__}:GlyphEnv")
+    try:
+        config = glyph_config(tmp_path, "reset")
+        config["env"]["id"] = "RlsoftTestGlyph-v0"
+        run = rlsoft.train(config, seed=0)
+    finally:
+        del gym.envs.registry["RlsoftTestGlyph-v0"]
+    agent = rlsoft.load(run.run_dir)  # acting needs no environment
+    assert agent.predict(np.zeros((4, 12, 12), np.uint8)) in (0, 1)
+    with pytest.raises(RlsoftError) as unknown:
+        rlsoft.evaluate(agent, episodes=1)
+    assert str(unknown.value) == (
+        "unknown environment id 'RlsoftTestGlyph-v0': register it in this process "
+        "(gymnasium.register, as the code that trained the run did) before using it, or name "
+        "the environment by its entry point module:Name in env.id"
+    )

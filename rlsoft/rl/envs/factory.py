@@ -341,6 +341,14 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
         ) from None
     except gym.error.DeprecatedEnv as exc:
         raise RlsoftError(f"environment {config.id!r} is deprecated: {exc}") from None
+    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound):
+        # A run trained on an id its script registered, evaluated or resumed in a process
+        # where nothing registered it (the config check passes it: its spaces are recorded).
+        raise RlsoftError(
+            f"unknown environment id {config.id!r}: register it in this process "
+            "(gymnasium.register, as the code that trained the run did) before using it, or "
+            "name the environment by its entry point module:Name in env.id"
+        ) from None
     except (TypeError, KeyError, ValueError, AssertionError, RuntimeError, gym.error.Error) as exc:
         # The environment's constructor refused a keyword or a value in env.kwargs
         # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError; ALE's
