@@ -153,15 +153,12 @@ def mirror_curves(run_dir: Path, prefix: str) -> Path | None:
     ``<prefix>/<tag>`` in an event file of its own in the run dir (replacing an earlier
     copy), with their steps and wall times; returns it, or None when the run has none of
     those tags. TensorBoard's Scalars dashboard shows the copies as one more section."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from rlsoft.compare.report import DASHBOARD_SUFFIX
+    from rlsoft.compare.report import DASHBOARD_SUFFIX, load_events
     from rlsoft.run.logger import RunLogger
 
     for old in run_dir.glob(f"events.out.tfevents.*{DASHBOARD_SUFFIX}"):
         old.unlink()
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
+    accumulator = load_events(run_dir)
     available = set(accumulator.Tags().get("scalars", []))
     tags = [tag for tag in MIRRORED_TAGS if tag in available]
     if not tags:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import re
 import shlex
@@ -124,16 +125,36 @@ def discover_run_dirs(logdir: Path) -> list[Path]:
     return found
 
 
-def read_scalars(run_dir: Path, tags: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``tag → (steps, values)`` for the scalar tags present in ``run_dir``'s event files.
+class _NoPurgeNotices(logging.Filter):
+    """Drops TensorBoard's "Detected out of order event.step likely caused by a TensorFlow
+    restart" warning: the purge it announces is the one a resumed run asks for (the events a
+    killed run logged after its last checkpoint), not news to print under a report."""
 
-    TensorBoard's ``EventAccumulator`` reads every event file of the directory in order and
-    honours the purge markers a resumed run writes; a step written twice keeps its last value.
-    """
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Detected out of order event.step")
+
+
+def load_events(run_dir: Path) -> Any:
+    """TensorBoard's ``EventAccumulator`` over ``run_dir``, every scalar kept, loaded: it reads
+    every event file of the directory in order and honours the purge markers a resumed run
+    writes (quietly)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
+    quiet = _NoPurgeNotices()
+    tensorboard_log = logging.getLogger("tensorboard")
+    tensorboard_log.addFilter(quiet)
+    try:
+        accumulator.Reload()
+    finally:
+        tensorboard_log.removeFilter(quiet)
+    return accumulator
+
+
+def read_scalars(run_dir: Path, tags: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``tag → (steps, values)`` for the scalar tags present in ``run_dir``'s event files
+    (:func:`load_events`); a step written twice keeps its last value."""
+    accumulator = load_events(run_dir)
     available = set(accumulator.Tags().get("scalars", []))
     out = {}
     for tag in tags:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from rlsoft.compare.report import (
     describe_config,
     discover_run_dirs,
     load_runs,
+    read_scalars,
     report,
 )
 from rlsoft.errors import RlsoftError
@@ -279,6 +281,34 @@ def test_configs_that_differ_past_the_labels_first_settings_stay_apart(tmp_path,
     assert "same seed" not in err
     # Rich reads "[agent.alpha=…]" as a style tag unless escaped, and prints "taxi" alone.
     assert "taxi[agent.alpha=0.5, agent.beta=2," in out.replace("\n│ ", " ")
+
+
+def test_a_resumed_runs_purged_events_are_dropped_without_tensorboards_notice(tmp_path, caplog):
+    """A run killed after logging past its last checkpoint (step 200) and resumed there: its
+    stale points (250 and 300 of the first attempt) are dropped, and TensorBoard's "out of
+    order event.step … TensorFlow restart" warning for that purge is not printed."""
+    import logging
+
+    from rlsoft.run.logger import RunLogger
+
+    first = RunLogger(tmp_path)
+    for step in (100, 200, 250, 300):
+        first.scalars({"eval/mean_return": float(step)}, step)
+        first.hand_off()
+    first.close()
+    time.sleep(1.1)  # event files are named by the second they were made
+    resumed = RunLogger(tmp_path, purge_step=201)
+    for step in (300, 400):
+        resumed.scalars({"eval/mean_return": -float(step)}, step)
+        resumed.hand_off()
+    resumed.close()
+    with caplog.at_level(logging.WARNING):
+        steps, values = read_scalars(tmp_path, ["eval/mean_return"])["eval/mean_return"]
+    assert steps.tolist() == [100, 200, 300, 400]
+    assert values.tolist() == [100.0, 200.0, -300.0, -400.0]
+    assert not [r for r in caplog.records if "out of order" in r.getMessage()]
+    # Other TensorBoard warnings still reach the log.
+    assert not logging.getLogger("tensorboard").filters
 
 
 def test_several_envs_get_a_stratified_all_envs_block(tmp_path):
