@@ -181,9 +181,10 @@ def plan_network(
     """The network for observations of ``space`` (a ``Box``), or one sentence saying why not.
 
     ``auto`` picks a convolutional network for images — 3-D spaces, and 2-D ``uint8`` ones
-    (a grayscale frame) — namely ``nature_cnn`` when both sides are at least 36 pixels and
-    ``minatar_cnn`` otherwise; every other space is flattened into the MLP (a 2-D float space
-    such as DeepSea's one-hot grid included).
+    (a grayscale frame) — namely ``nature_cnn`` when both sides are at least 36 pixels,
+    ``minatar_cnn`` when they are at least 3, and the MLP for smaller ones (a 1×1 or 2×2 image
+    has no 3×3 patch to convolve); every other space is flattened into the MLP (a 2-D float
+    space such as DeepSea's one-hot grid included).
     """
     shape = tuple(int(d) for d in space.shape)
     image_like = len(shape) == 3 or (len(shape) == 2 and space.dtype == np.uint8)
@@ -194,8 +195,10 @@ def plan_network(
             network = "mlp"
         else:
             (_, h, w), _ = _layout(shape, channel_axis)
-            big = min(h, w) >= min_side(CONV_LAYERS["nature_cnn"])
-            network = "nature_cnn" if big else "minatar_cnn"
+            fitting = [
+                n for n in ("nature_cnn", "minatar_cnn") if min(h, w) >= min_side(CONV_LAYERS[n])
+            ]
+            network = fitting[0] if fitting else "mlp"
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; expected auto or one of {NETWORKS}")
     dense = tuple(DENSE_SIZES[network] if hidden_sizes is None else hidden_sizes)

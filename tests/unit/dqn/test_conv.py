@@ -353,6 +353,9 @@ def test_frame_stacks_are_converted_into_the_nature_networks_layout_in_one_pass(
         ((84, 84), np.uint8, "nature_cnn", (1, 84, 84), False),
         ((4,), np.float32, "mlp", None, False),
         ((5, 5), np.float32, "mlp", None, False),  # DeepSea's one-hot grid stays an MLP
+        ((3, 3, 1), np.uint8, "minatar_cnn", (1, 3, 3), True),
+        ((1, 1, 1), np.uint8, "mlp", None, False),  # no 3×3 patch to convolve
+        ((2, 2, 9), np.uint8, "mlp", None, False),
     ],
 )
 def test_auto_picks_the_network_from_the_space(shape, dtype, network, image, channels_last):
@@ -401,7 +404,7 @@ def test_a_channel_axis_reading_more_channels_than_pixels_against_auto_warns():
         plan_network(gym.spaces.Box(0, 1, (12, 10, 8), np.uint8), "auto", "last")
     with pytest.raises(ValueError, match="frame_replay is off"):
         DQNConfig(frame_stack=4, frame_replay="off")
-    with pytest.raises(ValueError, match="frame_padding zero says how stacks .* frame_stack is 1"):
+    with pytest.raises(ValueError, match=r"frame_padding zero says how stacks .* frame_stack is 1"):
         DQNConfig(frame_padding="zero")
     assert DQNConfig(frame_stack=4, frame_padding="zero").frame_padding == "zero"
     with pytest.raises(
