@@ -533,7 +533,8 @@ class WrapperConfig(StrictModel):
     path: str
     """The wrapper's entry point ``module:Name``, e.g. ``gymnasium.wrappers:FlattenObservation``."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments after the env, e.g. ``{k: 4}``."""
+    """Keyword arguments after the env, e.g. ``{k: 4}``; lists are passed as tuples
+    (``ResizeObservation``'s ``shape: [42, 42]``)."""
 
     @field_validator("path")
     @classmethod

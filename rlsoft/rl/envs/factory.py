@@ -236,8 +236,19 @@ def wrapper_factories(config: EnvSpec) -> list[Callable[[gym.Env], gym.Env]]:
                 f"env.wrappers[{index}].path {spec.path!r} names a {type(wrapper).__name__}, "
                 "not a wrapper class or function"
             )
-        factories.append(functools.partial(_apply_wrapper, wrapper, spec.path, dict(spec.kwargs)))
+        kwargs = {key: _as_tuples(value) for key, value in spec.kwargs.items()}
+        factories.append(functools.partial(_apply_wrapper, wrapper, spec.path, kwargs))
     return factories
+
+
+def _as_tuples(value: Any) -> Any:
+    """YAML's lists as tuples (nested ones too): Gymnasium's ``ResizeObservation`` and
+    ``ReshapeObservation`` accept a ``shape`` only as a tuple, which a YAML config (read with
+    ``safe_load``, no ``!!python/tuple``) cannot write, and a wrapper taking a sequence takes a
+    tuple as well."""
+    if isinstance(value, list):
+        return tuple(_as_tuples(item) for item in value)
+    return value
 
 
 def _apply_wrapper(wrapper: Callable[..., Any], path: str, kwargs: dict[str, Any], env: gym.Env):

@@ -86,3 +86,13 @@ def test_a_function_that_returns_no_env_is_one_sentence():
     with pytest.raises(RlsoftError, match=r"not a gymnasium\.Env") as caught:
         make_env(EnvConfig(id="builtins:dict"))
     assert "\n" not in str(caught.value)
+
+
+def test_a_wrapper_shape_written_as_a_yaml_list_reaches_it_as_a_tuple():
+    """ReshapeObservation (like ResizeObservation) takes its shape only as a tuple, which a
+    YAML config cannot write: the list it holds is passed as one."""
+    wrapper = {"path": "gymnasium.wrappers:ReshapeObservation", "kwargs": {"shape": [2, 2]}}
+    env = make_env(EnvConfig(id="CartPole-v1", wrappers=[wrapper]))
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.shape == (2, 2) == obs.shape
+    env.close()
