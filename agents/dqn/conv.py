@@ -172,6 +172,15 @@ def _check_channel_axis(shape: tuple[int, ...], channel_axis: str) -> None:
         )
 
 
+_COLOUR_STACKS = (
+    "observations of shape {shape} look like stacks of colour frames, which rlsoft's "
+    "convolutional networks do not take (they convolve 3-D images), so agent.network auto "
+    "flattens them into the MLP ({inputs:,} inputs); to train a CNN, convert the frames to "
+    "grayscale before stacking them (gymnasium.wrappers:GrayscaleObservation, then "
+    "FrameStackObservation), as the Atari protocol does"
+)
+
+
 def plan_network(
     space: gym.spaces.Box,
     network: str = "auto",
@@ -191,6 +200,12 @@ def plan_network(
     if channel_axis != "auto":
         _check_channel_axis(shape, channel_axis)
     if network == "auto":
+        if len(shape) == 4 and space.dtype == np.uint8:
+            warnings.warn(
+                _COLOUR_STACKS.format(shape=shape, inputs=int(np.prod(shape))),
+                RuntimeWarning,
+                stacklevel=1,  # here: one warning however often the plan is made
+            )
         if not image_like:
             network = "mlp"
         else:
@@ -205,9 +220,16 @@ def plan_network(
     if network == "mlp":
         return NetworkPlan("mlp", None, False, dense)
     if len(shape) not in (2, 3):
+        stacks = (
+            " (stacks of colour frames: convert the frames to grayscale before stacking them, "
+            "gymnasium.wrappers:GrayscaleObservation then FrameStackObservation, as the Atari "
+            "protocol does)"
+            if len(shape) == 4
+            else ""
+        )
         raise RlsoftError(
             f"agent.network {network} needs image observations (H×W×C, C×H×W or H×W), but "
-            f"this environment's have shape {shape}; use agent.network: mlp or auto"
+            f"this environment's have shape {shape}{stacks}; use agent.network: mlp or auto"
         )
     image, channels_last = _layout(shape, channel_axis)
     need = min_side(CONV_LAYERS[network])

@@ -363,6 +363,16 @@ def test_auto_picks_the_network_from_the_space(shape, dtype, network, image, cha
     assert (plan.name, plan.image, plan.channels_last) == (network, image, channels_last)
 
 
+def test_stacks_of_colour_frames_say_how_to_get_a_cnn():
+    """FrameStackObservation over RGB frames gives (k, H, W, 3), which no CNN here takes:
+    auto says so as it falls back to the MLP, and a CNN asked for names the wrappers."""
+    stacks = gym.spaces.Box(0, 255, (4, 84, 84, 3), np.uint8)
+    with pytest.warns(RuntimeWarning, match=r"shape \(4, 84, 84, 3\) look like stacks of colour"):
+        assert plan_network(stacks).name == "mlp"
+    with pytest.raises(RlsoftError, match=r"GrayscaleObservation then FrameStackObservation"):
+        plan_network(stacks, "nature_cnn")
+
+
 def test_channel_axis_override_and_unusable_images_are_one_sentence():
     square = gym.spaces.Box(0, 1, (6, 6, 6), np.uint8)
     assert plan_network(square, "auto", "first").channels_last is False
