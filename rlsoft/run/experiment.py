@@ -444,7 +444,7 @@ def _configure_torch(config: ExperimentConfig, seed: int) -> None:
 
 
 @contextlib.contextmanager
-def hold_run_dir(run_dir: Path) -> Iterator[None]:
+def hold_run_dir(run_dir: Path, before: str = "resuming") -> Iterator[None]:
     """Hold ``run_dir`` for this process while it trains, or refuse in one sentence when
     another process holds it (a second ``--resume`` of a running run would write its curves
     and checkpoints twice).
@@ -452,6 +452,8 @@ def hold_run_dir(run_dir: Path) -> Iterator[None]:
     The lock is ``flock`` on the directory itself, so nothing is added to a run dir that a
     refused or failed command must leave as it was; the kernel releases it when the process
     ends, however it ends. Where ``fcntl`` does not exist (Windows) nothing is locked.
+
+    :param before: what the refusal says to wait with ("… or stop it, before resuming").
     """
     try:
         import fcntl
@@ -470,7 +472,7 @@ def hold_run_dir(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise RlsoftError(
                 f"run dir {str(run_dir)!r} is in use by {_holder(run_dir)}, which is "
-                "training it; wait for it to finish, or stop it, before resuming"
+                f"training it; wait for it to finish, or stop it, before {before}"
             ) from None
         except OSError as exc:
             # A file system without flock on directories (NFS emulates it with fcntl locks,
@@ -529,7 +531,7 @@ def remove_run_dir(run_dir: Path) -> None:
 
     :raises RlsoftError: another process holds it (:func:`hold_run_dir`'s sentence).
     """
-    with hold_run_dir(run_dir):
+    with hold_run_dir(run_dir, before="starting the run again"):
         shutil.rmtree(run_dir)
 
 

@@ -365,7 +365,9 @@ def test_a_run_dir_another_process_trains_is_refused_before_anything_is_written(
         ]
         assert sorted(p.name for p in logdir.iterdir()) == ["Taxi-v4"]  # no compare.yaml
         assert (training / "config.yaml").is_file()
-        with pytest.raises(RlsoftError, match="is in use by another process"):
+        with pytest.raises(
+            RlsoftError, match=r"in use by another .* before starting the run again"
+        ):
             remove_run_dir(training)  # what a worker does before training the run anew
         assert (training / "config.yaml").is_file()
     result = rlsoft("compare", cfg, "--workers", 1, "--logdir", logdir)
