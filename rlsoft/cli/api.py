@@ -830,8 +830,8 @@ def _unreachable_x(display: str) -> str | None:
     host, port = remote.group(1), X_TCP_PORT + int(remote.group(2))
     try:
         socket.create_connection((host, port), timeout=2.0).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__  # a timeout has no strerror
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name with an empty label
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return (
             f"DISPLAY is {display!r}, where no X server answers ({host} port {port}: "
             f"{reason.lower()}; an ssh -X session forwards it only while it lasts)"

@@ -17,12 +17,14 @@ rows and the scaling plot.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
 import math
 import re
 import shlex
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -293,9 +295,19 @@ _NOT_LEARNING = frozenset({"seed", "name", "run_name", "logdir", "device"})
 
 def _learning_fields(config: dict[str, Any] | None) -> dict[str, Any]:
     """A run's config flattened (``{"agent.precision": "bfloat16"}``) without the fields
-    that leave what it learns unchanged."""
+    that leave what it learns unchanged. It is validated by today's models first (where it
+    validates), so fields added since a run was made take their defaults: runs of one config
+    from before and after a field was added are not two variants."""
     if not config:
         return {}
+    from rlsoft.run.config import validate_config
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the report is no place for a config's warnings
+            config = validate_config(copy.deepcopy(config), recorded_spaces=True).to_dict()
+    except RlsoftError:
+        pass  # compared as written: an agent type not registered here, a renamed field
     return {
         key: value
         for key, value in flat_fields(config).items()
@@ -333,8 +345,8 @@ def _telling_keys(configs: Sequence[dict[str, Any]], differing: Sequence[str]) -
     first settings alphabetically would give two configs differing further on one label, and
     the report would take their runs for seeds of one variant."""
 
-    def classes(chosen: list[str]) -> int:
-        return len({tuple(repr(fields.get(k)) for k in chosen) for fields in configs})
+    def classes(chosen: list[str]) -> int:  # as the labels write the values
+        return len({tuple(str(fields.get(k)) for k in chosen) for fields in configs})
 
     distinct = classes(list(differing))
     chosen: list[str] = []

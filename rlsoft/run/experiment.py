@@ -543,7 +543,9 @@ def run_experiment(
     stop_event: threading.Event | None = None,
     on_start: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Train a new run from ``config``; a failure before the first step removes the run dir.
+    """Train a new run from ``config``; a failure before the first step, or bad input that
+    its first steps show (an :class:`~rlsoft.errors.RlsoftError` before the trainer's first
+    chunk of steps ends), removes the run dir.
 
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.run.logger.RunLogger.hparams`.
@@ -572,11 +574,12 @@ def run_experiment(
         try:
             return trainer.run()
         except RlsoftError as exc:
-            # Bad input the first steps showed (observations the frame replay cannot store):
-            # with no checkpoint there is nothing to resume, so no run dir is left either. A
-            # divergence keeps its record, a failed checkpoint write its curves.
+            # Bad input the first steps showed (observations the frame replay cannot store),
+            # before the trainer finished its first chunk of steps: nothing was learned, so no
+            # run dir is left. Later failures keep theirs (curves of a long run, with or
+            # without a checkpoint), a divergence its record, a failed write its curves.
             kept = isinstance(exc, (DivergedError, CheckpointWriteError))
-            if not kept and latest_checkpoint(run_dir) is None:
+            if not kept and trainer.step == 0 and latest_checkpoint(run_dir) is None:
                 _remove_created(run_dir, created)
             raise
 

@@ -941,7 +941,8 @@ def test_a_run_on_an_id_registered_by_its_script_names_the_registration_when_it_
     with pytest.raises(RlsoftError) as unknown:
         rlsoft.evaluate(agent, episodes=1)
     assert str(unknown.value) == (
-        "unknown environment id 'RlsoftTestGlyph-v0': register it in this process "
-        "(gymnasium.register, as the code that trained the run did) before using it, or name "
-        "the environment by its entry point module:Name in env.id"
+        "unknown environment id 'RlsoftTestGlyph-v0': nothing in this process registered it; "
+        "from Python, register it (gymnasium.register) before loading the run (rlsoft eval and "
+        "rlsoft train --resume cannot run the code that registered it), or train new runs with "
+        "env.id naming its entry point module:Name"
     )

@@ -199,6 +199,8 @@ def test_a_window_needs_a_display_or_a_driver_the_user_chose(monkeypatch) -> Non
         f"DISPLAY is 'localhost:{number}.0', where no X server answers (localhost port "
         f"{6000 + number}: connection refused; an ssh -X session forwards it only while it lasts)"
     )
+    monkeypatch.setenv("DISPLAY", "bad..host:0")  # an empty label: not even looked up
+    assert missing_display("pygame").startswith("DISPLAY is 'bad..host:0', where no X server")
     monkeypatch.setenv("DISPLAY", "[::1]:0")  # a form it does not check
     assert missing_display("pygame") is None
     monkeypatch.setattr(sys, "platform", "darwin")

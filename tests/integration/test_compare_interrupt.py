@@ -165,9 +165,10 @@ def test_a_worker_whose_compare_is_killed_checkpoints_and_stops(tmp_path):
     run_dir = logdir / "Taxi-v4" / "eps" / "seed_0"
     process = compare(cfg, logdir)
     deadline = time.monotonic() + 60
-    while not list(run_dir.glob("events.out.tfevents.*")) or not (run_dir / PID_FILE).is_file():
+    # A first periodic checkpoint: the trainer runs, its SIGTERM handler installed.
+    while not (run_dir / "checkpoints").is_dir() or not (run_dir / PID_FILE).is_file():
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no run started within 60 s"
+        assert time.monotonic() < deadline, "no run checkpointed within 60 s"
         time.sleep(0.05)
     worker = int((run_dir / PID_FILE).read_text())
     process.kill()

@@ -246,10 +246,10 @@ def test_hand_made_runs_of_one_name_that_differ_in_a_setting_are_variants_not_se
     write_run(tmp_path / "taxi__s0__c", [(1, 2.0)], config=other)
     runs, _ = load_runs(tmp_path)
     assert sorted((r.variant, r.seed) for r in runs) == [
+        ("taxi[agent.gamma=0.99]", 0),  # the default, filled in by validating the config
+        ("taxi[agent.gamma=0.99]", 1),
+        ("taxi[agent.gamma=0.99]", 1),
         ("taxi[agent.gamma=0.9]", 0),
-        ("taxi[agent.gamma=None]", 0),
-        ("taxi[agent.gamma=None]", 1),
-        ("taxi[agent.gamma=None]", 1),
     ]
     analysis, _ = report(tmp_path)
     kept = {p.name for p, why in analysis.skipped if "same seed" in why}
@@ -261,26 +261,41 @@ def test_configs_that_differ_past_the_labels_first_settings_stay_apart(tmp_path,
     tell the last two apart: each is its own variant, named by a setting that separates them,
     none taken for another's seed, and the terminal table shows the labels' brackets."""
     base = taxi_config("taxi")
-    changed = {"alpha": 0.5, "beta": 2, "count_bonus": 0.1}
+    changed = {"count_bonus": 0.1, "gamma": 0.9, "initial_q": 1.0}
     configs = {
         "a": base,
-        "b": {**base, "agent": {**base["agent"], **changed, "gamma": 0.9}},
-        "c": {**base, "agent": {**base["agent"], **changed, "gamma": 0.5}},
+        "b": {**base, "agent": {**base["agent"], **changed, "learning_rate": 0.3}},
+        "c": {**base, "agent": {**base["agent"], **changed, "learning_rate": 0.7}},
     }
     for name, config in configs.items():
         write_run(tmp_path / f"taxi__s0__{name}", [(1, 1.0)], config=config)
     runs, _ = load_runs(tmp_path)
     labels = {r.run_dir.name: r.variant for r in runs}
     assert labels == {
-        "taxi__s0__a": "taxi[agent.alpha=None, agent.beta=None, agent.gamma=None, +1 more]",
-        "taxi__s0__b": "taxi[agent.alpha=0.5, agent.beta=2, agent.gamma=0.9, +1 more]",
-        "taxi__s0__c": "taxi[agent.alpha=0.5, agent.beta=2, agent.gamma=0.5, +1 more]",
+        "taxi__s0__a": "taxi[agent.count_bonus=0.0, agent.gamma=0.99, agent.learning_rate=0.1, "
+        "+1 more]",
+        "taxi__s0__b": "taxi[agent.count_bonus=0.1, agent.gamma=0.9, agent.learning_rate=0.3, "
+        "+1 more]",
+        "taxi__s0__c": "taxi[agent.count_bonus=0.1, agent.gamma=0.9, agent.learning_rate=0.7, "
+        "+1 more]",
     }
     assert main(["report", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert "same seed" not in err
-    # Rich reads "[agent.alpha=…]" as a style tag unless escaped, and prints "taxi" alone.
-    assert "taxi[agent.alpha=0.5, agent.beta=2," in out.replace("\n│ ", " ")
+    # Rich reads "[agent.count_bonus=…]" as a style tag unless escaped, and prints "taxi".
+    assert "taxi[agent.count_bonus=0.1," in out
+
+
+def test_a_field_added_since_a_run_was_made_does_not_split_its_variant(tmp_path):
+    """A run made before a field existed (its config.yaml lacks agent.frame_padding, say)
+    and one made after (which writes the default) are seeds of one variant."""
+    old = taxi_config("taxi", seed=0)
+    new = taxi_config("taxi", seed=1)
+    new["agent"] = {**new["agent"], "gamma": 0.99, "initial_q": 0.0}  # written out: defaults
+    write_run(tmp_path / "taxi__s0__a", [(1, 1.0)], config=old)
+    write_run(tmp_path / "taxi__s1__b", [(1, 1.0)], config=new)
+    runs, _ = load_runs(tmp_path)
+    assert sorted((r.variant, r.seed) for r in runs) == [("taxi", 0), ("taxi", 1)]
 
 
 def test_a_resumed_runs_purged_events_are_dropped_without_tensorboards_notice(tmp_path, caplog):

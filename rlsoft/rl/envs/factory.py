@@ -340,6 +340,8 @@ def _ale_choices(config: EnvSpec, target: str | GymEnvSpec, setting: str) -> str
 
 
 def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | None) -> gym.Env:
+    if isinstance(target, str) and ":" not in target:
+        _check_registered(target)
     try:
         with _versions_as_choices(config.id):
             env = gym.make(target, **_make_kwargs(config, render_mode))
@@ -352,14 +354,6 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
         ) from None
     except gym.error.DeprecatedEnv as exc:
         raise RlsoftError(f"environment {config.id!r} is deprecated: {exc}") from None
-    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound):
-        # A run trained on an id its script registered, evaluated or resumed in a process
-        # where nothing registered it (the config check passes it: its spaces are recorded).
-        raise RlsoftError(
-            f"unknown environment id {config.id!r}: register it in this process "
-            "(gymnasium.register, as the code that trained the run did) before using it, or "
-            "name the environment by its entry point module:Name in env.id"
-        ) from None
     except (TypeError, KeyError, ValueError, AssertionError, RuntimeError, gym.error.Error) as exc:
         # The environment's constructor refused a keyword or a value in env.kwargs
         # (an unknown keyword is a TypeError; FrozenLake's map_name: 9x9 a KeyError; ALE's
@@ -386,6 +380,22 @@ def _make_single(config: EnvSpec, target: str | GymEnvSpec, render_mode: str | N
             "name an environment class or a function that returns one"
         )
     return env
+
+
+def _check_registered(env_id: str) -> None:
+    """Refuse an id nothing in this process registered: a run trained on an id its script
+    registered (``gymnasium.register``), evaluated or resumed where that code did not run.
+    The config check lets it through when the run's spaces are recorded (acting needs no
+    environment), so making the environment is where it shows."""
+    try:
+        gym.spec(env_id)
+    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound):
+        raise RlsoftError(
+            f"unknown environment id {env_id!r}: nothing in this process registered it; "
+            "from Python, register it (gymnasium.register) before loading the run (rlsoft "
+            "eval and rlsoft train --resume cannot run the code that registered it), or "
+            "train new runs with env.id naming its entry point module:Name"
+        ) from None
 
 
 def probe_spaces(config: EnvSpec) -> tuple[gym.Space, gym.Space]:

@@ -369,8 +369,11 @@ def test_stacks_of_colour_frames_say_how_to_get_a_cnn():
     stacks = gym.spaces.Box(0, 255, (4, 84, 84, 3), np.uint8)
     with pytest.warns(RuntimeWarning, match=r"shape \(4, 84, 84, 3\) look like stacks of colour"):
         assert plan_network(stacks).name == "mlp"
-    with pytest.raises(RlsoftError, match=r"GrayscaleObservation then FrameStackObservation"):
+    with pytest.raises(RlsoftError, match=r"GrayscaleObservation, then FrameStackObservation"):
         plan_network(stacks, "nature_cnn")
+    gray = gym.spaces.Box(0, 255, (4, 84, 84, 1), np.uint8)  # GrayscaleObservation(keep_dim)
+    with pytest.warns(RuntimeWarning, match=r"one-channel frames.*to train a CNN, drop the"):
+        assert plan_network(gray).name == "mlp"
 
 
 def test_channel_axis_override_and_unusable_images_are_one_sentence():
