@@ -172,22 +172,24 @@ def _check_channel_axis(shape: tuple[int, ...], channel_axis: str) -> None:
         )
 
 
-def _stacked_frames_fix(shape: tuple[int, ...]) -> str | None:
-    """What makes ``(k, H, W, C)`` stacks of frames a CNN's input: colour frames (C of 3 or 4)
-    grayscale before stacking, one-channel frames without their channel axis; None for other
-    4-D shapes."""
+def _stacked_frames_fix(shape: tuple[int, ...]) -> tuple[str, str] | None:
+    """``(what they are, what makes them a CNN's input)`` for ``(k, H, W, C)`` stacks of
+    frames: colour frames (C of 3 or 4) grayscale before stacking, one-channel frames without
+    their channel axis; None for other shapes."""
     if len(shape) != 4:
         return None
     if shape[-1] in (3, 4):
         return (
-            "stacks of colour frames: make the frames grayscale before stacking them "
+            "stacks of colour frames",
+            "make the frames grayscale before stacking them "
             "(gymnasium.wrappers:GrayscaleObservation, then FrameStackObservation), as the "
-            "Atari protocol does"
+            "Atari protocol does",
         )
     if shape[-1] == 1:
         return (
-            "stacks of one-channel frames: drop the channel axis before stacking them "
-            "(GrayscaleObservation with keep_dim: false, or ReshapeObservation to (H, W))"
+            "stacks of one-channel frames",
+            "drop the channel axis before stacking them "
+            "(GrayscaleObservation with keep_dim: false, or ReshapeObservation to (H, W))",
         )
     return None
 
@@ -214,10 +216,10 @@ def plan_network(
         fix = _stacked_frames_fix(shape) if space.dtype == np.uint8 else None
         if fix is not None:
             warnings.warn(
-                f"observations of shape {shape} look like {fix.split(':')[0]}, which rlsoft's "
+                f"observations of shape {shape} look like {fix[0]}, which rlsoft's "
                 "convolutional networks do not take (they convolve 3-D images), so "
                 f"agent.network auto flattens them into the MLP ({int(np.prod(shape)):,} "
-                f"inputs); to train a CNN, {fix.split(': ', 1)[1]}",
+                f"inputs); to train a CNN, {fix[1]}",
                 RuntimeWarning,
                 stacklevel=1,  # here: one warning however often the plan is made
             )
@@ -236,7 +238,7 @@ def plan_network(
         return NetworkPlan("mlp", None, False, dense)
     if len(shape) not in (2, 3):
         fix = _stacked_frames_fix(shape)
-        stacks = f" ({fix})" if fix else ""
+        stacks = f" ({fix[0]}: {fix[1]})" if fix else ""
         raise RlsoftError(
             f"agent.network {network} needs image observations (H×W×C, C×H×W or H×W), but "
             f"this environment's have shape {shape}{stacks}; use agent.network: mlp or auto"
