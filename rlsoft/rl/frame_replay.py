@@ -379,12 +379,20 @@ class FrameReplayBuffer(TransitionRing):
     def state_dict(self) -> dict[str, Any]:
         """Stored frames and transitions, write position and settings (arrays and numbers).
 
-        Only what was written so far is included, and every frame once; the arrays are copies,
+        Only what was written so far is included, and every frame once: the frames of global
+        steps ``0 … added`` (the newest one is the pending successor frame), and until the ring
+        wraps the ``k − 1`` rows of steps ``−k+1 … −1`` (``frames_before``), which hold the
+        frames of the episodes a :meth:`continue_streams` buffer took over. Final frames are
+        saved in the age order of their transitions, the order :meth:`load_state_dict` hands
+        them out (:meth:`end_streams` appends entries out of that order). The arrays are copies,
         so a full buffer briefly needs its size again in memory while being saved.
         """
         filled = len(self)
-        written = 0 if self.added == 0 else min(self.added + 1, self.frame_rows)
-        order = (self._final_head + np.arange(self._final_count)) % len(self.final_frames)
+        written = min(self.added + 1, self.frame_rows)
+        before = max(written, self.frame_rows - (self.frame_stack - 1))
+        envs = self.num_envs
+        order = self._age_order()
+        ends = order[self.done[order]]
         return {
             "capacity": self.capacity,
             "num_envs": self.num_envs,
@@ -396,8 +404,10 @@ class FrameReplayBuffer(TransitionRing):
             "pos": self.pos,
             "full": self.full,
             "added": self.added,
-            "frames": self.frames[: written * self.num_envs].copy(),
-            "final_frames": self.final_frames[order],  # oldest episode end first
+            "frames": self.frames[: written * envs].copy(),
+            "frames_before": self.frames[before * envs :].copy(),
+            "final_frames": self.final_frames[self.final_ref[ends]],  # oldest transition first
+            "next_step": self._next_step.copy(),
             "actions": self.actions[:filled].copy(),
             "rewards": self.rewards[:filled].copy(),
             "terminated": self.terminated[:filled].copy(),
@@ -452,7 +462,9 @@ class FrameReplayBuffer(TransitionRing):
         )
         pos, full, added = int(state["pos"]), bool(state["full"]), int(state["added"])
         filled = self.capacity if full else pos * self.num_envs
-        written = 0 if added == 0 else min(added + 1, self.frame_rows)
+        written = min(added + 1, self.frame_rows)
+        if added == 0 and len(state["frames"]) == 0:  # saved before frames_before existed
+            written = 0
         expected = {
             "frames": written * self.num_envs,
             "actions": filled,
@@ -471,10 +483,19 @@ class FrameReplayBuffer(TransitionRing):
                     f"saved replay buffer field {key!r} has {len(arrays[key])} rows, "
                     f"expected {rows}"
                 )
+        before = np.asarray(state.get("frames_before", self.frames[:0]), dtype=self.obs_dtype)
+        room = max(0, self.frame_rows - max(written, self.frame_rows - (self.frame_stack - 1)))
+        if len(before) not in (0, room * self.num_envs):
+            raise ValueError(
+                f"saved replay buffer field 'frames_before' has {len(before)} rows, expected "
+                f"{room * self.num_envs}"
+            )
         for key in ("frames", "actions", "rewards", "terminated", "done", "episode_step"):
             target = getattr(self, key)
             target[: len(arrays[key])] = arrays[key]
             target[len(arrays[key]) :] = 0
+        if len(before):
+            self.frames[len(self.frames) - len(before) :] = before
         count = expected["final_frames"]
         size = len(self.final_frames)
         while size < count:
@@ -488,7 +509,9 @@ class FrameReplayBuffer(TransitionRing):
         ends = order[self.done[order]]
         self.final_ref[:] = 0
         self.final_ref[ends] = np.arange(count)
-        if added == 0:
+        if "next_step" in state:
+            self._next_step = np.asarray(state["next_step"], dtype=np.int64).copy()
+        elif added == 0:
             self._next_step = np.zeros(self.num_envs, dtype=np.int64)
         else:
             first = ((pos - 1) % self.rows) * self.num_envs

@@ -509,7 +509,54 @@ def test_ending_streams_mid_episode_is_a_truncation_there(frame_stack, frame_sha
                 streams.stacks[e], streams.left[e] = streams._reset(), streams._length()
             cuts += len(expected)
         assert_every_index_matches(buf, stacks, naive)
+        # A checkpoint now holds every final frame, each for its own transition (end_streams
+        # appends its entries after the row's natural episode ends, whatever the env order).
+        copy = FrameReplayBuffer(
+            17, obs_shape, frame_stack=frame_stack, num_envs=num_envs, n_step=n_step, gamma=0.9,
+            obs_dtype=dtype, padding=padding,
+        )  # fmt: skip
+        copy.load_state_dict(_through_torch(buf.state_dict()))
+        assert_every_index_matches(copy, stacks, naive)
     assert cuts > 20
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 7, 30])
+def test_a_buffer_continuing_streams_is_saved_and_loaded_with_their_frames(steps):
+    """A resume without the replay continues the stacks in progress in an empty buffer
+    (``continue_streams``); a checkpoint *with* the replay written later (before or after
+    the ring wraps, or before any add) must keep the frames from before the resume that the
+    new transitions' stacks show, and where each episode stands, so the loaded buffer gives
+    the naive buffer's transitions and takes the next ones."""
+    num_envs, k = 2, 4
+
+    def fresh():
+        return FrameReplayBuffer(20, (k, 3, 3), frame_stack=k, num_envs=num_envs, n_step=3)
+
+    streams = StackedStreams(8, num_envs, k, (3, 3), "reset", 60, np.uint8)
+    before = fresh()
+    for _ in range(9):  # episodes of up to 60 steps: the stacks in progress span the resume
+        before.add(*streams.step())
+    buf = fresh()
+    buf.continue_streams(before.stream_state())
+    naive = NaiveBuffer(20, num_envs, 3, 0.99)
+    for _ in range(steps):
+        transition = streams.step()
+        buf.add(*transition)
+        naive.add(*transition)
+    copy = fresh()
+    copy.load_state_dict(_through_torch(buf.state_dict()))
+    stored = np.flatnonzero([slot is not None for slot in naive.slots])
+    assert len(copy) == len(stored)
+    assert_batch_matches(copy.gather(stored), naive, stored)
+    for _ in range(12):
+        transition = streams.step()
+        for memory in (buf, copy, naive):
+            memory.add(*transition)
+        a, b = buf.sample(np.random.default_rng(2), 16), copy.sample(np.random.default_rng(2), 16)
+        for field in vars(a):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    stored = np.flatnonzero([slot is not None for slot in naive.slots])
+    assert_batch_matches(copy.gather(stored), naive, stored)
 
 
 def test_ending_the_streams_of_an_empty_buffer_lets_them_start_an_episode():
