@@ -569,8 +569,10 @@ class AtariConfig(StrictModel):
     """Frames per observation (``(k, screen_size, screen_size)`` uint8, newest last); the
     DQN's ``agent.frame_stack`` must equal it so its frame replay stores each frame once."""
     noop_max: int = Field(30, ge=0, le=1000)
-    """Each episode starts with a random number (uniform in 1…noop_max, 0: none) of no-op
-    actions, as in the paper's evaluation."""
+    """Each episode starts with a random number of one-frame no-op actions, as in the paper's
+    evaluation: uniform in 1…noop_max on the Gymnasium stack (``AtariPreprocessing``, as
+    Baselines' ``NoopResetEnv``), in 0…noop_max − 1 on ale-py's native env, which draws them
+    itself (``env.atari.backend``); 0: none."""
     repeat_action_probability: float = Field(0.25, ge=0.0, lt=1.0)
     """Sticky actions (Machado et al. 2018; the ``-v5`` ids' default 0.25): at every emulator
     frame the previous action is repeated with this probability instead of the chosen one. 0

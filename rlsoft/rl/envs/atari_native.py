@@ -33,9 +33,11 @@ take no-ops whose outcome their reseeding discards.
 
 The differences from the Gymnasium path, none of which changes an observation: the
 episode's frame limit (``max_num_frames_per_episode``, 108,000 or ``env.max_episode_steps``)
-is checked at the end of an agent step rather than at the exact frame, and an episode's
-emulator seed is drawn differently, so the same run seed gives other (equally distributed)
-episodes on the two backends.
+is checked at the end of an agent step rather than at the exact frame; an episode's emulator
+seed is drawn differently, so the same run seed gives other episodes on the two backends; and
+ale-py draws the no-op start from 0 … noop_max − 1 one-frame no-ops where
+``AtariPreprocessing`` draws from 1 … noop_max, so start states are distributed a little
+differently (one frame earlier) on the native env.
 """
 
 from __future__ import annotations

@@ -438,3 +438,30 @@ def test_default_threads_follow_the_copies_the_cpus_and_omp_num_threads(monkeypa
     assert atari_native.native_threads(8, None) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "many")
     assert atari_native.native_threads(1, None) == 1
+
+
+def test_no_op_starts_take_0_to_noop_max_minus_1_frames_natively_and_1_to_noop_max_on_gymnasium():
+    """The two backends draw an episode's no-op start differently (README's env.atari table):
+    ale-py's native env takes 0 … noop_max − 1 one-frame no-ops, Gymnasium's
+    AtariPreprocessing 1 … noop_max (as Baselines' NoopResetEnv); counted here from the
+    emulator's frame number right after a reset."""
+    drawn = {}
+    for noop_max, resets in ((1, 1), (30, 2)):
+        native = NativeAtariVectorEnv("breakout", 8, AtariConfig(noop_max=noop_max))
+        frames = set()
+        for seed in range(resets):
+            _, info = native.reset(seed=seed)
+            frames.update(int(f) for f in info["episode_frame_number"])
+        native.close()
+        stack = make_env(EnvConfig(id="ALE/Breakout-v5", atari={"noop_max": noop_max}))
+        stack.reset(seed=0)
+        gymnasium_frames = set()
+        for _ in range(8 * resets):
+            _, info = stack.reset()
+            gymnasium_frames.add(int(info["episode_frame_number"]))
+        stack.close()
+        drawn[noop_max] = frames, gymnasium_frames
+    assert drawn[1] == ({0}, {1})
+    native_30, gymnasium_30 = drawn[30]
+    assert native_30 <= set(range(30)) and gymnasium_30 <= set(range(1, 31))
+    assert len(native_30) > 5 and len(gymnasium_30) > 5
