@@ -172,6 +172,7 @@ class DQNAgent:
                     CONV_LAYERS[self.plan.name],
                     self.plan.image,
                     channels_last=self.plan.channels_last,
+                    frames=self.plan.frames,
                 )
             if config.precision != "float32":  # nature_cnn: check_spaces saw to it
                 torso.compute_dtype = bfloat16_on(self.device)
@@ -387,8 +388,9 @@ class DQNAgent:
         convolution."""
         if obs.dtype == torch.float32:
             return obs
-        if self._input_format is not None and obs.dim() == 4:
-            return channels_last_planes(obs, self._input_dtype).mul_(self._input_scale)
+        if self._input_format is not None:  # (N, H, W) frames and (N, k, C, H, W) stacks too
+            images = obs.reshape(len(obs), *self.plan.image)
+            return channels_last_planes(images, self._input_dtype).mul_(self._input_scale)
         x = obs.to(torch.float32)
         if self._input_scale != 1.0:
             x.mul_(self._input_scale)

@@ -37,12 +37,14 @@ class DQNConfig(StrictModel):
     ``nature_cnn`` is Mnih et al. (2015)'s three convolutions for 84×84 frames (images of at
     least 36×36); ``minatar_cnn`` is Young & Tian (2019)'s one 3×3 convolution with 16
     filters for MinAtar's 10×10×C grids. ``auto`` picks a convolutional network for images
-    (3-D ``Box`` spaces and 2-D ``uint8`` ones; ``nature_cnn`` when both sides are ≥ 36) and
-    the MLP for everything else."""
+    (3-D ``Box`` spaces, 4-D stacks of them convolved as one image of all their channels, and
+    2-D ``uint8`` ones; ``nature_cnn`` when both sides are ≥ 36) and the MLP for everything
+    else."""
     channel_axis: Literal["auto", "first", "last"] = "auto"
-    """Where a 3-D image observation keeps its channels: ``first`` (C, H, W), as
-    ``FrameStackObservation`` stacks frames; ``last`` (H, W, C), Gymnasium's image convention
-    and MinAtar's; ``auto``: first when the first axis is strictly the shortest, else last."""
+    """Where a 3-D image observation (or each image of a 4-D stack) keeps its channels:
+    ``first`` (C, H, W), as ``FrameStackObservation`` stacks grayscale frames; ``last``
+    (H, W, C), Gymnasium's image convention and MinAtar's; ``auto``: first when the first axis
+    is strictly the shortest, else last."""
     precision: Literal["float32", "bfloat16"] = "float32"
     """The arithmetic of the ``nature_cnn`` network. ``float32`` (default) computes
     everything in float32, as SB3, CleanRL and the papers do. ``bfloat16`` runs the three

@@ -22,9 +22,14 @@ MinAtar one 10×10 to 8×8 (1,024 features into the 128 units).
 reads it as channels first when the first axis is strictly the shortest and as channels last
 otherwise (so MinAtar Seaquest's square ``10×10×10`` is channels last, as MinAtar defines it);
 ``first`` or ``last`` says it outright. A 2-D ``uint8`` ``Box`` is one grayscale frame
-``(H, W)``. Channels-last inputs are permuted to torch's ``(N, C, H, W)`` in the forward pass,
-on the batch, without a copy (the permuted view is a channels-last tensor, which
-``torch.nn.functional.conv2d`` takes as it is).
+``(H, W)``. A 4-D ``Box`` is a stack of k such images on its first axis, ``(k, H, W, C)`` or
+``(k, C, H, W)`` (``FrameStackObservation`` over colour frames or MinAtar grids; the channel
+axis of each image read as above), convolved as one image of ``k·C`` channels: channel
+``f·C + c`` is channel c of frame f, the newest frame last, as a stack of grayscale frames
+gives frame f channel f. Channels-last inputs are permuted to torch's ``(N, C, H, W)`` in the
+forward pass, on the batch, without a copy (the permuted view is a channels-last tensor, which
+``torch.nn.functional.conv2d`` takes as it is); channels-last stacks are copied once, into
+``(N, H, W, k·C)``.
 
 **Inputs.** Bool and integer observations (up to 32 bits) are stored as they come (``uint8``
 frames, MinAtar's ``bool`` channels) and converted to float32 on the agent's device, one
@@ -120,12 +125,16 @@ class NetworkPlan:
     :ivar channels_last: the observations are ``(H, W, C)`` (permuted in the forward pass, or
         gathered from that layout by a one-convolution torso).
     :ivar dense: widths of the dense layers after the torso (or of the MLP).
+    :ivar frames: the observations are stacks of this many images on their first axis,
+        ``(frames, H, W, C / frames)`` or ``(frames, C / frames, H, W)``, convolved as one
+        image of ``C`` channels (1: a single image).
     """
 
     name: str
     image: tuple[int, int, int] | None
     channels_last: bool
     dense: tuple[int, ...]
+    frames: int = 1
 
     @property
     def features(self) -> int | None:
@@ -135,63 +144,49 @@ class NetworkPlan:
         return int(np.prod(conv_output_shape(CONV_LAYERS[self.name], *self.image)))
 
 
-def _layout(shape: tuple[int, ...], channel_axis: str) -> tuple[tuple[int, int, int], bool]:
-    """``((C, H, W), channels_last)`` of an image shape (see the module docstring)."""
+def _layout(shape: tuple[int, ...], channel_axis: str) -> tuple[tuple[int, int, int], bool, int]:
+    """``((C, H, W), channels_last, frames)`` of an image shape or a stack of images (see the
+    module docstring): a stack of k images of c channels is one image of ``k·c`` channels."""
     if len(shape) == 2:
-        return (1, shape[0], shape[1]), False
+        return (1, shape[0], shape[1]), False, 1
+    if len(shape) == 4:
+        (c, h, w), last, _ = _layout(shape[1:], channel_axis)
+        return (shape[0] * c, h, w), last, shape[0]
     first = channel_axis == "first" or (
         channel_axis == "auto" and shape[0] < shape[1] and shape[0] < shape[2]
     )
     if first:
-        return (shape[0], shape[1], shape[2]), False
-    return (shape[2], shape[0], shape[1]), True
+        return (shape[0], shape[1], shape[2]), False, 1
+    return (shape[2], shape[0], shape[1]), True, 1
 
 
 def _check_channel_axis(shape: tuple[int, ...], channel_axis: str) -> None:
     """Refuse an explicit ``channel_axis`` where there is no channel axis to choose (not a 3-D
-    observation), and warn where it reads more channels than pixels along a side while
-    ``auto`` would read the strictly shortest axis as the channels: (4, 84, 84) frame stacks read
-    channels last are 84 channels of 4×84 images, on which ``auto`` would then pick
-    ``minatar_cnn``."""
-    if len(shape) != 3:
+    image or a 4-D stack of them), and warn where it reads more channels than pixels along a
+    side while ``auto`` would read the strictly shortest axis as the channels: (4, 84, 84)
+    frame stacks read channels last are 84 channels of 4×84 images, on which ``auto`` would
+    then pick ``minatar_cnn``."""
+    if len(shape) not in (3, 4):
         raise RlsoftError(
-            f"agent.channel_axis {channel_axis} says which axis of a 3-D image holds the "
-            f"channels, but this environment's observations have shape {shape}: leave "
-            "agent.channel_axis at auto"
+            f"agent.channel_axis {channel_axis} says which axis of a 3-D image (or of each "
+            f"image of a 4-D stack) holds the channels, but this environment's observations "
+            f"have shape {shape}: leave agent.channel_axis at auto"
         )
-    (c, h, w), _ = _layout(shape, channel_axis)
-    other, _ = _layout(shape, "auto")
+    image = shape[-3:]
+    (c, h, w), _, _ = _layout(image, channel_axis)
+    other, _, _ = _layout(image, "auto")
     if other != (c, h, w) and c > min(h, w) and other[0] < min(other[1:]):
+        what = f"{c} channels of {h}×{w} images"
+        if len(shape) == 4:
+            what = f"stacks of {shape[0]} images, each {c} channels of {h}×{w}"
         warnings.warn(
-            f"agent.channel_axis {channel_axis} reads observations of shape {shape} as {c} "
-            f"channels of {h}×{w} images, more channels than pixels along a side "
+            f"agent.channel_axis {channel_axis} reads observations of shape {shape} as {what}, "
+            "more channels than pixels along a side "
             f"(auto would read {other[0]} channels of {other[1]}×{other[2]}); set "
             "agent.channel_axis to auto if the channels are on the other axis",
             RuntimeWarning,
             stacklevel=2,  # one location, so one warning however often the plan is made
         )
-
-
-def _stacked_frames_fix(shape: tuple[int, ...]) -> tuple[str, str] | None:
-    """``(what they are, what makes them a CNN's input)`` for ``(k, H, W, C)`` stacks of
-    frames: colour frames (C of 3 or 4) grayscale before stacking, one-channel frames without
-    their channel axis; None for other shapes."""
-    if len(shape) != 4:
-        return None
-    if shape[-1] in (3, 4):
-        return (
-            "stacks of colour frames",
-            "make the frames grayscale before stacking them "
-            "(gymnasium.wrappers:GrayscaleObservation, then FrameStackObservation), as the "
-            "Atari protocol does",
-        )
-    if shape[-1] == 1:
-        return (
-            "stacks of one-channel frames",
-            "drop the channel axis before stacking them "
-            "(GrayscaleObservation with keep_dim: false, or ReshapeObservation to (H, W))",
-        )
-    return None
 
 
 def plan_network(
@@ -202,31 +197,21 @@ def plan_network(
 ) -> NetworkPlan:
     """The network for observations of ``space`` (a ``Box``), or one sentence saying why not.
 
-    ``auto`` picks a convolutional network for images — 3-D spaces, and 2-D ``uint8`` ones
-    (a grayscale frame) — namely ``nature_cnn`` when both sides are at least 36 pixels,
-    ``minatar_cnn`` when they are at least 3, and the MLP for smaller ones (a 1×1 or 2×2 image
-    has no 3×3 patch to convolve); every other space is flattened into the MLP (a 2-D float
-    space such as DeepSea's one-hot grid included).
+    ``auto`` picks a convolutional network for images — 3-D spaces, 4-D stacks of them, and
+    2-D ``uint8`` ones (a grayscale frame) — namely ``nature_cnn`` when both sides are at least
+    36 pixels, ``minatar_cnn`` when they are at least 3, and the MLP for smaller ones (a 1×1
+    or 2×2 image has no 3×3 patch to convolve); every other space is flattened into the MLP (a
+    2-D float space such as DeepSea's one-hot grid included).
     """
     shape = tuple(int(d) for d in space.shape)
-    image_like = len(shape) == 3 or (len(shape) == 2 and space.dtype == np.uint8)
+    image_like = len(shape) in (3, 4) or (len(shape) == 2 and space.dtype == np.uint8)
     if channel_axis != "auto":
         _check_channel_axis(shape, channel_axis)
     if network == "auto":
-        fix = _stacked_frames_fix(shape) if space.dtype == np.uint8 else None
-        if fix is not None:
-            warnings.warn(
-                f"observations of shape {shape} look like {fix[0]}, which rlsoft's "
-                "convolutional networks do not take (they convolve 3-D images), so "
-                f"agent.network auto flattens them into the MLP ({int(np.prod(shape)):,} "
-                f"inputs); to train a CNN, {fix[1]}",
-                RuntimeWarning,
-                stacklevel=1,  # here: one warning however often the plan is made
-            )
         if not image_like:
             network = "mlp"
         else:
-            (_, h, w), _ = _layout(shape, channel_axis)
+            (_, h, w), _, _ = _layout(shape, channel_axis)
             fitting = [
                 n for n in ("nature_cnn", "minatar_cnn") if min(h, w) >= min_side(CONV_LAYERS[n])
             ]
@@ -236,14 +221,13 @@ def plan_network(
     dense = tuple(DENSE_SIZES[network] if hidden_sizes is None else hidden_sizes)
     if network == "mlp":
         return NetworkPlan("mlp", None, False, dense)
-    if len(shape) not in (2, 3):
-        fix = _stacked_frames_fix(shape)
-        stacks = f" ({fix[0]}: {fix[1]})" if fix else ""
+    if len(shape) not in (2, 3, 4):
         raise RlsoftError(
-            f"agent.network {network} needs image observations (H×W×C, C×H×W or H×W), but "
-            f"this environment's have shape {shape}{stacks}; use agent.network: mlp or auto"
+            f"agent.network {network} needs image observations (H×W×C, C×H×W, H×W or a "
+            f"stack of such images on a first axis), but this environment's have shape "
+            f"{shape}; use agent.network: mlp or auto"
         )
-    image, channels_last = _layout(shape, channel_axis)
+    image, channels_last, frames = _layout(shape, channel_axis)
     need = min_side(CONV_LAYERS[network])
     if min(image[1:]) < need:
         hint = "minatar_cnn" if network == "nature_cnn" else "mlp"
@@ -252,7 +236,7 @@ def plan_network(
             f"environment's are {image[1]}×{image[2]} (as C×H×W {image}); use agent.network: "
             f"{hint}, or set agent.channel_axis if the channels were read from the wrong axis"
         )
-    return NetworkPlan(network, image, channels_last, dense)
+    return NetworkPlan(network, image, channels_last, dense, frames)
 
 
 def storage_dtype(space: gym.spaces.Box) -> np.dtype:
@@ -275,7 +259,7 @@ def input_scale(space: gym.spaces.Box) -> float:
 
 
 def patch_index(
-    image: tuple[int, int, int], kernel: int, stride: int, channels_last: bool
+    image: tuple[int, int, int], kernel: int, stride: int, channels_last: bool, frames: int = 1
 ) -> torch.Tensor:
     """Where each pixel of every convolution patch sits in one flattened observation.
 
@@ -284,8 +268,11 @@ def patch_index(
     ``[:, c, i, j]``. The result holds, for every ``(c, i, j)`` (row-major, torch's weight
     order) and within it every ``(u, v)`` (row-major), that pixel's offset in the flattened
     observation: ``(c·H + y)·W + x`` channels first, ``(y·W + x)·C + c`` channels last
-    (``C·k²·H′·W′`` indices). Gathering them turns the convolution into one matrix product
-    per observation (:meth:`ConvTorso.convolve`).
+    (``C·k²·H′·W′`` indices). For a channels-last stack of ``frames`` images of
+    ``C′ = C / frames`` channels each, ``(F, H, W, C′)``, channel ``c = f·C′ + c′`` sits at
+    ``((f·H + y)·W + x)·C′ + c′`` (a channels-first stack is the image's own layout).
+    Gathering them turns the convolution into one matrix product per observation
+    (:meth:`ConvTorso.convolve`).
     """
     c, h, w = image
     _, oh, ow = conv_output_shape(((1, kernel, stride),), c, h, w)
@@ -294,7 +281,12 @@ def patch_index(
     j = torch.arange(kernel).view(1, 1, kernel, 1, 1)
     y = stride * torch.arange(oh).view(1, 1, 1, oh, 1) + i
     x = stride * torch.arange(ow).view(1, 1, 1, 1, ow) + j
-    flat = (y * w + x) * c + ch if channels_last else (ch * h + y) * w + x
+    if channels_last:
+        per_frame = c // frames
+        frame, channel = ch // per_frame, ch % per_frame
+        flat = ((frame * h + y) * w + x) * per_frame + channel
+    else:
+        flat = (ch * h + y) * w + x
     return flat.reshape(-1)
 
 
@@ -306,6 +298,9 @@ class ConvTorso(nn.Module):
     :param image: ``(C, H, W)`` of one observation.
     :param channels_last: inputs arrive as ``(N, H, W, C)``: permuted (a view) for a deeper
         torso, gathered from that layout by a one-convolution one.
+    :param frames: inputs are stacks of this many images, ``(N, frames, H, W, C / frames)``
+        channels last (copied once into ``(N, H, W, C)``, channel ``f·C / frames + c``) or
+        ``(N, frames, C / frames, H, W)`` channels first (a view).
 
     A torso of one convolution (MinAtar's network) does not call oneDNN: it gathers each
     observation's patches with one ``index_select`` (:meth:`patches`, :func:`patch_index`)
@@ -325,10 +320,17 @@ class ConvTorso(nn.Module):
     """
 
     def __init__(
-        self, layers: ConvLayers, image: tuple[int, int, int], *, channels_last: bool
+        self,
+        layers: ConvLayers,
+        image: tuple[int, int, int],
+        *,
+        channels_last: bool,
+        frames: int = 1,
     ) -> None:
         super().__init__()
-        self.image, self.channels_last = tuple(image), channels_last
+        if image[0] % frames:
+            raise ValueError(f"{image[0]} channels are not {frames} frames' worth")
+        self.image, self.channels_last, self.frames = tuple(image), channels_last, frames
         convs, channels = [], image[0]
         for filters, kernel, stride in layers:
             convs.append(nn.Conv2d(channels, filters, kernel, stride))
@@ -344,16 +346,21 @@ class ConvTorso(nn.Module):
         self.out_features = int(np.prod(conv_output_shape(layers, *image)))
         self.out_positions = self.out_features // convs[-1].out_channels
         """``H′·W′``: the output positions of each filter."""
-        index = patch_index(image, *layers[0][1:], channels_last) if len(convs) == 1 else None
+        one = len(convs) == 1
+        index = patch_index(image, *layers[0][1:], channels_last, frames) if one else None
         self.patch_index: torch.Tensor | None
         # Not persistent: derived from the shape, so checkpoints stay as they were.
         self.register_buffer("patch_index", index, persistent=False)
 
     def images(self, obs: torch.Tensor) -> torch.Tensor:
-        """The batch as ``(N, C, H, W)``: a view, permuted when the inputs are channels last;
-        a deeper torso's copied to channels-last memory unless it is so already."""
+        """The batch as ``(N, C, H, W)``: a view, permuted when the inputs are channels last
+        (a stack of channels-last images is copied once, into ``(N, H, W, C)``); a deeper
+        torso's copied to channels-last memory unless it is so already."""
         c, h, w = self.image
-        if self.channels_last:
+        if self.channels_last and self.frames > 1:
+            stacks = obs.reshape(-1, self.frames, h, w, c // self.frames)
+            x = stacks.permute(0, 2, 3, 1, 4).reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        elif self.channels_last:
             x = obs.reshape(-1, h, w, c).permute(0, 3, 1, 2)
         else:
             x = obs.reshape(-1, c, h, w)

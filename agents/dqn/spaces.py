@@ -17,9 +17,10 @@ __all__ = ["check_observation_space", "check_spaces"]
 def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
     """The shape of a Box observation space; anything else is a clear error.
 
-    Vectors (any shape, flattened) feed the MLP; images — ``(H, W, C)``, ``(C, H, W)`` or a
-    ``uint8`` ``(H, W)`` frame — a convolutional network (:func:`agents.dqn.conv.plan_network`
-    chooses, and refuses images the chosen network cannot take).
+    Vectors (any shape, flattened) feed the MLP; images — ``(H, W, C)``, ``(C, H, W)``, a
+    ``uint8`` ``(H, W)`` frame, or a 4-D stack of such images — a convolutional network
+    (:func:`agents.dqn.conv.plan_network` chooses, and refuses images the chosen network
+    cannot take).
     """
     if isinstance(space, gym.spaces.Box):
         return tuple(int(d) for d in space.shape)

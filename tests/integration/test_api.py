@@ -26,6 +26,7 @@ import rlsoft.compare.grid
 from rlsoft.cli.api import plan_compare, run_compare
 from rlsoft.cli.main import main
 from rlsoft.errors import RlsoftError
+from rlsoft.rl.frame_replay import FrameReplayBuffer
 
 # --------------------------------------------------------------------------------------------
 # A custom environment and wrapper, named by entry point (f"{__name__}:ChainEnv")
@@ -89,6 +90,17 @@ class GlyphEnv(gym.Env):
         reward = float(action == self.bit)
         self.bit, self.t = int(self.np_random.integers(2)), self.t + 1
         return self._image(), reward, False, self.t >= 20, {}
+
+
+class ColourGlyphEnv(GlyphEnv):
+    """:class:`GlyphEnv` in colour: a 12×12 RGB image whose red channel shows the bit."""
+
+    observation_space = gym.spaces.Box(0, 255, (12, 12, 3), np.uint8)
+
+    def _image(self):
+        image = np.full((12, 12, 3), 60, np.uint8)
+        image[..., 0] = 100 + 155 * self.bit
+        return image
 
 
 CHAIN = f"{__name__}:ChainEnv"
@@ -749,6 +761,7 @@ import sys
 sys.modules["ale_py"] = None  # the atari extra is not installed here
 import json, numpy as np, rlsoft
 from rlsoft.errors import RlsoftError
+from rlsoft.rl.frame_replay import FrameReplayBuffer
 agent = rlsoft.load(sys.argv[1])
 frames = np.load(sys.argv[2])
 print(json.dumps(agent.q_values(frames).ravel().tolist()))
@@ -921,6 +934,26 @@ def test_zero_padded_frame_stacks_need_frame_padding_zero_and_then_train(tmp_pat
     assert frames.steps == whole.steps == 300
     first, second = (rlsoft.load(run.run_dir) for run in (frames, whole))
     probe = np.stack([np.zeros((4, 12, 12), np.uint8), np.full((4, 12, 12), 255, np.uint8)])
+    np.testing.assert_array_equal(first.q_values(probe), second.q_values(probe))
+
+
+def test_stacks_of_colour_frames_train_a_cnn_through_the_frame_replay(tmp_path):
+    """FrameStackObservation over RGB frames gives (k, H, W, 3) stacks: auto convolves them
+    as one image of 3k channels, the frame replay stores each frame once, and the run learns
+    what storing whole transitions learns, bit for bit."""
+    config = glyph_config(tmp_path, "reset")
+    config["env"]["id"] = f"{__name__}:ColourGlyphEnv"
+    config["env"]["wrappers"][0]["kwargs"]["stack_size"] = 2
+    config["agent"]["frame_stack"] = 2
+    frames = rlsoft.train(config, seed=0)
+    config["agent"].update(frame_replay="off", frame_stack=None)
+    whole = rlsoft.train(config, seed=0)
+    first, second = (rlsoft.load(run.run_dir) for run in (frames, whole))
+    plan = first.agent.plan
+    assert (plan.name, plan.image, plan.channels_last) == ("minatar_cnn", (6, 12, 12), True)
+    assert isinstance(first.agent.buffer, FrameReplayBuffer)
+    assert not isinstance(second.agent.buffer, FrameReplayBuffer)
+    probe = np.random.default_rng(0).integers(0, 256, (3, 2, 12, 12, 3), dtype=np.uint8)
     np.testing.assert_array_equal(first.q_values(probe), second.q_values(probe))
 
 

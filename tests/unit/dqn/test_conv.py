@@ -363,23 +363,85 @@ def test_auto_picks_the_network_from_the_space(shape, dtype, network, image, cha
     assert (plan.name, plan.image, plan.channels_last) == (network, image, channels_last)
 
 
-def test_stacks_of_colour_frames_say_how_to_get_a_cnn():
-    """FrameStackObservation over RGB frames gives (k, H, W, 3), which no CNN here takes:
-    auto says so as it falls back to the MLP, and a CNN asked for names the wrappers."""
-    stacks = gym.spaces.Box(0, 255, (4, 84, 84, 3), np.uint8)
-    with pytest.warns(RuntimeWarning, match=r"shape \(4, 84, 84, 3\) look like stacks of colour"):
-        assert plan_network(stacks).name == "mlp"
-    with pytest.raises(RlsoftError, match=r"GrayscaleObservation, then FrameStackObservation"):
-        plan_network(stacks, "nature_cnn")
-    gray = gym.spaces.Box(0, 255, (4, 84, 84, 1), np.uint8)  # GrayscaleObservation(keep_dim)
-    with pytest.warns(RuntimeWarning, match=r"one-channel frames.*to train a CNN, drop the"):
-        assert plan_network(gray).name == "mlp"
+@pytest.mark.parametrize(
+    ("shape", "dtype", "network", "image", "channels_last"),
+    [
+        ((4, 84, 84, 3), np.uint8, "nature_cnn", (12, 84, 84), True),  # stacked RGB frames
+        ((4, 84, 84, 1), np.uint8, "nature_cnn", (4, 84, 84), True),  # GrayscaleObservation
+        ((3, 2, 40, 36), np.uint8, "nature_cnn", (6, 40, 36), False),  # channels-first frames
+        ((2, 10, 10, 4), np.bool_, "minatar_cnn", (8, 10, 10), True),  # stacked MinAtar grids
+        ((2, 2, 2, 3), np.uint8, "mlp", None, False),  # no 3×3 patch to convolve
+    ],
+)
+def test_stacks_of_images_are_convolved_as_one_image_of_all_their_channels(
+    shape, dtype, network, image, channels_last
+):
+    plan = plan_network(gym.spaces.Box(0, 1, shape, dtype))
+    assert (plan.name, plan.image, plan.channels_last) == (network, image, channels_last)
+    assert plan.frames == (shape[0] if image else 1)
+
+
+def _stacks_as_channels_first(obs: np.ndarray, channels_last: bool) -> np.ndarray:
+    """``(N, k, H, W, C)`` or ``(N, k, C, H, W)`` stacks as ``(N, k·C, H, W)`` images whose
+    channel ``f·C + c`` is channel c of frame f, built axis by axis in numpy."""
+    k = obs.shape[1]
+    frames = [
+        np.transpose(obs[:, f], (0, 3, 1, 2)) if channels_last else obs[:, f] for f in range(k)
+    ]
+    return np.concatenate(frames, axis=1)
+
+
+@pytest.mark.parametrize(
+    ("space", "options"),
+    [
+        (gym.spaces.Box(0, 255, (3, 40, 40, 3), np.uint8), {}),
+        (gym.spaces.Box(0, 255, (2, 3, 40, 44), np.uint8), {"dueling": True}),
+        (gym.spaces.Box(0, 255, (2, 40, 40, 3), np.uint8), {"precision": "bfloat16"}),
+        (gym.spaces.Box(0, 1, (2, 10, 10, 4), np.bool_), {}),  # patches, numpy acting
+        (gym.spaces.Box(0, 1, (3, 4, 10, 10), np.bool_), {"dueling": True}),
+        (gym.spaces.Box(0, 255, (2, 7, 6, 3), np.uint8), {"noisy": True}),  # torch acting
+    ],
+    ids=["nature-rgb", "nature-first", "nature-bf16", "minatar-last", "minatar-first", "noisy"],
+)
+def test_stacks_of_images_give_the_reference_networks_q_values_and_gradients(space, options):
+    """A network on stacks of images computes the same Q-values, and autograd the same
+    gradients, as the network written out in torch's functional API on the stacks laid out
+    as one channels-first image by hand; and a short run through the frame replay trains."""
+    agent = make_agent(space, n_actions=3, buffer_size=64, **options)
+    net, plan = agent.online, agent.plan
+    assert plan.frames == space.shape[0] and isinstance(agent.buffer, FrameReplayBuffer)
+    rng = np.random.default_rng(4)
+    if space.dtype == np.bool_:
+        obs = rng.random((5, *space.shape)) < 0.3
+    else:
+        obs = rng.integers(0, 256, (5, *space.shape), dtype=np.uint8)
+    scale = 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
+    chw = torch.from_numpy(_stacks_as_channels_first(obs, plan.channels_last) * np.float32(scale))
+    assert chw.shape[1:] == plan.image
+    want = _reference_q(net, chw).detach().numpy()
+    tolerance = (
+        {"rtol": 5e-2, "atol": 5e-3} if "precision" in options else {"rtol": 1e-4, "atol": 1e-5}
+    )
+    np.testing.assert_allclose(agent.q_values(obs), want, **tolerance)
+    if "precision" not in options and "noisy" not in options:
+        x = agent._as_input(torch.from_numpy(obs))
+        params = list(net.parameters())
+        got = torch.autograd.grad(net(x).square().sum(), params)
+        expected = torch.autograd.grad(_reference_q(net, chw).square().sum(), params)
+        for g, w in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    feed(agent, 30, seed=6)
+    assert agent.updates > 0 and np.isfinite(agent.q_values(obs)).all()
 
 
 def test_channel_axis_override_and_unusable_images_are_one_sentence():
     square = gym.spaces.Box(0, 1, (6, 6, 6), np.uint8)
     assert plan_network(square, "auto", "first").channels_last is False
     assert plan_network(square, "auto", "last").channels_last is True
+    cubes = gym.spaces.Box(0, 1, (2, 6, 6, 6), np.uint8)  # a stack: the axis of each image
+    assert plan_network(cubes, "auto", "first").channels_last is False
+    assert plan_network(cubes, "auto", "last").channels_last is True
+    assert plan_network(cubes, "auto", "first").image == (12, 6, 6)
     with pytest.raises(RlsoftError, match=r"nature_cnn needs images of at least 36×36.*"):
         plan_network(MINATAR, "nature_cnn")
     with pytest.raises(RlsoftError, match=r"minatar_cnn needs image observations.*use"):
@@ -424,9 +486,9 @@ def test_a_channel_axis_reading_more_channels_than_pixels_against_auto_warns():
         RlsoftError, match=r"agent\.frame_stack 4 describes .* \(the observations are floats,"
     ):
         make_agent(gym.spaces.Box(-1, 1, (4, 8, 8), np.float32), frame_stack=4)
-    # Frame-stacked MinAtar grids are 4-D, which auto gives the MLP.
+    # Stacks of images too small to convolve go to the MLP, which the frame replay does not serve.
     with pytest.raises(RlsoftError, match=r"\(the network is mlp, not a convolutional one\)"):
-        make_agent(gym.spaces.Box(0, 1, (2, 10, 10, 4), np.bool_), frame_stack=2)
+        make_agent(gym.spaces.Box(0, 1, (2, 2, 2, 4), np.bool_), frame_stack=2)
     with pytest.raises(RlsoftError, match=r"agent\.frame_stack 3 does not fit"):
         make_agent(gym.spaces.Box(0, 255, (4, 40, 40), np.uint8), frame_stack=3)
 
@@ -584,17 +646,19 @@ def _reference_q(net, x):
 
 
 @pytest.mark.parametrize(
-    ("layers", "image", "channels_last", "hidden", "dueling", "loss"),
+    ("layers", "image", "channels_last", "hidden", "dueling", "loss", "frames"),
     [
-        (((16, 3, 1),), (4, 10, 10), True, [128], False, "huber"),  # MinAtar's network
-        (((16, 3, 1),), (4, 10, 10), True, [128], True, "mse"),
-        (((16, 3, 1),), (4, 10, 10), False, [], False, "huber"),
-        (((8, 4, 2),), (3, 17, 15), False, [24, 12], True, "huber"),
-        (((6, 3, 2),), (2, 12, 12), True, [16], False, "mse"),
+        (((16, 3, 1),), (4, 10, 10), True, [128], False, "huber", 1),  # MinAtar's network
+        (((16, 3, 1),), (4, 10, 10), True, [128], True, "mse", 1),
+        (((16, 3, 1),), (4, 10, 10), False, [], False, "huber", 1),
+        (((8, 4, 2),), (3, 17, 15), False, [24, 12], True, "huber", 1),
+        (((6, 3, 2),), (2, 12, 12), True, [16], False, "mse", 1),
+        (((16, 3, 1),), (8, 10, 10), True, [32], False, "huber", 2),  # stacked MinAtar grids
+        (((6, 3, 2),), (6, 9, 11), True, [16], True, "mse", 3),
     ],
 )
 def test_manual_gradients_equal_autograd_on_conv_torsos(
-    layers, image, channels_last, hidden, dueling, loss
+    layers, image, channels_last, hidden, dueling, loss, frames
 ):
     from agents.dqn.fastgrad import ManualGradient
     from agents.dqn.networks import QNetwork
@@ -602,13 +666,19 @@ def test_manual_gradients_equal_autograd_on_conv_torsos(
 
     torch.manual_seed(0)
     net = QNetwork(
-        0, 5, hidden, dueling=dueling, torso=ConvTorso(layers, image, channels_last=channels_last)
+        0,
+        5,
+        hidden,
+        dueling=dueling,
+        torso=ConvTorso(layers, image, channels_last=channels_last, frames=frames),
     )
     _, grads = flatten_parameters(net)
     g = torch.Generator().manual_seed(1)
     c, h, w = image
     chw = (torch.rand(9, c, h, w, generator=g) < 0.4).float()
     obs = chw.permute(0, 2, 3, 1).contiguous() if channels_last else chw
+    if frames > 1:  # (N, frames, H, W, C / frames): channel f·C / frames + c is frame f's c
+        obs = chw.view(9, frames, c // frames, h, w).permute(0, 1, 3, 4, 2).contiguous()
     actions = torch.randint(0, 5, (9,), generator=g)
     with torch.no_grad():
         y = _reference_q(net, chw).gather(1, actions.view(-1, 1)).view(-1)
