@@ -94,6 +94,18 @@ class QuotedNumber:
         return repr(self.text)
 
 
+class NotABoolean:
+    """A string or a number written where only true or false belongs (``double: "off"``,
+    ``clip_rewards: 0``): pydantic would read it as a boolean, so :func:`_as_written` hands
+    it over wrapped in this, which the boolean type refuses, and the error names it."""
+
+    def __init__(self, value: str | int | float) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
 def _number_or_mapping(leaf: Any) -> bool:
     """Whether no string can be a value of type ``leaf`` (a number, None, a section such as a
     schedule)."""
@@ -108,9 +120,13 @@ def _as_written(annotation: Any, value: Any) -> Any:
     ``false``) becomes the string for a field whose choices include both; for a number, or a
     list of numbers, a boolean becomes the string ``"true"``/``"false"``, which the number's
     validation refuses where pydantic would have read it as 1 or 0, and a string (``"4"``,
-    which pydantic would read as 4) becomes a :class:`QuotedNumber`, which it refuses too.
-    Anything else is returned unchanged."""
+    which pydantic would read as 4) becomes a :class:`QuotedNumber`, which it refuses too;
+    for a boolean, a string or a number (``"off"``, ``0``, which pydantic would read as false)
+    becomes a :class:`NotABoolean`, which it refuses. Anything else is returned unchanged."""
     leaves = _leaf_types(annotation)
+    if bool in leaves and leaves <= {bool, type(None)}:
+        plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        return NotABoolean(value) if plain else value
     if bool in leaves or Any in leaves:
         return value
     if isinstance(value, bool):
@@ -137,6 +153,9 @@ class StrictModel(BaseModel):
         extra="forbid",
         validate_assignment=True,
         allow_inf_nan=False,
+        # inf and nan in free-form mappings (env.kwargs: a Box's bounds) stay themselves in
+        # to_dict and config.yaml (YAML's .inf, .nan) instead of becoming null.
+        ser_json_inf_nan="constants",
         defer_build=True,
     )
 
@@ -1198,6 +1217,13 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
         return (
             f"config field {path!r} has no value (null or empty); give one, or leave the key "
             f"out for its default{suffix}"
+        )
+    if isinstance(given, NotABoolean):
+        quoted = isinstance(given.value, str)
+        what, fix = ("the string", " without quotes") if quoted else ("the number", "")
+        return (
+            f"config field {path!r}: expected true or false, got {what} {given!r}; write "
+            f"true or false{fix}{suffix}"
         )
     if isinstance(given, QuotedNumber):
         kind = "an integer" if error["type"].startswith("int") else "a number"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 import agents  # noqa: F401 - registers the agent types used below
 from rlsoft.errors import ConfigError
@@ -151,7 +153,56 @@ def test_booleans_are_not_numbers_on_assignment_or_in_lists_either() -> None:
             setattr(train, field, True)
     with pytest.raises(ValidationError, match=r"hidden_sizes\.0"):
         DQNConfig(hidden_sizes=[True, 64])
-    assert DQNConfig(hidden_sizes=[32, 64], double=1).double is True  # bool fields: as before
+    assert DQNConfig(hidden_sizes=[32, 64], double=True).double is True
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ('train.checkpoint_replay="off"', "the string 'off'; write true or false without quotes"),
+        ('train.checkpoint_replay="true"', "the string 'true'; write true or false without quotes"),
+        ("train.checkpoint_replay=0", "the number 0; write true or false"),
+        ("train.checkpoint_replay=1", "the number 1; write true or false"),
+    ],
+)
+def test_a_string_or_number_for_true_or_false_is_refused(
+    config_file: Path, override: str, shown: str
+) -> None:
+    """Pydantic would read ``"off"``, ``"0"`` or ``1`` as a boolean; where only true or false
+    belongs, they are refused as quoted numbers are, in files, --set and on assignment."""
+    from pydantic import ValidationError
+
+    from agents.dqn.config import DQNConfig
+
+    field = override.split("=")[0]
+    assert _error(config_file, override) == (
+        f"--set: config field '{field}': expected true or false, got {shown}"
+    )
+    with pytest.raises(ValidationError):
+        DQNConfig(double="yes")
+    config = DQNConfig()
+    with pytest.raises(ValidationError):
+        config.dueling = 1
+    config.dueling = True
+    assert config.dueling is True
+
+
+def test_infinite_and_nan_values_in_free_form_mappings_survive_to_dict() -> None:
+    """A Box's bounds in env.kwargs may be infinite; the config a run records keeps them
+    (YAML's .inf), where JSON serialisation would have written null."""
+    data = {
+        "name": "bounds",
+        "env": {
+            "id": "CartPole-v1",
+            "kwargs": {"high": math.inf, "low": -math.inf, "x": [math.nan]},
+        },
+        "agent": {"type": "dqn"},
+    }
+    kwargs = validate_config(data).to_dict()["env"]["kwargs"]
+    assert kwargs["high"] == math.inf and kwargs["low"] == -math.inf and math.isnan(kwargs["x"][0])
+    text = yaml.safe_dump(kwargs)
+    assert ".inf" in text and "-.inf" in text and ".nan" in text
+    assert yaml.safe_load(text)["high"] == math.inf
 
 
 @pytest.mark.parametrize(
