@@ -62,6 +62,7 @@ from agents.dqn.conv import (
 )
 from agents.dqn.ensemble import Bootstrap, EnsembleQNetwork
 from agents.dqn.fastgrad import SUPPORTED_ACTIVATIONS, ManualGradient, covers_torso
+from agents.dqn.memory import TARGET_BLOCK
 from agents.dqn.networks import CastCopy, NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
@@ -78,7 +79,6 @@ from rlsoft.run.config import build_schedule
 __all__ = ["DQNAgent", "denormals_flushed"]
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
-_TARGET_BLOCK = 512
 _ARCHITECTURE = (
     "network",
     "channel_axis",
@@ -564,11 +564,11 @@ class DQNAgent:
 
     @torch.no_grad()
     def _round_targets(self, *batch: torch.Tensor) -> torch.Tensor:
-        """:meth:`_targets` for a whole round, in blocks of about ``_TARGET_BLOCK`` rows: the
+        """:meth:`_targets` for a whole round, in blocks of about ``TARGET_BLOCK`` rows: the
         intermediate activations of one block stay in the CPU cache, which one pass over a
         round's 8,192 rows would flush."""
         n = len(batch[0])
-        block = max(self.config.batch_size, _TARGET_BLOCK)
+        block = max(self.config.batch_size, TARGET_BLOCK)
         if n <= block:
             return self._targets(*batch)
         parts = [self._targets(*(t[i : i + block] for t in batch)) for i in range(0, n, block)]

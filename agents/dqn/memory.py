@@ -21,7 +21,9 @@ while the parameters are gathered into one flat buffer
 
 where an ensemble's fixed prior networks (P_prior parameters, :mod:`agents.dqn.ensemble`) are
 held twice, in the online and the target network, and never trained. With the frame replay
-(``agent.frame_replay``) each frame is stored once instead: :func:`frame_replay_bytes`.
+(``agent.frame_replay``) each frame is stored once instead: :func:`frame_replay_bytes`. A round
+of gradient steps also holds its minibatches and the network's activations on them
+(:func:`batch_bytes`), which a huge ``agent.batch_size`` makes the largest part.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from rlsoft.rl.agent import BuildContext
 from rlsoft.rl.memory import check_fits, conv_parameters, mlp_parameters
 
 __all__ = [
+    "activation_numbers",
+    "batch_bytes",
     "check_dqn_memory",
     "frame_replay_bytes",
     "network_bytes",
@@ -46,7 +50,9 @@ __all__ = [
 FLOAT_BYTES = 4
 NETWORK_COPIES = 6
 TRANSITION_OVERHEAD = 8 + 4 + 1 + 1  # action (int64), reward (float32), terminated, done
-FIX = "lower agent.buffer_size or agent.hidden_sizes"
+FIX = "lower agent.buffer_size, agent.batch_size or agent.hidden_sizes"
+TARGET_BLOCK = 512
+"""Rows the target network computes at a time in a round (``agents.dqn.agent``)."""
 
 
 def replay_bytes(
@@ -116,6 +122,53 @@ def prior_parameter_count(
     return parameter_count(config, obs_dim, n_actions, space)
 
 
+def activation_numbers(
+    config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
+) -> int:
+    """Numbers one row of a minibatch produces in the network: each convolution's output
+    ``C′·H′·W′`` (:func:`agents.dqn.conv.conv_output_shape`), each dense layer's width and
+    the head's ``n_actions · K`` outputs (and a dueling value stream's K), per ensemble head."""
+    from agents.dqn.conv import CONV_LAYERS, DENSE_SIZES, conv_output_shape, plan_network
+
+    hidden: Sequence[int]
+    conv = 0
+    if space is None:
+        hidden = DENSE_SIZES["mlp"] if config.hidden_sizes is None else config.hidden_sizes
+    else:
+        plan = plan_network(space, config.network, config.channel_axis, config.hidden_sizes)
+        hidden = list(plan.dense)
+        if plan.image is not None:
+            layers = CONV_LAYERS[plan.name]
+            for i in range(1, len(layers) + 1):
+                conv += math.prod(conv_output_shape(layers[:i], *plan.image))
+    per_action = config.atoms if config.head == "c51" else 1
+    heads = config.ensemble.heads if config.ensemble is not None else 1
+    head = n_actions * per_action + (per_action if config.dueling else 0)
+    return conv + sum(hidden) + heads * head
+
+
+def batch_bytes(
+    config: DQNConfig,
+    obs_dim: int,
+    n_actions: int,
+    space: gym.spaces.Box | None = None,
+    obs_itemsize: int = 4,
+) -> int:
+    """Bytes a round of gradient steps holds (an estimate from above): its
+    ``n = gradient_steps · batch_size`` sampled observations and next observations, gathered
+    in the storage dtype (``b`` bytes a number), converted to float32 and copied once more
+    into the convolutions' layout, and the activations (:func:`activation_numbers`, ``a``
+    per row) of the trained minibatch — the forward values, autograd's saved inputs and the
+    gradients — and of a block of the target network's pass::
+
+        batch bytes = 2·n·obs_dim·(b + 2·4) + 4·a·(3·batch_size + min(n, max(batch_size, 512)))
+    """
+    n = config.gradient_steps * config.batch_size
+    inputs = 2 * n * obs_dim * (obs_itemsize + 2 * FLOAT_BYTES)
+    rows = 3 * config.batch_size + min(n, max(config.batch_size, TARGET_BLOCK))
+    return inputs + FLOAT_BYTES * activation_numbers(config, obs_dim, n_actions, space) * rows
+
+
 def network_bytes(
     config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
 ) -> int:
@@ -150,11 +203,14 @@ def check_dqn_memory(ctx: BuildContext) -> None:
         masks = cfg.ensemble.heads if cfg.ensemble else 0
         replay = replay_bytes(cfg.buffer_size, obs_dim, ctx.num_envs, dtype.itemsize, masks)
     networks = network_bytes(cfg, obs_dim, int(actions.n), obs)
+    batches = batch_bytes(cfg, obs_dim, int(actions.n), obs, dtype.itemsize)
     if str(ctx.device).startswith("cuda"):
         import torch
 
-        check_fits({"replay buffer": replay}, FIX)
+        check_fits({"replay buffer": replay, "training batches": batches}, FIX)
         free, _ = torch.cuda.mem_get_info()
-        check_fits({"networks": networks}, FIX, available=int(free), memory="GPU memory")
+        on_gpu = {"networks": networks, "training batches": batches}
+        check_fits(on_gpu, FIX, available=int(free), memory="GPU memory")
     else:
-        check_fits({"replay buffer": replay, "networks": networks}, FIX)
+        parts = {"replay buffer": replay, "networks": networks, "training batches": batches}
+        check_fits(parts, FIX)

@@ -7,8 +7,10 @@ one sentence when they exceed the memory the machine has available.
 
 The available memory is Linux's ``MemAvailable`` (``/proc/meminfo``: free memory plus what
 the kernel can reclaim without swapping), lowered to the remaining room of the process's
-cgroup v2 limit when there is one (containers); elsewhere ``os.sysconf``'s free physical
-pages. When neither can be read the check is skipped rather than guessed.
+cgroup v2 limit when there is one (containers) and to the room left under its address-space
+limit (``ulimit -v``, ``RLIMIT_AS``, less the process's current virtual size) when one is
+set; elsewhere ``os.sysconf``'s free physical pages. When neither can be read the check is
+skipped rather than guessed.
 """
 
 from __future__ import annotations
@@ -53,6 +55,22 @@ def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
         return None
 
 
+def _address_space_room(status: Path = Path("/proc/self/status")) -> int | None:
+    """``RLIMIT_AS − VmSize``: what ``ulimit -v`` leaves this process to map, if limited."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        for line in status.read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, limit - int(line.split()[1]) * 1024)  # the value is in kB
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _sysconf_available() -> int | None:
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
@@ -62,7 +80,7 @@ def _sysconf_available() -> int | None:
 
 def available_memory() -> int | None:
     """Bytes of memory a new allocation can use now, or None when the OS does not say."""
-    candidates = [_meminfo_available(), _cgroup_room()]
+    candidates = [_meminfo_available(), _cgroup_room(), _address_space_room()]
     known = [c for c in candidates if c is not None]
     if known:
         return min(known)

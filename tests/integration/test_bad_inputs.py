@@ -745,7 +745,8 @@ CASES = [
     C(
         "dqn-buffer-too-big",
         f"{DQN_TRAIN} --set agent.buffer_size=1e12",
-        "needs about 42,841 GiB of memory (replay buffer 42,841 GiB, networks < 0.01 GiB)",
+        "needs about 42,841 GiB of memory (replay buffer 42,841 GiB, networks < 0.01 GiB, "
+        "training batches < 0.01 GiB)",
         subprocess=False,
     ),
     C(
@@ -760,8 +761,10 @@ CASES = [
         "dqn-network-too-big",
         [*DQN_TRAIN.split(), "--set", "agent.hidden_sizes=[200000, 200000]"],
         # (4+1)·200000 + (200000+1)·200000 + (200000+1)·2 parameters, 6 float32 copies each
-        "needs about 894 GiB of memory (replay buffer < 0.01 GiB, networks 894 GiB) but only "
-        "16 GiB are available; lower agent.buffer_size or agent.hidden_sizes",
+        # plus a round's activations: 4·(200000 + 200000 + 2)·(3·16 + 16) bytes
+        "needs about 894 GiB of memory (replay buffer < 0.01 GiB, networks 894 GiB, training "
+        "batches 0.0954 GiB) but only 16 GiB are available; lower agent.buffer_size, "
+        "agent.batch_size or agent.hidden_sizes",
     ),
     C(
         "tabular-table-too-big",

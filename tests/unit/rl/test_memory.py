@@ -12,6 +12,8 @@ import pytest
 
 from agents.dqn.config import DQNConfig
 from agents.dqn.memory import (
+    activation_numbers,
+    batch_bytes,
     check_dqn_memory,
     frame_replay_bytes,
     network_bytes,
@@ -148,11 +150,14 @@ def _context(config: DQNConfig, obs_dim: int = 4, num_envs: int = 1) -> BuildCon
 
 def test_dqn_check_uses_both_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     config = DQNConfig(buffer_size=1_000_000, hidden_sizes=[64])
-    need = replay_bytes(1_000_000, 4) + network_bytes(config, 4, 2)
+    batches = batch_bytes(config, 4, 2)
+    need = replay_bytes(1_000_000, 4) + network_bytes(config, 4, 2) + batches
     monkeypatch.setattr(memory, "available_memory", lambda: need)
     check_dqn_memory(_context(config))
     monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
-    with pytest.raises(RlsoftError, match=r"lower agent\.buffer_size or agent\.hidden_sizes"):
+    with pytest.raises(
+        RlsoftError, match=r"lower agent\.buffer_size, agent\.batch_size or agent\.hidden_sizes"
+    ):
         check_dqn_memory(_context(config))
 
 
@@ -165,7 +170,7 @@ def test_dqn_check_counts_compact_frames_stored_once(monkeypatch: pytest.MonkeyP
     # 10^6 + 1 + 16 frames of 400 bytes, 22 bytes of bookkeeping per transition
     replay = (1_000_000 + 1 + 16) * 400 + 1_000_000 * 22
     assert frame_replay_bytes(1_000_000, 400, 1, 1, 1) == replay
-    need = replay + network_bytes(config, 400, 3, space)
+    need = replay + network_bytes(config, 400, 3, space) + batch_bytes(config, 400, 3, space, 1)
     monkeypatch.setattr(memory, "available_memory", lambda: need)
     check_dqn_memory(ctx)
     monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
@@ -173,6 +178,44 @@ def test_dqn_check_counts_compact_frames_stored_once(monkeypatch: pytest.MonkeyP
         check_dqn_memory(ctx)
     # storing float32 obs and next_obs would take about 8× as much
     assert replay_bytes(1_000_000, 400) > 7 * replay
+
+
+def test_the_training_batches_are_counted_by_hand_and_a_huge_batch_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nature DQN on 4×84×84 frames: per row 32·20·20 + 64·9·9 + 64·7·7 conv outputs, 512
+    hidden units and 4 Q-values; a round of one step of 32 rows holds 2·32 uint8 stacks, two
+    float32 copies of each, and the activations of 3·32 + 32 rows."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    config = DQNConfig(batch_size=32)
+    per_row = 32 * 20 * 20 + 64 * 9 * 9 + 64 * 7 * 7 + 512 + 4
+    assert activation_numbers(config, 4 * 84 * 84, 4, space) == per_row
+    inputs = 2 * 32 * 4 * 84 * 84 * (1 + 2 * 4)
+    assert batch_bytes(config, 4 * 84 * 84, 4, space, 1) == inputs + 4 * per_row * (3 * 32 + 32)
+    huge = DQNConfig(batch_size=20_000, buffer_size=20_000, learning_starts=100)
+    ctx = _context(huge)
+    ctx.observation_space, ctx.action_space = space, gym.spaces.Discrete(4)
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 * GIB)
+    with pytest.raises(RlsoftError, match=r"training batches 15\.9 GiB\) but only 8 GiB"):
+        check_dqn_memory(ctx)
+
+
+def test_the_address_space_limit_bounds_the_available_memory(tmp_path: Path) -> None:
+    import resource
+
+    status = tmp_path / "status"
+    status.write_text("Name: python\nVmSize:  2000000 kB\nVmRSS: 10 kB\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        assert memory._address_space_room(status) is None
+    limit = 3 * GIB
+    if hard != resource.RLIM_INFINITY and hard < limit:
+        pytest.skip("the hard address-space limit is below the one this test sets")
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        assert memory._address_space_room(status) == limit - 2_000_000 * 1024
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def test_dqn_check_leaves_wrong_spaces_to_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
