@@ -66,7 +66,7 @@ from agents.dqn.memory import TARGET_BLOCK
 from agents.dqn.networks import CastCopy, NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
-from rlsoft.errors import CheckpointError, RlsoftError
+from rlsoft.errors import CheckpointError, DivergedError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
@@ -77,6 +77,12 @@ from rlsoft.run.checkpoint import atomic_write
 from rlsoft.run.config import build_schedule
 
 __all__ = ["DQNAgent", "denormals_flushed"]
+
+
+def _non_finite_word(array: np.ndarray) -> str:
+    """``NaN`` or ``an infinite value``: what makes ``array`` (holding one) not finite."""
+    return "NaN" if np.isnan(array).any() else "an infinite value"
+
 
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _ARCHITECTURE = (
@@ -358,7 +364,49 @@ class DQNAgent:
         """One exploration action per environment, from the policy on the batch's Q-values
         (an ensemble's: each copy's active head's; noisy ones, freshly sampled per environment,
         with ``noisy``). One environment's Q-values are computed only when the policy needs
-        them (ε-greedy's exploratory steps do not)."""
+        them (ε-greedy's exploratory steps do not).
+
+        Q-values that are not numbers stop the run as a divergence, unless what the network
+        was given is to blame: an observation, stored or current, or a stored reward that is
+        NaN or infinite (:meth:`_non_finite_inputs`) is named instead."""
+        try:
+            return self._act(obs, step)
+        except DivergedError:
+            self._blame_inputs(obs)
+            raise
+
+    def _blame_inputs(self, obs: Any) -> None:
+        """Raise one sentence naming a NaN or infinite input (:meth:`_non_finite_inputs`) if
+        there is one: Q-values that are not numbers came from it, not from divergence."""
+        blamed = self._non_finite_inputs(obs)
+        if blamed is not None:
+            raise RlsoftError(
+                f"the environment gave {blamed}, so the Q-values are not numbers and no action "
+                "can be chosen; make the environment (or a wrapper of it) return finite "
+                "observations and rewards"
+            ) from None
+
+    def _non_finite_inputs(self, obs: Any) -> str | None:
+        """What the network was given that is NaN or infinite — the observation acted on, or
+        an observation or reward in the replay — in words; None when everything is finite.
+        Run only after Q-values turned out not to be numbers (it scans the replay)."""
+        current = np.asarray(obs)
+        if current.dtype.kind == "f" and not np.isfinite(current).all():
+            return f"an observation containing {_non_finite_word(current)}"
+        buffer = self.buffer
+        stored = len(buffer)
+        # The frame replay's frames are zeros where nothing was written yet: finite.
+        arrays = [getattr(buffer, name, None) for name in ("obs", "next_obs")]
+        observations = [a[:stored] for a in arrays if a is not None]
+        observations += [buffer.frames] if isinstance(buffer, FrameReplayBuffer) else []
+        for array in observations:
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                return f"an observation containing {_non_finite_word(array)}"
+        if not np.isfinite(buffer.rewards[:stored]).all():
+            return f"a reward of {_non_finite_word(buffer.rewards[:stored])}"
+        return None
+
+    def _act(self, obs: Any, step: int) -> np.ndarray:
         if self._acts_lazily:
             action = self._select_lazily(
                 lambda: self.q_values(obs)[0], self.n_actions, self.rng, step=step
@@ -399,10 +447,14 @@ class DQNAgent:
     def act_greedy(self, obs: Any) -> int:
         """argmax_a Q(obs, a) for one observation, ties broken at random (an ensemble's vote
         or mean, see :class:`~agents.dqn.ensemble_config.EnsembleConfig`)."""
-        if self._bootstrap is not None:
-            obs = np.asarray(obs, dtype=np.float32).reshape(-1, *self.obs_shape)
-            return self._bootstrap.greedy_action(obs, self.eval_rng)
-        return int(self._greedy.select(self.q_values(obs)[0], self.eval_rng))
+        try:
+            if self._bootstrap is not None:
+                rows = np.asarray(obs, dtype=np.float32).reshape(-1, *self.obs_shape)
+                return self._bootstrap.greedy_action(rows, self.eval_rng)
+            return int(self._greedy.select(self.q_values(obs)[0], self.eval_rng))
+        except DivergedError:
+            self._blame_inputs(obs)
+            raise
 
     # -- learning --------------------------------------------------------------------------
 

@@ -647,6 +647,27 @@ class TrainedAgent:
         """``predict(obs, deterministic=True)`` (the interface of evaluation)."""
         return int(self.predict(obs, deterministic=True))
 
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """A new environment as the run made it — its id and kwargs, its wrappers, its time
+        limit, the Atari protocol; ids of optional packages (``MinAtar/…``) registered as the
+        run registered them — whose observations :meth:`predict` takes. The caller closes it.
+
+        :param render_mode: ``human`` to watch, ``rgb_array`` for frames (None: no rendering).
+        """
+        from rlsoft.rl.envs.factory import make_env
+
+        if self.env_config is None:
+            raise RlsoftError(
+                f"{self.run_dir} is a classifier trained on a dataset, not on an environment: "
+                "there is no environment to make"
+            )
+        if render_mode is not None and not isinstance(render_mode, str):
+            raise RlsoftError(
+                f"render_mode must be a string such as 'human' or 'rgb_array', or None, got "
+                f"{a_type(render_mode)} {shorten(render_mode)}"
+            )
+        return make_env(self.env_config, render_mode=render_mode)
+
     def close(self) -> None:
         """Close the environments the loaded run holds (async workers, if any)."""
         self._driver.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -298,6 +299,8 @@ def test_a_digits_classifier_predicts_argmax_logits(tmp_path):
     assert logits.shape == (200, 10) and agent.q_values(x[0]).shape == (10,)
     predicted = agent.predict(x[:200])
     np.testing.assert_array_equal(predicted, np.argmax(logits, axis=1))
+    with pytest.raises(RlsoftError, match=r"classifier trained on a dataset, not on an environ"):
+        agent.make_env()
     assert agent.predict(x[0]) == predicted[0]
     assert np.mean(predicted == y[:200]) > 0.9  # 30 L-BFGS epochs of softmax regression
     with pytest.raises(RlsoftError, match="not a policy"):
@@ -851,6 +854,19 @@ def test_an_empty_batch_of_minatar_grids_gives_empty_answers(tmp_path, head):
     assert len(agent.predict(empty)) == 0
     one = np.zeros((1, 10, 10, 4), dtype=bool)
     assert agent.q_values(one).shape == (1, 3)
+    if head == "q":  # a new process: loading registers no MinAtar id; make_env does
+        script = (
+            "import rlsoft, sys\n"
+            "agent = rlsoft.load(sys.argv[1])\n"
+            "env = agent.make_env()\n"
+            "obs, _ = env.reset(seed=0)\n"
+            "print(env.spec.id, agent.predict(obs) in (0, 1, 2))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(run.run_dir)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["MinAtar/Breakout-v1", "True"]
 
 
 def test_a_mapping_override_replaces_what_its_path_held(tmp_path):
@@ -955,6 +971,18 @@ def test_stacks_of_colour_frames_train_a_cnn_through_the_frame_replay(tmp_path):
     assert not isinstance(second.agent.buffer, FrameReplayBuffer)
     probe = np.random.default_rng(0).integers(0, 256, (3, 2, 12, 12, 3), dtype=np.uint8)
     np.testing.assert_array_equal(first.q_values(probe), second.q_values(probe))
+
+
+def test_a_loaded_agent_makes_its_runs_environment(tmp_path):
+    """``TrainedAgent.make_env``: the run's env with its wrappers (here a frame stack), whose
+    observations the agent takes; a classifier has none, and a render mode is a string."""
+    agent = rlsoft.load(rlsoft.train(glyph_config(tmp_path, "reset"), seed=0).run_dir)
+    with agent.make_env(render_mode=None) as env:
+        assert env.observation_space == agent.observation_space
+        obs, _ = env.reset(seed=1)
+        assert obs.shape == (4, 12, 12) and agent.predict(obs) in (0, 1)
+    with pytest.raises(RlsoftError, match=r"render_mode must be a string such as 'human'"):
+        agent.make_env(render_mode=True)
 
 
 def test_a_run_on_an_id_registered_by_its_script_names_the_registration_when_it_is_missing(

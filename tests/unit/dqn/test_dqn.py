@@ -1047,3 +1047,33 @@ def test_the_loss_trains_toward_the_brute_force_target(kind, head, n_step, num_e
         assert counts["n rewards"] and counts["newest"]
     if kind == "munchausen":
         assert counts["clipped"] and counts["unclipped"]
+
+
+def test_non_finite_inputs_are_named_instead_of_divergence():
+    """Q-values that are not numbers are a divergence only when the inputs were finite: an
+    observation acted on, an observation or a reward in the replay that is NaN or infinite
+    is named instead (ε = 0: every step computes Q-values)."""
+    from rlsoft.errors import DivergedError
+
+    agent = make_agent(policy=EpsilonGreedy(0.0))
+    feed(agent, 4)
+    obs = np.zeros((2, 4), np.float32)
+    obs[1, 2] = np.inf
+    with (
+        np.errstate(invalid="ignore"),  # inf − inf inside the product, as the message says
+        pytest.raises(RlsoftError, match=r"^the environment gave an observation containing an "),
+    ):
+        agent.act(obs, 100)
+    obs[1, 2] = np.nan
+    with pytest.raises(RlsoftError, match=r"an observation containing NaN, so the Q-values"):
+        agent.act_greedy(obs[1])
+    finite = np.zeros((2, 4), np.float32)
+    agent.act(finite, 100)  # inputs blamed only when the Q-values are not numbers
+    agent.buffer.rewards[3] = np.nan  # a stored reward, then parameters trained into NaN
+    with torch.no_grad():
+        agent.online.head.weight.fill_(np.nan)
+    with pytest.raises(RlsoftError, match=r"^the environment gave a reward of NaN"):
+        agent.act(finite, 100)
+    agent.buffer.rewards[3] = 0.0  # finite inputs: a divergence, as before
+    with pytest.raises(DivergedError):
+        agent.act(finite, 100)
