@@ -156,8 +156,22 @@ class DQNAgent:
         torch_seed: int = 0,
         num_envs: int = 1,
         device: str = "cpu",
+        stacks_on_mlp: bool = False,
     ) -> None:
-        self.n_actions, self.plan = config.check_spaces(lambda: (observation_space, action_space))
+        """:param stacks_on_mlp: build the MLP that ``network: auto`` chose for 4-D stacks of
+        images before rlsoft convolved them (a checkpoint of such a run, see
+        :meth:`load_state_dict`)."""
+        self._init_args = {
+            "observation_space": observation_space,
+            "action_space": action_space,
+            "policy": policy,
+            "rng": rng,
+            "torch_seed": torch_seed,
+            "num_envs": num_envs,
+            "device": device,
+        }
+        planned = config.model_copy(update={"network": "mlp"}) if stacks_on_mlp else config
+        self.n_actions, self.plan = planned.check_spaces(lambda: (observation_space, action_space))
         self.obs_shape = tuple(int(d) for d in observation_space.shape)
         self.config = config
         self.policy = policy
@@ -398,7 +412,8 @@ class DQNAgent:
         # The frame replay's frames are zeros where nothing was written yet: finite.
         arrays = [getattr(buffer, name, None) for name in ("obs", "next_obs")]
         observations = [a[:stored] for a in arrays if a is not None]
-        observations += [buffer.frames] if isinstance(buffer, FrameReplayBuffer) else []
+        if isinstance(buffer, FrameReplayBuffer):
+            observations += [buffer.frames, buffer.final_frames]
         for array in observations:
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 return f"an observation containing {_non_finite_word(array)}"
@@ -882,6 +897,17 @@ class DQNAgent:
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RlsoftError(f"{source!r} is not a DQN checkpoint of rlsoft")
+        online = state.get("online")
+        if (
+            self.config.network == "auto"
+            and len(self.obs_shape) == 4
+            and self.plan.image is not None
+            and isinstance(online, dict)
+            and not any(str(key).startswith("torso.") for key in online)
+        ):
+            # Written before auto convolved 4-D stacks of images, when it chose the MLP for
+            # them: the run goes on with that network.
+            self.__init__(**self._init_args, config=self.config, stacks_on_mlp=True)
         saved, mine = state["config"], self.config.model_dump(mode="json")
         changed = [
             k for k in _ARCHITECTURE if saved.get(k, _ARCHITECTURE_DEFAULTS.get(k)) != mine.get(k)

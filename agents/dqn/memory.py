@@ -126,8 +126,11 @@ def activation_numbers(
     config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
 ) -> int:
     """Numbers one row of a minibatch produces in the network: each convolution's output
-    ``C′·H′·W′`` (:func:`agents.dqn.conv.conv_output_shape`), each dense layer's width and
-    the head's ``n_actions · K`` outputs (and a dueling value stream's K), per ensemble head."""
+    ``C′·H′·W′`` (:func:`agents.dqn.conv.conv_output_shape`) — and for a torso of one
+    convolution the ``C·k²·H′·W′`` patches it gathers (:meth:`agents.dqn.conv.ConvTorso.patches`)
+    — each dense layer's width (per network of an ensemble without a shared torso) and the
+    head's ``n_actions · K`` outputs and a dueling value stream's K (per ensemble head; three
+    times for C51, whose log-probabilities and projected targets have that shape too)."""
     from agents.dqn.conv import CONV_LAYERS, DENSE_SIZES, conv_output_shape, plan_network
 
     hidden: Sequence[int]
@@ -141,10 +144,18 @@ def activation_numbers(
             layers = CONV_LAYERS[plan.name]
             for i in range(1, len(layers) + 1):
                 conv += math.prod(conv_output_shape(layers[:i], *plan.image))
+            if len(layers) == 1:  # the gathered patches, kept for the weight's gradient
+                _, kernel, _ = layers[0]
+                positions = math.prod(conv_output_shape(layers, *plan.image)[1:])
+                conv += plan.image[0] * kernel * kernel * positions
     per_action = config.atoms if config.head == "c51" else 1
-    heads = config.ensemble.heads if config.ensemble is not None else 1
+    ensemble = config.ensemble
+    heads = ensemble.heads if ensemble is not None else 1
+    bodies = 1 if ensemble is None or ensemble.shared_torso else heads
     head = n_actions * per_action + (per_action if config.dueling else 0)
-    return conv + sum(hidden) + heads * head
+    if config.head == "c51":
+        head *= 3
+    return conv + bodies * sum(hidden) + heads * head
 
 
 def batch_bytes(

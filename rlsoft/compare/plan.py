@@ -60,6 +60,7 @@ from rlsoft.run.config import (
     own_agent_config,
     parse_override,
     parse_yaml,
+    same_value,
     validate_agent_section,
     validate_config,
     written_agent_keys,
@@ -735,6 +736,6 @@ def _config_difference(
     the checkpoint cadence does not count (it only decides what a crash costs)."""
     old_flat, new_flat = _comparable(old), _comparable(new)
     for key in sorted(set(old_flat) | set(new_flat)):
-        if key not in _CADENCE_KEYS and old_flat.get(key) != new_flat.get(key):
+        if key not in _CADENCE_KEYS and not same_value(old_flat.get(key), new_flat.get(key)):
             return key, old_flat.get(key), new_flat.get(key)
     return None

@@ -131,8 +131,12 @@ def check_fits(
         unreadable skips the check.
     :param memory: which memory, in the message (``memory``, ``GPU memory``).
     """
+    limited = ""
     if available is None:
         available = available_memory()
+        room = _address_space_room()
+        if room is not None and room == available:
+            limited = " under this process's address-space limit (ulimit -v)"
     if available is None:
         return
     total = float(sum(parts.values()))
@@ -141,5 +145,5 @@ def check_fits(
     detail = ", ".join(f"{name} {format_gib(size)} GiB" for name, size in parts.items())
     raise RlsoftError(
         f"this run needs about {format_gib(total)} GiB of {memory} ({detail}) but only "
-        f"{format_gib(available)} GiB are available; {fix}"
+        f"{format_gib(available)} GiB are available{limited}; {fix}"
     )

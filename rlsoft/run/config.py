@@ -1482,6 +1482,18 @@ field defines the learning problem (agent, env, exploration, seed, device, shape
 differently) and is fixed for the life of a run."""
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """``a == b`` for config values, with NaN equal to NaN (a ``.nan`` in ``env.kwargs`` is
+    the same setting on both sides), inside lists and mappings too."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and type(a) is type(b) and all(map(same_value, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
 def flat_fields(data: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a.b": value}`` for every leaf of nested dicts (lists are leaves)."""
     if not isinstance(data, dict) or (prefix and not data):
@@ -1513,7 +1525,7 @@ def check_unedited(written: Any, current: ExperimentConfig, where: str) -> None:
     for key in sorted(before.keys() | after.keys()):
         if key in RESUME_CHANGEABLE or key in ("logdir", "run_name"):
             continue
-        if before.get(key) != after.get(key):
+        if not same_value(before.get(key), after.get(key)):
             raise ConfigError(
                 f"{where} was edited after the checkpoint it resumes from: {key} is "
                 f"{after.get(key)!r} there but was {before.get(key)!r}, which changes what the "
@@ -1552,7 +1564,7 @@ def refuse_learning_changes(
     changes = {
         key: [value(old, saved, key), value(new, resumed, key)]
         for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
+        if not same_value(old.get(key), new.get(key))
     }
     for key, (before, after) in changes.items():
         if key in ("logdir", "run_name", "name"):
@@ -1569,7 +1581,7 @@ def refuse_learning_changes(
                 leaves = [
                     (k, v)
                     for k, v in new.items()
-                    if k.startswith(f"{key}.") and old.get(k, _ABSENT) != v
+                    if k.startswith(f"{key}.") and not same_value(old.get(k, _ABSENT), v)
                 ] or leaves
             sets = " ".join(f"--set {_set_argument(k, v)}" for k, v in leaves)
             raise ConfigError(

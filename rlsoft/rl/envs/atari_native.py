@@ -31,7 +31,7 @@ replaying them; since the copies step together, a copy with a shorter record is 
 later (the replay ends for every copy at the same step), and copies waiting for their turn
 take no-ops whose outcome their reseeding discards.
 
-The differences from the Gymnasium path, none of which changes an observation: the
+The differences from the Gymnasium path (the first two change no observation): the
 episode's frame limit (``max_num_frames_per_episode``, 108,000 or ``env.max_episode_steps``)
 is checked at the end of an agent step rather than at the exact frame; an episode's emulator
 seed is drawn differently, so the same run seed gives other episodes on the two backends; and

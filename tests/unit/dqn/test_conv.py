@@ -758,3 +758,26 @@ def test_minatar_agents_act_through_numpy_and_atari_ones_through_torch():
     assert make_agent(MINATAR)._numpy_forward is not None
     nature = make_agent(ATARI, num_envs=1, buffer_size=64, frame_replay="off")
     assert nature._numpy_forward is None
+
+
+def test_a_checkpoint_of_stacks_on_the_mlp_that_auto_chose_before_goes_on_as_that_mlp():
+    """Before 4-D stacks of images were convolved, ``network: auto`` gave them the MLP, and a
+    checkpoint records ``auto``: such a checkpoint loads into the MLP it was written by (the
+    same Q-values), and the run goes on exactly, through further checkpoints."""
+    space = gym.spaces.Box(0, 255, (2, 12, 12, 3), np.uint8)
+    old = make_agent(space, hidden_sizes=[16], network="mlp")  # what auto built then
+    feed(old, 20, seed=3)
+    state = old.state_dict()
+    state["config"]["network"] = "auto"  # as the run recorded it
+    resumed = make_agent(space, hidden_sizes=[16])
+    assert resumed.plan.name == "minatar_cnn"  # auto now
+    resumed.load_state_dict(state)
+    assert resumed.plan.name == "mlp" and resumed.config.network == "auto"
+    probe = np.random.default_rng(0).integers(0, 256, (3, *space.shape), dtype=np.uint8)
+    np.testing.assert_array_equal(resumed.q_values(probe), old.q_values(probe))
+    feed(old, 20, seed=4, start=20)
+    feed(resumed, 20, seed=4, start=20)
+    assert torch.equal(resumed._flat, old._flat)
+    again = make_agent(space, hidden_sizes=[16])
+    again.load_state_dict(resumed.state_dict())
+    np.testing.assert_array_equal(again.q_values(probe), old.q_values(probe))

@@ -190,6 +190,11 @@ def test_the_training_batches_are_counted_by_hand_and_a_huge_batch_is_refused(
     config = DQNConfig(batch_size=32)
     per_row = 32 * 20 * 20 + 64 * 9 * 9 + 64 * 7 * 7 + 512 + 4
     assert activation_numbers(config, 4 * 84 * 84, 4, space) == per_row
+    # MinAtar's one convolution also keeps its gathered patches: 4·3·3 numbers at 8·8 places
+    minatar = gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)
+    assert activation_numbers(config, 400, 3, minatar) == 16 * 8 * 8 + 4 * 9 * 8 * 8 + 128 + 3
+    c51 = DQNConfig(head="c51", atoms=51, hidden_sizes=[8])  # logits, log-probs, targets
+    assert activation_numbers(c51, 4, 2, gym.spaces.Box(-1, 1, (4,))) == 8 + 3 * 2 * 51
     inputs = 2 * 32 * 4 * 84 * 84 * (1 + 2 * 4)
     assert batch_bytes(config, 4 * 84 * 84, 4, space, 1) == inputs + 4 * per_row * (3 * 32 + 32)
     huge = DQNConfig(batch_size=20_000, buffer_size=20_000, learning_starts=100)

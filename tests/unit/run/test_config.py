@@ -203,6 +203,16 @@ def test_infinite_and_nan_values_in_free_form_mappings_survive_to_dict() -> None
     text = yaml.safe_dump(kwargs)
     assert ".inf" in text and "-.inf" in text and ".nan" in text
     assert yaml.safe_load(text)["high"] == math.inf
+    # NaN is the same setting on both sides of a resume's comparisons (NaN != NaN in Python)
+    from rlsoft.run.config import check_unedited, refuse_learning_changes
+
+    config = validate_config(copy.deepcopy(data))
+    assert refuse_learning_changes(config.to_dict(), config.to_dict()) == {}
+    check_unedited(config.to_dict(), config, "config.yaml")
+    edited = copy.deepcopy(data)
+    edited["env"]["kwargs"]["x"] = [1.0]
+    with pytest.raises(ConfigError, match=r"cannot change env\.kwargs"):
+        refuse_learning_changes(config.to_dict(), validate_config(edited).to_dict())
 
 
 @pytest.mark.parametrize(
