@@ -79,11 +79,6 @@ from rlsoft.run.config import build_schedule
 __all__ = ["DQNAgent", "denormals_flushed"]
 
 
-def _non_finite_word(array: np.ndarray) -> str:
-    """``NaN`` or ``an infinite value``: what makes ``array`` (holding one) not finite."""
-    return "NaN" if np.isnan(array).any() else "an infinite value"
-
-
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _ARCHITECTURE = (
     "network",
@@ -122,6 +117,11 @@ def denormals_flushed() -> bool:
     inexact subnormal result written as zero (FTZ). Either means the flag is on.
     """
     return _SUBNORMAL * 1.0 == 0.0 or _NORMAL / 3.0 == 0.0
+
+
+def _non_finite_word(array: np.ndarray) -> str:
+    """``NaN`` or ``an infinite value``: what makes ``array`` (holding one) not finite."""
+    return "NaN" if np.isnan(array).any() else "an infinite value"
 
 
 class DQNAgent:

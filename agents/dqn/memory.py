@@ -29,7 +29,7 @@ of gradient steps also holds its minibatches and the network's activations on th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 
@@ -79,6 +79,18 @@ def frame_replay_bytes(
     return frames * frame_dim * obs_itemsize + stored * (TRANSITION_OVERHEAD + 8)
 
 
+def _network(config: DQNConfig, space: gym.spaces.Box | None) -> tuple[Any, list[int]]:
+    """The network plan for observations of ``space`` (:func:`agents.dqn.conv.plan_network`;
+    None without ``space``: the MLP on a flat input) and its dense layers' widths."""
+    from agents.dqn.conv import DENSE_SIZES, plan_network
+
+    if space is None:
+        widths = DENSE_SIZES["mlp"] if config.hidden_sizes is None else config.hidden_sizes
+        return None, list(widths)
+    plan = plan_network(space, config.network, config.channel_axis, config.hidden_sizes)
+    return plan, list(plan.dense)
+
+
 def parameter_count(
     config: DQNConfig, obs_dim: int, n_actions: int, space: gym.spaces.Box | None = None
 ) -> int:
@@ -88,18 +100,13 @@ def parameter_count(
     plus, when dueling, a value stream of K outputs. Without ``space`` the network is the
     MLP on ``obs_dim`` inputs. A noisy network (``noisy``) has a σ for every weight and bias:
     twice as many; an ensemble K heads (and K torsos unless shared)."""
-    from agents.dqn.conv import CONV_LAYERS, DENSE_SIZES, plan_network
+    from agents.dqn.conv import CONV_LAYERS
 
-    hidden: Sequence[int]
+    plan, hidden = _network(config, space)
     conv = 0
-    if space is None:
-        hidden = DENSE_SIZES["mlp"] if config.hidden_sizes is None else config.hidden_sizes
-    else:
-        plan = plan_network(space, config.network, config.channel_axis, config.hidden_sizes)
-        hidden = list(plan.dense)
-        if plan.image is not None:
-            conv = conv_parameters(plan.image[0], CONV_LAYERS[plan.name])
-            obs_dim = int(plan.features or 0)
+    if plan is not None and plan.image is not None:
+        conv = conv_parameters(plan.image[0], CONV_LAYERS[plan.name])
+        obs_dim = int(plan.features or 0)
     per_action = config.atoms if config.head == "c51" else 1
     last = hidden[-1] if hidden else obs_dim
     body = mlp_parameters([obs_dim, *hidden])
@@ -131,23 +138,18 @@ def activation_numbers(
     — each dense layer's width (per network of an ensemble without a shared torso) and the
     head's ``n_actions · K`` outputs and a dueling value stream's K (per ensemble head; three
     times for C51, whose log-probabilities and projected targets have that shape too)."""
-    from agents.dqn.conv import CONV_LAYERS, DENSE_SIZES, conv_output_shape, plan_network
+    from agents.dqn.conv import CONV_LAYERS, conv_output_shape
 
-    hidden: Sequence[int]
+    plan, hidden = _network(config, space)
     conv = 0
-    if space is None:
-        hidden = DENSE_SIZES["mlp"] if config.hidden_sizes is None else config.hidden_sizes
-    else:
-        plan = plan_network(space, config.network, config.channel_axis, config.hidden_sizes)
-        hidden = list(plan.dense)
-        if plan.image is not None:
-            layers = CONV_LAYERS[plan.name]
-            for i in range(1, len(layers) + 1):
-                conv += math.prod(conv_output_shape(layers[:i], *plan.image))
-            if len(layers) == 1:  # the gathered patches, kept for the weight's gradient
-                _, kernel, _ = layers[0]
-                positions = math.prod(conv_output_shape(layers, *plan.image)[1:])
-                conv += plan.image[0] * kernel * kernel * positions
+    if plan is not None and plan.image is not None:
+        layers = CONV_LAYERS[plan.name]
+        for i in range(1, len(layers) + 1):
+            conv += math.prod(conv_output_shape(layers[:i], *plan.image))
+        if len(layers) == 1:  # the gathered patches, kept for the weight's gradient
+            _, kernel, _ = layers[0]
+            positions = math.prod(conv_output_shape(layers, *plan.image)[1:])
+            conv += plan.image[0] * kernel * kernel * positions
     per_action = config.atoms if config.head == "c51" else 1
     ensemble = config.ensemble
     heads = ensemble.heads if ensemble is not None else 1
