@@ -78,7 +78,6 @@ from rlsoft.run.config import build_schedule
 
 __all__ = ["DQNAgent", "denormals_flushed"]
 
-
 CHECKPOINT_FORMAT = "rlsoft.dqn/1"
 _ARCHITECTURE = (
     "network",
