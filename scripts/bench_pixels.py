@@ -288,6 +288,12 @@ def sb3_policy(config: Any, observation_space: Any) -> dict[str, Any]:
             f"{config.env.id}: the benchmark is for convolutional networks with a dense layer, "
             f"not {plan.name} {list(plan.dense)}"
         )
+    if plan.frames > 1:  # SB3's extractors take one image
+        raise BenchError(
+            f"{config.env.id}: observations of shape {tuple(observation_space.shape)} are "
+            "stacks of images, which SB3's feature extractors do not take; benchmark without "
+            "the FrameStackObservation wrapper"
+        )
     if plan.name == "nature_cnn":
         if plan.channels_last:
             raise BenchError("the Nature network's frames must be channels first (k, 84, 84)")

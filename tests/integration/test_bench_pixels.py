@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
@@ -127,6 +128,9 @@ def test_options_sb3_lacks_are_refused() -> None:
     )
     with pytest.raises(bench.BenchError, match=r"agent\.double: True has no counterpart"):
         bench.sb3_hyperparameters(config)
+    stacks = gym.spaces.Box(0, 1, (2, 10, 10, 4), bool)  # FrameStackObservation of grids
+    with pytest.raises(bench.BenchError, match=r"\(2, 10, 10, 4\) are stacks of images"):
+        bench.sb3_policy(config, stacks)
 
 
 @pytest.mark.parametrize(
