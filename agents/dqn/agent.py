@@ -383,7 +383,22 @@ class DQNAgent:
         was given is to blame: an observation, stored or current, or a stored reward that is
         NaN or infinite (:meth:`_non_finite_inputs`) is named instead."""
         try:
-            return self._act(obs, step)
+            if self._acts_lazily:
+                action = self._select_lazily(
+                    lambda: self.q_values(obs)[0], self.n_actions, self.rng, step=step
+                )
+                return np.array([action], dtype=np.int64)
+            if self._bootstrap is not None:
+                q = self._bootstrap.behaviour_q(
+                    np.asarray(obs, np.float32).reshape(-1, *self.obs_shape)
+                )
+            elif self._noise is not None:
+                q = self._noisy_q_values(obs)
+            else:
+                q = self.q_values(obs)
+            if q.shape[0] == 1:  # the policy's fast path for a single row
+                return np.array([self._select(q[0], self.rng, step=step)], dtype=np.int64)
+            return np.asarray(self._select(q, self.rng, step=step), dtype=np.int64)
         except DivergedError:
             self._blame_inputs(obs)
             raise
@@ -419,24 +434,6 @@ class DQNAgent:
         if not np.isfinite(buffer.rewards[:stored]).all():
             return f"a reward of {_non_finite_word(buffer.rewards[:stored])}"
         return None
-
-    def _act(self, obs: Any, step: int) -> np.ndarray:
-        if self._acts_lazily:
-            action = self._select_lazily(
-                lambda: self.q_values(obs)[0], self.n_actions, self.rng, step=step
-            )
-            return np.array([action], dtype=np.int64)
-        if self._bootstrap is not None:
-            q = self._bootstrap.behaviour_q(
-                np.asarray(obs, np.float32).reshape(-1, *self.obs_shape)
-            )
-        elif self._noise is not None:
-            q = self._noisy_q_values(obs)
-        else:
-            q = self.q_values(obs)
-        if q.shape[0] == 1:  # the policy's fast path for a single row
-            return np.array([self._select(q[0], self.rng, step=step)], dtype=np.int64)
-        return np.asarray(self._select(q, self.rng, step=step), dtype=np.int64)
 
     def _as_input(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the network takes them: float32, ``uint8`` pixels scaled by 1/255
