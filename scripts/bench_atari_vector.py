@@ -8,13 +8,15 @@ random actions, for ``num_envs`` 1, 4 and 8, of
   ``FrameStackObservation``, rlsoft's learning-signal wrapper, the episode recorder of exact
   resume) in a ``SyncVectorEnv`` (rlsoft's ``SingleVectorEnv`` for one copy) with same-step
   autoreset;
-* **rlsoft native** — ``env.atari.backend: native`` (``auto``'s choice for ``num_envs > 1``):
+* **rlsoft native** — ``env.atari.backend: native`` (``auto``'s choice for training):
   :class:`rlsoft.rl.envs.atari_native.NativeAtariVectorEnv`, ale-py's C++ env with rlsoft's
   frame stack, learning signal, seeded resets and episode records around it;
 * **bare native** — ``ale_py.vector_env.AtariVectorEnv`` alone with the same protocol done
   entirely in C++ (4-frame stacks, its own autoreset), the ceiling of the native backend;
 
-all on ``--threads`` emulator threads for the native ones, and prints the ratios. Run it
+all on ``--threads`` emulator threads for the native ones, and prints the ratios; then what
+one Gymnasium ALE env (``ALE/<Game>-v5``, the emulator under the Gymnasium stack) takes for a
+reset with a seed (ALE reloads the ROM), a reset without one and a step (4 frames). Run it
 alone, e.g. ``nice -n 10 python scripts/bench_atari_vector.py`` (``--steps`` per
 measurement, after a warm-up of a tenth of them).
 """
@@ -76,6 +78,39 @@ def bare_native_env(game: str, num_envs: int, threads: int) -> gym.vector.Vector
     )
 
 
+def reset_costs(game: str, repeats: int = 20, steps: int = 500) -> dict[str, float]:
+    """Milliseconds per call of ``reset(seed=…)``, ``reset()`` and ``step`` on one
+    ``ALE/<game>-v5`` env (medians over ``repeats`` resets; the mean of ``steps`` steps)."""
+    import ale_py
+
+    from rlsoft.rl.envs.atari import silence_ale_banner
+
+    gym.register_envs(ale_py)
+    silence_ale_banner()
+    env = gym.make(f"ALE/{game}-v5")
+    env.reset(seed=0)
+
+    def median_ms(call: object) -> float:
+        times = []
+        for i in range(repeats):
+            start = time.perf_counter()
+            call(i)  # type: ignore[operator]
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)) * 1e3
+
+    seeded = median_ms(lambda i: env.reset(seed=i + 1))
+    unseeded = median_ms(lambda i: env.reset())
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            env.reset()
+    step = (time.perf_counter() - start) / steps * 1e3
+    env.close()
+    return {"reset with a seed": seeded, "reset": unseeded, "step": step}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="Breakout")
@@ -102,6 +137,11 @@ def main() -> None:
             f"{n:>8} {gym_rate:>10.0f} {ours:>14.0f} {bare:>12.0f} "
             f"{ours / gym_rate:>18.2f} {ours / bare:>12.2f}"
         )
+    costs = reset_costs(args.game)
+    print(
+        f"one ALE/{args.game}-v5 env, ms per call: "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in costs.items())
+    )
 
 
 if __name__ == "__main__":

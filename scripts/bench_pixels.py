@@ -71,7 +71,7 @@ memory of SB3's with ``optimize_memory_usage``; the collection ratio reported.
     python scripts/bench_pixels.py --steps 20000 --repeats 3 --out pixels.json   # longer
     python scripts/bench_pixels.py --skip-speed --memory-large 0    # memory at 250k only
     python scripts/bench_pixels.py --set atari:agent.batch_size=64  # a config override
-    python scripts/bench_pixels.py --autograd --skip-memory    # + rlsoft with autograd (MinAtar)
+    python scripts/bench_pixels.py --autograd --skip-memory    # + rlsoft with autograd
     python scripts/bench_pixels.py --games atari --skip-memory --bfloat16   # + bfloat16
 
 ``--bfloat16`` adds an Atari row of rlsoft with ``agent.precision: bfloat16`` (the Nature
@@ -1073,7 +1073,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     speed = parser.add_argument_group("speed")
-    speed.add_argument("--games", default="minatar,atari", help="minatar, atari or both")
+    speed.add_argument(
+        "--games", default="minatar,atari", help="minatar, atari or minatar,atari (default: both)"
+    )
     speed.add_argument("--warmup", type=int, default=1_000, help="random steps before timing")
     speed.add_argument("--steps", type=int, default=2_000, help="timed training steps")
     speed.add_argument("--collect-steps", type=int, default=4_000, help="timed collection steps")
@@ -1143,7 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
     if args.bfloat16 and ("atari" not in games or args.skip_speed):
-        parser.error("--bfloat16 times Atari training: use it with --games atari (or both)")
+        parser.error("--bfloat16 times Atari training: use it with --games atari or minatar,atari")
     if args.memory_large < 0 or args.plain_capacity < 0:
         parser.error("--memory-large and --plain-capacity must be 0 (off) or positive")
     try:

@@ -571,8 +571,11 @@ class AtariConfig(StrictModel):
     values: the preprocessing of Mnih et al. (2015, Nature DQN) with the sticky actions that
     Machado et al. (2018) recommend as the emulator's source of randomness (no-op starts alone
     leave a deterministic game that a policy can memorise).
-    Built from Gymnasium's ``AtariPreprocessing`` and ``FrameStackObservation`` around the ALE
-    env made with ``frameskip=1`` (:mod:`rlsoft.rl.envs.atari`). Rewards reported
+    Training steps ale-py's native vector env, which preprocesses in C++
+    (:mod:`rlsoft.rl.envs.atari_native`), unless ``backend`` says otherwise; evaluations, and
+    training on the Gymnasium backend, use Gymnasium's ``AtariPreprocessing`` and
+    ``FrameStackObservation`` around the ALE env made with ``frameskip=1``
+    (:mod:`rlsoft.rl.envs.atari`), the same preprocessing. Rewards reported
     (``charts/episodic_return``, evaluations) are always the unclipped game score, and
     episodes run to game over; ``clip_rewards`` and ``terminal_on_life_loss`` change only
     what the agent learns from."""
@@ -610,8 +613,8 @@ class AtariConfig(StrictModel):
     ``scripts/bench_atari_vector.py``; :mod:`rlsoft.rl.envs.atari_native`), ``gymnasium`` the
     wrapper stack above in Gymnasium's vector env (``env.vectorization``). ``auto`` (default):
     native unless the config asks for what only the Gymnasium path has (``env.wrappers``,
-    ``env.kwargs`` other than ``full_action_space`` and a null ``mode`` or ``difficulty``,
-    ``env.vectorization: async``). Both
+    ``env.kwargs`` other than ``full_action_space``, ``max_num_frames_per_episode`` and a
+    null ``mode`` or ``difficulty``, ``env.vectorization: async``). Both
     resume exactly; the same seed gives different episodes on the two. Evaluations and
     tabular agents use the Gymnasium stack."""
     threads: int | None = Field(None, ge=1, le=256)

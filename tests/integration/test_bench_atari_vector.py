@@ -26,4 +26,12 @@ def test_the_benchmark_measures_all_three_backends() -> None:
     assert [row[0] for row in rows] == ["1", "2"]
     for row in rows:
         assert len(row) == 6 and all(float(value) > 0 for value in row[1:])
+    (costs,) = [line for line in done.stdout.splitlines() if line.startswith("one ALE/")]
+    values = [float(part.split()[-1]) for part in costs.split(": ", 1)[1].split(", ")]
+    assert [part.rsplit(" ", 1)[0] for part in costs.split(": ", 1)[1].split(", ")] == [
+        "reset with a seed",
+        "reset",
+        "step",
+    ]
+    assert all(value > 0 for value in values)
     assert "A.L.E" not in done.stderr
