@@ -581,23 +581,36 @@ def multiply_adds_per_step(
 
 
 def peak_flops(dtype_name: str, size: int = 1024, repeats: int = 5) -> float:
-    """Floating-point operations per second of one torch thread multiplying two
-    ``size × size`` matrices (``2·size³`` each), the best of ``repeats`` timings of 10
-    products: about what this core's matrix kernels reach at their best."""
+    """Floating-point operations per second of one torch thread at its best: the faster of a
+    product of two ``size × size`` matrices (``2·size³`` flops; MKL's kernels in torch's x86
+    builds) and a 3×3 convolution of 256 channels on a 56×56 channels-last image into 256
+    (``2·56²·256²·9`` flops; oneDNN's kernels), each the best of ``repeats`` timings of 10
+    calls. The two libraries reach different fractions of a core: on the AMD EPYC with
+    AVX-512 these benchmarks ran on, MKL's float32 product measured about 100 GFLOP/s and
+    oneDNN's convolution about 220 (2026-12-07), so the matrix product alone understated the
+    core's float32 peak by half."""
     import torch
+    import torch.nn.functional as F
 
     torch.set_num_threads(1)
     dtype = getattr(torch, dtype_name)
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
-    a @ b  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        best = min(best, (time.perf_counter() - start) / 10)
-    return 2 * size**3 / best
+    image = torch.randn(1, 256, 56, 56).to(dtype).contiguous(memory_format=torch.channels_last)
+    kernel = torch.randn(256, 256, 3, 3).to(dtype).contiguous(memory_format=torch.channels_last)
+    work = {
+        2 * size**3: lambda: a @ b,
+        2 * 56 * 56 * 256 * 256 * 9: lambda: F.conv2d(image, kernel, padding=1),
+    }
+    best_rate = 0.0
+    for flops, call in work.items():
+        call()  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(10):
+                call()
+            best_rate = max(best_rate, flops * 10 / (time.perf_counter() - start))
+    return best_rate
 
 
 def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[str, Callable]:

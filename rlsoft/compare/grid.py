@@ -118,11 +118,16 @@ class GridProgress:
         self._display.update(self.done, "  ".join(parts), rate=rate)
 
     def retry(self, spec: RunSpec, cause: str, attempt: int, attempts: int) -> None:
-        """A run's worker died; the run starts again (from its newest checkpoint)."""
-        self._print(
-            f"run {spec.label}: {cause}; retrying from its newest checkpoint "
-            f"(attempt {attempt} of {attempts})"
-        )
+        """A run's worker died; the run starts again, from its newest checkpoint if it wrote
+        one."""
+        from rlsoft.run.checkpoint import checkpoint_step, latest_checkpoint
+
+        checkpoint = latest_checkpoint(spec.run_dir) if spec.run_dir.is_dir() else None
+        if checkpoint is None:
+            how = "starting it again (it wrote no checkpoint)"
+        else:
+            how = f"resuming it from its checkpoint at step {checkpoint_step(checkpoint):,}"
+        self._print(f"run {spec.label}: {cause}; {how} (attempt {attempt} of {attempts})")
 
     def _print(self, text: str) -> None:
         if self._enabled:

@@ -225,6 +225,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The environment step a checkpoint of :func:`list_checkpoints` was written at."""
+    return int(checkpoint.name.removeprefix(_ASIDE).removeprefix(_PREFIX))
+
+
 def _fingerprint(path: Path) -> dict[str, int]:
     """Size and CRC-32 of a file (zlib's, read in 16 MiB blocks at about 2 GB/s here: a
     7 GB Atari replay adds about 3.5 s to each checkpoint and to each load, from the page

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -86,10 +87,7 @@ DQN = {
     "checkpoints_per_run": 4,
     "variants": {"dqn": {}},
 }
-KILLED_LINE = (
-    "worker process died (SIGKILL, possibly out of memory); retrying from its newest "
-    "checkpoint (attempt 2 of 3)"
-)
+KILLED = "worker process died (SIGKILL, possibly out of memory)"
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +194,11 @@ def test_local_worker_killed_before_the_first_checkpoint(tmp_path, undisturbed_t
     err = capfd.readouterr().err
     # Only the killed run was retried; before the fix, BrokenProcessPool failed every run
     # still pending.
-    assert err.count("retrying from its newest checkpoint") == 1, err
-    assert f"run Taxi-v4/eps/seed_0: {KILLED_LINE}" in err
+    assert err.count("starting it again") == 1, err
+    # It died before its first checkpoint, so the message promises no resume.
+    line = f"run Taxi-v4/eps/seed_0: {KILLED}; starting it again (it wrote no checkpoint) "
+    assert line + "(attempt 2 of 3)" in err, err
+    assert "resuming" not in err, err
     assert_same_grid(result, undisturbed_taxi, runs=4)
 
 
@@ -207,7 +208,18 @@ def test_local_worker_killed_after_a_checkpoint_resumes_from_it(tmp_path, pid_ag
     victim = logdir / "CartPole-v1" / "dqn" / "seed_0"
     with Killer(victim, checkpointed):
         result = grid(DQN, logdir)
-    assert f"run CartPole-v1/dqn/seed_0: {KILLED_LINE}" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    line = re.search(r"run CartPole-v1/dqn/seed_0: (.*)", err)
+    assert line, err
+    said = re.fullmatch(
+        re.escape(KILLED)
+        + r"; resuming it from its checkpoint at step ([\d,]+) \(attempt 2 of 3\)",
+        line.group(1),
+    )
+    assert said, line.group(1)
+    # The step it names is where the next attempt resumed.
+    resumed = json.loads((victim / "resume_history.json").read_text())
+    assert [entry["step"] for entry in resumed] == [int(said.group(1).replace(",", ""))]
     # Resumed, not restarted: the killed attempt's event file is still there, next to the
     # resumed attempt's (a restart would have removed the run dir); the comparison's chart
     # copies (``.rlsoft-compare``) are a file of their own.
