@@ -863,7 +863,8 @@ class TrainConfig(StrictModel):
     """Progress bar: ``auto`` shows it on a terminal, not under CI or when piped."""
 
     torch_threads: int = Field(1, ge=1)
-    """torch intra-op threads; one is fastest for small networks on shared cores."""
+    """torch intra-op threads, and numpy's BLAS threads while the run trains; one is fastest
+    for small networks on shared cores."""
 
 
 class ExperimentConfig(StrictModel):

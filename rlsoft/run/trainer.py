@@ -264,9 +264,17 @@ class Trainer:
 
         :raises RunInterrupted: after a stop request, once the checkpoint is written.
         """
+        from threadpoolctl import threadpool_limits
+
         previous = self._install_signal_handlers()
         try:
-            result = self._run()
+            # numpy's BLAS gets the run's thread budget too: by default OpenBLAS starts a
+            # thread per core for a product of four or more rows (the numpy forward pass of
+            # MinAtar's network acting for env.num_envs >= 4), and those threads spinning
+            # against torch's made such a run 5-9x slower on 2 cores (2026-12-07). Scoped
+            # to the run: a Python caller's own setting returns afterwards.
+            with threadpool_limits(limits=self.config.train.torch_threads, user_api="blas"):
+                result = self._run()
         except RunInterrupted:
             self._pass_on_signal(previous)
             raise

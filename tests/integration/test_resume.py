@@ -742,6 +742,52 @@ def test_an_atari_run_resumed_on_other_emulator_threads_equals_the_continuous_ru
     assert history[-1]["changed"]["env.atari.threads"] == {"from": 1, "to": 2}
 
 
+def test_an_atari_run_on_the_shipped_protocol_resumed_after_a_reseed_equals_the_continuous_run(
+    tmp_path,
+):
+    """The protocol of the Atari configs (84×84 frames, 4-frame stacks, 30 no-ops, sticky
+    actions, the native backend) on one copy, split after the copy's emulator was reseeded at
+    the first game over past ``RESEED_AFTER`` actions (so the checkpoint's record starts at
+    that reseed, not at the run's start): bit-identical to the continuous run."""
+    pytest.importorskip("ale_py.vector_env", reason="Atari is an optional extra")
+    from rlsoft.rl.envs.atari_native import RESEED_AFTER
+
+    total, split = RESEED_AFTER + 900, RESEED_AFTER + 601
+    data = {
+        "seed": 3,
+        "device": "cpu",
+        "logdir": str(tmp_path),
+        "env": {"id": "ALE/Breakout-v5", "atari": {"backend": "native"}},
+        "agent": {
+            **DQN_AGENT,
+            "network": "nature_cnn",
+            "hidden_sizes": [8],
+            "batch_size": 8,
+            "buffer_size": 3000,
+            "learning_starts": RESEED_AFTER - 200,
+            "train_freq": 8,
+            "target_update_interval": 200,
+        },
+        "exploration": {"policy": "epsilon_greedy", "epsilon": 1.0},
+        "train": {
+            **DQN_TRAIN,
+            "total_steps": total,
+            "eval_every": 0,
+            "eval_episodes": 1,
+            "eval_epsilon": 1.0,  # an untrained greedy Breakout agent may never fire
+        },
+    }
+    run_experiment(validate_config({**data, "run_name": "continuous"}))
+    first = json.loads(json.dumps(data))
+    first["train"]["total_steps"] = split
+    run_experiment(validate_config({**first, "run_name": "split"}))
+    (record,) = _trainer_state(tmp_path / "split")["driver"]["env"]["sub_envs"]
+    assert 0 < len(record["actions"]) < split - RESEED_AFTER, "no reseed before the split"
+    _next_second()
+    resume_experiment(tmp_path / "split", {"train.total_steps": total})
+    assert_same_run(tmp_path / "split", tmp_path / "continuous", (split,))
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C and SIGTERM: finish the step, checkpoint, print the resume command, exit 130
 # --------------------------------------------------------------------------------------------
@@ -1220,6 +1266,51 @@ def test_sps_counts_training_steps_only_and_evaluations_are_timed_apart(tmp_path
     assert len(sps) == 5 and min(sps) > 300, sps
     assert [s for s, _ in curves["charts/eval_seconds"]] == [20, 40, 60, 80, 100]
     assert all(v >= 0.2 for _, v in curves["charts/eval_seconds"])
+
+
+class _BlasThreadsDriver(_SlowEvalDriver):
+    """Records numpy's BLAS thread count while the run steps."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def advance(self, budget: int, step: int) -> int:
+        self.seen.append(_blas_threads())
+        return budget
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        return {"eval/mean_return": 0.0}
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    counts = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    assert len(counts) == 1, threadpool_info()  # numpy's OpenBLAS, found
+    return counts.pop()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numpys_blas_threads_follow_torch_threads_during_a_run_only(tmp_path, threads):
+    """OpenBLAS threads spinning against torch's made MinAtar runs acting on 4 or more envs
+    3-9x slower on 2 shared cores: a run limits them to ``train.torch_threads`` and gives
+    the caller's setting back afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    from rlsoft.run.trainer import Trainer
+
+    config = validate_config(
+        {
+            "env": None,
+            "agent": {"type": "classifier", "dataset": DIGITS},
+            "train": {"total_steps": 40, "log_every": 20, "torch_threads": threads},
+        }
+    )
+    with threadpool_limits(limits=3, user_api="blas"):  # the caller's own setting
+        driver = _BlasThreadsDriver()
+        Trainer(driver, config, tmp_path).run()
+        assert driver.seen and set(driver.seen) == {threads}
+        assert _blas_threads() == 3
 
 
 def test_an_episode_too_long_to_record_starts_over_with_a_warning(tmp_path, monkeypatch):
