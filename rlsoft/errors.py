@@ -23,6 +23,11 @@ class CheckpointError(RlsoftError, ValueError):
     wrong with it; the run layer adds what to do (fall back to an older checkpoint)."""
 
 
+class ObservationMismatchError(RlsoftError, ValueError):
+    """The environment's observations contradict the config in a way only training shows
+    (frame stacks the frame replay cannot rebuild): bad input, however late it is found."""
+
+
 class DivergedError(RlsoftError, ValueError):
     """Training produced NaN (or infinite) values; the message names the likely fix."""
 

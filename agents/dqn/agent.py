@@ -66,7 +66,7 @@ from agents.dqn.memory import TARGET_BLOCK
 from agents.dqn.networks import CastCopy, NumpyForward, QNetwork, expected_q_numpy
 from agents.dqn.noisy import NoiseSource, clear_noise, mean_abs_sigma
 from agents.dqn.optim import FlatAdam, clip_scale, flatten_parameters
-from rlsoft.errors import CheckpointError, DivergedError, RlsoftError
+from rlsoft.errors import CheckpointError, DivergedError, ObservationMismatchError, RlsoftError
 from rlsoft.explore.policies import Greedy, Policy
 from rlsoft.explore.schedules import ConstantSchedule
 from rlsoft.numerics import functional
@@ -498,13 +498,13 @@ class DQNAgent:
                 raise
             if isinstance(exc, FramePaddingError):
                 padding = self.config.frame_padding
-                raise RlsoftError(
+                raise ObservationMismatchError(
                     "the frame replay cannot store these observations: an episode's first "
                     f"stack is not padded as agent.frame_padding ({padding}) says; set "
                     "agent.frame_padding to the padding_type of the environment's "
                     "FrameStackObservation (reset or zero), or agent.frame_replay: off"
                 ) from None
-            raise RlsoftError(
+            raise ObservationMismatchError(
                 f"the frame replay cannot store these observations ({exc}); set "
                 "agent.frame_stack to the environment's stack size, or agent.frame_replay: off"
             ) from None

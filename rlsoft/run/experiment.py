@@ -22,6 +22,7 @@ from rlsoft.errors import (
     CheckpointError,
     ConfigError,
     DivergedError,
+    ObservationMismatchError,
     RlsoftError,
     a_type,
     shorten,
@@ -543,9 +544,11 @@ def run_experiment(
     stop_event: threading.Event | None = None,
     on_start: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Train a new run from ``config``; a failure before the first step, or bad input that
-    its first steps show (an :class:`~rlsoft.errors.RlsoftError` before the trainer's first
-    chunk of steps ends), removes the run dir.
+    """Train a new run from ``config``; a failure before the first step, bad input that its
+    first steps show (an :class:`~rlsoft.errors.RlsoftError` before the trainer's first
+    chunk of steps ends), or observations that contradict the config
+    (:class:`~rlsoft.errors.ObservationMismatchError`) before the first checkpoint, removes
+    the run dir.
 
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.run.logger.RunLogger.hparams`.
@@ -578,8 +581,12 @@ def run_experiment(
             # before the trainer finished its first chunk of steps: nothing was learned, so no
             # run dir is left. Later failures keep theirs (curves of a long run, with or
             # without a checkpoint), a divergence its record, a failed write its curves.
+            # An environment whose reset frames are blank pads zero and reset stacks alike,
+            # so a frame_padding mismatch can show only episodes later: still bad input, and
+            # without a checkpoint the run dir could be neither resumed nor evaluated.
             kept = isinstance(exc, (DivergedError, CheckpointWriteError))
-            if not kept and trainer.step == 0 and latest_checkpoint(run_dir) is None:
+            early = trainer.step == 0 or isinstance(exc, ObservationMismatchError)
+            if not kept and early and latest_checkpoint(run_dir) is None:
                 _remove_created(run_dir, created)
             raise
 

@@ -93,6 +93,16 @@ class GlyphEnv(gym.Env):
         return self._image(), reward, False, self.t >= 20, {}
 
 
+class LateGlyphEnv(GlyphEnv):
+    """:class:`GlyphEnv` whose first three episodes start on a black frame, which zero and
+    reset padding fill alike: a padding mismatch shows only at the fourth episode."""
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        self.resets = getattr(self, "resets", 0) + 1
+        return (np.zeros_like(obs) if self.resets <= 3 else obs), info
+
+
 class ColourGlyphEnv(GlyphEnv):
     """:class:`GlyphEnv` in colour: a 12×12 RGB image whose red channel shows the bit."""
 
@@ -951,6 +961,17 @@ def test_zero_padded_frame_stacks_need_frame_padding_zero_and_then_train(tmp_pat
     first, second = (rlsoft.load(run.run_dir) for run in (frames, whole))
     probe = np.stack([np.zeros((4, 12, 12), np.uint8), np.full((4, 12, 12), 255, np.uint8)])
     np.testing.assert_array_equal(first.q_values(probe), second.q_values(probe))
+
+
+def test_a_padding_mismatch_shown_episodes_later_leaves_no_run_dir(tmp_path):
+    """Found after the trainer's first chunk of steps (60 steps in, the fourth episode) but
+    before any checkpoint: the same sentence, and nothing left behind."""
+    config = glyph_config(tmp_path, "zero")
+    config["env"]["id"] = f"{__name__}:LateGlyphEnv"
+    config["train"]["log_every"] = 1000  # chunks of 15 steps
+    with pytest.raises(RlsoftError, match="^the frame replay cannot store these observations"):
+        rlsoft.train(config, seed=0)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_stacks_of_colour_frames_train_a_cnn_through_the_frame_replay(tmp_path):
