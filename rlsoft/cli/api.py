@@ -666,7 +666,31 @@ class TrainedAgent:
                 f"render_mode must be a string such as 'human' or 'rgb_array', or None, got "
                 f"{a_type(render_mode)} {shorten(render_mode)}"
             )
-        return make_env(self.env_config, render_mode=render_mode)
+        try:
+            env = make_env(self.env_config, render_mode=render_mode)
+        except RlsoftError:
+            if render_mode is None:
+                raise
+            # ALE refuses an unknown mode as a constructor argument: name the argument.
+            plain = make_env(self.env_config)
+            modes = plain.metadata.get("render_modes")
+            plain.close()
+            if modes and render_mode not in modes:
+                raise self._unknown_render_mode(render_mode, modes) from None
+            raise
+        modes = env.metadata.get("render_modes")
+        if render_mode is not None and modes and render_mode not in modes:
+            # Gymnasium only warns here, and the env fails at its first render.
+            env.close()
+            raise self._unknown_render_mode(render_mode, modes)
+        return env
+
+    def _unknown_render_mode(self, render_mode: str, modes: list[str]) -> RlsoftError:
+        assert self.env_config is not None
+        return RlsoftError(
+            f"render_mode {shorten(render_mode)} is not one that {self.env_config.id} draws; "
+            f"choose {' or '.join(repr(m) for m in modes)}, or None for no rendering"
+        )
 
     def close(self) -> None:
         """Close the environments the loaded run holds (async workers, if any)."""

@@ -1028,3 +1028,35 @@ def test_a_run_on_an_id_registered_by_its_script_names_the_registration_when_it_
         "rlsoft train --resume cannot run the code that registered it), or train new runs with "
         "env.id naming its entry point module:Name"
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "package", "modes"),
+    [
+        ("minatar_breakout_dqn.yaml", "minatar", "'human' or 'array' or 'rgb_array'"),
+        ("atari_pong_dqn.yaml", "ale_py", "'human' or 'rgb_array'"),
+    ],
+)
+def test_make_env_refuses_a_render_mode_the_env_does_not_draw(tmp_path, config, package, modes):
+    """Gymnasium only warns at ``make`` and the env fails at its first ``render`` (MinAtar),
+    or ALE refuses the mode as a constructor argument: either way one sentence naming the
+    modes the env draws; a mode it draws still works."""
+    pytest.importorskip(package, reason="an optional extra")
+    from rlsoft.run.config import load_config_dict
+
+    data = load_config_dict(Path(__file__).resolve().parents[2] / "configs" / config)
+    data["logdir"] = str(tmp_path)
+    data["agent"].update(buffer_size=1000)
+    data["train"].update(total_steps=20, eval_episodes=1, eval_epsilon=1.0, checkpoint_every=0)
+    agent = rlsoft.load(rlsoft.train(data, seed=0).run_dir)
+    for bad in ("ansi", "bogus"):
+        with pytest.raises(RlsoftError) as refused:
+            agent.make_env(render_mode=bad)
+        env_id = agent.env_config.id
+        assert str(refused.value) == (
+            f"render_mode {bad!r} is not one that {env_id} draws; choose {modes}, or None for "
+            "no rendering"
+        )
+    with agent.make_env(render_mode="rgb_array") as env:
+        env.reset(seed=0)
+        assert env.render().ndim == 3
