@@ -24,11 +24,18 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
     """
     if isinstance(space, gym.spaces.Box):
         return tuple(int(d) for d in space.shape)
-    discrete = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Tuple)
-    if isinstance(space, discrete):
+    parts = _subspaces(space)
+    if all(isinstance(p, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) for p in parts):
         hint = (
             "a tabular agent (agent.type: q_learning, sarsa, expected_sarsa, double_q_learning "
             "or soft_q_learning) learns on discrete observations"
+        )
+    elif (where := _top_level_image(space)) is not None:
+        # Flattening would feed the image to the MLP as a vector: keep it whole instead.
+        hint = (
+            "to train a convolutional network on the image alone, return only it from a "
+            "wrapper, e.g. gymnasium.wrappers.TransformObservation(env, lambda obs: "
+            f"obs[{where!r}], env.observation_space[{where!r}])"
         )
     else:
         hint = "flatten it into a Box with gymnasium.wrappers.FlattenObservation"
@@ -36,6 +43,31 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
         f"{who} needs a Box observation space (a vector or an image), but this environment's is "
         f"{describe_space(space)}; {hint}"
     )
+
+
+def _top_level_image(space: gym.Space) -> str | int | None:
+    """The key (``Dict``) or index (``Tuple``) of the first image among a space's parts: a
+    ``Box`` of two or more dimensions."""
+    items = (
+        space.spaces.items()
+        if isinstance(space, gym.spaces.Dict)
+        else enumerate(space.spaces)
+        if isinstance(space, gym.spaces.Tuple)
+        else ()
+    )
+    for where, part in items:
+        if isinstance(part, gym.spaces.Box) and len(part.shape) >= 2:
+            return where
+    return None
+
+
+def _subspaces(space: gym.Space) -> list[gym.Space]:
+    """The leaf spaces of a (nested) ``Tuple`` or ``Dict``; ``[space]`` for any other."""
+    if isinstance(space, gym.spaces.Tuple):
+        return [leaf for part in space.spaces for leaf in _subspaces(part)]
+    if isinstance(space, gym.spaces.Dict):
+        return [leaf for part in space.spaces.values() for leaf in _subspaces(part)]
+    return [space]
 
 
 def check_spaces(

@@ -969,7 +969,7 @@ def test_a_padding_mismatch_shown_episodes_later_leaves_no_run_dir(tmp_path):
     config = glyph_config(tmp_path, "zero")
     config["env"]["id"] = f"{__name__}:LateGlyphEnv"
     config["train"]["log_every"] = 1000  # chunks of 15 steps
-    with pytest.raises(RlsoftError, match="^the frame replay cannot store these observations"):
+    with pytest.raises(RlsoftError, match=r"^the frame replay cannot store these observations"):
         rlsoft.train(config, seed=0)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
