@@ -692,8 +692,9 @@ MINATAR_ID_KEYWORDS = {
 
 def check_minatar_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
     """Refuse MinAtar keyword values its games would take silently or fail on mid-run:
-    ``sticky_action_prob`` must be a probability (MinAtar compares it with a uniform draw, so
-    2.0 would repeat the no-op for ever and ``"abc"`` fail at the first step) and
+    ``sticky_action_prob`` must be a probability below 1 (MinAtar repeats the last action
+    when a uniform draw falls below it, so 1.0 or 2.0 would repeat the first no-op for ever,
+    and ``"abc"`` fail at the first step) and
     ``difficulty_ramping`` true or false.
 
     :raises ValueError: naming the keyword and the fix.
@@ -707,10 +708,11 @@ def check_minatar_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
     if "sticky_action_prob" in kwargs:
         value = kwargs["sticky_action_prob"]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not 0.0 <= value <= 1.0:
+        if not number or not 0.0 <= value < 1.0:
             raise ValueError(
-                "env.kwargs.sticky_action_prob must be a probability from 0 to 1 (MinAtar's "
-                f"default is 0.1), got {shorten(value)}"
+                "env.kwargs.sticky_action_prob must be a probability from 0 to below 1 "
+                f"(MinAtar's default is 0.1; at 1 no action ever takes effect), got "
+                f"{shorten(value)}"
             )
     ramping = kwargs.get("difficulty_ramping", True)
     if not isinstance(ramping, bool):
@@ -1216,6 +1218,12 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
             )
         return f"config field {path!r}: a mapping here needs a {key!r} key{suffix}"
     given = error.get("input")
+    if error["type"] == "model_type" and given is not None:
+        # pydantic names the model class ("instance of AtariConfig"), which users never see.
+        return (
+            f"config field {path!r} is a section of keys, so it needs a mapping such as "
+            f"{{key: value}}, got {shorten(given)}{suffix}"
+        )
     if given is None and error["type"].endswith("_type") and loc:
         # `key: null`, `key:` or `--set key=`: no value where the field needs one.
         return (
@@ -1245,7 +1253,7 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
     message = error["msg"].removeprefix("Value error, ")
     already_shown = (
         "got" in message
-        or isinstance(given, (dict, list))
+        or isinstance(given, dict)  # a section's own check: the section is not the value
         or given is None
         or repr(given) in message
         or shorten(given) in message

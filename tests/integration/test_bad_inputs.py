@@ -684,6 +684,18 @@ CASES = [
     ),
     C("torch-threads-zero", f"{TRAIN} --set train.torch_threads=0", "'train.torch_threads'"),
     C(
+        "section-given-a-list",  # pydantic's message named the class (instance of TrainConfig)
+        f"{TRAIN} --set train=[1]",
+        "rlsoft: error: --set: config field 'train' is a section of keys, so it needs a "
+        "mapping such as {key: value}, got [1]",
+    ),
+    C(
+        "integer-given-a-list",
+        f"{TRAIN} --set train.log_every=[5,5]",
+        "rlsoft: error: --set: config field 'train.log_every': Input should be a valid "
+        "integer (got [5, 5])",
+    ),
+    C(
         "keep-checkpoints-zero",
         f"{TRAIN} --set train.keep_checkpoints=0",
         "'train.keep_checkpoints'",
@@ -1331,14 +1343,20 @@ CASES = [
     C(
         "minatar-sticky-not-a-number",
         [*MINATAR_TRAIN.split(), "--set", "env.kwargs={sticky_action_prob: abc}"],
-        "env.kwargs.sticky_action_prob must be a probability from 0 to 1 (MinAtar's default is "
-        "0.1), got 'abc'",
+        "env.kwargs.sticky_action_prob must be a probability from 0 to below 1 (MinAtar's "
+        "default is 0.1; at 1 no action ever takes effect), got 'abc'",
         marks=(needs_minatar,),
     ),
     C(
         "minatar-sticky-above-one",
         f"{MINATAR_TRAIN} --set env.kwargs.sticky_action_prob=2.0",
-        "env.kwargs.sticky_action_prob must be a probability from 0 to 1",
+        "env.kwargs.sticky_action_prob must be a probability from 0 to below 1",
+        marks=(needs_minatar,),
+    ),
+    C(
+        "minatar-sticky-one",  # every action replaced by the first no-op
+        f"{MINATAR_TRAIN} --set env.kwargs.sticky_action_prob=1.0",
+        "env.kwargs.sticky_action_prob must be a probability from 0 to below 1",
         marks=(needs_minatar,),
     ),
     C(
