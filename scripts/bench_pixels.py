@@ -81,15 +81,16 @@ arithmetic. It also times the same training with the weights cast under ``torch.
 at every pass instead of once after each change (:class:`agents.dqn.networks.CastCopy`; the
 same numbers) and reports the ratio of the two.
 
-**Arithmetic ceiling.** After the speed runs the script times one torch thread multiplying
-1024×1024 matrices (float32, and bfloat16 with ``--bfloat16``): about the best this core's
-matrix kernels do. It counts the multiply-adds of the config's network per environment step
-(:func:`multiply_adds_per_step`: the gradient steps' forward and backward passes, the target
-network's pass and acting's) and prints the steps/s that arithmetic alone allows at that
-peak, alone and with the bare environment's time per step added. The reported row *2x SB3 /
-the float32 ceiling with the env* near 1 says the goal needs every flop at the matrix
-kernels' best; above 1, that no float32 implementation of the same network, batch and
-number of updates can meet it on this core.
+**Arithmetic ceiling.** After the speed runs the script times one torch thread at its
+best (:func:`peak_flops`: the faster of a 1024×1024 matrix product and a large channels-last
+convolution, float32, and bfloat16 with ``--bfloat16``). It counts the multiply-adds of the
+config's network per environment step (:func:`multiply_adds_per_step`: the gradient steps'
+forward and backward passes, the target network's pass and acting's) and prints the steps/s
+that arithmetic alone allows at that peak, alone and with the bare environment's time per
+step added. The reported row *2x SB3 / the float32 ceiling with the env* near 1 says the
+goal needs every flop at the kernels' best; above 1, that no float32 implementation of the
+same network, batch and number of updates can meet it on this core. Below 1 it rules
+nothing out: memory traffic is not in the ceiling.
 
 Needs the benchmark extra (``pip install 'rlsoft[bench]'``: stable-baselines3) and the games
 (``pip install 'rlsoft[minatar,atari]'``).
@@ -894,13 +895,15 @@ def verdict(ok: bool) -> str:
 def arithmetic_ceiling(
     game: str, cases: dict[str, list[dict]], sps: dict[str, float], peaks: dict[str, float]
 ) -> dict[str, Any]:
-    """Print the steps/s the network's arithmetic allows at this core's matrix peak
+    """Print the steps/s the network's arithmetic allows at this core's peak
     (:func:`multiply_adds_per_step` × 2 flops, over :func:`peak_flops`), alone and with the
     bare environment's time per step added (the env rlsoft steps), and the share of the
     float32 peak rlsoft's training reached; return the reported row: the goal's steps/s (2×
     SB3's) over the float32 ceiling with the env. Near 1, the goal needs every flop at the
-    matrix kernels' best; above 1, no float32 implementation of the same network, batch and
-    number of updates reaches it on this core."""
+    kernels' best; above 1, no float32 implementation of the same network, batch and number
+    of updates reaches it on this core. The ceiling counts arithmetic only: memory traffic
+    (the 3,136 → 512 layer's weights, gradient and Adam moments, about 6.4 MB each) is not in
+    it."""
     flops = 2 * cases["rlsoft train"][0]["multiply_adds_per_step"]
     env = sps.get("bare native env", sps["bare env"])
     alone = {dtype: peak / flops for dtype, peak in peaks.items()}
@@ -914,7 +917,7 @@ def arithmetic_ceiling(
     share = sps["rlsoft train"] * flops / peaks["float32"]
     print(
         f"{game}: {flops / 1e6:,.1f} MFLOP of network arithmetic per environment step; at "
-        f"this core's matrix peak, {ceilings}. The goal is {goal:,.0f} steps/s; rlsoft's "
+        f"this core's peak, {ceilings}. The goal is {goal:,.0f} steps/s; rlsoft's "
         f"float32 training ran its arithmetic at {share:.0%} of the float32 peak."
     )
     return reported(
@@ -1189,7 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench_pixels: error: {exc}", file=sys.stderr)
         return 2
-    # The arithmetic ceilings: this core's matrix peak, measured in the same run.
+    # The arithmetic ceilings: this core's peak, measured in the same run.
     dtypes = ("float32", "bfloat16") if args.bfloat16 else ("float32",)
     peaks = {dtype: peak_flops(dtype) for dtype in dtypes} if speed else {}
     memory = [] if args.skip_memory else memory_section(args)

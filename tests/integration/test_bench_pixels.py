@@ -335,7 +335,7 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         assert not cases["rlsoft train"][0]["weights_cast_once"]
         assert verdicts[f"{game}: rlsoft bfloat16, weights cast once / under autocast"] == "—"
         assert set(results["peak_flops"]) == {"float32", "bfloat16"}
-    # The ceiling the network's arithmetic sets at this core's measured matrix peak.
+    # The ceiling the network's arithmetic sets at this core's measured peak.
     assert results["peak_flops"]["float32"] > 1e8
     assert verdicts[f"{game}: 2x SB3 / the float32 ceiling with the env"] == "—"
     assert f"{game}: " in done.stdout and "MFLOP of network arithmetic" in done.stdout
