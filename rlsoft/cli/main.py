@@ -20,7 +20,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rlsoft import __version__
 from rlsoft.errors import RlsoftError, count
@@ -445,6 +445,21 @@ def _policy_kind(epsilon: float) -> str:
     return f"ε-greedy (ε {epsilon:g})" if epsilon else "greedy"
 
 
+ALE_FRAMES_PER_SECOND = 60
+"""The Atari 2600's frame rate (NTSC), which ALE emulates frame by frame."""
+
+
+def _video_fps(env: Any) -> int | None:
+    """Frames per second of an evaluation video that plays in real time: for an ``ALE/`` id
+    one frame per agent step, each ``env.atari.frame_skip`` emulator frames (15 at the
+    protocol's 4; ALE declares 30, a 2600's 60 Hz halved, which would play such a video twice
+    as fast); elsewhere the env's own ``render_fps`` (None: RecordVideo's default)."""
+    atari = getattr(env, "atari", None)
+    if atari is None:
+        return None
+    return max(1, round(ALE_FRAMES_PER_SECOND / atari.frame_skip))
+
+
 def _eval_env(config, args: argparse.Namespace):
     import gymnasium as gym
 
@@ -487,6 +502,7 @@ def _eval_env(config, args: argparse.Namespace):
                     args.video,
                     episode_trigger=lambda _: True,
                     disable_logger=True,
+                    fps=_video_fps(config.env),
                 )
         except OSError as exc:  # what the checks could not foresee: /proc, a read-only mount
             env.close()

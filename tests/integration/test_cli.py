@@ -657,3 +657,25 @@ def test_eval_video_records_into_a_new_or_empty_directory_without_noise(
     assert done.stderr == "", done.stderr
     videos = sorted(p.name for p in folder.iterdir())
     assert videos == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
+
+
+def test_an_atari_video_plays_in_real_time(tmp_path: Path) -> None:
+    """One video frame per agent step of 4 emulator frames at the 2600's 60 Hz: 15 frames a
+    second, so a game lasts as long on video as it did on the console (ALE declares 30)."""
+    pytest.importorskip("ale_py", reason="Atari is an optional extra")
+    moviepy = pytest.importorskip("moviepy", reason="videos need the video extra")
+    main(["train", "configs/atari_pong_dqn.yaml", "--logdir", str(tmp_path / "runs"),
+          "--set", "train.total_steps=40", "--set", "agent.buffer_size=1000",
+          "--set", "env.max_episode_steps=400", "--set", "train.eval_episodes=1"])  # fmt: skip
+    run_dir = _single_run(tmp_path / "runs")
+    folder = tmp_path / "videos"
+    main(["eval", str(run_dir), "--episodes", "1", "--epsilon", "1", "--video", str(folder)])
+    (video,) = folder.iterdir()
+    clip = moviepy.VideoFileClip(str(video))
+    try:
+        assert clip.fps == 15
+        # 400 emulator frames, 6.7 s on the console, less the up to 30 no-op frames that
+        # start the episode (played before the first agent step, so not on video).
+        assert (400 - 30) / 60 - 0.1 <= clip.duration <= 400 / 60 + 0.1
+    finally:
+        clip.close()
