@@ -151,8 +151,8 @@ class DQNConfig(StrictModel):
     """The observations are stacks of this many frames on their first axis, newest last, as
     ``FrameStackObservation(env, stack_size=k)`` makes them (padding by repeating the reset
     frame, its default); the frame replay stores each frame once. 1: every observation is
-    one frame (MinAtar). null: 1, except on ``ALE/`` ids with the frame replay, where it
-    takes ``env.atari.frame_stack`` (4). Needs ``frame_replay`` on or auto."""
+    one frame (MinAtar). Left out or null on an ``ALE/`` id with the frame replay, it takes
+    ``env.atari.frame_stack`` (4); elsewhere 1. Needs ``frame_replay`` on or auto."""
     frame_padding: Literal["reset", "zero"] = "reset"
     """How the environment fills an episode's first stacks, before ``frame_stack`` frames
     exist: ``reset`` repeats the reset frame, ``zero`` uses zero frames — the

@@ -189,6 +189,13 @@ def _check_channel_axis(shape: tuple[int, ...], channel_axis: str) -> None:
         )
 
 
+def is_image_space(space: gym.spaces.Box) -> bool:
+    """Whether ``auto`` convolves observations of ``space``: 3-D images, 4-D stacks of them,
+    and 2-D ``uint8`` ones (a grayscale frame)."""
+    shape = space.shape
+    return len(shape) in (3, 4) or (len(shape) == 2 and space.dtype == np.uint8)
+
+
 def plan_network(
     space: gym.spaces.Box,
     network: str = "auto",
@@ -204,7 +211,7 @@ def plan_network(
     2-D float space such as DeepSea's one-hot grid included).
     """
     shape = tuple(int(d) for d in space.shape)
-    image_like = len(shape) in (3, 4) or (len(shape) == 2 and space.dtype == np.uint8)
+    image_like = is_image_space(space)
     if channel_axis != "auto":
         _check_channel_axis(shape, channel_axis)
     if network == "auto":

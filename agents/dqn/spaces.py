@@ -4,12 +4,21 @@ built, through :meth:`agents.dqn.config.DQNConfig.check_spaces`: by the agent it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import gymnasium as gym
 
-from agents.dqn.conv import NetworkPlan, input_scale, plan_network, storage_dtype, uses_frame_replay
+from agents.dqn.conv import (
+    NetworkPlan,
+    input_scale,
+    is_image_space,
+    plan_network,
+    storage_dtype,
+    uses_frame_replay,
+)
 from rlsoft.errors import RlsoftError
 from rlsoft.rl.frame_replay import stacks_frames
-from rlsoft.rl.spaces import describe_space, discrete_actions
+from rlsoft.rl.spaces import describe_space, discrete_actions, is_tabular_space
 
 __all__ = ["check_observation_space", "check_spaces"]
 
@@ -24,8 +33,7 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
     """
     if isinstance(space, gym.spaces.Box):
         return tuple(int(d) for d in space.shape)
-    parts = _subspaces(space)
-    if all(isinstance(p, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) for p in parts):
+    if is_tabular_space(space):
         hint = (
             "a tabular agent (agent.type: q_learning, sarsa, expected_sarsa, double_q_learning "
             "or soft_q_learning) learns on discrete observations"
@@ -47,27 +55,17 @@ def check_observation_space(space: gym.Space, who: str) -> tuple[int, ...]:
 
 def _top_level_image(space: gym.Space) -> str | int | None:
     """The key (``Dict``) or index (``Tuple``) of the first image among a space's parts: a
-    ``Box`` of two or more dimensions."""
-    items = (
-        space.spaces.items()
-        if isinstance(space, gym.spaces.Dict)
-        else enumerate(space.spaces)
-        if isinstance(space, gym.spaces.Tuple)
-        else ()
-    )
+    ``Box`` that ``agent.network: auto`` would convolve (:func:`is_image_space`)."""
+    if isinstance(space, gym.spaces.Dict):
+        items: Iterable[tuple[str | int, gym.Space]] = space.spaces.items()
+    elif isinstance(space, gym.spaces.Tuple):
+        items = enumerate(space.spaces)
+    else:
+        return None
     for where, part in items:
-        if isinstance(part, gym.spaces.Box) and len(part.shape) >= 2:
+        if isinstance(part, gym.spaces.Box) and is_image_space(part):
             return where
     return None
-
-
-def _subspaces(space: gym.Space) -> list[gym.Space]:
-    """The leaf spaces of a (nested) ``Tuple`` or ``Dict``; ``[space]`` for any other."""
-    if isinstance(space, gym.spaces.Tuple):
-        return [leaf for part in space.spaces for leaf in _subspaces(part)]
-    if isinstance(space, gym.spaces.Dict):
-        return [leaf for part in space.spaces.values() for leaf in _subspaces(part)]
-    return [space]
 
 
 def check_spaces(

@@ -19,6 +19,7 @@ import gymnasium as gym
 
 from rlsoft.rl.agent import BuildContext
 from rlsoft.rl.memory import check_fits
+from rlsoft.rl.spaces import is_tabular_space
 
 __all__ = ["check_tabular_memory", "state_count", "table_bytes"]
 
@@ -32,15 +33,13 @@ FIX = "use a smaller observation space, or the DQN agent (agent.type: dqn), whic
 def state_count(space: gym.Space) -> int | None:
     """Rows of the table for ``space`` (exact, without integer overflow), or None for a space
     a tabular agent cannot use (its own error names it)."""
+    if not is_tabular_space(space):
+        return None
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n)
-    if isinstance(space, gym.spaces.Tuple) and all(
-        isinstance(part, gym.spaces.Discrete) for part in space.spaces
-    ):
+    if isinstance(space, gym.spaces.Tuple):
         return math.prod(int(part.n) for part in space.spaces)
-    if isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim == 1:
-        return math.prod(int(n) for n in space.nvec)
-    return None
+    return math.prod(int(n) for n in space.nvec)
 
 
 def table_bytes(n_states: int, n_actions: int) -> int:

@@ -652,7 +652,10 @@ class TrainedAgent:
         limit, the Atari protocol; ids of optional packages (``MinAtar/…``) registered as the
         run registered them — whose observations :meth:`predict` takes. The caller closes it.
 
-        :param render_mode: ``human`` to watch, ``rgb_array`` for frames (None: no rendering).
+        :param render_mode: ``human`` to watch, ``rgb_array`` for frames (None: no rendering);
+            a mode the env does not draw is one sentence naming those it does. The frames are
+            the env's own (MinAtar's: 10×10×3 floats in [0, 1]; ``rlsoft eval --video``
+            enlarges them to ``uint8`` with :func:`rlsoft.rl.envs.video.video_frame`).
         """
         from rlsoft.rl.envs.factory import make_env
 
@@ -672,9 +675,7 @@ class TrainedAgent:
             if render_mode is None:
                 raise
             # ALE refuses an unknown mode as a constructor argument: name the argument.
-            plain = make_env(self.env_config)
-            modes = plain.metadata.get("render_modes")
-            plain.close()
+            modes = _declared_render_modes(self.env_config.id)
             if modes and render_mode not in modes:
                 raise self._unknown_render_mode(render_mode, modes) from None
             raise
@@ -701,6 +702,24 @@ class TrainedAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _declared_render_modes(env_id: str) -> list[str] | None:
+    """The ``render_modes`` the class or function behind ``env_id`` declares, read without
+    making the environment; None where the id does not resolve to one."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import EnvSpec, load_env_creator
+
+    from rlsoft.rl.envs.factory import resolve_env_id
+
+    try:
+        resolved = resolve_env_id(env_id)
+        spec = resolved if isinstance(resolved, EnvSpec) else gym.spec(resolved)
+    except (RlsoftError, gym.error.Error):
+        return None
+    entry = spec.entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    return list(getattr(creator, "metadata", {}).get("render_modes") or []) or None
 
 
 def _discrete_bounds(space: Any) -> tuple[np.ndarray, np.ndarray] | None:

@@ -123,7 +123,9 @@ class GridProgress:
         from rlsoft.run.checkpoint import checkpoint_step, latest_checkpoint
 
         checkpoint = latest_checkpoint(spec.run_dir) if spec.run_dir.is_dir() else None
-        if checkpoint is None:
+        if spec.is_done():
+            how = "it had finished, so its summary is reported"
+        elif checkpoint is None:
             how = "starting it again (it wrote no checkpoint)"
         else:
             how = f"resuming it from its checkpoint at step {checkpoint_step(checkpoint):,}"

@@ -30,6 +30,17 @@ def discrete_actions(space: gym.Space, agent: str, suggestion: str) -> int:
     )
 
 
+def is_tabular_space(space: gym.Space) -> bool:
+    """Whether a tabular agent can index ``space``'s observations
+    (:func:`discrete_state_encoder`): ``Discrete``, a ``Tuple`` of ``Discrete`` parts, or a
+    1-D ``MultiDiscrete``."""
+    if isinstance(space, gym.spaces.Discrete):
+        return True
+    if isinstance(space, gym.spaces.Tuple):
+        return all(isinstance(part, gym.spaces.Discrete) for part in space.spaces)
+    return isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim == 1
+
+
 def discrete_state_encoder(
     space: gym.Space, agent: str = "a tabular agent"
 ) -> tuple[int, Callable[[Any], int]]:

@@ -1220,6 +1220,11 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
     given = error.get("input")
     if error["type"] == "model_type" and given is not None:
         # pydantic names the model class ("instance of AtariConfig"), which users never see.
+        if not path:
+            return (
+                "the whole config must be a mapping of sections (env, agent, train, ...), got "
+                f"{shorten(given)}"
+            )
         return (
             f"config field {path!r} is a section of keys, so it needs a mapping such as "
             f"{{key: value}}, got {shorten(given)}{suffix}"
@@ -1253,7 +1258,8 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
     message = error["msg"].removeprefix("Value error, ")
     already_shown = (
         "got" in message
-        or isinstance(given, dict)  # a section's own check: the section is not the value
+        # A section's own check (a value error on the whole mapping) is not about its value.
+        or (isinstance(given, dict) and error["type"] == "value_error")
         or given is None
         or repr(given) in message
         or shorten(given) in message

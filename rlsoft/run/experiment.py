@@ -547,8 +547,8 @@ def run_experiment(
     """Train a new run from ``config``; a failure before the first step, bad input that its
     first steps show (an :class:`~rlsoft.errors.RlsoftError` before the trainer's first
     chunk of steps ends), or observations that contradict the config
-    (:class:`~rlsoft.errors.ObservationMismatchError`) before the first checkpoint, removes
-    the run dir.
+    (:class:`~rlsoft.errors.ObservationMismatchError`) before the first checkpoint and the
+    first evaluation, removes the run dir.
 
     :param hparams_domain: the HParams experiment shared by a group of runs (a comparison),
         see :meth:`rlsoft.run.logger.RunLogger.hparams`.
@@ -582,10 +582,11 @@ def run_experiment(
             # run dir is left. Later failures keep theirs (curves of a long run, with or
             # without a checkpoint), a divergence its record, a failed write its curves.
             # An environment whose reset frames are blank pads zero and reset stacks alike,
-            # so a frame_padding mismatch can show only episodes later: still bad input, and
-            # without a checkpoint the run dir could be neither resumed nor evaluated.
+            # so a frame_padding mismatch can show only episodes later: still bad input while
+            # the run has neither a checkpoint nor an evaluation to keep.
             kept = isinstance(exc, (DivergedError, CheckpointWriteError))
-            early = trainer.step == 0 or isinstance(exc, ObservationMismatchError)
+            mismatch = isinstance(exc, ObservationMismatchError) and not trainer.eval_history
+            early = trainer.step == 0 or mismatch
             if not kept and early and latest_checkpoint(run_dir) is None:
                 _remove_created(run_dir, created)
             raise

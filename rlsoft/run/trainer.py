@@ -21,6 +21,7 @@ checkpoint) and resumed ends bit-identical to a run that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -29,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -160,6 +162,39 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every if every > 0 else math.inf  # type: ignore[return-value]
 
 
+_blas_lock = threading.Lock()
+_blas_runs = 0
+_blas_limiter: Any = None
+
+
+@contextlib.contextmanager
+def blas_threads_at_most(threads: int) -> Iterator[None]:
+    """numpy's BLAS threads lowered to ``threads`` (never raised) while the block runs.
+
+    By default OpenBLAS starts a thread per core for a product of four or more rows (the
+    numpy forward pass of MinAtar's network acting for ``env.num_envs >= 4``), and those
+    threads spinning against torch's made such runs 3.3 times slower with two of them on
+    2 cores (2026-12-07). The setting is process-wide, so runs overlapping in threads share
+    it: the first to start sets it (threadpoolctl), the last to end gives the caller's back.
+    """
+    global _blas_runs, _blas_limiter
+    with _blas_lock:
+        if _blas_runs == 0:
+            from threadpoolctl import threadpool_info, threadpool_limits
+
+            now = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            _blas_limiter = threadpool_limits(limits=min([threads, *now]), user_api="blas")
+        _blas_runs += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_runs -= 1
+            if _blas_runs == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
 class Trainer:
     """Runs a driver to ``config.train.total_steps`` with logging, evaluation and checkpoints."""
 
@@ -264,16 +299,9 @@ class Trainer:
 
         :raises RunInterrupted: after a stop request, once the checkpoint is written.
         """
-        from threadpoolctl import threadpool_limits
-
         previous = self._install_signal_handlers()
         try:
-            # numpy's BLAS gets the run's thread budget too: by default OpenBLAS starts a
-            # thread per core for a product of four or more rows (the numpy forward pass of
-            # MinAtar's network acting for env.num_envs >= 4), and those threads spinning
-            # against torch's made such a run 5-9x slower on 2 cores (2026-12-07). Scoped
-            # to the run: a Python caller's own setting returns afterwards.
-            with threadpool_limits(limits=self.config.train.torch_threads, user_api="blas"):
+            with blas_threads_at_most(self.config.train.torch_threads):
                 result = self._run()
         except RunInterrupted:
             self._pass_on_signal(previous)

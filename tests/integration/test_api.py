@@ -965,13 +965,19 @@ def test_zero_padded_frame_stacks_need_frame_padding_zero_and_then_train(tmp_pat
 
 def test_a_padding_mismatch_shown_episodes_later_leaves_no_run_dir(tmp_path):
     """Found after the trainer's first chunk of steps (60 steps in, the fourth episode) but
-    before any checkpoint: the same sentence, and nothing left behind."""
+    before any checkpoint or evaluation: the same sentence, and nothing left behind."""
     config = glyph_config(tmp_path, "zero")
     config["env"]["id"] = f"{__name__}:LateGlyphEnv"
     config["train"]["log_every"] = 1000  # chunks of 15 steps
     with pytest.raises(RlsoftError, match=r"^the frame replay cannot store these observations"):
         rlsoft.train(config, seed=0)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # After an evaluation (at step 40) the run has a record worth keeping: its dir stays.
+    config["train"]["eval_every"] = 40
+    with pytest.raises(RlsoftError, match=r"^the frame replay cannot store these observations"):
+        rlsoft.train(config, seed=0)
+    (kept,) = (tmp_path / "runs").iterdir()
+    assert list(kept.glob("events.out.tfevents.*"))
 
 
 def test_stacks_of_colour_frames_train_a_cnn_through_the_frame_replay(tmp_path):

@@ -166,6 +166,38 @@ def test_progress_shows_failures_with_or_without_a_terminal(capsys):
     assert (shown.done, shown.failures) == (3, 1)
 
 
+def test_a_retry_says_what_the_next_attempt_does(tmp_path, capsys):
+    """Start again (no checkpoint), resume from the newest one (named by its step), or report
+    the summary of a run that had finished before its worker died."""
+    from types import SimpleNamespace
+
+    from rlsoft.run.checkpoint import checkpoint_path
+
+    run_dir = tmp_path / "seed_0"
+    spec = SimpleNamespace(
+        label="Taxi-v4/v/seed_0",
+        run_dir=run_dir,
+        is_done=lambda: (run_dir / "summary.json").is_file(),
+    )
+    progress = GridProgress(2, 0, "t", enabled=False)
+    said = []
+    for prepare in (
+        lambda: None,
+        lambda: checkpoint_path(run_dir, 1500).mkdir(parents=True),
+        lambda: checkpoint_path(run_dir, 3000).mkdir(parents=True),
+        lambda: (run_dir / "summary.json").write_text("{}"),
+    ):
+        prepare()
+        progress.retry(spec, "worker process died", 2, 3)
+        said.append(capsys.readouterr().err.removeprefix("rlsoft: run Taxi-v4/v/seed_0: "))
+    assert said == [
+        "worker process died; starting it again (it wrote no checkpoint) (attempt 2 of 3)\n",
+        "worker process died; resuming it from its checkpoint at step 1,500 (attempt 2 of 3)\n",
+        "worker process died; resuming it from its checkpoint at step 3,000 (attempt 2 of 3)\n",
+        "worker process died; it had finished, so its summary is reported (attempt 2 of 3)\n",
+    ]
+
+
 def test_base_and_variants_may_be_experiment_files(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
     other = {**BASE, "exploration": {"policy": "boltzmann", "temperature": 2.0}}

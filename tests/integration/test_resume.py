@@ -1308,9 +1308,31 @@ def test_numpys_blas_threads_follow_torch_threads_during_a_run_only(tmp_path, th
     )
     with threadpool_limits(limits=3, user_api="blas"):  # the caller's own setting
         driver = _BlasThreadsDriver()
-        Trainer(driver, config, tmp_path).run()
+        Trainer(driver, config, tmp_path / "a").run()
         assert driver.seen and set(driver.seen) == {threads}
         assert _blas_threads() == 3
+    with threadpool_limits(limits=1, user_api="blas"):  # lowered, never raised
+        driver = _BlasThreadsDriver()
+        Trainer(driver, config, tmp_path / "b").run()
+        assert set(driver.seen) == {1} and _blas_threads() == 1
+
+
+def test_runs_overlapping_in_threads_share_the_blas_limit_and_give_the_callers_back():
+    """The limit is process-wide: the first run to start sets it, the last to end restores
+    the caller's, whatever order they end in."""
+    from threadpoolctl import threadpool_limits
+
+    from rlsoft.run.trainer import blas_threads_at_most
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        first, second = blas_threads_at_most(1), blas_threads_at_most(1)
+        first.__enter__()
+        second.__enter__()
+        assert _blas_threads() == 1
+        first.__exit__(None, None, None)  # the first ends while the second still runs
+        assert _blas_threads() == 1
+        second.__exit__(None, None, None)
+        assert _blas_threads() == 2
 
 
 def test_an_episode_too_long_to_record_starts_over_with_a_warning(tmp_path, monkeypatch):

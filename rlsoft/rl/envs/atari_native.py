@@ -76,8 +76,8 @@ such as ``mode`` and ``difficulty``, exist only on the Gymnasium path)."""
 
 RESEED_AFTER = 2_000
 """A copy's emulator is reseeded at the first episode end after this many recorded actions.
-Reseeding costs ALE a reload of the ROM (Breakout: 70 ms, against 4.9 ms for an unseeded
-reset and 0.25 ms for a step: the last line of ``python scripts/bench_atari_vector.py
+Reseeding costs ALE a reload of the ROM (Breakout: 68 ms, against 3.8 ms for an unseeded
+reset and 0.24 ms for a step: the last line of ``python scripts/bench_atari_vector.py
 --num-envs 1``, 2026-12-08, one core of an idle 2-core AMD EPYC), which made
 episode-by-episode reseeding half as fast as ale-py alone on random play
 (``scripts/bench_atari_vector.py``); a record then spans several episodes, and a resume replays

@@ -34,6 +34,12 @@ def image_hint(where: str) -> str:
         (gym.spaces.Dict({"v": gym.spaces.Box(0, 1, (3,)), "d": gym.spaces.Discrete(2)}), FLATTEN),
         (gym.spaces.Tuple((gym.spaces.Box(0, 1, (3,)), gym.spaces.Discrete(2))), FLATTEN),
         (gym.spaces.MultiBinary(4), FLATTEN),
+        # Discrete, but not a space a tabular agent indexes: flattening works for DQN.
+        (gym.spaces.Dict({"a": gym.spaces.Discrete(3), "b": gym.spaces.Discrete(4)}), FLATTEN),
+        (gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 2]))), FLATTEN),
+        (gym.spaces.MultiDiscrete([[2, 2], [3, 3]]), FLATTEN),
+        # A 2-D float array (positions of objects) is not an image: auto gives it the MLP.
+        (gym.spaces.Dict({"xy": gym.spaces.Box(0, 1, (5, 3))}), FLATTEN),
     ],
 )
 def test_a_space_dqn_cannot_take_is_refused_with_the_way_out_that_fits_it(space, hint):
@@ -44,10 +50,29 @@ def test_a_space_dqn_cannot_take_is_refused_with_the_way_out_that_fits_it(space,
     assert hint in message, message
 
 
-def test_the_suggested_wrapper_gives_dqn_its_image():
-    env = gym.make("CartPole-v1")
-    env.observation_space = gym.spaces.Dict({"image": IMAGE, "lives": gym.spaces.Discrete(3)})
-    wrapped = gym.wrappers.TransformObservation(
-        env, lambda obs: obs["image"], env.observation_space["image"]
-    )
+class ImageAndLives(gym.Env):
+    """A Dict observation: an image and a count."""
+
+    observation_space = gym.spaces.Dict({"image": IMAGE, "lives": gym.spaces.Discrete(3)})
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def test_the_wrapper_the_message_suggests_gives_dqn_its_image():
+    """The wrapper written in the refusal, evaluated as it reads, turns the env into one DQN
+    takes, whose observations are the images."""
+    env = ImageAndLives()
+    with pytest.raises(RlsoftError) as refused:
+        check_observation_space(env.observation_space, "DQN")
+    expression = str(refused.value).split("e.g. ", 1)[1]
+    wrapped = eval(expression, {"gymnasium": gym, "env": env})  # the message is our own text
     assert check_observation_space(wrapped.observation_space, "DQN") == (10, 10, 3)
+    obs, _ = wrapped.reset(seed=0)
+    assert obs.shape == (10, 10, 3) and obs.dtype == np.uint8
+    assert wrapped.step(0)[0].shape == (10, 10, 3)

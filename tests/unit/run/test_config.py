@@ -322,3 +322,13 @@ def test_yaml_is_loaded_safely() -> None:
 def test_agent_section_needs_a_type() -> None:
     with pytest.raises(ConfigError, match="needs a 'type'"):
         validate_config({"agent": {"learning_rate": 0.1}})
+
+
+def test_a_config_that_is_not_a_mapping_is_one_sentence_without_pydantics_class_names():
+    with pytest.raises(ConfigError) as refused:
+        validate_config([1, 2])
+    message = str(refused.value)
+    assert message.endswith(
+        "the whole config must be a mapping of sections (env, agent, train, ...), got [1, 2]"
+    )
+    assert "ExperimentConfig" not in message
