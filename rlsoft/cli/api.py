@@ -669,20 +669,16 @@ class TrainedAgent:
                 f"render_mode must be a string such as 'human' or 'rgb_array', or None, got "
                 f"{a_type(render_mode)} {shorten(render_mode)}"
             )
-        try:
-            env = make_env(self.env_config, render_mode=render_mode)
-        except RlsoftError:
-            if render_mode is None:
-                raise
-            # ALE refuses an unknown mode as a constructor argument: name the argument.
+        if render_mode is not None:
+            # Checked before making: Gymnasium only warns at make and the env fails at its
+            # first render (MinAtar), or ALE refuses the mode as a constructor argument.
             modes = _declared_render_modes(self.env_config.id)
             if modes and render_mode not in modes:
-                raise self._unknown_render_mode(render_mode, modes) from None
-            raise
+                raise self._unknown_render_mode(render_mode, modes)
+        env = make_env(self.env_config, render_mode=render_mode)
         modes = env.metadata.get("render_modes")
         if render_mode is not None and modes and render_mode not in modes:
-            # Gymnasium only warns here, and the env fails at its first render.
-            env.close()
+            env.close()  # an env whose instance declares other modes than its class
             raise self._unknown_render_mode(render_mode, modes)
         return env
 
