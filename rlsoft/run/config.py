@@ -1229,6 +1229,11 @@ def _describe_error(exc: ValidationError, model: type[BaseModel], prefix: str = 
             f"config field {path!r} is a section of keys, so it needs a mapping such as "
             f"{{key: value}}, got {shorten(given)}{suffix}"
         )
+    if error["type"] == "dict_type" and given is not None and path:
+        return (
+            f"config field {path!r} needs a mapping such as {{key: value}}, got "
+            f"{shorten(given)}{suffix}"
+        )
     if given is None and error["type"].endswith("_type") and loc:
         # `key: null`, `key:` or `--set key=`: no value where the field needs one.
         return (

@@ -690,6 +690,12 @@ CASES = [
         "mapping such as {key: value}, got [1]",
     ),
     C(
+        "kwargs-given-a-list",
+        f"{TRAIN} --set env.kwargs=[1]",
+        "rlsoft: error: --set: config field 'env.kwargs' needs a mapping such as {key: value}, "
+        "got [1]",
+    ),
+    C(
         "integer-given-a-mapping",
         [*TRAIN.split(), "--set", "train.log_every={a: 1}"],
         "rlsoft: error: --set: config field 'train.log_every': Input should be a valid "
