@@ -73,6 +73,7 @@ memory of SB3's with ``optimize_memory_usage``; the collection ratio reported.
     python scripts/bench_pixels.py --set atari:agent.batch_size=64  # a config override
     python scripts/bench_pixels.py --autograd --skip-memory    # + rlsoft with autograd
     python scripts/bench_pixels.py --games atari --skip-memory --bfloat16   # + bfloat16
+    python scripts/bench_pixels.py --games atari --skip-memory --profile 12  # where time goes
 
 ``--bfloat16`` adds an Atari row of rlsoft with ``agent.precision: bfloat16`` (the Nature
 network's convolutions and hidden layer in mixed precision), and its ratio to SB3 is
@@ -401,13 +402,21 @@ def bfloat16_network(config: Any) -> Any:
 
 
 def run_rlsoft(
-    config: Any, warmup: int, *, autograd: bool = False, autocast: bool = False
+    config: Any,
+    warmup: int,
+    *,
+    autograd: bool = False,
+    autocast: bool = False,
+    profile_rows: int = 0,
 ) -> dict[str, Any]:
     """rlsoft's normal training loop, timed from the first step at or after ``warmup`` to the
     end of the last environment step (the final evaluation and checkpoint are stubbed);
     ``autograd`` computes the gradients with autograd instead of agents/dqn/fastgrad.py;
     ``autocast`` casts a bfloat16 network's weights under autocast at every pass instead of
-    once after each change (agents.dqn.networks.CastCopy)."""
+    once after each change (agents.dqn.networks.CastCopy); ``profile_rows`` > 0 records the
+    timed window with ``torch.profiler`` and returns, as ``profile``, a table of that many
+    operators by their own time, per input shape (the profiler's overhead slows the run: its
+    steps/s are not comparable)."""
     import torch
 
     from rlsoft.run.experiment import build_driver, create_run_dir
@@ -430,18 +439,32 @@ def run_rlsoft(
         driver.evaluate = lambda step: {"eval/mean_return": 0.0}  # outside the window
         driver.save_agent = lambda path: Path(path).write_bytes(b"")  # ditto
         advance = driver.advance
+        profiler = torch.profiler.profile(record_shapes=True) if profile_rows else None
+        profiling: list[bool] = []  # started
 
         def timed_advance(budget: int, step: int) -> int:
             done = 0
             if step < warmup < step + budget:  # split so that a mark falls on the warm-up's end
                 done = advance(warmup - step, step)  # the same as one call: exact resume
                 marks.append((step + done, time.perf_counter(), time.process_time()))
+            if profiler is not None and step + done >= warmup and not profiling:
+                profiler.start()
+                profiling.append(True)
             done += advance(budget - done, step + done)
             marks.append((step + done, time.perf_counter(), time.process_time()))
             return done
 
         driver.advance = timed_advance
         Trainer(driver, config, run_dir).run()
+        table = None
+        if profiler is not None and profiling:
+            profiler.stop()
+            table = profiler.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total",
+                row_limit=profile_rows,
+                max_name_column_width=28,
+                max_shapes_column_width=60,
+            )
         updates = int(driver.agent.updates)
         forward, first = forward_multiply_adds(driver.agent.online)
         agent = driver.agent.config
@@ -460,7 +483,7 @@ def run_rlsoft(
         "written_out": written_out and not autograd,
         "convolutions": compute,  # the dtype the network's convolutions computed in
         "weights_cast_once": cast_once,  # bfloat16 weights from a CastCopy, not autocast
-    }
+    } | ({"profile": table, "updates_profiled": updates} if table is not None else {})
 
 
 def run_sb3(config: Any, warmup: int, *, optimize_memory: bool) -> dict[str, Any]:
@@ -642,6 +665,9 @@ def speed_cases(game: str, args: argparse.Namespace, sets: list[str]) -> dict[st
         "sb3 train": lambda: run_sb3(train, args.warmup, optimize_memory=optimize),
         "rlsoft train": lambda: run_rlsoft(train, args.warmup),
         "rlsoft train autograd": lambda: run_rlsoft(train, args.warmup, autograd=True),
+        "rlsoft profile": lambda: run_rlsoft(
+            train, args.warmup, profile_rows=getattr(args, "profile", 0) or 12
+        ),
         "rlsoft train bfloat16": lambda: run_rlsoft(bfloat16_network(train), args.warmup),
         "rlsoft train bfloat16 autocast": lambda: run_rlsoft(
             bfloat16_network(train), args.warmup, autocast=True
@@ -1110,6 +1136,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a config override, e.g. atari:agent.batch_size=64 (no GAME: every game)",
     )
     speed.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="after the timed runs, train rlsoft once more under torch.profiler and print "
+        "the ROWS operators that took the most time, per input shape (not timed)",
+    )
+    speed.add_argument(
         "--autograd",
         action="store_true",
         help="also time rlsoft training with autograd instead of its written-out backward",
@@ -1162,6 +1196,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{flag} must be positive, got {value}")
     if args.bfloat16 and ("atari" not in games or args.skip_speed):
         parser.error("--bfloat16 times Atari training: use it with --games atari or minatar,atari")
+    if args.profile < 0:
+        parser.error(f"--profile must be 0 (off) or a number of rows, got {args.profile}")
     if args.memory_large < 0 or args.plain_capacity < 0:
         parser.error("--memory-large and --plain-capacity must be 0 (off) or positive")
     try:
@@ -1189,6 +1225,16 @@ def main(argv: list[str] | None = None) -> int:
                             f"{result['updates']} updates)",
                             flush=True,
                         )
+                if args.profile:
+                    profiled = cases["rlsoft profile"]()
+                    print(
+                        f"\n{game}: rlsoft's training under torch.profiler, "
+                        f"{profiled['updates_profiled']} updates (the times are "
+                        "totals over the timed window: divide by the updates for one "
+                        "update's):\n"
+                        f"{profiled['profile']}",
+                        flush=True,
+                    )
     except BenchError as exc:
         print(f"bench_pixels: error: {exc}", file=sys.stderr)
         return 2

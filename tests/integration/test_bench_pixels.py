@@ -296,7 +296,7 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
         "1000",
         "--out",
         str(out),
-        *(["--autograd"] if game == "minatar" else ["--bfloat16"]),
+        *(["--autograd", "--profile", "5"] if game == "minatar" else ["--bfloat16"]),
         timeout=240,
     )
     assert done.returncode == 0, done.stderr
@@ -307,6 +307,13 @@ def test_smallest_run_trains_both_libraries_equally(tmp_path, game, module, trai
     if game == "minatar":  # the same run with autograd: the same number of updates
         assert cases["rlsoft train autograd"][0]["updates"] == updates
         assert any("written-out backward / autograd" in g["what"] for g in results["goals"])
+        # --profile 5: one more training run under torch.profiler, its five costliest
+        # operators printed, and not among the timed cases.
+        title = f"minatar: rlsoft's training under torch.profiler, {updates} updates ("
+        assert title in done.stdout
+        table = done.stdout.split("torch.profiler", 1)[1].split("Self CPU time total", 1)[0]
+        assert len([line for line in table.splitlines() if "aten::" in line]) == 5
+        assert "rlsoft profile" not in cases
     assert cases["rlsoft collect"][0]["updates"] == cases["sb3 collect"][0]["updates"] == 0
     for case in bench.CASES:
         run = cases[case][0]
