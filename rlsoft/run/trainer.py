@@ -174,23 +174,26 @@ def blas_threads_at_most(threads: int) -> Iterator[None]:
     By default OpenBLAS starts a thread per core for a product of four or more rows (the
     numpy forward pass of MinAtar's network acting for ``env.num_envs >= 4``), and those
     threads spinning against torch's made such runs 3.3 times slower with two of them on
-    2 cores (2026-12-07). The setting is process-wide, so runs overlapping in threads share
-    it: the first to start sets it (threadpoolctl), the last to end gives the caller's back.
+    2 cores (2026-12-07). Each BLAS library loaded (numpy's and scipy's may be two OpenBLAS
+    builds) is lowered on its own, and only one running more threads. The setting is
+    process-wide, so runs overlapping in threads share it: the first to start sets it
+    (threadpoolctl), the last to end gives the caller's back.
     """
     global _blas_runs, _blas_limiter
     with _blas_lock:
         if _blas_runs == 0:
-            from threadpoolctl import threadpool_info, threadpool_limits
+            from threadpoolctl import ThreadpoolController
 
-            now = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-            _blas_limiter = threadpool_limits(limits=min([threads, *now]), user_api="blas")
+            blas = ThreadpoolController().select(user_api="blas")
+            above = [lib.filepath for lib in blas.lib_controllers if lib.num_threads > threads]
+            _blas_limiter = blas.select(filepath=above).limit(limits=threads) if above else None
         _blas_runs += 1
     try:
         yield
     finally:
         with _blas_lock:
             _blas_runs -= 1
-            if _blas_runs == 0:
+            if _blas_runs == 0 and _blas_limiter is not None:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
 
