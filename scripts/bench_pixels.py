@@ -1141,7 +1141,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="ROWS",
         help="after the timed runs, train rlsoft once more under torch.profiler and print "
-        "the ROWS operators that took the most time, per input shape (not timed)",
+        "the ROWS operators that took the most time, per input shape (not timed; the "
+        "profiler can inflate some operators' times many-fold: where to look, not how long)",
     )
     speed.add_argument(
         "--autograd",
