@@ -54,23 +54,21 @@ def discrete_state_encoder(
         "tabular agents need a finite Discrete, Tuple-of-Discrete or MultiDiscrete "
         "observation space; use the DQN agent (agent.type: dqn) for Box observations"
     )
+    if not is_tabular_space(space):
+        raise RlsoftError(
+            f"{agent} cannot use the observation space {describe_space(space)}; {hint}"
+        )
     if isinstance(space, gym.spaces.Discrete):
         start = int(space.start)
         if start == 0:
             return int(space.n), int
         return int(space.n), lambda obs: int(obs) - start
-    if isinstance(space, gym.spaces.Tuple) and all(
-        isinstance(part, gym.spaces.Discrete) for part in space.spaces
-    ):
+    if isinstance(space, gym.spaces.Tuple):
         sizes = [int(part.n) for part in space.spaces]
         starts = [int(part.start) for part in space.spaces]
-    elif isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim == 1:
+    else:
         sizes = [int(n) for n in space.nvec]
         starts = [int(s) for s in np.broadcast_to(space.start, space.nvec.shape)]
-    else:
-        raise RlsoftError(
-            f"{agent} cannot use the observation space {describe_space(space)}; {hint}"
-        )
     n_states = int(np.prod(sizes))
     strides = [int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
     parts = list(zip(strides, starts, strict=True))
